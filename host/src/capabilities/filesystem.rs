@@ -1,0 +1,89 @@
+//! Filesystem: WASI preopens of the declared and granted directories, nothing else.
+//!
+//! `permissions.filesystemRead: ["shared"]` makes `/shared` visible read-only and
+//! `filesystemWrite: ["scratch"]` makes `/scratch` visible read-write, each backed by
+//! `<data>/plugin-files/<plugin-id>/<name>` on the host. Only directories whose `fs:read:<name>` /
+//! `fs:write:<name>` disclosure the operator granted are preopened.
+//!
+//! Enforcement is by construction: a path outside the preopens does not exist in the guest's
+//! world (wasi-libc fails it before any host call), and `..` or symlinks escaping a preopen are
+//! refused by the host's capability-based filesystem (cap-std). Writes to a read-only preopen
+//! fail with `EPERM`/`EROFS`-style errors.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// One directory made visible to the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preopen {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Path inside the guest (`/<name>`).
+    pub guest: String,
+    /// Whether the guest may write.
+    pub writable: bool,
+}
+
+/// The directories one plugin sees.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FilesystemPolicy {
+    /// Granted preopens.
+    pub preopens: Vec<Preopen>,
+}
+
+impl FilesystemPolicy {
+    /// Builds the policy from the manifest's declared directories and the operator's grants.
+    pub fn new(files_root: &Path, read: &[String], write: &[String], granted: &BTreeSet<String>) -> Self {
+        let mut preopens = Vec::new();
+        for name in write {
+            if granted.contains(&format!("fs:write:{name}")) {
+                preopens.push(Preopen { host: files_root.join(name), guest: format!("/{name}"), writable: true });
+            }
+        }
+        for name in read {
+            let already = preopens.iter().any(|p| p.guest == format!("/{name}"));
+            if !already && granted.contains(&format!("fs:read:{name}")) {
+                preopens.push(Preopen { host: files_root.join(name), guest: format!("/{name}"), writable: false });
+            }
+        }
+        FilesystemPolicy { preopens }
+    }
+
+    /// Creates the host directories (at load time, not per call).
+    pub fn prepare(&self) -> std::io::Result<()> {
+        for p in &self.preopens {
+            std::fs::create_dir_all(&p.host)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the preopens to a WASI context.
+    pub fn apply(&self, builder: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
+        for p in &self.preopens {
+            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            builder.preopened_dir(&p.host, &p.guest, perms)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_granted_directories_are_preopened() {
+        let root = Path::new("/data/plugin-files/p");
+        let granted: BTreeSet<String> = ["fs:read:shared".to_string()].into();
+        let p = FilesystemPolicy::new(root, &["shared".into(), "other".into()], &["scratch".into()], &granted);
+        assert_eq!(
+            p.preopens,
+            vec![Preopen { host: root.join("shared"), guest: "/shared".into(), writable: false }]
+        );
+        let all: BTreeSet<String> = ["fs:read:shared", "fs:write:scratch"].iter().map(|s| s.to_string()).collect();
+        let p = FilesystemPolicy::new(root, &["shared".into()], &["scratch".into()], &all);
+        assert_eq!(p.preopens.len(), 2);
+        assert!(p.preopens[0].writable && p.preopens[0].guest == "/scratch");
+    }
+}

@@ -1,0 +1,89 @@
+//! Guest logging: `nitejar:plugin/log`.
+//!
+//! Always allowed, but bounded: a line is truncated to [`MAX_LOG_LINE_BYTES`], a call keeps at
+//! most [`MAX_LOG_LINES_PER_CALL`] lines (the rest are counted as dropped), and control
+//! characters are escaped so a plugin cannot forge log lines or terminal sequences. Lines go to
+//! tracing (target `plugin`) and into the call's receipt (`detail.logs`).
+
+use crate::limits::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
+use crate::runtime::bindings::nitejar::plugin::log::{self, Level};
+use crate::runtime::store::HostState;
+
+/// Log lines collected during one call.
+#[derive(Debug, Default)]
+pub struct LogState {
+    /// Kept lines, already escaped, prefixed with their level.
+    pub lines: Vec<String>,
+    /// Lines dropped by the per-call cap.
+    pub dropped: u32,
+}
+
+/// Escapes control characters (`\n`, ESC, ...) and truncates to `max` bytes on a char boundary.
+pub fn sanitize(message: &str, max: usize) -> String {
+    let mut out = String::with_capacity(message.len().min(max));
+    for c in message.chars() {
+        let piece = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
+        if out.len() + piece.len() > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+impl LogState {
+    /// Records one line; returns the sanitized text when it was kept.
+    pub fn record(&mut self, level: &str, message: &str) -> Option<String> {
+        if self.lines.len() as u32 >= MAX_LOG_LINES_PER_CALL {
+            self.dropped += 1;
+            return None;
+        }
+        let line = sanitize(message, MAX_LOG_LINE_BYTES);
+        self.lines.push(format!("{level}: {line}"));
+        Some(line)
+    }
+}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: Level, message: String) {
+        let name = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let Some(line) = self.caps.log.record(name, &message) else { return };
+        let pid: &str = &self.caps.ctx.plugin_id;
+        match level {
+            Level::Trace | Level::Debug => tracing::debug!(target: "plugin", plugin_id = pid, "{line}"),
+            Level::Info => tracing::info!(target: "plugin", plugin_id = pid, "{line}"),
+            Level::Warn => tracing::warn!(target: "plugin", plugin_id = pid, "{line}"),
+            Level::Error => tracing::error!(target: "plugin", plugin_id = pid, "{line}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_truncates() {
+        assert_eq!(sanitize("a\nb\x1b[31m", 100), "a\\nb\\u{1b}[31m");
+        let long = "é".repeat(10);
+        let s = sanitize(&long, 7);
+        assert!(s.len() <= 7 + '…'.len_utf8() && s.ends_with('…'), "{s}");
+    }
+
+    #[test]
+    fn caps_lines_per_call() {
+        let mut st = LogState::default();
+        for i in 0..(MAX_LOG_LINES_PER_CALL + 5) {
+            st.record("info", &format!("{i}"));
+        }
+        assert_eq!(st.lines.len() as u32, MAX_LOG_LINES_PER_CALL);
+        assert_eq!(st.dropped, 5);
+    }
+}

@@ -1,0 +1,487 @@
+//! Network: outbound HTTP through `wasi:http`, checked on every request.
+//!
+//! - A request must match a granted `permissions.network` rule on scheme, host and port.
+//!   Rules: `api.telegram.org` (https, port 443), `*.example.com` (any subdomain, not the apex),
+//!   `https://host:8443`, `http://127.0.0.1:8080`.
+//! - The host name is resolved by the host (the guest has no DNS and no sockets), and every
+//!   resolved address is checked: loopback, private, link-local (cloud metadata), CGNAT,
+//!   multicast and reserved ranges are refused unless the matching rule names that address
+//!   (an IP literal, or `localhost` for loopback).
+//! - Redirects are never followed for the guest: it sees the 3xx and must make (and pass the
+//!   check for) a new request.
+//! - The operator's outbound overrides (`host -> ip:port`) apply **after** the allowlist check,
+//!   so tests can point `api.telegram.org` at a local server without widening any policy.
+//! - Connect and response deadlines are bounded by the call's own deadline, because a guest
+//!   blocked in a host call is not interrupted by the epoch deadline.
+
+use super::{CallContext, Denial};
+use crate::config::OutboundOverrides;
+use crate::limits::{HTTP_CONNECT_TIMEOUT_MS, MAX_HTTP_RESPONSE_BYTES};
+use http_body_util::BodyExt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Host part of a rule.
+#[derive(Debug, Clone, PartialEq)]
+enum HostPattern {
+    /// Exact host name (lower case).
+    Name(String),
+    /// `*.suffix`: any subdomain of `suffix`.
+    Wildcard(String),
+    /// An IP literal.
+    Ip(IpAddr),
+}
+
+/// One `permissions.network` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkRule {
+    /// The entry as written in the manifest (used in receipts and grants).
+    pub raw: String,
+    scheme: &'static str,
+    host: HostPattern,
+    port: u16,
+}
+
+impl NetworkRule {
+    /// Parses a manifest entry; the error says what is wrong.
+    pub fn parse(raw: &str) -> Result<NetworkRule, String> {
+        let (scheme, rest) = match raw.split_once("://") {
+            Some(("https", r)) => ("https", r),
+            Some(("http", r)) => ("http", r),
+            Some((s, _)) => return Err(format!("{raw:?}: scheme {s:?} is not http or https")),
+            None => ("https", raw),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("{raw:?}: write only [scheme://]host[:port], without path or user"));
+        }
+        let (host, port) = split_host_port(rest).ok_or_else(|| format!("{raw:?}: bad host or port"))?;
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let host = if let Ok(ip) = host.parse::<IpAddr>() {
+            HostPattern::Ip(ip)
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            if !valid_hostname(suffix) || !suffix.contains('.') {
+                return Err(format!("{raw:?}: a wildcard needs a domain with a dot, like *.example.com"));
+            }
+            HostPattern::Wildcard(suffix.to_ascii_lowercase())
+        } else if valid_hostname(host) {
+            HostPattern::Name(host.to_ascii_lowercase())
+        } else {
+            return Err(format!("{raw:?}: {host:?} is not a host name"));
+        };
+        Ok(NetworkRule { raw: raw.to_string(), scheme, host, port })
+    }
+
+    /// Whether the rule allows `scheme://host:port`.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if scheme != self.scheme || port != self.port {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        match &self.host {
+            HostPattern::Name(n) => *n == host,
+            HostPattern::Wildcard(s) => host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")),
+            HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
+        }
+    }
+
+    /// Whether the rule names `ip` explicitly, which allows a special-range address.
+    fn names_address(&self, ip: IpAddr) -> bool {
+        match &self.host {
+            HostPattern::Ip(rule_ip) => *rule_ip == ip,
+            HostPattern::Name(n) => n == "localhost" && ip.is_loopback(),
+            HostPattern::Wildcard(_) => false,
+        }
+    }
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Splits `host[:port]` and `[v6][:port]`.
+fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((h, port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p.parse().ok()?))),
+        Some(_) => None,
+        None => Some((s, None)),
+    }
+}
+
+/// Whether `ip` is in a range a plugin must not reach unless a rule names it: loopback,
+/// private, link-local (incl. cloud metadata 169.254.169.254), CGNAT, multicast, reserved,
+/// unspecified, and the IPv6 equivalents (incl. IPv4-mapped and NAT64 forms).
+pub fn is_special_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => special_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return special_v4(v4);
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                return special_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0) // v4-compatible
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+fn special_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64/10 (incl. 100.100.100.200 metadata)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240 // reserved
+}
+
+/// The granted rules of one plugin plus the operator's overrides.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    /// Declared and granted rules.
+    pub rules: Vec<NetworkRule>,
+    /// Declared rules the operator has not granted (for clearer denials).
+    pub ungranted: Vec<NetworkRule>,
+    /// Operator overrides, applied after the allowlist check.
+    pub overrides: OutboundOverrides,
+}
+
+impl NetworkPolicy {
+    /// Checks a request target against the rules.
+    pub fn check(&self, scheme: &str, host: &str, port: u16) -> Result<&NetworkRule, Denial> {
+        if let Some(rule) = self.rules.iter().find(|r| r.matches(scheme, host, port)) {
+            return Ok(rule);
+        }
+        let target = format!("{scheme}://{host}:{port}");
+        let ungranted = self.ungranted.iter().find(|r| r.matches(scheme, host, port));
+        let (required_grant, reason) = match ungranted {
+            Some(r) => (format!("operator grant network:{}", r.raw), "declared but not granted by the operator".to_string()),
+            None => {
+                let suggestion = if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) {
+                    if scheme == "https" { host.to_string() } else { format!("http://{host}") }
+                } else {
+                    format!("{scheme}://{host}:{port}")
+                };
+                (format!("permissions.network: [\"{suggestion}\"] and an operator grant"), "not in permissions.network".to_string())
+            }
+        };
+        Err(Denial { capability: "network", target, required_grant, reason })
+    }
+
+    /// Checks a resolved address for a request allowed by `rule`.
+    pub fn check_address(&self, rule: &NetworkRule, host: &str, addr: SocketAddr) -> Result<(), Denial> {
+        if is_special_address(addr.ip()) && !rule.names_address(addr.ip()) {
+            return Err(Denial {
+                capability: "network",
+                target: format!("{host} -> {}", addr.ip()),
+                required_grant: format!(
+                    "a permissions.network entry naming the address explicitly, e.g. \"http://{}:{}\"",
+                    addr.ip(),
+                    addr.port()
+                ),
+                reason: "resolves to a private, loopback, link-local or reserved address".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `WasiHttpHooks` of one call: every outbound request passes through [`Self::send_request`].
+pub struct NetworkGuard {
+    /// The plugin's policy.
+    pub policy: Arc<NetworkPolicy>,
+    /// The call (for receipts).
+    pub ctx: Arc<CallContext>,
+    /// When the call must end; HTTP waits never outlast it.
+    pub deadline: Instant,
+}
+
+type SendFuture = Box<
+    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
+        + Send,
+>;
+
+impl WasiHttpHooks for NetworkGuard {
+    fn is_supported_scheme(&mut self, scheme: &http::uri::Scheme) -> bool {
+        *scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let rule = match self.policy.check(&scheme, &host, port) {
+            Ok(rule) => rule.clone(),
+            Err(denial) => {
+                self.ctx.deny(&denial);
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        };
+        let policy = self.policy.clone();
+        let ctx = self.ctx.clone();
+        let deadline = self.deadline;
+        Box::new(async move {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let addr = match policy.overrides.get(&host.to_ascii_lowercase()) {
+                Some(addr) => *addr,
+                None => resolve_checked(&policy, &rule, &ctx, &host, port, remaining).await?,
+            };
+            let resp = tokio::time::timeout(remaining, send(request, addr, &scheme, &host, remaining))
+                .await
+                .map_err(|_| HttpError::HttpResponseTimeout)??;
+            Ok((resp, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+        })
+    }
+}
+
+/// Resolves `host` and returns the first address, refusing the request if any address is special.
+async fn resolve_checked(
+    policy: &NetworkPolicy,
+    rule: &NetworkRule,
+    ctx: &CallContext,
+    host: &str,
+    port: u16,
+    remaining: Duration,
+) -> Result<SocketAddr, HttpError> {
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(remaining, tokio::net::lookup_host((host, port))).await {
+        Err(_) => return Err(HttpError::DnsTimeout),
+        Ok(Err(e)) => return Err(HttpError::DnsError { rcode: Some(e.to_string()), info_code: None }),
+        Ok(Ok(a)) => a.collect(),
+    };
+    // Every address must pass: otherwise a name with one public and one private record could
+    // be steered to the private one.
+    for addr in &addrs {
+        if let Err(denial) = policy.check_address(rule, host, *addr) {
+            ctx.deny(&denial);
+            return Err(HttpError::HttpRequestDenied);
+        }
+    }
+    addrs.first().copied().ok_or(HttpError::DestinationNotFound)
+}
+
+/// Sends one request to the vetted address (no redirects, bounded response body).
+async fn send(
+    mut request: http::Request<WasiBody>,
+    addr: SocketAddr,
+    scheme: &str,
+    host: &str,
+    remaining: Duration,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let connect = remaining.min(Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS));
+    let tcp = tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
+            _ => HttpError::Connect(e),
+        })?;
+    // Only the path goes on the wire; the Host header carries the original authority.
+    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let response = if scheme == "https" {
+        let tls = tls_connector();
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+        let stream = tls.connect(name, tcp).await.map_err(HttpError::Tls)?;
+        handshake_and_send(hyper_util_io(stream), request).await?
+    } else {
+        handshake_and_send(hyper_util_io(tcp), request).await?
+    };
+    Ok(response.map(|body| {
+        http_body_util::Limited::new(body, MAX_HTTP_RESPONSE_BYTES)
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpError::HttpResponseBodySize(Some(MAX_HTTP_RESPONSE_BYTES as u64))
+                } else {
+                    HttpError::InternalError(Some(e.to_string()))
+                }
+            })
+            .boxed_unsync()
+    }))
+}
+
+fn hyper_util_io<S>(stream: S) -> TokioIo<S> {
+    TokioIo(stream)
+}
+
+async fn handshake_and_send<S>(
+    io: TokioIo<S>,
+    request: http::Request<WasiBody>,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("plugin outbound connection ended: {e}");
+        }
+    });
+    Ok(sender.send_request(request).await?)
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    });
+    tokio_rustls::TlsConnector::from(config.clone())
+}
+
+/// Adapts a tokio stream to hyper's IO traits.
+struct TokioIo<S>(S);
+
+impl<S: tokio::io::AsyncRead + Unpin> hyper::rt::Read for TokioIo<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        // SAFETY: the uninitialized bytes are only written by tokio's ReadBuf, and `advance` is
+        // called with exactly the number of bytes it filled.
+        let n = unsafe {
+            let mut tbuf = tokio::io::ReadBuf::uninit(buf.as_mut());
+            match tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.0), cx, &mut tbuf) {
+                std::task::Poll::Ready(Ok(())) => tbuf.filled().len(),
+                other => return other,
+            }
+        };
+        unsafe { buf.advance(n) };
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> hyper::rt::Write for TokioIo<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut self.0), cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.0), cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.0), cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(s: &str) -> NetworkRule {
+        NetworkRule::parse(s).unwrap()
+    }
+
+    #[test]
+    fn rules_match_scheme_host_and_port() {
+        let cases = [
+            ("api.telegram.org", "https", "api.telegram.org", 443, true),
+            ("api.telegram.org", "http", "api.telegram.org", 80, false),
+            ("api.telegram.org", "https", "api.telegram.org", 8443, false),
+            ("api.telegram.org", "https", "API.Telegram.org", 443, true),
+            ("api.telegram.org", "https", "evil-api.telegram.org", 443, false),
+            ("*.example.com", "https", "a.example.com", 443, true),
+            ("*.example.com", "https", "a.b.example.com", 443, true),
+            ("*.example.com", "https", "example.com", 443, false),
+            ("*.example.com", "https", "badexample.com", 443, false),
+            ("http://127.0.0.1:8080", "http", "127.0.0.1", 8080, true),
+            ("http://127.0.0.1:8080", "http", "127.0.0.1", 8081, false),
+            ("https://[::1]:9443", "https", "[::1]", 9443, true),
+            ("http://allowed.test", "http", "allowed.test", 80, true),
+        ];
+        for (r, scheme, host, port, want) in cases {
+            assert_eq!(rule(r).matches(scheme, host, port), want, "{r} vs {scheme}://{host}:{port}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_rejected() {
+        for bad in ["", "ftp://x.com", "x.com/path", "user@x.com", "*.com", "*", "x.com:99999", "http://", "a b"] {
+            assert!(NetworkRule::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn special_addresses() {
+        for ip in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.100.100.200",
+            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fd00::1", "fe80::1",
+            "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "::ffff:10.0.0.1",
+        ] {
+            assert!(is_special_address(ip.parse().unwrap()), "{ip} should be special");
+        }
+        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(!is_special_address(ip.parse().unwrap()), "{ip} should be public");
+        }
+    }
+
+    #[test]
+    fn private_addresses_need_an_explicit_rule() {
+        let policy = NetworkPolicy { rules: vec![rule("internal.test"), rule("http://127.0.0.1:9")], ..Default::default() };
+        let a: SocketAddr = "10.0.0.5:443".parse().unwrap();
+        let d = policy.check_address(&policy.rules[0], "internal.test", a).unwrap_err();
+        assert_eq!(d.target, "internal.test -> 10.0.0.5");
+        let lo: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(policy.check_address(&policy.rules[1], "127.0.0.1", lo).is_ok());
+        let public: SocketAddr = "93.184.216.34:443".parse().unwrap();
+        assert!(policy.check_address(&policy.rules[0], "internal.test", public).is_ok());
+    }
+
+    #[test]
+    fn denials_name_the_grant_that_would_allow() {
+        let policy = NetworkPolicy { rules: vec![rule("api.github.com")], ungranted: vec![rule("uploads.github.com")], ..Default::default() };
+        let d = policy.check("https", "evil.test", 443).unwrap_err();
+        assert_eq!(d.required_grant, "permissions.network: [\"evil.test\"] and an operator grant");
+        let d = policy.check("http", "evil.test", 8080).unwrap_err();
+        assert!(d.required_grant.contains("http://evil.test:8080"));
+        let d = policy.check("https", "uploads.github.com", 443).unwrap_err();
+        assert_eq!(d.required_grant, "operator grant network:uploads.github.com");
+    }
+}

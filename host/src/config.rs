@@ -1,0 +1,179 @@
+//! Operator configuration, read from the environment (and `nitejar serve` flags).
+//!
+//! Every spec variable `SLOPBOT_X` is accepted; `NITEJAR_X` is the documented name and wins
+//! when both are set.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where requests for one host name are sent instead (applied after the allowlist check).
+pub type OutboundOverrides = BTreeMap<String, SocketAddr>;
+
+/// A configuration problem, reported at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable was set to something unusable.
+    #[error("{var}: {problem}")]
+    Invalid {
+        /// The variable name.
+        var: String,
+        /// What is wrong and what is expected.
+        problem: String,
+    },
+}
+
+/// Resolved host configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of all durable state (`SLOPBOT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Installed plugins (`SLOPBOT_PLUGINS_DIR`, default `<data>/plugins`).
+    pub plugins_dir: PathBuf,
+    /// Staging area for installs (`SLOPBOT_PLUGIN_STAGING_DIR`, default `<plugins>/_staging`).
+    pub staging_dir: PathBuf,
+    /// Compiled-component cache (`SLOPBOT_PLUGIN_CACHE_DIR`, default `<plugins>/_cache`).
+    pub cache_dir: PathBuf,
+    /// SQLite database file (`DATABASE_URL`, default `<data>/nitejar.db`).
+    pub database_path: PathBuf,
+    /// Address the HTTP server binds (`NITEJAR_BIND`, default `127.0.0.1:3000`).
+    pub bind: SocketAddr,
+    /// Admin API bearer token (`NITEJAR_ADMIN_TOKEN`); generated into the data dir when unset.
+    pub admin_token: Option<String>,
+    /// Host-level outbound overrides (`NITEJAR_OUTBOUND_OVERRIDES=host=ip:port,...`).
+    pub outbound_overrides: OutboundOverrides,
+    /// Hex AES-256 key for secrets at rest (`ENCRYPTION_KEY`); generated into the data dir when unset.
+    pub encryption_key: Option<String>,
+    /// Per-handler hook timeout (`NITEJAR_HOOK_TIMEOUT_MS`).
+    pub hook_timeout_ms: u64,
+    /// Per-event hook chain budget (`NITEJAR_HOOK_CHAIN_BUDGET_MS`).
+    pub hook_chain_budget_ms: u64,
+    /// Guest memory limit (`NITEJAR_PLUGIN_MEMORY_BYTES`).
+    pub guest_memory_bytes: usize,
+}
+
+/// Reads `NITEJAR_<name>`, then `SLOPBOT_<name>`.
+fn var(name: &str) -> Option<(String, String)> {
+    for prefix in ["NITEJAR_", "SLOPBOT_"] {
+        let key = format!("{prefix}{name}");
+        if let Ok(v) = std::env::var(&key) {
+            if !v.trim().is_empty() {
+                return Some((key, v));
+            }
+        }
+    }
+    None
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some((key, v)) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            var: key,
+            problem: format!("expected a whole number, got {v:?}"),
+        }),
+    }
+}
+
+/// Parses `host=ip:port,host2=ip:port`.
+pub fn parse_overrides(text: &str) -> Result<OutboundOverrides, String> {
+    let mut map = OutboundOverrides::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, addr) =
+            item.split_once('=').ok_or_else(|| format!("{item:?} is not host=ip:port"))?;
+        let addr: SocketAddr =
+            addr.trim().parse().map_err(|_| format!("{addr:?} is not an ip:port address"))?;
+        map.insert(host.trim().to_ascii_lowercase(), addr);
+    }
+    Ok(map)
+}
+
+impl Config {
+    /// Configuration from the environment, with `data_dir` overriding `SLOPBOT_DATA_DIR`.
+    pub fn from_env(data_dir: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let data_dir = data_dir
+            .or_else(|| var("DATA_DIR").map(|(_, v)| PathBuf::from(v)))
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let plugins_dir =
+            var("PLUGINS_DIR").map(|(_, v)| PathBuf::from(v)).unwrap_or_else(|| data_dir.join("plugins"));
+        let staging_dir = var("PLUGIN_STAGING_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| plugins_dir.join("_staging"));
+        let cache_dir = var("PLUGIN_CACHE_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| plugins_dir.join("_cache"));
+        let database_path = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| PathBuf::from(v.trim_start_matches("sqlite://").trim_start_matches("sqlite:")))
+            .unwrap_or_else(|| data_dir.join("nitejar.db"));
+        let bind = match var("BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some((key, v)) => v.parse().map_err(|_| ConfigError::Invalid {
+                var: key,
+                problem: format!("expected ip:port, got {v:?}"),
+            })?,
+        };
+        let outbound_overrides = match var("OUTBOUND_OVERRIDES") {
+            None => OutboundOverrides::new(),
+            Some((key, v)) => {
+                parse_overrides(&v).map_err(|problem| ConfigError::Invalid { var: key, problem })?
+            }
+        };
+        Ok(Config {
+            data_dir,
+            plugins_dir,
+            staging_dir,
+            cache_dir,
+            database_path,
+            bind,
+            admin_token: var("ADMIN_TOKEN").map(|(_, v)| v),
+            outbound_overrides,
+            encryption_key: std::env::var("ENCRYPTION_KEY").ok().filter(|v| !v.is_empty()),
+            hook_timeout_ms: number("HOOK_TIMEOUT_MS", crate::limits::DEFAULT_HOOK_TIMEOUT_MS)?,
+            hook_chain_budget_ms: number(
+                "HOOK_CHAIN_BUDGET_MS",
+                crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
+            )?,
+            guest_memory_bytes: number(
+                "PLUGIN_MEMORY_BYTES",
+                crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            )?,
+        })
+    }
+
+    /// A configuration rooted at `data_dir` with every default (used by tests and benches).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
+        let plugins_dir = data_dir.join("plugins");
+        Config {
+            staging_dir: plugins_dir.join("_staging"),
+            cache_dir: plugins_dir.join("_cache"),
+            database_path: data_dir.join("nitejar.db"),
+            plugins_dir,
+            data_dir,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: None,
+            outbound_overrides: OutboundOverrides::new(),
+            encryption_key: None,
+            hook_timeout_ms: crate::limits::DEFAULT_HOOK_TIMEOUT_MS,
+            hook_chain_budget_ms: crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
+            guest_memory_bytes: crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_overrides() {
+        let m = parse_overrides("api.telegram.org=127.0.0.1:8081, API.github.com=[::1]:9").unwrap();
+        assert_eq!(m["api.telegram.org"].port(), 8081);
+        assert!(m["api.github.com"].is_ipv6());
+        assert!(parse_overrides("nohost").is_err());
+        assert!(parse_overrides("h=notanaddr").is_err());
+        assert!(parse_overrides("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,611 @@
+//! The database: every SQL statement of the host lives here as a typed function (STYLE #9).
+//!
+//! SQLite (WAL) via sqlx is the embedded default; migrations in `migrations/` run at open.
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+/// A database failure. Handlers map it to a 500 without leaking the SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The query failed.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database directory could not be created.
+    #[error("cannot create the database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for database calls.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Handle to the database (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+/// A `plugins` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct PluginRow {
+    /// Plugin id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the plugin runs.
+    pub enabled: bool,
+    /// builtin | trusted | untrusted | unknown.
+    pub trust_level: String,
+    /// builtin | npm | git | upload | local.
+    pub source_kind: String,
+    /// Package name, URL or file reference.
+    pub source_ref: Option<String>,
+    /// Active version.
+    pub current_version: Option<String>,
+    /// sha256 of the active component.
+    pub current_checksum: Option<String>,
+    /// Directory of the active version.
+    pub current_install_path: Option<String>,
+    /// Active manifest.
+    pub manifest_json: String,
+    /// Last load error, if the plugin failed to load.
+    pub last_load_error: Option<String>,
+    /// Install time.
+    pub installed_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// A `plugin_disclosure_acks` row.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
+pub struct DisclosureRow {
+    /// `network:<rule>`, `secret:<key>`, `fs:read:<dir>`, `fs:write:<dir>`.
+    pub permission: String,
+    /// Whether the operator granted it.
+    pub acknowledged: bool,
+}
+
+/// A receipt as stored in `plugin_events`.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRow {
+    /// UUIDv7 id (time-ordered).
+    pub id: String,
+    /// Plugin id.
+    pub plugin_id: String,
+    /// Plugin version.
+    pub plugin_version: Option<String>,
+    /// Kind of action.
+    pub kind: String,
+    /// Outcome.
+    pub status: String,
+    /// Correlated work item.
+    pub work_item_id: Option<String>,
+    /// Correlated job.
+    pub job_id: Option<String>,
+    /// Hook event name, for hook receipts.
+    pub hook_name: Option<String>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Always `wasm_sandbox` for plugin code.
+    pub execution_mode: String,
+    /// Structured detail (JSON).
+    pub detail_json: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A `plugin_instances` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct InstanceRow {
+    /// Instance id.
+    pub id: String,
+    /// Owning plugin.
+    pub plugin_id: String,
+    /// Integration type.
+    #[sqlx(rename = "type")]
+    pub integration_type: String,
+    /// Display name.
+    pub name: String,
+    /// Config JSON with sensitive fields encrypted.
+    pub config_json: String,
+    /// Whether webhooks are accepted.
+    pub enabled: bool,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A work item to create.
+#[derive(Debug, Clone)]
+pub struct NewWorkItem {
+    /// Instance it came from.
+    pub plugin_instance_id: String,
+    /// Integration type.
+    pub integration_type: String,
+    /// Title.
+    pub title: String,
+    /// Message text.
+    pub text: String,
+    /// Session key.
+    pub session_key: String,
+    /// Platform reference.
+    pub source_ref: String,
+    /// Sender as JSON.
+    pub sender_json: Option<String>,
+    /// Command, if any.
+    pub command: Option<String>,
+    /// Payload JSON.
+    pub payload_json: String,
+    /// Response context JSON.
+    pub response_context_json: Option<String>,
+}
+
+/// A `work_items` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkItemRow {
+    /// Id.
+    pub id: String,
+    /// Instance it came from.
+    pub plugin_instance_id: String,
+    /// Integration type.
+    pub integration_type: String,
+    /// Title.
+    pub title: String,
+    /// Message text.
+    pub text: String,
+    /// Session key.
+    pub session_key: String,
+    /// Platform reference.
+    pub source_ref: String,
+    /// Command, if any.
+    pub command: Option<String>,
+    /// Payload JSON.
+    pub payload_json: String,
+    /// Status.
+    pub status: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Whether an idempotent create made a new row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// A new work item with this id.
+    Created(String),
+    /// The key was seen before; this is the work item it created.
+    Duplicate(String),
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite database at `path` and runs migrations.
+    pub async fn open(path: &Path) -> DbResult<Db> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- plugins -------------------------------------------------------------------------
+
+    /// Inserts or replaces a plugin row's install data (keeps `enabled` and `installed_at`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upsert_plugin(
+        &self,
+        id: &str,
+        name: &str,
+        trust_level: &str,
+        source_kind: &str,
+        source_ref: Option<&str>,
+        version: &str,
+        checksum: &str,
+        install_path: &str,
+        manifest_json: &str,
+    ) -> DbResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO plugins (id, name, trust_level, source_kind, source_ref, current_version,
+               current_checksum, current_install_path, manifest_json, installed_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, trust_level = excluded.trust_level,
+               source_kind = excluded.source_kind, source_ref = excluded.source_ref,
+               current_version = excluded.current_version, current_checksum = excluded.current_checksum,
+               current_install_path = excluded.current_install_path,
+               manifest_json = excluded.manifest_json, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(trust_level)
+        .bind(source_kind)
+        .bind(source_ref)
+        .bind(version)
+        .bind(checksum)
+        .bind(install_path)
+        .bind(manifest_json)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an installed version and its artifact bytes.
+    pub async fn insert_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        checksum: &str,
+        install_path: &str,
+        manifest_json: &str,
+        api_version: &str,
+        wasm: &[u8],
+    ) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO plugin_versions
+               (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .bind(checksum)
+        .bind(install_path)
+        .bind(manifest_json)
+        .bind(api_version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
+             VALUES (?, ?, ?, 'wasm', ?, ?)",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .bind(checksum)
+        .bind(wasm)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One plugin.
+    pub async fn get_plugin(&self, id: &str) -> DbResult<Option<PluginRow>> {
+        Ok(sqlx::query_as("SELECT * FROM plugins WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// All plugins, by id.
+    pub async fn list_plugins(&self) -> DbResult<Vec<PluginRow>> {
+        Ok(sqlx::query_as("SELECT * FROM plugins ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
+    /// Enables or disables a plugin.
+    pub async fn set_plugin_enabled(&self, id: &str, enabled: bool) -> DbResult<bool> {
+        let r = sqlx::query("UPDATE plugins SET enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records (or clears) a plugin's load error.
+    pub async fn set_plugin_load_error(&self, id: &str, error: Option<&str>) -> DbResult<()> {
+        sqlx::query("UPDATE plugins SET last_load_error = ?, last_loaded_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The stored component bytes of a plugin version.
+    pub async fn get_artifact(&self, plugin_id: &str, version: &str) -> DbResult<Option<(String, Vec<u8>)>> {
+        Ok(sqlx::query_as("SELECT checksum, bytes FROM plugin_artifacts WHERE plugin_id = ? AND version = ?")
+            .bind(plugin_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    // ---- disclosures (grants) -------------------------------------------------------------
+
+    /// Makes sure one disclosure row exists per permission; never acknowledges anything.
+    pub async fn ensure_disclosures(&self, plugin_id: &str, permissions: &[String]) -> DbResult<()> {
+        for p in permissions {
+            sqlx::query(
+                "INSERT OR IGNORE INTO plugin_disclosure_acks (plugin_id, permission, scope) VALUES (?, ?, '')",
+            )
+            .bind(plugin_id)
+            .bind(p)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges (grants) the listed permissions; returns how many rows changed.
+    pub async fn acknowledge(&self, plugin_id: &str, permissions: &[String]) -> DbResult<u64> {
+        let mut n = 0;
+        for p in permissions {
+            n += sqlx::query(
+                "UPDATE plugin_disclosure_acks SET acknowledged = 1, acknowledged_at = ?
+                 WHERE plugin_id = ? AND permission = ? AND acknowledged = 0",
+            )
+            .bind(now_ms())
+            .bind(plugin_id)
+            .bind(p)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// The disclosures of a plugin and whether each is granted.
+    pub async fn list_disclosures(&self, plugin_id: &str) -> DbResult<Vec<DisclosureRow>> {
+        Ok(sqlx::query_as(
+            "SELECT permission, acknowledged FROM plugin_disclosure_acks WHERE plugin_id = ? ORDER BY permission",
+        )
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- receipts -------------------------------------------------------------------------
+
+    /// Writes a batch of receipts in one transaction.
+    pub async fn insert_events(&self, events: &[EventRow]) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
+                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.id)
+            .bind(&e.plugin_id)
+            .bind(&e.plugin_version)
+            .bind(&e.kind)
+            .bind(&e.status)
+            .bind(&e.work_item_id)
+            .bind(&e.job_id)
+            .bind(&e.hook_name)
+            .bind(e.duration_ms)
+            .bind(&e.execution_mode)
+            .bind(&e.detail_json)
+            .bind(e.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of a plugin's receipts, newest first; pass the last id as `before` for the next.
+    pub async fn list_events(&self, plugin_id: &str, limit: u32, before: Option<&str>) -> DbResult<Vec<EventRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM plugin_events WHERE plugin_id = ? AND (? IS NULL OR id < ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(plugin_id)
+        .bind(before)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- secrets and kv -------------------------------------------------------------------
+
+    /// Stores an (already encrypted) secret value.
+    pub async fn set_secret(&self, plugin_id: &str, key: &str, value_encrypted: &str) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO plugin_secrets (plugin_id, key, value_encrypted, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(plugin_id, key) DO UPDATE SET value_encrypted = excluded.value_encrypted,
+               updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value_encrypted)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// All (encrypted) secrets of a plugin.
+    pub async fn list_secrets(&self, plugin_id: &str) -> DbResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")
+            .bind(plugin_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A plugin's kv value.
+    pub async fn kv_get(&self, plugin_id: &str, key: &str) -> DbResult<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+            .bind(plugin_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Sets a plugin's kv value.
+    pub async fn kv_set(&self, plugin_id: &str, key: &str, value: &[u8]) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a plugin's kv key; returns whether it existed.
+    pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> DbResult<bool> {
+        let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+            .bind(plugin_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A plugin's kv keys with `prefix`, in byte order.
+    pub async fn kv_list(&self, plugin_id: &str, prefix: &str, limit: u32) -> DbResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM plugin_kv WHERE plugin_id = ? AND substr(key, 1, length(?)) = ?
+             ORDER BY key LIMIT ?",
+        )
+        .bind(plugin_id)
+        .bind(prefix)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- integration instances ------------------------------------------------------------
+
+    /// Creates an integration instance.
+    pub async fn insert_instance(
+        &self,
+        id: &str,
+        plugin_id: &str,
+        integration_type: &str,
+        name: &str,
+        config_json: &str,
+    ) -> DbResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+        )
+        .bind(id)
+        .bind(plugin_id)
+        .bind(integration_type)
+        .bind(name)
+        .bind(config_json)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One instance.
+    pub async fn get_instance(&self, id: &str) -> DbResult<Option<InstanceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM plugin_instances WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// All instances.
+    pub async fn list_instances(&self) -> DbResult<Vec<InstanceRow>> {
+        Ok(sqlx::query_as("SELECT * FROM plugin_instances ORDER BY created_at").fetch_all(&self.pool).await?)
+    }
+
+    // ---- work items -----------------------------------------------------------------------
+
+    /// Creates a work item unless `idempotency_key` was already used on this instance.
+    ///
+    /// Atomic: the key row and the work item are written in one transaction, and the key's
+    /// primary key (not a check-then-insert) decides which of concurrent deliveries wins.
+    pub async fn create_work_item_idempotent(&self, item: &NewWorkItem, idempotency_key: &str) -> DbResult<CreateOutcome> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at)
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&item.plugin_instance_id)
+        .bind(idempotency_key)
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let existing: String = sqlx::query_scalar(
+                "SELECT work_item_id FROM idempotency_keys WHERE plugin_instance_id = ? AND key = ?",
+            )
+            .bind(&item.plugin_instance_id)
+            .bind(idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(CreateOutcome::Duplicate(existing));
+        }
+        sqlx::query(
+            "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text, session_key,
+               source_ref, sender_json, command, payload_json, response_context_json, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&id)
+        .bind(&item.plugin_instance_id)
+        .bind(&item.integration_type)
+        .bind(&item.title)
+        .bind(&item.text)
+        .bind(&item.session_key)
+        .bind(&item.source_ref)
+        .bind(&item.sender_json)
+        .bind(&item.command)
+        .bind(&item.payload_json)
+        .bind(&item.response_context_json)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created(id))
+    }
+
+    /// One work item.
+    pub async fn get_work_item(&self, id: &str) -> DbResult<Option<WorkItemRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_items WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Work items of an instance, oldest first.
+    pub async fn list_work_items(&self, instance_id: &str) -> DbResult<Vec<WorkItemRow>> {
+        Ok(sqlx::query_as("SELECT * FROM work_items WHERE plugin_instance_id = ? ORDER BY created_at, id")
+            .bind(instance_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,326 @@
+//! Admin API handlers (authenticated by [`super::auth::require_admin`]).
+//!
+//! This is the minimal surface of the first slice: install (local path or upload), grant,
+//! set secrets, enable/disable, list plugins and receipts, create instances, list work items.
+//! Every plugin response carries the runtime posture (`executionMode`, `hostEnforcedControls`,
+//! `effectiveLimitations`) and never a secret value.
+
+use super::error::{ApiError, ApiResult};
+use crate::app::App;
+use crate::instances::{InstanceError, redacted_config};
+use crate::plugins::installer::{InstallError, InstallSource, install};
+use crate::plugins::manifest::Manifest;
+use crate::plugins::package::{PackageError, PluginPackage};
+use crate::receipts::{EXECUTION_MODE, Receipt};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What the host enforces for every plugin (spec §15.4: never claim more than is enforced).
+pub const HOST_ENFORCED_CONTROLS: &[&str] = &[
+    "outbound HTTP only via wasi:http, checked per request against granted permissions.network (scheme, host, port)",
+    "resolved addresses checked: private, loopback, link-local and metadata ranges refused unless named",
+    "redirects never followed for the plugin",
+    "no raw sockets and no DNS lookups inside the sandbox",
+    "secrets readable only when declared and granted",
+    "filesystem limited to preopened, granted directories (read-only or read-write as declared)",
+    "no process spawning, no host environment variables, no inherited stdio",
+    "per-call deadline (epoch interruption), memory, table, instance and output-size limits",
+    "fresh instance per call: no guest state shared between calls",
+];
+
+/// What the host cannot enforce.
+pub const EFFECTIVE_LIMITATIONS: &[&str] = &[
+    "an allowed host can still receive any data the plugin was given or can read",
+    "a plugin can spend its whole time and memory budget on every call it receives",
+    "granted secrets are visible to the plugin in plaintext while it runs",
+];
+
+fn posture() -> Value {
+    json!({
+        "executionMode": EXECUTION_MODE,
+        "hostEnforcedControls": HOST_ENFORCED_CONTROLS,
+        "effectiveLimitations": EFFECTIVE_LIMITATIONS,
+    })
+}
+
+fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
+    let manifest: Value = serde_json::from_str(&row.manifest_json).unwrap_or(Value::Null);
+    let loaded = app.registry.get(&row.id);
+    let mut v = json!({
+        "id": row.id,
+        "name": row.name,
+        "enabled": row.enabled,
+        "loaded": loaded.is_some(),
+        "trustLevel": row.trust_level,
+        "sourceKind": row.source_kind,
+        "sourceRef": row.source_ref,
+        "version": row.current_version,
+        "checksum": row.current_checksum,
+        "lastLoadError": row.last_load_error,
+        "declaredCapabilities": manifest.get("permissions"),
+        "contributes": manifest.get("contributes"),
+        "installedAt": row.installed_at,
+        "updatedAt": row.updated_at,
+    });
+    if let Some(p) = loaded {
+        v["apiVersion"] = p.api_version.clone().into();
+        v["integrations"] = p
+            .integrations
+            .iter()
+            .map(|d| json!({ "type": d.integration_type, "displayName": d.display_name, "sensitiveFields": d.sensitive_fields }))
+            .collect();
+    }
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, posture()) {
+        a.extend(b);
+    }
+    v
+}
+
+/// `GET /api/admin/plugins`.
+pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let rows = app.db.list_plugins().await?;
+    Ok(Json(json!({ "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(), "runtime": posture() })))
+}
+
+/// `GET /api/admin/plugins/{id}`.
+pub async fn get_plugin(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let mut v = plugin_json(&app, &row);
+    v["disclosures"] = serde_json::to_value(app.db.list_disclosures(&id).await?).expect("rows serialize");
+    Ok(Json(v))
+}
+
+/// Query of the events listing.
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/admin/plugins/{id}/events?limit=&cursor=` (newest first; `nextCursor` pages on).
+pub async fn list_events(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> ApiResult<Json<Value>> {
+    app.receipts.flush().await;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows = app.db.list_events(&id, limit, q.cursor.as_deref()).await?;
+    let next = (rows.len() as u32 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    Ok(Json(json!({ "events": rows, "nextCursor": next })))
+}
+
+fn install_error(e: InstallError) -> ApiError {
+    match e {
+        InstallError::Load(l) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", l.to_string()),
+        InstallError::VersionConflict { .. } => ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+fn package_error(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Io(io) => ApiError::internal(io),
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_package", other.to_string()),
+    }
+}
+
+/// Body of `POST /api/admin/plugins/install`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstallBody {
+    source_kind: String,
+    source_ref: String,
+}
+
+/// `POST /api/admin/plugins/install` with `{"sourceKind": "local", "sourceRef": "/path"}`.
+pub async fn install_plugin(State(app): State<Arc<App>>, Json(body): Json<InstallBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.source_kind != "local" {
+        return Err(ApiError::bad_request(format!(
+            "sourceKind {:?} is not supported yet; use \"local\" or upload a package to /api/admin/plugins/upload",
+            body.source_kind
+        )));
+    }
+    let path = std::path::PathBuf::from(&body.source_ref);
+    let pkg = tokio::task::spawn_blocking(move || PluginPackage::from_dir(&path))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(package_error)?;
+    let source = InstallSource { kind: "local", reference: Some(body.source_ref), trust_level: "untrusted" };
+    let report = install(&app, pkg, source).await.map_err(install_error)?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(report).expect("report serializes"))))
+}
+
+/// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
+pub async fn upload_plugin(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+    let bytes = body.to_vec();
+    let staging2 = staging.clone();
+    let pkg = tokio::task::spawn_blocking(move || {
+        if bytes.starts_with(b"\0asm") {
+            PluginPackage::from_wasm(bytes)
+        } else if bytes.starts_with(&[0x1f, 0x8b]) {
+            PluginPackage::from_tgz(&bytes, &staging2)
+        } else {
+            Err(PackageError::Invalid("upload a .tgz package or a .wasm component".into()))
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let _ = std::fs::remove_dir_all(&staging);
+    let pkg = pkg.map_err(package_error)?;
+    let source = InstallSource { kind: "upload", reference: None, trust_level: "untrusted" };
+    let report = install(&app, pkg, source).await.map_err(install_error)?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(report).expect("report serializes"))))
+}
+
+/// Body of `POST /api/admin/plugins/{id}/grants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    permissions: Vec<String>,
+}
+
+/// `POST /api/admin/plugins/{id}/grants` with the disclosure keys to grant.
+pub async fn grant(State(app): State<Arc<App>>, Path(id): Path<String>, Json(body): Json<GrantBody>) -> ApiResult<Json<Value>> {
+    let known = app.db.list_disclosures(&id).await?;
+    if known.is_empty() && app.db.get_plugin(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("plugin {id} is not installed")));
+    }
+    if let Some(unknown) = body.permissions.iter().find(|p| !known.iter().any(|k| &k.permission == *p)) {
+        return Err(ApiError::bad_request(format!("{unknown:?} is not a permission {id} declares")));
+    }
+    let changed = app.db.acknowledge(&id, &body.permissions).await?;
+    app.receipts.emit(Receipt::new(&id, "grant", "ok").detail(json!({ "granted": body.permissions })));
+    reload_if_loaded(&app, &id).await;
+    Ok(Json(json!({ "granted": changed })))
+}
+
+/// Body of `PUT /api/admin/plugins/{id}/secrets/{key}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBody {
+    value: String,
+}
+
+/// `PUT /api/admin/plugins/{id}/secrets/{key}`: stores a secret value (encrypted).
+pub async fn set_secret(
+    State(app): State<Arc<App>>,
+    Path((id, key)): Path<(String, String)>,
+    Json(body): Json<SecretBody>,
+) -> ApiResult<StatusCode> {
+    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
+    if !manifest.permissions.secrets.contains(&key) {
+        return Err(ApiError::bad_request(format!("{id} does not declare the secret {key:?}")));
+    }
+    app.db.set_secret(&id, &key, &app.secrets.encrypt(&body.value)).await?;
+    app.receipts.emit(Receipt::new(&id, "secret_set", "ok").detail(json!({ "key": key })));
+    reload_if_loaded(&app, &id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reload_if_loaded(app: &App, id: &str) {
+    if app.registry.get(id).is_some() {
+        let _ = app.registry.activate(app, id).await;
+    }
+}
+
+/// Body of `POST /api/admin/plugins/{id}/enable`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnableBody {
+    #[serde(default)]
+    consent: bool,
+}
+
+/// `POST /api/admin/plugins/{id}/enable` with `{"consent": true}` for third-party plugins.
+pub async fn enable_plugin(State(app): State<Arc<App>>, Path(id): Path<String>, body: Option<Json<EnableBody>>) -> ApiResult<Json<Value>> {
+    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let consent = body.map(|b| b.consent).unwrap_or(false);
+    if row.trust_level != "builtin" && !consent {
+        return Err(ApiError::bad_request(
+            "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions",
+        ));
+    }
+    app.db.set_plugin_enabled(&id, true).await?;
+    let result = app.registry.activate(&app, &id).await;
+    let status = if result.is_ok() { "ok" } else { "error" };
+    app.receipts.emit(Receipt::new(&id, "enable", status).detail(json!({ "consent": consent })));
+    match result {
+        Ok(p) => Ok(Json(json!({ "enabled": true, "loaded": true, "version": p.version() }))),
+        Err(e) => {
+            app.db.set_plugin_enabled(&id, false).await?;
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load_failed", e))
+        }
+    }
+}
+
+/// `POST /api/admin/plugins/{id}/disable`: stops new calls at once.
+pub async fn disable_plugin(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    if !app.db.set_plugin_enabled(&id, false).await? {
+        return Err(ApiError::not_found(format!("plugin {id} is not installed")));
+    }
+    app.registry.deactivate(&id);
+    app.receipts.emit(Receipt::new(&id, "disable", "ok"));
+    Ok(Json(json!({ "enabled": false })))
+}
+
+/// Body of `POST /api/admin/instances`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceBody {
+    #[serde(rename = "type")]
+    integration_type: String,
+    name: String,
+    #[serde(default)]
+    config: serde_json::Map<String, Value>,
+}
+
+/// `POST /api/admin/instances`: validates the config in the sandbox and stores it encrypted.
+pub async fn create_instance(State(app): State<Arc<App>>, Json(body): Json<InstanceBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    let id = crate::instances::create(&app, &body.integration_type, &body.name, body.config).await.map_err(|e| match e {
+        InstanceError::UnknownType(_) => ApiError::new(StatusCode::BAD_REQUEST, "unknown_type", e.to_string()),
+        InstanceError::InvalidConfig(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string()),
+        InstanceError::Plugin(_) => ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", e.to_string()),
+        InstanceError::Db(db) => ApiError::internal(db),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "type": body.integration_type,
+            "webhookUrl": format!("/api/webhooks/plugins/{}/{id}", body.integration_type),
+        })),
+    ))
+}
+
+/// `GET /api/admin/instances` (sensitive fields redacted).
+pub async fn list_instances(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let rows = app.db.list_instances().await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let sensitive = app
+                .registry
+                .get(&r.plugin_id)
+                .and_then(|p| p.descriptor(&r.integration_type).map(|d| d.sensitive_fields.clone()))
+                .unwrap_or_default();
+            json!({
+                "id": r.id, "pluginId": r.plugin_id, "type": r.integration_type, "name": r.name,
+                "enabled": r.enabled, "config": redacted_config(&r.config_json, &sensitive),
+                "webhookUrl": format!("/api/webhooks/plugins/{}/{}", r.integration_type, r.id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "instances": list })))
+}
+
+/// `GET /api/admin/instances/{id}/work-items`.
+pub async fn list_work_items(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "workItems": app.db.list_work_items(&id).await? })))
+}

@@ -1,0 +1,38 @@
+//! The HTTP surface: the authenticated admin API and the public webhook endpoints.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod webhooks;
+
+use crate::app::App;
+use crate::limits::{MAX_UPLOAD_BYTES, MAX_WEBHOOK_BODY_BYTES};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+
+/// Builds the router.
+pub fn router(app: Arc<App>) -> Router {
+    let admin = Router::new()
+        .route("/plugins", get(admin::list_plugins))
+        .route("/plugins/install", post(admin::install_plugin))
+        .route("/plugins/upload", post(admin::upload_plugin).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route("/plugins/{id}", get(admin::get_plugin))
+        .route("/plugins/{id}/events", get(admin::list_events))
+        .route("/plugins/{id}/grants", post(admin::grant))
+        .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
+        .route("/plugins/{id}/enable", post(admin::enable_plugin))
+        .route("/plugins/{id}/disable", post(admin::disable_plugin))
+        .route("/instances", get(admin::list_instances).post(admin::create_instance))
+        .route("/instances/{id}/work-items", get(admin::list_work_items))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_admin));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest("/api/admin", admin)
+        .route(
+            "/api/webhooks/plugins/{integration_type}/{instance_id}",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
+        )
+        .with_state(app)
+}

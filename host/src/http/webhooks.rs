@@ -1,0 +1,36 @@
+//! The public webhook route. Bodies over the limit are refused with 413 before any plugin runs.
+
+use crate::app::App;
+use crate::ingress::{InboundRequest, handle_webhook};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// `POST /api/webhooks/plugins/{type}/{instanceId}`.
+pub async fn receive(
+    State(app): State<Arc<App>>,
+    Path((integration_type, instance_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = InboundRequest {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let reply = handle_webhook(&app, &integration_type, &instance_id, req).await;
+    let mut resp = Response::builder().status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    for (k, v) in &reply.headers {
+        resp = resp.header(k, v);
+    }
+    resp.body(Body::from(reply.body)).unwrap_or_else(|_| Response::new(Body::from("invalid response from plugin")))
+}

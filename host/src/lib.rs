@@ -1,0 +1,20 @@
+//! Nitejar plugin host: runs third-party plugins as sandboxed WebAssembly components.
+//!
+//! The layout follows the architecture: [`runtime`] (engine, limits, stores), [`capabilities`]
+//! (one module per host import, each enforcing its permission), [`plugins`] (manifest, packages,
+//! installation, registry), [`hooks`], [`ingress`] (webhooks to work items), [`db`] (all SQL),
+//! [`receipts`], and [`http`] (admin API and webhook routes).
+
+pub mod app;
+pub mod capabilities;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod hooks;
+pub mod http;
+pub mod ingress;
+pub mod instances;
+pub mod limits;
+pub mod plugins;
+pub mod receipts;
+pub mod runtime;

@@ -1,0 +1,191 @@
+//! Installing a package: validate in the sandbox, write the spec §8 layout, record it.
+//!
+//! Order matters so a crash leaves the previous state intact: the component is compiled and
+//! checked against its manifest first; files are written to `_staging/<uuid>` and renamed into
+//! `<plugins>/<id>/versions/<version>` in one step; the `current` pointer is replaced atomically
+//! (a new symlink renamed over the old); the database rows come last. A version directory that
+//! already exists with the same checksum is reused (idempotent install); with a different
+//! checksum the install is refused (versions are immutable: bump the version).
+
+use super::manifest::MANIFEST_FILE;
+use super::package::PluginPackage;
+use crate::app::App;
+use crate::receipts::Receipt;
+use crate::runtime::{Grants, LoadError};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// File in a version directory holding the component's sha256.
+pub const CHECKSUM_FILE: &str = ".checksum";
+
+/// Where a package came from.
+#[derive(Debug, Clone)]
+pub struct InstallSource {
+    /// builtin | upload | local | npm | git.
+    pub kind: &'static str,
+    /// File name, path, package name or URL.
+    pub reference: Option<String>,
+    /// builtin | trusted | untrusted | unknown.
+    pub trust_level: &'static str,
+}
+
+/// Why an install failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The component failed validation.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The same version is installed with different content.
+    #[error("{id} {version} is already installed with a different checksum; versions are immutable, bump the version")]
+    VersionConflict {
+        /// Plugin id.
+        id: String,
+        /// Version.
+        version: String,
+    },
+    /// Writing files failed.
+    #[error("writing the plugin files failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// Recording the install failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// Result of an install.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallReport {
+    /// Plugin id.
+    pub plugin_id: String,
+    /// Installed version.
+    pub version: String,
+    /// sha256 of the component.
+    pub checksum: String,
+    /// The version directory.
+    pub install_path: String,
+    /// WIT API version.
+    pub api_version: String,
+    /// Permissions the operator must grant before the plugin can use them.
+    pub disclosures: Vec<String>,
+}
+
+/// The directory of one installed version.
+pub fn version_dir(plugins_dir: &Path, id: &str, version: &str) -> PathBuf {
+    plugins_dir.join(id).join("versions").join(version)
+}
+
+/// Installs a package. Leaves the plugin disabled unless it is a built-in.
+pub async fn install(app: &App, pkg: PluginPackage, source: InstallSource) -> Result<InstallReport, InstallError> {
+    let started = Instant::now();
+    let id = pkg.manifest.id.clone();
+    let result = install_inner(app, &pkg, &source).await;
+    let (status, detail) = match &result {
+        Ok(r) => ("ok", serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version })),
+        Err(e) => ("error", serde_json::json!({ "source": source.kind, "error": e.to_string() })),
+    };
+    app.receipts.emit(
+        Receipt::new(&id, "install", status).version(&pkg.manifest.version).duration(started.elapsed()).detail(detail),
+    );
+    result
+}
+
+async fn install_inner(app: &App, pkg: &PluginPackage, source: &InstallSource) -> Result<InstallReport, InstallError> {
+    let m = &pkg.manifest;
+    // 1. Validate: compile (cached by digest), check exports/imports and contributions.
+    let runtime = app.runtime.clone();
+    let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
+    let loaded = tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
+        .await
+        .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+
+    // 2. Files: staging, then one rename into the immutable version directory.
+    let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
+    if dir.exists() {
+        let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).unwrap_or_default();
+        if existing.trim() != pkg.digest {
+            return Err(InstallError::VersionConflict { id: m.id.clone(), version: m.version.clone() });
+        }
+    } else {
+        let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+        write_version_files(&staging, pkg)?;
+        std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))?;
+        if let Err(e) = std::fs::rename(&staging, &dir) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
+    }
+    set_current(&app.config.plugins_dir.join(&m.id), &m.version)?;
+
+    // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
+    let path = dir.to_string_lossy().into_owned();
+    let manifest_json = serde_json::to_string(m).expect("manifest serializes");
+    app.db
+        .upsert_plugin(&m.id, &m.name, source.trust_level, source.kind, source.reference.as_deref(), &m.version, &pkg.digest, &path, &manifest_json)
+        .await?;
+    app.db.insert_version(&m.id, &m.version, &pkg.digest, &path, &manifest_json, &loaded.api_version, &pkg.wasm).await?;
+    let disclosures = m.disclosures();
+    app.db.ensure_disclosures(&m.id, &disclosures).await?;
+    Ok(InstallReport {
+        plugin_id: m.id.clone(),
+        version: m.version.clone(),
+        checksum: pkg.digest.clone(),
+        install_path: path,
+        api_version: loaded.api_version.clone(),
+        disclosures,
+    })
+}
+
+fn write_version_files(staging: &Path, pkg: &PluginPackage) -> std::io::Result<()> {
+    let entry = staging.join(pkg.manifest.entry.trim_start_matches("./"));
+    std::fs::create_dir_all(entry.parent().expect("entry has a parent"))?;
+    for (path, data) in [
+        (staging.join(MANIFEST_FILE), pkg.manifest_json.as_slice()),
+        (entry, pkg.wasm.as_slice()),
+        (staging.join(CHECKSUM_FILE), pkg.digest.as_bytes()),
+    ] {
+        let f = std::fs::File::create(&path)?;
+        std::io::Write::write_all(&mut &f, data)?;
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Points `<plugin>/current` at `versions/<version>` atomically (new link renamed over the old).
+pub fn set_current(plugin_dir: &Path, version: &str) -> std::io::Result<()> {
+    let tmp = plugin_dir.join(format!(".current-{}", uuid::Uuid::new_v4()));
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(Path::new("versions").join(version), &tmp)?;
+    #[cfg(not(unix))]
+    std::fs::write(&tmp, format!("versions/{version}"))?;
+    std::fs::rename(&tmp, plugin_dir.join("current"))
+}
+
+/// Reads the active component of an installed version, verifying its checksum; re-materializes
+/// the files from the stored artifact when they are missing or do not match.
+pub async fn read_verified_component(app: &App, id: &str, version: &str, manifest: &super::manifest::Manifest, checksum: &str) -> Result<Vec<u8>, String> {
+    let dir = version_dir(&app.config.plugins_dir, id, version);
+    let entry = dir.join(manifest.entry.trim_start_matches("./"));
+    if let Ok(bytes) = std::fs::read(&entry) {
+        if super::package::sha256_hex(&bytes) == checksum {
+            return Ok(bytes);
+        }
+        tracing::warn!(plugin.id = id, "component file {} does not match its checksum; restoring it", entry.display());
+    }
+    let (stored_checksum, bytes) = app
+        .db
+        .get_artifact(id, version)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{id} {version}: component file missing and no stored artifact"))?;
+    if stored_checksum != checksum || super::package::sha256_hex(&bytes) != checksum {
+        return Err(format!("{id} {version}: the stored artifact does not match the recorded checksum; refusing to load it"));
+    }
+    let pkg = super::package::PluginPackage::from_parts(serde_json::to_vec(manifest).map_err(|e| e.to_string())?, bytes.clone())
+        .map_err(|e| e.to_string())?;
+    let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+    write_version_files(&staging, &pkg).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().expect("version dir has a parent")).map_err(|e| e.to_string())?;
+    std::fs::rename(&staging, &dir).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}

@@ -1,0 +1,7 @@
+//! Plugins: manifests, packages, installation, bundled plugins and the registry of loaded ones.
+
+pub mod bundled;
+pub mod installer;
+pub mod manifest;
+pub mod package;
+pub mod registry;

@@ -1,0 +1,254 @@
+//! Plugin packages in their three accepted forms, read into one [`PluginPackage`]:
+//!
+//! - a directory with `nitejar.plugin.json` at its root (local path, git checkout);
+//! - a `.tgz` in npm layout (files under `package/`), so `npm pack`/`npm publish` work;
+//! - a bare `.wasm` component carrying its manifest in a custom section named
+//!   [`MANIFEST_SECTION`] (see [`embed_manifest`]).
+//!
+//! Archives are extracted defensively: no absolute paths, no `..`, no links or devices, at most
+//! [`MAX_PACKAGE_ENTRIES`] entries and [`MAX_PACKAGE_UNPACKED_BYTES`] in total. Nothing in a
+//! package is ever executed on the host (there are no install scripts).
+
+use super::manifest::{MANIFEST_FILE, Manifest, ManifestError, safe_relative_path};
+use crate::limits::{MAX_PACKAGE_ENTRIES, MAX_PACKAGE_UNPACKED_BYTES};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// The custom section a bare `.wasm` package carries its manifest in.
+pub const MANIFEST_SECTION: &str = "nitejar.plugin.json";
+
+/// Why a package could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// The manifest is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The package is malformed or unsafe; the message says how.
+    #[error("invalid package: {0}")]
+    Invalid(String),
+    /// Reading failed.
+    #[error("reading the package failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A package read into memory: manifest plus component bytes.
+#[derive(Debug, Clone)]
+pub struct PluginPackage {
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The manifest as found (stored verbatim in the version directory).
+    pub manifest_json: Vec<u8>,
+    /// The component bytes.
+    pub wasm: Vec<u8>,
+    /// sha256 of `wasm`, hex (the plugin's checksum).
+    pub digest: String,
+}
+
+/// Hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn invalid<T>(msg: impl Into<String>) -> Result<T, PackageError> {
+    Err(PackageError::Invalid(msg.into()))
+}
+
+impl PluginPackage {
+    /// Builds a package from manifest bytes and component bytes.
+    pub fn from_parts(manifest_json: Vec<u8>, wasm: Vec<u8>) -> Result<PluginPackage, PackageError> {
+        let manifest = Manifest::parse(&manifest_json)?;
+        if !wasm.starts_with(b"\0asm") {
+            return invalid(format!("{} is not a WebAssembly file", manifest.entry));
+        }
+        let digest = sha256_hex(&wasm);
+        Ok(PluginPackage { manifest, manifest_json, wasm, digest })
+    }
+
+    /// Reads a package directory.
+    pub fn from_dir(dir: &Path) -> Result<PluginPackage, PackageError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_json = std::fs::read(&manifest_path)
+            .map_err(|e| PackageError::Invalid(format!("no {MANIFEST_FILE} at {}: {e}", dir.display())))?;
+        let manifest = Manifest::parse(&manifest_json)?;
+        let entry = dir.join(manifest.entry.trim_start_matches("./"));
+        let meta = std::fs::symlink_metadata(&entry)
+            .map_err(|_| PackageError::Invalid(format!("entry {} does not exist in the package", manifest.entry)))?;
+        if !meta.is_file() {
+            return invalid(format!("entry {} must be a regular file (not a link)", manifest.entry));
+        }
+        if meta.len() > MAX_PACKAGE_UNPACKED_BYTES {
+            return invalid(format!("entry {} is larger than {MAX_PACKAGE_UNPACKED_BYTES} bytes", manifest.entry));
+        }
+        Self::from_parts(manifest_json, std::fs::read(entry)?)
+    }
+
+    /// Reads a bare component whose manifest is in the [`MANIFEST_SECTION`] custom section.
+    pub fn from_wasm(wasm: Vec<u8>) -> Result<PluginPackage, PackageError> {
+        let Some(manifest_json) = find_manifest_section(&wasm)? else {
+            return invalid(format!(
+                "the .wasm has no {MANIFEST_SECTION:?} custom section; upload a .tgz or embed the manifest with `nitejar plugin pack`"
+            ));
+        };
+        Self::from_parts(manifest_json, wasm)
+    }
+
+    /// Extracts a `.tgz` (npm layout) into `staging` (which must be empty) and reads it.
+    pub fn from_tgz(bytes: &[u8], staging: &Path) -> Result<PluginPackage, PackageError> {
+        std::fs::create_dir_all(staging)?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let mut total: u64 = 0;
+        for (count, entry) in archive.entries()?.enumerate() {
+            if count >= MAX_PACKAGE_ENTRIES {
+                return invalid(format!("the archive has more than {MAX_PACKAGE_ENTRIES} entries"));
+            }
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if !kind.is_file() {
+                return invalid(format!("{path:?} is a link or special file; packages may only contain regular files"));
+            }
+            // npm packs everything under `package/`; accept a bare layout too.
+            let rel = path.strip_prefix("package/").unwrap_or(&path);
+            if !safe_relative_path(rel) {
+                return invalid(format!("{path:?} escapes the package directory"));
+            }
+            total += entry.size();
+            if total > MAX_PACKAGE_UNPACKED_BYTES {
+                return invalid(format!("the archive unpacks to more than {MAX_PACKAGE_UNPACKED_BYTES} bytes"));
+            }
+            let dest = staging.join(rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let size = entry.size();
+            let mut data = Vec::with_capacity(size as usize);
+            // Never trust the header size alone: read at most the declared size.
+            entry.by_ref().take(size).read_to_end(&mut data)?;
+            std::fs::write(dest, data)?;
+        }
+        Self::from_dir(staging)
+    }
+}
+
+/// Finds the manifest custom section in a component.
+fn find_manifest_section(wasm: &[u8]) -> Result<Option<Vec<u8>>, PackageError> {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|e| PackageError::Invalid(format!("not a valid component: {e}")))?;
+        if let wasmparser::Payload::CustomSection(reader) = payload {
+            if reader.name() == MANIFEST_SECTION {
+                return Ok(Some(reader.data().to_vec()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Appends `manifest_json` to a component as the [`MANIFEST_SECTION`] custom section, making it
+/// a self-contained bare `.wasm` package.
+pub fn embed_manifest(wasm: &[u8], manifest_json: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(MANIFEST_SECTION.len(), &mut body);
+    body.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    body.extend_from_slice(manifest_json);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Vec<u8> {
+        serde_json::json!({
+            "schemaVersion": 1, "id": "t.pkg", "name": "T", "version": "1.0.0",
+            "entry": "dist/plugin.wasm", "engine": {"nitejar": ">=0.1.0"}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The smallest valid component: magic + component version/layer.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn tgz(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (path, data, kind) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            if kind.is_symlink() {
+                h.set_link_name("/etc/passwd").unwrap();
+            }
+            // Write the raw name so hostile paths are not normalised away by the builder.
+            let name = h.as_gnu_mut().unwrap();
+            name.name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn reads_an_npm_style_tgz() {
+        let m = manifest();
+        let bytes = tgz(&[
+            ("package/nitejar.plugin.json", &m, tar::EntryType::Regular),
+            ("package/dist/plugin.wasm", EMPTY_COMPONENT, tar::EntryType::Regular),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = PluginPackage::from_tgz(&bytes, dir.path()).unwrap();
+        assert_eq!(pkg.manifest.id, "t.pkg");
+        assert_eq!(pkg.digest, sha256_hex(EMPTY_COMPONENT));
+    }
+
+    #[test]
+    fn refuses_traversal_links_and_bombs() {
+        let m = manifest();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (tgz(&[("package/../../evil", b"x", tar::EntryType::Regular)]), "escapes"),
+            (tgz(&[("/etc/cron.d/x", b"x", tar::EntryType::Regular)]), "escapes"),
+            (tgz(&[("package/link", b"", tar::EntryType::Symlink)]), "link or special"),
+            (tgz(&[("package/nitejar.plugin.json", &m, tar::EntryType::Regular)]), "does not exist"),
+        ];
+        for (bytes, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let e = PluginPackage::from_tgz(&bytes, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e} should mention {expected}");
+            // Nothing was written outside the staging directory.
+            assert!(!dir.path().parent().unwrap().join("evil").exists());
+        }
+        let big = vec![0u8; (MAX_PACKAGE_UNPACKED_BYTES + 1) as usize];
+        let dir = tempfile::tempdir().unwrap();
+        let e = PluginPackage::from_tgz(&tgz(&[("package/big", &big, tar::EntryType::Regular)]), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("unpacks to more than"), "{e}");
+    }
+
+    #[test]
+    fn bare_wasm_carries_its_manifest() {
+        let m = manifest();
+        let wasm = embed_manifest(EMPTY_COMPONENT, &m);
+        let pkg = PluginPackage::from_wasm(wasm).unwrap();
+        assert_eq!(pkg.manifest.version, "1.0.0");
+        let e = PluginPackage::from_wasm(EMPTY_COMPONENT.to_vec()).unwrap_err();
+        assert!(e.to_string().contains("custom section"), "{e}");
+    }
+}

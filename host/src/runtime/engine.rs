@@ -1,0 +1,67 @@
+//! The one shared wasmtime engine: component model, epoch interruption, pooling allocator,
+//! bounded stack; and the ticker thread that advances the epoch.
+
+use crate::limits::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Builds the engine. `memory_bytes` is the per-instance memory limit (also the pool's slot size).
+pub fn build_engine(memory_bytes: usize) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_TOTAL_COMPONENT_INSTANCES)
+        .total_memories(POOL_TOTAL_MEMORIES)
+        .total_tables(POOL_TOTAL_TABLES)
+        .total_core_instances(POOL_TOTAL_CORE_INSTANCES)
+        .max_memory_size(memory_bytes)
+        .max_memories_per_component(MAX_GUEST_MEMORIES as u32)
+        .max_tables_per_component(MAX_GUEST_TABLES as u32)
+        .max_core_instances_per_component(MAX_GUEST_INSTANCES as u32)
+        .table_elements(MAX_GUEST_TABLE_ELEMENTS);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_GUEST_STACK_BYTES)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+/// Advances the engine epoch every [`EPOCH_TICK_MS`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("nitejar-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Epoch ticks for a deadline `ms` from now (at least one tick).
+pub fn deadline_ticks(ms: u64) -> u64 {
+    (ms / EPOCH_TICK_MS).max(1)
+}

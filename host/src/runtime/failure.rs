@@ -1,0 +1,106 @@
+//! Classified plugin failures: every way a call can fail, as data (never a host panic or 500).
+
+use super::store::LimitHit;
+use serde::Serialize;
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum PluginFailure {
+    /// The call ran past its deadline and was stopped by the epoch deadline.
+    #[error("the plugin did not finish within {timeout_ms} ms and was stopped")]
+    Timeout {
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// The guest tried to grow memory or a table past its limit.
+    #[error("the plugin hit a resource limit: {detail}")]
+    ResourceLimit {
+        /// Which limit.
+        detail: String,
+    },
+    /// The guest exhausted its stack (deep recursion).
+    #[error("the plugin overflowed its stack")]
+    StackOverflow,
+    /// The guest trapped (panic, unreachable, bad memory access).
+    #[error("the plugin trapped: {detail}")]
+    Trap {
+        /// Trap description (and the guest's panic message when it printed one).
+        detail: String,
+    },
+    /// The guest returned more data than the host accepts from one call.
+    #[error("the plugin returned {bytes} bytes; the limit is {limit}")]
+    OutputTooLarge {
+        /// Size returned.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The guest returned an invalid value (bad JSON, a field out of range).
+    #[error("the plugin returned an invalid result: {detail}")]
+    InvalidOutput {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The plugin returned an error of its own.
+    #[error("the plugin reported an error ({code}): {message}")]
+    PluginError {
+        /// The plugin's error code.
+        code: String,
+        /// The plugin's message.
+        message: String,
+        /// Whether it may be retried.
+        retryable: bool,
+    },
+    /// The component does not export what the call needs.
+    #[error("the plugin does not export {export}")]
+    MissingExport {
+        /// The missing export.
+        export: String,
+    },
+    /// The host is at its concurrent-instance limit; retry later.
+    #[error("the host is at capacity; retry later")]
+    Busy,
+    /// Instantiation failed for another reason.
+    #[error("the plugin could not be instantiated: {detail}")]
+    Instantiate {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl PluginFailure {
+    /// Receipt status for this failure.
+    pub fn receipt_status(&self) -> &'static str {
+        match self {
+            PluginFailure::Timeout { .. } => "timeout",
+            _ => "error",
+        }
+    }
+
+    /// Classifies a wasmtime error from an instantiate or call.
+    pub fn classify(err: &wasmtime::Error, timeout_ms: u64, stderr: &str) -> PluginFailure {
+        if let Some(hit) = err.downcast_ref::<LimitHit>() {
+            return PluginFailure::ResourceLimit { detail: hit.to_string() };
+        }
+        if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+            return match trap {
+                wasmtime::Trap::Interrupt => PluginFailure::Timeout { timeout_ms },
+                wasmtime::Trap::StackOverflow => PluginFailure::StackOverflow,
+                other => {
+                    let mut detail = other.to_string();
+                    let stderr = stderr.trim();
+                    if !stderr.is_empty() {
+                        detail = format!("{detail}; guest stderr: {}", crate::capabilities::log::sanitize(stderr, 1024));
+                    }
+                    PluginFailure::Trap { detail }
+                }
+            };
+        }
+        let text = format!("{err:#}");
+        if text.contains("maximum concurrent") || text.contains("limit reached") {
+            return PluginFailure::Busy;
+        }
+        PluginFailure::Instantiate { detail: crate::capabilities::log::sanitize(&text, 1024) }
+    }
+}

@@ -1,0 +1,641 @@
+//! The sandboxed plugin runtime: one engine, components compiled once and cached, a fresh
+//! bounded store for every call.
+//!
+//! Every call gets a new store with an epoch deadline, a memory/table limiter, no environment,
+//! no inherited stdio, only the granted preopens, and capability state built from the plugin's
+//! policies. A trap, timeout or limit hit becomes a classified [`PluginFailure`] with a receipt;
+//! the engine and every other plugin keep serving.
+
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod failure;
+pub mod output;
+pub mod store;
+
+use crate::capabilities::filesystem::FilesystemPolicy;
+use crate::capabilities::kv::KvAccess;
+use crate::capabilities::log::LogState;
+use crate::capabilities::network::{NetworkGuard, NetworkPolicy, NetworkRule};
+use crate::capabilities::secrets::{SecretsAccess, SecretsPolicy, policy_for};
+use crate::capabilities::CallContext;
+use crate::config::OutboundOverrides;
+use crate::db::Db;
+use crate::hooks::HookName;
+use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES};
+use crate::plugins::manifest::Manifest;
+use crate::receipts::{Receipt, ReceiptSink};
+use bindings::exports::nitejar::plugin::{hooks, integration, metadata};
+use bindings::nitejar::plugin::types::PluginError as WitPluginError;
+pub use failure::PluginFailure;
+use output::OutputSize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{Capabilities, GuestLimiter, HostState};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// Bytes of guest stderr kept per call (for panic messages in failure receipts).
+const GUEST_STDERR_CAPTURE_BYTES: usize = 4 << 10;
+
+/// Why a plugin could not be loaded; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid component for this host.
+    #[error("the component could not be compiled: {0}")]
+    Compile(String),
+    /// The component targets an API version or imports something this host does not provide.
+    #[error("the component is incompatible with this host: {0}")]
+    Incompatible(String),
+    /// The component and its manifest disagree.
+    #[error("the component does not match its manifest: {0}")]
+    Mismatch(String),
+    /// Inspecting the component (calling its describe exports) failed.
+    #[error("inspecting the component failed: {0}")]
+    Inspect(#[from] PluginFailure),
+    /// A directory could not be prepared.
+    #[error("preparing the plugin's files failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The operator's grants for one plugin.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Granted disclosure keys (`network:<rule>`, `secret:<key>`, `fs:read:<dir>`, ...).
+    pub permissions: BTreeSet<String>,
+    /// Decrypted values of the plugin's secrets (only declared + granted ones are used).
+    pub secret_values: BTreeMap<String, String>,
+}
+
+impl Grants {
+    /// Every declared permission granted (built-in plugins, tests).
+    pub fn all_declared(manifest: &Manifest) -> Grants {
+        Grants { permissions: manifest.disclosures().into_iter().collect(), secret_values: BTreeMap::new() }
+    }
+}
+
+/// What a component says it implements (host-side copy of `metadata.contributions`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Contributions {
+    /// Integration types.
+    pub integrations: Vec<String>,
+    /// Hook events.
+    pub hooks: Vec<HookName>,
+    /// Tool names.
+    pub tools: Vec<String>,
+    /// Skill ids.
+    pub skills: Vec<String>,
+}
+
+/// Export lookups resolved once per component.
+struct ExportIndices {
+    metadata: Option<metadata::GuestIndices>,
+    integration: Option<integration::GuestIndices>,
+    hooks: Option<hooks::GuestIndices>,
+}
+
+/// A compiled, validated plugin version ready to be called.
+pub struct LoadedPlugin {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// sha256 of the component bytes.
+    pub digest: String,
+    /// WIT package version the component targets.
+    pub api_version: String,
+    /// What the component implements.
+    pub contributions: Contributions,
+    /// Integration descriptors (from `integration.describe`).
+    pub integrations: Vec<integration::Descriptor>,
+    /// Whether the component came from the compile cache.
+    pub cache: cache::CacheOutcome,
+    id: Arc<str>,
+    version: Arc<str>,
+    pre: InstancePre<HostState>,
+    exports: ExportIndices,
+    network: Arc<NetworkPolicy>,
+    secrets: Arc<SecretsPolicy>,
+    filesystem: FilesystemPolicy,
+}
+
+impl LoadedPlugin {
+    /// Plugin id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// Plugin version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    /// The descriptor of `integration_type`, if this plugin provides it.
+    pub fn descriptor(&self, integration_type: &str) -> Option<&integration::Descriptor> {
+        self.integrations.iter().find(|d| d.integration_type == integration_type)
+    }
+}
+
+/// Correlation ids for a call's receipts.
+#[derive(Debug, Clone, Default)]
+pub struct Correlation {
+    /// Work item.
+    pub work_item_id: Option<String>,
+    /// Job.
+    pub job_id: Option<String>,
+}
+
+/// How to run one call.
+struct CallSpec<'a> {
+    kind: &'static str,
+    operation: &'static str,
+    hook: Option<HookName>,
+    timeout_ms: u64,
+    correlation: &'a Correlation,
+}
+
+/// Everything needed to build the runtime.
+pub struct RuntimeOptions {
+    /// Per-instance memory limit.
+    pub memory_bytes: usize,
+    /// Compiled-component cache directory.
+    pub cache_dir: PathBuf,
+    /// Root of the plugins' file areas (`<data>/plugin-files`).
+    pub files_root: PathBuf,
+    /// Operator outbound overrides.
+    pub outbound_overrides: OutboundOverrides,
+    /// Database for the kv capability.
+    pub db: Option<Db>,
+    /// Receipt sink.
+    pub receipts: ReceiptSink,
+}
+
+/// The plugin runtime (one per process).
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: cache::ComponentCache,
+    _ticker: engine::EpochTicker,
+    memory_bytes: usize,
+    files_root: PathBuf,
+    overrides: OutboundOverrides,
+    db: Option<Db>,
+    receipts: ReceiptSink,
+}
+
+/// A plugin call's result plus what the receipt needs.
+struct Finished<R> {
+    result: Result<R, PluginFailure>,
+    duration: Duration,
+    logs: LogState,
+}
+
+impl PluginRuntime {
+    /// Builds the engine, linker, cache and epoch ticker.
+    pub fn new(opts: RuntimeOptions) -> anyhow::Result<PluginRuntime> {
+        let engine = engine::build_engine(opts.memory_bytes)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let cache = cache::ComponentCache::new(&opts.cache_dir, &engine)?;
+        let ticker = engine::EpochTicker::start(engine.clone());
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+            memory_bytes: opts.memory_bytes,
+            files_root: opts.files_root,
+            overrides: opts.outbound_overrides,
+            db: opts.db,
+            receipts: opts.receipts,
+        })
+    }
+
+    /// The engine (benchmarks compare against bare wasmtime on it).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The receipt sink.
+    pub fn receipts(&self) -> &ReceiptSink {
+        &self.receipts
+    }
+
+    /// Where a plugin's file area lives.
+    pub fn files_dir(&self, plugin_id: &str) -> PathBuf {
+        self.files_root.join(plugin_id)
+    }
+
+    /// Compiles (or loads from cache), validates against the manifest, and inspects a component.
+    pub fn load(&self, manifest: &Manifest, wasm: &[u8], grants: &Grants) -> Result<LoadedPlugin, LoadError> {
+        let digest = crate::plugins::package::sha256_hex(wasm);
+        let (component, cache) =
+            self.cache.load(&self.engine, &digest, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let api_version = check_component_shape(&self.engine, &component, manifest)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            LoadError::Incompatible(format!("{e:#} (the host provides WASI 0.2, wasi:http and nitejar:plugin@0.1.0)"))
+        })?;
+        let exports = ExportIndices {
+            metadata: metadata::GuestIndices::new(&pre).ok(),
+            integration: integration::GuestIndices::new(&pre).ok(),
+            hooks: hooks::GuestIndices::new(&pre).ok(),
+        };
+        let files_dir = self.files_dir(&manifest.id);
+        let p = &manifest.permissions;
+        let filesystem = FilesystemPolicy::new(&files_dir, &p.filesystem_read, &p.filesystem_write, &grants.permissions);
+        filesystem.prepare()?;
+        let (granted, ungranted): (Vec<NetworkRule>, Vec<NetworkRule>) = p
+            .network
+            .iter()
+            .filter_map(|r| NetworkRule::parse(r).ok())
+            .partition(|r| grants.permissions.contains(&format!("network:{}", r.raw)));
+        let granted_secrets = grants
+            .secret_values
+            .iter()
+            .filter(|(k, _)| grants.permissions.contains(&format!("secret:{k}")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut plugin = LoadedPlugin {
+            manifest: manifest.clone(),
+            digest,
+            api_version,
+            contributions: Contributions::default(),
+            integrations: Vec::new(),
+            cache,
+            id: manifest.id.as_str().into(),
+            version: manifest.version.as_str().into(),
+            pre,
+            exports,
+            network: Arc::new(NetworkPolicy { rules: granted, ungranted, overrides: self.overrides.clone() }),
+            secrets: Arc::new(policy_for(&p.secrets, granted_secrets)),
+            filesystem,
+        };
+        self.inspect(&mut plugin)?;
+        Ok(plugin)
+    }
+
+    /// Calls the describe exports and checks them against the manifest.
+    fn inspect(&self, plugin: &mut LoadedPlugin) -> Result<(), LoadError> {
+        let corr = Correlation::default();
+        let spec = CallSpec { kind: "load", operation: "describe", hook: None, timeout_ms: DEFAULT_INSPECT_TIMEOUT_MS, correlation: &corr };
+        let Some(meta) = plugin.exports.metadata.clone() else {
+            return Err(LoadError::Mismatch("it does not export nitejar:plugin/metadata (build it with the SDK's export_plugin!)".into()));
+        };
+        let integ = plugin.exports.integration.clone();
+        let wants_integrations = !plugin.manifest.contributes.integrations.is_empty();
+        let done = self.run(plugin, &spec, |store, inst| {
+            let contributions = meta.load(&mut *store, inst)?.call_describe(&mut *store)?;
+            let descriptors = match (&integ, wants_integrations) {
+                (Some(i), true) => i.load(&mut *store, inst)?.call_describe(&mut *store)?,
+                _ => Vec::new(),
+            };
+            Ok(Ok((contributions, descriptors)))
+        });
+        let (c, descriptors) = done.result?;
+        plugin.contributions = Contributions {
+            integrations: c.integrations,
+            hooks: c.hooks.into_iter().map(hook_from_wit).collect(),
+            tools: c.tools,
+            skills: c.skills,
+        };
+        plugin.integrations = descriptors;
+        check_contributions(plugin)?;
+        Ok(())
+    }
+
+    /// Runs `f` in a fresh bounded store; classifies failures and measures output.
+    fn run<R: OutputSize>(
+        &self,
+        plugin: &LoadedPlugin,
+        spec: &CallSpec<'_>,
+        f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<Result<R, WitPluginError>>,
+    ) -> Finished<R> {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(spec.timeout_ms);
+        let ctx = Arc::new(CallContext {
+            plugin_id: plugin.id.clone(),
+            plugin_version: plugin.version.clone(),
+            work_item_id: spec.correlation.work_item_id.clone(),
+            job_id: spec.correlation.job_id.clone(),
+            hook_name: spec.hook.map(HookName::as_str),
+            receipts: self.receipts.clone(),
+        });
+        let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAPTURE_BYTES);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        if let Err(e) = plugin.filesystem.apply(&mut wasi) {
+            let result = Err(PluginFailure::Instantiate { detail: format!("preopening the plugin's directories failed: {e:#}") });
+            return Finished { result, duration: start.elapsed(), logs: LogState::default() };
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(self.memory_bytes),
+            caps: Capabilities {
+                network: NetworkGuard { policy: plugin.network.clone(), ctx: ctx.clone(), deadline },
+                secrets: SecretsAccess { policy: plugin.secrets.clone() },
+                kv: KvAccess { db: self.db.clone(), handle: tokio::runtime::Handle::try_current().ok() },
+                log: LogState::default(),
+                ctx,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
+        store.epoch_deadline_trap();
+        let outcome = plugin.pre.instantiate(&mut store).and_then(|inst| f(&mut store, &inst));
+        let result = match outcome {
+            Err(e) => {
+                let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
+            }
+            Ok(Err(pe)) => Err(PluginFailure::PluginError { code: pe.code, message: pe.message, retryable: pe.retryable }),
+            Ok(Ok(value)) => {
+                let bytes = value.output_bytes();
+                if bytes > MAX_GUEST_OUTPUT_BYTES {
+                    Err(PluginFailure::OutputTooLarge { bytes, limit: MAX_GUEST_OUTPUT_BYTES })
+                } else {
+                    Ok(value)
+                }
+            }
+        };
+        let logs = std::mem::take(&mut store.data_mut().caps.log);
+        drop(store);
+        Finished { result, duration: start.elapsed(), logs }
+    }
+
+    /// Emits the receipt of a finished call; `status_ok` names the success status.
+    fn receipt<R>(&self, plugin: &LoadedPlugin, spec: &CallSpec<'_>, done: &Finished<R>, status_ok: &str, extra: Option<serde_json::Value>) {
+        let (status, mut detail) = match &done.result {
+            Ok(_) => (status_ok, serde_json::json!({ "operation": spec.operation })),
+            Err(f) => (f.receipt_status(), serde_json::json!({ "operation": spec.operation, "error": f.to_string(), "failure": f })),
+        };
+        if !done.logs.lines.is_empty() || done.logs.dropped > 0 {
+            detail["logs"] = serde_json::json!(done.logs.lines);
+            detail["logsDropped"] = done.logs.dropped.into();
+        }
+        if let Some(extra) = extra {
+            detail["result"] = extra;
+        }
+        self.receipts.emit(
+            Receipt::new(&plugin.id, spec.kind, status)
+                .version(&plugin.version)
+                .correlate(spec.correlation.work_item_id.as_deref(), spec.correlation.job_id.as_deref())
+                .hook(spec.hook.map(HookName::as_str))
+                .duration(done.duration)
+                .detail(detail),
+        );
+    }
+
+    /// Runs `integration.parse-webhook` in the sandbox (blocking: call from a blocking thread).
+    pub fn parse_webhook(
+        &self,
+        plugin: &LoadedPlugin,
+        instance: &integration::Instance,
+        request: &integration::WebhookRequest,
+        timeout_ms: u64,
+    ) -> Result<integration::ParseOutcome, PluginFailure> {
+        let corr = Correlation::default();
+        let spec = CallSpec { kind: "integration", operation: "parse-webhook", hook: None, timeout_ms, correlation: &corr };
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/integration".into() });
+        };
+        let done = self.run(plugin, &spec, |store, inst| idx.load(&mut *store, inst)?.call_parse_webhook(&mut *store, instance, request));
+        let outcome = match &done.result {
+            Ok(integration::ParseOutcome::WorkItem(_)) => Some("work_item"),
+            Ok(integration::ParseOutcome::Ignored(_)) => Some("ignored"),
+            Ok(integration::ParseOutcome::Respond(_)) => Some("respond"),
+            Ok(integration::ParseOutcome::Unauthorized(_)) => Some("unauthorized"),
+            Err(_) => None,
+        };
+        self.receipt(plugin, &spec, &done, "ok", outcome.map(serde_json::Value::from));
+        done.result
+    }
+
+    /// Runs `integration.validate-config` (blocking: call from a blocking thread).
+    pub fn validate_config(
+        &self,
+        plugin: &LoadedPlugin,
+        integration_type: &str,
+        config: &str,
+        timeout_ms: u64,
+    ) -> Result<Result<(), Vec<String>>, PluginFailure> {
+        let corr = Correlation::default();
+        let spec = CallSpec { kind: "integration", operation: "validate-config", hook: None, timeout_ms, correlation: &corr };
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/integration".into() });
+        };
+        let done = self.run(plugin, &spec, |store, inst| {
+            Ok(Ok(idx.load(&mut *store, inst)?.call_validate_config(&mut *store, integration_type, config)?))
+        });
+        self.receipt(plugin, &spec, &done, "ok", None);
+        done.result
+    }
+
+    /// Calls one hook handler on a fresh instance (blocking: call from a blocking thread).
+    pub fn call_hook(
+        &self,
+        plugin: &LoadedPlugin,
+        ctx: &hooks::HookContext,
+        input: &HookInput,
+        timeout_ms: u64,
+    ) -> Result<HookOutput, PluginFailure> {
+        let hook = input.name();
+        let corr = Correlation { work_item_id: ctx.work_item_id.clone(), job_id: ctx.job_id.clone() };
+        let spec = CallSpec { kind: "hook", operation: hook.as_str(), hook: Some(hook), timeout_ms, correlation: &corr };
+        let Some(idx) = plugin.exports.hooks.clone() else {
+            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/hooks".into() });
+        };
+        let done = self.run(plugin, &spec, |store, inst| {
+            let g = idx.load(&mut *store, inst)?;
+            let s = &mut *store;
+            Ok(match input {
+                HookInput::WorkItemPreCreate(e) => g.call_work_item_pre_create(s, ctx, e)?.map(HookOutput::WorkItemPreCreate),
+                HookInput::WorkItemPostCreate(e) => g.call_work_item_post_create(s, ctx, e)?.map(|()| HookOutput::Observed),
+                HookInput::RunPrePrompt(e) => g.call_run_pre_prompt(s, ctx, e)?.map(HookOutput::RunPrePrompt),
+                HookInput::ModelPreCall(e) => g.call_model_pre_call(s, ctx, e)?.map(HookOutput::ModelPreCall),
+                HookInput::ModelPostCall(e) => g.call_model_post_call(s, ctx, e)?.map(|()| HookOutput::Observed),
+                HookInput::ToolPreExec(e) => g.call_tool_pre_exec(s, ctx, e)?.map(HookOutput::ToolPreExec),
+                HookInput::ToolPostExec(e) => g.call_tool_post_exec(s, ctx, e)?.map(HookOutput::ToolPostExec),
+                HookInput::ResponsePreDeliver(e) => g.call_response_pre_deliver(s, ctx, e)?.map(HookOutput::ResponsePreDeliver),
+                HookInput::ResponsePostDeliver(e) => g.call_response_post_deliver(s, ctx, e)?.map(|()| HookOutput::Observed),
+            })
+        });
+        let status = match &done.result {
+            Ok(out) if out.blocks() => "blocked",
+            _ => "ok",
+        };
+        self.receipt(plugin, &spec, &done, status, None);
+        done.result
+    }
+}
+
+/// Input of one hook call.
+#[derive(Debug, Clone)]
+pub enum HookInput {
+    /// `work_item.pre_create`.
+    WorkItemPreCreate(hooks::WorkItemPreCreateEvent),
+    /// `work_item.post_create`.
+    WorkItemPostCreate(hooks::WorkItemPostCreateEvent),
+    /// `run.pre_prompt`.
+    RunPrePrompt(hooks::RunPrePromptEvent),
+    /// `model.pre_call`.
+    ModelPreCall(hooks::ModelPreCallEvent),
+    /// `model.post_call`.
+    ModelPostCall(hooks::ModelPostCallEvent),
+    /// `tool.pre_exec`.
+    ToolPreExec(hooks::ToolPreExecEvent),
+    /// `tool.post_exec`.
+    ToolPostExec(hooks::ToolPostExecEvent),
+    /// `response.pre_deliver`.
+    ResponsePreDeliver(hooks::ResponsePreDeliverEvent),
+    /// `response.post_deliver`.
+    ResponsePostDeliver(hooks::ResponsePostDeliverEvent),
+}
+
+impl HookInput {
+    /// The event this input belongs to.
+    pub fn name(&self) -> HookName {
+        match self {
+            HookInput::WorkItemPreCreate(_) => HookName::WorkItemPreCreate,
+            HookInput::WorkItemPostCreate(_) => HookName::WorkItemPostCreate,
+            HookInput::RunPrePrompt(_) => HookName::RunPrePrompt,
+            HookInput::ModelPreCall(_) => HookName::ModelPreCall,
+            HookInput::ModelPostCall(_) => HookName::ModelPostCall,
+            HookInput::ToolPreExec(_) => HookName::ToolPreExec,
+            HookInput::ToolPostExec(_) => HookName::ToolPostExec,
+            HookInput::ResponsePreDeliver(_) => HookName::ResponsePreDeliver,
+            HookInput::ResponsePostDeliver(_) => HookName::ResponsePostDeliver,
+        }
+    }
+}
+
+/// Output of one hook call: only what that hook may return (the WIT result types).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookOutput {
+    /// An observe-only hook returned.
+    Observed,
+    /// `work_item.pre_create` decision.
+    WorkItemPreCreate(hooks::WorkItemPreCreateDecision),
+    /// `run.pre_prompt` patch.
+    RunPrePrompt(hooks::RunPrePromptPatch),
+    /// `model.pre_call` decision.
+    ModelPreCall(hooks::ModelPreCallDecision),
+    /// `tool.pre_exec` decision.
+    ToolPreExec(hooks::ToolPreExecDecision),
+    /// `tool.post_exec` patch.
+    ToolPostExec(hooks::ToolPostExecPatch),
+    /// `response.pre_deliver` decision.
+    ResponsePreDeliver(hooks::ResponsePreDeliverDecision),
+}
+
+impl HookOutput {
+    /// Whether the handler blocked the operation.
+    pub fn blocks(&self) -> bool {
+        matches!(
+            self,
+            HookOutput::WorkItemPreCreate(hooks::WorkItemPreCreateDecision::Block(_))
+                | HookOutput::ModelPreCall(hooks::ModelPreCallDecision::Block(_))
+                | HookOutput::ToolPreExec(hooks::ToolPreExecDecision::Block(_))
+                | HookOutput::ResponsePreDeliver(hooks::ResponsePreDeliverDecision::Block(_))
+        )
+    }
+}
+
+fn hook_from_wit(h: bindings::nitejar::plugin::types::HookName) -> HookName {
+    use bindings::nitejar::plugin::types::HookName as W;
+    match h {
+        W::WorkItemPreCreate => HookName::WorkItemPreCreate,
+        W::WorkItemPostCreate => HookName::WorkItemPostCreate,
+        W::RunPrePrompt => HookName::RunPrePrompt,
+        W::ModelPreCall => HookName::ModelPreCall,
+        W::ModelPostCall => HookName::ModelPostCall,
+        W::ToolPreExec => HookName::ToolPreExec,
+        W::ToolPostExec => HookName::ToolPostExec,
+        W::ResponsePreDeliver => HookName::ResponsePreDeliver,
+        W::ResponsePostDeliver => HookName::ResponsePostDeliver,
+    }
+}
+
+/// Checks the component's WIT API version and imports against the manifest; returns the version.
+fn check_component_shape(engine: &Engine, component: &Component, manifest: &Manifest) -> Result<String, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let versions: BTreeSet<&str> =
+        exports.iter().filter_map(|e| e.strip_prefix("nitejar:plugin/")).filter_map(|e| e.split_once('@')).map(|(_, v)| v).collect();
+    let version = match versions.len() {
+        0 => {
+            return Err(LoadError::Incompatible(
+                "it exports no nitejar:plugin interface; build it against the Nitejar WIT package (the SDK)".into(),
+            ));
+        }
+        1 => versions.into_iter().next().unwrap().to_string(),
+        _ => return Err(LoadError::Incompatible(format!("it mixes WIT API versions {versions:?}"))),
+    };
+    if !bindings::SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
+        return Err(LoadError::Incompatible(format!(
+            "it targets nitejar:plugin@{version}; this host supports {:?}",
+            bindings::SUPPORTED_API_VERSIONS
+        )));
+    }
+    let p = &manifest.permissions;
+    let imports_http = imports.iter().any(|i| i.starts_with("wasi:http/outgoing-handler@"));
+    if imports_http && p.network.is_empty() {
+        return Err(LoadError::Mismatch(
+            "it imports wasi:http/outgoing-handler but permissions.network is empty; list the hosts it calls".into(),
+        ));
+    }
+    let imports_secrets = imports.iter().any(|i| i.starts_with("nitejar:plugin/secrets@"));
+    if imports_secrets && p.secrets.is_empty() {
+        return Err(LoadError::Mismatch(
+            "it imports nitejar:plugin/secrets but permissions.secrets is empty; list the keys it reads".into(),
+        ));
+    }
+    let needs = [
+        (!manifest.contributes.integrations.is_empty(), "integration"),
+        (!manifest.contributes.hooks.is_empty(), "hooks"),
+        (!manifest.contributes.tools.is_empty(), "tools"),
+        (!manifest.contributes.skills.is_empty(), "skills"),
+    ];
+    for (needed, iface) in needs {
+        let name = format!("nitejar:plugin/{iface}@{version}");
+        if needed && !exports.contains(&name) {
+            return Err(LoadError::Mismatch(format!("the manifest contributes {iface} but the component does not export {name}")));
+        }
+    }
+    Ok(version)
+}
+
+/// Every contribution the manifest declares must be implemented by the component.
+fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
+    let m = &plugin.manifest.contributes;
+    let c = &plugin.contributions;
+    for t in &m.integrations {
+        if !c.integrations.contains(t) || plugin.descriptor(t).is_none() {
+            return Err(LoadError::Mismatch(format!(
+                "contributes.integrations lists {t:?} but the component does not implement it (it implements {:?})",
+                c.integrations
+            )));
+        }
+    }
+    let hooks = plugin.manifest.hook_registrations().map_err(|e| LoadError::Mismatch(e.to_string()))?;
+    for h in hooks {
+        if !c.hooks.contains(&h.event) {
+            return Err(LoadError::Mismatch(format!(
+                "contributes.hooks lists {} but the component does not handle it",
+                h.event.as_str()
+            )));
+        }
+    }
+    for (kind, declared, implemented) in [("tools", &m.tools, &c.tools), ("skills", &m.skills, &c.skills)] {
+        if let Some(missing) = declared.iter().find(|d| !implemented.contains(d)) {
+            return Err(LoadError::Mismatch(format!("contributes.{kind} lists {missing:?} but the component does not provide it")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Example integration: a generic JSON webhook.
+//!
+//! The sender signs the raw body with HMAC-SHA256 using the instance's `secret` and sends
+//! `X-Signature-256: sha256=<hex>`. The body is a JSON object:
+//! `{"id": "evt-1", "text": "...", "session": "optional", "title": "optional", "sender": "optional"}`.
+//! The optional `X-Delivery-Id` header (else `id`) is the idempotency key.
+
+use hmac::{Hmac, Mac};
+use nitejar_plugin_sdk::integration::*;
+use nitejar_plugin_sdk::{Contributions, Integration, Plugin, export_plugin};
+use serde_json::Value;
+use sha2::Sha256;
+
+const TYPE: &str = "webhook";
+const SIGNATURE_HEADER: &str = "x-signature-256";
+
+struct Webhook;
+
+impl Plugin for Webhook {
+    fn contributions() -> Contributions {
+        Contributions::integrations(&[TYPE])
+    }
+}
+
+fn header<'a>(req: &'a WebhookRequest, name: &str) -> Option<&'a str> {
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+/// Constant-time check of `sha256=<hex>` against the HMAC of `body`.
+fn signature_valid(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.strip_prefix("sha256=")) else { return false };
+    let Ok(sig) = hex::decode(hex_sig.trim()) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok() // verify_slice compares in constant time (subtle)
+}
+
+fn config_secret(config: &str) -> Result<String, String> {
+    let v: Value = serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
+    match v.get("secret").and_then(Value::as_str) {
+        Some(s) if s.len() >= 16 => Ok(s.to_string()),
+        Some(_) => Err("`secret` must be at least 16 characters".into()),
+        None => Err("`secret` is required".into()),
+    }
+}
+
+impl Integration for Webhook {
+    fn describe() -> Vec<Descriptor> {
+        vec![Descriptor {
+            integration_type: TYPE.into(),
+            display_name: "JSON webhook".into(),
+            description: "Any system that can POST signed JSON.".into(),
+            icon: "webhook".into(),
+            category: Category::Other,
+            response_mode: ResponseMode::Final,
+            config_schema: serde_json::json!({
+                "type": "object",
+                "required": ["secret"],
+                "properties": {
+                    "secret": {"type": "string", "minLength": 16, "title": "Signing secret"}
+                },
+                "additionalProperties": false
+            })
+            .to_string(),
+            ui_schema: None,
+            sensitive_fields: vec!["secret".into()],
+        }]
+    }
+
+    fn validate_config(_t: String, config: String) -> Result<(), Vec<String>> {
+        config_secret(&config).map(|_| ()).map_err(|e| vec![e])
+    }
+
+    fn parse_webhook(instance: Instance, req: WebhookRequest) -> Result<ParseOutcome, PluginError> {
+        let secret = config_secret(&instance.config)
+            .map_err(|e| PluginError::new("invalid_config", e))?;
+        if !signature_valid(&secret, &req.body, header(&req, SIGNATURE_HEADER)) {
+            return Ok(ParseOutcome::Unauthorized("signature mismatch".into()));
+        }
+        let body: Value = match serde_json::from_slice(&req.body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return Ok(ParseOutcome::Ignored("body is not a JSON object".into())),
+        };
+        let Some(text) = body.get("text").and_then(Value::as_str) else {
+            return Ok(ParseOutcome::Ignored("no `text` field".into()));
+        };
+        let id = body.get("id").and_then(Value::as_str).unwrap_or("");
+        let session = body.get("session").and_then(Value::as_str).unwrap_or("default");
+        let title = body
+            .get("title")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| text.chars().take(60).collect());
+        let idempotency_key = header(&req, "x-delivery-id")
+            .map(str::to_string)
+            .or_else(|| (!id.is_empty()).then(|| id.to_string()));
+        let sender = body.get("sender").and_then(Value::as_str).map(|s| Sender {
+            id: s.into(),
+            name: s.into(),
+            is_bot: false,
+        });
+        Ok(ParseOutcome::WorkItem(InboundMessage {
+            title,
+            text: text.to_string(),
+            session_key: format!("webhook:{}:{session}", instance.id),
+            source_ref: format!("webhook:{id}"),
+            sender,
+            command: None,
+            idempotency_key,
+            payload: body.to_string(),
+            response_context: None,
+        }))
+    }
+}
+
+export_plugin!(Webhook: Integration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn signature_checks() {
+        let body = br#"{"text":"hi"}"#;
+        let good = sign("0123456789abcdef", body);
+        assert!(signature_valid("0123456789abcdef", body, Some(&good)));
+        assert!(!signature_valid("0123456789abcdeX", body, Some(&good)));
+        assert!(!signature_valid("0123456789abcdef", b"{}", Some(&good)));
+        assert!(!signature_valid("0123456789abcdef", body, None));
+        assert!(!signature_valid("0123456789abcdef", body, Some("sha256=zz")));
+    }
+}

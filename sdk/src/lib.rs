@@ -1,0 +1,529 @@
+//! The Rust SDK for Nitejar plugins.
+//!
+//! A plugin is a WebAssembly component built with `cargo build --target wasm32-wasip2` (or
+//! `cargo component build`). It implements [`Plugin`] plus any of [`Integration`], [`Hooks`],
+//! [`Tools`] and [`Skills`], and names its type with [`export_plugin!`]:
+//!
+//! ```ignore
+//! use nitejar_plugin_sdk::{export_plugin, Contributions, Hooks, Plugin, HookName};
+//! use nitejar_plugin_sdk::hooks::*;
+//!
+//! struct Redactor;
+//! impl Plugin for Redactor {
+//!     fn contributions() -> Contributions {
+//!         Contributions::hooks(&[HookName::ResponsePreDeliver])
+//!     }
+//! }
+//! impl Hooks for Redactor {
+//!     fn response_pre_deliver(_ctx: HookContext, ev: ResponsePreDeliverEvent)
+//!         -> Result<ResponsePreDeliverDecision, PluginError> {
+//!         let content = ev.content.replace("password", "********");
+//!         Ok(ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch { content: Some(content) }))
+//!     }
+//! }
+//! export_plugin!(Redactor: Hooks);
+//! ```
+//!
+//! Host capabilities are plain functions: [`log`], [`secrets`], [`kv`] and [`http`]. Each is
+//! checked by the host against the manifest and the operator's grants; a denial comes back as a
+//! typed error ([`HostError::Denied`], or `ErrorCode::HttpRequestDenied` for HTTP), never a trap.
+//!
+//! On a native target (your plugin's unit tests) the same functions talk to an in-memory
+//! [`testing::MockHost`], so plugin logic can be tested with `cargo test` and no server.
+
+pub mod http;
+pub mod testing;
+
+/// Generated bindings for the `nitejar:plugin@0.1.0` world `plugin`. Most authors never touch
+/// this module directly: the traits and re-exports below cover it.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/v0.1.0",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "::nitejar_plugin_sdk::bindings",
+        additional_derives: [PartialEq],
+    });
+}
+
+use bindings::exports::nitejar::plugin as exp;
+
+pub use bindings::nitejar::plugin::types::{Denial, Header, HookName, HostError, PluginError};
+pub use exp::metadata::Contributions;
+
+/// Integration types: descriptors, webhook requests and outcomes, delivery results.
+pub mod integration {
+    pub use crate::bindings::exports::nitejar::plugin::integration::{
+        Category, ConnectionStatus, Descriptor, InboundMessage, Instance, ParseOutcome,
+        PostOptions, PostResult, ResponseMode, Sender, WebhookRequest, WebhookResponse,
+    };
+    pub use crate::{Header, PluginError};
+}
+
+/// Hook types: one event record per hook, patch records and block decisions.
+pub mod hooks {
+    pub use crate::bindings::exports::nitejar::plugin::hooks::*;
+    pub use crate::{HookName, PluginError};
+}
+
+/// Tool types: definitions, call context and output.
+pub mod tools {
+    pub use crate::bindings::exports::nitejar::plugin::tools::{
+        ToolContext, ToolDefinition, ToolOutput,
+    };
+    pub use crate::PluginError;
+}
+
+/// Skill types.
+pub mod skills {
+    pub use crate::bindings::exports::nitejar::plugin::skills::{Skill, SkillSource};
+}
+
+impl PluginError {
+    /// A plugin error with `code` and `message`, not retryable.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        PluginError { code: code.to_string(), message: message.into(), retryable: false }
+    }
+
+    /// A retryable plugin error (the platform was unreachable, rate limited, ...).
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        PluginError { code: code.to_string(), message: message.into(), retryable: true }
+    }
+
+    /// The error for an export the plugin did not implement.
+    pub fn not_implemented(what: &str) -> Self {
+        Self::new("not_implemented", format!("this plugin does not implement {what}"))
+    }
+}
+
+impl From<HostError> for PluginError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Denied(d) => PluginError::new(
+                "permission_denied",
+                format!("{} access to {:?} denied; needs {}", d.capability, d.target, d.required_grant),
+            ),
+            HostError::LimitExceeded(m) => PluginError::new("limit_exceeded", m),
+            HostError::InvalidInput(m) => PluginError::new("invalid_input", m),
+            HostError::Unavailable(m) => PluginError::retryable("host_unavailable", m),
+        }
+    }
+}
+
+impl Contributions {
+    /// Contributions of a plugin that only handles `hooks`.
+    pub fn hooks(hooks: &[HookName]) -> Self {
+        Contributions { integrations: vec![], hooks: hooks.to_vec(), tools: vec![], skills: vec![] }
+    }
+
+    /// Contributions of a plugin that only provides the integration `types`.
+    pub fn integrations(types: &[&str]) -> Self {
+        Contributions {
+            integrations: types.iter().map(|s| s.to_string()).collect(),
+            hooks: vec![],
+            tools: vec![],
+            skills: vec![],
+        }
+    }
+}
+
+/// Every plugin implements this: it says what the component contributes. The host compares the
+/// answer with the manifest when the plugin is installed.
+pub trait Plugin {
+    /// The contributions this component implements.
+    fn contributions() -> Contributions;
+}
+
+/// An integration: webhooks in, replies out. Every method has a default so a plugin overrides
+/// only what its platform needs; `describe` and `parse_webhook` are the minimum.
+pub trait Integration {
+    /// Describes the integration types this component handles.
+    fn describe() -> Vec<integration::Descriptor> {
+        Vec::new()
+    }
+    /// Checks an instance config beyond its JSON Schema; returns operator-facing problems.
+    fn validate_config(_integration_type: String, _config: String) -> Result<(), Vec<String>> {
+        Ok(())
+    }
+    /// Turns a webhook into an outcome. Verify the platform's signature here.
+    fn parse_webhook(
+        _instance: integration::Instance,
+        _request: integration::WebhookRequest,
+    ) -> Result<integration::ParseOutcome, PluginError> {
+        Err(PluginError::not_implemented("parse-webhook"))
+    }
+    /// Posts the agent's reply back to the platform.
+    fn post_response(
+        _instance: integration::Instance,
+        _work_item_id: String,
+        _content: String,
+        _response_context: Option<String>,
+        _options: integration::PostOptions,
+    ) -> Result<integration::PostResult, PluginError> {
+        Err(PluginError::not_implemented("post-response"))
+    }
+    /// Acknowledges receipt to the platform (typing indicator, reaction). Default: nothing.
+    fn acknowledge_receipt(
+        _instance: integration::Instance,
+        _response_context: Option<String>,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// Checks a configuration against the platform.
+    fn test_connection(
+        _integration_type: String,
+        _config: String,
+    ) -> Result<integration::ConnectionStatus, PluginError> {
+        Ok(integration::ConnectionStatus { ok: true, detail: Some("not checked".into()) })
+    }
+}
+
+/// Hook handlers. Each default lets the event through unchanged; override the hooks you
+/// declare in the manifest's `contributes.hooks`.
+pub trait Hooks {
+    /// `work_item.pre_create`: may edit title, payload, session key, or block.
+    fn work_item_pre_create(
+        _ctx: hooks::HookContext,
+        _event: hooks::WorkItemPreCreateEvent,
+    ) -> Result<hooks::WorkItemPreCreateDecision, PluginError> {
+        Ok(hooks::WorkItemPreCreateDecision::Proceed(Default::default()))
+    }
+    /// `work_item.post_create`: observe only.
+    fn work_item_post_create(
+        _ctx: hooks::HookContext,
+        _event: hooks::WorkItemPostCreateEvent,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// `run.pre_prompt`: may replace the system prompt and the user message.
+    fn run_pre_prompt(
+        _ctx: hooks::HookContext,
+        _event: hooks::RunPrePromptEvent,
+    ) -> Result<hooks::RunPrePromptPatch, PluginError> {
+        Ok(Default::default())
+    }
+    /// `model.pre_call`: may change model, temperature, max tokens, or block.
+    fn model_pre_call(
+        _ctx: hooks::HookContext,
+        _event: hooks::ModelPreCallEvent,
+    ) -> Result<hooks::ModelPreCallDecision, PluginError> {
+        Ok(hooks::ModelPreCallDecision::Proceed(Default::default()))
+    }
+    /// `model.post_call`: observe only.
+    fn model_post_call(
+        _ctx: hooks::HookContext,
+        _event: hooks::ModelPostCallEvent,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+    /// `tool.pre_exec`: may rewrite the tool input, or block the tool.
+    fn tool_pre_exec(
+        _ctx: hooks::HookContext,
+        _event: hooks::ToolPreExecEvent,
+    ) -> Result<hooks::ToolPreExecDecision, PluginError> {
+        Ok(hooks::ToolPreExecDecision::Proceed(Default::default()))
+    }
+    /// `tool.post_exec`: may rewrite the tool output.
+    fn tool_post_exec(
+        _ctx: hooks::HookContext,
+        _event: hooks::ToolPostExecEvent,
+    ) -> Result<hooks::ToolPostExecPatch, PluginError> {
+        Ok(Default::default())
+    }
+    /// `response.pre_deliver`: may rewrite the reply, or block delivery.
+    fn response_pre_deliver(
+        _ctx: hooks::HookContext,
+        _event: hooks::ResponsePreDeliverEvent,
+    ) -> Result<hooks::ResponsePreDeliverDecision, PluginError> {
+        Ok(hooks::ResponsePreDeliverDecision::Proceed(Default::default()))
+    }
+    /// `response.post_deliver`: observe only.
+    fn response_post_deliver(
+        _ctx: hooks::HookContext,
+        _event: hooks::ResponsePostDeliverEvent,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// Agent tools and the prompt section that explains them.
+pub trait Tools {
+    /// The tools offered to the model.
+    fn list_tools() -> Vec<tools::ToolDefinition> {
+        Vec::new()
+    }
+    /// A section for the run's system prompt.
+    fn prompt_section(_ctx: tools::ToolContext) -> Option<String> {
+        None
+    }
+    /// Runs a tool.
+    fn call_tool(
+        _ctx: tools::ToolContext,
+        name: String,
+        _input: String,
+    ) -> Result<tools::ToolOutput, PluginError> {
+        Err(PluginError::new("unknown_tool", format!("no tool named {name}")))
+    }
+}
+
+/// Skills contributed by the plugin.
+pub trait Skills {
+    /// The skills this plugin contributes.
+    fn list_skills() -> Vec<skills::Skill> {
+        Vec::new()
+    }
+}
+
+// Default "patch" values: every field `None` means "leave as it was".
+macro_rules! empty_patch {
+    ($($t:ty { $($f:ident),* }),* $(,)?) => {$(
+        impl Default for $t {
+            fn default() -> Self { Self { $($f: None),* } }
+        }
+    )*};
+}
+empty_patch!(
+    hooks::WorkItemPreCreatePatch { title, payload, session_key },
+    hooks::RunPrePromptPatch { system_prompt, user_message },
+    hooks::ModelPreCallPatch { model, temperature, max_tokens },
+    hooks::ToolPreExecPatch { tool_input },
+    hooks::ToolPostExecPatch { output },
+    hooks::ResponsePreDeliverPatch { content },
+);
+
+impl<T: Plugin> exp::metadata::Guest for T {
+    fn describe() -> Contributions {
+        T::contributions()
+    }
+}
+
+impl<T: Integration> exp::integration::Guest for T {
+    fn describe() -> Vec<integration::Descriptor> {
+        T::describe()
+    }
+    fn validate_config(integration_type: String, config: String) -> Result<(), Vec<String>> {
+        T::validate_config(integration_type, config)
+    }
+    fn parse_webhook(
+        instance: integration::Instance,
+        request: integration::WebhookRequest,
+    ) -> Result<integration::ParseOutcome, PluginError> {
+        T::parse_webhook(instance, request)
+    }
+    fn post_response(
+        instance: integration::Instance,
+        work_item_id: String,
+        content: String,
+        response_context: Option<String>,
+        options: integration::PostOptions,
+    ) -> Result<integration::PostResult, PluginError> {
+        T::post_response(instance, work_item_id, content, response_context, options)
+    }
+    fn acknowledge_receipt(
+        instance: integration::Instance,
+        response_context: Option<String>,
+    ) -> Result<(), PluginError> {
+        T::acknowledge_receipt(instance, response_context)
+    }
+    fn test_connection(
+        integration_type: String,
+        config: String,
+    ) -> Result<integration::ConnectionStatus, PluginError> {
+        T::test_connection(integration_type, config)
+    }
+}
+
+impl<T: Hooks> exp::hooks::Guest for T {
+    fn work_item_pre_create(
+        ctx: hooks::HookContext,
+        event: hooks::WorkItemPreCreateEvent,
+    ) -> Result<hooks::WorkItemPreCreateDecision, PluginError> {
+        T::work_item_pre_create(ctx, event)
+    }
+    fn work_item_post_create(
+        ctx: hooks::HookContext,
+        event: hooks::WorkItemPostCreateEvent,
+    ) -> Result<(), PluginError> {
+        T::work_item_post_create(ctx, event)
+    }
+    fn run_pre_prompt(
+        ctx: hooks::HookContext,
+        event: hooks::RunPrePromptEvent,
+    ) -> Result<hooks::RunPrePromptPatch, PluginError> {
+        T::run_pre_prompt(ctx, event)
+    }
+    fn model_pre_call(
+        ctx: hooks::HookContext,
+        event: hooks::ModelPreCallEvent,
+    ) -> Result<hooks::ModelPreCallDecision, PluginError> {
+        T::model_pre_call(ctx, event)
+    }
+    fn model_post_call(
+        ctx: hooks::HookContext,
+        event: hooks::ModelPostCallEvent,
+    ) -> Result<(), PluginError> {
+        T::model_post_call(ctx, event)
+    }
+    fn tool_pre_exec(
+        ctx: hooks::HookContext,
+        event: hooks::ToolPreExecEvent,
+    ) -> Result<hooks::ToolPreExecDecision, PluginError> {
+        T::tool_pre_exec(ctx, event)
+    }
+    fn tool_post_exec(
+        ctx: hooks::HookContext,
+        event: hooks::ToolPostExecEvent,
+    ) -> Result<hooks::ToolPostExecPatch, PluginError> {
+        T::tool_post_exec(ctx, event)
+    }
+    fn response_pre_deliver(
+        ctx: hooks::HookContext,
+        event: hooks::ResponsePreDeliverEvent,
+    ) -> Result<hooks::ResponsePreDeliverDecision, PluginError> {
+        T::response_pre_deliver(ctx, event)
+    }
+    fn response_post_deliver(
+        ctx: hooks::HookContext,
+        event: hooks::ResponsePostDeliverEvent,
+    ) -> Result<(), PluginError> {
+        T::response_post_deliver(ctx, event)
+    }
+}
+
+impl<T: Tools> exp::tools::Guest for T {
+    fn list_tools() -> Vec<tools::ToolDefinition> {
+        T::list_tools()
+    }
+    fn prompt_section(ctx: tools::ToolContext) -> Option<String> {
+        T::prompt_section(ctx)
+    }
+    fn call_tool(
+        ctx: tools::ToolContext,
+        name: String,
+        input: String,
+    ) -> Result<tools::ToolOutput, PluginError> {
+        T::call_tool(ctx, name, input)
+    }
+}
+
+impl<T: Skills> exp::skills::Guest for T {
+    fn list_skills() -> Vec<skills::Skill> {
+        T::list_skills()
+    }
+}
+
+/// Exports a plugin type as the component's implementation.
+///
+/// List the contribution traits the type implements; the others get their defaults:
+/// `export_plugin!(MyPlugin: Integration, Hooks);`. The type must implement [`Plugin`].
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ident $(: $($kind:ident),* $(,)?)?) => {
+        $crate::__default_impl!(Integration, $ty; $($($kind)*)?);
+        $crate::__default_impl!(Hooks, $ty; $($($kind)*)?);
+        $crate::__default_impl!(Tools, $ty; $($($kind)*)?);
+        $crate::__default_impl!(Skills, $ty; $($($kind)*)?);
+        $crate::bindings::__export_plugin_world!($ty with_types_in $crate::bindings);
+    };
+}
+
+/// Implements contribution trait `$kind` with its defaults unless the caller listed it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __default_impl {
+    (Integration, $ty:ident; Integration $($rest:ident)*) => {};
+    (Hooks, $ty:ident; Hooks $($rest:ident)*) => {};
+    (Tools, $ty:ident; Tools $($rest:ident)*) => {};
+    (Skills, $ty:ident; Skills $($rest:ident)*) => {};
+    ($kind:ident, $ty:ident; $other:ident $($rest:ident)*) => {
+        $crate::__default_impl!($kind, $ty; $($rest)*);
+    };
+    ($kind:ident, $ty:ident;) => {
+        impl $crate::$kind for $ty {}
+    };
+}
+
+/// Guest logging. Lines go to the host's tracing output and the plugin's receipts.
+pub mod log {
+    use crate::bindings::nitejar::plugin::log::Level;
+
+    fn write(level: Level, message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::nitejar::plugin::log::write(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::with_host(|h| h.logs.push((format!("{level:?}"), message.to_string())));
+    }
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message)
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        write(Level::Info, message)
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message)
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        write(Level::Error, message)
+    }
+}
+
+/// Secrets the operator granted to this plugin (declare them in `permissions.secrets`).
+pub mod secrets {
+    use crate::HostError;
+
+    /// Returns the secret `key`, or a typed denial if it is not declared and granted.
+    pub fn get(key: &str) -> Result<String, HostError> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::nitejar::plugin::secrets::get(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.secret(key));
+    }
+}
+
+/// Per-plugin key-value storage: the plugin's own data, removed by uninstall with purge-data.
+pub mod kv {
+    use crate::HostError;
+
+    #[cfg(target_arch = "wasm32")]
+    use crate::bindings::nitejar::plugin::kv as imp;
+
+    /// Returns the value under `key`, if any.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        #[cfg(target_arch = "wasm32")]
+        return imp::get(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| Ok(h.kv.get(key).cloned()));
+    }
+    /// Stores `value` under `key`.
+    pub fn set(key: &str, value: &[u8]) -> Result<(), HostError> {
+        #[cfg(target_arch = "wasm32")]
+        return imp::set(key, value);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| {
+            h.kv.insert(key.to_string(), value.to_vec());
+            Ok(())
+        });
+    }
+    /// Removes `key`; returns whether it existed.
+    pub fn delete(key: &str) -> Result<bool, HostError> {
+        #[cfg(target_arch = "wasm32")]
+        return imp::delete(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| Ok(h.kv.remove(key).is_some()));
+    }
+    /// Lists keys starting with `prefix`, in byte order.
+    pub fn list_keys(prefix: &str) -> Result<Vec<String>, HostError> {
+        #[cfg(target_arch = "wasm32")]
+        return imp::list_keys(prefix);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| {
+            Ok(h.kv.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        });
+    }
+}
