@@ -50,6 +50,8 @@ pub struct Config {
     pub hook_chain_budget_ms: u64,
     /// Guest memory limit (`NITEJAR_PLUGIN_MEMORY_BYTES`).
     pub guest_memory_bytes: usize,
+    /// Deadline of integration calls such as parse-webhook (`NITEJAR_INTEGRATION_TIMEOUT_MS`).
+    pub integration_timeout_ms: u64,
 }
 
 /// Reads `NITEJAR_<name>`, then `SLOPBOT_<name>`.
@@ -139,6 +141,10 @@ impl Config {
                 "PLUGIN_MEMORY_BYTES",
                 crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
             )?,
+            integration_timeout_ms: number(
+                "INTEGRATION_TIMEOUT_MS",
+                crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
+            )?,
         })
     }
 
@@ -159,6 +165,7 @@ impl Config {
             hook_timeout_ms: crate::limits::DEFAULT_HOOK_TIMEOUT_MS,
             hook_chain_budget_ms: crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
             guest_memory_bytes: crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            integration_timeout_ms: crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
         }
     }
 }

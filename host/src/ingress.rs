@@ -9,7 +9,6 @@
 
 use crate::app::App;
 use crate::db::{CreateOutcome, NewWorkItem};
-use crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS;
 use crate::runtime::PluginFailure;
 use crate::runtime::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use crate::runtime::bindings::nitejar::plugin::types::Header;
@@ -90,8 +89,9 @@ pub async fn handle_webhook(app: &Arc<App>, integration_type: &str, instance_id:
     };
     let runtime = app.runtime.clone();
     let call_plugin = plugin.clone();
+    let timeout_ms = app.config.integration_timeout_ms;
     let outcome = tokio::task::spawn_blocking(move || {
-        runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, DEFAULT_INTEGRATION_TIMEOUT_MS)
+        runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, timeout_ms)
     })
     .await;
     let outcome = match outcome {

@@ -5,7 +5,6 @@
 //! API response.
 
 use crate::app::App;
-use crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS;
 use crate::runtime::bindings::exports::nitejar::plugin::integration::Descriptor;
 use serde_json::{Map, Value};
 
@@ -70,8 +69,9 @@ pub async fn create(app: &App, integration_type: &str, name: &str, config: Map<S
     let plugin = app.registry.by_integration_type(integration_type).ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
     let descriptor = plugin.descriptor(integration_type).expect("registry matched the type").clone();
     let runtime = app.runtime.clone();
+    let timeout_ms = app.config.integration_timeout_ms;
     let (p, t, c) = (plugin.clone(), integration_type.to_string(), Value::Object(config.clone()).to_string());
-    let verdict = tokio::task::spawn_blocking(move || runtime.validate_config(&p, &t, &c, DEFAULT_INTEGRATION_TIMEOUT_MS))
+    let verdict = tokio::task::spawn_blocking(move || runtime.validate_config(&p, &t, &c, timeout_ms))
         .await
         .map_err(|e| InstanceError::Plugin(e.to_string()))?;
     match verdict {

@@ -1,1 +1,214 @@
+//! Test support: a real server on a temporary data directory, guest packages built from source,
+//! and a local HTTP stand-in that records what plugins send it.
 
+use hmac::{Hmac, Mac};
+use nitejar::app::{App, Shutdown};
+use nitejar::config::{Config, OutboundOverrides};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The admin token every test host uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Where the build put guest package `name` (`webhook`, `hooks`, `hostile`).
+pub fn guest_package(name: &str) -> PathBuf {
+    Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join(name)
+}
+
+/// A copy of guest package `name` with its manifest changed by `edit`, in a fresh directory.
+pub fn package_with_manifest(name: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+    let src = guest_package(name);
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(src.join("nitejar.plugin.json")).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(dir.path().join("nitejar.plugin.json"), manifest.to_string()).unwrap();
+    std::fs::copy(src.join("plugin.wasm"), dir.path().join("plugin.wasm")).unwrap();
+    dir
+}
+
+/// A running host.
+pub struct TestHost {
+    /// The application.
+    pub app: Arc<App>,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The data directory (kept alive with the host).
+    pub data: tempfile::TempDir,
+    shutdown: Option<Shutdown>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Options for [`TestHost::start_with`].
+#[derive(Default)]
+pub struct HostOptions {
+    /// Outbound overrides.
+    pub overrides: OutboundOverrides,
+    /// Integration call deadline (default 2000 ms).
+    pub integration_timeout_ms: Option<u64>,
+}
+
+impl TestHost {
+    /// Starts a host with default options.
+    pub async fn start() -> TestHost {
+        Self::start_with(HostOptions::default()).await
+    }
+
+    /// Starts a host.
+    pub async fn start_with(opts: HostOptions) -> TestHost {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(data.path());
+        config.admin_token = Some(ADMIN_TOKEN.into());
+        config.outbound_overrides = opts.overrides;
+        config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
+        config.encryption_key = Some("ab".repeat(32));
+        let (app, shutdown) = App::start(config).await.expect("host starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = nitejar::http::router(app.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        TestHost { app, base, client: reqwest::Client::new(), data, shutdown: Some(shutdown), server }
+    }
+
+    /// Stops serving and flushes receipts.
+    pub async fn stop(mut self) {
+        self.server.abort();
+        if let Some(s) = self.shutdown.take() {
+            s.run(self.app.clone()).await;
+        }
+    }
+
+    /// An authenticated admin request.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}/api/admin{path}", self.base)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Admin call expecting `status`; returns the JSON body.
+    pub async fn admin_json(&self, method: reqwest::Method, path: &str, body: Option<Value>, status: u16) -> Value {
+        let mut req = self.admin(method.clone(), path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let got = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(got, status, "{method} {path} -> {got}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Installs a package directory, grants `grants`, enables it with consent.
+    pub async fn install_and_enable(&self, dir: &Path, grants: &[&str]) -> Value {
+        let report = self
+            .admin_json(reqwest::Method::POST, "/plugins/install", Some(json!({"sourceKind": "local", "sourceRef": dir})), 201)
+            .await;
+        let id = report["pluginId"].as_str().unwrap().to_string();
+        if !grants.is_empty() {
+            self.admin_json(reqwest::Method::POST, &format!("/plugins/{id}/grants"), Some(json!({"permissions": grants})), 200).await;
+        }
+        self.admin_json(reqwest::Method::POST, &format!("/plugins/{id}/enable"), Some(json!({"consent": true})), 200).await;
+        report
+    }
+
+    /// Creates an integration instance; returns its id.
+    pub async fn create_instance(&self, integration_type: &str, config: Value) -> String {
+        let v = self
+            .admin_json(
+                reqwest::Method::POST,
+                "/instances",
+                Some(json!({"type": integration_type, "name": format!("test {integration_type}"), "config": config})),
+                201,
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Posts a webhook; returns (status, body JSON or text as a JSON string).
+    pub async fn webhook(&self, integration_type: &str, instance: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}/api/webhooks/plugins/{integration_type}/{instance}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// All receipts of `plugin_id`, oldest first.
+    pub async fn receipts(&self, plugin_id: &str) -> Vec<Value> {
+        self.app.receipts.flush().await;
+        let rows = self.app.db.list_events(plugin_id, 10_000, None).await.unwrap();
+        let mut v: Vec<Value> = rows.into_iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+        v.reverse();
+        v
+    }
+
+    /// The work item `id`.
+    pub async fn work_item(&self, id: &str) -> Value {
+        serde_json::to_value(self.app.db.get_work_item(id).await.unwrap().expect("work item exists")).unwrap()
+    }
+}
+
+/// `sha256=<hex>` HMAC of `body` with `secret` (the example webhook's signature header).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A request a [`StandIn`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Host header.
+    pub host: String,
+    /// Body.
+    pub body: String,
+}
+
+/// A local HTTP server standing in for a platform API; answers `200 {"ok":true}` and records.
+pub struct StandIn {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// What it received.
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl StandIn {
+    /// Starts the stand-in on a free loopback port.
+    pub async fn start() -> StandIn {
+        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let rec = requests.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let rec = rec.clone();
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+                rec.lock().unwrap().push(Recorded { method, path, host, body: String::from_utf8_lossy(&body).into_owned() });
+                axum::Json(json!({"ok": true, "from": "stand-in"}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        StandIn { addr, requests }
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}

@@ -181,6 +181,33 @@ pub fn safe_relative_path(p: &str) -> bool {
         && p.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
 }
 
+/// Parses an npm-style semver range (`>=0.1.0 <1.0.0`, `^0.1 || ^0.2`, `0.1.0 - 0.3.0`, or the
+/// comma form `>=0.1.0, <1.0.0`) into alternatives, any of which may match.
+pub fn parse_npm_range(range: &str) -> Result<Vec<semver::VersionReq>, semver::Error> {
+    range
+        .split("||")
+        .map(|alt| {
+            let alt = alt.trim();
+            let normalized = match alt.split_once(" - ") {
+                Some((lo, hi)) => format!(">={}, <={}", lo.trim(), hi.trim()),
+                None if alt.is_empty() => "*".to_string(),
+                // Operators may be separated from their version by spaces (`>= 0.1.0`).
+                None => {
+                    let mut parts: Vec<String> = Vec::new();
+                    for tok in alt.split([' ', ',']).filter(|t| !t.is_empty()) {
+                        match parts.last_mut() {
+                            Some(last) if last.chars().all(|c| "<>=~^".contains(c)) => last.push_str(tok),
+                            _ => parts.push(tok.to_string()),
+                        }
+                    }
+                    parts.join(", ")
+                }
+            };
+            semver::VersionReq::parse(&normalized)
+        })
+        .collect()
+}
+
 impl Manifest {
     /// Parses and validates manifest JSON.
     pub fn parse(json: &[u8]) -> Result<Manifest, ManifestError> {
@@ -247,11 +274,11 @@ impl Manifest {
     }
 
     fn check_engine(&self) -> Result<(), ManifestError> {
-        let req = semver::VersionReq::parse(&self.engine.nitejar).map_err(|e| {
+        let alternatives = parse_npm_range(&self.engine.nitejar).map_err(|e| {
             ManifestError(format!("engine.nitejar {:?} is not a semver range: {e}", self.engine.nitejar))
         })?;
         let host = semver::Version::parse(HOST_VERSION).expect("host version is semver");
-        if !req.matches(&host) {
+        if !alternatives.iter().any(|req| req.matches(&host)) {
             return err(format!(
                 "engine.nitejar {:?} does not include this host's version {HOST_VERSION}",
                 self.engine.nitejar
@@ -367,6 +394,24 @@ mod tests {
             let e = parse(v).unwrap_err().0;
             assert!(e.contains(expected), "{e:?} should mention {expected:?}");
         }
+    }
+
+    #[test]
+    fn npm_ranges() {
+        let host = semver::Version::parse("0.1.0").unwrap();
+        for (range, want) in [
+            (">=0.1.0 <1.0.0", true),
+            (">=0.1.0, <1.0.0", true),
+            (">= 0.1.0 < 0.2.0", true),
+            ("^0.2 || ^0.1", true),
+            ("0.0.1 - 0.1.5", true),
+            (">=0.2.0", false),
+            ("*", true),
+        ] {
+            let alts = parse_npm_range(range).unwrap();
+            assert_eq!(alts.iter().any(|r| r.matches(&host)), want, "{range}");
+        }
+        assert!(parse_npm_range("banana").is_err());
     }
 
     #[test]
