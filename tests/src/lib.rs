@@ -175,7 +175,8 @@ pub struct Recorded {
     pub body: String,
 }
 
-/// A local HTTP server standing in for a platform API; answers `200 {"ok":true}` and records.
+/// A local HTTP server standing in for a platform API; answers `200 {"ok":true}` (or a `302` to
+/// `http://evil.test/stolen` for paths starting with `/redirect`) and records every request.
 pub struct StandIn {
     /// Its address.
     pub addr: SocketAddr,
@@ -195,8 +196,16 @@ impl StandIn {
                 let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
                 let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
                 let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+                let redirect = path.starts_with("/redirect");
                 rec.lock().unwrap().push(Recorded { method, path, host, body: String::from_utf8_lossy(&body).into_owned() });
-                axum::Json(json!({"ok": true, "from": "stand-in"}))
+                if redirect {
+                    return axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::FOUND,
+                        [("location", "http://evil.test/stolen")],
+                        "",
+                    ));
+                }
+                axum::response::IntoResponse::into_response(axum::Json(json!({"ok": true, "from": "stand-in"})))
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -616,10 +616,15 @@ fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
     let m = &plugin.manifest.contributes;
     let c = &plugin.contributions;
     for t in &m.integrations {
-        if !c.integrations.contains(t) || plugin.descriptor(t).is_none() {
+        if !c.integrations.contains(t) {
             return Err(LoadError::Mismatch(format!(
                 "contributes.integrations lists {t:?} but the component does not implement it (it implements {:?})",
                 c.integrations
+            )));
+        }
+        if plugin.descriptor(t).is_none() {
+            return Err(LoadError::Mismatch(format!(
+                "integration {t:?} has no descriptor: the component's integration.describe must return one for it"
             )));
         }
     }

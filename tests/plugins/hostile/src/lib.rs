@@ -6,7 +6,8 @@
 //! | `ok` | nothing: a normal work item (proves the host still serves) |
 //! | `loop` | spins forever |
 //! | `memory` | allocates until it is stopped |
-//! | `recursion` | recurses without bound |
+//! | `recursion` | recurses without bound (native wasm stack) |
+//! | `stack-smash` | recurses with arrays (shadow stack in linear memory) |
 //! | `oversized` | returns an 8 MiB title |
 //! | `trap` | panics (a wasm trap) |
 //! | `http` | GETs `target` |
@@ -14,6 +15,7 @@
 //! | `fs-read` / `fs-write` | reads / writes path `target` |
 //! | `log-flood` | writes 5000 log lines with control characters |
 //! | `kv` | writes then reads key `target` |
+//! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
 //!
 //! Attacks that return report the guest-side outcome in the work item's text:
 //! `ok: ...` or `err: ...`, so tests can check the guest got a typed error.
@@ -37,10 +39,17 @@ impl Plugin for Hostile {
     }
 }
 
+/// Unbounded recursion on the native (wasm) stack: scalars only, so no shadow stack is used.
 #[allow(unconditional_recursion)]
-fn recurse(depth: u64, buf: [u64; 16]) -> u64 {
+fn recurse(depth: u64) -> u64 {
+    black_box(recurse(black_box(depth + 1))) + 1
+}
+
+/// Unbounded recursion with arrays, which live on the shadow stack in linear memory.
+#[allow(unconditional_recursion)]
+fn smash(depth: u64, buf: [u64; 16]) -> u64 {
     let next = black_box([depth; 16]);
-    recurse(depth + 1, next) + buf[black_box(0)]
+    smash(depth + 1, next) + buf[black_box(0)]
 }
 
 /// Runs `attack`; returns a report for the attacks that return at all.
@@ -61,7 +70,8 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
                 hoard.push(black_box(chunk));
             }
         }
-        "recursion" => Ok(recurse(0, [0; 16]).to_string()),
+        "recursion" => Ok(recurse(0).to_string()),
+        "stack-smash" => Ok(smash(0, [0; 16]).to_string()),
         "oversized" => Ok("x".repeat(8 << 20)),
         "trap" => panic!("hostile plugin trapped on purpose"),
         "http" => http::Request::get(target)
@@ -82,11 +92,29 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
             let v = kv::get(target).map_err(|e| format!("{e:?}"))?;
             Ok(format!("{:?}", v.map(|b| String::from_utf8_lossy(&b).into_owned())))
         }
+        "counter" => {
+            static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            Ok((CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1).to_string())
+        }
         other => Err(format!("unknown attack {other}")),
     }
 }
 
 impl Integration for Hostile {
+    fn describe() -> Vec<Descriptor> {
+        vec![Descriptor {
+            integration_type: "hostile".into(),
+            display_name: "Hostile".into(),
+            description: "Attacks the host on request.".into(),
+            icon: "skull".into(),
+            category: Category::Other,
+            response_mode: ResponseMode::Final,
+            config_schema: r#"{"type":"object"}"#.into(),
+            ui_schema: None,
+            sensitive_fields: vec![],
+        }]
+    }
+
     fn parse_webhook(instance: Instance, req: WebhookRequest) -> Result<ParseOutcome, PluginError> {
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let name = body["attack"].as_str().unwrap_or("ok").to_string();
