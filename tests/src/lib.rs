@@ -77,11 +77,18 @@ impl TestHost {
     }
 
     /// Stops serving and flushes receipts.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        drop(self.stop_keep_data().await);
+    }
+
+    /// Stops serving, flushes receipts, and hands back the data directory for a restart.
+    pub async fn stop_keep_data(mut self) -> tempfile::TempDir {
         self.server.abort();
+        let _ = (&mut self.server).await;
         if let Some(s) = self.shutdown.take() {
             s.run(self.app.clone()).await;
         }
+        self.data
     }
 
     /// An authenticated admin request.
