@@ -42,10 +42,12 @@ impl ComponentCache {
     /// Loads the component for `digest`, compiling `bytes` if the cache has no usable copy.
     pub fn load(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.path_for(digest);
-        if path.exists() {
+        if let Ok(cached) = std::fs::read(&path) {
+            // Read into memory rather than mmap (`deserialize_file`): a cache file truncated or
+            // rewritten in place while mapped would crash the whole host with SIGBUS.
             // SAFETY: the file was written by this host (below) for this engine's compatibility
             // hash; wasmtime also checks the header and refuses incompatible artifacts.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize(engine, &cached) } {
                 Ok(c) => return Ok((c, CacheOutcome::Hit)),
                 Err(e) => tracing::warn!("cached component {} is unusable, recompiling: {e}", path.display()),
             }
