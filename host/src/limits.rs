@@ -68,3 +68,5 @@ pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
 
 /// Most receipts written in one transaction by the batch writer.
 pub const RECEIPT_BATCH_SIZE: usize = 256;
+/// Longest a receipt waits in the writer's buffer before its batch is written.
+pub const RECEIPT_FLUSH_INTERVAL_MS: u64 = 20;

@@ -1,13 +1,14 @@
 //! Receipts: the record of everything a plugin does (spec §19), written to `plugin_events`.
 //!
 //! Emitting a receipt never blocks and never touches the database on the caller's path: receipts
-//! go through a channel to one writer task that inserts whatever is queued (up to
-//! [`RECEIPT_BATCH_SIZE`]) in one transaction. [`ReceiptSink::flush`] waits
+//! go through a channel to one writer task that collects them for up to
+//! [`RECEIPT_FLUSH_INTERVAL_MS`] (or [`RECEIPT_BATCH_SIZE`] receipts) and writes each batch with
+//! one multi-row insert. [`ReceiptSink::flush`] waits
 //! until everything emitted before it is written; [`ReceiptWriter::shutdown`] drains the rest,
 //! so none is lost on a clean stop.
 
 use crate::db::{Db, EventRow, now_ms};
-use crate::limits::RECEIPT_BATCH_SIZE;
+use crate::limits::{RECEIPT_BATCH_SIZE, RECEIPT_FLUSH_INTERVAL_MS};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,21 +69,11 @@ impl Receipt {
     }
 }
 
-enum Message {
-    Receipt(EventRow),
-    Flush(oneshot::Sender<()>),
-}
-
 /// Where receipts are sent (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct ReceiptSink {
-    tx: mpsc::UnboundedSender<Message>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("receipt message")
-    }
+    tx: mpsc::UnboundedSender<EventRow>,
+    flush_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
 }
 
 /// The writer task; keep it to shut down cleanly.
@@ -94,19 +85,21 @@ impl ReceiptSink {
     /// Starts the batch writer on the current tokio runtime.
     pub fn start(db: Db) -> (ReceiptSink, ReceiptWriter) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_loop(db, rx));
-        (ReceiptSink { tx }, ReceiptWriter { task })
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_loop(db, rx, flush_rx));
+        (ReceiptSink { tx, flush_tx }, ReceiptWriter { task })
     }
 
-    /// A sink that drops everything (install-time inspection before a plugin exists).
+    /// A sink that drops everything (benchmarks of the call path without a database).
     pub fn discard() -> ReceiptSink {
         let (tx, _rx) = mpsc::unbounded_channel();
-        ReceiptSink { tx }
+        let (flush_tx, _flush_rx) = mpsc::unbounded_channel();
+        ReceiptSink { tx, flush_tx }
     }
 
-    /// Queues a receipt. Never blocks.
+    /// Queues a receipt. Never blocks, and does not wake the writer (it collects on a timer).
     pub fn emit(&self, receipt: Receipt) {
-        if self.tx.send(Message::Receipt(receipt.0)).is_err() {
+        if self.tx.send(receipt.0).is_err() {
             tracing::debug!("receipt dropped: the writer is stopped");
         }
     }
@@ -114,7 +107,7 @@ impl ReceiptSink {
     /// Waits until every receipt emitted before this call is in the database.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).is_ok() {
+        if self.flush_tx.send(done).is_ok() {
             let _ = wait.await;
         }
     }
@@ -130,30 +123,50 @@ impl ReceiptWriter {
     }
 }
 
-async fn write_loop(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn write_loop(
+    db: Db,
+    mut rx: mpsc::UnboundedReceiver<EventRow>,
+    mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
+    let interval = Duration::from_millis(RECEIPT_FLUSH_INTERVAL_MS);
     let mut batch: Vec<EventRow> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    // Natural batching: wait for one message, then take everything already queued (up to a
-    // cap) into the same transaction. Under load batches grow; when idle latency stays low.
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Message::Receipt(r) => batch.push(r),
-                Message::Flush(w) => waiters.push(w),
-            }
-            if batch.len() < RECEIPT_BATCH_SIZE {
-                next = rx.try_recv().ok();
+    loop {
+        // Wake for the first receipt of a batch, or a flush request.
+        let closed = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => { batch.push(r); false }
+                None => true,
+            },
+            Some(w) = flush_rx.recv() => { waiters.push(w); false }
+        };
+        // Collect for the interval without listening on the receipt channel, so the many
+        // `emit`s of busy plugin calls cause no cross-thread wake-ups; a flush cuts it short.
+        if !closed && waiters.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                Some(w) = flush_rx.recv() => waiters.push(w),
             }
         }
-        if !batch.is_empty() {
-            if let Err(e) = db.insert_events(&batch).await {
-                tracing::error!("writing {} receipts failed: {e}", batch.len());
-            }
-            batch.clear();
+        // Everything queued before now joins the batch (a flush requested after an emit
+        // therefore always sees that receipt).
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
         }
+        while let Ok(w) = flush_rx.try_recv() {
+            waiters.push(w);
+        }
+        for chunk in batch.chunks(RECEIPT_BATCH_SIZE) {
+            if let Err(e) = db.insert_events(chunk).await {
+                tracing::error!("writing {} receipts failed: {e}", chunk.len());
+            }
+        }
+        batch.clear();
         for w in waiters.drain(..) {
             let _ = w.send(());
+        }
+        if closed {
+            return;
         }
     }
 }

@@ -386,31 +386,30 @@ impl Db {
 
     // ---- receipts -------------------------------------------------------------------------
 
-    /// Writes a batch of receipts in one transaction.
+    /// Writes a batch of receipts with one multi-row insert.
     pub async fn insert_events(&self, events: &[EventRow]) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
+        // 12 columns per row keeps each statement far below SQLite's bound-variable limit.
+        for chunk in events.chunks(256) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
-                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.id)
-            .bind(&e.plugin_id)
-            .bind(&e.plugin_version)
-            .bind(&e.kind)
-            .bind(&e.status)
-            .bind(&e.work_item_id)
-            .bind(&e.job_id)
-            .bind(&e.hook_name)
-            .bind(e.duration_ms)
-            .bind(&e.execution_mode)
-            .bind(&e.detail_json)
-            .bind(e.created_at)
-            .execute(&mut *tx)
-            .await?;
+                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.id)
+                    .push_bind(&e.plugin_id)
+                    .push_bind(&e.plugin_version)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.status)
+                    .push_bind(&e.work_item_id)
+                    .push_bind(&e.job_id)
+                    .push_bind(&e.hook_name)
+                    .push_bind(e.duration_ms)
+                    .push_bind(&e.execution_mode)
+                    .push_bind(&e.detail_json)
+                    .push_bind(e.created_at);
+            });
+            q.build().execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -1,0 +1,17 @@
+# Shortcuts for people who have `just`; each recipe is a script that works without it.
+
+# Run the server with the bundled plugins (SQLite in ./data).
+serve *ARGS:
+    bash scripts/serve.sh {{ARGS}}
+
+# Run every test.
+test:
+    bash scripts/test.sh
+
+# What CI runs: tests, formatting, lints.
+ci:
+    bash .ci/run
+
+# Print benchmark medians and ratios (release build).
+bench:
+    bash scripts/setup.sh && cargo bench -p nitejar --bench hook_call
