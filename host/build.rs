@@ -28,10 +28,17 @@ fn main() {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(root.join("plugins-examples/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&guest_target);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(root.join("plugins-examples/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&guest_target);
     // The outer build's flags, wrappers and target are for the host, not the guests.
     for var in [
         "RUSTFLAGS",
@@ -44,7 +51,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("failed to run cargo for the guest components");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the guest components");
     if !status.success() {
         panic!(
             "building the guest components failed. If the error says the wasm32-wasip2 target \
@@ -54,7 +63,8 @@ fn main() {
 
     let wasm_dir = guest_target.join("wasm32-wasip2/release");
     let packages = guest_target.join("packages");
-    let mut bundled = String::from("/// Bundled plugin packages: (name, manifest JSON, component bytes).\n");
+    let mut bundled =
+        String::from("/// Bundled plugin packages: (name, manifest JSON, component bytes).\n");
     bundled.push_str("pub const BUNDLED: &[(&str, &str, &[u8])] = &[\n");
     for (dir, embed) in GUESTS {
         let crate_dir = root.join(dir);
@@ -63,7 +73,11 @@ fn main() {
         let name = Path::new(dir).file_name().unwrap().to_str().unwrap();
         let pkg = packages.join(name);
         std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::copy(crate_dir.join("nitejar.plugin.json"), pkg.join("nitejar.plugin.json")).unwrap();
+        std::fs::copy(
+            crate_dir.join("nitejar.plugin.json"),
+            pkg.join("nitejar.plugin.json"),
+        )
+        .unwrap();
         std::fs::copy(&wasm, pkg.join("plugin.wasm"))
             .unwrap_or_else(|e| panic!("{} missing after the guest build: {e}", wasm.display()));
         if *embed {
@@ -76,13 +90,20 @@ fn main() {
     }
     bundled.push_str("];\n");
     std::fs::write(out_dir.join("bundled.rs"), bundled).unwrap();
-    println!("cargo:rustc-env=NITEJAR_GUEST_PACKAGES_DIR={}", packages.display());
+    println!(
+        "cargo:rustc-env=NITEJAR_GUEST_PACKAGES_DIR={}",
+        packages.display()
+    );
 }
 
 /// Reads `name = "..."` from the `[package]` table of a guest's Cargo.toml.
 fn crate_name(cargo_toml: &Path) -> String {
     let text = std::fs::read_to_string(cargo_toml).unwrap();
     text.lines()
-        .find_map(|l| l.trim().strip_prefix("name = \"").map(|r| r.trim_end_matches('"').to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("name = \"")
+                .map(|r| r.trim_end_matches('"').to_string())
+        })
         .unwrap_or_else(|| panic!("no package name in {}", cargo_toml.display()))
 }

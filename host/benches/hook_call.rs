@@ -47,7 +47,9 @@ fn redact(text: &str) -> String {
 }
 
 fn native_hook(ev: &ResponsePreDeliverEvent) -> ResponsePreDeliverDecision {
-    ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch { content: Some(redact(&ev.content)) })
+    ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
+        content: Some(redact(&ev.content)),
+    })
 }
 
 struct BareState {
@@ -57,7 +59,10 @@ struct BareState {
 
 impl WasiView for BareState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -73,14 +78,24 @@ fn measure(name: &str, mut f: impl FnMut()) -> (String, Duration, Duration) {
         })
         .collect();
     samples.sort();
-    (name.to_string(), samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+    (
+        name.to_string(),
+        samples[samples.len() / 2],
+        samples[samples.len() * 9 / 10],
+    )
 }
 
 fn main() {
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = tokio_rt.enter();
     let dir = tempfile::tempdir().unwrap();
-    let db = tokio_rt.block_on(Db::open(&dir.path().join("bench.db"))).unwrap();
+    let db = tokio_rt
+        .block_on(Db::open(&dir.path().join("bench.db")))
+        .unwrap();
     let (sink, _writer) = ReceiptSink::start(db.clone());
     let db_for_probe = db.clone();
     let runtime = PluginRuntime::new(RuntimeOptions {
@@ -92,10 +107,24 @@ fn main() {
         receipts: sink.clone(),
     })
     .unwrap();
-    let pkg = PluginPackage::from_dir(&Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks")).unwrap();
-    let plugin = runtime.load(&pkg.manifest, &pkg.wasm, &Grants::all_declared(&pkg.manifest)).unwrap();
+    let pkg = PluginPackage::from_dir(
+        &Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks"),
+    )
+    .unwrap();
+    let plugin = runtime
+        .load(
+            &pkg.manifest,
+            &pkg.wasm,
+            &Grants::all_declared(&pkg.manifest),
+        )
+        .unwrap();
 
-    let ctx = HookContext { plugin_instance_id: None, work_item_id: Some("wi".into()), job_id: Some("job".into()), agent_id: None };
+    let ctx = HookContext {
+        plugin_instance_id: None,
+        work_item_id: Some("wi".into()),
+        job_id: Some("job".into()),
+        agent_id: None,
+    };
     let event = ResponsePreDeliverEvent {
         content: CONTENT.into(),
         integration_type: "webhook".into(),
@@ -123,23 +152,41 @@ fn main() {
         receipts: ReceiptSink::discard(),
     })
     .unwrap();
-    let quiet_plugin = quiet.load(&pkg.manifest, &pkg.wasm, &Grants::all_declared(&pkg.manifest)).unwrap();
+    let quiet_plugin = quiet
+        .load(
+            &pkg.manifest,
+            &pkg.wasm,
+            &Grants::all_declared(&pkg.manifest),
+        )
+        .unwrap();
     let input = HookInput::ResponsePreDeliver(event.clone());
     let results = [
         measure("native Rust function", || {
             assert_eq!(std::hint::black_box(native_hook(&event)), expected);
         }),
         measure("bare wasmtime (fresh instance)", || {
-            let mut store = Store::new(&engine, BareState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+            let mut store = Store::new(
+                &engine,
+                BareState {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                },
+            );
             store.set_epoch_deadline(1_000_000);
             let instance = pre.instantiate(&mut store).unwrap();
             let guest = indices.load(&mut store, &instance).unwrap();
-            let out = guest.call_response_pre_deliver(&mut store, &ctx, &event).unwrap().unwrap();
+            let out = guest
+                .call_response_pre_deliver(&mut store, &ctx, &event)
+                .unwrap()
+                .unwrap();
             assert_eq!(out, expected);
         }),
         measure("nitejar runtime (fresh instance)", || {
             let out = runtime.call_hook(&plugin, &ctx, &input, 1_500).unwrap();
-            assert_eq!(out, nitejar::runtime::HookOutput::ResponsePreDeliver(expected.clone()));
+            assert_eq!(
+                out,
+                nitejar::runtime::HookOutput::ResponsePreDeliver(expected.clone())
+            );
         }),
         measure("runtime, receipts not written", || {
             quiet.call_hook(&quiet_plugin, &ctx, &input, 1_500).unwrap();
@@ -147,19 +194,48 @@ fn main() {
     ];
     tokio_rt.block_on(sink.flush());
 
-    println!("one response.pre_deliver hook call (small mutation), {ITERATIONS} iterations after {WARMUP} warm-up");
+    println!(
+        "one response.pre_deliver hook call (small mutation), {ITERATIONS} iterations after {WARMUP} warm-up"
+    );
     println!("{:<36} {:>12} {:>12}", "path", "median", "p90");
     for (name, median, p90) in &results {
-        println!("{name:<36} {:>10.2}µs {:>10.2}µs", median.as_secs_f64() * 1e6, p90.as_secs_f64() * 1e6);
+        println!(
+            "{name:<36} {:>10.2}µs {:>10.2}µs",
+            median.as_secs_f64() * 1e6,
+            p90.as_secs_f64() * 1e6
+        );
     }
     let (native, bare, full) = (results[0].1, results[1].1, results[2].1);
     // Cost of writing receipts: one batch of 256 rows like the ones the calls produced.
-    let sample = tokio_rt.block_on(db_for_probe.list_events("nitejar.example.hooks", 256, None)).unwrap();
-    let rows: Vec<_> = sample.into_iter().map(|mut r| { r.id = uuid::Uuid::now_v7().to_string(); r }).collect();
+    let sample = tokio_rt
+        .block_on(db_for_probe.list_events("nitejar.example.hooks", 256, None))
+        .unwrap();
+    let rows: Vec<_> = sample
+        .into_iter()
+        .map(|mut r| {
+            r.id = uuid::Uuid::now_v7().to_string();
+            r
+        })
+        .collect();
     let t = Instant::now();
-    tokio_rt.block_on(db_for_probe.insert_events(&rows)).unwrap();
-    println!("receipt batch insert ({} rows, off the call path): {:.1}µs per receipt", rows.len(), t.elapsed().as_secs_f64() * 1e6 / rows.len() as f64);
-    println!("ratio runtime / bare wasmtime: {:.2}x", full.as_secs_f64() / bare.as_secs_f64());
-    println!("ratio runtime / native:        {:.1}x", full.as_secs_f64() / native.as_secs_f64());
-    println!("ratio bare / native:           {:.1}x", bare.as_secs_f64() / native.as_secs_f64());
+    tokio_rt
+        .block_on(db_for_probe.insert_events(&rows))
+        .unwrap();
+    println!(
+        "receipt batch insert ({} rows, off the call path): {:.1}µs per receipt",
+        rows.len(),
+        t.elapsed().as_secs_f64() * 1e6 / rows.len() as f64
+    );
+    println!(
+        "ratio runtime / bare wasmtime: {:.2}x",
+        full.as_secs_f64() / bare.as_secs_f64()
+    );
+    println!(
+        "ratio runtime / native:        {:.1}x",
+        full.as_secs_f64() / native.as_secs_f64()
+    );
+    println!(
+        "ratio bare / native:           {:.1}x",
+        bare.as_secs_f64() / native.as_secs_f64()
+    );
 }

@@ -69,7 +69,15 @@ impl App {
             db: Some(db.clone()),
             receipts: receipts.clone(),
         })?);
-        let app = Arc::new(App { config, db, runtime, registry: PluginRegistry::default(), secrets, receipts, admin_token });
+        let app = Arc::new(App {
+            config,
+            db,
+            runtime,
+            registry: PluginRegistry::default(),
+            secrets,
+            receipts,
+            admin_token,
+        });
         let started = std::time::Instant::now();
         let bundled = crate::plugins::bundled::register_all(&app).await?;
         let mut loaded = Vec::new();
@@ -87,10 +95,14 @@ impl App {
             }
         }
         app.receipts.emit(
-            Receipt::new(HOST_RECEIPT_ID, "startup", if failed.is_empty() { "ok" } else { "error" })
-                .version(crate::plugins::manifest::HOST_VERSION)
-                .duration(started.elapsed())
-                .detail(serde_json::json!({ "bundled": bundled, "loaded": loaded, "failed": failed })),
+            Receipt::new(
+                HOST_RECEIPT_ID,
+                "startup",
+                if failed.is_empty() { "ok" } else { "error" },
+            )
+            .version(crate::plugins::manifest::HOST_VERSION)
+            .duration(started.elapsed())
+            .detail(serde_json::json!({ "bundled": bundled, "loaded": loaded, "failed": failed })),
         );
         Ok((app, Shutdown { writer }))
     }
@@ -99,7 +111,10 @@ impl App {
 /// The configured admin token, or one generated into `<data>/admin-token` (owner-only).
 fn admin_token(config: &Config) -> anyhow::Result<String> {
     if let Some(t) = &config.admin_token {
-        anyhow::ensure!(t.len() >= 16, "NITEJAR_ADMIN_TOKEN must be at least 16 characters");
+        anyhow::ensure!(
+            t.len() >= 16,
+            "NITEJAR_ADMIN_TOKEN must be at least 16 characters"
+        );
         return Ok(t.clone());
     }
     let path = config.data_dir.join("admin-token");
@@ -111,6 +126,9 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     OsRng.fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
     crate::crypto::write_owner_only(&path, token.as_bytes())?;
-    tracing::warn!("NITEJAR_ADMIN_TOKEN is not set: generated an admin token in {} (owner-only)", path.display());
+    tracing::warn!(
+        "NITEJAR_ADMIN_TOKEN is not set: generated an admin token in {} (owner-only)",
+        path.display()
+    );
     Ok(token)
 }

@@ -58,10 +58,10 @@ pub struct Config {
 fn var(name: &str) -> Option<(String, String)> {
     for prefix in ["NITEJAR_", "SLOPBOT_"] {
         let key = format!("{prefix}{name}");
-        if let Ok(v) = std::env::var(&key) {
-            if !v.trim().is_empty() {
-                return Some((key, v));
-            }
+        if let Ok(v) = std::env::var(&key)
+            && !v.trim().is_empty()
+        {
+            return Some((key, v));
         }
     }
     None
@@ -81,10 +81,13 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError
 pub fn parse_overrides(text: &str) -> Result<OutboundOverrides, String> {
     let mut map = OutboundOverrides::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (host, addr) =
-            item.split_once('=').ok_or_else(|| format!("{item:?} is not host=ip:port"))?;
-        let addr: SocketAddr =
-            addr.trim().parse().map_err(|_| format!("{addr:?} is not an ip:port address"))?;
+        let (host, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not host=ip:port"))?;
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an ip:port address"))?;
         map.insert(host.trim().to_ascii_lowercase(), addr);
     }
     Ok(map)
@@ -96,8 +99,9 @@ impl Config {
         let data_dir = data_dir
             .or_else(|| var("DATA_DIR").map(|(_, v)| PathBuf::from(v)))
             .unwrap_or_else(|| PathBuf::from("data"));
-        let plugins_dir =
-            var("PLUGINS_DIR").map(|(_, v)| PathBuf::from(v)).unwrap_or_else(|| data_dir.join("plugins"));
+        let plugins_dir = var("PLUGINS_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| data_dir.join("plugins"));
         let staging_dir = var("PLUGIN_STAGING_DIR")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| plugins_dir.join("_staging"));
@@ -107,7 +111,12 @@ impl Config {
         let database_path = std::env::var("DATABASE_URL")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .map(|v| PathBuf::from(v.trim_start_matches("sqlite://").trim_start_matches("sqlite:")))
+            .map(|v| {
+                PathBuf::from(
+                    v.trim_start_matches("sqlite://")
+                        .trim_start_matches("sqlite:"),
+                )
+            })
             .unwrap_or_else(|| data_dir.join("nitejar.db"));
         let bind = match var("BIND") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -131,7 +140,9 @@ impl Config {
             bind,
             admin_token: var("ADMIN_TOKEN").map(|(_, v)| v),
             outbound_overrides,
-            encryption_key: std::env::var("ENCRYPTION_KEY").ok().filter(|v| !v.is_empty()),
+            encryption_key: std::env::var("ENCRYPTION_KEY")
+                .ok()
+                .filter(|v| !v.is_empty()),
             hook_timeout_ms: number("HOOK_TIMEOUT_MS", crate::limits::DEFAULT_HOOK_TIMEOUT_MS)?,
             hook_chain_budget_ms: number(
                 "HOOK_CHAIN_BUDGET_MS",

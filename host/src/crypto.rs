@@ -46,7 +46,9 @@ impl SecretBox {
         if bytes.len() != 32 {
             return Err(CryptoError::BadKey);
         }
-        Ok(SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)) })
+        Ok(SecretBox {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+        })
     }
 
     /// The configured key, or the key file in `data_dir` (generated on first use).
@@ -72,7 +74,10 @@ impl SecretBox {
     /// Encrypts a value.
     pub fn encrypt(&self, plaintext: &str) -> String {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let sealed = self.cipher.encrypt(&nonce, plaintext.as_bytes()).expect("AES-GCM encryption cannot fail");
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, plaintext.as_bytes())
+            .expect("AES-GCM encryption cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         format!("{CIPHERTEXT_PREFIX}{}", B64.encode(out))
@@ -80,13 +85,18 @@ impl SecretBox {
 
     /// Decrypts a value written by [`Self::encrypt`].
     pub fn decrypt(&self, ciphertext: &str) -> Result<String, CryptoError> {
-        let raw = ciphertext.strip_prefix(CIPHERTEXT_PREFIX).ok_or(CryptoError::Decrypt)?;
+        let raw = ciphertext
+            .strip_prefix(CIPHERTEXT_PREFIX)
+            .ok_or(CryptoError::Decrypt)?;
         let bytes = B64.decode(raw).map_err(|_| CryptoError::Decrypt)?;
         if bytes.len() < 12 {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, sealed) = bytes.split_at(12);
-        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), sealed).map_err(|_| CryptoError::Decrypt)?;
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -131,7 +141,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("encryption.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("encryption.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -38,7 +38,10 @@ impl WebhookReply {
         }
     }
     fn error(status: u16, code: &str, message: impl Into<String>) -> WebhookReply {
-        Self::json(status, json!({ "error": { "code": code, "message": message.into() } }))
+        Self::json(
+            status,
+            json!({ "error": { "code": code, "message": message.into() } }),
+        )
     }
 }
 
@@ -57,34 +60,73 @@ pub struct InboundRequest {
 }
 
 /// Handles one webhook delivery.
-pub async fn handle_webhook(app: &Arc<App>, integration_type: &str, instance_id: &str, req: InboundRequest) -> WebhookReply {
+pub async fn handle_webhook(
+    app: &Arc<App>,
+    integration_type: &str,
+    instance_id: &str,
+    req: InboundRequest,
+) -> WebhookReply {
     let instance = match app.db.get_instance(instance_id).await {
         Ok(Some(i)) if i.enabled => i,
-        Ok(_) => return WebhookReply::error(404, "unknown_instance", "no enabled integration instance with this id"),
+        Ok(_) => {
+            return WebhookReply::error(
+                404,
+                "unknown_instance",
+                "no enabled integration instance with this id",
+            );
+        }
         Err(e) => {
             tracing::error!("webhook instance lookup failed: {e}");
             return WebhookReply::error(500, "internal", "internal error");
         }
     };
     if instance.integration_type != integration_type {
-        return WebhookReply::error(400, "type_mismatch", format!("instance {instance_id} is not of type {integration_type:?}"));
+        return WebhookReply::error(
+            400,
+            "type_mismatch",
+            format!("instance {instance_id} is not of type {integration_type:?}"),
+        );
     }
-    let Some(plugin) = app.registry.get(&instance.plugin_id).filter(|p| p.descriptor(integration_type).is_some()) else {
-        return WebhookReply::error(503, "plugin_unavailable", "the plugin providing this integration is not enabled or failed to load");
+    let Some(plugin) = app
+        .registry
+        .get(&instance.plugin_id)
+        .filter(|p| p.descriptor(integration_type).is_some())
+    else {
+        return WebhookReply::error(
+            503,
+            "plugin_unavailable",
+            "the plugin providing this integration is not enabled or failed to load",
+        );
     };
-    let config = match crate::instances::decrypt_config(app, &instance.config_json, plugin.descriptor(integration_type)) {
+    let config = match crate::instances::decrypt_config(
+        app,
+        &instance.config_json,
+        plugin.descriptor(integration_type),
+    ) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(instance.id = instance_id, "instance config unreadable: {e}");
-            return WebhookReply::error(500, "internal", "the instance configuration could not be decrypted");
+            return WebhookReply::error(
+                500,
+                "internal",
+                "the instance configuration could not be decrypted",
+            );
         }
     };
-    let wit_instance = wit::Instance { id: instance.id.clone(), integration_type: integration_type.into(), config };
+    let wit_instance = wit::Instance {
+        id: instance.id.clone(),
+        integration_type: integration_type.into(),
+        config,
+    };
     let wit_request = wit::WebhookRequest {
         method: req.method,
         path: req.path,
         query: req.query,
-        headers: req.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
+        headers: req
+            .headers
+            .into_iter()
+            .map(|(name, value)| Header { name, value })
+            .collect(),
         body: req.body,
     };
     let runtime = app.runtime.clone();
@@ -96,7 +138,9 @@ pub async fn handle_webhook(app: &Arc<App>, integration_type: &str, instance_id:
     .await;
     let outcome = match outcome {
         Ok(Ok(o)) => o,
-        Ok(Err(PluginFailure::Busy)) => return WebhookReply::error(503, "busy", "the host is at capacity; retry later"),
+        Ok(Err(PluginFailure::Busy)) => {
+            return WebhookReply::error(503, "busy", "the host is at capacity; retry later");
+        }
         Ok(Err(f)) => return WebhookReply::error(502, "plugin_failed", f.to_string()),
         Err(e) => {
             tracing::error!("webhook task failed: {e}");
@@ -105,30 +149,63 @@ pub async fn handle_webhook(app: &Arc<App>, integration_type: &str, instance_id:
     };
     match outcome {
         ParseOutcome::Unauthorized(reason) => WebhookReply::error(401, "unauthorized", reason),
-        ParseOutcome::Ignored(reason) => WebhookReply::json(200, json!({ "ignored": true, "reason": reason })),
+        ParseOutcome::Ignored(reason) => {
+            WebhookReply::json(200, json!({ "ignored": true, "reason": reason }))
+        }
         ParseOutcome::Respond(r) => {
             let ok = (200..300).contains(&r.status) || (400..500).contains(&r.status);
             if !ok {
-                return WebhookReply::error(502, "plugin_failed", format!("the plugin asked for status {}", r.status));
+                return WebhookReply::error(
+                    502,
+                    "plugin_failed",
+                    format!("the plugin asked for status {}", r.status),
+                );
             }
-            WebhookReply { status: r.status, headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(), body: r.body }
+            WebhookReply {
+                status: r.status,
+                headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                body: r.body,
+            }
         }
-        ParseOutcome::WorkItem(msg) => create_work_item(app, &instance.id, integration_type, msg).await,
+        ParseOutcome::WorkItem(msg) => {
+            create_work_item(app, &instance.id, integration_type, msg).await
+        }
     }
 }
 
-async fn create_work_item(app: &App, instance_id: &str, integration_type: &str, msg: wit::InboundMessage) -> WebhookReply {
+async fn create_work_item(
+    app: &App,
+    instance_id: &str,
+    integration_type: &str,
+    msg: wit::InboundMessage,
+) -> WebhookReply {
     if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&msg.payload).is_err() {
-        return WebhookReply::error(502, "plugin_failed", "the plugin returned a payload that is not a JSON object");
+        return WebhookReply::error(
+            502,
+            "plugin_failed",
+            "the plugin returned a payload that is not a JSON object",
+        );
     }
-    if let Some(ctx) = &msg.response_context {
-        if serde_json::from_str::<serde_json::Value>(ctx).is_err() {
-            return WebhookReply::error(502, "plugin_failed", "the plugin returned a response context that is not JSON");
-        }
+    if let Some(ctx) = &msg.response_context
+        && serde_json::from_str::<serde_json::Value>(ctx).is_err()
+    {
+        return WebhookReply::error(
+            502,
+            "plugin_failed",
+            "the plugin returned a response context that is not JSON",
+        );
     }
-    let key = msg.idempotency_key.clone().filter(|k| !k.is_empty()).unwrap_or_else(|| msg.source_ref.clone());
+    let key = msg
+        .idempotency_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| msg.source_ref.clone());
     if key.is_empty() {
-        return WebhookReply::error(502, "plugin_failed", "the plugin returned neither an idempotency key nor a source reference");
+        return WebhookReply::error(
+            502,
+            "plugin_failed",
+            "the plugin returned neither an idempotency key nor a source reference",
+        );
     }
     let title: String = msg.title.chars().take(MAX_TITLE_BYTES).collect();
     let item = NewWorkItem {
@@ -138,14 +215,20 @@ async fn create_work_item(app: &App, instance_id: &str, integration_type: &str, 
         text: msg.text,
         session_key: msg.session_key,
         source_ref: msg.source_ref,
-        sender_json: msg.sender.map(|s| json!({ "id": s.id, "name": s.name, "isBot": s.is_bot }).to_string()),
+        sender_json: msg
+            .sender
+            .map(|s| json!({ "id": s.id, "name": s.name, "isBot": s.is_bot }).to_string()),
         command: msg.command,
         payload_json: msg.payload,
         response_context_json: msg.response_context,
     };
     match app.db.create_work_item_idempotent(&item, &key).await {
-        Ok(CreateOutcome::Created(id)) => WebhookReply::json(202, json!({ "workItemId": id, "duplicate": false })),
-        Ok(CreateOutcome::Duplicate(id)) => WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true })),
+        Ok(CreateOutcome::Created(id)) => {
+            WebhookReply::json(202, json!({ "workItemId": id, "duplicate": false }))
+        }
+        Ok(CreateOutcome::Duplicate(id)) => {
+            WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }))
+        }
         Err(e) => {
             tracing::error!("creating a work item failed: {e}");
             WebhookReply::error(500, "internal", "internal error")

@@ -29,7 +29,11 @@ pub enum InstanceError {
 }
 
 /// Encrypts the sensitive fields of `config`.
-pub fn encrypt_config(app: &App, mut config: Map<String, Value>, descriptor: &Descriptor) -> String {
+pub fn encrypt_config(
+    app: &App,
+    mut config: Map<String, Value>,
+    descriptor: &Descriptor,
+) -> String {
     for field in &descriptor.sensitive_fields {
         if let Some(Value::String(v)) = config.get(field) {
             let enc = app.secrets.encrypt(v);
@@ -40,7 +44,11 @@ pub fn encrypt_config(app: &App, mut config: Map<String, Value>, descriptor: &De
 }
 
 /// The config JSON with sensitive fields decrypted (for the plugin only).
-pub fn decrypt_config(app: &App, stored: &str, descriptor: Option<&Descriptor>) -> Result<String, crate::crypto::CryptoError> {
+pub fn decrypt_config(
+    app: &App,
+    stored: &str,
+    descriptor: Option<&Descriptor>,
+) -> Result<String, crate::crypto::CryptoError> {
     let mut config: Map<String, Value> = serde_json::from_str(stored).unwrap_or_default();
     if let Some(d) = descriptor {
         for field in &d.sensitive_fields {
@@ -65,15 +73,31 @@ pub fn redacted_config(stored: &str, sensitive: &[String]) -> Value {
 }
 
 /// Validates and creates an instance; returns its id.
-pub async fn create(app: &App, integration_type: &str, name: &str, config: Map<String, Value>) -> Result<String, InstanceError> {
-    let plugin = app.registry.by_integration_type(integration_type).ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
-    let descriptor = plugin.descriptor(integration_type).expect("registry matched the type").clone();
+pub async fn create(
+    app: &App,
+    integration_type: &str,
+    name: &str,
+    config: Map<String, Value>,
+) -> Result<String, InstanceError> {
+    let plugin = app
+        .registry
+        .by_integration_type(integration_type)
+        .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
+    let descriptor = plugin
+        .descriptor(integration_type)
+        .expect("registry matched the type")
+        .clone();
     let runtime = app.runtime.clone();
     let timeout_ms = app.config.integration_timeout_ms;
-    let (p, t, c) = (plugin.clone(), integration_type.to_string(), Value::Object(config.clone()).to_string());
-    let verdict = tokio::task::spawn_blocking(move || runtime.validate_config(&p, &t, &c, timeout_ms))
-        .await
-        .map_err(|e| InstanceError::Plugin(e.to_string()))?;
+    let (p, t, c) = (
+        plugin.clone(),
+        integration_type.to_string(),
+        Value::Object(config.clone()).to_string(),
+    );
+    let verdict =
+        tokio::task::spawn_blocking(move || runtime.validate_config(&p, &t, &c, timeout_ms))
+            .await
+            .map_err(|e| InstanceError::Plugin(e.to_string()))?;
     match verdict {
         Ok(Ok(())) => {}
         Ok(Err(problems)) => return Err(InstanceError::InvalidConfig(problems)),
@@ -81,6 +105,8 @@ pub async fn create(app: &App, integration_type: &str, name: &str, config: Map<S
     }
     let id = uuid::Uuid::now_v7().to_string();
     let stored = encrypt_config(app, config, &descriptor);
-    app.db.insert_instance(&id, plugin.id(), integration_type, name, &stored).await?;
+    app.db
+        .insert_instance(&id, plugin.id(), integration_type, name, &stored)
+        .await?;
     Ok(id)
 }

@@ -72,7 +72,9 @@ impl From<HttpError> for crate::PluginError {
         match e {
             HttpError::Denied => crate::PluginError::new("permission_denied", e.to_string()),
             HttpError::Invalid(_) => crate::PluginError::new("invalid_request", e.to_string()),
-            HttpError::Transport(_) => crate::PluginError::retryable("upstream_error", e.to_string()),
+            HttpError::Transport(_) => {
+                crate::PluginError::retryable("upstream_error", e.to_string())
+            }
         }
     }
 }
@@ -80,7 +82,12 @@ impl From<HttpError> for crate::PluginError {
 impl Request {
     /// A request with `method` to `url`.
     pub fn new(method: &str, url: &str) -> Self {
-        Request { method: method.to_string(), url: url.to_string(), headers: vec![], body: vec![] }
+        Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: vec![],
+            body: vec![],
+        }
     }
     /// A GET request.
     pub fn get(url: &str) -> Self {
@@ -110,7 +117,11 @@ impl Request {
         #[cfg(target_arch = "wasm32")]
         return wasi_send(self);
         #[cfg(not(target_arch = "wasm32"))]
-        return crate::testing::with_host(|h| h.http(&self));
+        {
+            // Malformed URLs fail natively exactly as they do in the sandbox.
+            split_url(&self.url)?;
+            crate::testing::with_host(|h| h.http(&self))
+        }
     }
 }
 
@@ -124,8 +135,9 @@ pub(crate) struct UrlParts<'a> {
 
 /// Splits `scheme://authority/path?query`; rejects anything else.
 pub(crate) fn split_url(url: &str) -> Result<UrlParts<'_>, HttpError> {
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| HttpError::Invalid(format!("not an absolute URL: {url}")))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| HttpError::Invalid(format!("not an absolute URL: {url}")))?;
     if scheme != "http" && scheme != "https" {
         return Err(HttpError::Invalid(format!("unsupported scheme {scheme:?}")));
     }
@@ -137,7 +149,11 @@ pub(crate) fn split_url(url: &str) -> Result<UrlParts<'_>, HttpError> {
     if authority.is_empty() || authority.contains('@') {
         return Err(HttpError::Invalid(format!("bad authority in {url}")));
     }
-    Ok(UrlParts { scheme, authority, path_and_query })
+    Ok(UrlParts {
+        scheme,
+        authority,
+        path_and_query,
+    })
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -147,8 +163,11 @@ fn wasi_send(req: Request) -> Result<Response, HttpError> {
     use wasip2::io::streams::StreamError;
 
     let parts = split_url(&req.url)?;
-    let entries: Vec<(String, Vec<u8>)> =
-        req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes())).collect();
+    let entries: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes()))
+        .collect();
     let fields = Fields::from_list(&entries).map_err(|e| HttpError::Invalid(format!("{e:?}")))?;
     let out = OutgoingRequest::new(fields);
     let method = match req.method.as_str() {
@@ -162,10 +181,16 @@ fn wasi_send(req: Request) -> Result<Response, HttpError> {
     };
     let bad = |what: &str| HttpError::Invalid(format!("bad {what}"));
     out.set_method(&method).map_err(|_| bad("method"))?;
-    let scheme = if parts.scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let scheme = if parts.scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     out.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    out.set_authority(Some(parts.authority)).map_err(|_| bad("authority"))?;
-    out.set_path_with_query(Some(parts.path_and_query)).map_err(|_| bad("path"))?;
+    out.set_authority(Some(parts.authority))
+        .map_err(|_| bad("authority"))?;
+    out.set_path_with_query(Some(parts.path_and_query))
+        .map_err(|_| bad("path"))?;
     let body = out.body().map_err(|_| bad("body"))?;
     let map_code = |code: ErrorCode| match code {
         ErrorCode::HttpRequestDenied => HttpError::Denied,
@@ -175,7 +200,9 @@ fn wasi_send(req: Request) -> Result<Response, HttpError> {
     {
         let stream = body.write().map_err(|_| bad("body stream"))?;
         for chunk in req.body.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| HttpError::Transport(format!("{e:?}")))?;
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| HttpError::Transport(format!("{e:?}")))?;
         }
     }
     OutgoingBody::finish(body, None).map_err(map_code)?;
@@ -192,10 +219,14 @@ fn wasi_send(req: Request) -> Result<Response, HttpError> {
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let incoming = resp.consume().map_err(|_| HttpError::Transport("no body".into()))?;
+    let incoming = resp
+        .consume()
+        .map_err(|_| HttpError::Transport("no body".into()))?;
     let mut body = Vec::new();
     {
-        let stream = incoming.stream().map_err(|_| HttpError::Transport("no body stream".into()))?;
+        let stream = incoming
+            .stream()
+            .map_err(|_| HttpError::Transport("no body stream".into()))?;
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(bytes) => body.extend_from_slice(&bytes),
@@ -204,7 +235,11 @@ fn wasi_send(req: Request) -> Result<Response, HttpError> {
             }
         }
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

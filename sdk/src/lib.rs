@@ -70,10 +70,10 @@ pub mod hooks {
 
 /// Tool types: definitions, call context and output.
 pub mod tools {
+    pub use crate::PluginError;
     pub use crate::bindings::exports::nitejar::plugin::tools::{
         ToolContext, ToolDefinition, ToolOutput,
     };
-    pub use crate::PluginError;
 }
 
 /// Skill types.
@@ -84,17 +84,28 @@ pub mod skills {
 impl PluginError {
     /// A plugin error with `code` and `message`, not retryable.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        PluginError { code: code.to_string(), message: message.into(), retryable: false }
+        PluginError {
+            code: code.to_string(),
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// A retryable plugin error (the platform was unreachable, rate limited, ...).
     pub fn retryable(code: &str, message: impl Into<String>) -> Self {
-        PluginError { code: code.to_string(), message: message.into(), retryable: true }
+        PluginError {
+            code: code.to_string(),
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// The error for an export the plugin did not implement.
     pub fn not_implemented(what: &str) -> Self {
-        Self::new("not_implemented", format!("this plugin does not implement {what}"))
+        Self::new(
+            "not_implemented",
+            format!("this plugin does not implement {what}"),
+        )
     }
 }
 
@@ -103,7 +114,10 @@ impl From<HostError> for PluginError {
         match e {
             HostError::Denied(d) => PluginError::new(
                 "permission_denied",
-                format!("{} access to {:?} denied; needs {}", d.capability, d.target, d.required_grant),
+                format!(
+                    "{} access to {:?} denied; needs {}",
+                    d.capability, d.target, d.required_grant
+                ),
             ),
             HostError::LimitExceeded(m) => PluginError::new("limit_exceeded", m),
             HostError::InvalidInput(m) => PluginError::new("invalid_input", m),
@@ -115,7 +129,12 @@ impl From<HostError> for PluginError {
 impl Contributions {
     /// Contributions of a plugin that only handles `hooks`.
     pub fn hooks(hooks: &[HookName]) -> Self {
-        Contributions { integrations: vec![], hooks: hooks.to_vec(), tools: vec![], skills: vec![] }
+        Contributions {
+            integrations: vec![],
+            hooks: hooks.to_vec(),
+            tools: vec![],
+            skills: vec![],
+        }
     }
 
     /// Contributions of a plugin that only provides the integration `types`.
@@ -176,7 +195,10 @@ pub trait Integration {
         _integration_type: String,
         _config: String,
     ) -> Result<integration::ConnectionStatus, PluginError> {
-        Ok(integration::ConnectionStatus { ok: true, detail: Some("not checked".into()) })
+        Ok(integration::ConnectionStatus {
+            ok: true,
+            detail: Some("not checked".into()),
+        })
     }
 }
 
@@ -237,7 +259,9 @@ pub trait Hooks {
         _ctx: hooks::HookContext,
         _event: hooks::ResponsePreDeliverEvent,
     ) -> Result<hooks::ResponsePreDeliverDecision, PluginError> {
-        Ok(hooks::ResponsePreDeliverDecision::Proceed(Default::default()))
+        Ok(hooks::ResponsePreDeliverDecision::Proceed(
+            Default::default(),
+        ))
     }
     /// `response.post_deliver`: observe only.
     fn response_post_deliver(
@@ -264,7 +288,10 @@ pub trait Tools {
         name: String,
         _input: String,
     ) -> Result<tools::ToolOutput, PluginError> {
-        Err(PluginError::new("unknown_tool", format!("no tool named {name}")))
+        Err(PluginError::new(
+            "unknown_tool",
+            format!("no tool named {name}"),
+        ))
     }
 }
 
@@ -285,9 +312,20 @@ macro_rules! empty_patch {
     )*};
 }
 empty_patch!(
-    hooks::WorkItemPreCreatePatch { title, payload, session_key },
-    hooks::RunPrePromptPatch { system_prompt, user_message },
-    hooks::ModelPreCallPatch { model, temperature, max_tokens },
+    hooks::WorkItemPreCreatePatch {
+        title,
+        payload,
+        session_key
+    },
+    hooks::RunPrePromptPatch {
+        system_prompt,
+        user_message
+    },
+    hooks::ModelPreCallPatch {
+        model,
+        temperature,
+        max_tokens
+    },
     hooks::ToolPreExecPatch { tool_input },
     hooks::ToolPostExecPatch { output },
     hooks::ResponsePreDeliverPatch { content },
@@ -523,7 +561,11 @@ pub mod kv {
         return imp::list_keys(prefix);
         #[cfg(not(target_arch = "wasm32"))]
         return crate::testing::with_host(|h| {
-            Ok(h.kv.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+            Ok(h.kv
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
         });
     }
 }

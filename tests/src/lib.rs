@@ -22,7 +22,8 @@ pub fn guest_package(name: &str) -> PathBuf {
 pub fn package_with_manifest(name: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
     let src = guest_package(name);
     let dir = tempfile::tempdir().unwrap();
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(src.join("nitejar.plugin.json")).unwrap()).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(src.join("nitejar.plugin.json")).unwrap()).unwrap();
     edit(&mut manifest);
     std::fs::write(dir.path().join("nitejar.plugin.json"), manifest.to_string()).unwrap();
     std::fs::copy(src.join("plugin.wasm"), dir.path().join("plugin.wasm")).unwrap();
@@ -73,7 +74,14 @@ impl TestHost {
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        TestHost { app, base, client: reqwest::Client::new(), data, shutdown: Some(shutdown), server }
+        TestHost {
+            app,
+            base,
+            client: reqwest::Client::new(),
+            data,
+            shutdown: Some(shutdown),
+            server,
+        }
     }
 
     /// Stops serving and flushes receipts.
@@ -93,11 +101,19 @@ impl TestHost {
 
     /// An authenticated admin request.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}/api/admin{path}", self.base)).bearer_auth(ADMIN_TOKEN)
+        self.client
+            .request(method, format!("{}/api/admin{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
     }
 
     /// Admin call expecting `status`; returns the JSON body.
-    pub async fn admin_json(&self, method: reqwest::Method, path: &str, body: Option<Value>, status: u16) -> Value {
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
         let mut req = self.admin(method.clone(), path);
         if let Some(b) = body {
             req = req.json(&b);
@@ -112,13 +128,30 @@ impl TestHost {
     /// Installs a package directory, grants `grants`, enables it with consent.
     pub async fn install_and_enable(&self, dir: &Path, grants: &[&str]) -> Value {
         let report = self
-            .admin_json(reqwest::Method::POST, "/plugins/install", Some(json!({"sourceKind": "local", "sourceRef": dir})), 201)
+            .admin_json(
+                reqwest::Method::POST,
+                "/plugins/install",
+                Some(json!({"sourceKind": "local", "sourceRef": dir})),
+                201,
+            )
             .await;
         let id = report["pluginId"].as_str().unwrap().to_string();
         if !grants.is_empty() {
-            self.admin_json(reqwest::Method::POST, &format!("/plugins/{id}/grants"), Some(json!({"permissions": grants})), 200).await;
+            self.admin_json(
+                reqwest::Method::POST,
+                &format!("/plugins/{id}/grants"),
+                Some(json!({"permissions": grants})),
+                200,
+            )
+            .await;
         }
-        self.admin_json(reqwest::Method::POST, &format!("/plugins/{id}/enable"), Some(json!({"consent": true})), 200).await;
+        self.admin_json(
+            reqwest::Method::POST,
+            &format!("/plugins/{id}/enable"),
+            Some(json!({"consent": true})),
+            200,
+        )
+        .await;
         report
     }
 
@@ -136,29 +169,60 @@ impl TestHost {
     }
 
     /// Posts a webhook; returns (status, body JSON or text as a JSON string).
-    pub async fn webhook(&self, integration_type: &str, instance: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}/api/webhooks/plugins/{integration_type}/{instance}", self.base)).body(body);
+    pub async fn webhook(
+        &self,
+        integration_type: &str,
+        instance: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!(
+                "{}/api/webhooks/plugins/{integration_type}/{instance}",
+                self.base
+            ))
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// All receipts of `plugin_id`, oldest first.
     pub async fn receipts(&self, plugin_id: &str) -> Vec<Value> {
         self.app.receipts.flush().await;
-        let rows = self.app.db.list_events(plugin_id, 10_000, None).await.unwrap();
-        let mut v: Vec<Value> = rows.into_iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+        let rows = self
+            .app
+            .db
+            .list_events(plugin_id, 10_000, None)
+            .await
+            .unwrap();
+        let mut v: Vec<Value> = rows
+            .into_iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
         v.reverse();
         v
     }
 
     /// The work item `id`.
     pub async fn work_item(&self, id: &str) -> Value {
-        serde_json::to_value(self.app.db.get_work_item(id).await.unwrap().expect("work item exists")).unwrap()
+        serde_json::to_value(
+            self.app
+                .db
+                .get_work_item(id)
+                .await
+                .unwrap()
+                .expect("work item exists"),
+        )
+        .unwrap()
     }
 }
 
@@ -200,11 +264,27 @@ impl StandIn {
             let rec = rec.clone();
             async move {
                 let method = req.method().to_string();
-                let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-                let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let host = req
+                    .headers()
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .unwrap_or_default();
                 let redirect = path.starts_with("/redirect");
-                rec.lock().unwrap().push(Recorded { method, path, host, body: String::from_utf8_lossy(&body).into_owned() });
+                rec.lock().unwrap().push(Recorded {
+                    method,
+                    path,
+                    host,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
                 if redirect {
                     return axum::response::IntoResponse::into_response((
                         axum::http::StatusCode::FOUND,
@@ -212,7 +292,9 @@ impl StandIn {
                         "",
                     ));
                 }
-                axum::response::IntoResponse::into_response(axum::Json(json!({"ok": true, "from": "stand-in"})))
+                axum::response::IntoResponse::into_response(axum::Json(
+                    json!({"ok": true, "from": "stand-in"}),
+                ))
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

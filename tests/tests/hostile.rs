@@ -11,7 +11,8 @@ const PLUGIN: &str = "test.hostile";
 
 async fn hostile_host(grants: &[&str], opts: HostOptions) -> (TestHost, String) {
     let host = TestHost::start_with(opts).await;
-    host.install_and_enable(&guest_package("hostile"), grants).await;
+    host.install_and_enable(&guest_package("hostile"), grants)
+        .await;
     let instance = host.create_instance("hostile", json!({})).await;
     (host, instance)
 }
@@ -20,7 +21,9 @@ async fn hostile_host(grants: &[&str], opts: HostOptions) -> (TestHost, String) 
 async fn attack(host: &TestHost, instance: &str, name: &str, target: &str) -> (u16, Value) {
     static N: AtomicU32 = AtomicU32::new(0);
     let id = format!("a{}", N.fetch_add(1, Ordering::SeqCst));
-    let body = json!({"attack": name, "target": target, "id": id}).to_string().into_bytes();
+    let body = json!({"attack": name, "target": target, "id": id})
+        .to_string()
+        .into_bytes();
     host.webhook("hostile", instance, &[], body).await
 }
 
@@ -28,7 +31,10 @@ async fn attack(host: &TestHost, instance: &str, name: &str, target: &str) -> (u
 async fn report(host: &TestHost, instance: &str, name: &str, target: &str) -> String {
     let (status, v) = attack(host, instance, name, target).await;
     assert_eq!(status, 202, "{name} {target}: {v}");
-    host.work_item(v["workItemId"].as_str().unwrap()).await["text"].as_str().unwrap().to_string()
+    host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn assert_still_serving(host: &TestHost, instance: &str) {
@@ -40,12 +46,19 @@ fn detail(receipt: &Value) -> Value {
 }
 
 async fn denials(host: &TestHost) -> Vec<Value> {
-    host.receipts(PLUGIN).await.into_iter().filter(|r| r["kind"] == "permission_denied").collect()
+    host.receipts(PLUGIN)
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "permission_denied")
+        .collect()
 }
 
 #[tokio::test]
 async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
-    let opts = HostOptions { integration_timeout_ms: Some(300), ..Default::default() };
+    let opts = HostOptions {
+        integration_timeout_ms: Some(300),
+        ..Default::default()
+    };
     let (host, instance) = hostile_host(&[], opts).await;
     let cases = [
         ("loop", "timeout", "timeout"),
@@ -61,15 +74,33 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
         assert_eq!(code, 502, "{name}: {v}");
         assert_eq!(v["error"]["code"], "plugin_failed");
         let receipts = host.receipts(PLUGIN).await;
-        let last = receipts.iter().rev().find(|r| r["kind"] == "integration").unwrap();
+        let last = receipts
+            .iter()
+            .rev()
+            .find(|r| r["kind"] == "integration")
+            .unwrap();
         assert_eq!(last["status"], status, "{name}: {last}");
-        assert_eq!(detail(last)["failure"]["failure"], failure, "{name}: {last}");
+        assert_eq!(
+            detail(last)["failure"]["failure"],
+            failure,
+            "{name}: {last}"
+        );
         assert_still_serving(&host, &instance).await;
     }
     // The trap receipt carries the guest's panic message (from its captured stderr).
     let receipts = host.receipts(PLUGIN).await;
-    let trap = receipts.iter().rev().find(|r| detail(r)["failure"]["failure"] == "trap").unwrap();
-    assert!(detail(trap)["error"].as_str().unwrap().contains("trapped on purpose"), "{trap}");
+    let trap = receipts
+        .iter()
+        .rev()
+        .find(|r| detail(r)["failure"]["failure"] == "trap")
+        .unwrap();
+    assert!(
+        detail(trap)["error"]
+            .as_str()
+            .unwrap()
+            .contains("trapped on purpose"),
+        "{trap}"
+    );
     host.stop().await;
 }
 
@@ -86,12 +117,18 @@ async fn every_call_gets_a_fresh_instance() {
 async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
     let stand_in = StandIn::start().await;
     let overrides = [("allowed.test".to_string(), stand_in.addr)].into();
-    let opts = HostOptions { overrides, ..Default::default() };
+    let opts = HostOptions {
+        overrides,
+        ..Default::default()
+    };
     let (host, instance) = hostile_host(&["network:http://allowed.test"], opts).await;
 
     // Allowed: the declared, granted host reaches the stand-in through the operator override.
     let ok = report(&host, &instance, "http", "http://allowed.test/hello?x=1").await;
-    assert!(ok.starts_with("ok: status 200") && ok.contains("stand-in"), "{ok}");
+    assert!(
+        ok.starts_with("ok: status 200") && ok.contains("stand-in"),
+        "{ok}"
+    );
     {
         let reqs = stand_in.requests.lock().unwrap();
         assert_eq!(reqs.len(), 1);
@@ -106,11 +143,31 @@ async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
 
     let port = stand_in.addr.port();
     let refused = [
-        ("http://evil.test/", "http://evil.test:80", "permissions.network: [\"http://evil.test\"]"),
-        (&format!("http://127.0.0.1:{port}/") as &str, &format!("http://127.0.0.1:{port}") as &str, "permissions.network"),
-        ("http://169.254.169.254/latest/meta-data/", "http://169.254.169.254:80", "permissions.network"),
-        ("http://allowed.test:8080/", "http://allowed.test:8080", "permissions.network"),
-        ("https://allowed.test/", "https://allowed.test:443", "permissions.network"),
+        (
+            "http://evil.test/",
+            "http://evil.test:80",
+            "permissions.network: [\"http://evil.test\"]",
+        ),
+        (
+            &format!("http://127.0.0.1:{port}/") as &str,
+            &format!("http://127.0.0.1:{port}") as &str,
+            "permissions.network",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://169.254.169.254:80",
+            "permissions.network",
+        ),
+        (
+            "http://allowed.test:8080/",
+            "http://allowed.test:8080",
+            "permissions.network",
+        ),
+        (
+            "https://allowed.test/",
+            "https://allowed.test:443",
+            "permissions.network",
+        ),
     ];
     for (url, target, grant) in refused {
         let before = denials(&host).await.len();
@@ -122,18 +179,34 @@ async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
         assert_eq!(d.last().unwrap()["status"], "blocked");
         assert_eq!(last["capability"], "network");
         assert_eq!(last["target"], target);
-        assert!(last["requiredGrant"].as_str().unwrap().contains(grant), "{last}");
+        assert!(
+            last["requiredGrant"].as_str().unwrap().contains(grant),
+            "{last}"
+        );
     }
-    assert_eq!(stand_in.count(), 2, "no refused request reached the network");
+    assert_eq!(
+        stand_in.count(),
+        2,
+        "no refused request reached the network"
+    );
     assert_still_serving(&host, &instance).await;
     host.stop().await;
 
     // Declared but not granted: refused, and the receipt names the grant to give.
-    let opts = HostOptions { overrides: [("allowed.test".to_string(), stand_in.addr)].into(), ..Default::default() };
+    let opts = HostOptions {
+        overrides: [("allowed.test".to_string(), stand_in.addr)].into(),
+        ..Default::default()
+    };
     let (host, instance) = hostile_host(&[], opts).await;
-    assert_eq!(report(&host, &instance, "http", "http://allowed.test/").await, "err: Denied");
+    assert_eq!(
+        report(&host, &instance, "http", "http://allowed.test/").await,
+        "err: Denied"
+    );
     let d = denials(&host).await;
-    assert_eq!(detail(d.last().unwrap())["requiredGrant"], "operator grant network:http://allowed.test");
+    assert_eq!(
+        detail(d.last().unwrap())["requiredGrant"],
+        "operator grant network:http://allowed.test"
+    );
     assert_eq!(stand_in.count(), 2);
     host.stop().await;
 }
@@ -143,23 +216,42 @@ async fn secrets_need_declaration_grant_and_value() {
     const VALUE: &str = "s3cr3t-value-xyz";
     let (host, instance) = hostile_host(&["secret:declared.token"], HostOptions::default()).await;
     // Declared and granted, but no value yet.
-    assert!(report(&host, &instance, "secret", "declared.token").await.contains("Denied"));
+    assert!(
+        report(&host, &instance, "secret", "declared.token")
+            .await
+            .contains("Denied")
+    );
     let resp = host
-        .admin(Method::PUT, &format!("/plugins/{PLUGIN}/secrets/declared.token"))
+        .admin(
+            Method::PUT,
+            &format!("/plugins/{PLUGIN}/secrets/declared.token"),
+        )
         .json(&json!({"value": VALUE}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
-    assert_eq!(report(&host, &instance, "secret", "declared.token").await, format!("ok: len {}", VALUE.len()));
+    assert_eq!(
+        report(&host, &instance, "secret", "declared.token").await,
+        format!("ok: len {}", VALUE.len())
+    );
     // Undeclared: refused with the manifest entry to add.
-    assert!(report(&host, &instance, "secret", "aws.key").await.contains("Denied"));
+    assert!(
+        report(&host, &instance, "secret", "aws.key")
+            .await
+            .contains("Denied")
+    );
     let d = denials(&host).await;
     let last = detail(d.last().unwrap());
     assert_eq!(last["target"], "aws.key");
     assert!(last["reason"].as_str().unwrap().contains("not declared"));
     // An undeclared secret cannot be set either.
-    let resp = host.admin(Method::PUT, &format!("/plugins/{PLUGIN}/secrets/aws.key")).json(&json!({"value": "x"})).send().await.unwrap();
+    let resp = host
+        .admin(Method::PUT, &format!("/plugins/{PLUGIN}/secrets/aws.key"))
+        .json(&json!({"value": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     // The value never appears in receipts.
     let all = serde_json::to_string(&host.receipts(PLUGIN).await).unwrap();
@@ -169,31 +261,74 @@ async fn secrets_need_declaration_grant_and_value() {
 
     // Declared, value set, but not granted: refused.
     let (host, instance) = hostile_host(&[], HostOptions::default()).await;
-    host.admin(Method::PUT, &format!("/plugins/{PLUGIN}/secrets/declared.token")).json(&json!({"value": VALUE})).send().await.unwrap();
-    assert!(report(&host, &instance, "secret", "declared.token").await.contains("Denied"));
-    assert!(detail(denials(&host).await.last().unwrap())["reason"].as_str().unwrap().contains("not granted"));
+    host.admin(
+        Method::PUT,
+        &format!("/plugins/{PLUGIN}/secrets/declared.token"),
+    )
+    .json(&json!({"value": VALUE}))
+    .send()
+    .await
+    .unwrap();
+    assert!(
+        report(&host, &instance, "secret", "declared.token")
+            .await
+            .contains("Denied")
+    );
+    assert!(
+        detail(denials(&host).await.last().unwrap())["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not granted")
+    );
     host.stop().await;
 }
 
 #[tokio::test]
 async fn filesystem_is_limited_to_granted_preopens() {
-    let (host, instance) = hostile_host(&["fs:read:shared", "fs:write:scratch"], HostOptions::default()).await;
+    let (host, instance) = hostile_host(
+        &["fs:read:shared", "fs:write:scratch"],
+        HostOptions::default(),
+    )
+    .await;
     let files = host.app.runtime.files_dir(PLUGIN);
     std::fs::write(files.join("shared/readme.txt"), "hello from the host").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", files.join("shared/escape")).unwrap();
     std::os::unix::fs::symlink("../../../../../../", files.join("shared/up")).unwrap();
 
-    assert_eq!(report(&host, &instance, "fs-read", "/shared/readme.txt").await, "ok: hello from the host");
-    for path in ["/etc/passwd", "/shared/../../../../etc/passwd", "/shared/escape", "/shared/up/etc/passwd", "/scratch/../shared/readme.txt/../../x"] {
+    assert_eq!(
+        report(&host, &instance, "fs-read", "/shared/readme.txt").await,
+        "ok: hello from the host"
+    );
+    for path in [
+        "/etc/passwd",
+        "/shared/../../../../etc/passwd",
+        "/shared/escape",
+        "/shared/up/etc/passwd",
+        "/scratch/../shared/readme.txt/../../x",
+    ] {
         let text = report(&host, &instance, "fs-read", path).await;
         assert!(text.starts_with("err: "), "{path} was readable: {text}");
     }
     // Read-only preopen refuses writes; the read-write one accepts them.
-    assert!(report(&host, &instance, "fs-write", "/shared/new.txt").await.starts_with("err: "));
+    assert!(
+        report(&host, &instance, "fs-write", "/shared/new.txt")
+            .await
+            .starts_with("err: ")
+    );
     assert!(!files.join("shared/new.txt").exists());
-    assert_eq!(report(&host, &instance, "fs-write", "/scratch/out.txt").await, "ok: written");
-    assert_eq!(std::fs::read_to_string(files.join("scratch/out.txt")).unwrap(), "pwned");
-    assert!(report(&host, &instance, "fs-write", "/scratch/../escaped.txt").await.starts_with("err: "));
+    assert_eq!(
+        report(&host, &instance, "fs-write", "/scratch/out.txt").await,
+        "ok: written"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("scratch/out.txt")).unwrap(),
+        "pwned"
+    );
+    assert!(
+        report(&host, &instance, "fs-write", "/scratch/../escaped.txt")
+            .await
+            .starts_with("err: ")
+    );
     assert!(!files.join("escaped.txt").exists());
     assert_still_serving(&host, &instance).await;
     host.stop().await;
@@ -203,22 +338,39 @@ async fn filesystem_is_limited_to_granted_preopens() {
     let files = host.app.runtime.files_dir(PLUGIN);
     std::fs::create_dir_all(files.join("shared")).unwrap();
     std::fs::write(files.join("shared/readme.txt"), "hello").unwrap();
-    assert!(report(&host, &instance, "fs-read", "/shared/readme.txt").await.starts_with("err: "));
+    assert!(
+        report(&host, &instance, "fs-read", "/shared/readme.txt")
+            .await
+            .starts_with("err: ")
+    );
     host.stop().await;
 }
 
 #[tokio::test]
 async fn guest_logs_are_capped_and_escaped() {
     let (host, instance) = hostile_host(&[], HostOptions::default()).await;
-    assert_eq!(report(&host, &instance, "log-flood", "").await, "ok: flooded");
+    assert_eq!(
+        report(&host, &instance, "log-flood", "").await,
+        "ok: flooded"
+    );
     let receipts = host.receipts(PLUGIN).await;
-    let call = receipts.iter().rev().find(|r| r["kind"] == "integration").unwrap();
+    let call = receipts
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "integration")
+        .unwrap();
     let d = detail(call);
     let logs = d["logs"].as_array().unwrap();
     assert_eq!(logs.len() as u32, nitejar::limits::MAX_LOG_LINES_PER_CALL);
-    assert_eq!(d["logsDropped"], 5000 - nitejar::limits::MAX_LOG_LINES_PER_CALL);
+    assert_eq!(
+        d["logsDropped"],
+        5000 - nitejar::limits::MAX_LOG_LINES_PER_CALL
+    );
     let first = logs[0].as_str().unwrap();
-    assert!(!first.contains('\x1b') && !first.contains('\n'), "{first:?}");
+    assert!(
+        !first.contains('\x1b') && !first.contains('\n'),
+        "{first:?}"
+    );
     assert!(first.contains("\\u{1b}[31m\\r\\nforged"), "{first:?}");
     host.stop().await;
 }
@@ -226,10 +378,27 @@ async fn guest_logs_are_capped_and_escaped() {
 #[tokio::test]
 async fn key_value_storage_is_scoped_to_the_plugin() {
     let (host, instance) = hostile_host(&[], HostOptions::default()).await;
-    assert_eq!(report(&host, &instance, "kv", "k1").await, "ok: Some(\"value\")");
-    assert_eq!(host.app.db.kv_get(PLUGIN, "k1").await.unwrap(), Some(b"value".to_vec()));
-    assert_eq!(host.app.db.kv_get("nitejar.example.webhook", "k1").await.unwrap(), None);
+    assert_eq!(
+        report(&host, &instance, "kv", "k1").await,
+        "ok: Some(\"value\")"
+    );
+    assert_eq!(
+        host.app.db.kv_get(PLUGIN, "k1").await.unwrap(),
+        Some(b"value".to_vec())
+    );
+    assert_eq!(
+        host.app
+            .db
+            .kv_get("nitejar.example.webhook", "k1")
+            .await
+            .unwrap(),
+        None
+    );
     let long = "k".repeat(nitejar::limits::MAX_KV_KEY_BYTES + 1);
-    assert!(report(&host, &instance, "kv", &long).await.contains("InvalidInput"));
+    assert!(
+        report(&host, &instance, "kv", &long)
+            .await
+            .contains("InvalidInput")
+    );
     host.stop().await;
 }

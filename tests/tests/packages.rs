@@ -8,15 +8,24 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 fn npm_tgz(dir: &Path) -> Vec<u8> {
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     for name in ["nitejar.plugin.json", "plugin.wasm"] {
-        b.append_path_with_name(dir.join(name), format!("package/{name}")).unwrap();
+        b.append_path_with_name(dir.join(name), format!("package/{name}"))
+            .unwrap();
     }
     b.into_inner().unwrap().finish().unwrap()
 }
 
 async fn upload(host: &TestHost, bytes: Vec<u8>) -> (u16, Value) {
-    let resp = host.admin(Method::POST, "/plugins/upload").body(bytes).send().await.unwrap();
+    let resp = host
+        .admin(Method::POST, "/plugins/upload")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -37,20 +46,55 @@ async fn uploads_install_disabled_into_the_versioned_layout() {
     let root = host.app.config.plugins_dir.join("com.acme.hook-relay");
     assert!(root.join("versions/0.1.0/plugin.wasm").is_file());
     assert!(root.join("versions/0.1.0/nitejar.plugin.json").is_file());
-    assert_eq!(std::fs::read_link(root.join("current")).unwrap(), Path::new("versions/0.1.0"));
-    assert_eq!(std::fs::read_dir(&host.app.config.staging_dir).unwrap().count(), 0, "staging is clean");
+    assert_eq!(
+        std::fs::read_link(root.join("current")).unwrap(),
+        Path::new("versions/0.1.0")
+    );
+    assert_eq!(
+        std::fs::read_dir(&host.app.config.staging_dir)
+            .unwrap()
+            .count(),
+        0,
+        "staging is clean"
+    );
 
-    let detail = host.admin_json(Method::GET, "/plugins/com.acme.hook-relay", None, 200).await;
+    let detail = host
+        .admin_json(Method::GET, "/plugins/com.acme.hook-relay", None, 200)
+        .await;
     assert_eq!(detail["enabled"], false, "installed plugins start disabled");
     assert_eq!(detail["sourceKind"], "upload");
     assert_eq!(detail["executionMode"], "wasm_sandbox");
 
     // Third-party enable needs explicit consent.
-    let v = host.admin_json(Method::POST, "/plugins/com.acme.hook-relay/enable", Some(json!({})), 400).await;
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/plugins/com.acme.hook-relay/enable",
+            Some(json!({})),
+            400,
+        )
+        .await;
     assert!(v["error"]["message"].as_str().unwrap().contains("consent"));
-    let v = host.admin_json(Method::POST, "/plugins/com.acme.hook-relay/enable", Some(json!({"consent": true})), 422).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("already provided by nitejar.example.webhook"), "{v}");
-    assert_eq!(host.admin_json(Method::GET, "/plugins/com.acme.hook-relay", None, 200).await["enabled"], false);
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/plugins/com.acme.hook-relay/enable",
+            Some(json!({"consent": true})),
+            422,
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already provided by nitejar.example.webhook"),
+        "{v}"
+    );
+    assert_eq!(
+        host.admin_json(Method::GET, "/plugins/com.acme.hook-relay", None, 200)
+            .await["enabled"],
+        false
+    );
 
     // Re-uploading the same version with the same bytes is idempotent...
     assert_eq!(upload(&host, npm_tgz(pkg.path())).await.0, 201);
@@ -62,7 +106,11 @@ async fn uploads_install_disabled_into_the_versioned_layout() {
     assert_eq!(status, 409, "{v}");
 
     let receipts = host.receipts("com.acme.hook-relay").await;
-    let installs: Vec<_> = receipts.iter().filter(|r| r["kind"] == "install").map(|r| r["status"].clone()).collect();
+    let installs: Vec<_> = receipts
+        .iter()
+        .filter(|r| r["kind"] == "install")
+        .map(|r| r["status"].clone())
+        .collect();
     assert_eq!(installs, vec![json!("ok"), json!("ok"), json!("error")]);
     host.stop().await;
 }
@@ -76,15 +124,32 @@ async fn a_bare_wasm_carries_its_manifest() {
         "contributes": {"hooks": ["response.pre_deliver"]}
     });
     let wasm = std::fs::read(guest_package("hooks").join("plugin.wasm")).unwrap();
-    let (status, v) = upload(&host, embed_manifest(&wasm, manifest.to_string().as_bytes())).await;
+    let (status, v) = upload(
+        &host,
+        embed_manifest(&wasm, manifest.to_string().as_bytes()),
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
-    let v = host.admin_json(Method::POST, "/plugins/com.acme.bare-hooks/enable", Some(json!({"consent": true})), 200).await;
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/plugins/com.acme.bare-hooks/enable",
+            Some(json!({"consent": true})),
+            200,
+        )
+        .await;
     assert_eq!(v["version"], "2.0.0");
 
     // A component without the section, or something that is no package at all, is refused.
     let (status, v) = upload(&host, wasm).await;
     assert_eq!(status, 422);
-    assert!(v["error"]["message"].as_str().unwrap().contains("custom section"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("custom section"),
+        "{v}"
+    );
     let (status, _) = upload(&host, b"#!/bin/sh\nrm -rf /".to_vec()).await;
     assert_eq!(status, 422);
     host.stop().await;
@@ -93,28 +158,85 @@ async fn a_bare_wasm_carries_its_manifest() {
 #[tokio::test]
 async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
     let host = TestHost::start().await;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, u16, &str)> = vec![
-        ("hostile", Box::new(|m| m["permissions"]["network"] = json!([])), 422, "imports wasi:http/outgoing-handler"),
-        ("hostile", Box::new(|m| m["permissions"]["secrets"] = json!([])), 422, "imports nitejar:plugin/secrets"),
-        ("hooks", Box::new(|m| m["contributes"]["hooks"] = json!(["model.pre_call"])), 422, "does not handle"),
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(&str, Edit, u16, &str)> = vec![
+        (
+            "hostile",
+            Box::new(|m| m["permissions"]["network"] = json!([])),
+            422,
+            "imports wasi:http/outgoing-handler",
+        ),
+        (
+            "hostile",
+            Box::new(|m| m["permissions"]["secrets"] = json!([])),
+            422,
+            "imports nitejar:plugin/secrets",
+        ),
+        (
+            "hooks",
+            Box::new(|m| m["contributes"]["hooks"] = json!(["model.pre_call"])),
+            422,
+            "does not handle",
+        ),
         // SDK plugins export every interface; the component's own description catches this.
-        ("hooks", Box::new(|m| m["contributes"]["integrations"] = json!(["jira"])), 422, "does not implement it (it implements [])"),
-        ("webhook", Box::new(|m| m["contributes"]["integrations"] = json!(["jira"])), 422, "does not implement it"),
-        ("webhook", Box::new(|m| m["engine"]["nitejar"] = json!(">=9.0.0")), 422, "does not include this host"),
-        ("webhook", Box::new(|m| m["entry"] = json!("../../etc/passwd.wasm")), 422, "entry"),
-        ("webhook", Box::new(|m| m["entry"] = json!("missing.wasm")), 422, "does not exist"),
-        ("webhook", Box::new(|m| m["permissions"]["allowProcessSpawn"] = json!(true)), 422, "cannot spawn"),
+        (
+            "hooks",
+            Box::new(|m| m["contributes"]["integrations"] = json!(["jira"])),
+            422,
+            "does not implement it (it implements [])",
+        ),
+        (
+            "webhook",
+            Box::new(|m| m["contributes"]["integrations"] = json!(["jira"])),
+            422,
+            "does not implement it",
+        ),
+        (
+            "webhook",
+            Box::new(|m| m["engine"]["nitejar"] = json!(">=9.0.0")),
+            422,
+            "does not include this host",
+        ),
+        (
+            "webhook",
+            Box::new(|m| m["entry"] = json!("../../etc/passwd.wasm")),
+            422,
+            "entry",
+        ),
+        (
+            "webhook",
+            Box::new(|m| m["entry"] = json!("missing.wasm")),
+            422,
+            "does not exist",
+        ),
+        (
+            "webhook",
+            Box::new(|m| m["permissions"]["allowProcessSpawn"] = json!(true)),
+            422,
+            "cannot spawn",
+        ),
     ];
     for (name, edit, status, expected) in cases {
         let dir = package_with_manifest(name, edit);
         let v = host
-            .admin_json(Method::POST, "/plugins/install", Some(json!({"sourceKind": "local", "sourceRef": dir.path()})), status)
+            .admin_json(
+                Method::POST,
+                "/plugins/install",
+                Some(json!({"sourceKind": "local", "sourceRef": dir.path()})),
+                status,
+            )
             .await;
         let msg = v["error"]["message"].as_str().unwrap();
-        assert!(msg.contains(expected), "{name}: {msg:?} should mention {expected:?}");
+        assert!(
+            msg.contains(expected),
+            "{name}: {msg:?} should mention {expected:?}"
+        );
     }
     // An archive that tries to escape its directory is refused and writes nothing outside staging.
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut h = tar::Header::new_gnu();
     h.set_size(4);
     h.set_mode(0o644);
@@ -128,10 +250,34 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
 
     // Unknown manifest keys and unknown request fields are client errors, never 500s.
     let dir = package_with_manifest("webhook", |m| m["surprise"] = json!(1));
-    let v = host.admin_json(Method::POST, "/plugins/install", Some(json!({"sourceKind": "local", "sourceRef": dir.path()})), 422).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("unknown field `surprise`"));
-    let v = host.admin_json(Method::POST, "/plugins/install", Some(json!({"sourceKind": "npm", "sourceRef": "x"})), 400).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("not supported yet"));
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/plugins/install",
+            Some(json!({"sourceKind": "local", "sourceRef": dir.path()})),
+            422,
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `surprise`")
+    );
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/plugins/install",
+            Some(json!({"sourceKind": "npm", "sourceRef": "x"})),
+            400,
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported yet")
+    );
     host.stop().await;
 }
 
@@ -139,13 +285,18 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
 async fn a_tampered_component_is_restored_from_the_stored_artifact_at_boot() {
     let host = TestHost::start().await;
     let config = host.app.config.clone();
-    let wasm_path = config.plugins_dir.join("nitejar.example.webhook/versions/0.1.0/plugin.wasm");
+    let wasm_path = config
+        .plugins_dir
+        .join("nitejar.example.webhook/versions/0.1.0/plugin.wasm");
     let original = std::fs::read(&wasm_path).unwrap();
     // Stop, corrupt the file, boot again on the same data dir.
     let data = host.stop_keep_data().await;
     std::fs::write(&wasm_path, b"\0asm tampered").unwrap();
     let (app, shutdown) = nitejar::app::App::start(config).await.unwrap();
-    assert!(app.registry.get("nitejar.example.webhook").is_some(), "restored and loaded");
+    assert!(
+        app.registry.get("nitejar.example.webhook").is_some(),
+        "restored and loaded"
+    );
     assert_eq!(std::fs::read(&wasm_path).unwrap(), original);
     shutdown.run(app).await;
     drop(data);

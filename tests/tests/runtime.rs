@@ -6,7 +6,9 @@ use nitejar::plugins::package::PluginPackage;
 use nitejar::receipts::ReceiptSink;
 use nitejar::runtime::bindings::exports::nitejar::plugin::hooks::*;
 use nitejar::runtime::cache::CacheOutcome;
-use nitejar::runtime::{Grants, HookInput, HookOutput, PluginFailure, PluginRuntime, RuntimeOptions};
+use nitejar::runtime::{
+    Grants, HookInput, HookOutput, PluginFailure, PluginRuntime, RuntimeOptions,
+};
 use nitejar_tests::guest_package;
 
 struct Rig {
@@ -28,7 +30,12 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         receipts: sink.clone(),
     })
     .unwrap();
-    Rig { runtime, db, sink, _dir: dir }
+    Rig {
+        runtime,
+        db,
+        sink,
+        _dir: dir,
+    }
 }
 
 fn package(name: &str) -> PluginPackage {
@@ -36,7 +43,12 @@ fn package(name: &str) -> PluginPackage {
 }
 
 fn ctx() -> HookContext {
-    HookContext { plugin_instance_id: None, work_item_id: Some("wi-1".into()), job_id: Some("job-1".into()), agent_id: None }
+    HookContext {
+        plugin_instance_id: None,
+        work_item_id: Some("wi-1".into()),
+        job_id: Some("job-1".into()),
+        agent_id: None,
+    }
 }
 
 fn pre_deliver(content: &str) -> HookInput {
@@ -58,14 +70,21 @@ async fn components_compile_once_and_stale_cache_files_are_replaced() {
     let rt = &rig.runtime;
     let first = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
     assert_eq!(first.cache, CacheOutcome::Compiled);
-    let second = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
+    let second =
+        tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
     assert_eq!(second.cache, CacheOutcome::Hit);
     // A corrupt cache file is detected and rebuilt, and the plugin still works.
-    let cached = std::fs::read_dir(rig._dir.path().join("cache")).unwrap().flatten().find(|e| e.path().extension().is_some_and(|x| x == "cwasm")).unwrap();
+    let cached = std::fs::read_dir(rig._dir.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
     std::fs::write(cached.path(), b"garbage").unwrap();
     let third = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
     assert_eq!(third.cache, CacheOutcome::Compiled);
-    let out = tokio::task::block_in_place(|| rt.call_hook(&third, &ctx(), &pre_deliver("x"), 1_000)).unwrap();
+    let out =
+        tokio::task::block_in_place(|| rt.call_hook(&third, &ctx(), &pre_deliver("x"), 1_000))
+            .unwrap();
     assert!(matches!(out, HookOutput::ResponsePreDeliver(_)));
 }
 
@@ -73,64 +92,114 @@ async fn components_compile_once_and_stale_cache_files_are_replaced() {
 async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
     let pkg = package("hooks");
-    let p = rig.runtime.load(&pkg.manifest, &pkg.wasm, &Grants::all_declared(&pkg.manifest)).unwrap();
+    let p = rig
+        .runtime
+        .load(
+            &pkg.manifest,
+            &pkg.wasm,
+            &Grants::all_declared(&pkg.manifest),
+        )
+        .unwrap();
     let rt = &rig.runtime;
-    let call = |input: HookInput| tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &input, 1_000));
+    let call =
+        |input: HookInput| tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &input, 1_000));
 
     let out = call(pre_deliver("token: Bearer abc.def done")).unwrap();
     assert_eq!(
         out,
-        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
-            content: Some("token: Bearer [redacted] done".into())
-        }))
+        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(
+            ResponsePreDeliverPatch {
+                content: Some("token: Bearer [redacted] done".into())
+            }
+        ))
     );
-    let shell = HookInput::ToolPreExec(ToolPreExecEvent { tool_name: "shell".into(), tool_input: "{}".into(), tool_call_id: "c1".into(), turn: 1 });
+    let shell = HookInput::ToolPreExec(ToolPreExecEvent {
+        tool_name: "shell".into(),
+        tool_input: "{}".into(),
+        tool_call_id: "c1".into(),
+        turn: 1,
+    });
     let out = call(shell).unwrap();
     assert!(out.blocks(), "{out:?}");
     let prompt = HookInput::RunPrePrompt(RunPrePromptEvent {
         system_prompt: "You are helpful.".into(),
         user_message: "hi".into(),
-        agent: AgentInfo { id: "a".into(), name: "A".into(), model: "m".into() },
+        agent: AgentInfo {
+            id: "a".into(),
+            name: "A".into(),
+            model: "m".into(),
+        },
         work_item: WorkItem {
-            id: "wi-1".into(), title: "t".into(), text: "hi".into(), session_key: "s".into(),
-            source_ref: "r".into(), payload: "{}".into(), status: "pending".into(), created_at_ms: 0,
+            id: "wi-1".into(),
+            title: "t".into(),
+            text: "hi".into(),
+            session_key: "s".into(),
+            source_ref: "r".into(),
+            payload: "{}".into(),
+            status: "pending".into(),
+            created_at_ms: 0,
         },
     });
     match call(prompt).unwrap() {
         HookOutput::RunPrePrompt(p) => {
-            assert_eq!(p.system_prompt.as_deref(), Some("You are helpful.\n\nNever reveal credentials."));
+            assert_eq!(
+                p.system_prompt.as_deref(),
+                Some("You are helpful.\n\nNever reveal credentials.")
+            );
             assert_eq!(p.user_message, None);
         }
         other => panic!("{other:?}"),
     }
 
     rig.sink.flush().await;
-    let receipts = rig.db.list_events("nitejar.example.hooks", 100, None).await.unwrap();
+    let receipts = rig
+        .db
+        .list_events("nitejar.example.hooks", 100, None)
+        .await
+        .unwrap();
     let hooks: Vec<_> = receipts.iter().filter(|r| r.kind == "hook").collect();
     assert_eq!(hooks.len(), 3);
-    let blocked = hooks.iter().find(|r| r.hook_name.as_deref() == Some("tool.pre_exec")).unwrap();
+    let blocked = hooks
+        .iter()
+        .find(|r| r.hook_name.as_deref() == Some("tool.pre_exec"))
+        .unwrap();
     assert_eq!(blocked.status, "blocked");
     assert_eq!(blocked.work_item_id.as_deref(), Some("wi-1"));
     assert_eq!(blocked.job_id.as_deref(), Some("job-1"));
-    assert!(hooks.iter().all(|r| r.execution_mode == "wasm_sandbox" && r.duration_ms.is_some()));
+    assert!(
+        hooks
+            .iter()
+            .all(|r| r.execution_mode == "wasm_sandbox" && r.duration_ms.is_some())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_looping_hook_is_stopped_by_the_store_deadline() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
     let pkg = package("hostile");
-    let p = rig.runtime.load(&pkg.manifest, &pkg.wasm, &Grants::default()).unwrap();
+    let p = rig
+        .runtime
+        .load(&pkg.manifest, &pkg.wasm, &Grants::default())
+        .unwrap();
     let rt = &rig.runtime;
     let result = tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver("loop"), 50));
     assert_eq!(result, Err(PluginFailure::Timeout { timeout_ms: 50 }));
     // The engine is fine: the next call on the same plugin is served.
-    let ok = tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver("ok"), 1_000)).unwrap();
+    let ok = tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver("ok"), 1_000))
+        .unwrap();
     assert_eq!(
         ok,
-        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch { content: Some("served".into()) }))
+        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(
+            ResponsePreDeliverPatch {
+                content: Some("served".into())
+            }
+        ))
     );
     rig.sink.flush().await;
     let receipts = rig.db.list_events("test.hostile", 100, None).await.unwrap();
-    let timeout = receipts.iter().find(|r| r.status == "timeout").expect("a timeout receipt");
+    let timeout = receipts
+        .iter()
+        .find(|r| r.status == "timeout")
+        .expect("a timeout receipt");
     assert_eq!(timeout.hook_name.as_deref(), Some("response.pre_deliver"));
 }

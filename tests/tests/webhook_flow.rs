@@ -9,12 +9,16 @@ const SECRET: &str = "webhook-signing-secret-42";
 
 async fn host_with_instance() -> (TestHost, String) {
     let host = TestHost::start().await;
-    let instance = host.create_instance("webhook", json!({"secret": SECRET})).await;
+    let instance = host
+        .create_instance("webhook", json!({"secret": SECRET}))
+        .await;
     (host, instance)
 }
 
 fn delivery(id: &str, text: &str) -> Vec<u8> {
-    json!({"id": id, "text": text, "session": "s1", "sender": "ada"}).to_string().into_bytes()
+    json!({"id": id, "text": text, "session": "s1", "sender": "ada"})
+        .to_string()
+        .into_bytes()
 }
 
 #[tokio::test]
@@ -22,7 +26,9 @@ async fn a_signed_webhook_creates_one_work_item() {
     let (host, instance) = host_with_instance().await;
     let body = delivery("evt-1", "deploy the docs please");
     let sig = sign(SECRET, &body);
-    let (status, v) = host.webhook("webhook", &instance, &[("x-signature-256", &sig)], body).await;
+    let (status, v) = host
+        .webhook("webhook", &instance, &[("x-signature-256", &sig)], body)
+        .await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["duplicate"], false);
     let item = host.work_item(v["workItemId"].as_str().unwrap()).await;
@@ -33,10 +39,15 @@ async fn a_signed_webhook_creates_one_work_item() {
 
     // The parse-webhook call left a receipt with the outcome and the execution mode.
     let receipts = host.receipts("nitejar.example.webhook").await;
-    let call = receipts.iter().rev().find(|r| r["kind"] == "integration").expect("integration receipt");
+    let call = receipts
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "integration")
+        .expect("integration receipt");
     assert_eq!(call["status"], "ok");
     assert_eq!(call["executionMode"], "wasm_sandbox");
-    let detail: serde_json::Value = serde_json::from_str(call["detailJson"].as_str().unwrap()).unwrap();
+    let detail: serde_json::Value =
+        serde_json::from_str(call["detailJson"].as_str().unwrap()).unwrap();
     assert_eq!(detail["operation"], "parse-webhook");
     assert_eq!(detail["result"], "work_item");
     host.stop().await;
@@ -51,17 +62,27 @@ async fn fifty_concurrent_redeliveries_create_exactly_one_work_item() {
     let calls = (0..50).map(|_| host.webhook("webhook", &instance, &headers, body.clone()));
     let results = futures::future::join_all(calls).await;
     let created: Vec<_> = results.iter().filter(|(s, _)| *s == 202).collect();
-    let duplicates: Vec<_> = results.iter().filter(|(s, v)| *s == 200 && v["duplicate"] == true).collect();
+    let duplicates: Vec<_> = results
+        .iter()
+        .filter(|(s, v)| *s == 200 && v["duplicate"] == true)
+        .collect();
     assert_eq!(created.len(), 1, "{results:?}");
     assert_eq!(duplicates.len(), 49, "{results:?}");
     let id = &created[0].1["workItemId"];
-    assert!(duplicates.iter().all(|(_, v)| &v["workItemId"] == id), "duplicates point at the one work item");
+    assert!(
+        duplicates.iter().all(|(_, v)| &v["workItemId"] == id),
+        "duplicates point at the one work item"
+    );
     let items = host.app.db.list_work_items(&instance).await.unwrap();
     assert_eq!(items.len(), 1);
 
     // The same delivery id on another instance is a different key (scoped per instance).
-    let other = host.create_instance("webhook", json!({"secret": SECRET})).await;
-    let (status, _) = host.webhook("webhook", &other, &[("x-signature-256", &sig)], body).await;
+    let other = host
+        .create_instance("webhook", json!({"secret": SECRET}))
+        .await;
+    let (status, _) = host
+        .webhook("webhook", &other, &[("x-signature-256", &sig)], body)
+        .await;
     assert_eq!(status, 202);
     host.stop().await;
 }
@@ -72,38 +93,91 @@ async fn bad_signatures_and_bad_requests_create_nothing() {
     let body = delivery("evt-2", "hello");
 
     let wrong = sign("another-secret-entirely", &body);
-    let (status, v) = host.webhook("webhook", &instance, &[("x-signature-256", &wrong)], body.clone()).await;
+    let (status, v) = host
+        .webhook(
+            "webhook",
+            &instance,
+            &[("x-signature-256", &wrong)],
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, 401, "{v}");
     let (status, _) = host.webhook("webhook", &instance, &[], body.clone()).await;
     assert_eq!(status, 401);
     // A valid signature over different bytes does not verify this body.
-    let (status, _) = host.webhook("webhook", &instance, &[("x-signature-256", &sign(SECRET, b"{}"))], body.clone()).await;
+    let (status, _) = host
+        .webhook(
+            "webhook",
+            &instance,
+            &[("x-signature-256", &sign(SECRET, b"{}"))],
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, 401);
 
     let sig = sign(SECRET, &body);
-    let (status, v) = host.webhook("webhook", "no-such-instance", &[("x-signature-256", &sig)], body.clone()).await;
+    let (status, v) = host
+        .webhook(
+            "webhook",
+            "no-such-instance",
+            &[("x-signature-256", &sig)],
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, 404, "{v}");
-    let (status, v) = host.webhook("telegram", &instance, &[("x-signature-256", &sig)], body.clone()).await;
+    let (status, v) = host
+        .webhook(
+            "telegram",
+            &instance,
+            &[("x-signature-256", &sig)],
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "type_mismatch");
 
     let huge = vec![b'x'; nitejar::limits::MAX_WEBHOOK_BODY_BYTES + 1];
-    let (status, _) = host.webhook("webhook", &instance, &[("x-signature-256", &sign(SECRET, &huge))], huge).await;
+    let (status, _) = host
+        .webhook(
+            "webhook",
+            &instance,
+            &[("x-signature-256", &sign(SECRET, &huge))],
+            huge,
+        )
+        .await;
     assert_eq!(status, 413);
 
     // A signed body without `text` is acknowledged and ignored.
     let ignored = json!({"id": "x"}).to_string().into_bytes();
-    let (status, v) = host.webhook("webhook", &instance, &[("x-signature-256", &sign(SECRET, &ignored))], ignored).await;
+    let (status, v) = host
+        .webhook(
+            "webhook",
+            &instance,
+            &[("x-signature-256", &sign(SECRET, &ignored))],
+            ignored,
+        )
+        .await;
     assert_eq!((status, v["ignored"].clone()), (200, json!(true)));
 
-    assert!(host.app.db.list_work_items(&instance).await.unwrap().is_empty());
+    assert!(
+        host.app
+            .db
+            .list_work_items(&instance)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     host.stop().await;
 }
 
 #[tokio::test]
 async fn admin_api_requires_the_token_and_never_returns_secrets() {
     let (host, instance) = host_with_instance().await;
-    for token in [None, Some("wrong-token-wrong-token"), Some(&ADMIN_TOKEN[1..])] {
+    for token in [
+        None,
+        Some("wrong-token-wrong-token"),
+        Some(&ADMIN_TOKEN[1..]),
+    ] {
         let mut req = host.client.get(format!("{}/api/admin/plugins", host.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -112,24 +186,58 @@ async fn admin_api_requires_the_token_and_never_returns_secrets() {
     }
     let list = host.admin_json(Method::GET, "/instances", None, 200).await;
     let text = list.to_string();
-    assert!(!text.contains(SECRET), "instance listing leaks the secret: {text}");
+    assert!(
+        !text.contains(SECRET),
+        "instance listing leaks the secret: {text}"
+    );
     assert_eq!(list["instances"][0]["config"]["secret"], "********");
-    assert_eq!(list["instances"][0]["webhookUrl"], format!("/api/webhooks/plugins/webhook/{instance}"));
+    assert_eq!(
+        list["instances"][0]["webhookUrl"],
+        format!("/api/webhooks/plugins/webhook/{instance}")
+    );
 
     // Invalid config is refused by the plugin's validate-config with an actionable message.
     let v = host
-        .admin_json(Method::POST, "/instances", Some(json!({"type": "webhook", "name": "x", "config": {"secret": "short"}})), 422)
+        .admin_json(
+            Method::POST,
+            "/instances",
+            Some(json!({"type": "webhook", "name": "x", "config": {"secret": "short"}})),
+            422,
+        )
         .await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("at least 16"), "{v}");
-    let v = host.admin_json(Method::POST, "/instances", Some(json!({"type": "nope", "name": "x"})), 400).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least 16"),
+        "{v}"
+    );
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/instances",
+            Some(json!({"type": "nope", "name": "x"})),
+            400,
+        )
+        .await;
     assert_eq!(v["error"]["code"], "unknown_type");
 
     // The plugin list reports the runtime posture truthfully.
     let plugins = host.admin_json(Method::GET, "/plugins", None, 200).await;
-    let webhook = plugins["plugins"].as_array().unwrap().iter().find(|p| p["id"] == "nitejar.example.webhook").unwrap();
+    let webhook = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "nitejar.example.webhook")
+        .unwrap();
     assert_eq!(webhook["executionMode"], "wasm_sandbox");
     assert!(webhook["hostEnforcedControls"].as_array().unwrap().len() >= 5);
-    assert!(!webhook["effectiveLimitations"].as_array().unwrap().is_empty());
+    assert!(
+        !webhook["effectiveLimitations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // The secret is not stored in plaintext anywhere in the database files.
     host.app.receipts.flush().await;

@@ -34,17 +34,30 @@ pub struct FilesystemPolicy {
 
 impl FilesystemPolicy {
     /// Builds the policy from the manifest's declared directories and the operator's grants.
-    pub fn new(files_root: &Path, read: &[String], write: &[String], granted: &BTreeSet<String>) -> Self {
+    pub fn new(
+        files_root: &Path,
+        read: &[String],
+        write: &[String],
+        granted: &BTreeSet<String>,
+    ) -> Self {
         let mut preopens = Vec::new();
         for name in write {
             if granted.contains(&format!("fs:write:{name}")) {
-                preopens.push(Preopen { host: files_root.join(name), guest: format!("/{name}"), writable: true });
+                preopens.push(Preopen {
+                    host: files_root.join(name),
+                    guest: format!("/{name}"),
+                    writable: true,
+                });
             }
         }
         for name in read {
             let already = preopens.iter().any(|p| p.guest == format!("/{name}"));
             if !already && granted.contains(&format!("fs:read:{name}")) {
-                preopens.push(Preopen { host: files_root.join(name), guest: format!("/{name}"), writable: false });
+                preopens.push(Preopen {
+                    host: files_root.join(name),
+                    guest: format!("/{name}"),
+                    writable: false,
+                });
             }
         }
         FilesystemPolicy { preopens }
@@ -61,7 +74,11 @@ impl FilesystemPolicy {
     /// Adds the preopens to a WASI context.
     pub fn apply(&self, builder: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
         for p in &self.preopens {
-            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             builder.preopened_dir(&p.host, &p.guest, perms)?;
         }
         Ok(())
@@ -76,12 +93,24 @@ mod tests {
     fn only_granted_directories_are_preopened() {
         let root = Path::new("/data/plugin-files/p");
         let granted: BTreeSet<String> = ["fs:read:shared".to_string()].into();
-        let p = FilesystemPolicy::new(root, &["shared".into(), "other".into()], &["scratch".into()], &granted);
+        let p = FilesystemPolicy::new(
+            root,
+            &["shared".into(), "other".into()],
+            &["scratch".into()],
+            &granted,
+        );
         assert_eq!(
             p.preopens,
-            vec![Preopen { host: root.join("shared"), guest: "/shared".into(), writable: false }]
+            vec![Preopen {
+                host: root.join("shared"),
+                guest: "/shared".into(),
+                writable: false
+            }]
         );
-        let all: BTreeSet<String> = ["fs:read:shared", "fs:write:scratch"].iter().map(|s| s.to_string()).collect();
+        let all: BTreeSet<String> = ["fs:read:shared", "fs:write:scratch"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = FilesystemPolicy::new(root, &["shared".into()], &["scratch".into()], &all);
         assert_eq!(p.preopens.len(), 2);
         assert!(p.preopens[0].writable && p.preopens[0].guest == "/scratch");

@@ -20,7 +20,9 @@ pub struct KvAccess {
 
 fn check_key(key: &str) -> Result<(), HostError> {
     if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
-        return Err(HostError::InvalidInput(format!("keys must be 1 to {MAX_KV_KEY_BYTES} bytes")));
+        return Err(HostError::InvalidInput(format!(
+            "keys must be 1 to {MAX_KV_KEY_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -30,8 +32,11 @@ impl HostState {
         &mut self,
         f: impl AsyncFnOnce(&Db, &str) -> Result<T, crate::db::DbError>,
     ) -> Result<T, HostError> {
-        let (Some(db), Some(handle)) = (self.caps.kv.db.clone(), self.caps.kv.handle.clone()) else {
-            return Err(HostError::Unavailable("storage is not available during inspection".into()));
+        let (Some(db), Some(handle)) = (self.caps.kv.db.clone(), self.caps.kv.handle.clone())
+        else {
+            return Err(HostError::Unavailable(
+                "storage is not available during inspection".into(),
+            ));
         };
         let plugin = self.caps.ctx.plugin_id.clone();
         // Plugin calls run on blocking threads (never on a runtime worker), so waiting is safe.
@@ -51,7 +56,9 @@ impl kv::Host for HostState {
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
         check_key(&key)?;
         if value.len() > MAX_KV_VALUE_BYTES {
-            return Err(HostError::LimitExceeded(format!("values are at most {MAX_KV_VALUE_BYTES} bytes")));
+            return Err(HostError::LimitExceeded(format!(
+                "values are at most {MAX_KV_VALUE_BYTES} bytes"
+            )));
         }
         self.kv_run(async |db, p| db.kv_set(p, &key, &value).await)
     }
@@ -63,7 +70,9 @@ impl kv::Host for HostState {
 
     fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, HostError> {
         if prefix.len() > MAX_KV_KEY_BYTES {
-            return Err(HostError::InvalidInput(format!("prefixes are at most {MAX_KV_KEY_BYTES} bytes")));
+            return Err(HostError::InvalidInput(format!(
+                "prefixes are at most {MAX_KV_KEY_BYTES} bytes"
+            )));
         }
         self.kv_run(async |db, p| db.kv_list(p, &prefix, MAX_KV_LIST_KEYS).await)
     }

@@ -22,7 +22,11 @@ pub struct LogState {
 pub fn sanitize(message: &str, max: usize) -> String {
     let mut out = String::with_capacity(message.len().min(max));
     for c in message.chars() {
-        let piece = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
+        let piece = if c.is_control() {
+            c.escape_default().to_string()
+        } else {
+            c.to_string()
+        };
         if out.len() + piece.len() > max {
             out.push('…');
             break;
@@ -54,10 +58,14 @@ impl log::Host for HostState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        let Some(line) = self.caps.log.record(name, &message) else { return };
+        let Some(line) = self.caps.log.record(name, &message) else {
+            return;
+        };
         let pid: &str = &self.caps.ctx.plugin_id;
         match level {
-            Level::Trace | Level::Debug => tracing::debug!(target: "plugin", plugin_id = pid, "{line}"),
+            Level::Trace | Level::Debug => {
+                tracing::debug!(target: "plugin", plugin_id = pid, "{line}")
+            }
             Level::Info => tracing::info!(target: "plugin", plugin_id = pid, "{line}"),
             Level::Warn => tracing::warn!(target: "plugin", plugin_id = pid, "{line}"),
             Level::Error => tracing::error!(target: "plugin", plugin_id = pid, "{line}"),

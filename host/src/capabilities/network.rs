@@ -55,15 +55,20 @@ impl NetworkRule {
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-            return Err(format!("{raw:?}: write only [scheme://]host[:port], without path or user"));
+            return Err(format!(
+                "{raw:?}: write only [scheme://]host[:port], without path or user"
+            ));
         }
-        let (host, port) = split_host_port(rest).ok_or_else(|| format!("{raw:?}: bad host or port"))?;
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| format!("{raw:?}: bad host or port"))?;
         let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
         let host = if let Ok(ip) = host.parse::<IpAddr>() {
             HostPattern::Ip(ip)
         } else if let Some(suffix) = host.strip_prefix("*.") {
             if !valid_hostname(suffix) || !suffix.contains('.') {
-                return Err(format!("{raw:?}: a wildcard needs a domain with a dot, like *.example.com"));
+                return Err(format!(
+                    "{raw:?}: a wildcard needs a domain with a dot, like *.example.com"
+                ));
             }
             HostPattern::Wildcard(suffix.to_ascii_lowercase())
         } else if valid_hostname(host) {
@@ -71,7 +76,12 @@ impl NetworkRule {
         } else {
             return Err(format!("{raw:?}: {host:?} is not a host name"));
         };
-        Ok(NetworkRule { raw: raw.to_string(), scheme, host, port })
+        Ok(NetworkRule {
+            raw: raw.to_string(),
+            scheme,
+            host,
+            port,
+        })
     }
 
     /// Whether the rule allows `scheme://host:port`.
@@ -79,10 +89,15 @@ impl NetworkRule {
         if scheme != self.scheme || port != self.port {
             return false;
         }
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         match &self.host {
             HostPattern::Name(n) => *n == host,
-            HostPattern::Wildcard(s) => host.len() > s.len() + 1 && host.ends_with(&format!(".{s}")),
+            HostPattern::Wildcard(s) => {
+                host.len() > s.len() + 1 && host.ends_with(&format!(".{s}"))
+            }
             HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
         }
     }
@@ -101,7 +116,9 @@ fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -135,7 +152,12 @@ pub fn is_special_address(ip: IpAddr) -> bool {
             }
             let s = v6.segments();
             if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                return special_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+                return special_v4(Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ));
             }
             v6.is_loopback()
                 || v6.is_unspecified()
@@ -181,23 +203,47 @@ impl NetworkPolicy {
             return Ok(rule);
         }
         let target = format!("{scheme}://{host}:{port}");
-        let ungranted = self.ungranted.iter().find(|r| r.matches(scheme, host, port));
+        let ungranted = self
+            .ungranted
+            .iter()
+            .find(|r| r.matches(scheme, host, port));
         let (required_grant, reason) = match ungranted {
-            Some(r) => (format!("operator grant network:{}", r.raw), "declared but not granted by the operator".to_string()),
+            Some(r) => (
+                format!("operator grant network:{}", r.raw),
+                "declared but not granted by the operator".to_string(),
+            ),
             None => {
-                let suggestion = if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) {
-                    if scheme == "https" { host.to_string() } else { format!("http://{host}") }
-                } else {
-                    format!("{scheme}://{host}:{port}")
-                };
-                (format!("permissions.network: [\"{suggestion}\"] and an operator grant"), "not in permissions.network".to_string())
+                let suggestion =
+                    if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) {
+                        if scheme == "https" {
+                            host.to_string()
+                        } else {
+                            format!("http://{host}")
+                        }
+                    } else {
+                        format!("{scheme}://{host}:{port}")
+                    };
+                (
+                    format!("permissions.network: [\"{suggestion}\"] and an operator grant"),
+                    "not in permissions.network".to_string(),
+                )
             }
         };
-        Err(Denial { capability: "network", target, required_grant, reason })
+        Err(Denial {
+            capability: "network",
+            target,
+            required_grant,
+            reason,
+        })
     }
 
     /// Checks a resolved address for a request allowed by `rule`.
-    pub fn check_address(&self, rule: &NetworkRule, host: &str, addr: SocketAddr) -> Result<(), Denial> {
+    pub fn check_address(
+        &self,
+        rule: &NetworkRule,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<(), Denial> {
         if is_special_address(addr.ip()) && !rule.names_address(addr.ip()) {
             return Err(Denial {
                 capability: "network",
@@ -225,8 +271,15 @@ pub struct NetworkGuard {
 }
 
 type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
 >;
 
 impl WasiHttpHooks for NetworkGuard {
@@ -243,7 +296,9 @@ impl WasiHttpHooks for NetworkGuard {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let host = uri.host().unwrap_or("").to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let rule = match self.policy.check(&scheme, &host, port) {
             Ok(rule) => rule.clone(),
             Err(denial) => {
@@ -260,10 +315,14 @@ impl WasiHttpHooks for NetworkGuard {
                 Some(addr) => *addr,
                 None => resolve_checked(&policy, &rule, &ctx, &host, port, remaining).await?,
             };
-            let resp = tokio::time::timeout(remaining, send(request, addr, &scheme, &host, remaining))
-                .await
-                .map_err(|_| HttpError::HttpResponseTimeout)??;
-            Ok((resp, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+            let resp =
+                tokio::time::timeout(remaining, send(request, addr, &scheme, &host, remaining))
+                    .await
+                    .map_err(|_| HttpError::HttpResponseTimeout)??;
+            Ok((
+                resp,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
         })
     }
 }
@@ -277,11 +336,17 @@ async fn resolve_checked(
     port: u16,
     remaining: Duration,
 ) -> Result<SocketAddr, HttpError> {
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(remaining, tokio::net::lookup_host((host, port))).await {
-        Err(_) => return Err(HttpError::DnsTimeout),
-        Ok(Err(e)) => return Err(HttpError::DnsError { rcode: Some(e.to_string()), info_code: None }),
-        Ok(Ok(a)) => a.collect(),
-    };
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(remaining, tokio::net::lookup_host((host, port))).await {
+            Err(_) => return Err(HttpError::DnsTimeout),
+            Ok(Err(e)) => {
+                return Err(HttpError::DnsError {
+                    rcode: Some(e.to_string()),
+                    info_code: None,
+                });
+            }
+            Ok(Ok(a)) => a.collect(),
+        };
     // Every address must pass: otherwise a name with one public and one private record could
     // be steered to the private one.
     for addr in &addrs {
@@ -310,7 +375,12 @@ async fn send(
             _ => HttpError::Connect(e),
         })?;
     // Only the path goes on the wire; the Host header carries the original authority.
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
     let response = if scheme == "https" {
         let tls = tls_connector();
@@ -356,7 +426,9 @@ where
 fn tls_connector() -> tokio_rustls::TlsConnector {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)
@@ -400,7 +472,10 @@ impl<S: tokio::io::AsyncWrite + Unpin> hyper::rt::Write for TokioIo<S> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut self.0), cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.0), cx)
     }
     fn poll_shutdown(
@@ -426,7 +501,13 @@ mod tests {
             ("api.telegram.org", "http", "api.telegram.org", 80, false),
             ("api.telegram.org", "https", "api.telegram.org", 8443, false),
             ("api.telegram.org", "https", "API.Telegram.org", 443, true),
-            ("api.telegram.org", "https", "evil-api.telegram.org", 443, false),
+            (
+                "api.telegram.org",
+                "https",
+                "evil-api.telegram.org",
+                443,
+                false,
+            ),
             ("*.example.com", "https", "a.example.com", 443, true),
             ("*.example.com", "https", "a.b.example.com", 443, true),
             ("*.example.com", "https", "example.com", 443, false),
@@ -437,51 +518,117 @@ mod tests {
             ("http://allowed.test", "http", "allowed.test", 80, true),
         ];
         for (r, scheme, host, port, want) in cases {
-            assert_eq!(rule(r).matches(scheme, host, port), want, "{r} vs {scheme}://{host}:{port}");
+            assert_eq!(
+                rule(r).matches(scheme, host, port),
+                want,
+                "{r} vs {scheme}://{host}:{port}"
+            );
         }
     }
 
     #[test]
     fn bad_rules_are_rejected() {
-        for bad in ["", "ftp://x.com", "x.com/path", "user@x.com", "*.com", "*", "x.com:99999", "http://", "a b"] {
-            assert!(NetworkRule::parse(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "ftp://x.com",
+            "x.com/path",
+            "user@x.com",
+            "*.com",
+            "*",
+            "x.com:99999",
+            "http://",
+            "a b",
+        ] {
+            assert!(
+                NetworkRule::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn special_addresses() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.100.100.200",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fd00::1", "fe80::1",
-            "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:10.0.0.1",
         ] {
-            assert!(is_special_address(ip.parse().unwrap()), "{ip} should be special");
+            assert!(
+                is_special_address(ip.parse().unwrap()),
+                "{ip} should be special"
+            );
         }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111", "::ffff:8.8.8.8"] {
-            assert!(!is_special_address(ip.parse().unwrap()), "{ip} should be public");
+        for ip in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(
+                !is_special_address(ip.parse().unwrap()),
+                "{ip} should be public"
+            );
         }
     }
 
     #[test]
     fn private_addresses_need_an_explicit_rule() {
-        let policy = NetworkPolicy { rules: vec![rule("internal.test"), rule("http://127.0.0.1:9")], ..Default::default() };
+        let policy = NetworkPolicy {
+            rules: vec![rule("internal.test"), rule("http://127.0.0.1:9")],
+            ..Default::default()
+        };
         let a: SocketAddr = "10.0.0.5:443".parse().unwrap();
-        let d = policy.check_address(&policy.rules[0], "internal.test", a).unwrap_err();
+        let d = policy
+            .check_address(&policy.rules[0], "internal.test", a)
+            .unwrap_err();
         assert_eq!(d.target, "internal.test -> 10.0.0.5");
         let lo: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        assert!(policy.check_address(&policy.rules[1], "127.0.0.1", lo).is_ok());
+        assert!(
+            policy
+                .check_address(&policy.rules[1], "127.0.0.1", lo)
+                .is_ok()
+        );
         let public: SocketAddr = "93.184.216.34:443".parse().unwrap();
-        assert!(policy.check_address(&policy.rules[0], "internal.test", public).is_ok());
+        assert!(
+            policy
+                .check_address(&policy.rules[0], "internal.test", public)
+                .is_ok()
+        );
     }
 
     #[test]
     fn denials_name_the_grant_that_would_allow() {
-        let policy = NetworkPolicy { rules: vec![rule("api.github.com")], ungranted: vec![rule("uploads.github.com")], ..Default::default() };
+        let policy = NetworkPolicy {
+            rules: vec![rule("api.github.com")],
+            ungranted: vec![rule("uploads.github.com")],
+            ..Default::default()
+        };
         let d = policy.check("https", "evil.test", 443).unwrap_err();
-        assert_eq!(d.required_grant, "permissions.network: [\"evil.test\"] and an operator grant");
+        assert_eq!(
+            d.required_grant,
+            "permissions.network: [\"evil.test\"] and an operator grant"
+        );
         let d = policy.check("http", "evil.test", 8080).unwrap_err();
         assert!(d.required_grant.contains("http://evil.test:8080"));
-        let d = policy.check("https", "uploads.github.com", 443).unwrap_err();
-        assert_eq!(d.required_grant, "operator grant network:uploads.github.com");
+        let d = policy
+            .check("https", "uploads.github.com", 443)
+            .unwrap_err();
+        assert_eq!(
+            d.required_grant,
+            "operator grant network:uploads.github.com"
+        );
     }
 }

@@ -25,13 +25,19 @@ impl SecretsPolicy {
         if let Some(v) = self.granted.get(key) {
             return Ok(v);
         }
-        let required_grant = format!("permissions.secrets: [\"{key}\"] and operator grant secret:{key}");
+        let required_grant =
+            format!("permissions.secrets: [\"{key}\"] and operator grant secret:{key}");
         let reason = if self.declared.contains(key) {
             "declared but not granted by the operator, or no value is set"
         } else {
             "not declared in the manifest"
         };
-        Err(Denial { capability: "secrets", target: key.to_string(), required_grant, reason: reason.into() })
+        Err(Denial {
+            capability: "secrets",
+            target: key.to_string(),
+            required_grant,
+            reason: reason.into(),
+        })
     }
 }
 
@@ -56,7 +62,10 @@ impl secrets::Host for HostState {
 /// The policy for a plugin: `declared` from the manifest, `granted` the operator-granted values.
 pub fn policy_for(declared: &[String], granted: BTreeMap<String, String>) -> SecretsPolicy {
     let declared: BTreeSet<String> = declared.iter().cloned().collect();
-    let granted = granted.into_iter().filter(|(k, _)| declared.contains(k)).collect();
+    let granted = granted
+        .into_iter()
+        .filter(|(k, _)| declared.contains(k))
+        .collect();
     SecretsPolicy { declared, granted }
 }
 
@@ -68,12 +77,19 @@ mod tests {
     fn only_declared_and_granted_keys_are_readable() {
         let p = policy_for(
             &["a".into(), "b".into()],
-            [("a".to_string(), "1".to_string()), ("zzz".to_string(), "leak".to_string())].into(),
+            [
+                ("a".to_string(), "1".to_string()),
+                ("zzz".to_string(), "leak".to_string()),
+            ]
+            .into(),
         );
         assert_eq!(p.get("a").unwrap(), "1");
         let d = p.get("b").unwrap_err();
         assert!(d.reason.contains("not granted"));
-        assert_eq!(d.required_grant, "permissions.secrets: [\"b\"] and operator grant secret:b");
+        assert_eq!(
+            d.required_grant,
+            "permissions.secrets: [\"b\"] and operator grant secret:b"
+        );
         // A granted value for an undeclared key never becomes readable.
         assert!(p.get("zzz").unwrap_err().reason.contains("not declared"));
     }

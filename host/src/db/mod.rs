@@ -70,6 +70,33 @@ pub struct PluginRow {
     pub updated_at: i64,
 }
 
+/// Everything recorded about one installed plugin version.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallRecord<'a> {
+    /// Plugin id.
+    pub plugin_id: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// builtin | trusted | untrusted | unknown.
+    pub trust_level: &'a str,
+    /// builtin | upload | local | npm | git.
+    pub source_kind: &'a str,
+    /// Package name, path, file or URL.
+    pub source_ref: Option<&'a str>,
+    /// Version installed (becomes current).
+    pub version: &'a str,
+    /// sha256 of the component.
+    pub checksum: &'a str,
+    /// Version directory.
+    pub install_path: &'a str,
+    /// Manifest JSON.
+    pub manifest_json: &'a str,
+    /// WIT API version of the component.
+    pub api_version: &'a str,
+    /// Component bytes (kept so boot can restore missing or tampered files).
+    pub wasm: &'a [u8],
+}
+
 /// A `plugin_disclosure_acks` row.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
 pub struct DisclosureRow {
@@ -204,7 +231,10 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
         Ok(Db { pool })
     }
@@ -216,21 +246,11 @@ impl Db {
 
     // ---- plugins -------------------------------------------------------------------------
 
-    /// Inserts or replaces a plugin row's install data (keeps `enabled` and `installed_at`).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn upsert_plugin(
-        &self,
-        id: &str,
-        name: &str,
-        trust_level: &str,
-        source_kind: &str,
-        source_ref: Option<&str>,
-        version: &str,
-        checksum: &str,
-        install_path: &str,
-        manifest_json: &str,
-    ) -> DbResult<()> {
+    /// Records an install in one transaction: the plugin row (keeping `enabled` and
+    /// `installed_at` of an existing row), the version row and the artifact bytes.
+    pub async fn record_install(&self, v: &InstallRecord<'_>) -> DbResult<()> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO plugins (id, name, trust_level, source_kind, source_ref, current_version,
                current_checksum, current_install_path, manifest_json, installed_at, updated_at)
@@ -241,46 +261,30 @@ impl Db {
                current_install_path = excluded.current_install_path,
                manifest_json = excluded.manifest_json, updated_at = excluded.updated_at",
         )
-        .bind(id)
-        .bind(name)
-        .bind(trust_level)
-        .bind(source_kind)
-        .bind(source_ref)
-        .bind(version)
-        .bind(checksum)
-        .bind(install_path)
-        .bind(manifest_json)
+        .bind(v.plugin_id)
+        .bind(v.name)
+        .bind(v.trust_level)
+        .bind(v.source_kind)
+        .bind(v.source_ref)
+        .bind(v.version)
+        .bind(v.checksum)
+        .bind(v.install_path)
+        .bind(v.manifest_json)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
-    }
-
-    /// Records an installed version and its artifact bytes.
-    pub async fn insert_version(
-        &self,
-        plugin_id: &str,
-        version: &str,
-        checksum: &str,
-        install_path: &str,
-        manifest_json: &str,
-        api_version: &str,
-        wasm: &[u8],
-    ) -> DbResult<()> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO plugin_versions
                (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(plugin_id)
-        .bind(version)
-        .bind(checksum)
-        .bind(install_path)
-        .bind(manifest_json)
-        .bind(api_version)
+        .bind(v.plugin_id)
+        .bind(v.version)
+        .bind(v.checksum)
+        .bind(v.install_path)
+        .bind(v.manifest_json)
+        .bind(v.api_version)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -288,10 +292,10 @@ impl Db {
             "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
              VALUES (?, ?, ?, 'wasm', ?, ?)",
         )
-        .bind(plugin_id)
-        .bind(version)
-        .bind(checksum)
-        .bind(wasm)
+        .bind(v.plugin_id)
+        .bind(v.version)
+        .bind(v.checksum)
+        .bind(v.wasm)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -301,12 +305,17 @@ impl Db {
 
     /// One plugin.
     pub async fn get_plugin(&self, id: &str) -> DbResult<Option<PluginRow>> {
-        Ok(sqlx::query_as("SELECT * FROM plugins WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// All plugins, by id.
     pub async fn list_plugins(&self) -> DbResult<Vec<PluginRow>> {
-        Ok(sqlx::query_as("SELECT * FROM plugins ORDER BY id").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM plugins ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Enables or disables a plugin.
@@ -332,18 +341,28 @@ impl Db {
     }
 
     /// The stored component bytes of a plugin version.
-    pub async fn get_artifact(&self, plugin_id: &str, version: &str) -> DbResult<Option<(String, Vec<u8>)>> {
-        Ok(sqlx::query_as("SELECT checksum, bytes FROM plugin_artifacts WHERE plugin_id = ? AND version = ?")
-            .bind(plugin_id)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?)
+    pub async fn get_artifact(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> DbResult<Option<(String, Vec<u8>)>> {
+        Ok(sqlx::query_as(
+            "SELECT checksum, bytes FROM plugin_artifacts WHERE plugin_id = ? AND version = ?",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     // ---- disclosures (grants) -------------------------------------------------------------
 
     /// Makes sure one disclosure row exists per permission; never acknowledges anything.
-    pub async fn ensure_disclosures(&self, plugin_id: &str, permissions: &[String]) -> DbResult<()> {
+    pub async fn ensure_disclosures(
+        &self,
+        plugin_id: &str,
+        permissions: &[String],
+    ) -> DbResult<()> {
         for p in permissions {
             sqlx::query(
                 "INSERT OR IGNORE INTO plugin_disclosure_acks (plugin_id, permission, scope) VALUES (?, ?, '')",
@@ -414,7 +433,12 @@ impl Db {
     }
 
     /// A page of a plugin's receipts, newest first; pass the last id as `before` for the next.
-    pub async fn list_events(&self, plugin_id: &str, limit: u32, before: Option<&str>) -> DbResult<Vec<EventRow>> {
+    pub async fn list_events(
+        &self,
+        plugin_id: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> DbResult<Vec<EventRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM plugin_events WHERE plugin_id = ? AND (? IS NULL OR id < ?)
              ORDER BY id DESC LIMIT ?",
@@ -430,7 +454,12 @@ impl Db {
     // ---- secrets and kv -------------------------------------------------------------------
 
     /// Stores an (already encrypted) secret value.
-    pub async fn set_secret(&self, plugin_id: &str, key: &str, value_encrypted: &str) -> DbResult<()> {
+    pub async fn set_secret(
+        &self,
+        plugin_id: &str,
+        key: &str,
+        value_encrypted: &str,
+    ) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO plugin_secrets (plugin_id, key, value_encrypted, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT(plugin_id, key) DO UPDATE SET value_encrypted = excluded.value_encrypted,
@@ -447,19 +476,23 @@ impl Db {
 
     /// All (encrypted) secrets of a plugin.
     pub async fn list_secrets(&self, plugin_id: &str) -> DbResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")
-            .bind(plugin_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")
+                .bind(plugin_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// A plugin's kv value.
     pub async fn kv_get(&self, plugin_id: &str, key: &str) -> DbResult<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?")
-            .bind(plugin_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+                .bind(plugin_id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Sets a plugin's kv value.
@@ -488,7 +521,12 @@ impl Db {
     }
 
     /// A plugin's kv keys with `prefix`, in byte order.
-    pub async fn kv_list(&self, plugin_id: &str, prefix: &str, limit: u32) -> DbResult<Vec<String>> {
+    pub async fn kv_list(
+        &self,
+        plugin_id: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> DbResult<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT key FROM plugin_kv WHERE plugin_id = ? AND substr(key, 1, length(?)) = ?
              ORDER BY key LIMIT ?",
@@ -531,12 +569,21 @@ impl Db {
 
     /// One instance.
     pub async fn get_instance(&self, id: &str) -> DbResult<Option<InstanceRow>> {
-        Ok(sqlx::query_as("SELECT * FROM plugin_instances WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM plugin_instances WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// All instances.
     pub async fn list_instances(&self) -> DbResult<Vec<InstanceRow>> {
-        Ok(sqlx::query_as("SELECT * FROM plugin_instances ORDER BY created_at").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM plugin_instances ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     // ---- work items -----------------------------------------------------------------------
@@ -545,7 +592,11 @@ impl Db {
     ///
     /// Atomic: the key row and the work item are written in one transaction, and the key's
     /// primary key (not a check-then-insert) decides which of concurrent deliveries wins.
-    pub async fn create_work_item_idempotent(&self, item: &NewWorkItem, idempotency_key: &str) -> DbResult<CreateOutcome> {
+    pub async fn create_work_item_idempotent(
+        &self,
+        item: &NewWorkItem,
+        idempotency_key: &str,
+    ) -> DbResult<CreateOutcome> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -597,14 +648,19 @@ impl Db {
 
     /// One work item.
     pub async fn get_work_item(&self, id: &str) -> DbResult<Option<WorkItemRow>> {
-        Ok(sqlx::query_as("SELECT * FROM work_items WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT * FROM work_items WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Work items of an instance, oldest first.
     pub async fn list_work_items(&self, instance_id: &str) -> DbResult<Vec<WorkItemRow>> {
-        Ok(sqlx::query_as("SELECT * FROM work_items WHERE plugin_instance_id = ? ORDER BY created_at, id")
-            .bind(instance_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM work_items WHERE plugin_instance_id = ? ORDER BY created_at, id",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

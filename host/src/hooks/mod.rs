@@ -68,7 +68,10 @@ impl HookName {
     pub fn is_blocking(self) -> bool {
         matches!(
             self,
-            HookName::WorkItemPreCreate | HookName::ModelPreCall | HookName::ToolPreExec | HookName::ResponsePreDeliver
+            HookName::WorkItemPreCreate
+                | HookName::ModelPreCall
+                | HookName::ToolPreExec
+                | HookName::ResponsePreDeliver
         )
     }
 }

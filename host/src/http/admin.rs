@@ -84,14 +84,24 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
 /// `GET /api/admin/plugins`.
 pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let rows = app.db.list_plugins().await?;
-    Ok(Json(json!({ "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(), "runtime": posture() })))
+    Ok(Json(
+        json!({ "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(), "runtime": posture() }),
+    ))
 }
 
 /// `GET /api/admin/plugins/{id}`.
-pub async fn get_plugin(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+pub async fn get_plugin(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
     let mut v = plugin_json(&app, &row);
-    v["disclosures"] = serde_json::to_value(app.db.list_disclosures(&id).await?).expect("rows serialize");
+    v["disclosures"] =
+        serde_json::to_value(app.db.list_disclosures(&id).await?).expect("rows serialize");
     Ok(Json(v))
 }
 
@@ -103,18 +113,30 @@ pub struct EventsQuery {
 }
 
 /// `GET /api/admin/plugins/{id}/events?limit=&cursor=` (newest first; `nextCursor` pages on).
-pub async fn list_events(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<EventsQuery>) -> ApiResult<Json<Value>> {
+pub async fn list_events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Value>> {
     app.receipts.flush().await;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = app.db.list_events(&id, limit, q.cursor.as_deref()).await?;
-    let next = (rows.len() as u32 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
     Ok(Json(json!({ "events": rows, "nextCursor": next })))
 }
 
 fn install_error(e: InstallError) -> ApiError {
     match e {
-        InstallError::Load(l) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", l.to_string()),
-        InstallError::VersionConflict { .. } => ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string()),
+        InstallError::Load(l) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plugin",
+            l.to_string(),
+        ),
+        InstallError::VersionConflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
@@ -122,7 +144,11 @@ fn install_error(e: InstallError) -> ApiError {
 fn package_error(e: PackageError) -> ApiError {
     match e {
         PackageError::Io(io) => ApiError::internal(io),
-        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_package", other.to_string()),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_package",
+            other.to_string(),
+        ),
     }
 }
 
@@ -135,7 +161,10 @@ pub struct InstallBody {
 }
 
 /// `POST /api/admin/plugins/install` with `{"sourceKind": "local", "sourceRef": "/path"}`.
-pub async fn install_plugin(State(app): State<Arc<App>>, Json(body): Json<InstallBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn install_plugin(
+    State(app): State<Arc<App>>,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.source_kind != "local" {
         return Err(ApiError::bad_request(format!(
             "sourceKind {:?} is not supported yet; use \"local\" or upload a package to /api/admin/plugins/upload",
@@ -147,14 +176,27 @@ pub async fn install_plugin(State(app): State<Arc<App>>, Json(body): Json<Instal
         .await
         .map_err(ApiError::internal)?
         .map_err(package_error)?;
-    let source = InstallSource { kind: "local", reference: Some(body.source_ref), trust_level: "untrusted" };
+    let source = InstallSource {
+        kind: "local",
+        reference: Some(body.source_ref),
+        trust_level: "untrusted",
+    };
     let report = install(&app, pkg, source).await.map_err(install_error)?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(report).expect("report serializes"))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(report).expect("report serializes")),
+    ))
 }
 
 /// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
-pub async fn upload_plugin(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
-    let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+pub async fn upload_plugin(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let staging = app
+        .config
+        .staging_dir
+        .join(uuid::Uuid::new_v4().to_string());
     let bytes = body.to_vec();
     let staging2 = staging.clone();
     let pkg = tokio::task::spawn_blocking(move || {
@@ -163,16 +205,25 @@ pub async fn upload_plugin(State(app): State<Arc<App>>, body: Bytes) -> ApiResul
         } else if bytes.starts_with(&[0x1f, 0x8b]) {
             PluginPackage::from_tgz(&bytes, &staging2)
         } else {
-            Err(PackageError::Invalid("upload a .tgz package or a .wasm component".into()))
+            Err(PackageError::Invalid(
+                "upload a .tgz package or a .wasm component".into(),
+            ))
         }
     })
     .await
     .map_err(ApiError::internal)?;
     let _ = std::fs::remove_dir_all(&staging);
     let pkg = pkg.map_err(package_error)?;
-    let source = InstallSource { kind: "upload", reference: None, trust_level: "untrusted" };
+    let source = InstallSource {
+        kind: "upload",
+        reference: None,
+        trust_level: "untrusted",
+    };
     let report = install(&app, pkg, source).await.map_err(install_error)?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(report).expect("report serializes"))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(report).expect("report serializes")),
+    ))
 }
 
 /// Body of `POST /api/admin/plugins/{id}/grants`.
@@ -183,16 +234,27 @@ pub struct GrantBody {
 }
 
 /// `POST /api/admin/plugins/{id}/grants` with the disclosure keys to grant.
-pub async fn grant(State(app): State<Arc<App>>, Path(id): Path<String>, Json(body): Json<GrantBody>) -> ApiResult<Json<Value>> {
+pub async fn grant(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(body): Json<GrantBody>,
+) -> ApiResult<Json<Value>> {
     let known = app.db.list_disclosures(&id).await?;
     if known.is_empty() && app.db.get_plugin(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("plugin {id} is not installed")));
     }
-    if let Some(unknown) = body.permissions.iter().find(|p| !known.iter().any(|k| &k.permission == *p)) {
-        return Err(ApiError::bad_request(format!("{unknown:?} is not a permission {id} declares")));
+    if let Some(unknown) = body
+        .permissions
+        .iter()
+        .find(|p| !known.iter().any(|k| &k.permission == *p))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{unknown:?} is not a permission {id} declares"
+        )));
     }
     let changed = app.db.acknowledge(&id, &body.permissions).await?;
-    app.receipts.emit(Receipt::new(&id, "grant", "ok").detail(json!({ "granted": body.permissions })));
+    app.receipts
+        .emit(Receipt::new(&id, "grant", "ok").detail(json!({ "granted": body.permissions })));
     reload_if_loaded(&app, &id).await;
     Ok(Json(json!({ "granted": changed })))
 }
@@ -210,13 +272,22 @@ pub async fn set_secret(
     Path((id, key)): Path<(String, String)>,
     Json(body): Json<SecretBody>,
 ) -> ApiResult<StatusCode> {
-    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let row = app
+        .db
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
     let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
     if !manifest.permissions.secrets.contains(&key) {
-        return Err(ApiError::bad_request(format!("{id} does not declare the secret {key:?}")));
+        return Err(ApiError::bad_request(format!(
+            "{id} does not declare the secret {key:?}"
+        )));
     }
-    app.db.set_secret(&id, &key, &app.secrets.encrypt(&body.value)).await?;
-    app.receipts.emit(Receipt::new(&id, "secret_set", "ok").detail(json!({ "key": key })));
+    app.db
+        .set_secret(&id, &key, &app.secrets.encrypt(&body.value))
+        .await?;
+    app.receipts
+        .emit(Receipt::new(&id, "secret_set", "ok").detail(json!({ "key": key })));
     reload_if_loaded(&app, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -236,8 +307,16 @@ pub struct EnableBody {
 }
 
 /// `POST /api/admin/plugins/{id}/enable` with `{"consent": true}` for third-party plugins.
-pub async fn enable_plugin(State(app): State<Arc<App>>, Path(id): Path<String>, body: Option<Json<EnableBody>>) -> ApiResult<Json<Value>> {
-    let row = app.db.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+pub async fn enable_plugin(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<EnableBody>>,
+) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
     let consent = body.map(|b| b.consent).unwrap_or(false);
     if row.trust_level != "builtin" && !consent {
         return Err(ApiError::bad_request(
@@ -247,18 +326,28 @@ pub async fn enable_plugin(State(app): State<Arc<App>>, Path(id): Path<String>, 
     app.db.set_plugin_enabled(&id, true).await?;
     let result = app.registry.activate(&app, &id).await;
     let status = if result.is_ok() { "ok" } else { "error" };
-    app.receipts.emit(Receipt::new(&id, "enable", status).detail(json!({ "consent": consent })));
+    app.receipts
+        .emit(Receipt::new(&id, "enable", status).detail(json!({ "consent": consent })));
     match result {
-        Ok(p) => Ok(Json(json!({ "enabled": true, "loaded": true, "version": p.version() }))),
+        Ok(p) => Ok(Json(
+            json!({ "enabled": true, "loaded": true, "version": p.version() }),
+        )),
         Err(e) => {
             app.db.set_plugin_enabled(&id, false).await?;
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load_failed", e))
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "load_failed",
+                e,
+            ))
         }
     }
 }
 
 /// `POST /api/admin/plugins/{id}/disable`: stops new calls at once.
-pub async fn disable_plugin(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn disable_plugin(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     if !app.db.set_plugin_enabled(&id, false).await? {
         return Err(ApiError::not_found(format!("plugin {id} is not installed")));
     }
@@ -279,16 +368,29 @@ pub struct InstanceBody {
 }
 
 /// `POST /api/admin/instances`: validates the config in the sandbox and stores it encrypted.
-pub async fn create_instance(State(app): State<Arc<App>>, Json(body): Json<InstanceBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create_instance(
+    State(app): State<Arc<App>>,
+    Json(body): Json<InstanceBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
     }
-    let id = crate::instances::create(&app, &body.integration_type, &body.name, body.config).await.map_err(|e| match e {
-        InstanceError::UnknownType(_) => ApiError::new(StatusCode::BAD_REQUEST, "unknown_type", e.to_string()),
-        InstanceError::InvalidConfig(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string()),
-        InstanceError::Plugin(_) => ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", e.to_string()),
-        InstanceError::Db(db) => ApiError::internal(db),
-    })?;
+    let id = crate::instances::create(&app, &body.integration_type, &body.name, body.config)
+        .await
+        .map_err(|e| match e {
+            InstanceError::UnknownType(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unknown_type", e.to_string())
+            }
+            InstanceError::InvalidConfig(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                e.to_string(),
+            ),
+            InstanceError::Plugin(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", e.to_string())
+            }
+            InstanceError::Db(db) => ApiError::internal(db),
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -308,7 +410,10 @@ pub async fn list_instances(State(app): State<Arc<App>>) -> ApiResult<Json<Value
             let sensitive = app
                 .registry
                 .get(&r.plugin_id)
-                .and_then(|p| p.descriptor(&r.integration_type).map(|d| d.sensitive_fields.clone()))
+                .and_then(|p| {
+                    p.descriptor(&r.integration_type)
+                        .map(|d| d.sensitive_fields.clone())
+                })
                 .unwrap_or_default();
             json!({
                 "id": r.id, "pluginId": r.plugin_id, "type": r.integration_type, "name": r.name,
@@ -321,6 +426,11 @@ pub async fn list_instances(State(app): State<Arc<App>>) -> ApiResult<Json<Value
 }
 
 /// `GET /api/admin/instances/{id}/work-items`.
-pub async fn list_work_items(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "workItems": app.db.list_work_items(&id).await? })))
+pub async fn list_work_items(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "workItems": app.db.list_work_items(&id).await? }),
+    ))
 }

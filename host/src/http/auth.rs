@@ -23,8 +23,14 @@ pub async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !token_matches(presented.trim(), &app.admin_token) {
-        let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong admin token").into_response();
-        resp.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong admin token",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert("www-authenticate", "Bearer".parse().expect("static header"));
         return resp;
     }
     next.run(req).await

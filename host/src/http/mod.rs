@@ -17,16 +17,25 @@ pub fn router(app: Arc<App>) -> Router {
     let admin = Router::new()
         .route("/plugins", get(admin::list_plugins))
         .route("/plugins/install", post(admin::install_plugin))
-        .route("/plugins/upload", post(admin::upload_plugin).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route(
+            "/plugins/upload",
+            post(admin::upload_plugin).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
         .route("/plugins/{id}", get(admin::get_plugin))
         .route("/plugins/{id}/events", get(admin::list_events))
         .route("/plugins/{id}/grants", post(admin::grant))
         .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
         .route("/plugins/{id}/enable", post(admin::enable_plugin))
         .route("/plugins/{id}/disable", post(admin::disable_plugin))
-        .route("/instances", get(admin::list_instances).post(admin::create_instance))
+        .route(
+            "/instances",
+            get(admin::list_instances).post(admin::create_instance),
+        )
         .route("/instances/{id}/work-items", get(admin::list_work_items))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require_admin));
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_admin,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/api/admin", admin)

@@ -23,14 +23,20 @@ pub async fn receive(
         query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
+            })
             .collect(),
         body: body.to_vec(),
     };
     let reply = handle_webhook(&app, &integration_type, &instance_id, req).await;
-    let mut resp = Response::builder().status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
     for (k, v) in &reply.headers {
         resp = resp.header(k, v);
     }
-    resp.body(Body::from(reply.body)).unwrap_or_else(|_| Response::new(Body::from("invalid response from plugin")))
+    resp.body(Body::from(reply.body))
+        .unwrap_or_else(|_| Response::new(Body::from("invalid response from plugin")))
 }

@@ -20,8 +20,13 @@ pub async fn register_all(app: &App) -> anyhow::Result<Vec<String>> {
             .map_err(|e| anyhow::anyhow!("bundled plugin {name}: {e}"))?;
         let id = pkg.manifest.id.clone();
         let current = app.db.get_plugin(&id).await?;
-        if current.as_ref().and_then(|p| p.current_checksum.as_deref()) != Some(pkg.digest.as_str()) {
-            let source = InstallSource { kind: "builtin", reference: Some(format!("bundled:{name}")), trust_level: "builtin" };
+        if current.as_ref().and_then(|p| p.current_checksum.as_deref()) != Some(pkg.digest.as_str())
+        {
+            let source = InstallSource {
+                kind: "builtin",
+                reference: Some(format!("bundled:{name}")),
+                trust_level: "builtin",
+            };
             install(app, pkg.clone(), source).await?;
             app.db.acknowledge(&id, &pkg.manifest.disclosures()).await?;
             if current.is_none() {

@@ -10,6 +10,7 @@
 use super::manifest::MANIFEST_FILE;
 use super::package::PluginPackage;
 use crate::app::App;
+use crate::db::InstallRecord;
 use crate::receipts::Receipt;
 use crate::runtime::{Grants, LoadError};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,9 @@ pub enum InstallError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// The same version is installed with different content.
-    #[error("{id} {version} is already installed with a different checksum; versions are immutable, bump the version")]
+    #[error(
+        "{id} {version} is already installed with a different checksum; versions are immutable, bump the version"
+    )]
     VersionConflict {
         /// Plugin id.
         id: String,
@@ -75,38 +78,62 @@ pub fn version_dir(plugins_dir: &Path, id: &str, version: &str) -> PathBuf {
 }
 
 /// Installs a package. Leaves the plugin disabled unless it is a built-in.
-pub async fn install(app: &App, pkg: PluginPackage, source: InstallSource) -> Result<InstallReport, InstallError> {
+pub async fn install(
+    app: &App,
+    pkg: PluginPackage,
+    source: InstallSource,
+) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
     let id = pkg.manifest.id.clone();
     let result = install_inner(app, &pkg, &source).await;
     let (status, detail) = match &result {
-        Ok(r) => ("ok", serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version })),
-        Err(e) => ("error", serde_json::json!({ "source": source.kind, "error": e.to_string() })),
+        Ok(r) => (
+            "ok",
+            serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version }),
+        ),
+        Err(e) => (
+            "error",
+            serde_json::json!({ "source": source.kind, "error": e.to_string() }),
+        ),
     };
     app.receipts.emit(
-        Receipt::new(&id, "install", status).version(&pkg.manifest.version).duration(started.elapsed()).detail(detail),
+        Receipt::new(&id, "install", status)
+            .version(&pkg.manifest.version)
+            .duration(started.elapsed())
+            .detail(detail),
     );
     result
 }
 
-async fn install_inner(app: &App, pkg: &PluginPackage, source: &InstallSource) -> Result<InstallReport, InstallError> {
+async fn install_inner(
+    app: &App,
+    pkg: &PluginPackage,
+    source: &InstallSource,
+) -> Result<InstallReport, InstallError> {
     let m = &pkg.manifest;
     // 1. Validate: compile (cached by digest), check exports/imports and contributions.
     let runtime = app.runtime.clone();
     let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
-    let loaded = tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
-        .await
-        .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    let loaded =
+        tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
+            .await
+            .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
 
     // 2. Files: staging, then one rename into the immutable version directory.
     let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
     if dir.exists() {
         let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).unwrap_or_default();
         if existing.trim() != pkg.digest {
-            return Err(InstallError::VersionConflict { id: m.id.clone(), version: m.version.clone() });
+            return Err(InstallError::VersionConflict {
+                id: m.id.clone(),
+                version: m.version.clone(),
+            });
         }
     } else {
-        let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+        let staging = app
+            .config
+            .staging_dir
+            .join(uuid::Uuid::new_v4().to_string());
         write_version_files(&staging, pkg)?;
         std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))?;
         if let Err(e) = std::fs::rename(&staging, &dir) {
@@ -120,9 +147,20 @@ async fn install_inner(app: &App, pkg: &PluginPackage, source: &InstallSource) -
     let path = dir.to_string_lossy().into_owned();
     let manifest_json = serde_json::to_string(m).expect("manifest serializes");
     app.db
-        .upsert_plugin(&m.id, &m.name, source.trust_level, source.kind, source.reference.as_deref(), &m.version, &pkg.digest, &path, &manifest_json)
+        .record_install(&InstallRecord {
+            plugin_id: &m.id,
+            name: &m.name,
+            trust_level: source.trust_level,
+            source_kind: source.kind,
+            source_ref: source.reference.as_deref(),
+            version: &m.version,
+            checksum: &pkg.digest,
+            install_path: &path,
+            manifest_json: &manifest_json,
+            api_version: &loaded.api_version,
+            wasm: &pkg.wasm,
+        })
         .await?;
-    app.db.insert_version(&m.id, &m.version, &pkg.digest, &path, &manifest_json, &loaded.api_version, &pkg.wasm).await?;
     let disclosures = m.disclosures();
     app.db.ensure_disclosures(&m.id, &disclosures).await?;
     Ok(InstallReport {
@@ -162,14 +200,24 @@ pub fn set_current(plugin_dir: &Path, version: &str) -> std::io::Result<()> {
 
 /// Reads the active component of an installed version, verifying its checksum; re-materializes
 /// the files from the stored artifact when they are missing or do not match.
-pub async fn read_verified_component(app: &App, id: &str, version: &str, manifest: &super::manifest::Manifest, checksum: &str) -> Result<Vec<u8>, String> {
+pub async fn read_verified_component(
+    app: &App,
+    id: &str,
+    version: &str,
+    manifest: &super::manifest::Manifest,
+    checksum: &str,
+) -> Result<Vec<u8>, String> {
     let dir = version_dir(&app.config.plugins_dir, id, version);
     let entry = dir.join(manifest.entry.trim_start_matches("./"));
     if let Ok(bytes) = std::fs::read(&entry) {
         if super::package::sha256_hex(&bytes) == checksum {
             return Ok(bytes);
         }
-        tracing::warn!(plugin.id = id, "component file {} does not match its checksum; restoring it", entry.display());
+        tracing::warn!(
+            plugin.id = id,
+            "component file {} does not match its checksum; restoring it",
+            entry.display()
+        );
     }
     let (stored_checksum, bytes) = app
         .db
@@ -178,14 +226,23 @@ pub async fn read_verified_component(app: &App, id: &str, version: &str, manifes
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{id} {version}: component file missing and no stored artifact"))?;
     if stored_checksum != checksum || super::package::sha256_hex(&bytes) != checksum {
-        return Err(format!("{id} {version}: the stored artifact does not match the recorded checksum; refusing to load it"));
+        return Err(format!(
+            "{id} {version}: the stored artifact does not match the recorded checksum; refusing to load it"
+        ));
     }
-    let pkg = super::package::PluginPackage::from_parts(serde_json::to_vec(manifest).map_err(|e| e.to_string())?, bytes.clone())
-        .map_err(|e| e.to_string())?;
-    let staging = app.config.staging_dir.join(uuid::Uuid::new_v4().to_string());
+    let pkg = super::package::PluginPackage::from_parts(
+        serde_json::to_vec(manifest).map_err(|e| e.to_string())?,
+        bytes.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let staging = app
+        .config
+        .staging_dir
+        .join(uuid::Uuid::new_v4().to_string());
     write_version_files(&staging, &pkg).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.parent().expect("version dir has a parent")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))
+        .map_err(|e| e.to_string())?;
     std::fs::rename(&staging, &dir).map_err(|e| e.to_string())?;
     Ok(bytes)
 }

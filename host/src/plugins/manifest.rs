@@ -158,7 +158,9 @@ pub struct HookRegistration {
 }
 
 fn valid_id(id: &str) -> bool {
-    let ok_chars = id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok_chars = id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     (2..=128).contains(&id.len())
         && ok_chars
         && id.as_bytes()[0].is_ascii_alphanumeric()
@@ -168,7 +170,9 @@ fn valid_id(id: &str) -> bool {
 
 fn valid_key(key: &str) -> bool {
     (1..=128).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A relative path inside a package or file area: no `..`, not absolute, no backslashes.
@@ -178,7 +182,8 @@ pub fn safe_relative_path(p: &str) -> bool {
         && !p.starts_with('/')
         && !p.contains('\\')
         && !p.contains('\0')
-        && p.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
+        && p.split('/')
+            .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
 }
 
 /// Parses an npm-style semver range (`>=0.1.0 <1.0.0`, `^0.1 || ^0.2`, `0.1.0 - 0.3.0`, or the
@@ -196,7 +201,9 @@ pub fn parse_npm_range(range: &str) -> Result<Vec<semver::VersionReq>, semver::E
                     let mut parts: Vec<String> = Vec::new();
                     for tok in alt.split([' ', ',']).filter(|t| !t.is_empty()) {
                         match parts.last_mut() {
-                            Some(last) if last.chars().all(|c| "<>=~^".contains(c)) => last.push_str(tok),
+                            Some(last) if last.chars().all(|c| "<>=~^".contains(c)) => {
+                                last.push_str(tok)
+                            }
                             _ => parts.push(tok.to_string()),
                         }
                     }
@@ -219,7 +226,10 @@ impl Manifest {
     /// Validates every field; see the module docs.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if self.schema_version != 1 {
-            return err(format!("schemaVersion {} is not supported; use 1", self.schema_version));
+            return err(format!(
+                "schemaVersion {} is not supported; use 1",
+                self.schema_version
+            ));
         }
         if !valid_id(&self.id) {
             return err(format!(
@@ -241,14 +251,20 @@ impl Manifest {
         self.check_engine()?;
         let p = &self.permissions;
         for rule in &p.network {
-            NetworkRule::parse(rule).map_err(|e| ManifestError(format!("permissions.network: {e}")))?;
+            NetworkRule::parse(rule)
+                .map_err(|e| ManifestError(format!("permissions.network: {e}")))?;
         }
         for key in &p.secrets {
             if !valid_key(key) {
-                return err(format!("permissions.secrets: {key:?} must be 1-128 of [A-Za-z0-9._-]"));
+                return err(format!(
+                    "permissions.secrets: {key:?} must be 1-128 of [A-Za-z0-9._-]"
+                ));
             }
         }
-        for (field, dirs) in [("filesystemRead", &p.filesystem_read), ("filesystemWrite", &p.filesystem_write)] {
+        for (field, dirs) in [
+            ("filesystemRead", &p.filesystem_read),
+            ("filesystemWrite", &p.filesystem_write),
+        ] {
             for d in dirs {
                 if !safe_relative_path(d) || d.contains('/') {
                     return err(format!(
@@ -266,7 +282,9 @@ impl Manifest {
         }
         for t in &self.contributes.integrations {
             if !valid_key(t) || t.contains('.') {
-                return err(format!("contributes.integrations: {t:?} must be [A-Za-z0-9_-]"));
+                return err(format!(
+                    "contributes.integrations: {t:?} must be [A-Za-z0-9_-]"
+                ));
             }
         }
         self.hook_registrations()?;
@@ -275,7 +293,10 @@ impl Manifest {
 
     fn check_engine(&self) -> Result<(), ManifestError> {
         let alternatives = parse_npm_range(&self.engine.nitejar).map_err(|e| {
-            ManifestError(format!("engine.nitejar {:?} is not a semver range: {e}", self.engine.nitejar))
+            ManifestError(format!(
+                "engine.nitejar {:?} is not a semver range: {e}",
+                self.engine.nitejar
+            ))
         })?;
         let host = semver::Version::parse(HOST_VERSION).expect("host version is semver");
         if !alternatives.iter().any(|req| req.matches(&host)) {
@@ -292,33 +313,52 @@ impl Manifest {
         let mut out: Vec<HookRegistration> = Vec::new();
         for entry in &self.contributes.hooks {
             let opts = match entry {
-                HookEntry::Name(n) => HookEntryOptions { event: n.clone(), priority: 0, fail_policy: None, timeout_ms: None },
+                HookEntry::Name(n) => HookEntryOptions {
+                    event: n.clone(),
+                    priority: 0,
+                    fail_policy: None,
+                    timeout_ms: None,
+                },
                 HookEntry::Detailed(o) => o.clone(),
             };
             let event = HookName::parse(&opts.event).ok_or_else(|| {
                 ManifestError(format!(
                     "contributes.hooks: {:?} is not a hook; use one of {}",
                     opts.event,
-                    HookName::ALL.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
+                    HookName::ALL
+                        .iter()
+                        .map(|h| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
             if out.iter().any(|r| r.event == event) {
-                return err(format!("contributes.hooks: {:?} is listed twice", opts.event));
+                return err(format!(
+                    "contributes.hooks: {:?} is listed twice",
+                    opts.event
+                ));
             }
             let fail_policy = match opts.fail_policy.as_deref() {
                 None => FailPolicy::FailOpen,
                 Some(s) => FailPolicy::parse(s).ok_or_else(|| {
-                    ManifestError(format!("contributes.hooks: failPolicy {s:?} must be fail_open or fail_closed"))
+                    ManifestError(format!(
+                        "contributes.hooks: failPolicy {s:?} must be fail_open or fail_closed"
+                    ))
                 })?,
             };
-            if let Some(t) = opts.timeout_ms {
-                if t == 0 || t > MAX_MANIFEST_HOOK_TIMEOUT_MS {
-                    return err(format!(
-                        "contributes.hooks: timeoutMs {t} must be between 1 and {MAX_MANIFEST_HOOK_TIMEOUT_MS}"
-                    ));
-                }
+            if let Some(t) = opts.timeout_ms
+                && (t == 0 || t > MAX_MANIFEST_HOOK_TIMEOUT_MS)
+            {
+                return err(format!(
+                    "contributes.hooks: timeoutMs {t} must be between 1 and {MAX_MANIFEST_HOOK_TIMEOUT_MS}"
+                ));
             }
-            out.push(HookRegistration { event, priority: opts.priority, fail_policy, timeout_ms: opts.timeout_ms });
+            out.push(HookRegistration {
+                event,
+                priority: opts.priority,
+                fail_policy,
+                timeout_ms: opts.timeout_ms,
+            });
         }
         Ok(out)
     }
@@ -364,29 +404,81 @@ mod tests {
         assert_eq!(hooks[0].fail_policy, FailPolicy::FailOpen);
         assert_eq!(hooks[1].priority, 5);
         assert_eq!(hooks[1].fail_policy, FailPolicy::FailClosed);
-        assert_eq!(m.disclosures(), vec!["network:api.atlassian.com", "secret:jira.api_token"]);
+        assert_eq!(
+            m.disclosures(),
+            vec!["network:api.atlassian.com", "secret:jira.api_token"]
+        );
     }
 
     #[test]
     fn rejects_bad_manifests_with_actionable_messages() {
-        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
-            (Box::new(|v| v["surprise"] = 1.into()), "unknown field `surprise`"),
-            (Box::new(|v| v["schemaVersion"] = 2.into()), "schemaVersion 2"),
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["surprise"] = 1.into()),
+                "unknown field `surprise`",
+            ),
+            (
+                Box::new(|v| v["schemaVersion"] = 2.into()),
+                "schemaVersion 2",
+            ),
             (Box::new(|v| v["id"] = "Bad Id".into()), "id \"Bad Id\""),
             (Box::new(|v| v["version"] = "one".into()), "not semver"),
             (Box::new(|v| v["entry"] = "../escape.wasm".into()), "entry"),
             (Box::new(|v| v["entry"] = "/abs.wasm".into()), "entry"),
-            (Box::new(|v| v["entry"] = "dist/index.js".into()), ".wasm component"),
-            (Box::new(|v| v["engine"]["nitejar"] = ">=9.0.0".into()), "does not include this host"),
-            (Box::new(|v| v["permissions"]["allowProcessSpawn"] = true.into()), "cannot spawn"),
-            (Box::new(|v| v["permissions"]["network"] = serde_json::json!(["ftp://x"])), "permissions.network"),
-            (Box::new(|v| v["permissions"]["secrets"] = serde_json::json!(["a b"])), "permissions.secrets"),
-            (Box::new(|v| v["permissions"]["filesystemRead"] = serde_json::json!(["../etc"])), "filesystemRead"),
-            (Box::new(|v| v["permissions"]["filesystemWrite"] = serde_json::json!(["/tmp"])), "filesystemWrite"),
-            (Box::new(|v| v["contributes"]["hooks"] = serde_json::json!(["tool.run"])), "is not a hook"),
-            (Box::new(|v| v["contributes"]["hooks"] = serde_json::json!(["tool.pre_exec", "tool.pre_exec"])), "twice"),
-            (Box::new(|v| v["contributes"]["hooks"] = serde_json::json!([{"event": "tool.pre_exec", "failPolicy": "maybe"}])), "failPolicy"),
-            (Box::new(|v| v["contributes"]["hooks"] = serde_json::json!([{"event": "tool.pre_exec", "timeoutMs": 0}])), "timeoutMs"),
+            (
+                Box::new(|v| v["entry"] = "dist/index.js".into()),
+                ".wasm component",
+            ),
+            (
+                Box::new(|v| v["engine"]["nitejar"] = ">=9.0.0".into()),
+                "does not include this host",
+            ),
+            (
+                Box::new(|v| v["permissions"]["allowProcessSpawn"] = true.into()),
+                "cannot spawn",
+            ),
+            (
+                Box::new(|v| v["permissions"]["network"] = serde_json::json!(["ftp://x"])),
+                "permissions.network",
+            ),
+            (
+                Box::new(|v| v["permissions"]["secrets"] = serde_json::json!(["a b"])),
+                "permissions.secrets",
+            ),
+            (
+                Box::new(|v| v["permissions"]["filesystemRead"] = serde_json::json!(["../etc"])),
+                "filesystemRead",
+            ),
+            (
+                Box::new(|v| v["permissions"]["filesystemWrite"] = serde_json::json!(["/tmp"])),
+                "filesystemWrite",
+            ),
+            (
+                Box::new(|v| v["contributes"]["hooks"] = serde_json::json!(["tool.run"])),
+                "is not a hook",
+            ),
+            (
+                Box::new(|v| {
+                    v["contributes"]["hooks"] =
+                        serde_json::json!(["tool.pre_exec", "tool.pre_exec"])
+                }),
+                "twice",
+            ),
+            (
+                Box::new(|v| {
+                    v["contributes"]["hooks"] =
+                        serde_json::json!([{"event": "tool.pre_exec", "failPolicy": "maybe"}])
+                }),
+                "failPolicy",
+            ),
+            (
+                Box::new(|v| {
+                    v["contributes"]["hooks"] =
+                        serde_json::json!([{"event": "tool.pre_exec", "timeoutMs": 0}])
+                }),
+                "timeoutMs",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut v = base();

@@ -56,29 +56,48 @@ fn invalid<T>(msg: impl Into<String>) -> Result<T, PackageError> {
 
 impl PluginPackage {
     /// Builds a package from manifest bytes and component bytes.
-    pub fn from_parts(manifest_json: Vec<u8>, wasm: Vec<u8>) -> Result<PluginPackage, PackageError> {
+    pub fn from_parts(
+        manifest_json: Vec<u8>,
+        wasm: Vec<u8>,
+    ) -> Result<PluginPackage, PackageError> {
         let manifest = Manifest::parse(&manifest_json)?;
         if !wasm.starts_with(b"\0asm") {
             return invalid(format!("{} is not a WebAssembly file", manifest.entry));
         }
         let digest = sha256_hex(&wasm);
-        Ok(PluginPackage { manifest, manifest_json, wasm, digest })
+        Ok(PluginPackage {
+            manifest,
+            manifest_json,
+            wasm,
+            digest,
+        })
     }
 
     /// Reads a package directory.
     pub fn from_dir(dir: &Path) -> Result<PluginPackage, PackageError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest_json = std::fs::read(&manifest_path)
-            .map_err(|e| PackageError::Invalid(format!("no {MANIFEST_FILE} at {}: {e}", dir.display())))?;
+        let manifest_json = std::fs::read(&manifest_path).map_err(|e| {
+            PackageError::Invalid(format!("no {MANIFEST_FILE} at {}: {e}", dir.display()))
+        })?;
         let manifest = Manifest::parse(&manifest_json)?;
         let entry = dir.join(manifest.entry.trim_start_matches("./"));
-        let meta = std::fs::symlink_metadata(&entry)
-            .map_err(|_| PackageError::Invalid(format!("entry {} does not exist in the package", manifest.entry)))?;
+        let meta = std::fs::symlink_metadata(&entry).map_err(|_| {
+            PackageError::Invalid(format!(
+                "entry {} does not exist in the package",
+                manifest.entry
+            ))
+        })?;
         if !meta.is_file() {
-            return invalid(format!("entry {} must be a regular file (not a link)", manifest.entry));
+            return invalid(format!(
+                "entry {} must be a regular file (not a link)",
+                manifest.entry
+            ));
         }
         if meta.len() > MAX_PACKAGE_UNPACKED_BYTES {
-            return invalid(format!("entry {} is larger than {MAX_PACKAGE_UNPACKED_BYTES} bytes", manifest.entry));
+            return invalid(format!(
+                "entry {} is larger than {MAX_PACKAGE_UNPACKED_BYTES} bytes",
+                manifest.entry
+            ));
         }
         Self::from_parts(manifest_json, std::fs::read(entry)?)
     }
@@ -100,7 +119,9 @@ impl PluginPackage {
         let mut total: u64 = 0;
         for (count, entry) in archive.entries()?.enumerate() {
             if count >= MAX_PACKAGE_ENTRIES {
-                return invalid(format!("the archive has more than {MAX_PACKAGE_ENTRIES} entries"));
+                return invalid(format!(
+                    "the archive has more than {MAX_PACKAGE_ENTRIES} entries"
+                ));
             }
             let mut entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
@@ -109,7 +130,9 @@ impl PluginPackage {
                 continue;
             }
             if !kind.is_file() {
-                return invalid(format!("{path:?} is a link or special file; packages may only contain regular files"));
+                return invalid(format!(
+                    "{path:?} is a link or special file; packages may only contain regular files"
+                ));
             }
             // npm packs everything under `package/`; accept a bare layout too.
             let rel = path.strip_prefix("package/").unwrap_or(&path);
@@ -118,7 +141,9 @@ impl PluginPackage {
             }
             total += entry.size();
             if total > MAX_PACKAGE_UNPACKED_BYTES {
-                return invalid(format!("the archive unpacks to more than {MAX_PACKAGE_UNPACKED_BYTES} bytes"));
+                return invalid(format!(
+                    "the archive unpacks to more than {MAX_PACKAGE_UNPACKED_BYTES} bytes"
+                ));
             }
             let dest = staging.join(rel);
             if let Some(parent) = dest.parent() {
@@ -137,11 +162,12 @@ impl PluginPackage {
 /// Finds the manifest custom section in a component.
 fn find_manifest_section(wasm: &[u8]) -> Result<Option<Vec<u8>>, PackageError> {
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|e| PackageError::Invalid(format!("not a valid component: {e}")))?;
-        if let wasmparser::Payload::CustomSection(reader) = payload {
-            if reader.name() == MANIFEST_SECTION {
-                return Ok(Some(reader.data().to_vec()));
-            }
+        let payload =
+            payload.map_err(|e| PackageError::Invalid(format!("not a valid component: {e}")))?;
+        if let wasmparser::Payload::CustomSection(reader) = payload
+            && reader.name() == MANIFEST_SECTION
+        {
+            return Ok(Some(reader.data().to_vec()));
         }
     }
     Ok(None)
@@ -189,7 +215,10 @@ mod tests {
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
 
     fn tgz(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
         for (path, data, kind) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
@@ -212,7 +241,11 @@ mod tests {
         let m = manifest();
         let bytes = tgz(&[
             ("package/nitejar.plugin.json", &m, tar::EntryType::Regular),
-            ("package/dist/plugin.wasm", EMPTY_COMPONENT, tar::EntryType::Regular),
+            (
+                "package/dist/plugin.wasm",
+                EMPTY_COMPONENT,
+                tar::EntryType::Regular,
+            ),
         ]);
         let dir = tempfile::tempdir().unwrap();
         let pkg = PluginPackage::from_tgz(&bytes, dir.path()).unwrap();
@@ -224,21 +257,39 @@ mod tests {
     fn refuses_traversal_links_and_bombs() {
         let m = manifest();
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (tgz(&[("package/../../evil", b"x", tar::EntryType::Regular)]), "escapes"),
-            (tgz(&[("/etc/cron.d/x", b"x", tar::EntryType::Regular)]), "escapes"),
-            (tgz(&[("package/link", b"", tar::EntryType::Symlink)]), "link or special"),
-            (tgz(&[("package/nitejar.plugin.json", &m, tar::EntryType::Regular)]), "does not exist"),
+            (
+                tgz(&[("package/../../evil", b"x", tar::EntryType::Regular)]),
+                "escapes",
+            ),
+            (
+                tgz(&[("/etc/cron.d/x", b"x", tar::EntryType::Regular)]),
+                "escapes",
+            ),
+            (
+                tgz(&[("package/link", b"", tar::EntryType::Symlink)]),
+                "link or special",
+            ),
+            (
+                tgz(&[("package/nitejar.plugin.json", &m, tar::EntryType::Regular)]),
+                "does not exist",
+            ),
         ];
         for (bytes, expected) in cases {
             let dir = tempfile::tempdir().unwrap();
-            let e = PluginPackage::from_tgz(&bytes, dir.path()).unwrap_err().to_string();
+            let e = PluginPackage::from_tgz(&bytes, dir.path())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(expected), "{e} should mention {expected}");
             // Nothing was written outside the staging directory.
             assert!(!dir.path().parent().unwrap().join("evil").exists());
         }
         let big = vec![0u8; (MAX_PACKAGE_UNPACKED_BYTES + 1) as usize];
         let dir = tempfile::tempdir().unwrap();
-        let e = PluginPackage::from_tgz(&tgz(&[("package/big", &big, tar::EntryType::Regular)]), dir.path()).unwrap_err();
+        let e = PluginPackage::from_tgz(
+            &tgz(&[("package/big", &big, tar::EntryType::Regular)]),
+            dir.path(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unpacks to more than"), "{e}");
     }
 

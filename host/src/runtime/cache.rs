@@ -31,16 +31,25 @@ impl ComponentCache {
         std::fs::create_dir_all(dir)?;
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        Ok(ComponentCache { dir: dir.to_path_buf(), engine_hash: format!("{:016x}", h.finish()) })
+        Ok(ComponentCache {
+            dir: dir.to_path_buf(),
+            engine_hash: format!("{:016x}", h.finish()),
+        })
     }
 
     /// The file for `digest`.
     pub fn path_for(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.engine_hash))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", self.engine_hash))
     }
 
     /// Loads the component for `digest`, compiling `bytes` if the cache has no usable copy.
-    pub fn load(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.path_for(digest);
         if let Ok(cached) = std::fs::read(&path) {
             // Read into memory rather than mmap (`deserialize_file`): a cache file truncated or
@@ -49,11 +58,16 @@ impl ComponentCache {
             // hash; wasmtime also checks the header and refuses incompatible artifacts.
             match unsafe { Component::deserialize(engine, &cached) } {
                 Ok(c) => return Ok((c, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!("cached component {} is unusable, recompiling: {e}", path.display()),
+                Err(e) => tracing::warn!(
+                    "cached component {} is unusable, recompiling: {e}",
+                    path.display()
+                ),
             }
         }
         let compiled = engine.precompile_component(bytes)?;
-        let tmp = self.dir.join(format!(".{digest}-{}.tmp", uuid::Uuid::new_v4()));
+        let tmp = self
+            .dir
+            .join(format!(".{digest}-{}.tmp", uuid::Uuid::new_v4()));
         std::fs::write(&tmp, &compiled)?;
         std::fs::rename(&tmp, &path)?;
         // SAFETY: just produced by `precompile_component` on this engine.

@@ -48,7 +48,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch ticker thread");
-        EpochTicker { stop, thread: Some(thread) }
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

@@ -81,7 +81,9 @@ impl PluginFailure {
     /// Classifies a wasmtime error from an instantiate or call.
     pub fn classify(err: &wasmtime::Error, timeout_ms: u64, stderr: &str) -> PluginFailure {
         if let Some(hit) = err.downcast_ref::<LimitHit>() {
-            return PluginFailure::ResourceLimit { detail: hit.to_string() };
+            return PluginFailure::ResourceLimit {
+                detail: hit.to_string(),
+            };
         }
         if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
             return match trap {
@@ -91,7 +93,10 @@ impl PluginFailure {
                     let mut detail = other.to_string();
                     let stderr = stderr.trim();
                     if !stderr.is_empty() {
-                        detail = format!("{detail}; guest stderr: {}", crate::capabilities::log::sanitize(stderr, 1024));
+                        detail = format!(
+                            "{detail}; guest stderr: {}",
+                            crate::capabilities::log::sanitize(stderr, 1024)
+                        );
                     }
                     PluginFailure::Trap { detail }
                 }
@@ -101,6 +106,8 @@ impl PluginFailure {
         if text.contains("maximum concurrent") || text.contains("limit reached") {
             return PluginFailure::Busy;
         }
-        PluginFailure::Instantiate { detail: crate::capabilities::log::sanitize(&text, 1024) }
+        PluginFailure::Instantiate {
+            detail: crate::capabilities::log::sanitize(&text, 1024),
+        }
     }
 }

@@ -13,12 +13,12 @@ pub mod failure;
 pub mod output;
 pub mod store;
 
+use crate::capabilities::CallContext;
 use crate::capabilities::filesystem::FilesystemPolicy;
 use crate::capabilities::kv::KvAccess;
 use crate::capabilities::log::LogState;
 use crate::capabilities::network::{NetworkGuard, NetworkPolicy, NetworkRule};
 use crate::capabilities::secrets::{SecretsAccess, SecretsPolicy, policy_for};
-use crate::capabilities::CallContext;
 use crate::config::OutboundOverrides;
 use crate::db::Db;
 use crate::hooks::HookName;
@@ -75,7 +75,10 @@ pub struct Grants {
 impl Grants {
     /// Every declared permission granted (built-in plugins, tests).
     pub fn all_declared(manifest: &Manifest) -> Grants {
-        Grants { permissions: manifest.disclosures().into_iter().collect(), secret_values: BTreeMap::new() }
+        Grants {
+            permissions: manifest.disclosures().into_iter().collect(),
+            secret_values: BTreeMap::new(),
+        }
     }
 }
 
@@ -133,7 +136,9 @@ impl LoadedPlugin {
     }
     /// The descriptor of `integration_type`, if this plugin provides it.
     pub fn descriptor(&self, integration_type: &str) -> Option<&integration::Descriptor> {
-        self.integrations.iter().find(|d| d.integration_type == integration_type)
+        self.integrations
+            .iter()
+            .find(|d| d.integration_type == integration_type)
     }
 }
 
@@ -230,13 +235,22 @@ impl PluginRuntime {
     }
 
     /// Compiles (or loads from cache), validates against the manifest, and inspects a component.
-    pub fn load(&self, manifest: &Manifest, wasm: &[u8], grants: &Grants) -> Result<LoadedPlugin, LoadError> {
+    pub fn load(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        grants: &Grants,
+    ) -> Result<LoadedPlugin, LoadError> {
         let digest = crate::plugins::package::sha256_hex(wasm);
-        let (component, cache) =
-            self.cache.load(&self.engine, &digest, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let (component, cache) = self
+            .cache
+            .load(&self.engine, &digest, wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let api_version = check_component_shape(&self.engine, &component, manifest)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            LoadError::Incompatible(format!("{e:#} (the host provides WASI 0.2, wasi:http and nitejar:plugin@0.1.0)"))
+            LoadError::Incompatible(format!(
+                "{e:#} (the host provides WASI 0.2, wasi:http and nitejar:plugin@0.1.0)"
+            ))
         })?;
         let exports = ExportIndices {
             metadata: metadata::GuestIndices::new(&pre).ok(),
@@ -245,7 +259,12 @@ impl PluginRuntime {
         };
         let files_dir = self.files_dir(&manifest.id);
         let p = &manifest.permissions;
-        let filesystem = FilesystemPolicy::new(&files_dir, &p.filesystem_read, &p.filesystem_write, &grants.permissions);
+        let filesystem = FilesystemPolicy::new(
+            &files_dir,
+            &p.filesystem_read,
+            &p.filesystem_write,
+            &grants.permissions,
+        );
         filesystem.prepare()?;
         let (granted, ungranted): (Vec<NetworkRule>, Vec<NetworkRule>) = p
             .network
@@ -269,7 +288,11 @@ impl PluginRuntime {
             version: manifest.version.as_str().into(),
             pre,
             exports,
-            network: Arc::new(NetworkPolicy { rules: granted, ungranted, overrides: self.overrides.clone() }),
+            network: Arc::new(NetworkPolicy {
+                rules: granted,
+                ungranted,
+                overrides: self.overrides.clone(),
+            }),
             secrets: Arc::new(policy_for(&p.secrets, granted_secrets)),
             filesystem,
         };
@@ -280,7 +303,13 @@ impl PluginRuntime {
     /// Calls the describe exports and checks them against the manifest.
     fn inspect(&self, plugin: &mut LoadedPlugin) -> Result<(), LoadError> {
         let corr = Correlation::default();
-        let spec = CallSpec { kind: "load", operation: "describe", hook: None, timeout_ms: DEFAULT_INSPECT_TIMEOUT_MS, correlation: &corr };
+        let spec = CallSpec {
+            kind: "load",
+            operation: "describe",
+            hook: None,
+            timeout_ms: DEFAULT_INSPECT_TIMEOUT_MS,
+            correlation: &corr,
+        };
         let Some(meta) = plugin.exports.metadata.clone() else {
             return Err(LoadError::Mismatch("it does not export nitejar:plugin/metadata (build it with the SDK's export_plugin!)".into()));
         };
@@ -325,10 +354,19 @@ impl PluginRuntime {
         });
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAPTURE_BYTES);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Err(e) = plugin.filesystem.apply(&mut wasi) {
-            let result = Err(PluginFailure::Instantiate { detail: format!("preopening the plugin's directories failed: {e:#}") });
-            return Finished { result, duration: start.elapsed(), logs: LogState::default() };
+            let result = Err(PluginFailure::Instantiate {
+                detail: format!("preopening the plugin's directories failed: {e:#}"),
+            });
+            return Finished {
+                result,
+                duration: start.elapsed(),
+                logs: LogState::default(),
+            };
         }
         let state = HostState {
             wasi: wasi.build(),
@@ -336,9 +374,18 @@ impl PluginRuntime {
             table: ResourceTable::new(),
             limiter: GuestLimiter::new(self.memory_bytes),
             caps: Capabilities {
-                network: NetworkGuard { policy: plugin.network.clone(), ctx: ctx.clone(), deadline },
-                secrets: SecretsAccess { policy: plugin.secrets.clone() },
-                kv: KvAccess { db: self.db.clone(), handle: tokio::runtime::Handle::try_current().ok() },
+                network: NetworkGuard {
+                    policy: plugin.network.clone(),
+                    ctx: ctx.clone(),
+                    deadline,
+                },
+                secrets: SecretsAccess {
+                    policy: plugin.secrets.clone(),
+                },
+                kv: KvAccess {
+                    db: self.db.clone(),
+                    handle: tokio::runtime::Handle::try_current().ok(),
+                },
                 log: LogState::default(),
                 ctx,
             },
@@ -347,17 +394,27 @@ impl PluginRuntime {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
         store.epoch_deadline_trap();
-        let outcome = plugin.pre.instantiate(&mut store).and_then(|inst| f(&mut store, &inst));
+        let outcome = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|inst| f(&mut store, &inst));
         let result = match outcome {
             Err(e) => {
                 let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
                 Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
             }
-            Ok(Err(pe)) => Err(PluginFailure::PluginError { code: pe.code, message: pe.message, retryable: pe.retryable }),
+            Ok(Err(pe)) => Err(PluginFailure::PluginError {
+                code: pe.code,
+                message: pe.message,
+                retryable: pe.retryable,
+            }),
             Ok(Ok(value)) => {
                 let bytes = value.output_bytes();
                 if bytes > MAX_GUEST_OUTPUT_BYTES {
-                    Err(PluginFailure::OutputTooLarge { bytes, limit: MAX_GUEST_OUTPUT_BYTES })
+                    Err(PluginFailure::OutputTooLarge {
+                        bytes,
+                        limit: MAX_GUEST_OUTPUT_BYTES,
+                    })
                 } else {
                     Ok(value)
                 }
@@ -365,14 +422,31 @@ impl PluginRuntime {
         };
         let logs = std::mem::take(&mut store.data_mut().caps.log);
         drop(store);
-        Finished { result, duration: start.elapsed(), logs }
+        Finished {
+            result,
+            duration: start.elapsed(),
+            logs,
+        }
     }
 
     /// Emits the receipt of a finished call; `status_ok` names the success status.
-    fn receipt<R>(&self, plugin: &LoadedPlugin, spec: &CallSpec<'_>, done: &Finished<R>, status_ok: &str, extra: Option<serde_json::Value>) {
+    fn receipt<R>(
+        &self,
+        plugin: &LoadedPlugin,
+        spec: &CallSpec<'_>,
+        done: &Finished<R>,
+        status_ok: &str,
+        extra: Option<serde_json::Value>,
+    ) {
         let (status, mut detail) = match &done.result {
-            Ok(_) => (status_ok, serde_json::json!({ "operation": spec.operation })),
-            Err(f) => (f.receipt_status(), serde_json::json!({ "operation": spec.operation, "error": f.to_string(), "failure": f })),
+            Ok(_) => (
+                status_ok,
+                serde_json::json!({ "operation": spec.operation }),
+            ),
+            Err(f) => (
+                f.receipt_status(),
+                serde_json::json!({ "operation": spec.operation, "error": f.to_string(), "failure": f }),
+            ),
         };
         if !done.logs.lines.is_empty() || done.logs.dropped > 0 {
             detail["logs"] = serde_json::json!(done.logs.lines);
@@ -384,7 +458,10 @@ impl PluginRuntime {
         self.receipts.emit(
             Receipt::new(&plugin.id, spec.kind, status)
                 .version(&plugin.version)
-                .correlate(spec.correlation.work_item_id.as_deref(), spec.correlation.job_id.as_deref())
+                .correlate(
+                    spec.correlation.work_item_id.as_deref(),
+                    spec.correlation.job_id.as_deref(),
+                )
                 .hook(spec.hook.map(HookName::as_str))
                 .duration(done.duration)
                 .detail(detail),
@@ -400,11 +477,22 @@ impl PluginRuntime {
         timeout_ms: u64,
     ) -> Result<integration::ParseOutcome, PluginFailure> {
         let corr = Correlation::default();
-        let spec = CallSpec { kind: "integration", operation: "parse-webhook", hook: None, timeout_ms, correlation: &corr };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/integration".into() });
+        let spec = CallSpec {
+            kind: "integration",
+            operation: "parse-webhook",
+            hook: None,
+            timeout_ms,
+            correlation: &corr,
         };
-        let done = self.run(plugin, &spec, |store, inst| idx.load(&mut *store, inst)?.call_parse_webhook(&mut *store, instance, request));
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/integration".into(),
+            });
+        };
+        let done = self.run(plugin, &spec, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_parse_webhook(&mut *store, instance, request)
+        });
         let outcome = match &done.result {
             Ok(integration::ParseOutcome::WorkItem(_)) => Some("work_item"),
             Ok(integration::ParseOutcome::Ignored(_)) => Some("ignored"),
@@ -412,7 +500,13 @@ impl PluginRuntime {
             Ok(integration::ParseOutcome::Unauthorized(_)) => Some("unauthorized"),
             Err(_) => None,
         };
-        self.receipt(plugin, &spec, &done, "ok", outcome.map(serde_json::Value::from));
+        self.receipt(
+            plugin,
+            &spec,
+            &done,
+            "ok",
+            outcome.map(serde_json::Value::from),
+        );
         done.result
     }
 
@@ -425,12 +519,24 @@ impl PluginRuntime {
         timeout_ms: u64,
     ) -> Result<Result<(), Vec<String>>, PluginFailure> {
         let corr = Correlation::default();
-        let spec = CallSpec { kind: "integration", operation: "validate-config", hook: None, timeout_ms, correlation: &corr };
+        let spec = CallSpec {
+            kind: "integration",
+            operation: "validate-config",
+            hook: None,
+            timeout_ms,
+            correlation: &corr,
+        };
         let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/integration".into() });
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/integration".into(),
+            });
         };
         let done = self.run(plugin, &spec, |store, inst| {
-            Ok(Ok(idx.load(&mut *store, inst)?.call_validate_config(&mut *store, integration_type, config)?))
+            Ok(Ok(idx.load(&mut *store, inst)?.call_validate_config(
+                &mut *store,
+                integration_type,
+                config,
+            )?))
         });
         self.receipt(plugin, &spec, &done, "ok", None);
         done.result
@@ -445,24 +551,53 @@ impl PluginRuntime {
         timeout_ms: u64,
     ) -> Result<HookOutput, PluginFailure> {
         let hook = input.name();
-        let corr = Correlation { work_item_id: ctx.work_item_id.clone(), job_id: ctx.job_id.clone() };
-        let spec = CallSpec { kind: "hook", operation: hook.as_str(), hook: Some(hook), timeout_ms, correlation: &corr };
+        let corr = Correlation {
+            work_item_id: ctx.work_item_id.clone(),
+            job_id: ctx.job_id.clone(),
+        };
+        let spec = CallSpec {
+            kind: "hook",
+            operation: hook.as_str(),
+            hook: Some(hook),
+            timeout_ms,
+            correlation: &corr,
+        };
         let Some(idx) = plugin.exports.hooks.clone() else {
-            return Err(PluginFailure::MissingExport { export: "nitejar:plugin/hooks".into() });
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/hooks".into(),
+            });
         };
         let done = self.run(plugin, &spec, |store, inst| {
             let g = idx.load(&mut *store, inst)?;
             let s = &mut *store;
             Ok(match input {
-                HookInput::WorkItemPreCreate(e) => g.call_work_item_pre_create(s, ctx, e)?.map(HookOutput::WorkItemPreCreate),
-                HookInput::WorkItemPostCreate(e) => g.call_work_item_post_create(s, ctx, e)?.map(|()| HookOutput::Observed),
-                HookInput::RunPrePrompt(e) => g.call_run_pre_prompt(s, ctx, e)?.map(HookOutput::RunPrePrompt),
-                HookInput::ModelPreCall(e) => g.call_model_pre_call(s, ctx, e)?.map(HookOutput::ModelPreCall),
-                HookInput::ModelPostCall(e) => g.call_model_post_call(s, ctx, e)?.map(|()| HookOutput::Observed),
-                HookInput::ToolPreExec(e) => g.call_tool_pre_exec(s, ctx, e)?.map(HookOutput::ToolPreExec),
-                HookInput::ToolPostExec(e) => g.call_tool_post_exec(s, ctx, e)?.map(HookOutput::ToolPostExec),
-                HookInput::ResponsePreDeliver(e) => g.call_response_pre_deliver(s, ctx, e)?.map(HookOutput::ResponsePreDeliver),
-                HookInput::ResponsePostDeliver(e) => g.call_response_post_deliver(s, ctx, e)?.map(|()| HookOutput::Observed),
+                HookInput::WorkItemPreCreate(e) => g
+                    .call_work_item_pre_create(s, ctx, e)?
+                    .map(HookOutput::WorkItemPreCreate),
+                HookInput::WorkItemPostCreate(e) => g
+                    .call_work_item_post_create(s, ctx, e)?
+                    .map(|()| HookOutput::Observed),
+                HookInput::RunPrePrompt(e) => g
+                    .call_run_pre_prompt(s, ctx, e)?
+                    .map(HookOutput::RunPrePrompt),
+                HookInput::ModelPreCall(e) => g
+                    .call_model_pre_call(s, ctx, e)?
+                    .map(HookOutput::ModelPreCall),
+                HookInput::ModelPostCall(e) => g
+                    .call_model_post_call(s, ctx, e)?
+                    .map(|()| HookOutput::Observed),
+                HookInput::ToolPreExec(e) => g
+                    .call_tool_pre_exec(s, ctx, e)?
+                    .map(HookOutput::ToolPreExec),
+                HookInput::ToolPostExec(e) => g
+                    .call_tool_post_exec(s, ctx, e)?
+                    .map(HookOutput::ToolPostExec),
+                HookInput::ResponsePreDeliver(e) => g
+                    .call_response_pre_deliver(s, ctx, e)?
+                    .map(HookOutput::ResponsePreDeliver),
+                HookInput::ResponsePostDeliver(e) => g
+                    .call_response_post_deliver(s, ctx, e)?
+                    .map(|()| HookOutput::Observed),
             })
         });
         let status = match &done.result {
@@ -562,12 +697,26 @@ fn hook_from_wit(h: bindings::nitejar::plugin::types::HookName) -> HookName {
 }
 
 /// Checks the component's WIT API version and imports against the manifest; returns the version.
-fn check_component_shape(engine: &Engine, component: &Component, manifest: &Manifest) -> Result<String, LoadError> {
+fn check_component_shape(
+    engine: &Engine,
+    component: &Component,
+    manifest: &Manifest,
+) -> Result<String, LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
-    let versions: BTreeSet<&str> =
-        exports.iter().filter_map(|e| e.strip_prefix("nitejar:plugin/")).filter_map(|e| e.split_once('@')).map(|(_, v)| v).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let versions: BTreeSet<&str> = exports
+        .iter()
+        .filter_map(|e| e.strip_prefix("nitejar:plugin/"))
+        .filter_map(|e| e.split_once('@'))
+        .map(|(_, v)| v)
+        .collect();
     let version = match versions.len() {
         0 => {
             return Err(LoadError::Incompatible(
@@ -575,7 +724,11 @@ fn check_component_shape(engine: &Engine, component: &Component, manifest: &Mani
             ));
         }
         1 => versions.into_iter().next().unwrap().to_string(),
-        _ => return Err(LoadError::Incompatible(format!("it mixes WIT API versions {versions:?}"))),
+        _ => {
+            return Err(LoadError::Incompatible(format!(
+                "it mixes WIT API versions {versions:?}"
+            )));
+        }
     };
     if !bindings::SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
         return Err(LoadError::Incompatible(format!(
@@ -584,13 +737,17 @@ fn check_component_shape(engine: &Engine, component: &Component, manifest: &Mani
         )));
     }
     let p = &manifest.permissions;
-    let imports_http = imports.iter().any(|i| i.starts_with("wasi:http/outgoing-handler@"));
+    let imports_http = imports
+        .iter()
+        .any(|i| i.starts_with("wasi:http/outgoing-handler@"));
     if imports_http && p.network.is_empty() {
         return Err(LoadError::Mismatch(
             "it imports wasi:http/outgoing-handler but permissions.network is empty; list the hosts it calls".into(),
         ));
     }
-    let imports_secrets = imports.iter().any(|i| i.starts_with("nitejar:plugin/secrets@"));
+    let imports_secrets = imports
+        .iter()
+        .any(|i| i.starts_with("nitejar:plugin/secrets@"));
     if imports_secrets && p.secrets.is_empty() {
         return Err(LoadError::Mismatch(
             "it imports nitejar:plugin/secrets but permissions.secrets is empty; list the keys it reads".into(),
@@ -605,7 +762,9 @@ fn check_component_shape(engine: &Engine, component: &Component, manifest: &Mani
     for (needed, iface) in needs {
         let name = format!("nitejar:plugin/{iface}@{version}");
         if needed && !exports.contains(&name) {
-            return Err(LoadError::Mismatch(format!("the manifest contributes {iface} but the component does not export {name}")));
+            return Err(LoadError::Mismatch(format!(
+                "the manifest contributes {iface} but the component does not export {name}"
+            )));
         }
     }
     Ok(version)
@@ -628,7 +787,10 @@ fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
             )));
         }
     }
-    let hooks = plugin.manifest.hook_registrations().map_err(|e| LoadError::Mismatch(e.to_string()))?;
+    let hooks = plugin
+        .manifest
+        .hook_registrations()
+        .map_err(|e| LoadError::Mismatch(e.to_string()))?;
     for h in hooks {
         if !c.hooks.contains(&h.event) {
             return Err(LoadError::Mismatch(format!(
@@ -637,9 +799,14 @@ fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
             )));
         }
     }
-    for (kind, declared, implemented) in [("tools", &m.tools, &c.tools), ("skills", &m.skills, &c.skills)] {
+    for (kind, declared, implemented) in [
+        ("tools", &m.tools, &c.tools),
+        ("skills", &m.skills, &c.skills),
+    ] {
         if let Some(missing) = declared.iter().find(|d| !implemented.contains(d)) {
-            return Err(LoadError::Mismatch(format!("contributes.{kind} lists {missing:?} but the component does not provide it")));
+            return Err(LoadError::Mismatch(format!(
+                "contributes.{kind} lists {missing:?} but the component does not provide it"
+            )));
         }
     }
     Ok(())

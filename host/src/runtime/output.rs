@@ -72,12 +72,42 @@ macro_rules! record_size {
 record_size!(
     Header { name, value },
     i::Sender { id, name },
-    i::InboundMessage { title, text, session_key, source_ref, sender, command, idempotency_key, payload, response_context },
+    i::InboundMessage {
+        title,
+        text,
+        session_key,
+        source_ref,
+        sender,
+        command,
+        idempotency_key,
+        payload,
+        response_context
+    },
     i::WebhookResponse { headers, body },
-    i::Descriptor { integration_type, display_name, description, icon, config_schema, ui_schema, sensitive_fields },
-    m::Contributions { integrations, hooks, tools, skills },
-    h::WorkItemPreCreatePatch { title, payload, session_key },
-    h::RunPrePromptPatch { system_prompt, user_message },
+    i::Descriptor {
+        integration_type,
+        display_name,
+        description,
+        icon,
+        config_schema,
+        ui_schema,
+        sensitive_fields
+    },
+    m::Contributions {
+        integrations,
+        hooks,
+        tools,
+        skills
+    },
+    h::WorkItemPreCreatePatch {
+        title,
+        payload,
+        session_key
+    },
+    h::RunPrePromptPatch {
+        system_prompt,
+        user_message
+    },
     h::ToolPreExecPatch { tool_input },
     h::ToolPostExecPatch { output },
     h::ResponsePreDeliverPatch { content },
@@ -116,7 +146,12 @@ macro_rules! decision_size {
         }
     )*};
 }
-decision_size!(WorkItemPreCreateDecision, ModelPreCallDecision, ToolPreExecDecision, ResponsePreDeliverDecision);
+decision_size!(
+    WorkItemPreCreateDecision,
+    ModelPreCallDecision,
+    ToolPreExecDecision,
+    ResponsePreDeliverDecision
+);
 
 impl OutputSize for super::HookOutput {
     fn output_bytes(&self) -> usize {

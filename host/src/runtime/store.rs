@@ -3,12 +3,14 @@
 //! A fresh [`HostState`] (and store) is built for every call and dropped after it, so no guest
 //! state crosses calls.
 
+use crate::capabilities::CallContext;
 use crate::capabilities::kv::KvAccess;
 use crate::capabilities::log::LogState;
 use crate::capabilities::network::NetworkGuard;
 use crate::capabilities::secrets::SecretsAccess;
-use crate::capabilities::CallContext;
-use crate::limits::{MAX_GUEST_INSTANCES, MAX_GUEST_MEMORIES, MAX_GUEST_TABLE_ELEMENTS, MAX_GUEST_TABLES};
+use crate::limits::{
+    MAX_GUEST_INSTANCES, MAX_GUEST_MEMORIES, MAX_GUEST_TABLE_ELEMENTS, MAX_GUEST_TABLES,
+};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -39,13 +41,20 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.caps.network }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.caps.network,
+        }
     }
 }
 
@@ -85,16 +94,34 @@ impl GuestLimiter {
 }
 
 impl wasmtime::ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            return Err(LimitHit::Memory { desired, limit: self.memory_bytes }.into());
+            return Err(LimitHit::Memory {
+                desired,
+                limit: self.memory_bytes,
+            }
+            .into());
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_GUEST_TABLE_ELEMENTS {
-            return Err(LimitHit::Table { desired, limit: MAX_GUEST_TABLE_ELEMENTS }.into());
+            return Err(LimitHit::Table {
+                desired,
+                limit: MAX_GUEST_TABLE_ELEMENTS,
+            }
+            .into());
         }
         Ok(true)
     }

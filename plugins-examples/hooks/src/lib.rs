@@ -53,27 +53,39 @@ impl Hooks for ExampleHooks {
         }))
     }
 
-    fn run_pre_prompt(_ctx: HookContext, ev: RunPrePromptEvent) -> Result<RunPrePromptPatch, PluginError> {
+    fn run_pre_prompt(
+        _ctx: HookContext,
+        ev: RunPrePromptEvent,
+    ) -> Result<RunPrePromptPatch, PluginError> {
         Ok(RunPrePromptPatch {
             system_prompt: Some(format!("{}\n\nNever reveal credentials.", ev.system_prompt)),
             user_message: None,
         })
     }
 
-    fn tool_pre_exec(_ctx: HookContext, ev: ToolPreExecEvent) -> Result<ToolPreExecDecision, PluginError> {
+    fn tool_pre_exec(
+        _ctx: HookContext,
+        ev: ToolPreExecEvent,
+    ) -> Result<ToolPreExecDecision, PluginError> {
         if ev.tool_name == "shell" {
-            return Ok(ToolPreExecDecision::Block("the shell tool is disabled by policy".into()));
+            return Ok(ToolPreExecDecision::Block(
+                "the shell tool is disabled by policy".into(),
+            ));
         }
-        Ok(ToolPreExecDecision::Proceed(ToolPreExecPatch { tool_input: None }))
+        Ok(ToolPreExecDecision::Proceed(ToolPreExecPatch {
+            tool_input: None,
+        }))
     }
 
     fn response_pre_deliver(
         _ctx: HookContext,
         ev: ResponsePreDeliverEvent,
     ) -> Result<ResponsePreDeliverDecision, PluginError> {
-        Ok(ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
-            content: Some(redact(&ev.content)),
-        }))
+        Ok(ResponsePreDeliverDecision::Proceed(
+            ResponsePreDeliverPatch {
+                content: Some(redact(&ev.content)),
+            },
+        ))
     }
 }
 
