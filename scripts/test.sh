@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: host, SDK and end-to-end tests (guest components are built from
-# source by the build), then the example plugins' own native unit tests.
+# source by the build), then the example plugins' own native unit tests. Ends with one summary
+# line "tests: N passed, N failed" over every test runner above (also saved in
+# target/test-summary.txt for .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --workspace --locked
-cargo test --locked --manifest-path plugins-examples/Cargo.toml
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee -a "$log"
+cargo test --locked --manifest-path plugins-examples/Cargo.toml 2>&1 | tee -a "$log"
+mkdir -p target
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" | tee target/test-summary.txt

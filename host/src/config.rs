@@ -185,6 +185,40 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The only test in this crate that touches these variables (the environment is process-wide).
+    #[test]
+    fn spec_variables_work_and_nitejar_names_win() {
+        // SAFETY: no other test reads or writes these variables concurrently.
+        unsafe {
+            std::env::set_var("SLOPBOT_DATA_DIR", "/tmp/slop-data");
+            std::env::set_var("SLOPBOT_HOOK_TIMEOUT_MS", "700");
+            std::env::set_var("NITEJAR_HOOK_CHAIN_BUDGET_MS", "900");
+            std::env::set_var("SLOPBOT_HOOK_CHAIN_BUDGET_MS", "1");
+        }
+        let c = Config::from_env(None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/slop-data"));
+        assert_eq!(c.plugins_dir, PathBuf::from("/tmp/slop-data/plugins"));
+        assert_eq!(c.cache_dir, PathBuf::from("/tmp/slop-data/plugins/_cache"));
+        assert_eq!(c.hook_timeout_ms, 700);
+        assert_eq!(c.hook_chain_budget_ms, 900, "NITEJAR_ wins over SLOPBOT_");
+        unsafe { std::env::set_var("SLOPBOT_HOOK_TIMEOUT_MS", "soon") };
+        let e = Config::from_env(Some("/x".into())).unwrap_err().to_string();
+        assert!(
+            e.contains("SLOPBOT_HOOK_TIMEOUT_MS") && e.contains("whole number"),
+            "{e}"
+        );
+        unsafe {
+            for v in [
+                "SLOPBOT_DATA_DIR",
+                "SLOPBOT_HOOK_TIMEOUT_MS",
+                "NITEJAR_HOOK_CHAIN_BUDGET_MS",
+                "SLOPBOT_HOOK_CHAIN_BUDGET_MS",
+            ] {
+                std::env::remove_var(v);
+            }
+        }
+    }
+
     #[test]
     fn parses_overrides() {
         let m = parse_overrides("api.telegram.org=127.0.0.1:8081, API.github.com=[::1]:9").unwrap();

@@ -5,6 +5,8 @@
 //! installation, registry), [`hooks`], [`ingress`] (webhooks to work items), [`db`] (all SQL),
 //! [`receipts`], and [`http`] (admin API and webhook routes).
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod capabilities;
 pub mod config;

@@ -31,12 +31,15 @@
 //! On a native target (your plugin's unit tests) the same functions talk to an in-memory
 //! [`testing::MockHost`], so plugin logic can be tested with `cargo test` and no server.
 
+#![warn(missing_docs)]
+
 pub mod http;
 pub mod testing;
 
 /// Generated bindings for the `nitejar:plugin@0.1.0` world `plugin`. Most authors never touch
 /// this module directly: the traits and re-exports below cover it.
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v0.1.0",

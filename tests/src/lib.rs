@@ -1,6 +1,8 @@
 //! Test support: a real server on a temporary data directory, guest packages built from source,
 //! and a local HTTP stand-in that records what plugins send it.
 
+#![warn(missing_docs)]
+
 use hmac::{Hmac, Mac};
 use nitejar::app::{App, Shutdown};
 use nitejar::config::{Config, OutboundOverrides};

@@ -189,6 +189,31 @@ async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
         2,
         "no refused request reached the network"
     );
+
+    // No raw sockets and no DNS: the guest gets an error; socket attempts are receipted.
+    let before = denials(&host).await.len();
+    let text = report(&host, &instance, "tcp", &stand_in.addr.to_string()).await;
+    assert!(text.starts_with("err: "), "{text}");
+    let d = denials(&host).await;
+    assert!(
+        d.len() > before,
+        "a raw socket attempt leaves a denial receipt"
+    );
+    let target = detail(d.last().unwrap())["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(target.starts_with("raw socket"), "{target}");
+    assert!(
+        report(&host, &instance, "dns", "example.com")
+            .await
+            .starts_with("err: ")
+    );
+    assert_eq!(
+        stand_in.count(),
+        2,
+        "no raw connection reached the stand-in"
+    );
     assert_still_serving(&host, &instance).await;
     host.stop().await;
 

@@ -260,6 +260,32 @@ impl NetworkPolicy {
     }
 }
 
+/// The `wasi:sockets` address check of one call: every raw socket use is refused with a
+/// receipt. (TCP/UDP are enabled in WASI only so that attempts reach this check instead of
+/// failing silently; no address ever passes it. Name lookup stays disabled.)
+pub fn refuse_raw_sockets(
+    ctx: Arc<CallContext>,
+) -> impl Fn(
+    SocketAddr,
+    wasmtime_wasi::sockets::SocketAddrUse,
+) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + Sync>>
++ Send
++ Sync
++ 'static {
+    move |addr, usage| {
+        ctx.deny(&Denial {
+            capability: "network",
+            target: format!("raw socket {usage:?} {addr}"),
+            required_grant:
+                "none: plugins cannot use raw sockets; make HTTP requests through wasi:http \
+                             to hosts in permissions.network"
+                    .into(),
+            reason: "raw sockets are not available in the sandbox".into(),
+        });
+        Box::pin(std::future::ready(false))
+    }
+}
+
 /// The `WasiHttpHooks` of one call: every outbound request passes through [`Self::send_request`].
 pub struct NetworkGuard {
     /// The plugin's policy.

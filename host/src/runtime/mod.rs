@@ -17,7 +17,7 @@ use crate::capabilities::CallContext;
 use crate::capabilities::filesystem::FilesystemPolicy;
 use crate::capabilities::kv::KvAccess;
 use crate::capabilities::log::LogState;
-use crate::capabilities::network::{NetworkGuard, NetworkPolicy, NetworkRule};
+use crate::capabilities::network::{NetworkGuard, NetworkPolicy, NetworkRule, refuse_raw_sockets};
 use crate::capabilities::secrets::{SecretsAccess, SecretsPolicy, policy_for};
 use crate::config::OutboundOverrides;
 use crate::db::Db;
@@ -355,8 +355,9 @@ impl PluginRuntime {
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAPTURE_BYTES);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
+            .allow_tcp(true)
+            .allow_udp(true)
+            .socket_addr_check(refuse_raw_sockets(ctx.clone()))
             .allow_ip_name_lookup(false);
         if let Err(e) = plugin.filesystem.apply(&mut wasi) {
             let result = Err(PluginFailure::Instantiate {

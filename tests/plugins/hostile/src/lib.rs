@@ -15,6 +15,7 @@
 //! | `fs-read` / `fs-write` | reads / writes path `target` |
 //! | `log-flood` | writes 5000 log lines with control characters |
 //! | `kv` | writes then reads key `target` |
+//! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
 //!
 //! Attacks that return report the guest-side outcome in the work item's text:
@@ -101,6 +102,12 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
                 v.map(|b| String::from_utf8_lossy(&b).into_owned())
             ))
         }
+        "tcp" => std::net::TcpStream::connect(target)
+            .map(|_| "connected".into())
+            .map_err(|e| e.to_string()),
+        "dns" => std::net::ToSocketAddrs::to_socket_addrs(&(target, 80))
+            .map(|a| format!("{:?}", a.collect::<Vec<_>>()))
+            .map_err(|e| e.to_string()),
         "counter" => {
             static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             Ok((CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1).to_string())
