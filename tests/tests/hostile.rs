@@ -355,6 +355,25 @@ async fn filesystem_is_limited_to_granted_preopens() {
             .starts_with("err: ")
     );
     assert!(!files.join("escaped.txt").exists());
+    // Every path the host refused left a denial receipt naming it (paths outside every preopen,
+    // like /etc/passwd, never reach the host: they do not exist in the guest's world).
+    let fs_denials: Vec<Value> = denials(&host)
+        .await
+        .iter()
+        .map(detail)
+        .filter(|d| d["capability"] == "filesystem")
+        .collect();
+    let targets: Vec<&str> = fs_denials
+        .iter()
+        .map(|d| d["target"].as_str().unwrap())
+        .collect();
+    assert!(targets.iter().any(|t| t.contains("escape")), "{targets:?}");
+    assert!(targets.iter().any(|t| t.contains("..")), "{targets:?}");
+    assert!(
+        fs_denials.iter().any(|d| d["target"] == "new.txt"
+            && d["reason"].as_str().unwrap().starts_with("write refused")),
+        "{fs_denials:?}"
+    );
     assert_still_serving(&host, &instance).await;
     host.stop().await;
 

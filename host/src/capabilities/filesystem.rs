@@ -9,7 +9,13 @@
 //! world (wasi-libc fails it before any host call), and `..` or symlinks escaping a preopen are
 //! refused by the host's capability-based filesystem (cap-std). Writes to a read-only preopen
 //! fail with `EPERM`/`EROFS`-style errors.
+//!
+//! [`link_open_guard`] wraps `descriptor.open-at` so that every path the host refuses (an escape
+//! through `..` or a symlink, a write through a read-only preopen) also writes a
+//! `permission_denied` receipt; the guest still gets the usual WASI error code.
 
+use super::Denial;
+use crate::runtime::store::HostState;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -83,6 +89,62 @@ impl FilesystemPolicy {
         }
         Ok(())
     }
+}
+
+/// The WASI filesystem interface whose `open-at` is guarded (the version wasmtime-wasi links;
+/// guests importing any 0.2.x resolve to it).
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// Replaces `descriptor.open-at` with a wrapper that delegates to wasmtime-wasi and writes a
+/// denial receipt when the host refuses the path. Call after linking WASI.
+pub fn link_open_guard(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+        Descriptor, DescriptorFlags, HostDescriptor, OpenFlags, PathFlags,
+    };
+    type Args = (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    );
+    linker.allow_shadowing(true);
+    linker.instance(FILESYSTEM_TYPES)?.func_wrap(
+        "[method]descriptor.open-at",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (fd, path_flags, path, open_flags, flags): Args| {
+            let state = store.data_mut();
+            let wants_write = flags.contains(DescriptorFlags::WRITE)
+                || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
+            let result = HostDescriptor::open_at(&mut state.filesystem(), fd, path_flags, path.clone(), open_flags, flags);
+            match result {
+                Ok(descriptor) => Ok((Ok(descriptor),)),
+                Err(e) => {
+                    let code = e.downcast()?;
+                    if matches!(code, ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly) {
+                        let (required_grant, reason) = if wants_write {
+                            ("a directory in permissions.filesystemWrite, granted by the operator", "write refused")
+                        } else {
+                            ("a path inside a declared, granted directory (no .. or symlink escapes)", "path refused")
+                        };
+                        state.caps.ctx.deny(&Denial {
+                            capability: "filesystem",
+                            target: path,
+                            required_grant: required_grant.into(),
+                            reason: format!("{reason} by the host ({code:?})"),
+                        });
+                    }
+                    Ok((Err(code),))
+                }
+            }
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -202,6 +202,7 @@ impl PluginRuntime {
         let engine = engine::build_engine(opts.memory_bytes)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        crate::capabilities::filesystem::link_open_guard(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache::ComponentCache::new(&opts.cache_dir, &engine)?;
