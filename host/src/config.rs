@@ -108,16 +108,24 @@ impl Config {
         let cache_dir = var("PLUGIN_CACHE_DIR")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| plugins_dir.join("_cache"));
-        let database_path = std::env::var("DATABASE_URL")
+        let database_path = match std::env::var("DATABASE_URL")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .map(|v| {
-                PathBuf::from(
-                    v.trim_start_matches("sqlite://")
-                        .trim_start_matches("sqlite:"),
-                )
-            })
-            .unwrap_or_else(|| data_dir.join("nitejar.db"));
+        {
+            None => data_dir.join("nitejar.db"),
+            Some(v) if v.contains("://") && !v.starts_with("sqlite://") => {
+                return Err(ConfigError::Invalid {
+                    var: "DATABASE_URL".into(),
+                    problem: "only the embedded SQLite database is supported in this version; \
+                              set a file path such as /app/data/nitejar.db"
+                        .into(),
+                });
+            }
+            Some(v) => PathBuf::from(
+                v.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            ),
+        };
         let bind = match var("BIND") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
             Some((key, v)) => v.parse().map_err(|_| ConfigError::Invalid {
@@ -201,6 +209,15 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/tmp/slop-data/plugins/_cache"));
         assert_eq!(c.hook_timeout_ms, 700);
         assert_eq!(c.hook_chain_budget_ms, 900, "NITEJAR_ wins over SLOPBOT_");
+        unsafe { std::env::set_var("DATABASE_URL", "postgres://db/nitejar") };
+        let e = Config::from_env(None).unwrap_err().to_string();
+        assert!(e.contains("DATABASE_URL") && e.contains("SQLite"), "{e}");
+        unsafe { std::env::set_var("DATABASE_URL", "sqlite:///tmp/x.db") };
+        assert_eq!(
+            Config::from_env(None).unwrap().database_path,
+            PathBuf::from("/tmp/x.db")
+        );
+        unsafe { std::env::remove_var("DATABASE_URL") };
         unsafe { std::env::set_var("SLOPBOT_HOOK_TIMEOUT_MS", "soon") };
         let e = Config::from_env(Some("/x".into())).unwrap_err().to_string();
         assert!(
