@@ -85,6 +85,19 @@ fn measure(name: &str, mut f: impl FnMut()) -> (String, Duration, Duration) {
     )
 }
 
+/// A runtime rooted in `dir` (shared compile cache), with or without a database and receipts.
+fn runtime_in(dir: &Path, db: Option<Db>, receipts: ReceiptSink) -> PluginRuntime {
+    PluginRuntime::new(RuntimeOptions {
+        memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
+        cache_dir: dir.join("cache"),
+        files_root: dir.join("files"),
+        outbound_overrides: Default::default(),
+        db,
+        receipts,
+    })
+    .unwrap()
+}
+
 fn main() {
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -98,15 +111,7 @@ fn main() {
         .unwrap();
     let (sink, _writer) = ReceiptSink::start(db.clone());
     let db_for_probe = db.clone();
-    let runtime = PluginRuntime::new(RuntimeOptions {
-        memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
-        cache_dir: dir.path().join("cache"),
-        files_root: dir.path().join("files"),
-        outbound_overrides: Default::default(),
-        db: Some(db),
-        receipts: sink.clone(),
-    })
-    .unwrap();
+    let runtime = runtime_in(dir.path(), Some(db), sink.clone());
     let pkg = PluginPackage::from_dir(
         &Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks"),
     )
@@ -143,15 +148,7 @@ fn main() {
     let pre = linker.instantiate_pre(&component).unwrap();
     let indices = hooks::GuestIndices::new(&pre).unwrap();
 
-    let quiet = PluginRuntime::new(RuntimeOptions {
-        memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
-        cache_dir: dir.path().join("cache"),
-        files_root: dir.path().join("files"),
-        outbound_overrides: Default::default(),
-        db: None,
-        receipts: ReceiptSink::discard(),
-    })
-    .unwrap();
+    let quiet = runtime_in(dir.path(), None, ReceiptSink::discard());
     let quiet_plugin = quiet
         .load(
             &pkg.manifest,

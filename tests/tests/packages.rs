@@ -301,3 +301,48 @@ async fn a_tampered_component_is_restored_from_the_stored_artifact_at_boot() {
     shutdown.run(app).await;
     drop(data);
 }
+
+#[tokio::test]
+async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot() {
+    let host = TestHost::start().await;
+    let config = host.app.config.clone();
+    let id = "nitejar.example.webhook";
+    let row = host.app.db.get_plugin(id).await.unwrap().unwrap();
+    let dir = config.plugins_dir.join(id).join("versions/0.1.0");
+    // Make the data dir look like it was installed by an older build of the same version.
+    std::fs::write(dir.join(".checksum"), "old-build").unwrap();
+    std::fs::write(dir.join("plugin.wasm"), b"\0asm old build").unwrap();
+    host.app
+        .db
+        .record_install(&nitejar::db::InstallRecord {
+            plugin_id: id,
+            name: &row.name,
+            trust_level: "builtin",
+            source_kind: "builtin",
+            source_ref: row.source_ref.as_deref(),
+            version: "0.1.0",
+            checksum: "old-build",
+            install_path: &dir.to_string_lossy(),
+            manifest_json: &row.manifest_json,
+            api_version: "0.1.0",
+            wasm: b"\0asm old build",
+        })
+        .await
+        .unwrap();
+    let data = host.stop_keep_data().await;
+    let (app, shutdown) = nitejar::app::App::start(config)
+        .await
+        .expect("boot succeeds");
+    let loaded = app.registry.get(id).expect("the current build is loaded");
+    let current = app.db.get_plugin(id).await.unwrap().unwrap();
+    assert_eq!(
+        current.current_checksum.as_deref(),
+        Some(loaded.digest.as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".checksum")).unwrap(),
+        loaded.digest
+    );
+    shutdown.run(app).await;
+    drop(data);
+}

@@ -89,16 +89,20 @@ pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>>
     ))
 }
 
+/// The plugin row of `id`, or a 404 that says it is not installed.
+async fn installed_plugin(app: &App, id: &str) -> ApiResult<crate::db::PluginRow> {
+    app.db
+        .get_plugin(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))
+}
+
 /// `GET /api/admin/plugins/{id}`.
 pub async fn get_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let row = app
-        .db
-        .get_plugin(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let row = installed_plugin(&app, &id).await?;
     let mut v = plugin_json(&app, &row);
     v["disclosures"] =
         serde_json::to_value(app.db.list_disclosures(&id).await?).expect("rows serialize");
@@ -272,11 +276,7 @@ pub async fn set_secret(
     Path((id, key)): Path<(String, String)>,
     Json(body): Json<SecretBody>,
 ) -> ApiResult<StatusCode> {
-    let row = app
-        .db
-        .get_plugin(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let row = installed_plugin(&app, &id).await?;
     let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
     if !manifest.permissions.secrets.contains(&key) {
         return Err(ApiError::bad_request(format!(
@@ -312,11 +312,7 @@ pub async fn enable_plugin(
     Path(id): Path<String>,
     body: Option<Json<EnableBody>>,
 ) -> ApiResult<Json<Value>> {
-    let row = app
-        .db
-        .get_plugin(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let row = installed_plugin(&app, &id).await?;
     let consent = body.map(|b| b.consent).unwrap_or(false);
     if row.trust_level != "builtin" && !consent {
         return Err(ApiError::bad_request(

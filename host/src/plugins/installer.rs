@@ -5,7 +5,8 @@
 //! `<plugins>/<id>/versions/<version>` in one step; the `current` pointer is replaced atomically
 //! (a new symlink renamed over the old); the database rows come last. A version directory that
 //! already exists with the same checksum is reused (idempotent install); with a different
-//! checksum the install is refused (versions are immutable: bump the version).
+//! checksum the install is refused (versions are immutable: bump the version), except for
+//! built-ins, whose content comes with the binary and replaces the directory.
 
 use super::manifest::MANIFEST_FILE;
 use super::package::PluginPackage;
@@ -121,21 +122,25 @@ async fn install_inner(
 
     // 2. Files: staging, then one rename into the immutable version directory.
     let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
-    if dir.exists() {
-        let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).unwrap_or_default();
-        if existing.trim() != pkg.digest {
-            return Err(InstallError::VersionConflict {
-                id: m.id.clone(),
-                version: m.version.clone(),
-            });
-        }
-    } else {
+    let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).ok();
+    let same = existing.as_deref().map(str::trim) == Some(pkg.digest.as_str());
+    if dir.exists() && !same && source.kind != "builtin" {
+        return Err(InstallError::VersionConflict {
+            id: m.id.clone(),
+            version: m.version.clone(),
+        });
+    }
+    if !same {
+        // Built-ins are part of the binary: a rebuilt built-in replaces its version directory.
         let staging = app
             .config
             .staging_dir
             .join(uuid::Uuid::new_v4().to_string());
         write_version_files(&staging, pkg)?;
         std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
         if let Err(e) = std::fs::rename(&staging, &dir) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e.into());
