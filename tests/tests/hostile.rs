@@ -209,6 +209,11 @@ async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
             .await
             .starts_with("err: ")
     );
+    let d = denials(&host).await;
+    assert_eq!(
+        detail(d.last().unwrap())["target"],
+        "DNS lookup of example.com"
+    );
     assert_eq!(
         stand_in.count(),
         2,

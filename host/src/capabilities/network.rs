@@ -286,6 +286,39 @@ pub fn refuse_raw_sockets(
     }
 }
 
+/// The name-lookup interface whose `resolve-addresses` is refused (the version wasmtime-wasi
+/// links; guests importing any 0.2.x resolve to it).
+const IP_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+
+/// Replaces `wasi:sockets/ip-name-lookup.resolve-addresses` with a refusal that writes a
+/// receipt: the host resolves names itself for allowed HTTP requests, plugins never do.
+pub fn link_name_lookup_refusal(
+    linker: &mut wasmtime::component::Linker<crate::runtime::store::HostState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::{Resource, ResourceAny};
+    use wasmtime_wasi::p2::Network;
+    use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+    linker.allow_shadowing(true);
+    linker.instance(IP_NAME_LOOKUP)?.func_wrap(
+        "resolve-addresses",
+        |store: wasmtime::StoreContextMut<'_, crate::runtime::store::HostState>,
+         (_network, name): (Resource<Network>, String)|
+         -> wasmtime::Result<(Result<ResourceAny, ErrorCode>,)> {
+            store.data().caps.ctx.deny(&Denial {
+                capability: "network",
+                target: format!("DNS lookup of {name}"),
+                required_grant: "none: plugins cannot resolve names; make HTTP requests through \
+                                 wasi:http to hosts in permissions.network (the host resolves them)"
+                    .into(),
+                reason: "name lookup is not available in the sandbox".into(),
+            });
+            Ok((Err(ErrorCode::AccessDenied),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// The `WasiHttpHooks` of one call: every outbound request passes through [`Self::send_request`].
 pub struct NetworkGuard {
     /// The plugin's policy.

@@ -203,6 +203,7 @@ impl PluginRuntime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::capabilities::filesystem::link_open_guard(&mut linker)?;
+        crate::capabilities::network::link_name_lookup_refusal(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache::ComponentCache::new(&opts.cache_dir, &engine)?;
