@@ -141,7 +141,17 @@ pub async fn handle_webhook(
         Ok(Err(PluginFailure::Busy)) => {
             return WebhookReply::error(503, "busy", "the host is at capacity; retry later");
         }
-        Ok(Err(f)) => return WebhookReply::error(502, "plugin_failed", f.to_string()),
+        Ok(Err(f)) => {
+            // The caller is the outside world: name the kind only; details are in the receipt.
+            return WebhookReply::error(
+                502,
+                "plugin_failed",
+                format!(
+                    "the integration plugin failed ({}); the operator can see why in its receipts",
+                    f.kind()
+                ),
+            );
+        }
         Err(e) => {
             tracing::error!("webhook task failed: {e}");
             return WebhookReply::error(500, "internal", "internal error");

@@ -73,6 +73,11 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
         let (code, v) = attack(&host, &instance, name, "").await;
         assert_eq!(code, 502, "{name}: {v}");
         assert_eq!(v["error"]["code"], "plugin_failed");
+        let public = v["error"]["message"].as_str().unwrap();
+        assert!(
+            public.contains(failure) && !public.contains("on purpose"),
+            "{public}"
+        );
         let receipts = host.receipts(PLUGIN).await;
         let last = receipts
             .iter()

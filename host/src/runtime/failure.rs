@@ -78,6 +78,23 @@ impl PluginFailure {
         }
     }
 
+    /// The failure's kind (`timeout`, `trap`, ...): what may be said to outside callers, who
+    /// must not see guest output or details.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFailure::Timeout { .. } => "timeout",
+            PluginFailure::ResourceLimit { .. } => "resource_limit",
+            PluginFailure::StackOverflow => "stack_overflow",
+            PluginFailure::Trap { .. } => "trap",
+            PluginFailure::OutputTooLarge { .. } => "output_too_large",
+            PluginFailure::InvalidOutput { .. } => "invalid_output",
+            PluginFailure::PluginError { .. } => "plugin_error",
+            PluginFailure::MissingExport { .. } => "missing_export",
+            PluginFailure::Busy => "busy",
+            PluginFailure::Instantiate { .. } => "instantiate",
+        }
+    }
+
     /// Classifies a wasmtime error from an instantiate or call.
     pub fn classify(err: &wasmtime::Error, timeout_ms: u64, stderr: &str) -> PluginFailure {
         if let Some(hit) = err.downcast_ref::<LimitHit>() {
