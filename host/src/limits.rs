@@ -35,8 +35,6 @@ pub const POOL_TOTAL_MEMORIES: u32 = 512;
 pub const POOL_TOTAL_TABLES: u32 = 1_024;
 /// Core instances alive at once in the pool.
 pub const POOL_TOTAL_CORE_INSTANCES: u32 = 2_048;
-/// Plugin calls running at once; kept below the pool size so calls queue instead of failing.
-pub const MAX_CONCURRENT_PLUGIN_CALLS: usize = 128;
 
 /// Largest data a plugin may return from one call (all strings and lists of the result).
 pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;

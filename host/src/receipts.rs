@@ -63,10 +63,6 @@ impl Receipt {
         self.0.detail_json = Some(detail.to_string());
         self
     }
-    /// The row as it will be stored.
-    pub fn row(&self) -> &EventRow {
-        &self.0
-    }
 }
 
 /// Where receipts are sent (cheap to clone).

@@ -36,12 +36,6 @@ pub enum PluginFailure {
         /// The limit.
         limit: usize,
     },
-    /// The guest returned an invalid value (bad JSON, a field out of range).
-    #[error("the plugin returned an invalid result: {detail}")]
-    InvalidOutput {
-        /// What is wrong.
-        detail: String,
-    },
     /// The plugin returned an error of its own.
     #[error("the plugin reported an error ({code}): {message}")]
     PluginError {
@@ -87,7 +81,6 @@ impl PluginFailure {
             PluginFailure::StackOverflow => "stack_overflow",
             PluginFailure::Trap { .. } => "trap",
             PluginFailure::OutputTooLarge { .. } => "output_too_large",
-            PluginFailure::InvalidOutput { .. } => "invalid_output",
             PluginFailure::PluginError { .. } => "plugin_error",
             PluginFailure::MissingExport { .. } => "missing_export",
             PluginFailure::Busy => "busy",
