@@ -2,9 +2,13 @@
 //!
 //! Boot (spec §17.2): open the database and run migrations, start the receipt writer, build the
 //! runtime, register bundled plugins, activate every enabled plugin (a plugin that fails to load
-//! is recorded and skipped, never blocking boot), and emit a startup receipt summary.
+//! is recorded and skipped, never blocking boot), re-queue jobs a stopped process left behind,
+//! make sure a default agent exists, start the run workers, and emit a startup receipt summary.
 
+use crate::agent::Workers;
+use crate::agent::model::{ModelClient, ModelSettings, Provider};
 use crate::config::Config;
+use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::plugins::registry::PluginRegistry;
@@ -23,8 +27,16 @@ pub struct App {
     pub db: Db,
     /// The sandbox.
     pub runtime: Arc<PluginRuntime>,
-    /// Loaded plugins.
+    /// Loaded plugins and the hook table.
     pub registry: PluginRegistry,
+    /// Runs hook chains.
+    pub dispatcher: HookDispatcher,
+    /// Failures per plugin (crash-guard accounting).
+    pub crash_guard: Arc<CrashGuard>,
+    /// Model backends.
+    pub models: ModelClient,
+    /// Agent-run workers.
+    pub workers: Workers,
     /// Secrets at rest.
     pub secrets: SecretBox,
     /// Receipts.
@@ -36,11 +48,20 @@ pub struct App {
 /// Handles needed to stop cleanly.
 pub struct Shutdown {
     writer: ReceiptWriter,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Shutdown {
-    /// Flushes every queued receipt and closes the database.
+    /// Stops the run workers (a run in progress is re-queued at the next boot), flushes every
+    /// queued receipt and closes the database.
     pub async fn run(self, app: Arc<App>) {
+        app.workers.stop();
+        for w in &self.workers {
+            w.abort();
+        }
+        for w in self.workers {
+            let _ = w.await;
+        }
         self.writer.shutdown(app.receipts.clone()).await;
         app.db.close().await;
     }
@@ -69,11 +90,22 @@ impl App {
             db: Some(db.clone()),
             receipts: receipts.clone(),
         })?);
+        let crash_guard = Arc::new(CrashGuard::new(std::time::Duration::from_secs(
+            crate::limits::CRASH_GUARD_WINDOW_SECS,
+        )));
         let app = Arc::new(App {
+            dispatcher: HookDispatcher::new(
+                runtime.clone(),
+                config.hook_chain_budget_ms,
+                crash_guard.clone(),
+            ),
+            crash_guard,
+            models: ModelClient::new(config.model_base_url.clone(), config.model_api_key.clone()),
+            workers: Workers::default(),
+            registry: PluginRegistry::new(config.hook_timeout_ms),
             config,
             db,
             runtime,
-            registry: PluginRegistry::default(),
             secrets,
             receipts,
             admin_token,
@@ -94,6 +126,9 @@ impl App {
                 }
             }
         }
+        let requeued = app.db.requeue_orphaned_jobs().await?;
+        ensure_default_agent(&app).await?;
+        let workers = Workers::start(&app, app.config.run_workers);
         app.receipts.emit(
             Receipt::new(
                 HOST_RECEIPT_ID,
@@ -102,10 +137,45 @@ impl App {
             )
             .version(crate::plugins::manifest::HOST_VERSION)
             .duration(started.elapsed())
-            .detail(serde_json::json!({ "bundled": bundled, "loaded": loaded, "failed": failed })),
+            .detail(serde_json::json!({
+                "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,
+            })),
         );
-        Ok((app, Shutdown { writer }))
+        Ok((app, Shutdown { writer, workers }))
     }
+}
+
+/// Name of the agent created at first boot; it answers instances without an assignment.
+pub const DEFAULT_AGENT_NAME: &str = "default";
+
+/// Creates the default agent on first boot (provider and model from the configuration).
+async fn ensure_default_agent(app: &App) -> anyhow::Result<()> {
+    if app.db.list_agents().await?.iter().any(|a| a.is_default) {
+        return Ok(());
+    }
+    let provider = if app.config.default_provider == "openai" {
+        Provider::Openai
+    } else {
+        Provider::Offline
+    };
+    let settings = ModelSettings {
+        provider,
+        model: app.config.default_model.clone(),
+        temperature: 0.2,
+        max_tokens: 1024,
+        max_turns: crate::limits::DEFAULT_MAX_TURNS,
+    };
+    app.db
+        .insert_agent(
+            &crate::db::AgentFields {
+                name: DEFAULT_AGENT_NAME,
+                system_prompt: "You are Nitejar, a helpful assistant. Answer briefly.",
+                model_json: &serde_json::to_string(&settings)?,
+            },
+            true,
+        )
+        .await?;
+    Ok(())
 }
 
 /// The configured admin token, or one generated into `<data>/admin-token` (owner-only).

@@ -52,6 +52,18 @@ pub struct Config {
     pub guest_memory_bytes: usize,
     /// Deadline of integration calls such as parse-webhook (`NITEJAR_INTEGRATION_TIMEOUT_MS`).
     pub integration_timeout_ms: u64,
+    /// OpenAI-compatible chat-completions base URL (`NITEJAR_MODEL_BASE_URL`, else
+    /// `OPENAI_BASE_URL`), used by agents whose provider is `openai`.
+    pub model_base_url: Option<String>,
+    /// API key for it (`NITEJAR_MODEL_API_KEY`, else `OPENAI_API_KEY`). Never logged.
+    pub model_api_key: Option<String>,
+    /// Provider of the default agent (`NITEJAR_MODEL_PROVIDER`: `offline`, the default, or
+    /// `openai`) and its model (`NITEJAR_MODEL`).
+    pub default_provider: String,
+    /// Model name of the default agent.
+    pub default_model: String,
+    /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
+    pub run_workers: usize,
 }
 
 /// Reads `NITEJAR_<name>`, then `SLOPBOT_<name>`.
@@ -164,6 +176,26 @@ impl Config {
                 "INTEGRATION_TIMEOUT_MS",
                 crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
             )?,
+            model_base_url: var("MODEL_BASE_URL")
+                .map(|(_, v)| v)
+                .or_else(|| std::env::var("OPENAI_BASE_URL").ok().filter(|v| !v.is_empty())),
+            model_api_key: var("MODEL_API_KEY")
+                .map(|(_, v)| v)
+                .or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|v| !v.is_empty())),
+            default_provider: match var("MODEL_PROVIDER") {
+                None => "offline".into(),
+                Some((_, v)) if v == "offline" || v == "openai" => v,
+                Some((key, v)) => {
+                    return Err(ConfigError::Invalid {
+                        var: key,
+                        problem: format!("expected offline or openai, got {v:?}"),
+                    });
+                }
+            },
+            default_model: var("MODEL")
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| "nitejar-offline".into()),
+            run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
         })
     }
 
@@ -185,6 +217,11 @@ impl Config {
             hook_chain_budget_ms: crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
             guest_memory_bytes: crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
             integration_timeout_ms: crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
+            model_base_url: None,
+            model_api_key: None,
+            default_provider: "offline".into(),
+            default_model: "nitejar-offline".into(),
+            run_workers: crate::limits::RUN_WORKERS,
         }
     }
 }

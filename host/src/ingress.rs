@@ -6,10 +6,18 @@
 //! timeout, limit, error) 502 with a receipt; the host is at capacity 503. The idempotency key
 //! (the plugin's, else the source reference) is scoped per instance and made atomic by the
 //! database's primary key, so concurrent redeliveries create exactly one work item.
+//!
+//! Hooks: `work_item.pre_create` runs before the work item exists (its handlers see the ids the
+//! item and its job will get; a block answers `{"ignored": true}` and creates nothing) and may
+//! change title, payload and session key; `work_item.post_create` runs after it is stored. The
+//! job is stored with the work item but held until `work_item.post_create` has run, so the run's
+//! hooks always come after it; a redelivery of a known key runs no hooks.
 
 use crate::app::App;
 use crate::db::{CreateOutcome, NewWorkItem};
-use crate::runtime::PluginFailure;
+use crate::hooks::RunScope;
+use crate::runtime::bindings::exports::nitejar::plugin::hooks as h;
+use crate::runtime::{HookInput, PluginFailure};
 use crate::runtime::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use crate::runtime::bindings::nitejar::plugin::types::Header;
 use serde_json::json;
@@ -184,7 +192,7 @@ pub async fn handle_webhook(
 }
 
 async fn create_work_item(
-    app: &App,
+    app: &Arc<App>,
     instance_id: &str,
     integration_type: &str,
     msg: wit::InboundMessage,
@@ -217,8 +225,27 @@ async fn create_work_item(
             "the plugin returned neither an idempotency key nor a source reference",
         );
     }
+    match app.db.find_idempotent(instance_id, &key).await {
+        Ok(Some(id)) => {
+            return WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("idempotency lookup failed: {e}");
+            return WebhookReply::error(500, "internal", "internal error");
+        }
+    }
+    let agent = match app.db.agent_for_instance(instance_id).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("agent lookup failed: {e}");
+            return WebhookReply::error(500, "internal", "internal error");
+        }
+    };
+    let work_item_id = uuid::Uuid::now_v7().to_string();
+    let job_id = uuid::Uuid::now_v7().to_string();
     let title: String = msg.title.chars().take(MAX_TITLE_BYTES).collect();
-    let item = NewWorkItem {
+    let mut item = NewWorkItem {
         plugin_instance_id: instance_id.to_string(),
         integration_type: integration_type.to_string(),
         title,
@@ -232,16 +259,125 @@ async fn create_work_item(
         payload_json: msg.payload,
         response_context_json: msg.response_context,
     };
-    match app.db.create_work_item_idempotent(&item, &key).await {
-        Ok(CreateOutcome::Created(id)) => {
-            WebhookReply::json(202, json!({ "workItemId": id, "duplicate": false }))
+    // The rest runs as its own task: a client that hangs up must not leave a held job behind.
+    let app = app.clone();
+    let key = key.clone();
+    let agent_id = agent.map(|a| a.id);
+    let task = tokio::spawn(async move {
+        let scope = RunScope::new(h::HookContext {
+            plugin_instance_id: Some(item.plugin_instance_id.clone()),
+            work_item_id: Some(work_item_id.clone()),
+            job_id: agent_id.as_ref().map(|_| job_id.clone()),
+            agent_id: agent_id.clone(),
+        });
+        let table = app.registry.hook_table();
+        let mut scope = Some(scope);
+        if table.has(crate::hooks::HookName::WorkItemPreCreate) {
+            let event = HookInput::WorkItemPreCreate(h::WorkItemPreCreateEvent {
+                work_item: h::WorkItemDraft {
+                    title: item.title.clone(),
+                    text: item.text.clone(),
+                    session_key: item.session_key.clone(),
+                    source_ref: item.source_ref.clone(),
+                    payload: item.payload_json.clone(),
+                },
+                integration_type: item.integration_type.clone(),
+                plugin_instance_id: item.plugin_instance_id.clone(),
+            });
+            let (s, d) = in_scope(&app, scope.take(), move |app, s| {
+                app.dispatcher.dispatch(&table, s, event)
+            })
+            .await?;
+            scope = Some(s);
+            if let Some(b) = d.blocked {
+                return Ok(WebhookReply::json(
+                    200,
+                    json!({ "ignored": true, "reason": b.reason, "blockedBy": b.plugin_id }),
+                ));
+            }
+            if let HookInput::WorkItemPreCreate(e) = d.event {
+                item.title = e.work_item.title;
+                item.session_key = e.work_item.session_key;
+                item.payload_json = e.work_item.payload;
+            }
         }
-        Ok(CreateOutcome::Duplicate(id)) => {
-            WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }))
+        let job = agent_id.as_deref().map(|a| (job_id.as_str(), a));
+        let created = app
+            .db
+            .create_work_item_idempotent(&work_item_id, &item, &key, job)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating a work item failed: {e}"))?;
+        let id = match created {
+            CreateOutcome::Duplicate(id) => {
+                return Ok(WebhookReply::json(
+                    200,
+                    json!({ "workItemId": id, "duplicate": true }),
+                ));
+            }
+            CreateOutcome::Created(id) => id,
+        };
+        let table = app.registry.hook_table();
+        if table.has(crate::hooks::HookName::WorkItemPostCreate) {
+            let now = crate::db::now_ms().max(0) as u64;
+            let event = HookInput::WorkItemPostCreate(h::WorkItemPostCreateEvent {
+                work_item: h::WorkItem {
+                    id: id.clone(),
+                    title: item.title.clone(),
+                    text: item.text.clone(),
+                    session_key: item.session_key.clone(),
+                    source_ref: item.source_ref.clone(),
+                    payload: item.payload_json.clone(),
+                    status: "pending".into(),
+                    created_at_ms: now,
+                },
+                integration_type: item.integration_type.clone(),
+                plugin_instance_id: item.plugin_instance_id.clone(),
+            });
+            in_scope(&app, scope.take(), move |app, s| {
+                app.dispatcher.dispatch(&table, s, event)
+            })
+            .await?;
+        } else if let Some(s) = scope.take() {
+            tokio::task::spawn_blocking(move || drop(s));
+        }
+        if job.is_some() {
+            app.db
+                .release_job(&job_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("releasing the job failed: {e}"))?;
+            app.workers.wake();
+        }
+        Ok::<_, anyhow::Error>(WebhookReply::json(
+            202,
+            json!({ "workItemId": id, "jobId": job.map(|_| job_id.clone()), "duplicate": false }),
+        ))
+    });
+    match task.await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            tracing::error!("webhook work item: {e:#}");
+            WebhookReply::error(500, "internal", "internal error")
         }
         Err(e) => {
-            tracing::error!("creating a work item failed: {e}");
+            tracing::error!("webhook task failed: {e}");
             WebhookReply::error(500, "internal", "internal error")
         }
     }
+}
+
+/// Runs `f` with the scope on a blocking thread and hands the scope back (dropped there when
+/// the caller no longer needs it).
+async fn in_scope<T: Send + 'static>(
+    app: &Arc<App>,
+    scope: Option<RunScope>,
+    f: impl FnOnce(&App, &mut RunScope) -> T + Send + 'static,
+) -> anyhow::Result<(RunScope, T)> {
+    let mut scope = scope.ok_or_else(|| anyhow::anyhow!("hook scope lost"))?;
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = f(&app, &mut scope);
+        (scope, out)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("hook task failed: {e}"))
 }

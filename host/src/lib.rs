@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod app;
 pub mod capabilities;
 pub mod config;

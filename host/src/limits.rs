@@ -68,3 +68,19 @@ pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
 pub const RECEIPT_BATCH_SIZE: usize = 256;
 /// Longest a receipt waits in the writer's buffer before its batch is written.
 pub const RECEIPT_FLUSH_INTERVAL_MS: u64 = 20;
+/// Instances of each run-serving plugin (hooks, tools) kept instantiated ahead of demand.
+pub const PREWARMED_INSTANCES: usize = 2;
+/// Default agent turn limit (model calls per run).
+pub const DEFAULT_MAX_TURNS: u32 = 8;
+/// Delivery attempts of one reply before the job fails.
+pub const DELIVERY_ATTEMPTS: u32 = 3;
+/// Job attempts (a restart or crash counts as one) before a job is given up.
+pub const JOB_ATTEMPTS: u32 = 3;
+/// Tool call deadline for plugin tools.
+pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 10_000;
+/// Longest text the host accepts from the model per turn.
+pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
+/// Agent-run workers per process.
+pub const RUN_WORKERS: usize = 4;
+/// Window of the crash-guard failure count (spec §6: 5 minutes).
+pub const CRASH_GUARD_WINDOW_SECS: u64 = 300;

@@ -13,23 +13,53 @@ pub mod network;
 pub mod secrets;
 
 use crate::receipts::{Receipt, ReceiptSink};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Who is calling and on behalf of what: shared by every capability of one plugin call.
-#[derive(Debug, Clone)]
+/// Who is calling: shared by every capability of one plugin instance. An instance kept for a
+/// whole run serves several calls, so what each call is on behalf of lives in [`CallScope`],
+/// replaced before every call.
+#[derive(Debug)]
 pub struct CallContext {
     /// Plugin id.
     pub plugin_id: Arc<str>,
     /// Plugin version.
     pub plugin_version: Arc<str>,
+    /// Where receipts go.
+    pub receipts: ReceiptSink,
+    scope: Mutex<CallScope>,
+}
+
+/// What the current call is on behalf of (receipt correlation).
+#[derive(Debug, Clone, Default)]
+pub struct CallScope {
     /// Work item the call serves, when known.
     pub work_item_id: Option<String>,
     /// Job the call serves, when known.
     pub job_id: Option<String>,
     /// Hook event, for hook calls.
     pub hook_name: Option<&'static str>,
-    /// Where receipts go.
-    pub receipts: ReceiptSink,
+}
+
+impl CallContext {
+    /// A context for one plugin instance.
+    pub fn new(plugin_id: Arc<str>, plugin_version: Arc<str>, receipts: ReceiptSink) -> Self {
+        CallContext {
+            plugin_id,
+            plugin_version,
+            receipts,
+            scope: Mutex::new(CallScope::default()),
+        }
+    }
+
+    /// Sets what the next call is on behalf of.
+    pub fn set_scope(&self, scope: CallScope) {
+        *self.scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
+    }
+
+    /// What the current call is on behalf of.
+    pub fn scope(&self) -> CallScope {
+        self.scope.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A refused capability request, as reported to the guest and in the receipt.
@@ -48,6 +78,7 @@ pub struct Denial {
 impl CallContext {
     /// Records a denial: a `permission_denied`/`blocked` receipt and a warning log line.
     pub fn deny(&self, denial: &Denial) {
+        let scope = self.scope();
         tracing::warn!(
             plugin.id = %self.plugin_id,
             capability = denial.capability,
@@ -59,8 +90,8 @@ impl CallContext {
         self.receipts.emit(
             Receipt::new(&self.plugin_id, "permission_denied", "blocked")
                 .version(&self.plugin_version)
-                .correlate(self.work_item_id.as_deref(), self.job_id.as_deref())
-                .hook(self.hook_name)
+                .correlate(scope.work_item_id.as_deref(), scope.job_id.as_deref())
+                .hook(scope.hook_name)
                 .detail(serde_json::json!({
                     "capability": denial.capability,
                     "target": denial.target,

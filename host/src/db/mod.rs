@@ -8,6 +8,9 @@ use sqlx::{FromRow, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
+mod runs;
+pub use runs::*;
+
 /// A database failure. Handlers map it to a 500 without leaking the SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -203,7 +206,10 @@ pub struct WorkItemRow {
     pub command: Option<String>,
     /// Payload JSON.
     pub payload_json: String,
-    /// Status.
+    /// Opaque JSON the integration gets back when replying.
+    #[serde(skip)]
+    pub response_context_json: Option<String>,
+    /// Status (`pending`, `running`, `done`, `failed`, `blocked`).
     pub status: String,
     /// Creation time.
     pub created_at: i64,
@@ -592,12 +598,18 @@ impl Db {
     ///
     /// Atomic: the key row and the work item are written in one transaction, and the key's
     /// primary key (not a check-then-insert) decides which of concurrent deliveries wins.
+    /// With `agent_id`, the agent's job is queued in the same transaction, so a created work
+    /// item always has its job.
+    /// The job, when given as `(job id, agent id)`, starts `held`: the ingress releases it after
+    /// `work_item.post_create` and boot releases any a stopped process left held.
     pub async fn create_work_item_idempotent(
         &self,
+        id: &str,
         item: &NewWorkItem,
         idempotency_key: &str,
+        job: Option<(&str, &str)>,
     ) -> DbResult<CreateOutcome> {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = id.to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
@@ -642,8 +654,32 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some((job_id, agent)) = job {
+            sqlx::query(
+                "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at)
+                 VALUES (?, ?, ?, 'held', ?, ?)",
+            )
+            .bind(job_id)
+            .bind(&id)
+            .bind(agent)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(CreateOutcome::Created(id))
+    }
+
+    /// The work item an idempotency key already created, if any.
+    pub async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT work_item_id FROM idempotency_keys WHERE plugin_instance_id = ? AND key = ?",
+        )
+        .bind(instance_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// One work item.

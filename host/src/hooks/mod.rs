@@ -1,11 +1,18 @@
-//! Hooks: the nine lifecycle events (spec §12) and their registration options.
+//! Hooks: the nine lifecycle events (spec §12), their registrations, and the dispatcher.
 //!
-//! This module owns the names and policies; the runtime calls handlers through
-//! [`crate::runtime::PluginRuntime::call_hook`]. The dispatcher that orders handlers by
-//! priority, applies the chain budget and fail policies, and the agent run it wraps, are the
-//! next slice (issue "Hooks end to end").
+//! [`table`] turns manifests and operator overrides into ordered handler lists, [`dispatcher`]
+//! runs a chain with deadlines, budget, validated mutations and failure policies, and
+//! [`crash_guard`] counts failures per plugin.
 
-use serde::Serialize;
+pub mod crash_guard;
+pub mod dispatcher;
+pub mod table;
+
+pub use crash_guard::CrashGuard;
+pub use dispatcher::{Blocked, Dispatched, HookDispatcher, RunScope};
+pub use table::{HookOverride, HookTable};
+
+use serde::{Deserialize, Serialize};
 
 /// One of the nine hook events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -77,12 +84,14 @@ impl HookName {
 }
 
 /// What a handler failure (error, trap, timeout) means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailPolicy {
     /// Continue as if the handler was not there (default; observability hooks).
+    #[serde(alias = "failOpen")]
     FailOpen,
     /// On a blocking hook, block the operation (security hooks).
+    #[serde(alias = "failClosed")]
     FailClosed,
 }
 

@@ -30,7 +30,7 @@ pub const HOST_ENFORCED_CONTROLS: &[&str] = &[
     "filesystem limited to preopened, granted directories (read-only or read-write as declared)",
     "no process spawning, no host environment variables, no inherited stdio",
     "per-call deadline (epoch interruption), memory, table, instance and output-size limits",
-    "fresh instance per call: no guest state shared between calls",
+    "fresh instance per integration call and per agent run: no guest state crosses calls or runs",
 ];
 
 /// What the host cannot enforce.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod runs;
 pub mod webhooks;
 
 use crate::app::App;
@@ -32,6 +33,16 @@ pub fn router(app: Arc<App>) -> Router {
             get(admin::list_instances).post(admin::create_instance),
         )
         .route("/instances/{id}/work-items", get(admin::list_work_items))
+        .route("/instances/{id}/agent", put(runs::assign_agent))
+        .route("/agents", get(runs::list_agents).post(runs::create_agent))
+        .route("/agents/{id}", get(runs::get_agent).put(runs::update_agent))
+        .route("/work-items/{id}/run", get(runs::work_item_run))
+        .route("/jobs/{id}", get(runs::get_job))
+        .route("/hooks", get(runs::hook_table))
+        .route(
+            "/plugins/{id}/hooks/{hook}",
+            put(runs::set_hook_override).delete(runs::clear_hook_override),
+        )
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_admin,

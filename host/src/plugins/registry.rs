@@ -1,27 +1,67 @@
 //! The registry of loaded (enabled, compiled, validated) plugins and their integration types.
 //!
 //! Lookups take a read lock and clone an `Arc`, so a call in flight keeps the version it
-//! started with even if the plugin is reloaded or disabled meanwhile.
+//! started with even if the plugin is reloaded or disabled meanwhile. The hook table is rebuilt
+//! on every activation and deactivation, so hooks are registered on enable/upgrade/rollback and
+//! unregistered on disable/uninstall.
 
 use super::installer::read_verified_component;
 use super::manifest::Manifest;
 use crate::app::App;
+use crate::hooks::{HookName, HookOverride, HookTable, table::TableEntry};
 use crate::receipts::Receipt;
 use crate::runtime::{Grants, LoadedPlugin};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-/// Loaded plugins by id.
-#[derive(Default)]
+/// One loaded plugin with its registration order and hook overrides.
+struct Entry {
+    plugin: Arc<LoadedPlugin>,
+    seq: u64,
+    overrides: Vec<(HookName, HookOverride)>,
+}
+
+/// Loaded plugins by id, and the hook table built from them.
 pub struct PluginRegistry {
-    plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    plugins: RwLock<HashMap<String, Entry>>,
+    hooks: RwLock<Arc<HookTable>>,
+    next_seq: AtomicU64,
+    default_hook_timeout_ms: u64,
 }
 
 impl PluginRegistry {
+    /// An empty registry; hooks without a timeout get `default_hook_timeout_ms`.
+    pub fn new(default_hook_timeout_ms: u64) -> PluginRegistry {
+        PluginRegistry {
+            plugins: RwLock::new(HashMap::new()),
+            hooks: RwLock::new(Arc::new(HookTable::default())),
+            next_seq: AtomicU64::new(0),
+            default_hook_timeout_ms,
+        }
+    }
+
     /// The loaded plugin `id`.
     pub fn get(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins.read().expect("registry lock").get(id).cloned()
+        self.plugins
+            .read()
+            .expect("registry lock")
+            .get(id)
+            .map(|e| e.plugin.clone())
+    }
+
+    /// Every loaded plugin, by id.
+    pub fn all(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut all: Vec<Arc<LoadedPlugin>> = self
+            .plugins
+            .read()
+            .expect("registry lock")
+            .values()
+            .map(|e| e.plugin.clone())
+            .collect();
+        all.sort_by(|a, b| a.id().cmp(b.id()));
+        all
     }
 
     /// The loaded plugin providing `integration_type`.
@@ -30,8 +70,8 @@ impl PluginRegistry {
             .read()
             .expect("registry lock")
             .values()
-            .find(|p| p.descriptor(integration_type).is_some())
-            .cloned()
+            .find(|e| e.plugin.descriptor(integration_type).is_some())
+            .map(|e| e.plugin.clone())
     }
 
     /// Ids of loaded plugins.
@@ -47,13 +87,40 @@ impl PluginRegistry {
         ids
     }
 
-    /// Removes a plugin from service (new calls no longer reach it).
+    /// The hook table as of now (a dispatch keeps the one it started with).
+    pub fn hook_table(&self) -> Arc<HookTable> {
+        self.hooks.read().expect("hook table lock").clone()
+    }
+
+    /// Removes a plugin from service (new calls no longer reach it) and unregisters its hooks.
     pub fn deactivate(&self, id: &str) -> bool {
-        self.plugins
-            .write()
-            .expect("registry lock")
-            .remove(id)
-            .is_some()
+        let mut plugins = self.plugins.write().expect("registry lock");
+        let removed = plugins.remove(id).is_some();
+        self.rebuild_hooks(&plugins);
+        removed
+    }
+
+    /// Re-reads `id`'s hook overrides and re-registers its hooks (no-op when not loaded).
+    pub async fn reload_overrides(&self, app: &App, id: &str) -> Result<(), crate::db::DbError> {
+        let overrides = app.db.list_hook_overrides(id).await?;
+        let mut plugins = self.plugins.write().expect("registry lock");
+        if let Some(e) = plugins.get_mut(id) {
+            e.overrides = overrides;
+        }
+        self.rebuild_hooks(&plugins);
+        Ok(())
+    }
+
+    fn rebuild_hooks(&self, plugins: &HashMap<String, Entry>) {
+        let table = HookTable::build(
+            plugins.values().map(|e| TableEntry {
+                plugin: &e.plugin,
+                seq: e.seq,
+                overrides: &e.overrides,
+            }),
+            self.default_hook_timeout_ms,
+        );
+        *self.hooks.write().expect("hook table lock") = Arc::new(table);
     }
 
     /// Loads the current version of `id` with its grants and puts it in service.
@@ -111,11 +178,25 @@ impl PluginRegistry {
             .await
             .map_err(|e| format!("load task failed: {e}"))?
             .map_err(|e| e.to_string())?;
+        let overrides = app
+            .db
+            .list_hook_overrides(id)
+            .await
+            .map_err(|e| e.to_string())?;
         let loaded = Arc::new(loaded);
-        self.plugins
-            .write()
-            .expect("registry lock")
-            .insert(id.to_string(), loaded.clone());
+        {
+            let mut plugins = self.plugins.write().expect("registry lock");
+            plugins.insert(
+                id.to_string(),
+                Entry {
+                    plugin: loaded.clone(),
+                    seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+                    overrides,
+                },
+            );
+            self.rebuild_hooks(&plugins);
+        }
+        app.runtime.prewarm(&loaded);
         Ok(loaded)
     }
 }

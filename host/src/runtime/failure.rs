@@ -52,6 +52,12 @@ pub enum PluginFailure {
         /// The missing export.
         export: String,
     },
+    /// The plugin returned a value the host rejects (a hook patch that breaks a field's rules).
+    #[error("the plugin returned an invalid value: {detail}")]
+    InvalidOutput {
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The host is at its concurrent-instance limit; retry later.
     #[error("the host is at capacity; retry later")]
     Busy,
@@ -84,6 +90,7 @@ impl PluginFailure {
             PluginFailure::PluginError { .. } => "plugin_error",
             PluginFailure::MissingExport { .. } => "missing_export",
             PluginFailure::Busy => "busy",
+            PluginFailure::InvalidOutput { .. } => "invalid_output",
             PluginFailure::Instantiate { .. } => "instantiate",
         }
     }

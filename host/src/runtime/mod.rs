@@ -10,38 +10,32 @@ pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod failure;
+pub mod instance;
 pub mod output;
 pub mod store;
 
-use crate::capabilities::CallContext;
 use crate::capabilities::filesystem::FilesystemPolicy;
-use crate::capabilities::kv::KvAccess;
 use crate::capabilities::log::LogState;
-use crate::capabilities::network::{NetworkGuard, NetworkPolicy, NetworkRule, refuse_raw_sockets};
-use crate::capabilities::secrets::{SecretsAccess, SecretsPolicy, policy_for};
+use crate::capabilities::network::{NetworkPolicy, NetworkRule};
+use crate::capabilities::secrets::{SecretsPolicy, policy_for};
 use crate::config::OutboundOverrides;
 use crate::db::Db;
 use crate::hooks::HookName;
-use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES};
+use crate::limits::DEFAULT_INSPECT_TIMEOUT_MS;
 use crate::plugins::manifest::Manifest;
 use crate::receipts::{Receipt, ReceiptSink};
-use bindings::exports::nitejar::plugin::{hooks, integration, metadata};
+use bindings::exports::nitejar::plugin::{hooks, integration, metadata, tools};
 use bindings::nitejar::plugin::types::PluginError as WitPluginError;
 pub use failure::PluginFailure;
+use instance::{Prewarmer, StoreFactory, Warm, invoke};
 use output::OutputSize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::{Capabilities, GuestLimiter, HostState};
-use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, ResourceTable};
+use store::HostState;
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi_http::WasiHttpCtx;
-
-/// Bytes of guest stderr kept per call (for panic messages in failure receipts).
-const GUEST_STDERR_CAPTURE_BYTES: usize = 4 << 10;
 
 /// Why a plugin could not be loaded; the message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +94,7 @@ struct ExportIndices {
     metadata: Option<metadata::GuestIndices>,
     integration: Option<integration::GuestIndices>,
     hooks: Option<hooks::GuestIndices>,
+    tools: Option<tools::GuestIndices>,
 }
 
 /// A compiled, validated plugin version ready to be called.
@@ -114,6 +109,8 @@ pub struct LoadedPlugin {
     pub contributions: Contributions,
     /// Integration descriptors (from `integration.describe`).
     pub integrations: Vec<integration::Descriptor>,
+    /// Tools the component offers (from `tools.list-tools`).
+    pub tools: Vec<tools::ToolDefinition>,
     /// Whether the component came from the compile cache.
     pub cache: cache::CacheOutcome,
     id: Arc<str>,
@@ -123,6 +120,7 @@ pub struct LoadedPlugin {
     network: Arc<NetworkPolicy>,
     secrets: Arc<SecretsPolicy>,
     filesystem: FilesystemPolicy,
+    pool: Mutex<Vec<Warm>>,
 }
 
 impl LoadedPlugin {
@@ -133,6 +131,21 @@ impl LoadedPlugin {
     /// Plugin version.
     pub fn version(&self) -> &str {
         &self.version
+    }
+    /// Whether runs call this plugin (hooks or tools), so instances are prepared ahead of demand.
+    pub fn serves_runs(&self) -> bool {
+        !self.contributions.hooks.is_empty() || !self.tools.is_empty()
+    }
+    fn pool_len(&self) -> usize {
+        self.pool.lock().map(|p| p.len()).unwrap_or(0)
+    }
+    fn pool_put(&self, warm: Warm) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(warm);
+        }
+    }
+    fn pool_take(&self) -> Option<Warm> {
+        self.pool.lock().ok().and_then(|mut p| p.pop())
     }
     /// The descriptor of `integration_type`, if this plugin provides it.
     pub fn descriptor(&self, integration_type: &str) -> Option<&integration::Descriptor> {
@@ -152,12 +165,12 @@ pub struct Correlation {
 }
 
 /// How to run one call.
-struct CallSpec<'a> {
-    kind: &'static str,
-    operation: &'static str,
-    hook: Option<HookName>,
-    timeout_ms: u64,
-    correlation: &'a Correlation,
+pub(crate) struct CallSpec<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) operation: &'static str,
+    pub(crate) hook: Option<HookName>,
+    pub(crate) timeout_ms: u64,
+    pub(crate) correlation: &'a Correlation,
 }
 
 /// Everything needed to build the runtime.
@@ -182,18 +195,18 @@ pub struct PluginRuntime {
     linker: Linker<HostState>,
     cache: cache::ComponentCache,
     _ticker: engine::EpochTicker,
-    memory_bytes: usize,
     files_root: PathBuf,
     overrides: OutboundOverrides,
-    db: Option<Db>,
     receipts: ReceiptSink,
+    factory: Arc<StoreFactory>,
+    prewarmer: Prewarmer,
 }
 
 /// A plugin call's result plus what the receipt needs.
-struct Finished<R> {
-    result: Result<R, PluginFailure>,
-    duration: Duration,
-    logs: LogState,
+pub(crate) struct Finished<R> {
+    pub(crate) result: Result<R, PluginFailure>,
+    pub(crate) duration: Duration,
+    pub(crate) logs: LogState,
 }
 
 impl PluginRuntime {
@@ -208,16 +221,23 @@ impl PluginRuntime {
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let cache = cache::ComponentCache::new(&opts.cache_dir, &engine)?;
         let ticker = engine::EpochTicker::start(engine.clone());
+        let factory = Arc::new(StoreFactory {
+            memory_bytes: opts.memory_bytes,
+            db: opts.db,
+            receipts: opts.receipts.clone(),
+            handle: tokio::runtime::Handle::try_current().ok(),
+        });
+        let prewarmer = Prewarmer::start(factory.clone());
         Ok(PluginRuntime {
             engine,
             linker,
             cache,
             _ticker: ticker,
-            memory_bytes: opts.memory_bytes,
             files_root: opts.files_root,
             overrides: opts.outbound_overrides,
-            db: opts.db,
             receipts: opts.receipts,
+            factory,
+            prewarmer,
         })
     }
 
@@ -258,6 +278,7 @@ impl PluginRuntime {
             metadata: metadata::GuestIndices::new(&pre).ok(),
             integration: integration::GuestIndices::new(&pre).ok(),
             hooks: hooks::GuestIndices::new(&pre).ok(),
+            tools: tools::GuestIndices::new(&pre).ok(),
         };
         let files_dir = self.files_dir(&manifest.id);
         let p = &manifest.permissions;
@@ -285,6 +306,7 @@ impl PluginRuntime {
             api_version,
             contributions: Contributions::default(),
             integrations: Vec::new(),
+            tools: Vec::new(),
             cache,
             id: manifest.id.as_str().into(),
             version: manifest.version.as_str().into(),
@@ -297,6 +319,7 @@ impl PluginRuntime {
             }),
             secrets: Arc::new(policy_for(&p.secrets, granted_secrets)),
             filesystem,
+            pool: Mutex::new(Vec::new()),
         };
         self.inspect(&mut plugin)?;
         Ok(plugin)
@@ -317,15 +340,21 @@ impl PluginRuntime {
         };
         let integ = plugin.exports.integration.clone();
         let wants_integrations = !plugin.manifest.contributes.integrations.is_empty();
+        let tool_idx = plugin.exports.tools.clone();
+        let wants_tools = !plugin.manifest.contributes.tools.is_empty();
         let done = self.run(plugin, &spec, |store, inst| {
             let contributions = meta.load(&mut *store, inst)?.call_describe(&mut *store)?;
             let descriptors = match (&integ, wants_integrations) {
                 (Some(i), true) => i.load(&mut *store, inst)?.call_describe(&mut *store)?,
                 _ => Vec::new(),
             };
-            Ok(Ok((contributions, descriptors)))
+            let tools = match (&tool_idx, wants_tools) {
+                (Some(t), true) => t.load(&mut *store, inst)?.call_list_tools(&mut *store)?,
+                _ => Vec::new(),
+            };
+            Ok(Ok((contributions, (descriptors, tools))))
         });
-        let (c, descriptors) = done.result?;
+        let (c, (descriptors, tools)) = done.result?;
         plugin.contributions = Contributions {
             integrations: c.integrations,
             hooks: c.hooks.into_iter().map(hook_from_wit).collect(),
@@ -333,11 +362,15 @@ impl PluginRuntime {
             skills: c.skills,
         };
         plugin.integrations = descriptors;
+        plugin.tools = tools
+            .into_iter()
+            .filter(|t| plugin.manifest.contributes.tools.contains(&t.name))
+            .collect();
         check_contributions(plugin)?;
         Ok(())
     }
 
-    /// Runs `f` in a fresh bounded store; classifies failures and measures output.
+    /// Runs `f` on a fresh instance in a fresh bounded store (integration and load calls).
     fn run<R: OutputSize>(
         &self,
         plugin: &LoadedPlugin,
@@ -345,90 +378,17 @@ impl PluginRuntime {
         f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<Result<R, WitPluginError>>,
     ) -> Finished<R> {
         let start = Instant::now();
-        let deadline = start + Duration::from_millis(spec.timeout_ms);
-        let ctx = Arc::new(CallContext {
-            plugin_id: plugin.id.clone(),
-            plugin_version: plugin.version.clone(),
-            work_item_id: spec.correlation.work_item_id.clone(),
-            job_id: spec.correlation.job_id.clone(),
-            hook_name: spec.hook.map(HookName::as_str),
-            receipts: self.receipts.clone(),
-        });
-        let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAPTURE_BYTES);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stderr(stderr.clone())
-            .allow_tcp(true)
-            .allow_udp(true)
-            .socket_addr_check(refuse_raw_sockets(ctx.clone()))
-            .allow_ip_name_lookup(false);
-        if let Err(e) = plugin.filesystem.apply(&mut wasi) {
-            let result = Err(PluginFailure::Instantiate {
-                detail: format!("preopening the plugin's directories failed: {e:#}"),
-            });
-            return Finished {
-                result,
+        match self.factory.instantiate(plugin) {
+            Err(failure) => Finished {
+                result: Err(failure),
                 duration: start.elapsed(),
                 logs: LogState::default(),
-            };
-        }
-        let state = HostState {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limiter: GuestLimiter::new(self.memory_bytes),
-            caps: Capabilities {
-                network: NetworkGuard {
-                    policy: plugin.network.clone(),
-                    ctx: ctx.clone(),
-                    deadline,
-                },
-                secrets: SecretsAccess {
-                    policy: plugin.secrets.clone(),
-                },
-                kv: KvAccess {
-                    db: self.db.clone(),
-                    handle: tokio::runtime::Handle::try_current().ok(),
-                },
-                log: LogState::default(),
-                ctx,
             },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
-        store.epoch_deadline_trap();
-        let outcome = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|inst| f(&mut store, &inst));
-        let result = match outcome {
-            Err(e) => {
-                let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
-                Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
+            Ok(mut warm) => {
+                let mut done = invoke(&mut warm, spec, f);
+                done.duration = start.elapsed();
+                done
             }
-            Ok(Err(pe)) => Err(PluginFailure::PluginError {
-                code: pe.code,
-                message: pe.message,
-                retryable: pe.retryable,
-            }),
-            Ok(Ok(value)) => {
-                let bytes = value.output_bytes();
-                if bytes > MAX_GUEST_OUTPUT_BYTES {
-                    Err(PluginFailure::OutputTooLarge {
-                        bytes,
-                        limit: MAX_GUEST_OUTPUT_BYTES,
-                    })
-                } else {
-                    Ok(value)
-                }
-            }
-        };
-        let logs = std::mem::take(&mut store.data_mut().caps.log);
-        drop(store);
-        Finished {
-            result,
-            duration: start.elapsed(),
-            logs,
         }
     }
 
@@ -545,14 +505,34 @@ impl PluginRuntime {
         done.result
     }
 
-    /// Calls one hook handler on a fresh instance (blocking: call from a blocking thread).
-    pub fn call_hook(
+    /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
+    /// is then made in the background), else a new one. Blocking.
+    pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
+        let warm = plugin.pool_take();
+        self.prewarmer.request(plugin);
+        match warm {
+            Some(w) => Ok(w),
+            None => self.factory.instantiate(plugin),
+        }
+    }
+
+    /// Prepares instances of `plugin` ahead of demand when runs call it (hooks or tools).
+    pub fn prewarm(&self, plugin: &Arc<LoadedPlugin>) {
+        if plugin.serves_runs() {
+            self.prewarmer.request(plugin);
+        }
+    }
+
+    /// Calls one hook handler in `warm` without writing a receipt (the dispatcher validates the
+    /// output first, then calls [`PluginRuntime::hook_receipt`]). Blocking.
+    pub fn invoke_hook(
         &self,
         plugin: &LoadedPlugin,
+        warm: &mut Warm,
         ctx: &hooks::HookContext,
         input: &HookInput,
         timeout_ms: u64,
-    ) -> Result<HookOutput, PluginFailure> {
+    ) -> HookCall {
         let hook = input.name();
         let corr = Correlation {
             work_item_id: ctx.work_item_id.clone(),
@@ -566,11 +546,11 @@ impl PluginRuntime {
             correlation: &corr,
         };
         let Some(idx) = plugin.exports.hooks.clone() else {
-            return Err(PluginFailure::MissingExport {
+            return HookCall::failed(PluginFailure::MissingExport {
                 export: "nitejar:plugin/hooks".into(),
             });
         };
-        let done = self.run(plugin, &spec, |store, inst| {
+        let done = invoke(warm, &spec, |store, inst| {
             let g = idx.load(&mut *store, inst)?;
             let s = &mut *store;
             Ok(match input {
@@ -603,12 +583,212 @@ impl PluginRuntime {
                     .map(|()| HookOutput::Observed),
             })
         });
-        let status = match &done.result {
-            Ok(out) if out.blocks() => "blocked",
-            _ => "ok",
+        HookCall {
+            result: done.result,
+            duration: done.duration,
+            logs: done.logs,
+        }
+    }
+
+    /// Writes the receipt of a hook call with `status`; `extra` is merged into its detail.
+    pub fn hook_receipt(
+        &self,
+        plugin: &LoadedPlugin,
+        hook: HookName,
+        ctx: &hooks::HookContext,
+        call: &HookCall,
+        status: &str,
+        extra: serde_json::Value,
+    ) {
+        let mut detail = serde_json::json!({ "operation": hook.as_str() });
+        if let Err(f) = &call.result {
+            detail["error"] = f.to_string().into();
+            detail["failure"] = serde_json::to_value(f).unwrap_or_default();
+        }
+        if !call.logs.lines.is_empty() || call.logs.dropped > 0 {
+            detail["logs"] = serde_json::json!(call.logs.lines);
+            detail["logsDropped"] = call.logs.dropped.into();
+        }
+        if let serde_json::Value::Object(extra) = extra {
+            for (k, v) in extra {
+                detail[k] = v;
+            }
+        }
+        self.receipts.emit(
+            Receipt::new(&plugin.id, "hook", status)
+                .version(&plugin.version)
+                .correlate(ctx.work_item_id.as_deref(), ctx.job_id.as_deref())
+                .hook(Some(hook.as_str()))
+                .duration(call.duration)
+                .detail(detail),
+        );
+    }
+
+    /// Calls one hook handler on a fresh instance and writes its receipt (no dispatcher
+    /// semantics; tests and benchmarks). Blocking.
+    pub fn call_hook(
+        &self,
+        plugin: &LoadedPlugin,
+        ctx: &hooks::HookContext,
+        input: &HookInput,
+        timeout_ms: u64,
+    ) -> Result<HookOutput, PluginFailure> {
+        let start = Instant::now();
+        let mut call = match self.factory.instantiate(plugin) {
+            Ok(mut warm) => self.invoke_hook(plugin, &mut warm, ctx, input, timeout_ms),
+            Err(f) => HookCall::failed(f),
         };
-        self.receipt(plugin, &spec, &done, status, None);
+        call.duration = start.elapsed();
+        let status = match &call.result {
+            Ok(out) if out.blocks() => "blocked",
+            Ok(_) => "ok",
+            Err(f) => f.receipt_status(),
+        };
+        self.hook_receipt(plugin, input.name(), ctx, &call, status, serde_json::json!({}));
+        call.result
+    }
+
+    /// Asks a tool plugin for its system-prompt section, in the run's instance. Blocking.
+    pub fn prompt_section(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: &mut Warm,
+        ctx: &tools::ToolContext,
+        timeout_ms: u64,
+    ) -> Result<Option<String>, PluginFailure> {
+        let corr = Correlation {
+            work_item_id: Some(ctx.work_item_id.clone()),
+            job_id: Some(ctx.job_id.clone()),
+        };
+        let spec = CallSpec {
+            kind: "tool",
+            operation: "prompt-section",
+            hook: None,
+            timeout_ms,
+            correlation: &corr,
+        };
+        let Some(idx) = plugin.exports.tools.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/tools".into(),
+            });
+        };
+        let done = invoke(warm, &spec, |store, inst| {
+            Ok(Ok(idx
+                .load(&mut *store, inst)?
+                .call_prompt_section(&mut *store, ctx)?))
+        });
+        if done.result.is_err() {
+            self.receipt(plugin, &spec, &done, "ok", None);
+        }
         done.result
+    }
+
+    /// Runs tool `name` of `plugin` in the run's instance and writes a `tool` receipt. Blocking.
+    pub fn call_tool(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: &mut Warm,
+        ctx: &tools::ToolContext,
+        name: &str,
+        input: &str,
+        timeout_ms: u64,
+    ) -> Result<tools::ToolOutput, PluginFailure> {
+        let corr = Correlation {
+            work_item_id: Some(ctx.work_item_id.clone()),
+            job_id: Some(ctx.job_id.clone()),
+        };
+        let spec = CallSpec {
+            kind: "tool",
+            operation: "call-tool",
+            hook: None,
+            timeout_ms,
+            correlation: &corr,
+        };
+        let Some(idx) = plugin.exports.tools.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/tools".into(),
+            });
+        };
+        let done = invoke(warm, &spec, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_call_tool(&mut *store, ctx, name, input)
+        });
+        self.receipt(
+            plugin,
+            &spec,
+            &done,
+            "ok",
+            Some(serde_json::json!({ "tool": name })),
+        );
+        done.result
+    }
+
+    /// Posts a reply through the integration's `post-response`, in the run's instance, and
+    /// writes an `integration` receipt. Blocking.
+    #[allow(clippy::too_many_arguments)]
+    pub fn post_response(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: &mut Warm,
+        correlation: &Correlation,
+        instance: &integration::Instance,
+        content: &str,
+        response_context: Option<&str>,
+        options: &integration::PostOptions,
+        timeout_ms: u64,
+    ) -> Result<integration::PostResult, PluginFailure> {
+        let spec = CallSpec {
+            kind: "integration",
+            operation: "post-response",
+            hook: None,
+            timeout_ms,
+            correlation,
+        };
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/integration".into(),
+            });
+        };
+        let work_item_id = correlation.work_item_id.clone().unwrap_or_default();
+        let done = invoke(warm, &spec, |store, inst| {
+            idx.load(&mut *store, inst)?.call_post_response(
+                &mut *store,
+                instance,
+                &work_item_id,
+                content,
+                response_context,
+                options,
+            )
+        });
+        let delivered = done.result.as_ref().ok().map(|r| r.delivered);
+        self.receipt(
+            plugin,
+            &spec,
+            &done,
+            "ok",
+            delivered.map(|d| serde_json::json!({ "delivered": d })),
+        );
+        done.result
+    }
+}
+
+/// A finished hook call, before its receipt.
+pub struct HookCall {
+    /// The handler's output or failure.
+    pub result: Result<HookOutput, PluginFailure>,
+    /// Wall time of the call.
+    pub duration: Duration,
+    logs: LogState,
+}
+
+impl HookCall {
+    /// A call that could not start.
+    pub fn failed(failure: PluginFailure) -> HookCall {
+        HookCall {
+            result: Err(failure),
+            duration: Duration::ZERO,
+            logs: LogState::default(),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! How many bytes a plugin returned: the host caps data crossing the boundary per call
 //! ([`crate::limits::MAX_GUEST_OUTPUT_BYTES`]).
 
-use super::bindings::exports::nitejar::plugin::{hooks as h, integration as i, metadata as m};
+use super::bindings::exports::nitejar::plugin::{
+    hooks as h, integration as i, metadata as m, tools as t,
+};
 use super::bindings::nitejar::plugin::types::{Header, HookName};
 
 /// Bytes of strings and lists a value carries (fixed-size fields count as zero).
@@ -58,7 +60,7 @@ macro_rules! list_size {
         }
     )*};
 }
-list_size!(String, Header, i::Descriptor, HookName);
+list_size!(String, Header, i::Descriptor, HookName, t::ToolDefinition);
 
 macro_rules! record_size {
     ($($t:ty { $($f:ident),* }),* $(,)?) => {$(
@@ -111,6 +113,16 @@ record_size!(
     h::ToolPreExecPatch { tool_input },
     h::ToolPostExecPatch { output },
     h::ResponsePreDeliverPatch { content },
+    t::ToolDefinition {
+        name,
+        description,
+        parameters
+    },
+    t::ToolOutput { output },
+    i::PostResult {
+        external_id,
+        detail
+    },
 );
 
 impl OutputSize for HookName {

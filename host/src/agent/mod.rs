@@ -1,0 +1,100 @@
+//! The agent run: work item -> durable job -> run -> delivery, with the seven run-side hooks.
+//!
+//! A webhook's work item gets a job in the same transaction (see [`crate::ingress`]). Workers
+//! claim queued jobs atomically (one claimer per job). A run builds the system prompt (the
+//! agent's prompt plus the tool providers' sections), dispatches `run.pre_prompt`, then loops up
+//! to the agent's turn limit: `model.pre_call`, the model call, `model.post_call`, and for each
+//! tool call `tool.pre_exec`, the tool, `tool.post_exec`. The final response goes through
+//! `response.pre_deliver`, the integration's `post-response` (retried, with the job id as the
+//! idempotency key) and `response.post_deliver`.
+//!
+//! Durability: a job left `running` by a stopped process is re-queued at boot and run again;
+//! a job whose delivery is recorded `delivered` (or `blocked`) never posts again, so a reply is
+//! delivered once. The remaining window (the platform accepted the post, the process died
+//! before recording it) is covered by the idempotency key the integration passes on.
+
+pub mod model;
+mod run;
+pub mod tools;
+
+use crate::app::App;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub use run::run_job;
+
+/// How often idle workers look for queued jobs without being woken.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The agent-run workers of this process.
+pub struct Workers {
+    wake: Arc<Notify>,
+    worker_id: String,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            wake: Arc::new(Notify::new()),
+            worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Workers {
+    /// Wakes a worker (a job was queued).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Identifies this process in `jobs.claimed_by`.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Stops claiming new jobs (runs in progress finish or are re-queued at the next boot).
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    /// Starts `count` workers.
+    pub fn start(app: &Arc<App>, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..count.max(1))
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { worker_loop(app).await })
+            })
+            .collect()
+    }
+}
+
+async fn worker_loop(app: Arc<App>) {
+    let workers = &app.workers;
+    loop {
+        if workers.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        match app.db.claim_job(workers.worker_id()).await {
+            Ok(Some(job)) => {
+                let id = job.id.clone();
+                if let Err(e) = run_job(&app, job).await {
+                    tracing::error!(job_id = %id, "run failed: {e:#}");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if workers.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                tracing::error!("claiming a job failed: {e}");
+            }
+        }
+        let _ = tokio::time::timeout(POLL_INTERVAL, workers.wake.notified()).await;
+    }
+}

@@ -1,0 +1,597 @@
+//! One run of a job (see the module docs of [`crate::agent`]).
+
+use super::model::{ChatRequest, ModelSettings};
+use super::tools::{ToolCatalog, ToolTarget};
+use crate::app::App;
+use crate::db::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
+use crate::hooks::{Dispatched, RunScope};
+use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
+use crate::runtime::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
+use crate::runtime::{Correlation, HookInput, PluginFailure};
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs `job` (already claimed) to the end and records the outcome.
+pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
+    if job.attempts > i64::from(JOB_ATTEMPTS) {
+        let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
+        app.db
+            .finish_job(&job, "failed", "failed", None, Some(&msg))
+            .await?;
+        return Ok(());
+    }
+    if let Some(d) = app.db.get_delivery(&job.id).await?
+        && (d.status == "delivered" || d.status == "blocked")
+    {
+        // The reply was settled by an earlier attempt: never post twice.
+        let result = json!({ "delivery": d.status, "resumed": true }).to_string();
+        app.db
+            .finish_job(&job, "done", "done", Some(&result), None)
+            .await?;
+        return Ok(());
+    }
+    app.db
+        .set_work_item_status(&job.work_item_id, "running")
+        .await?;
+    let mut run = match Run::prepare(app, &job).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            app.db
+                .finish_job(&job, "failed", "failed", None, Some(&msg))
+                .await?;
+            return Err(e);
+        }
+    };
+    let outcome = run.execute().await;
+    // Drop the run's plugin instances off the async threads.
+    if let Some(scope) = run.scope.take() {
+        tokio::task::spawn_blocking(move || drop(scope));
+    }
+    match outcome {
+        Ok(result) => {
+            let wi_status = if result["delivery"] == "failed" {
+                "failed"
+            } else {
+                "done"
+            };
+            let status = if wi_status == "failed" {
+                "failed"
+            } else {
+                "done"
+            };
+            let error = result["deliveryError"].as_str().map(str::to_string);
+            app.db
+                .finish_job(
+                    &job,
+                    status,
+                    wi_status,
+                    Some(&result.to_string()),
+                    error.as_deref(),
+                )
+                .await?;
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            run.step(0, "note", json!({ "error": msg })).await;
+            app.db
+                .finish_job(&job, "failed", "failed", None, Some(&msg))
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+/// The state of one run.
+struct Run {
+    app: Arc<App>,
+    job: JobRow,
+    item: WorkItemRow,
+    agent: AgentRow,
+    settings: ModelSettings,
+    integration_type: String,
+    instance_plugin_id: String,
+    instance_config: String,
+    catalog: ToolCatalog,
+    scope: Option<RunScope>,
+}
+
+impl Run {
+    async fn prepare(app: &Arc<App>, job: &JobRow) -> anyhow::Result<Run> {
+        let item = app
+            .db
+            .get_work_item(&job.work_item_id)
+            .await?
+            .ok_or_else(|| anyhow!("work item {} is gone", job.work_item_id))?;
+        let agent = app
+            .db
+            .get_agent(&job.agent_id)
+            .await?
+            .ok_or_else(|| anyhow!("agent {} is gone", job.agent_id))?;
+        let settings: ModelSettings = serde_json::from_str(&agent.model_json)
+            .with_context(|| format!("agent {}'s model settings are unreadable", agent.name))?;
+        let instance = app
+            .db
+            .get_instance(&item.plugin_instance_id)
+            .await?
+            .ok_or_else(|| anyhow!("integration instance {} is gone", item.plugin_instance_id))?;
+        let catalog = ToolCatalog::build(&app.registry.all());
+        let scope = RunScope::new(h::HookContext {
+            plugin_instance_id: Some(instance.id.clone()),
+            work_item_id: Some(item.id.clone()),
+            job_id: Some(job.id.clone()),
+            agent_id: Some(agent.id.clone()),
+        });
+        Ok(Run {
+            app: app.clone(),
+            job: job.clone(),
+            integration_type: instance.integration_type.clone(),
+            instance_plugin_id: instance.plugin_id.clone(),
+            instance_config: instance.config_json.clone(),
+            item,
+            agent,
+            settings,
+            catalog,
+            scope: Some(scope),
+        })
+    }
+
+    /// Runs `f` with the scope on a blocking thread (plugin calls block).
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&App, &mut RunScope) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let mut scope = self.scope.take().context("run scope lost")?;
+        let app = self.app.clone();
+        let (scope, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&app, &mut scope);
+            (scope, out)
+        })
+        .await
+        .context("a plugin call task failed")?;
+        self.scope = Some(scope);
+        Ok(out)
+    }
+
+    /// Dispatches a hook event (no thread hop when nobody listens).
+    async fn dispatch(&mut self, event: HookInput) -> anyhow::Result<Dispatched> {
+        let table = self.app.registry.hook_table();
+        if !table.has(event.name()) {
+            return Ok(Dispatched {
+                event,
+                blocked: None,
+                handlers: Vec::new(),
+            });
+        }
+        self.blocking(move |app, scope| app.dispatcher.dispatch(&table, scope, event))
+            .await
+    }
+
+    async fn step(&self, turn: u32, kind: &str, detail: Value) {
+        if let Err(e) = self
+            .app
+            .db
+            .insert_step(&self.job.id, self.job.attempts, turn, kind, &detail)
+            .await
+        {
+            tracing::error!(job_id = %self.job.id, "recording a run step failed: {e}");
+        }
+    }
+
+    fn tool_context(&self) -> tools::ToolContext {
+        tools::ToolContext {
+            work_item_id: self.item.id.clone(),
+            job_id: self.job.id.clone(),
+            agent_id: self.agent.id.clone(),
+            integration_type: self.integration_type.clone(),
+            plugin_instance_id: self.item.plugin_instance_id.clone(),
+        }
+    }
+
+    fn wit_work_item(&self) -> h::WorkItem {
+        h::WorkItem {
+            id: self.item.id.clone(),
+            title: self.item.title.clone(),
+            text: self.item.text.clone(),
+            session_key: self.item.session_key.clone(),
+            source_ref: self.item.source_ref.clone(),
+            payload: self.item.payload_json.clone(),
+            status: "running".into(),
+            created_at_ms: self.item.created_at.max(0) as u64,
+        }
+    }
+
+    async fn system_prompt(&mut self) -> anyhow::Result<String> {
+        let mut prompt = self.agent.system_prompt.clone();
+        let providers = self.catalog.providers();
+        if providers.is_empty() {
+            return Ok(prompt);
+        }
+        let ctx = self.tool_context();
+        let timeout = self.app.config.hook_timeout_ms;
+        let sections = self
+            .blocking(move |app, scope| {
+                providers
+                    .iter()
+                    .filter_map(|p| {
+                        let warm = scope.instances.get(&app.runtime, p).ok()?;
+                        app.runtime.prompt_section(p, warm, &ctx, timeout).ok()?
+                    })
+                    .collect::<Vec<String>>()
+            })
+            .await?;
+        for s in sections.iter().filter(|s| !s.trim().is_empty()) {
+            prompt.push_str("\n\n");
+            prompt.push_str(s.trim());
+        }
+        Ok(prompt)
+    }
+
+    async fn execute(&mut self) -> anyhow::Result<Value> {
+        // run.pre_prompt
+        let system = self.system_prompt().await?;
+        let d = self
+            .dispatch(HookInput::RunPrePrompt(h::RunPrePromptEvent {
+                system_prompt: system,
+                user_message: self.item.text.clone(),
+                agent: h::AgentInfo {
+                    id: self.agent.id.clone(),
+                    name: self.agent.name.clone(),
+                    model: self.settings.model.clone(),
+                },
+                work_item: self.wit_work_item(),
+            }))
+            .await?;
+        let HookInput::RunPrePrompt(prompt) = d.event else {
+            unreachable!("dispatch returns the event it was given");
+        };
+        self.step(
+            0,
+            "prompt",
+            json!({ "systemPrompt": prompt.system_prompt, "userMessage": prompt.user_message, "hooks": d.handlers }),
+        )
+        .await;
+        let mut messages = vec![
+            json!({ "role": "system", "content": prompt.system_prompt }),
+            json!({ "role": "user", "content": prompt.user_message }),
+        ];
+        let tools = self.catalog.openai_tools();
+        let mut final_response: Option<String> = None;
+        let mut last_content: Option<String> = None;
+        let mut hit_limit = false;
+        let mut stopped_by: Option<Value> = None;
+        let max_turns = self.settings.max_turns;
+        for turn in 1..=max_turns {
+            // model.pre_call
+            let d = self
+                .dispatch(HookInput::ModelPreCall(h::ModelPreCallEvent {
+                    model: self.settings.model.clone(),
+                    temperature: self.settings.temperature,
+                    max_tokens: self.settings.max_tokens,
+                    messages: Value::from(messages.clone()).to_string(),
+                    tools: Value::from(tools.clone()).to_string(),
+                    turn,
+                }))
+                .await?;
+            let HookInput::ModelPreCall(call) = d.event else {
+                unreachable!("dispatch returns the event it was given");
+            };
+            if let Some(b) = d.blocked {
+                self.step(turn, "note", json!({ "modelCallBlocked": b }))
+                    .await;
+                stopped_by = Some(json!(b));
+                final_response = last_content.clone();
+                break;
+            }
+            let started = Instant::now();
+            let req = ChatRequest {
+                model: &call.model,
+                temperature: call.temperature,
+                max_tokens: call.max_tokens,
+                messages: &messages,
+                tools: &tools,
+            };
+            let reply = self
+                .app
+                .models
+                .complete(self.settings.provider, &req)
+                .await?;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            self.step(
+                turn,
+                "model_call",
+                json!({
+                    "model": call.model, "temperature": call.temperature, "maxTokens": call.max_tokens,
+                    "durationMs": duration_ms, "usage": reply.usage, "content": reply.content,
+                    "toolCalls": reply.tool_calls, "hooks": d.handlers,
+                }),
+            )
+            .await;
+            // model.post_call
+            self.dispatch(HookInput::ModelPostCall(h::ModelPostCallEvent {
+                response: reply.raw.to_string(),
+                model: call.model.clone(),
+                turn,
+                duration_ms,
+                usage: h::Usage {
+                    prompt_tokens: reply.usage.prompt_tokens,
+                    completion_tokens: reply.usage.completion_tokens,
+                    cost_usd: None,
+                },
+            }))
+            .await?;
+            if reply.content.is_some() {
+                last_content = reply.content.clone();
+            }
+            if reply.tool_calls.is_empty() {
+                final_response = reply.content;
+                break;
+            }
+            messages.push(json!({
+                "role": "assistant",
+                "content": reply.content,
+                "tool_calls": reply.tool_calls.iter().map(|c| json!({
+                    "id": c.id, "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments },
+                })).collect::<Vec<_>>(),
+            }));
+            for call in &reply.tool_calls {
+                let output = self.tool_call(turn, call).await?;
+                messages.push(json!({ "role": "tool", "tool_call_id": call.id, "content": output }));
+            }
+            if turn == max_turns {
+                hit_limit = true;
+            }
+        }
+        let content = final_response
+            .or(last_content)
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| {
+                if hit_limit {
+                    format!("I stopped after {max_turns} turns without a final answer.")
+                } else {
+                    "I have no answer to give.".into()
+                }
+            });
+        self.step(
+            max_turns,
+            "final",
+            json!({ "content": content, "hitLimit": hit_limit, "stoppedBy": stopped_by }),
+        )
+        .await;
+        let delivery = self.deliver(content.clone(), hit_limit).await?;
+        Ok(json!({
+            "finalResponse": content,
+            "hitLimit": hit_limit,
+            "stoppedBy": stopped_by,
+            "delivery": delivery.status,
+            "deliveryError": delivery.error,
+        }))
+    }
+
+    /// One tool call with its two hooks; returns the output text given to the model.
+    async fn tool_call(&mut self, turn: u32, call: &super::model::ToolCall) -> anyhow::Result<String> {
+        let input = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(v @ Value::Object(_)) => v.to_string(),
+            _ => {
+                let out = format!("error: the arguments of {} are not a JSON object", call.name);
+                self.step(turn, "tool_call", json!({ "tool": call.name, "toolCallId": call.id, "input": call.arguments, "output": out, "isError": true }))
+                    .await;
+                return Ok(out);
+            }
+        };
+        // tool.pre_exec
+        let d = self
+            .dispatch(HookInput::ToolPreExec(h::ToolPreExecEvent {
+                tool_name: call.name.clone(),
+                tool_input: input,
+                tool_call_id: call.id.clone(),
+                turn,
+            }))
+            .await?;
+        let pre_hooks = d.handlers;
+        let HookInput::ToolPreExec(pre) = d.event else {
+            unreachable!("dispatch returns the event it was given");
+        };
+        if let Some(b) = d.blocked {
+            let out = format!("blocked by plugin {}: {}", b.plugin_id, b.reason);
+            self.step(turn, "tool_call", json!({
+                "tool": call.name, "toolCallId": call.id, "input": pre.tool_input,
+                "output": out, "isError": true, "blocked": b, "hooks": pre_hooks,
+            }))
+            .await;
+            return Ok(out);
+        }
+        let started = Instant::now();
+        let (output, is_error) = match self.catalog.find(&call.name).map(|e| e.target.clone()) {
+            None => (format!("error: there is no tool named {}", call.name), true),
+            Some(ToolTarget::Builtin(b)) => {
+                b.run(&serde_json::from_str(&pre.tool_input).unwrap_or(Value::Null))
+            }
+            Some(ToolTarget::Plugin(p)) => {
+                let ctx = self.tool_context();
+                let name = call.name.clone();
+                let input = pre.tool_input.clone();
+                let result = self
+                    .blocking(move |app, scope| {
+                        let warm = scope.instances.get(&app.runtime, &p)?;
+                        app.runtime
+                            .call_tool(&p, warm, &ctx, &name, &input, DEFAULT_TOOL_TIMEOUT_MS)
+                    })
+                    .await?;
+                match result {
+                    Ok(o) => (o.output, o.is_error),
+                    Err(f) => (format!("error: the tool failed ({})", f.kind()), true),
+                }
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        // tool.post_exec
+        let d = self
+            .dispatch(HookInput::ToolPostExec(h::ToolPostExecEvent {
+                tool_name: call.name.clone(),
+                tool_input: pre.tool_input.clone(),
+                tool_call_id: call.id.clone(),
+                tool_result: h::ToolResult { output, is_error },
+                duration_ms,
+                turn,
+            }))
+            .await?;
+        let HookInput::ToolPostExec(post) = d.event else {
+            unreachable!("dispatch returns the event it was given");
+        };
+        self.step(turn, "tool_call", json!({
+            "tool": call.name, "toolCallId": call.id, "input": pre.tool_input,
+            "output": post.tool_result.output, "isError": post.tool_result.is_error,
+            "durationMs": duration_ms, "hooks": { "preExec": pre_hooks, "postExec": d.handlers },
+        }))
+        .await;
+        Ok(post.tool_result.output)
+    }
+
+    /// `response.pre_deliver`, post-response with retries, `response.post_deliver`.
+    async fn deliver(&mut self, content: String, hit_limit: bool) -> anyhow::Result<DeliveryRow> {
+        let mut row = DeliveryRow {
+            job_id: self.job.id.clone(),
+            work_item_id: self.item.id.clone(),
+            status: "pending".into(),
+            content: None,
+            attempts: 0,
+            external_id: None,
+            error: None,
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        };
+        let d = self
+            .dispatch(HookInput::ResponsePreDeliver(h::ResponsePreDeliverEvent {
+                content,
+                integration_type: self.integration_type.clone(),
+                plugin_instance_id: self.item.plugin_instance_id.clone(),
+                work_item_id: self.item.id.clone(),
+                streaming: false,
+                hit_limit,
+            }))
+            .await?;
+        let HookInput::ResponsePreDeliver(pre) = d.event else {
+            unreachable!("dispatch returns the event it was given");
+        };
+        row.content = Some(pre.content.clone());
+        if let Some(b) = d.blocked {
+            row.status = "blocked".into();
+            row.error = Some(format!("blocked by plugin {}: {}", b.plugin_id, b.reason));
+            self.app.db.upsert_delivery(&row).await?;
+            return Ok(row);
+        }
+        let Some(plugin) = self
+            .app
+            .registry
+            .get(&self.instance_plugin_id)
+            .filter(|p| p.descriptor(&self.integration_type).is_some())
+        else {
+            row.status = "failed".into();
+            row.error = Some(format!(
+                "the plugin providing {} is not enabled",
+                self.integration_type
+            ));
+            self.app.db.upsert_delivery(&row).await?;
+            return Ok(row);
+        };
+        let config = crate::instances::decrypt_config(
+            &self.app,
+            &self.instance_config,
+            plugin.descriptor(&self.integration_type),
+        )
+        .map_err(|e| anyhow!("the instance configuration could not be decrypted: {e}"))?;
+        let instance = integration::Instance {
+            id: self.item.plugin_instance_id.clone(),
+            integration_type: self.integration_type.clone(),
+            config,
+        };
+        let options = integration::PostOptions {
+            hit_limit,
+            idempotency_key: Some(self.job.id.clone()),
+        };
+        let corr = Correlation {
+            work_item_id: Some(self.item.id.clone()),
+            job_id: Some(self.job.id.clone()),
+        };
+        self.app.db.upsert_delivery(&row).await?;
+        let timeout = self.app.config.integration_timeout_ms;
+        let mut result = None;
+        for attempt in 1..=DELIVERY_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            row.attempts = i64::from(attempt);
+            let (p, i, c, rc, o, co) = (
+                plugin.clone(),
+                instance.clone(),
+                pre.content.clone(),
+                self.item.response_context_json.clone(),
+                options.clone(),
+                corr.clone(),
+            );
+            let r = self
+                .blocking(move |app, scope| {
+                    let warm = scope.instances.get(&app.runtime, &p)?;
+                    app.runtime
+                        .post_response(&p, warm, &co, &i, &c, rc.as_deref(), &o, timeout)
+                })
+                .await?;
+            match r {
+                Ok(res) if res.delivered => {
+                    result = Some(res);
+                    break;
+                }
+                Ok(res) => {
+                    row.error = Some(res.detail.clone().unwrap_or_else(|| "the platform did not accept the reply".into()));
+                }
+                Err(PluginFailure::PluginError { code, message, .. }) if code == "not_implemented" => {
+                    row.status = "unsupported".into();
+                    row.error = Some(format!("the integration cannot post replies: {message}"));
+                    self.app.db.upsert_delivery(&row).await?;
+                    return Ok(row);
+                }
+                Err(PluginFailure::PluginError { retryable: false, code, message }) => {
+                    row.error = Some(format!("{code}: {message}"));
+                    break;
+                }
+                Err(f) => row.error = Some(f.to_string()),
+            }
+            self.app.db.upsert_delivery(&row).await?;
+        }
+        let delivery = match &result {
+            Some(res) => {
+                row.status = "delivered".into();
+                row.external_id = res.external_id.clone();
+                row.error = None;
+                h::DeliveryResult {
+                    delivered: true,
+                    external_id: res.external_id.clone(),
+                    error: None,
+                }
+            }
+            None => {
+                row.status = "failed".into();
+                h::DeliveryResult {
+                    delivered: false,
+                    external_id: None,
+                    error: row.error.clone(),
+                }
+            }
+        };
+        self.app.db.upsert_delivery(&row).await?;
+        self.dispatch(HookInput::ResponsePostDeliver(h::ResponsePostDeliverEvent {
+            content: pre.content,
+            delivery,
+            integration_type: self.integration_type.clone(),
+            plugin_instance_id: self.item.plugin_instance_id.clone(),
+            work_item_id: self.item.id.clone(),
+        }))
+        .await?;
+        Ok(row)
+    }
+}

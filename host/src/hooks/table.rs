@@ -1,0 +1,128 @@
+//! Hook registrations: which handlers run for each event, in what order, with what policy.
+//!
+//! Built from the loaded plugins' manifests (`contributes.hooks`), with the operator's per-install
+//! overrides applied, and rebuilt whenever a plugin is activated or deactivated (enable, disable,
+//! upgrade, rollback, uninstall all go through those two). A dispatch takes the table current
+//! when the event starts, so a change never alters a chain already running.
+//!
+//! Order: priority descending, then plugin id (byte order), then registration order.
+
+use super::{FailPolicy, HookName};
+use crate::runtime::LoadedPlugin;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The operator's change to one hook registration of one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookOverride {
+    /// Replacement priority.
+    pub priority: Option<i32>,
+    /// Replacement failure policy.
+    pub fail_policy: Option<FailPolicy>,
+    /// Replacement timeout (1..=[`crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS`] ms).
+    pub timeout_ms: Option<u64>,
+    /// `false` unregisters the handler without disabling the plugin.
+    pub enabled: Option<bool>,
+}
+
+/// One registered handler.
+#[derive(Clone)]
+pub struct Handler {
+    /// The plugin version that handles the event.
+    pub plugin: Arc<LoadedPlugin>,
+    /// The event.
+    pub event: HookName,
+    /// Priority (higher runs first).
+    pub priority: i32,
+    /// What a failure means.
+    pub fail_policy: FailPolicy,
+    /// Per-handler deadline.
+    pub timeout_ms: u64,
+    /// Registration order (activation sequence of the plugin).
+    pub seq: u64,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("plugin", &self.plugin.id())
+            .field("event", &self.event)
+            .field("priority", &self.priority)
+            .field("fail_policy", &self.fail_policy)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// The registered handlers of every event, each list in dispatch order.
+#[derive(Debug, Default)]
+pub struct HookTable {
+    by_event: [Vec<Handler>; 9],
+}
+
+/// A plugin as the table sees it: the loaded version, its registration order, and overrides.
+pub struct TableEntry<'a> {
+    /// The loaded plugin.
+    pub plugin: &'a Arc<LoadedPlugin>,
+    /// When it was registered (lower first among equals).
+    pub seq: u64,
+    /// The operator's overrides by event.
+    pub overrides: &'a [(HookName, HookOverride)],
+}
+
+impl HookTable {
+    /// Builds the table; `default_timeout_ms` applies where neither manifest nor operator set one.
+    pub fn build<'a>(
+        entries: impl IntoIterator<Item = TableEntry<'a>>,
+        default_timeout_ms: u64,
+    ) -> HookTable {
+        let mut table = HookTable::default();
+        for entry in entries {
+            // The manifest was validated at install and load; an error here cannot happen for a
+            // loaded plugin, and if it did the plugin simply registers no hooks.
+            let regs = entry.plugin.manifest.hook_registrations().unwrap_or_default();
+            for reg in regs {
+                let ov = entry
+                    .overrides
+                    .iter()
+                    .find(|(e, _)| *e == reg.event)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_default();
+                if ov.enabled == Some(false) {
+                    continue;
+                }
+                table.by_event[reg.event as usize].push(Handler {
+                    plugin: entry.plugin.clone(),
+                    event: reg.event,
+                    priority: ov.priority.unwrap_or(reg.priority),
+                    fail_policy: ov.fail_policy.unwrap_or(reg.fail_policy),
+                    timeout_ms: ov
+                        .timeout_ms
+                        .or(reg.timeout_ms)
+                        .unwrap_or(default_timeout_ms),
+                    seq: entry.seq,
+                });
+            }
+        }
+        for list in &mut table.by_event {
+            list.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then_with(|| a.plugin.id().as_bytes().cmp(b.plugin.id().as_bytes()))
+                    .then_with(|| a.seq.cmp(&b.seq))
+            });
+        }
+        table
+    }
+
+    /// The handlers of `event`, in dispatch order.
+    pub fn handlers(&self, event: HookName) -> &[Handler] {
+        &self.by_event[event as usize]
+    }
+
+    /// Whether any handler is registered for `event`.
+    pub fn has(&self, event: HookName) -> bool {
+        !self.by_event[event as usize].is_empty()
+    }
+}

@@ -1,0 +1,234 @@
+//! Plugin instances: how a bounded store is built, how one call runs in it, and the pool of
+//! instances prepared ahead of demand.
+//!
+//! An instance serves either one call (integration calls, load-time inspection) or one agent
+//! run (every hook, tool and delivery call of that run, see [`crate::hooks::RunScope`]); it is
+//! dropped afterwards and never handed to another run, so no guest state crosses runs.
+//! Instantiation is the expensive part of a call, so the [`Prewarmer`] keeps a few instances of
+//! each plugin that serves runs ready on a background thread: a run takes one and a replacement
+//! is made off the hot path.
+
+use super::failure::PluginFailure;
+use super::output::OutputSize;
+use super::store::{Capabilities, GuestLimiter, HostState};
+use super::{CallSpec, Finished, LoadedPlugin, engine};
+use crate::capabilities::kv::KvAccess;
+use crate::capabilities::log::LogState;
+use crate::capabilities::network::{NetworkGuard, refuse_raw_sockets};
+use crate::capabilities::secrets::SecretsAccess;
+use crate::capabilities::{CallContext, CallScope};
+use crate::db::Db;
+use crate::hooks::HookName;
+use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
+use crate::receipts::ReceiptSink;
+use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+use wasmtime::component::{Instance, ResourceTable};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// Bytes of guest stderr kept per instance (for panic messages in failure receipts).
+const GUEST_STDERR_CAPTURE_BYTES: usize = 4 << 10;
+
+/// An instantiated plugin in its own bounded store.
+pub struct Warm {
+    /// Only ever reached through `&mut Warm` (`Mutex::get_mut`, no locking); the mutex makes
+    /// `Warm` shareable by reference, which a run held across awaits needs.
+    store: std::sync::Mutex<Store<HostState>>,
+    instance: Instance,
+    stderr: MemoryOutputPipe,
+    ctx: Arc<CallContext>,
+    digest: Arc<str>,
+    poisoned: bool,
+}
+
+impl Warm {
+    /// Whether a call trapped or timed out in this instance (it must not be called again).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// sha256 of the component this instance runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// What building a store needs; shared with the prewarm thread.
+pub(crate) struct StoreFactory {
+    pub(crate) memory_bytes: usize,
+    pub(crate) db: Option<Db>,
+    pub(crate) receipts: ReceiptSink,
+    pub(crate) handle: Option<tokio::runtime::Handle>,
+}
+
+impl StoreFactory {
+    /// Builds a bounded store for `plugin` and instantiates it (start functions run under the
+    /// inspection deadline).
+    pub(crate) fn instantiate(&self, plugin: &LoadedPlugin) -> Result<Warm, PluginFailure> {
+        let ctx = Arc::new(CallContext::new(
+            plugin.id.clone(),
+            plugin.version.clone(),
+            self.receipts.clone(),
+        ));
+        let stderr = MemoryOutputPipe::new(GUEST_STDERR_CAPTURE_BYTES);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone())
+            .allow_tcp(true)
+            .allow_udp(true)
+            .socket_addr_check(refuse_raw_sockets(ctx.clone()))
+            .allow_ip_name_lookup(false);
+        plugin
+            .filesystem
+            .apply(&mut wasi)
+            .map_err(|e| PluginFailure::Instantiate {
+                detail: format!("preopening the plugin's directories failed: {e:#}"),
+            })?;
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(self.memory_bytes),
+            caps: Capabilities {
+                network: NetworkGuard {
+                    policy: plugin.network.clone(),
+                    ctx: ctx.clone(),
+                    deadline: Instant::now() + Duration::from_millis(DEFAULT_INSPECT_TIMEOUT_MS),
+                },
+                secrets: SecretsAccess {
+                    policy: plugin.secrets.clone(),
+                },
+                kv: KvAccess {
+                    db: self.db.clone(),
+                    handle: self.handle.clone(),
+                },
+                log: LogState::default(),
+                ctx: ctx.clone(),
+            },
+        };
+        let mut store = Store::new(plugin.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(engine::deadline_ticks(DEFAULT_INSPECT_TIMEOUT_MS));
+        store.epoch_deadline_trap();
+        match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Warm {
+                store: std::sync::Mutex::new(store),
+                instance,
+                stderr,
+                ctx,
+                digest: plugin.digest.as_str().into(),
+                poisoned: false,
+            }),
+            Err(e) => {
+                let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                Err(PluginFailure::classify(
+                    &e,
+                    DEFAULT_INSPECT_TIMEOUT_MS,
+                    &text,
+                ))
+            }
+        }
+    }
+}
+
+/// Runs one call in `warm` under the spec's deadline; classifies failures and measures output.
+/// A trap, timeout or limit hit poisons the instance.
+pub(crate) fn invoke<R: OutputSize>(
+    warm: &mut Warm,
+    spec: &CallSpec<'_>,
+    f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<Result<R, WitPluginError>>,
+) -> Finished<R> {
+    let start = Instant::now();
+    if warm.poisoned {
+        return Finished {
+            result: Err(PluginFailure::Instantiate {
+                detail: "the instance failed earlier in this run".into(),
+            }),
+            duration: start.elapsed(),
+            logs: LogState::default(),
+        };
+    }
+    let store = warm.store.get_mut().unwrap_or_else(|e| e.into_inner());
+    warm.ctx.set_scope(CallScope {
+        work_item_id: spec.correlation.work_item_id.clone(),
+        job_id: spec.correlation.job_id.clone(),
+        hook_name: spec.hook.map(HookName::as_str),
+    });
+    store.data_mut().caps.network.deadline = start + Duration::from_millis(spec.timeout_ms);
+    store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
+    let outcome = f(store, &warm.instance);
+    let result = match outcome {
+        Err(e) => {
+            warm.poisoned = true;
+            let text = String::from_utf8_lossy(&warm.stderr.contents()).into_owned();
+            Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
+        }
+        Ok(Err(pe)) => Err(PluginFailure::PluginError {
+            code: pe.code,
+            message: pe.message,
+            retryable: pe.retryable,
+        }),
+        Ok(Ok(value)) => {
+            let bytes = value.output_bytes();
+            if bytes > MAX_GUEST_OUTPUT_BYTES {
+                Err(PluginFailure::OutputTooLarge {
+                    bytes,
+                    limit: MAX_GUEST_OUTPUT_BYTES,
+                })
+            } else {
+                Ok(value)
+            }
+        }
+    };
+    let logs = std::mem::take(&mut store.data_mut().caps.log);
+    Finished {
+        result,
+        duration: start.elapsed(),
+        logs,
+    }
+}
+
+/// Keeps [`PREWARMED_INSTANCES`] instances of each run-serving plugin ready, built on a
+/// background thread. Holds plugins weakly: a disabled or replaced version's pool dies with it.
+pub(crate) struct Prewarmer {
+    tx: mpsc::Sender<Weak<LoadedPlugin>>,
+}
+
+impl Prewarmer {
+    /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped.
+    pub(crate) fn start(factory: Arc<StoreFactory>) -> Prewarmer {
+        let (tx, rx) = mpsc::channel::<Weak<LoadedPlugin>>();
+        std::thread::Builder::new()
+            .name("nitejar-prewarm".into())
+            .spawn(move || {
+                while let Ok(weak) = rx.recv() {
+                    let Some(plugin) = weak.upgrade() else {
+                        continue;
+                    };
+                    while plugin.pool_len() < PREWARMED_INSTANCES {
+                        match factory.instantiate(&plugin) {
+                            Ok(warm) => plugin.pool_put(warm),
+                            Err(e) => {
+                                tracing::warn!(
+                                    plugin_id = %plugin.id(),
+                                    "preparing an instance ahead of demand failed: {e}"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the prewarm thread");
+        Prewarmer { tx }
+    }
+
+    /// Asks for `plugin`'s pool to be topped up.
+    pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
+        let _ = self.tx.send(Arc::downgrade(plugin));
+    }
+}
