@@ -13,6 +13,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("plugins-examples/webhook", true),
     ("plugins-examples/hooks", true),
     ("tests/plugins/hostile", false),
+    ("tests/plugins/chain", false),
 ];
 
 fn main() {

@@ -8,9 +8,9 @@
 use crate::agent::Workers;
 use crate::agent::model::{ModelClient, ModelSettings, Provider};
 use crate::config::Config;
-use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::crypto::SecretBox;
 use crate::db::Db;
+use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::plugins::registry::PluginRegistry;
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
 use crate::runtime::{PluginRuntime, RuntimeOptions};

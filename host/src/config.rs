@@ -176,12 +176,16 @@ impl Config {
                 "INTEGRATION_TIMEOUT_MS",
                 crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
             )?,
-            model_base_url: var("MODEL_BASE_URL")
-                .map(|(_, v)| v)
-                .or_else(|| std::env::var("OPENAI_BASE_URL").ok().filter(|v| !v.is_empty())),
-            model_api_key: var("MODEL_API_KEY")
-                .map(|(_, v)| v)
-                .or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|v| !v.is_empty())),
+            model_base_url: var("MODEL_BASE_URL").map(|(_, v)| v).or_else(|| {
+                std::env::var("OPENAI_BASE_URL")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            }),
+            model_api_key: var("MODEL_API_KEY").map(|(_, v)| v).or_else(|| {
+                std::env::var("OPENAI_API_KEY")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            }),
             default_provider: match var("MODEL_PROVIDER") {
                 None => "offline".into(),
                 Some((_, v)) if v == "offline" || v == "openai" => v,

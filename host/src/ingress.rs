@@ -17,9 +17,9 @@ use crate::app::App;
 use crate::db::{CreateOutcome, NewWorkItem};
 use crate::hooks::RunScope;
 use crate::runtime::bindings::exports::nitejar::plugin::hooks as h;
-use crate::runtime::{HookInput, PluginFailure};
 use crate::runtime::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use crate::runtime::bindings::nitejar::plugin::types::Header;
+use crate::runtime::{HookInput, PluginFailure};
 use serde_json::json;
 use std::sync::Arc;
 

@@ -47,12 +47,16 @@ pub struct TestHost {
 }
 
 /// Options for [`TestHost::start_with`].
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct HostOptions {
     /// Outbound overrides.
     pub overrides: OutboundOverrides,
     /// Integration call deadline (default 2000 ms).
     pub integration_timeout_ms: Option<u64>,
+    /// Per-event hook chain budget (default: the product default).
+    pub hook_chain_budget_ms: Option<u64>,
+    /// OpenAI-compatible endpoint; when set the default agent uses provider `openai`.
+    pub model_base_url: Option<String>,
 }
 
 impl TestHost {
@@ -63,12 +67,24 @@ impl TestHost {
 
     /// Starts a host.
     pub async fn start_with(opts: HostOptions) -> TestHost {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), opts).await
+    }
+
+    /// Starts a host on an existing data directory (a restart).
+    pub async fn start_in(data: tempfile::TempDir, opts: HostOptions) -> TestHost {
         let mut config = Config::for_data_dir(data.path());
         config.admin_token = Some(ADMIN_TOKEN.into());
         config.outbound_overrides = opts.overrides;
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
         config.encryption_key = Some("ab".repeat(32));
+        if let Some(b) = opts.hook_chain_budget_ms {
+            config.hook_chain_budget_ms = b;
+        }
+        if let Some(url) = opts.model_base_url {
+            config.model_base_url = Some(url);
+            config.default_provider = "openai".into();
+            config.default_model = "scripted".into();
+        }
         let (app, shutdown) = App::start(config).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -214,6 +230,37 @@ impl TestHost {
         v
     }
 
+    /// Disables a plugin (e.g. the bundled example hooks, to keep a test's chain exact).
+    pub async fn disable(&self, id: &str) {
+        self.admin_json(
+            reqwest::Method::POST,
+            &format!("/plugins/{id}/disable"),
+            None,
+            200,
+        )
+        .await;
+    }
+
+    /// Waits (up to 60 s) until the run of work item `id` has finished; returns the run view.
+    pub async fn wait_for_run(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let v = self
+                .admin_json(
+                    reqwest::Method::GET,
+                    &format!("/work-items/{id}/run"),
+                    None,
+                    200,
+                )
+                .await;
+            let status = v["job"]["status"].as_str().unwrap_or("");
+            if status == "done" || status == "failed" {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the run of work item {id} did not finish");
+    }
+
     /// The work item `id`.
     pub async fn work_item(&self, id: &str) -> Value {
         serde_json::to_value(
@@ -244,6 +291,8 @@ pub struct Recorded {
     pub path: String,
     /// Host header.
     pub host: String,
+    /// `idempotency-key` header, if sent.
+    pub idempotency_key: Option<String>,
     /// Body.
     pub body: String,
 }
@@ -277,6 +326,11 @@ impl StandIn {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("")
                     .to_string();
+                let idempotency_key = req
+                    .headers()
+                    .get("idempotency-key")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string);
                 let body = axum::body::to_bytes(req.into_body(), 1 << 20)
                     .await
                     .unwrap_or_default();
@@ -285,6 +339,7 @@ impl StandIn {
                     method,
                     path,
                     host,
+                    idempotency_key,
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
                 if redirect {
@@ -311,4 +366,87 @@ impl StandIn {
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
+}
+
+/// What a [`ScriptedModel`] answers to one request: a chat-completion object, or `None` to
+/// never answer (the request hangs, e.g. to stop the host mid-run).
+pub type Script = dyn Fn(&Value, usize) -> Option<Value> + Send + Sync;
+
+/// A local OpenAI-compatible chat-completions server driven by a script; records requests.
+pub struct ScriptedModel {
+    /// `http://127.0.0.1:port/v1`.
+    pub base_url: String,
+    /// Request bodies received, in order.
+    pub requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl ScriptedModel {
+    /// Starts the server; `script(request, index)` makes each answer.
+    pub async fn start(
+        script: impl Fn(&Value, usize) -> Option<Value> + Send + Sync + 'static,
+    ) -> ScriptedModel {
+        let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let rec = requests.clone();
+        let script: Arc<Script> = Arc::new(script);
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let rec = rec.clone();
+                let script = script.clone();
+                async move {
+                    let index = {
+                        let mut r = rec.lock().unwrap();
+                        r.push(body.clone());
+                        r.len() - 1
+                    };
+                    match script(&body, index) {
+                        Some(v) => axum::Json(v),
+                        None => {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                            axum::Json(Value::Null)
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        ScriptedModel {
+            base_url: format!("http://{addr}/v1"),
+            requests,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+/// A chat-completion object with text `content`.
+pub fn completion_text(content: &str) -> Value {
+    json!({
+        "id": "scripted", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    })
+}
+
+/// A chat-completion object calling tool `name` with `arguments`.
+pub fn completion_tool_call(id: &str, name: &str, arguments: Value) -> Value {
+    json!({
+        "id": "scripted", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": name, "arguments": arguments.to_string()}}
+        ]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    })
+}
+
+/// The chain test plugin's package with its manifest changed by `edit`.
+pub fn chain_package(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+    package_with_manifest("chain", edit)
 }

@@ -411,10 +411,14 @@ mod tests {
         assert_eq!(reply.tool_calls[0].name, "lookup");
         assert_eq!(reply.tool_calls[0].arguments, "{\"q\":\"x\"}");
         messages.push(reply.raw["choices"][0]["message"].clone());
-        messages.push(json!({"role": "tool", "tool_call_id": reply.tool_calls[0].id, "content": "42"}));
+        messages
+            .push(json!({"role": "tool", "tool_call_id": reply.tool_calls[0].id, "content": "42"}));
         let req = ChatRequest {
+            model: "m",
+            temperature: 0.0,
+            max_tokens: 10,
             messages: &messages,
-            ..req
+            tools: &tools,
         };
         let reply = parse_completion(offline_completion(&req)).unwrap();
         assert_eq!(reply.content.as_deref(), Some("lookup: 42"));

@@ -340,7 +340,8 @@ impl Run {
             }));
             for call in &reply.tool_calls {
                 let output = self.tool_call(turn, call).await?;
-                messages.push(json!({ "role": "tool", "tool_call_id": call.id, "content": output }));
+                messages
+                    .push(json!({ "role": "tool", "tool_call_id": call.id, "content": output }));
             }
             if turn == max_turns {
                 hit_limit = true;
@@ -373,11 +374,18 @@ impl Run {
     }
 
     /// One tool call with its two hooks; returns the output text given to the model.
-    async fn tool_call(&mut self, turn: u32, call: &super::model::ToolCall) -> anyhow::Result<String> {
+    async fn tool_call(
+        &mut self,
+        turn: u32,
+        call: &super::model::ToolCall,
+    ) -> anyhow::Result<String> {
         let input = match serde_json::from_str::<Value>(&call.arguments) {
             Ok(v @ Value::Object(_)) => v.to_string(),
             _ => {
-                let out = format!("error: the arguments of {} are not a JSON object", call.name);
+                let out = format!(
+                    "error: the arguments of {} are not a JSON object",
+                    call.name
+                );
                 self.step(turn, "tool_call", json!({ "tool": call.name, "toolCallId": call.id, "input": call.arguments, "output": out, "isError": true }))
                     .await;
                 return Ok(out);
@@ -398,10 +406,14 @@ impl Run {
         };
         if let Some(b) = d.blocked {
             let out = format!("blocked by plugin {}: {}", b.plugin_id, b.reason);
-            self.step(turn, "tool_call", json!({
-                "tool": call.name, "toolCallId": call.id, "input": pre.tool_input,
-                "output": out, "isError": true, "blocked": b, "hooks": pre_hooks,
-            }))
+            self.step(
+                turn,
+                "tool_call",
+                json!({
+                    "tool": call.name, "toolCallId": call.id, "input": pre.tool_input,
+                    "output": out, "isError": true, "blocked": b, "hooks": pre_hooks,
+                }),
+            )
             .await;
             return Ok(out);
         }
@@ -418,8 +430,14 @@ impl Run {
                 let result = self
                     .blocking(move |app, scope| {
                         let warm = scope.instances.get(&app.runtime, &p)?;
-                        app.runtime
-                            .call_tool(&p, warm, &ctx, &name, &input, DEFAULT_TOOL_TIMEOUT_MS)
+                        app.runtime.call_tool(
+                            &p,
+                            warm,
+                            &ctx,
+                            &name,
+                            &input,
+                            DEFAULT_TOOL_TIMEOUT_MS,
+                        )
                     })
                     .await?;
                 match result {
@@ -547,15 +565,25 @@ impl Run {
                     break;
                 }
                 Ok(res) => {
-                    row.error = Some(res.detail.clone().unwrap_or_else(|| "the platform did not accept the reply".into()));
+                    row.error = Some(
+                        res.detail
+                            .clone()
+                            .unwrap_or_else(|| "the platform did not accept the reply".into()),
+                    );
                 }
-                Err(PluginFailure::PluginError { code, message, .. }) if code == "not_implemented" => {
+                Err(PluginFailure::PluginError { code, message, .. })
+                    if code == "not_implemented" =>
+                {
                     row.status = "unsupported".into();
                     row.error = Some(format!("the integration cannot post replies: {message}"));
                     self.app.db.upsert_delivery(&row).await?;
                     return Ok(row);
                 }
-                Err(PluginFailure::PluginError { retryable: false, code, message }) => {
+                Err(PluginFailure::PluginError {
+                    retryable: false,
+                    code,
+                    message,
+                }) => {
                     row.error = Some(format!("{code}: {message}"));
                     break;
                 }
@@ -584,13 +612,15 @@ impl Run {
             }
         };
         self.app.db.upsert_delivery(&row).await?;
-        self.dispatch(HookInput::ResponsePostDeliver(h::ResponsePostDeliverEvent {
-            content: pre.content,
-            delivery,
-            integration_type: self.integration_type.clone(),
-            plugin_instance_id: self.item.plugin_instance_id.clone(),
-            work_item_id: self.item.id.clone(),
-        }))
+        self.dispatch(HookInput::ResponsePostDeliver(
+            h::ResponsePostDeliverEvent {
+                content: pre.content,
+                delivery,
+                integration_type: self.integration_type.clone(),
+                plugin_instance_id: self.item.plugin_instance_id.clone(),
+                work_item_id: self.item.id.clone(),
+            },
+        ))
         .await?;
         Ok(row)
     }

@@ -21,7 +21,10 @@ impl Builtin {
         match self {
             Builtin::CurrentTime => {
                 let ms = crate::db::now_ms();
-                (json!({ "unixMs": ms, "unixSeconds": ms / 1000 }).to_string(), false)
+                (
+                    json!({ "unixMs": ms, "unixSeconds": ms / 1000 }).to_string(),
+                    false,
+                )
             }
         }
     }

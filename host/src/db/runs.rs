@@ -267,11 +267,13 @@ impl Db {
 
     /// Releases a `held` job to the queue.
     pub async fn release_job(&self, job_id: &str) -> DbResult<()> {
-        sqlx::query("UPDATE jobs SET status = 'queued', updated_at = ? WHERE id = ? AND status = 'held'")
-            .bind(now_ms())
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', updated_at = ? WHERE id = ? AND status = 'held'",
+        )
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -34,7 +34,10 @@ impl CrashGuard {
         if !ok {
             q.push_back(now);
         }
-        while q.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
             q.pop_front();
         }
         let n = q.len();

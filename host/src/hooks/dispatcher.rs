@@ -147,7 +147,12 @@ impl HookDispatcher {
     }
 
     /// Dispatches `event` to its handlers in `table`. Blocking: plugin calls run on this thread.
-    pub fn dispatch(&self, table: &HookTable, scope: &mut RunScope, event: HookInput) -> Dispatched {
+    pub fn dispatch(
+        &self,
+        table: &HookTable,
+        scope: &mut RunScope,
+        event: HookInput,
+    ) -> Dispatched {
         let name = event.name();
         let handlers = table.handlers(name);
         let mut out = Dispatched {
@@ -165,10 +170,9 @@ impl HookDispatcher {
             }
             let timeout_ms = h.timeout_ms.min(left);
             let mut call = match scope.instances.get(&self.runtime, &h.plugin) {
-                Ok(warm) => {
-                    self.runtime
-                        .invoke_hook(&h.plugin, warm, &scope.ctx, &out.event, timeout_ms)
-                }
+                Ok(warm) => self
+                    .runtime
+                    .invoke_hook(&h.plugin, warm, &scope.ctx, &out.event, timeout_ms),
                 Err(f) => HookCall::failed(f),
             };
             let block_reason = match std::mem::replace(&mut call.result, Ok(HookOutput::Observed)) {
@@ -189,8 +193,7 @@ impl HookDispatcher {
                 (Ok(_), None) => "ok",
                 (Err(f), _) => f.receipt_status(),
             };
-            self.crash_guard
-                .record(h.plugin.id(), call.result.is_ok());
+            self.crash_guard.record(h.plugin.id(), call.result.is_ok());
             let failed = call.result.as_ref().err().cloned();
             let effect = match (&failed, h.fail_policy, name.is_blocking()) {
                 (None, _, _) if block_reason.is_some() => "blocked",
@@ -257,7 +260,9 @@ impl HookDispatcher {
                 status: "budget_exceeded",
                 duration_ms: 0,
             });
-            if h.fail_policy == FailPolicy::FailClosed && name.is_blocking() && out.blocked.is_none()
+            if h.fail_policy == FailPolicy::FailClosed
+                && name.is_blocking()
+                && out.blocked.is_none()
             {
                 out.blocked = Some(Blocked {
                     plugin_id: h.plugin.id().to_string(),
@@ -368,9 +373,7 @@ pub fn apply(event: &mut HookInput, output: HookOutput) -> Result<Option<String>
             if let Some(c) = &p.content
                 && c.trim().is_empty()
             {
-                return Err(
-                    "content must not be empty (block the delivery to suppress it)".into(),
-                );
+                return Err("content must not be empty (block the delivery to suppress it)".into());
             }
             set(&mut e.content, p.content);
             Ok(None)
@@ -393,7 +396,10 @@ fn text_rule(field: &str, value: &str, max: usize) -> Result<(), String> {
         return Err(format!("{field} must not be empty"));
     }
     if value.len() > max {
-        return Err(format!("{field} is {} bytes; the limit is {max}", value.len()));
+        return Err(format!(
+            "{field} is {} bytes; the limit is {max}",
+            value.len()
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{field} must not contain control characters"));

@@ -81,7 +81,11 @@ impl HookTable {
         for entry in entries {
             // The manifest was validated at install and load; an error here cannot happen for a
             // loaded plugin, and if it did the plugin simply registers no hooks.
-            let regs = entry.plugin.manifest.hook_registrations().unwrap_or_default();
+            let regs = entry
+                .plugin
+                .manifest
+                .hook_registrations()
+                .unwrap_or_default();
             for reg in regs {
                 let ov = entry
                     .overrides

@@ -96,7 +96,11 @@ pub async fn create_agent(
             false,
         )
         .await?;
-    let agent = app.db.get_agent(&id).await?.ok_or_else(|| ApiError::internal("agent vanished"))?;
+    let agent = app
+        .db
+        .get_agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("agent vanished"))?;
     Ok((StatusCode::CREATED, Json(agent_json(&agent))))
 }
 
@@ -311,7 +315,9 @@ pub async fn set_hook_override(
             .hook(Some(event.as_str()))
             .detail(serde_json::to_value(&body).unwrap_or_default()),
     );
-    Ok(Json(json!({ "pluginId": id, "hook": event.as_str(), "override": body })))
+    Ok(Json(
+        json!({ "pluginId": id, "hook": event.as_str(), "override": body }),
+    ))
 }
 
 /// `DELETE /api/admin/plugins/{id}/hooks/{hook}`: back to the manifest's registration.
@@ -322,5 +328,7 @@ pub async fn clear_hook_override(
     let event = parse_hook(&hook)?;
     app.db.set_hook_override(&id, event, None).await?;
     app.registry.reload_overrides(&app, &id).await?;
-    Ok(Json(json!({ "pluginId": id, "hook": event.as_str(), "override": null })))
+    Ok(Json(
+        json!({ "pluginId": id, "hook": event.as_str(), "override": null }),
+    ))
 }

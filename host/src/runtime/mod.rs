@@ -644,7 +644,14 @@ impl PluginRuntime {
             Ok(_) => "ok",
             Err(f) => f.receipt_status(),
         };
-        self.hook_receipt(plugin, input.name(), ctx, &call, status, serde_json::json!({}));
+        self.hook_receipt(
+            plugin,
+            input.name(),
+            ctx,
+            &call,
+            status,
+            serde_json::json!({}),
+        );
         call.result
     }
 

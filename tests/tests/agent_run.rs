@@ -1,0 +1,329 @@
+//! Agent runs end to end: webhook -> work item -> durable job -> model and tool calls ->
+//! delivery to a local stand-in for the chat platform, with all nine hooks wired.
+
+use nitejar::config::OutboundOverrides;
+use nitejar_tests::{
+    HostOptions, ScriptedModel, StandIn, TestHost, chain_package, completion_text,
+    completion_tool_call,
+};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "chat-token-123";
+
+fn overrides(chat: &StandIn) -> OutboundOverrides {
+    let mut o = OutboundOverrides::new();
+    o.insert("chat.test".into(), chat.addr);
+    o
+}
+
+/// Installs the chain plugin (optionally with other hook registrations) and a `chat` instance.
+async fn setup(host: &TestHost, hooks: Option<Value>) -> String {
+    host.disable("nitejar.example.hooks").await;
+    let pkg = chain_package(|m| {
+        if let Some(h) = hooks {
+            m["contributes"]["hooks"] = h;
+        }
+    });
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    host.create_instance("chat", json!({ "token": TOKEN }))
+        .await
+}
+
+async fn send(host: &TestHost, instance: &str, id: &str, text: &str) -> Value {
+    let body = json!({ "id": id, "text": text, "chat": "room-1" }).to_string();
+    let (status, v) = host
+        .webhook(
+            "chat",
+            instance,
+            &[("x-chat-token", TOKEN)],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    v
+}
+
+fn sent_texts(chat: &StandIn) -> Vec<Value> {
+    chat.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/send")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_runs_the_agent_with_a_plugin_tool_and_all_nine_hooks() {
+    let chat = StandIn::start().await;
+    let model = ScriptedModel::start(|req, i| {
+        if i == 0 {
+            return Some(completion_tool_call(
+                "call-1",
+                "lookup",
+                json!({ "q": "weather" }),
+            ));
+        }
+        let messages = req["messages"].as_array().unwrap();
+        let system = messages[0]["content"].as_str().unwrap();
+        let tool = messages
+            .iter()
+            .rfind(|m| m["role"] == "tool")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("");
+        let saw = if system.contains("[pre_prompt]") {
+            "saw-pre-prompt"
+        } else {
+            "no-pre-prompt"
+        };
+        Some(completion_text(&format!("{saw} | {tool}")))
+    })
+    .await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        model_base_url: Some(model.base_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(&host, None).await;
+    let v = send(&host, &instance, "m1", "what is the weather?").await;
+    let wi = v["workItemId"].as_str().unwrap().to_string();
+    let job = v["jobId"].as_str().unwrap().to_string();
+    let run = host.wait_for_run(&wi).await;
+    assert_eq!(run["job"]["status"], "done", "{run:#}");
+
+    // Delivered once, carrying the mutations of run.pre_prompt, tool.post_exec (and the
+    // tool.pre_exec counter) and response.pre_deliver.
+    let sent = sent_texts(&chat);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["text"],
+        "saw-pre-prompt | lookup(weather) chain=1 +post_exec +pre_deliver"
+    );
+    assert_eq!(sent[0]["chat"], "room-1");
+    assert_eq!(sent[0]["workItemId"], wi.as_str());
+    let key = chat.requests.lock().unwrap()[0].idempotency_key.clone();
+    assert_eq!(key.as_deref(), Some(job.as_str()));
+    // model.pre_call changed the temperature; the tool and the provider's prompt section were offered.
+    let reqs = model.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0]["temperature"], 0.5);
+    assert!(
+        reqs[0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == "lookup")
+    );
+    assert!(
+        reqs[0]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Use `lookup`")
+    );
+    // work_item.pre_create changed the title.
+    assert_eq!(run["workItem"]["title"], "what is the weather? +pre_create");
+    assert_eq!(run["workItem"]["status"], "done");
+
+    // The run's receipts show the nine hook events in order, with the right ids.
+    let hooks: Vec<&Value> = run["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "hook")
+        .collect();
+    let names: Vec<&str> = hooks
+        .iter()
+        .map(|r| r["hookName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "work_item.pre_create",
+            "work_item.post_create",
+            "run.pre_prompt",
+            "model.pre_call",
+            "model.post_call",
+            "tool.pre_exec",
+            "tool.post_exec",
+            "model.pre_call",
+            "model.post_call",
+            "response.pre_deliver",
+            "response.post_deliver",
+        ]
+    );
+    for r in &hooks {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["pluginId"], "test.chain");
+        assert_eq!(r["workItemId"], wi.as_str());
+        assert_eq!(r["jobId"], job.as_str());
+    }
+    // The run record: prompt, two model calls, the tool call, the final response, delivery.
+    let kinds: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["prompt", "model_call", "tool_call", "model_call", "final"]
+    );
+    let tool_step = &run["steps"][2]["detail"];
+    assert_eq!(tool_step["tool"], "lookup");
+    assert_eq!(tool_step["output"], "lookup(weather) chain=1 +post_exec");
+    assert_eq!(run["delivery"]["status"], "delivered");
+    assert_eq!(run["result"]["delivery"], "delivered");
+    // The same run through the job id.
+    let by_job = host
+        .admin_json(reqwest::Method::GET, &format!("/jobs/{job}"), None, 200)
+        .await;
+    assert_eq!(by_job["workItem"]["id"], wi.as_str());
+
+    // A redelivery of the same message creates nothing and runs nothing.
+    let body = json!({ "id": "m1", "text": "what is the weather?", "chat": "room-1" }).to_string();
+    let (status, v) = host
+        .webhook(
+            "chat",
+            &instance,
+            &[("x-chat-token", TOKEN)],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!((status, &v["duplicate"]), (200, &json!(true)));
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_fail_closed_tool_hook_blocks_the_tool_and_the_run_continues() {
+    let chat = StandIn::start().await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(
+        &host,
+        Some(json!([{ "event": "tool.pre_exec", "failPolicy": "fail_closed", "timeoutMs": 200 }])),
+    )
+    .await;
+    // The offline model turns `/tool` lines into tool calls.
+    let v = send(&host, &instance, "m2", "/tool lookup {\"q\":\"!loop\"}").await;
+    let wi = v["workItemId"].as_str().unwrap();
+    let run = host.wait_for_run(wi).await;
+    assert_eq!(run["job"]["status"], "done", "{run:#}");
+    let tool_step = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "tool_call")
+        .unwrap();
+    assert_eq!(tool_step["detail"]["blocked"]["byFailure"], true);
+    let sent = sent_texts(&chat);
+    assert_eq!(sent.len(), 1);
+    let text = sent[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("lookup: blocked by plugin test.chain: fail-closed handler failed"),
+        "{text}"
+    );
+    let statuses: Vec<&str> = run["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "hook")
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["timeout"]);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trapping_fail_closed_pre_deliver_hook_suppresses_delivery() {
+    let chat = StandIn::start().await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(
+        &host,
+        Some(json!([{ "event": "response.pre_deliver", "failPolicy": "fail_closed" }])),
+    )
+    .await;
+    let v = send(&host, &instance, "m3", "please !trap").await;
+    let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
+    assert_eq!(run["job"]["status"], "done");
+    assert_eq!(run["delivery"]["status"], "blocked");
+    assert!(
+        run["delivery"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("trapped")
+    );
+    assert_eq!(sent_texts(&chat).len(), 0, "nothing was posted");
+    // The host keeps serving: the next message is delivered.
+    let v = send(&host, &instance, "m4", "hello").await;
+    let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
+    assert_eq!(run["delivery"]["status"], "delivered");
+    assert_eq!(sent_texts(&chat)[0]["text"], "Received: hello +pre_deliver");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_interrupted_by_a_restart_is_retried_and_delivered_exactly_once() {
+    let chat = StandIn::start().await;
+    // First process: the model never answers, so the run is in flight when the host stops.
+    let stuck = ScriptedModel::start(|_, _| None).await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        model_base_url: Some(stuck.base_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(&host, Some(json!([]))).await;
+    let v = send(&host, &instance, "m5", "survive a restart").await;
+    let wi = v["workItemId"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        if stuck.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stuck.count(), 1, "the run reached the model");
+    let data = host.stop_keep_data().await;
+
+    // Second process on the same data: the job is re-queued at boot and run to the end.
+    let model = ScriptedModel::start(|_, _| Some(completion_text("after restart"))).await;
+    let host = TestHost::start_in(
+        data,
+        HostOptions {
+            overrides: overrides(&chat),
+            model_base_url: Some(model.base_url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let run = host.wait_for_run(&wi).await;
+    assert_eq!(run["job"]["status"], "done", "{run:#}");
+    assert_eq!(run["job"]["attempts"], 2);
+    assert_eq!(run["delivery"]["status"], "delivered");
+    let sent = sent_texts(&chat);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["text"], "after restart");
+
+    // A third boot finds the job done and posts nothing again.
+    let data = host.stop_keep_data().await;
+    let host = TestHost::start_in(
+        data,
+        HostOptions {
+            overrides: overrides(&chat),
+            model_base_url: Some(model.base_url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(sent_texts(&chat).len(), 1, "delivered exactly once");
+    host.stop().await;
+}
