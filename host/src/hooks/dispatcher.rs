@@ -6,7 +6,8 @@
 //!   handlers before it;
 //! - a handler's deadline is its timeout capped by what is left of the event's chain budget, and
 //!   it is enforced by the store's epoch deadline, so a looping handler is stopped, not abandoned;
-//!   a handler that cannot start because the budget is spent gets a `budget_exceeded` receipt;
+//!   a handler that cannot start because less than [`MIN_HANDLER_BUDGET_MS`] of the budget is
+//!   left gets a `budget_exceeded` receipt;
 //! - a handler can only return the fields its hook allows (the WIT result types); values are
 //!   validated here, and an invalid value counts as a failure of that handler;
 //! - `block` exists only on the four blocking hooks and ends the chain;
@@ -33,6 +34,9 @@ use std::time::{Duration, Instant};
 const MAX_TITLE_BYTES: usize = 512;
 /// Longest session key or model name a handler may set.
 const MAX_KEY_BYTES: usize = 512;
+/// Budget a handler needs left to be started; below it the handler gets `budget_exceeded`
+/// (a deadline shorter than a few epoch ticks could not be enforced precisely).
+pub const MIN_HANDLER_BUDGET_MS: u64 = 5;
 
 /// The plugin instances of one run (or one webhook ingress) and its correlation ids; the
 /// instances are dropped with it.
@@ -164,7 +168,7 @@ impl HookDispatcher {
         let budget = Duration::from_millis(self.chain_budget_ms);
         for (i, h) in handlers.iter().enumerate() {
             let left = budget.saturating_sub(started.elapsed()).as_millis() as u64;
-            if left == 0 {
+            if left < MIN_HANDLER_BUDGET_MS {
                 self.budget_exceeded(&handlers[i..], scope, &mut out);
                 break;
             }
