@@ -333,12 +333,14 @@ async fn create_work_item(
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
             });
-            in_scope(&app, scope.take(), move |app, s| {
+            let (s, _) = in_scope(&app, scope.take(), move |app, s| {
                 app.dispatcher.dispatch(&table, s, event)
             })
             .await?;
-        } else if let Some(s) = scope.take() {
-            tokio::task::spawn_blocking(move || drop(s));
+            scope = Some(s);
+        }
+        if let Some(s) = scope.take() {
+            s.finish(&app.runtime);
         }
         if job.is_some() {
             app.db

@@ -46,9 +46,9 @@ pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
         }
     };
     let outcome = run.execute().await;
-    // Drop the run's plugin instances off the async threads.
+    // The run's plugin instances are torn down off the async threads.
     if let Some(scope) = run.scope.take() {
-        tokio::task::spawn_blocking(move || drop(scope));
+        scope.finish(&app.runtime);
     }
     match outcome {
         Ok(result) => {

@@ -55,6 +55,11 @@ impl RunScope {
             instances: RunInstances(Vec::new()),
         }
     }
+
+    /// Ends the run: its instances are torn down off this thread (never reused).
+    pub fn finish(self, runtime: &PluginRuntime) {
+        runtime.retire(self.instances.0.into_iter().map(|(_, w)| w).collect());
+    }
 }
 
 /// The instances of one run, one per plugin version.

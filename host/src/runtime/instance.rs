@@ -22,6 +22,7 @@ use crate::hooks::HookName;
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
 use crate::receipts::ReceiptSink;
 use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -192,20 +193,47 @@ pub(crate) fn invoke<R: OutputSize>(
     }
 }
 
-/// Keeps [`PREWARMED_INSTANCES`] instances of each run-serving plugin ready, built on a
-/// background thread. Holds plugins weakly: a disabled or replaced version's pool dies with it.
-pub(crate) struct Prewarmer {
-    tx: mpsc::Sender<Weak<LoadedPlugin>>,
+/// Work for the prewarm thread.
+enum Chore {
+    /// Top up this plugin's pool.
+    Refill(Weak<LoadedPlugin>),
+    /// Tear down instances a finished run used.
+    Retire(Vec<Warm>),
 }
+
+/// Keeps [`PREWARMED_INSTANCES`] instances of each run-serving plugin ready, built on a
+/// background thread, and tears down the instances of finished runs there too, so neither
+/// instantiation nor teardown is on a run's path. Holds plugins weakly: a disabled or replaced
+/// version's pool dies with it.
+pub(crate) struct Prewarmer {
+    tx: mpsc::Sender<Chore>,
+    /// Instances handed over for teardown and not yet torn down.
+    retiring: Arc<AtomicUsize>,
+}
+
+/// Above this many instances waiting for teardown, a finished run tears its own down (so a
+/// backlog can never exhaust the instance pool).
+const MAX_RETIRING: usize = 32;
 
 impl Prewarmer {
     /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped.
     pub(crate) fn start(factory: Arc<StoreFactory>) -> Prewarmer {
-        let (tx, rx) = mpsc::channel::<Weak<LoadedPlugin>>();
+        let (tx, rx) = mpsc::channel::<Chore>();
+        let retiring = Arc::new(AtomicUsize::new(0));
+        let counter = retiring.clone();
         std::thread::Builder::new()
             .name("nitejar-prewarm".into())
             .spawn(move || {
-                while let Ok(weak) = rx.recv() {
+                while let Ok(chore) = rx.recv() {
+                    let weak = match chore {
+                        Chore::Retire(instances) => {
+                            let n = instances.len();
+                            drop(instances);
+                            counter.fetch_sub(n, Ordering::Relaxed);
+                            continue;
+                        }
+                        Chore::Refill(weak) => weak,
+                    };
                     let Some(plugin) = weak.upgrade() else {
                         continue;
                     };
@@ -224,11 +252,25 @@ impl Prewarmer {
                 }
             })
             .expect("spawning the prewarm thread");
-        Prewarmer { tx }
+        Prewarmer { tx, retiring }
     }
 
     /// Asks for `plugin`'s pool to be topped up.
     pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
-        let _ = self.tx.send(Arc::downgrade(plugin));
+        let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
+    }
+
+    /// Hands finished instances to the background thread to be torn down.
+    pub(crate) fn retire(&self, instances: Vec<Warm>) {
+        let n = instances.len();
+        if self.retiring.fetch_add(n, Ordering::Relaxed) + n > MAX_RETIRING {
+            self.retiring.fetch_sub(n, Ordering::Relaxed);
+            drop(instances);
+            return;
+        }
+        if let Err(mpsc::SendError(Chore::Retire(v))) = self.tx.send(Chore::Retire(instances)) {
+            self.retiring.fetch_sub(v.len(), Ordering::Relaxed);
+            drop(v);
+        }
     }
 }

@@ -200,6 +200,8 @@ pub struct PluginRuntime {
     receipts: ReceiptSink,
     factory: Arc<StoreFactory>,
     prewarmer: Prewarmer,
+    pool_hits: std::sync::atomic::AtomicU64,
+    pool_misses: std::sync::atomic::AtomicU64,
 }
 
 /// A plugin call's result plus what the receipt needs.
@@ -238,6 +240,8 @@ impl PluginRuntime {
             receipts: opts.receipts,
             factory,
             prewarmer,
+            pool_hits: Default::default(),
+            pool_misses: Default::default(),
         })
     }
 
@@ -510,9 +514,28 @@ impl PluginRuntime {
     pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
         let warm = plugin.pool_take();
         self.prewarmer.request(plugin);
+        let counter = if warm.is_some() {
+            &self.pool_hits
+        } else {
+            &self.pool_misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match warm {
             Some(w) => Ok(w),
             None => self.factory.instantiate(plugin),
+        }
+    }
+
+    /// Run instances taken from the prepared pool, and made on demand because it was empty.
+    pub fn pool_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.pool_hits.load(Relaxed), self.pool_misses.load(Relaxed))
+    }
+
+    /// Tears down a finished run's instances on the background thread.
+    pub fn retire(&self, instances: Vec<Warm>) {
+        if !instances.is_empty() {
+            self.prewarmer.retire(instances);
         }
     }
 

@@ -1,0 +1,331 @@
+//! Benchmark: what a chain of nine hook events (one handler each, a small mutation of the event
+//! data) adds to an agent run, in one process run, against:
+//!
+//! - no hooks: the same nine dispatches with an empty hook table (the run's own cost);
+//! - native: the same nine handlers as plain Rust functions, applied through the same
+//!   validation (`hooks::dispatcher::apply`);
+//! - sandboxed, per run (the product): the dispatcher with the chain test plugin registered on
+//!   all nine events; one instance per run, taken from the pool prepared ahead of demand,
+//!   deadlines, limits, validation and one receipt per handler (written by the batch writer);
+//!   at the end of the run its instance is handed to the background thread to be torn down,
+//!   as the product does. Runs are back to back, so the background thread cannot always refill
+//!   the pool in time; how many runs had to make their instance on demand is printed;
+//! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
+//!   design, for contrast).
+//!
+//! Run: `cargo bench -p nitejar --bench hook_chain` (or `just bench`). Prints medians and p90
+//! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
+
+use nitejar::db::Db;
+use nitejar::hooks::dispatcher::apply;
+use nitejar::hooks::table::TableEntry;
+use nitejar::hooks::{CrashGuard, HookDispatcher, HookTable, RunScope};
+use nitejar::plugins::package::PluginPackage;
+use nitejar::receipts::ReceiptSink;
+use nitejar::runtime::bindings::exports::nitejar::plugin::hooks as h;
+use nitejar::runtime::{Grants, HookInput, HookOutput, PluginRuntime, RuntimeOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WARMUP: usize = 200;
+const ITERATIONS: usize = 2_000;
+
+fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..ITERATIONS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+}
+
+fn work_item() -> h::WorkItem {
+    h::WorkItem {
+        id: "wi-1".into(),
+        title: "deploy status".into(),
+        text: "is the deploy done?".into(),
+        session_key: "chat:room-1".into(),
+        source_ref: "chat:m1".into(),
+        payload: r#"{"id":"m1","text":"is the deploy done?"}"#.into(),
+        status: "running".into(),
+        created_at_ms: 1,
+    }
+}
+
+/// The nine events of one run, in order.
+fn events() -> Vec<HookInput> {
+    let wi = work_item();
+    let messages = serde_json::json!([
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "is the deploy done?"}
+    ])
+    .to_string();
+    vec![
+        HookInput::WorkItemPreCreate(h::WorkItemPreCreateEvent {
+            work_item: h::WorkItemDraft {
+                title: wi.title.clone(),
+                text: wi.text.clone(),
+                session_key: wi.session_key.clone(),
+                source_ref: wi.source_ref.clone(),
+                payload: wi.payload.clone(),
+            },
+            integration_type: "chat".into(),
+            plugin_instance_id: "inst-1".into(),
+        }),
+        HookInput::WorkItemPostCreate(h::WorkItemPostCreateEvent {
+            work_item: wi.clone(),
+            integration_type: "chat".into(),
+            plugin_instance_id: "inst-1".into(),
+        }),
+        HookInput::RunPrePrompt(h::RunPrePromptEvent {
+            system_prompt: "You are helpful.".into(),
+            user_message: wi.text.clone(),
+            agent: h::AgentInfo {
+                id: "agent-1".into(),
+                name: "default".into(),
+                model: "m".into(),
+            },
+            work_item: wi.clone(),
+        }),
+        HookInput::ModelPreCall(h::ModelPreCallEvent {
+            model: "m".into(),
+            temperature: 0.2,
+            max_tokens: 1024,
+            messages,
+            tools: "[]".into(),
+            turn: 1,
+        }),
+        HookInput::ModelPostCall(h::ModelPostCallEvent {
+            response: r#"{"choices":[{"message":{"content":"yes"}}]}"#.into(),
+            model: "m".into(),
+            turn: 1,
+            duration_ms: 10,
+            usage: h::Usage {
+                prompt_tokens: 10,
+                completion_tokens: 1,
+                cost_usd: None,
+            },
+        }),
+        HookInput::ToolPreExec(h::ToolPreExecEvent {
+            tool_name: "lookup".into(),
+            tool_input: r#"{"q":"deploy"}"#.into(),
+            tool_call_id: "call-1".into(),
+            turn: 1,
+        }),
+        HookInput::ToolPostExec(h::ToolPostExecEvent {
+            tool_name: "lookup".into(),
+            tool_input: r#"{"q":"deploy"}"#.into(),
+            tool_call_id: "call-1".into(),
+            tool_result: h::ToolResult {
+                output: "deployed at 12:00".into(),
+                is_error: false,
+            },
+            duration_ms: 1,
+            turn: 1,
+        }),
+        HookInput::ResponsePreDeliver(h::ResponsePreDeliverEvent {
+            content: "Yes, deployed at 12:00.".into(),
+            integration_type: "chat".into(),
+            plugin_instance_id: "inst-1".into(),
+            work_item_id: "wi-1".into(),
+            streaming: false,
+            hit_limit: false,
+        }),
+        HookInput::ResponsePostDeliver(h::ResponsePostDeliverEvent {
+            content: "Yes, deployed at 12:00.".into(),
+            delivery: h::DeliveryResult {
+                delivered: true,
+                external_id: Some("x1".into()),
+                error: None,
+            },
+            integration_type: "chat".into(),
+            plugin_instance_id: "inst-1".into(),
+            work_item_id: "wi-1".into(),
+        }),
+    ]
+}
+
+/// The chain plugin's nine handlers as native Rust (same mutations, same parsing).
+fn native(event: &HookInput) -> HookOutput {
+    use h::*;
+    match event {
+        HookInput::WorkItemPreCreate(e) => HookOutput::WorkItemPreCreate(
+            WorkItemPreCreateDecision::Proceed(WorkItemPreCreatePatch {
+                title: Some(format!("{} +pre_create", e.work_item.title)),
+                payload: None,
+                session_key: None,
+            }),
+        ),
+        HookInput::RunPrePrompt(e) => HookOutput::RunPrePrompt(RunPrePromptPatch {
+            system_prompt: Some(format!("{}\n[pre_prompt]", e.system_prompt)),
+            user_message: None,
+        }),
+        HookInput::ModelPreCall(e) => {
+            let _last = serde_json::from_str::<serde_json::Value>(&e.messages)
+                .ok()
+                .and_then(|m| m.as_array().and_then(|a| a.last().cloned()))
+                .map(|m| m.to_string());
+            HookOutput::ModelPreCall(ModelPreCallDecision::Proceed(ModelPreCallPatch {
+                model: None,
+                temperature: Some(0.5),
+                max_tokens: None,
+            }))
+        }
+        HookInput::ToolPreExec(e) => {
+            let mut input: serde_json::Value = serde_json::from_str(&e.tool_input).unwrap();
+            let n = input["chain"].as_u64().unwrap_or(0);
+            input["chain"] = (n + 1).into();
+            HookOutput::ToolPreExec(ToolPreExecDecision::Proceed(ToolPreExecPatch {
+                tool_input: Some(input.to_string()),
+            }))
+        }
+        HookInput::ToolPostExec(e) => HookOutput::ToolPostExec(ToolPostExecPatch {
+            output: Some(format!("{} +post_exec", e.tool_result.output)),
+        }),
+        HookInput::ResponsePreDeliver(e) => HookOutput::ResponsePreDeliver(
+            ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
+                content: Some(format!("{} +pre_deliver", e.content)),
+            }),
+        ),
+        _ => HookOutput::Observed,
+    }
+}
+
+fn ctx() -> h::HookContext {
+    h::HookContext {
+        plugin_instance_id: Some("inst-1".into()),
+        work_item_id: Some("wi-1".into()),
+        job_id: Some("job-1".into()),
+        agent_id: Some("agent-1".into()),
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = tokio_rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let db = tokio_rt
+        .block_on(Db::open(&dir.path().join("bench.db")))
+        .unwrap();
+    let (sink, _writer) = ReceiptSink::start(db.clone());
+    let runtime = Arc::new(
+        PluginRuntime::new(RuntimeOptions {
+            memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            cache_dir: dir.path().join("cache"),
+            files_root: dir.path().join("files"),
+            outbound_overrides: Default::default(),
+            db: Some(db),
+            receipts: sink,
+        })
+        .unwrap(),
+    );
+    let pkg = PluginPackage::from_dir(
+        &Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("chain"),
+    )
+    .unwrap();
+    let plugin = Arc::new(
+        runtime
+            .load(
+                &pkg.manifest,
+                &pkg.wasm,
+                &Grants::all_declared(&pkg.manifest),
+            )
+            .unwrap(),
+    );
+    runtime.prewarm(&plugin);
+    let table = HookTable::build(
+        [TableEntry {
+            plugin: &plugin,
+            seq: 0,
+            overrides: &[],
+        }],
+        nitejar::limits::DEFAULT_HOOK_TIMEOUT_MS,
+    );
+    let empty = HookTable::default();
+    let guard = Arc::new(CrashGuard::new(Duration::from_secs(300)));
+    let dispatcher = HookDispatcher::new(
+        runtime.clone(),
+        nitejar::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
+        guard,
+    );
+    let template = events();
+    // Sanity: the sandboxed chain makes the same changes as the native one.
+    let mut scope = RunScope::new(ctx());
+    for ev in &template {
+        let d = dispatcher.dispatch(&table, &mut scope, ev.clone());
+        let mut native_ev = ev.clone();
+        apply(&mut native_ev, native(ev)).unwrap();
+        assert_eq!(format!("{:?}", d.event), format!("{native_ev:?}"));
+        assert!(d.handlers.iter().all(|h| h.status == "ok"));
+    }
+    drop(scope);
+
+    let (none_med, none_p90) = measure(|| {
+        let mut scope = RunScope::new(ctx());
+        for ev in &template {
+            std::hint::black_box(dispatcher.dispatch(&empty, &mut scope, ev.clone()));
+        }
+    });
+    let (native_med, native_p90) = measure(|| {
+        for ev in &template {
+            let mut e = ev.clone();
+            let out = native(&e);
+            std::hint::black_box(apply(&mut e, out).unwrap());
+        }
+    });
+    let before = runtime.pool_stats();
+    let (run_med, run_p90) = measure(|| {
+        let mut scope = RunScope::new(ctx());
+        for ev in &template {
+            std::hint::black_box(dispatcher.dispatch(&table, &mut scope, ev.clone()));
+        }
+        scope.finish(&runtime);
+    });
+    let after = runtime.pool_stats();
+    let hook_ctx = ctx();
+    let (call_med, call_p90) = measure(|| {
+        for ev in &template {
+            std::hint::black_box(runtime.call_hook(&plugin, &hook_ctx, ev, 1_500).unwrap());
+        }
+    });
+    println!(
+        "chain of nine hook events, one handler each ({ITERATIONS} runs, after {WARMUP} warm-up)"
+    );
+    println!("{:<44} {:>12} {:>12}", "", "median µs", "p90 µs");
+    for (name, med, p90) in [
+        ("no hooks (empty table)", none_med, none_p90),
+        ("native Rust handlers", native_med, native_p90),
+        ("sandboxed, instance per run (product)", run_med, run_p90),
+        ("sandboxed, instance per call", call_med, call_p90),
+    ] {
+        println!("{name:<44} {:>12.1} {:>12.1}", us(med), us(p90));
+    }
+    println!(
+        "per-run instances made on demand because the prepared pool was empty: {} of {} runs",
+        after.1 - before.1,
+        (after.0 + after.1) - (before.0 + before.1)
+    );
+    let added = run_med.saturating_sub(none_med);
+    println!(
+        "added per run by the sandboxed chain: {:.1} µs median ({:.1} µs per event); {:.1}x native; instance per call would add {:.1} µs",
+        us(added),
+        us(added) / 9.0,
+        us(run_med) / us(native_med).max(0.001),
+        us(call_med.saturating_sub(none_med)),
+    );
+}
