@@ -82,7 +82,13 @@ async fn worker_loop(app: Arc<App>) {
         match app.db.claim_job(workers.worker_id()).await {
             Ok(Some(job)) => {
                 let id = job.id.clone();
-                if let Err(e) = run_job(&app, job).await {
+                let span = tracing::info_span!(
+                    "agent.run",
+                    job.id = %job.id,
+                    work_item.id = %job.work_item_id,
+                    attempt = job.attempts,
+                );
+                if let Err(e) = tracing::Instrument::instrument(run_job(&app, job), span).await {
                     tracing::error!(job_id = %id, "run failed: {e:#}");
                 }
                 continue;

@@ -178,6 +178,14 @@ impl HookDispatcher {
                 break;
             }
             let timeout_ms = h.timeout_ms.min(left);
+            let span = tracing::debug_span!(
+                "plugin.hook",
+                plugin.id = %h.plugin.id(),
+                plugin.version = %h.plugin.version(),
+                plugin.hook = name.as_str(),
+                plugin.status = tracing::field::Empty,
+            );
+            let _entered = span.enter();
             let mut call = match scope.instances.get(&self.runtime, &h.plugin) {
                 Ok(warm) => self
                     .runtime
@@ -202,6 +210,7 @@ impl HookDispatcher {
                 (Ok(_), None) => "ok",
                 (Err(f), _) => f.receipt_status(),
             };
+            span.record("plugin.status", status);
             self.crash_guard.record(h.plugin.id(), call.result.is_ok());
             let failed = call.result.as_ref().err().cloned();
             let effect = match (&failed, h.fail_policy, name.is_blocking()) {
