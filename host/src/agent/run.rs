@@ -265,14 +265,26 @@ impl Run {
         let mut stopped_by: Option<Value> = None;
         let max_turns = self.settings.max_turns;
         for turn in 1..=max_turns {
-            // model.pre_call
+            // model.pre_call (the conversation is serialized for it only when someone listens)
+            let listening = self
+                .app
+                .registry
+                .hook_table()
+                .has(crate::hooks::HookName::ModelPreCall);
+            let as_json = |v: &[Value]| {
+                if listening {
+                    serde_json::to_string(v).unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            };
             let d = self
                 .dispatch(HookInput::ModelPreCall(h::ModelPreCallEvent {
                     model: self.settings.model.clone(),
                     temperature: self.settings.temperature,
                     max_tokens: self.settings.max_tokens,
-                    messages: Value::from(messages.clone()).to_string(),
-                    tools: Value::from(tools.clone()).to_string(),
+                    messages: as_json(&messages),
+                    tools: as_json(&tools),
                     turn,
                 }))
                 .await?;

@@ -87,16 +87,6 @@ impl RunInstances {
             }
         }
     }
-
-    /// How many plugin instances this run holds.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the run holds no instance.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Why an operation was blocked.

@@ -62,6 +62,7 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
         "version": row.current_version,
         "checksum": row.current_checksum,
         "lastLoadError": row.last_load_error,
+        "recentFailures": app.crash_guard.recent_failures(&row.id),
         "declaredCapabilities": manifest.get("permissions"),
         "contributes": manifest.get("contributes"),
         "installedAt": row.installed_at,
@@ -320,6 +321,7 @@ pub async fn enable_plugin(
         ));
     }
     app.db.set_plugin_enabled(&id, true).await?;
+    app.crash_guard.clear(&id);
     let result = app.registry.activate(&app, &id).await;
     let status = if result.is_ok() { "ok" } else { "error" };
     app.receipts

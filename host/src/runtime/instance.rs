@@ -43,7 +43,6 @@ pub struct Warm {
     instance: Instance,
     stderr: MemoryOutputPipe,
     ctx: Arc<CallContext>,
-    digest: Arc<str>,
     poisoned: bool,
 }
 
@@ -51,11 +50,6 @@ impl Warm {
     /// Whether a call trapped or timed out in this instance (it must not be called again).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
-    }
-
-    /// sha256 of the component this instance runs.
-    pub fn digest(&self) -> &str {
-        &self.digest
     }
 }
 
@@ -121,7 +115,6 @@ impl StoreFactory {
                 instance,
                 stderr,
                 ctx,
-                digest: plugin.digest.as_str().into(),
                 poisoned: false,
             }),
             Err(e) => {
