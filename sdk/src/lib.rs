@@ -572,3 +572,25 @@ pub mod kv {
         });
     }
 }
+
+/// Cryptographically secure random bytes from the host (`wasi:random`), e.g. for nonces.
+pub mod random {
+    /// Returns `len` random bytes. Natively (unit tests) the bytes come from the standard
+    /// library's randomly seeded hasher: unpredictable enough for tests, not for keys.
+    pub fn bytes(len: usize) -> Vec<u8> {
+        #[cfg(target_arch = "wasm32")]
+        return wasip2::random::random::get_random_bytes(len as u64);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::hash::{BuildHasher, Hasher};
+            let mut out = Vec::with_capacity(len);
+            while out.len() < len {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_usize(out.len());
+                out.extend_from_slice(&h.finish().to_le_bytes());
+            }
+            out.truncate(len);
+            out
+        }
+    }
+}
