@@ -12,6 +12,8 @@ use std::process::Command;
 const GUESTS: &[(&str, bool)] = &[
     ("plugins-examples/webhook", true),
     ("plugins-examples/hooks", true),
+    ("plugins-examples/telegram", true),
+    ("plugins-examples/github", true),
     ("tests/plugins/hostile", false),
     ("tests/plugins/chain", false),
 ];

@@ -8,7 +8,27 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Where requests for one host name are sent instead (applied after the allowlist check).
-pub type OutboundOverrides = BTreeMap<String, SocketAddr>;
+pub type OutboundOverrides = BTreeMap<String, OutboundTarget>;
+
+/// The destination of an outbound override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundTarget {
+    /// Address to connect to.
+    pub addr: SocketAddr,
+    /// Speak plain HTTP to it even when the plugin asked for `https` (`host=http://ip:port`):
+    /// for local stand-ins of platform APIs, which have no certificate for the real name.
+    pub plaintext: bool,
+}
+
+impl From<SocketAddr> for OutboundTarget {
+    /// An override that keeps the request's scheme (TLS stays TLS).
+    fn from(addr: SocketAddr) -> Self {
+        OutboundTarget {
+            addr,
+            plaintext: false,
+        }
+    }
+}
 
 /// A configuration problem, reported at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +60,7 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Admin API bearer token (`NITEJAR_ADMIN_TOKEN`); generated into the data dir when unset.
     pub admin_token: Option<String>,
-    /// Host-level outbound overrides (`NITEJAR_OUTBOUND_OVERRIDES=host=ip:port,...`).
+    /// Host-level outbound overrides (`NITEJAR_OUTBOUND_OVERRIDES=host=ip:port,host=http://ip:port,...`).
     pub outbound_overrides: OutboundOverrides,
     /// Hex AES-256 key for secrets at rest (`ENCRYPTION_KEY`); generated into the data dir when unset.
     pub encryption_key: Option<String>,
@@ -64,6 +84,9 @@ pub struct Config {
     pub default_model: String,
     /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
     pub run_workers: usize,
+    /// Public base URL of this server (`NITEJAR_PUBLIC_URL`, e.g. `https://bots.example.com`),
+    /// used to show full webhook URLs; without it they are shown as paths.
+    pub public_url: Option<String>,
 }
 
 /// Reads `NITEJAR_<name>`, then `SLOPBOT_<name>`.
@@ -93,14 +116,21 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError
 pub fn parse_overrides(text: &str) -> Result<OutboundOverrides, String> {
     let mut map = OutboundOverrides::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (host, addr) = item
+        let (host, target) = item
             .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not host=ip:port"))?;
+            .ok_or_else(|| format!("{item:?} is not host=ip:port or host=http://ip:port"))?;
+        let target = target.trim();
+        let (plaintext, addr) = match target.strip_prefix("http://") {
+            Some(rest) => (true, rest.trim_end_matches('/')),
+            None => (false, target),
+        };
         let addr: SocketAddr = addr
-            .trim()
             .parse()
-            .map_err(|_| format!("{addr:?} is not an ip:port address"))?;
-        map.insert(host.trim().to_ascii_lowercase(), addr);
+            .map_err(|_| format!("{target:?} is not ip:port or http://ip:port"))?;
+        map.insert(
+            host.trim().to_ascii_lowercase(),
+            OutboundTarget { addr, plaintext },
+        );
     }
     Ok(map)
 }
@@ -200,6 +230,18 @@ impl Config {
                 .map(|(_, v)| v)
                 .unwrap_or_else(|| "nitejar-offline".into()),
             run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
+            public_url: match var("PUBLIC_URL") {
+                None => None,
+                Some((_, v)) if v.starts_with("https://") || v.starts_with("http://") => {
+                    Some(v.trim_end_matches('/').to_string())
+                }
+                Some((key, v)) => {
+                    return Err(ConfigError::Invalid {
+                        var: key,
+                        problem: format!("expected an http(s) URL, got {v:?}"),
+                    });
+                }
+            },
         })
     }
 
@@ -226,6 +268,7 @@ impl Config {
             default_provider: "offline".into(),
             default_model: "nitejar-offline".into(),
             run_workers: crate::limits::RUN_WORKERS,
+            public_url: None,
         }
     }
 }
@@ -280,8 +323,13 @@ mod tests {
     #[test]
     fn parses_overrides() {
         let m = parse_overrides("api.telegram.org=127.0.0.1:8081, API.github.com=[::1]:9").unwrap();
-        assert_eq!(m["api.telegram.org"].port(), 8081);
-        assert!(m["api.github.com"].is_ipv6());
+        assert_eq!(m["api.telegram.org"].addr.port(), 8081);
+        assert!(!m["api.telegram.org"].plaintext);
+        assert!(m["api.github.com"].addr.is_ipv6());
+        let m = parse_overrides("api.github.com=http://127.0.0.1:9/").unwrap();
+        assert!(m["api.github.com"].plaintext);
+        assert_eq!(m["api.github.com"].addr.port(), 9);
+        assert!(parse_overrides("h=https://127.0.0.1:9").is_err());
         assert!(parse_overrides("nohost").is_err());
         assert!(parse_overrides("h=notanaddr").is_err());
         assert!(parse_overrides("").unwrap().is_empty());

@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod platforms;
+
 use hmac::{Hmac, Mac};
 use nitejar::app::{App, Shutdown};
 use nitejar::config::{Config, OutboundOverrides};

@@ -12,7 +12,7 @@ const TOKEN: &str = "chat-token-123";
 
 fn overrides(chat: &StandIn) -> OutboundOverrides {
     let mut o = OutboundOverrides::new();
-    o.insert("chat.test".into(), chat.addr);
+    o.insert("chat.test".into(), chat.addr.into());
     o
 }
 

@@ -121,7 +121,7 @@ async fn every_call_gets_a_fresh_instance() {
 #[tokio::test]
 async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
     let stand_in = StandIn::start().await;
-    let overrides = [("allowed.test".to_string(), stand_in.addr)].into();
+    let overrides = [("allowed.test".to_string(), stand_in.addr.into())].into();
     let opts = HostOptions {
         overrides,
         ..Default::default()
@@ -229,7 +229,7 @@ async fn network_is_allowlisted_checked_on_addresses_and_never_redirected() {
 
     // Declared but not granted: refused, and the receipt names the grant to give.
     let opts = HostOptions {
-        overrides: [("allowed.test".to_string(), stand_in.addr)].into(),
+        overrides: [("allowed.test".to_string(), stand_in.addr.into())].into(),
         ..Default::default()
     };
     let (host, instance) = hostile_host(&[], opts).await;

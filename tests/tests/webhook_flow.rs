@@ -35,7 +35,11 @@ async fn a_signed_webhook_creates_one_work_item() {
     assert_eq!(item["text"], "deploy the docs please");
     assert_eq!(item["sessionKey"], format!("webhook:{instance}:s1"));
     assert_eq!(item["integrationType"], "webhook");
-    assert_eq!(item["status"], "pending");
+    // The agent may already have picked it up.
+    assert!(
+        ["pending", "running", "done"].contains(&item["status"].as_str().unwrap()),
+        "{item}"
+    );
 
     // The parse-webhook call left a receipt with the outcome and the execution mode.
     let receipts = host.receipts("nitejar.example.webhook").await;
@@ -209,9 +213,11 @@ async fn admin_api_requires_the_token_and_never_returns_secrets() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("at least 16"),
+            .contains("`secret`: value is shorter than 16 characters"),
         "{v}"
     );
+    // The plugin's JSON Schema is checked first, and errors never echo the submitted value.
+    assert!(!v.to_string().contains("short\""), "{v}");
     let v = host
         .admin_json(
             Method::POST,

@@ -7,7 +7,7 @@ use crate::db::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
 use crate::hooks::{Dispatched, RunScope};
 use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
 use crate::runtime::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
-use crate::runtime::{Correlation, HookInput, PluginFailure};
+use crate::runtime::{Correlation, HookInput, LoadedPlugin, PluginFailure};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -230,7 +230,64 @@ impl Run {
         Ok(prompt)
     }
 
+    /// The plugin and instance (config decrypted) this run answers on; `None` when the plugin
+    /// is not enabled.
+    fn integration(&self) -> anyhow::Result<Option<(Arc<LoadedPlugin>, integration::Instance)>> {
+        let Some(plugin) = self
+            .app
+            .registry
+            .get(&self.instance_plugin_id)
+            .filter(|p| p.descriptor(&self.integration_type).is_some())
+        else {
+            return Ok(None);
+        };
+        let config = crate::instances::decrypt_config(
+            &self.app,
+            &self.instance_config,
+            plugin.descriptor(&self.integration_type),
+        )
+        .map_err(|e| anyhow!("the instance configuration could not be decrypted: {e}"))?;
+        let instance = integration::Instance {
+            id: self.item.plugin_instance_id.clone(),
+            integration_type: self.integration_type.clone(),
+            config,
+        };
+        Ok(Some((plugin, instance)))
+    }
+
+    /// Tells the platform the agent is on it (`acknowledge-receipt`: a reaction, "typing").
+    /// Best effort: a failure is receipted by the runtime and the run goes on.
+    async fn acknowledge(&mut self) -> anyhow::Result<()> {
+        let Some((plugin, instance)) = self.integration()? else {
+            return Ok(());
+        };
+        let corr = Correlation {
+            work_item_id: Some(self.item.id.clone()),
+            job_id: Some(self.job.id.clone()),
+        };
+        let context = self.item.response_context_json.clone();
+        let timeout = self.app.config.integration_timeout_ms;
+        let r = self
+            .blocking(move |app, scope| {
+                let warm = scope.instances.get(&app.runtime, &plugin)?;
+                app.runtime.acknowledge_receipt(
+                    &plugin,
+                    warm,
+                    &corr,
+                    &instance,
+                    context.as_deref(),
+                    timeout,
+                )
+            })
+            .await?;
+        if let Err(f) = r {
+            tracing::warn!(job.id = %self.job.id, "acknowledge-receipt failed: {f}");
+        }
+        Ok(())
+    }
+
     async fn execute(&mut self) -> anyhow::Result<Value> {
+        self.acknowledge().await?;
         // run.pre_prompt
         let system = self.system_prompt().await?;
         let d = self
@@ -515,12 +572,7 @@ impl Run {
             self.app.db.upsert_delivery(&row).await?;
             return Ok(row);
         }
-        let Some(plugin) = self
-            .app
-            .registry
-            .get(&self.instance_plugin_id)
-            .filter(|p| p.descriptor(&self.integration_type).is_some())
-        else {
+        let Some((plugin, instance)) = self.integration()? else {
             row.status = "failed".into();
             row.error = Some(format!(
                 "the plugin providing {} is not enabled",
@@ -528,17 +580,6 @@ impl Run {
             ));
             self.app.db.upsert_delivery(&row).await?;
             return Ok(row);
-        };
-        let config = crate::instances::decrypt_config(
-            &self.app,
-            &self.instance_config,
-            plugin.descriptor(&self.integration_type),
-        )
-        .map_err(|e| anyhow!("the instance configuration could not be decrypted: {e}"))?;
-        let instance = integration::Instance {
-            id: self.item.plugin_instance_id.clone(),
-            integration_type: self.integration_type.clone(),
-            config,
         };
         let options = integration::PostOptions {
             hit_limit,

@@ -9,8 +9,9 @@
 //!   (an IP literal, or `localhost` for loopback).
 //! - Redirects are never followed for the guest: it sees the 3xx and must make (and pass the
 //!   check for) a new request.
-//! - The operator's outbound overrides (`host -> ip:port`) apply **after** the allowlist check,
-//!   so tests can point `api.telegram.org` at a local server without widening any policy.
+//! - The operator's outbound overrides (`host -> ip:port`, or `host -> http://ip:port` to speak
+//!   plain HTTP to a local stand-in) apply **after** the allowlist check, so tests can point
+//!   `api.telegram.org` at a local server without widening any policy.
 //! - Connect and response deadlines are bounded by the call's own deadline, because a guest
 //!   blocked in a host call is not interrupted by the epoch deadline.
 
@@ -370,9 +371,13 @@ impl WasiHttpHooks for NetworkGuard {
         let deadline = self.deadline;
         Box::new(async move {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let addr = match policy.overrides.get(&host.to_ascii_lowercase()) {
-                Some(addr) => *addr,
-                None => resolve_checked(&policy, &rule, &ctx, &host, port, remaining).await?,
+            let (addr, scheme) = match policy.overrides.get(&host.to_ascii_lowercase()) {
+                Some(t) if t.plaintext => (t.addr, "http".to_string()),
+                Some(t) => (t.addr, scheme),
+                None => (
+                    resolve_checked(&policy, &rule, &ctx, &host, port, remaining).await?,
+                    scheme,
+                ),
             };
             let resp =
                 tokio::time::timeout(remaining, send(request, addr, &scheme, &host, remaining))

@@ -157,6 +157,8 @@ pub struct InstanceRow {
     pub enabled: bool,
     /// Creation time.
     pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
 }
 
 /// A work item to create.
@@ -555,17 +557,19 @@ impl Db {
         integration_type: &str,
         name: &str,
         config_json: &str,
+        enabled: bool,
     ) -> DbResult<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(plugin_id)
         .bind(integration_type)
         .bind(name)
         .bind(config_json)
+        .bind(enabled)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -581,6 +585,53 @@ impl Db {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    /// Changes an instance's name and/or stored config (each only when given).
+    pub async fn update_instance(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        config_json: Option<&str>,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE plugin_instances SET name = COALESCE(?, name),
+             config_json = COALESCE(?, config_json), updated_at = ? WHERE id = ?",
+        )
+        .bind(name)
+        .bind(config_json)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Enables or disables an instance.
+    pub async fn set_instance_enabled(&self, id: &str, enabled: bool) -> DbResult<()> {
+        sqlx::query("UPDATE plugin_instances SET enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an instance and its agent assignment (work items, runs and idempotency keys
+    /// stay: they are history). Returns whether it existed.
+    pub async fn delete_instance(&self, id: &str) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM agent_assignments WHERE plugin_instance_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM plugin_instances WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// All instances.

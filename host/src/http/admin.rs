@@ -1,13 +1,13 @@
 //! Admin API handlers (authenticated by [`super::auth::require_admin`]).
 //!
 //! This is the minimal surface of the first slice: install (local path or upload), grant,
-//! set secrets, enable/disable, list plugins and receipts, create instances, list work items.
+//! set secrets, enable/disable, list plugins and receipts, list work items (instances are in
+//! [`super::instances`]).
 //! Every plugin response carries the runtime posture (`executionMode`, `hostEnforcedControls`,
 //! `effectiveLimitations`) and never a secret value.
 
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::instances::{InstanceError, redacted_config};
 use crate::plugins::installer::{InstallError, InstallSource, install};
 use crate::plugins::manifest::Manifest;
 use crate::plugins::package::{PackageError, PluginPackage};
@@ -352,75 +352,6 @@ pub async fn disable_plugin(
     app.registry.deactivate(&id);
     app.receipts.emit(Receipt::new(&id, "disable", "ok"));
     Ok(Json(json!({ "enabled": false })))
-}
-
-/// Body of `POST /api/admin/instances`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceBody {
-    #[serde(rename = "type")]
-    integration_type: String,
-    name: String,
-    #[serde(default)]
-    config: serde_json::Map<String, Value>,
-}
-
-/// `POST /api/admin/instances`: validates the config in the sandbox and stores it encrypted.
-pub async fn create_instance(
-    State(app): State<Arc<App>>,
-    Json(body): Json<InstanceBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    if body.name.trim().is_empty() {
-        return Err(ApiError::bad_request("name must not be empty"));
-    }
-    let id = crate::instances::create(&app, &body.integration_type, &body.name, body.config)
-        .await
-        .map_err(|e| match e {
-            InstanceError::UnknownType(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unknown_type", e.to_string())
-            }
-            InstanceError::InvalidConfig(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_config",
-                e.to_string(),
-            ),
-            InstanceError::Plugin(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", e.to_string())
-            }
-            InstanceError::Db(db) => ApiError::internal(db),
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": id,
-            "type": body.integration_type,
-            "webhookUrl": format!("/api/webhooks/plugins/{}/{id}", body.integration_type),
-        })),
-    ))
-}
-
-/// `GET /api/admin/instances` (sensitive fields redacted).
-pub async fn list_instances(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let rows = app.db.list_instances().await?;
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let sensitive = app
-                .registry
-                .get(&r.plugin_id)
-                .and_then(|p| {
-                    p.descriptor(&r.integration_type)
-                        .map(|d| d.sensitive_fields.clone())
-                })
-                .unwrap_or_default();
-            json!({
-                "id": r.id, "pluginId": r.plugin_id, "type": r.integration_type, "name": r.name,
-                "enabled": r.enabled, "config": redacted_config(&r.config_json, &sensitive),
-                "webhookUrl": format!("/api/webhooks/plugins/{}/{}", r.integration_type, r.id),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "instances": list })))
 }
 
 /// `GET /api/admin/instances/{id}/work-items`.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod instances;
 pub mod runs;
 pub mod webhooks;
 
@@ -28,10 +29,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
         .route("/plugins/{id}/enable", post(admin::enable_plugin))
         .route("/plugins/{id}/disable", post(admin::disable_plugin))
+        .route("/integration-types", get(instances::list_types))
+        .route("/instances", get(instances::list).post(instances::create))
+        .route("/instances/test", post(instances::test_unsaved))
         .route(
-            "/instances",
-            get(admin::list_instances).post(admin::create_instance),
+            "/instances/{id}",
+            get(instances::get)
+                .patch(instances::update)
+                .delete(instances::delete),
         )
+        .route("/instances/{id}/enable", post(instances::enable))
+        .route("/instances/{id}/disable", post(instances::disable))
+        .route("/instances/{id}/test", post(instances::test))
         .route("/instances/{id}/work-items", get(admin::list_work_items))
         .route("/instances/{id}/agent", put(runs::assign_agent))
         .route("/agents", get(runs::list_agents).post(runs::create_agent))

@@ -509,6 +509,42 @@ impl PluginRuntime {
         done.result
     }
 
+    /// Runs `integration.test-connection` (blocking: call from a blocking thread).
+    pub fn test_connection(
+        &self,
+        plugin: &LoadedPlugin,
+        integration_type: &str,
+        config: &str,
+        timeout_ms: u64,
+    ) -> Result<integration::ConnectionStatus, PluginFailure> {
+        let corr = Correlation::default();
+        let spec = CallSpec {
+            kind: "integration",
+            operation: "test-connection",
+            hook: None,
+            timeout_ms,
+            correlation: &corr,
+        };
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/integration".into(),
+            });
+        };
+        let done = self.run(plugin, &spec, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_test_connection(&mut *store, integration_type, config)
+        });
+        let ok = done.result.as_ref().ok().map(|r| r.ok);
+        self.receipt(
+            plugin,
+            &spec,
+            &done,
+            "ok",
+            ok.map(|ok| serde_json::json!({ "connectionOk": ok })),
+        );
+        done.result
+    }
+
     /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
     /// is then made in the background), else a new one. Blocking.
     pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
@@ -798,6 +834,41 @@ impl PluginRuntime {
             "ok",
             delivered.map(|d| serde_json::json!({ "delivered": d })),
         );
+        done.result
+    }
+}
+
+impl PluginRuntime {
+    /// Runs `integration.acknowledge-receipt` on the run's instance (blocking).
+    pub fn acknowledge_receipt(
+        &self,
+        plugin: &LoadedPlugin,
+        warm: &mut Warm,
+        correlation: &Correlation,
+        instance: &integration::Instance,
+        response_context: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<(), PluginFailure> {
+        let spec = CallSpec {
+            kind: "integration",
+            operation: "acknowledge-receipt",
+            hook: None,
+            timeout_ms,
+            correlation,
+        };
+        let Some(idx) = plugin.exports.integration.clone() else {
+            return Err(PluginFailure::MissingExport {
+                export: "nitejar:plugin/integration".into(),
+            });
+        };
+        let done = invoke(warm, &spec, |store, inst| {
+            idx.load(&mut *store, inst)?.call_acknowledge_receipt(
+                &mut *store,
+                instance,
+                response_context,
+            )
+        });
+        self.receipt(plugin, &spec, &done, "ok", None);
         done.result
     }
 }

@@ -123,6 +123,7 @@ record_size!(
         external_id,
         detail
     },
+    i::ConnectionStatus { detail },
 );
 
 impl OutputSize for HookName {

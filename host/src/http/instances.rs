@@ -1,0 +1,213 @@
+//! Admin API for integration types and instances (the service is [`crate::instances`]).
+//!
+//! Forms and the CLI are generated from `GET /integration-types` (each type's JSON Schema, UI
+//! hints and sensitive fields); nothing here branches on a type.
+
+use super::error::{ApiError, ApiResult};
+use crate::app::App;
+use crate::instances::{self, ConnectionCheck, InstanceError};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+impl From<InstanceError> for ApiError {
+    fn from(e: InstanceError) -> Self {
+        let (status, code) = match &e {
+            InstanceError::UnknownType(_) => (StatusCode::BAD_REQUEST, "unknown_type"),
+            InstanceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            InstanceError::PluginUnavailable(_) => (StatusCode::CONFLICT, "plugin_unavailable"),
+            InstanceError::InvalidConfig(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config")
+            }
+            InstanceError::ConnectionFailed(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "connection_failed")
+            }
+            InstanceError::Plugin(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
+            InstanceError::Undecryptable => (StatusCode::CONFLICT, "undecryptable"),
+            InstanceError::Db(db) => return ApiError::internal(db),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// `GET /api/admin/integration-types`: every type enabled plugins provide, with the JSON
+/// Schema, UI hints and sensitive fields a form is generated from.
+pub async fn list_types(State(app): State<Arc<App>>) -> Json<Value> {
+    let mut types = Vec::new();
+    for plugin in app.registry.all() {
+        for d in &plugin.integrations {
+            let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+            types.push(json!({
+                "type": d.integration_type,
+                "pluginId": plugin.id(),
+                "pluginVersion": plugin.version(),
+                "displayName": d.display_name,
+                "description": d.description,
+                "icon": d.icon,
+                "category": format!("{:?}", d.category).to_lowercase(),
+                "responseMode": format!("{:?}", d.response_mode).to_lowercase(),
+                "configSchema": parse(&d.config_schema),
+                "uiSchema": d.ui_schema.as_deref().map(parse),
+                "sensitiveFields": d.sensitive_fields,
+            }));
+        }
+    }
+    types.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
+    Json(json!({ "integrationTypes": types }))
+}
+
+/// Body of `POST /api/admin/instances`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    #[serde(rename = "type")]
+    integration_type: String,
+    name: String,
+    #[serde(default)]
+    config: Map<String, Value>,
+    /// Default true: the connection test must pass first.
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must be 1-200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/instances`: schema, validate-config, connection test (when enabled), then
+/// stored with sensitive fields encrypted.
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_name(&body.name)?;
+    let row = instances::create(
+        &app,
+        &body.integration_type,
+        body.name.trim(),
+        body.config,
+        body.enabled,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(instances::view(&app, &row))))
+}
+
+/// `GET /api/admin/instances` (sensitive fields redacted).
+pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let rows = app.db.list_instances().await?;
+    let list: Vec<Value> = rows.iter().map(|r| instances::view(&app, r)).collect();
+    Ok(Json(json!({ "instances": list })))
+}
+
+/// `GET /api/admin/instances/{id}`.
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_instance(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no integration instance {id}")))?;
+    Ok(Json(instances::view(&app, &row)))
+}
+
+/// Body of `PATCH /api/admin/instances/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    name: Option<String>,
+    /// Keys to set; `null` removes a key; a sensitive field sent as `********` is kept.
+    config: Option<Map<String, Value>>,
+}
+
+fn with_check(mut view: Value, check: Option<ConnectionCheck>) -> Value {
+    if let Some(c) = check {
+        view["connection"] = json!(c);
+    }
+    view
+}
+
+/// `PATCH /api/admin/instances/{id}`: partial update (see [`crate::instances`]).
+pub async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<Json<Value>> {
+    if let Some(n) = &body.name {
+        check_name(n)?;
+    }
+    let (row, check) =
+        instances::update(&app, &id, body.name.as_deref().map(str::trim), body.config).await?;
+    Ok(Json(with_check(instances::view(&app, &row), check)))
+}
+
+/// `DELETE /api/admin/instances/{id}`: the instance and its agent assignment; work items stay.
+pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    instances::delete(&app, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/admin/instances/{id}/enable`: only after a passing connection test.
+pub async fn enable(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (row, check) = instances::set_enabled(&app, &id, true).await?;
+    Ok(Json(with_check(instances::view(&app, &row), check)))
+}
+
+/// `POST /api/admin/instances/{id}/disable`: webhooks to it answer 404 from now on.
+pub async fn disable(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (row, _) = instances::set_enabled(&app, &id, false).await?;
+    Ok(Json(instances::view(&app, &row)))
+}
+
+/// `POST /api/admin/instances/{id}/test`: the plugin's `test-connection` on the stored config.
+pub async fn test(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectionCheck>> {
+    Ok(Json(instances::test(&app, &id).await?))
+}
+
+/// Body of `POST /api/admin/instances/test`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestBody {
+    #[serde(rename = "type")]
+    integration_type: String,
+    #[serde(default)]
+    config: Map<String, Value>,
+}
+
+/// `POST /api/admin/instances/test`: tests a config before creating an instance (schema and
+/// validate-config first, so the plugin only ever sees a valid config).
+pub async fn test_unsaved(
+    State(app): State<Arc<App>>,
+    Json(body): Json<TestBody>,
+) -> ApiResult<Json<ConnectionCheck>> {
+    let plugin = app
+        .registry
+        .by_integration_type(&body.integration_type)
+        .ok_or_else(|| InstanceError::UnknownType(body.integration_type.clone()))?;
+    let descriptor = plugin
+        .descriptor(&body.integration_type)
+        .ok_or_else(|| InstanceError::UnknownType(body.integration_type.clone()))?;
+    instances::check_schema(descriptor, &body.config)?;
+    Ok(Json(
+        instances::test_config(&app, &plugin, &body.integration_type, &body.config).await?,
+    ))
+}
