@@ -46,7 +46,9 @@ pub enum InstanceError {
     #[error("the plugin failed: {0}")]
     Plugin(String),
     /// A stored secret could not be decrypted (wrong `ENCRYPTION_KEY`).
-    #[error("a stored secret could not be decrypted; is ENCRYPTION_KEY the one it was stored with?")]
+    #[error(
+        "a stored secret could not be decrypted; is ENCRYPTION_KEY the one it was stored with?"
+    )]
     Undecryptable,
     /// Storage failed.
     #[error(transparent)]
@@ -157,12 +159,18 @@ fn owner(app: &App, row: &InstanceRow) -> Result<Arc<LoadedPlugin>, InstanceErro
 
 /// Checks `config` against the descriptor's JSON Schema. Messages name the field and the rule,
 /// never the value.
-pub fn check_schema(descriptor: &Descriptor, config: &Map<String, Value>) -> Result<(), InstanceError> {
+pub fn check_schema(
+    descriptor: &Descriptor,
+    config: &Map<String, Value>,
+) -> Result<(), InstanceError> {
     let schema: Value = serde_json::from_str(&descriptor.config_schema).map_err(|_| {
         InstanceError::Plugin("the plugin's config schema is not valid JSON".into())
     })?;
     let validator = jsonschema::validator_for(&schema).map_err(|e| {
-        InstanceError::Plugin(format!("the plugin's config schema is invalid: {}", e.masked()))
+        InstanceError::Plugin(format!(
+            "the plugin's config schema is invalid: {}",
+            e.masked()
+        ))
     })?;
     let instance = Value::Object(config.clone());
     let problems: Vec<String> = validator
@@ -247,13 +255,16 @@ pub async fn test_config(
     }
 }
 
+/// A stored config before an update: decrypted, and as stored.
+type Previous<'a> = (&'a Map<String, Value>, &'a Map<String, Value>);
+
 /// Encrypts the sensitive fields of `config`, reusing `previous` ciphertexts for values that did
 /// not change (so an update that does not touch a secret keeps its stored bytes).
 fn encrypt(
     app: &App,
     mut config: Map<String, Value>,
     descriptor: &Descriptor,
-    previous: Option<(&Map<String, Value>, &Map<String, Value>)>,
+    previous: Option<Previous<'_>>,
 ) -> String {
     for field in &descriptor.sensitive_fields {
         let Some(Value::String(plain)) = config.get(field) else {
@@ -365,8 +376,12 @@ pub async fn update(
 pub async fn test(app: &App, id: &str) -> Result<ConnectionCheck, InstanceError> {
     let row = load(app, id).await?;
     let plugin = owner(app, &row)?;
-    let config = decrypt_map(app, &row.config_json, plugin.descriptor(&row.integration_type))
-        .map_err(|_| InstanceError::Undecryptable)?;
+    let config = decrypt_map(
+        app,
+        &row.config_json,
+        plugin.descriptor(&row.integration_type),
+    )
+    .map_err(|_| InstanceError::Undecryptable)?;
     test_config(app, &plugin, &row.integration_type, &config).await
 }
 
@@ -404,9 +419,7 @@ pub async fn delete(app: &App, id: &str) -> Result<(), InstanceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::exports::nitejar::plugin::integration::{
-        Category, ResponseMode,
-    };
+    use crate::runtime::bindings::exports::nitejar::plugin::integration::{Category, ResponseMode};
 
     fn descriptor(schema: Value) -> Descriptor {
         Descriptor {
@@ -436,7 +449,10 @@ mod tests {
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("`token`")));
-        assert!(problems.iter().all(|p| !p.contains("hunter2")), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| !p.contains("hunter2")),
+            "{problems:?}"
+        );
         let ok: Map<String, Value> =
             serde_json::from_value(json!({"token": "x".repeat(20)})).unwrap();
         assert!(check_schema(&d, &ok).is_ok());
@@ -455,6 +471,9 @@ mod tests {
     fn redaction() {
         let v = redacted_config(r#"{"token":"enc","name":"x"}"#, &["token".into()]);
         assert_eq!(v, json!({"token": REDACTED, "name": "x"}));
-        assert_eq!(every_string_field(r#"{"a":"x","b":1}"#), vec!["a".to_string()]);
+        assert_eq!(
+            every_string_field(r#"{"a":"x","b":1}"#),
+            vec!["a".to_string()]
+        );
     }
 }

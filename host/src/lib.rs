@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod app;
 pub mod capabilities;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -1,9 +1,9 @@
-//! The `nitejar` binary: `nitejar serve` runs the host.
+//! The `nitejar` binary: `nitejar serve` runs the host; `nitejar plugin|instance|run ...` are
+//! admin API clients (see [`nitejar::cli`]).
 
 use clap::{Parser, Subcommand};
 use nitejar::app::App;
 use nitejar::config::Config;
-use std::path::PathBuf;
 
 /// Nitejar: an agent host whose plugins run as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -11,33 +11,41 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: nitejar::cli::Connection,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (admin API and webhooks) on the data directory.
+    /// Run the server (admin API and webhooks) on the data directory (`--data-dir`, default
+    /// $NITEJAR_DATA_DIR, $SLOPBOT_DATA_DIR, or ./data).
     Serve {
-        /// Data directory (default: $NITEJAR_DATA_DIR, $SLOPBOT_DATA_DIR, or ./data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
         /// Address to bind (default: $NITEJAR_BIND or 127.0.0.1:3000).
         #[arg(long)]
         bind: Option<std::net::SocketAddr>,
     },
+    /// Admin commands against a running server (`nitejar plugin list`, ...).
+    #[command(flatten)]
+    Client(nitejar::cli::ClientCommand),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Client(command) = cli.command {
+        let code = nitejar::cli::run(&cli.connection, command, &mut std::io::stdout()).await;
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data_dir, bind } => {
-            let mut config = Config::from_env(data_dir)?;
+        Command::Client(_) => unreachable!("handled above"),
+        Command::Serve { bind } => {
+            let mut config = Config::from_env(cli.connection.data_dir.clone())?;
             if let Some(b) = bind {
                 config.bind = b;
             }

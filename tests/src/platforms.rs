@@ -247,7 +247,11 @@ fn jwt_valid(verifier: &VerifyingKey<Sha256>, app_id: u64, jwt: &str) -> bool {
     let [header, claims, sig] = parts.as_slice() else {
         return false;
     };
-    let Ok(sig) = b64.decode(sig).map_err(|_| ()).and_then(|s| Signature::try_from(s.as_slice()).map_err(|_| ())) else {
+    let Ok(sig) = b64
+        .decode(sig)
+        .map_err(|_| ())
+        .and_then(|s| Signature::try_from(s.as_slice()).map_err(|_| ()))
+    else {
         return false;
     };
     if verifier

@@ -116,7 +116,10 @@ async fn telegram_fixtures_end_to_end() {
     let host = telegram_host(&api).await;
     let inst = create(&host, "telegram", "ops bot", tg_config(), 201).await;
     let id = inst["id"].as_str().unwrap().to_string();
-    assert_eq!(inst["webhookUrl"], format!("/api/webhooks/plugins/telegram/{id}"));
+    assert_eq!(
+        inst["webhookUrl"],
+        format!("/api/webhooks/plugins/telegram/{id}")
+    );
     assert_eq!(inst["config"]["botToken"], "********");
     assert_eq!(api.calls_to("/getMe").len(), 1, "enabled only after getMe");
 
@@ -152,7 +155,9 @@ async fn telegram_fixtures_end_to_end() {
         group["text"],
         "@nitejar_bot can you summarize the deploy failures from last night?"
     );
-    let forum = host.work_item(&items["forum-thread-photo-reply.json"]).await;
+    let forum = host
+        .work_item(&items["forum-thread-photo-reply.json"])
+        .await;
     assert_eq!(forum["sessionKey"], "telegram:-1001748203311:1877");
     let row = host
         .app
@@ -201,7 +206,9 @@ async fn telegram_fixtures_end_to_end() {
     assert_eq!(forum_reply["message_thread_id"], 1877);
     let text = forum_reply["text"].as_str().unwrap();
     assert!(
-        text.starts_with("Received: [In reply to Nitejar: &quot;Which dashboard do you mean?&quot;]"),
+        text.starts_with(
+            "Received: [In reply to Nitejar: &quot;Which dashboard do you mean?&quot;]"
+        ),
         "{text}"
     );
     assert!(text.contains("this one, the red panel"), "{text}");
@@ -217,7 +224,9 @@ async fn telegram_fixtures_end_to_end() {
             && c.body["message_id"] == 1893
             && c.body["reaction"] == json!([{"type": "emoji", "emoji": "👀"}])
     });
-    let reply = pos(&|c| c.path.ends_with("/sendMessage") && c.body["reply_parameters"]["message_id"] == 1893);
+    let reply = pos(&|c| {
+        c.path.ends_with("/sendMessage") && c.body["reply_parameters"]["message_id"] == 1893
+    });
     let clear = pos(&|c| {
         c.path.ends_with("/setMessageReaction")
             && c.body["message_id"] == 1893
@@ -231,7 +240,12 @@ async fn telegram_fixtures_end_to_end() {
     let before = work_item_count(&host, &id).await;
     for headers in [vec![(SECRET_HEADER, "wrong-token")], vec![]] {
         let (status, _) = host
-            .webhook("telegram", &id, &headers, fixture("telegram", "group-text.json"))
+            .webhook(
+                "telegram",
+                &id,
+                &headers,
+                fixture("telegram", "group-text.json"),
+            )
             .await;
         assert_eq!(status, 401);
     }
@@ -248,7 +262,12 @@ async fn telegram_fixtures_end_to_end() {
 
     // Receipts like any plugin: parse, acknowledge, post, all under builtin.telegram.
     let receipts = host.receipts("builtin.telegram").await;
-    for op in ["parse-webhook", "acknowledge-receipt", "post-response", "test-connection"] {
+    for op in [
+        "parse-webhook",
+        "acknowledge-receipt",
+        "post-response",
+        "test-connection",
+    ] {
         assert!(
             receipts.iter().any(|r| r["detailJson"]
                 .as_str()
@@ -322,7 +341,10 @@ async fn idempotency_is_scoped_per_instance() {
     }
     assert_ne!(items[0], items[1]);
     for item in &items {
-        assert_eq!(host.wait_for_run(item).await["delivery"]["status"], "delivered");
+        assert_eq!(
+            host.wait_for_run(item).await["delivery"]["status"],
+            "delivered"
+        );
     }
     host.stop().await;
 }
@@ -378,11 +400,22 @@ async fn github_fixtures_end_to_end_as_an_app() {
     .await;
     let id = inst["id"].as_str().unwrap().to_string();
     assert_eq!(inst["config"]["privateKey"], "********");
-    assert_eq!(api.calls_to("/app").len(), 1, "test-connection as the App (JWT verified)");
+    assert_eq!(
+        api.calls_to("/app").len(),
+        1,
+        "test-connection as the App (JWT verified)"
+    );
 
     // ping: acknowledged, nothing created.
-    let (status, v) =
-        github_webhook(&host, &id, "ping", "d-ping", fixture("github", "ping.json"), None).await;
+    let (status, v) = github_webhook(
+        &host,
+        &id,
+        "ping",
+        "d-ping",
+        fixture("github", "ping.json"),
+        None,
+    )
+    .await;
     assert_eq!((status, v["ok"].clone()), (200, json!(true)), "{v}");
     assert_eq!(work_item_count(&host, &id).await, 0);
 
@@ -407,12 +440,17 @@ async fn github_fixtures_end_to_end_as_an_app() {
             posted[0].body,
             json!({ "body": format!("Received: {}", item["text"].as_str().unwrap()) })
         );
-        assert_eq!(posted[0].header("accept"), Some("application/vnd.github+json"));
+        assert_eq!(
+            posted[0].header("accept"),
+            Some("application/vnd.github+json")
+        );
         assert_eq!(posted[0].header("x-github-api-version"), Some("2022-11-28"));
-        assert!(posted[0]
-            .header("authorization")
-            .unwrap()
-            .starts_with("Bearer ghs_installation_51234987_"));
+        assert!(
+            posted[0]
+                .header("authorization")
+                .unwrap()
+                .starts_with("Bearer ghs_installation_51234987_")
+        );
     }
     assert_eq!(
         api.state
@@ -422,10 +460,12 @@ async fn github_fixtures_end_to_end_as_an_app() {
         "the installation token is cached across runs until it expires"
     );
     let first = api.calls_to("/repos/acme/widgets/issues/412/comments");
-    assert!(first[0].body["body"]
-        .as_str()
-        .unwrap()
-        .starts_with("Received: @nitejar can you look at the last 10 CI runs"));
+    assert!(
+        first[0].body["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Received: @nitejar can you look at the last 10 CI runs")
+    );
 
     // Redelivery: same delivery id, nothing new. Bad signature: 401, nothing new.
     let before = work_item_count(&host, &id).await;
@@ -472,8 +512,11 @@ async fn github_fixtures_end_to_end_as_an_app() {
     assert_eq!(work_item_count(&host, &id).await, before);
 
     let key_line = key.lines().nth(3).unwrap().to_string();
-    assert_no_secret_anywhere(&host, &[GH_SECRET, &key_line, "ghs_installation_51234987_0"])
-        .await;
+    assert_no_secret_anywhere(
+        &host,
+        &[GH_SECRET, &key_line, "ghs_installation_51234987_0"],
+    )
+    .await;
     host.stop().await;
 }
 
@@ -534,7 +577,10 @@ async fn github_with_a_token_and_repo_allowlist() {
     let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
     assert_eq!(run["delivery"]["status"], "delivered", "{run}");
     let posted = api.calls_to("/repos/acme/widgets/issues/415/comments");
-    assert_eq!(posted[0].header("authorization"), Some(format!("Bearer {GH_PAT}").as_str()));
+    assert_eq!(
+        posted[0].header("authorization"),
+        Some(format!("Bearer {GH_PAT}").as_str())
+    );
     assert_no_secret_anywhere(&host, &[GH_SECRET, GH_PAT]).await;
     host.stop().await;
 }
@@ -590,11 +636,15 @@ async fn builtins_are_confined_to_their_own_hosts() {
             .unwrap_or_else(|| panic!("{id}: no permission_denied receipt"));
         let detail = denied["detailJson"].as_str().unwrap();
         assert!(detail.contains(&target), "{detail}");
-        assert!(!detail.contains(TG_TOKEN), "the bot token is in the URL path, never in receipts");
+        assert!(
+            !detail.contains(TG_TOKEN),
+            "the bot token is in the URL path, never in receipts"
+        );
     }
     // The host keeps serving.
     assert_eq!(
-        host.admin_json(Method::GET, "/integration-types", None, 200).await["integrationTypes"]
+        host.admin_json(Method::GET, "/integration-types", None, 200)
+            .await["integrationTypes"]
             .as_array()
             .unwrap()
             .len(),
@@ -632,7 +682,10 @@ async fn instance_lifecycle() {
     )
     .await;
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("`botToken`") && msg.contains("colour"), "{msg}");
+    assert!(
+        msg.contains("`botToken`") && msg.contains("colour"),
+        "{msg}"
+    );
     assert!(!msg.contains("short-secret"), "{msg}");
     create(&host, "nope", "x", json!({}), 400).await;
 
@@ -648,7 +701,12 @@ async fn instance_lifecycle() {
     let id = inst["id"].as_str().unwrap().to_string();
     assert_eq!(api.calls_to("/getMe").len(), 0);
     let (status, _) = host
-        .webhook("telegram", &id, &[(SECRET_HEADER, TG_SECRET)], fixture("telegram", "group-text.json"))
+        .webhook(
+            "telegram",
+            &id,
+            &[(SECRET_HEADER, TG_SECRET)],
+            fixture("telegram", "group-text.json"),
+        )
         .await;
     assert_eq!(status, 404);
     let stored = |host: &TestHost, id: String| {
@@ -673,7 +731,10 @@ async fn instance_lifecycle() {
     assert_eq!(v["name"], "renamed");
     assert_eq!(v["config"]["allowedChatIds"], json!([-1001748203311i64]));
     let after = stored(&host, id.clone()).await;
-    assert_eq!(after["botToken"], before["botToken"], "untouched secret, same bytes");
+    assert_eq!(
+        after["botToken"], before["botToken"],
+        "untouched secret, same bytes"
+    );
     assert_eq!(after["webhookSecret"], before["webhookSecret"]);
     // `null` removes a key; the secret token is then no longer required.
     host.admin_json(
@@ -683,7 +744,12 @@ async fn instance_lifecycle() {
         200,
     )
     .await;
-    assert!(stored(&host, id.clone()).await.get("webhookSecret").is_none());
+    assert!(
+        stored(&host, id.clone())
+            .await
+            .get("webhookSecret")
+            .is_none()
+    );
     host.admin_json(
         Method::PATCH,
         &format!("/instances/{id}"),
@@ -698,7 +764,12 @@ async fn instance_lifecycle() {
         .await;
     assert_eq!(v["enabled"], true);
     assert_eq!(v["connection"]["ok"], true);
-    assert!(v["connection"]["detail"].as_str().unwrap().contains("@nitejar_bot"));
+    assert!(
+        v["connection"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("@nitejar_bot")
+    );
     let t = host
         .admin_json(Method::POST, &format!("/instances/{id}/test"), None, 200)
         .await;
@@ -713,7 +784,12 @@ async fn instance_lifecycle() {
         .await;
     assert_eq!(t["ok"], false, "{t}");
     let (status, v) = host
-        .webhook("telegram", &id, &[(SECRET_HEADER, TG_SECRET)], fixture("telegram", "group-text.json"))
+        .webhook(
+            "telegram",
+            &id,
+            &[(SECRET_HEADER, TG_SECRET)],
+            fixture("telegram", "group-text.json"),
+        )
         .await;
     assert_eq!(status, 202, "{v}");
     let item = v["workItemId"].as_str().unwrap().to_string();
@@ -723,7 +799,12 @@ async fn instance_lifecycle() {
     host.admin_json(Method::POST, &format!("/instances/{id}/disable"), None, 200)
         .await;
     let (status, _) = host
-        .webhook("telegram", &id, &[(SECRET_HEADER, TG_SECRET)], fixture("telegram", "private-command.json"))
+        .webhook(
+            "telegram",
+            &id,
+            &[(SECRET_HEADER, TG_SECRET)],
+            fixture("telegram", "private-command.json"),
+        )
         .await;
     assert_eq!(status, 404);
     let resp = host
@@ -747,7 +828,13 @@ fn row_checksums(rows: &[nitejar::db::InstanceRow]) -> Vec<(String, String)> {
     rows.iter()
         .map(|r| {
             let mut h = Sha256::new();
-            for part in [&r.id, &r.plugin_id, &r.integration_type, &r.name, &r.config_json] {
+            for part in [
+                &r.id,
+                &r.plugin_id,
+                &r.integration_type,
+                &r.name,
+                &r.config_json,
+            ] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -865,7 +952,12 @@ async fn assert_no_secret_anywhere(host: &TestHost, secrets: &[&str]) {
     }
     for plugin in ["builtin.telegram", "builtin.github"] {
         let v = host
-            .admin_json(Method::GET, &format!("/plugins/{plugin}/events?limit=500"), None, 200)
+            .admin_json(
+                Method::GET,
+                &format!("/plugins/{plugin}/events?limit=500"),
+                None,
+                200,
+            )
             .await;
         places.push((format!("{plugin} events"), v.to_string().into_bytes()));
     }

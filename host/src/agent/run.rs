@@ -321,7 +321,9 @@ impl Run {
         let mut hit_limit = false;
         let mut stopped_by: Option<Value> = None;
         let max_turns = self.settings.max_turns;
+        let mut turns_used = 0;
         for turn in 1..=max_turns {
+            turns_used = turn;
             // model.pre_call (the conversation is serialized for it only when someone listens)
             let listening = self
                 .app
@@ -427,7 +429,7 @@ impl Run {
                 }
             });
         self.step(
-            max_turns,
+            turns_used,
             "final",
             json!({ "content": content, "hitLimit": hit_limit, "stoppedBy": stopped_by }),
         )

@@ -19,9 +19,7 @@ impl From<InstanceError> for ApiError {
             InstanceError::UnknownType(_) => (StatusCode::BAD_REQUEST, "unknown_type"),
             InstanceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             InstanceError::PluginUnavailable(_) => (StatusCode::CONFLICT, "plugin_unavailable"),
-            InstanceError::InvalidConfig(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config")
-            }
+            InstanceError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
             InstanceError::ConnectionFailed(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "connection_failed")
             }
@@ -158,10 +156,7 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 }
 
 /// `POST /api/admin/instances/{id}/enable`: only after a passing connection test.
-pub async fn enable(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn enable(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let (row, check) = instances::set_enabled(&app, &id, true).await?;
     Ok(Json(with_check(instances::view(&app, &row), check)))
 }

@@ -126,9 +126,7 @@ pub fn to_telegram_html(markdown: &str) -> String {
                 TagEnd::Emphasis => out.push_str("</i>"),
                 TagEnd::Strong => out.push_str("</b>"),
                 TagEnd::Strikethrough => out.push_str("</s>"),
-                TagEnd::Link | TagEnd::Image if links.pop() == Some(true) => {
-                    out.push_str("</a>")
-                }
+                TagEnd::Link | TagEnd::Image if links.pop() == Some(true) => out.push_str("</a>"),
                 _ => {}
             },
             Event::Text(text) | Event::Html(text) | Event::InlineHtml(text) => {

@@ -1,0 +1,439 @@
+//! The operator CLI: `nitejar plugin|instance|run ...`, a client of the admin API (spec §16).
+//!
+//! Every command talks to a running server (`--url`, default `http://127.0.0.1:3000`) with the
+//! admin token (`--token`, `NITEJAR_ADMIN_TOKEN`, else the `admin-token` file of the data
+//! directory). Output is a readable table or, with `--json`, the API's JSON. Exit codes:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done |
+//! | 1 | refused: the server said no (4xx), a connection test failed, bad input |
+//! | 2 | usage error (unknown command or flag) |
+//! | 3 | the server is unreachable or failed (5xx, unexpected answer) |
+//! | 4 | consent needed: run interactively or pass `--yes` |
+//!
+//! Instance configs are built from the type's JSON Schema (`GET /integration-types`), with no
+//! per-type code: `--set key=value` (typed by the schema; `key=@file` reads a file), and prompts
+//! for missing required fields on a terminal (sensitive fields without echo).
+
+mod client;
+mod form;
+mod render;
+
+use client::{CliError, Client};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Where and how to reach the server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Connection {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "NITEJAR_URL",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
+    pub url: String,
+    /// Admin token (default: $NITEJAR_ADMIN_TOKEN, $SLOPBOT_ADMIN_TOKEN, else
+    /// <data-dir>/admin-token).
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory holding `admin-token` (default: $NITEJAR_DATA_DIR or ./data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never prompt (missing input is an error; consent needs `--yes`).
+    #[arg(long, global = true)]
+    pub no_input: bool,
+}
+
+/// Client commands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ClientCommand {
+    /// Installed plugins: list, show, install, enable, disable, logs.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Integration instances (configured connections).
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Agent runs.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+/// `nitejar plugin ...`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum PluginCommand {
+    /// List installed plugins.
+    List,
+    /// Show one plugin: permissions, grants, posture.
+    Show {
+        /// Plugin id.
+        id: String,
+    },
+    /// Install a package: a directory (read by the server, which must see the same path), or
+    /// a `.tgz`/`.wasm` file (uploaded). Installed plugins start disabled.
+    Install {
+        /// Package directory or file.
+        path: PathBuf,
+    },
+    /// Grant the declared permissions and enable (asks for consent unless `--yes`).
+    Enable {
+        /// Plugin id.
+        id: String,
+        /// Consent without asking (for scripts).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Disable: stops the plugin at once.
+    Disable {
+        /// Plugin id.
+        id: String,
+    },
+    /// Receipts, newest first.
+    Logs {
+        /// Plugin id.
+        id: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// `nitejar instance ...`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum InstanceCommand {
+    /// Integration types and their config fields.
+    Types,
+    /// List instances (secrets redacted).
+    List,
+    /// Show one instance.
+    Show {
+        /// Instance id.
+        id: String,
+    },
+    /// Create an instance from the type's schema (enabled after a passing connection test).
+    Create {
+        /// Integration type, e.g. `telegram`.
+        integration_type: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A config field: `key=value` (typed by the schema) or `key=@file`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Store it disabled (no connection test).
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change name or config fields (others, secrets included, stay as stored).
+    Update {
+        /// Instance id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A config field to set.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A config field to remove.
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
+    /// Enable (after a passing connection test).
+    Enable {
+        /// Instance id.
+        id: String,
+    },
+    /// Disable (webhooks answer 404).
+    Disable {
+        /// Instance id.
+        id: String,
+    },
+    /// Test the stored config against the platform.
+    Test {
+        /// Instance id.
+        id: String,
+    },
+    /// Delete (work items and runs stay).
+    Delete {
+        /// Instance id.
+        id: String,
+    },
+}
+
+/// `nitejar run ...`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum RunCommand {
+    /// A work item's run: steps, every receipt in order, delivery.
+    Show {
+        /// Work item id.
+        work_item_id: String,
+    },
+}
+
+/// Runs a client command, writing to `out`; returns the process exit code.
+pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write) -> i32 {
+    let result = async {
+        let client = Client::new(conn)?;
+        match command {
+            ClientCommand::Plugin(c) => plugin(&client, conn, c, out).await,
+            ClientCommand::Instance(c) => instance(&client, conn, c, out).await,
+            ClientCommand::Run(RunCommand::Show { work_item_id }) => {
+                let v = client
+                    .get(&format!("/work-items/{}/run", client::seg(&work_item_id)))
+                    .await?;
+                emit(out, conn.json, &v, render::run)
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn emit(
+    out: &mut dyn Write,
+    json: bool,
+    v: &Value,
+    table: impl FnOnce(&Value) -> String,
+) -> Result<(), CliError> {
+    let text = if json {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    } else {
+        table(v)
+    };
+    writeln!(out, "{}", text.trim_end()).map_err(|e| CliError::Local(e.to_string()))
+}
+
+async fn plugin(
+    client: &Client,
+    conn: &Connection,
+    command: PluginCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let json = conn.json;
+    match command {
+        PluginCommand::List => emit(out, json, &client.get("/plugins").await?, render::plugins),
+        PluginCommand::Show { id } => emit(
+            out,
+            json,
+            &client
+                .get(&format!("/plugins/{}", client::seg(&id)))
+                .await?,
+            render::plugin,
+        ),
+        PluginCommand::Install { path } => {
+            let v = if path.is_dir() {
+                let abs = std::fs::canonicalize(&path)
+                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
+                client
+                    .post(
+                        "/plugins/install",
+                        &json!({ "sourceKind": "local", "sourceRef": abs }),
+                    )
+                    .await?
+            } else {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
+                client.upload("/plugins/upload", bytes, out).await?
+            };
+            emit(out, json, &v, |v| {
+                format!(
+                    "installed {} {} (disabled). Review its permissions with `nitejar plugin show {}`, then `nitejar plugin enable {}`.",
+                    v["pluginId"].as_str().unwrap_or("?"),
+                    v["version"].as_str().unwrap_or(""),
+                    v["pluginId"].as_str().unwrap_or("?"),
+                    v["pluginId"].as_str().unwrap_or("?"),
+                )
+            })
+        }
+        PluginCommand::Enable { id, yes } => {
+            let path = format!("/plugins/{}", client::seg(&id));
+            let p = client.get(&path).await?;
+            let pending: Vec<String> = p["disclosures"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter(|x| x["acknowledged"] != true)
+                        .filter_map(|x| x["permission"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let third_party = p["trustLevel"] != "builtin";
+            if third_party && !yes {
+                let mut question = format!(
+                    "{id} runs in the wasm sandbox; enabling it lets it act on what it receives."
+                );
+                if pending.is_empty() {
+                    question.push_str(" It declares no ungranted permissions.");
+                } else {
+                    question.push_str(" It asks for:");
+                    for perm in &pending {
+                        question.push_str(&format!("\n  - {perm}"));
+                    }
+                }
+                question.push_str("\nGrant and enable?");
+                if !form::confirm(&question, form::interactive(conn.no_input), out)? {
+                    return Err(CliError::Consent(
+                        "not enabled: consent not given (rerun with --yes to consent non-interactively)".into(),
+                    ));
+                }
+            }
+            if !pending.is_empty() {
+                client
+                    .post(
+                        &format!("{path}/grants"),
+                        &json!({ "permissions": pending }),
+                    )
+                    .await?;
+            }
+            let v = client
+                .post(&format!("{path}/enable"), &json!({ "consent": true }))
+                .await?;
+            emit(out, json, &v, |_| format!("enabled {id}"))
+        }
+        PluginCommand::Disable { id } => {
+            let v = client
+                .post(
+                    &format!("/plugins/{}/disable", client::seg(&id)),
+                    &json!({}),
+                )
+                .await?;
+            emit(out, json, &v, |_| format!("disabled {id}"))
+        }
+        PluginCommand::Logs { id, limit } => {
+            let v = client
+                .get(&format!(
+                    "/plugins/{}/events?limit={}",
+                    client::seg(&id),
+                    limit.clamp(1, 500)
+                ))
+                .await?;
+            emit(out, json, &v, render::events)
+        }
+    }
+}
+
+async fn instance(
+    client: &Client,
+    conn: &Connection,
+    command: InstanceCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let json = conn.json;
+    let interactive = form::interactive(conn.no_input);
+    let one = |id: &str| format!("/instances/{}", client::seg(id));
+    match command {
+        InstanceCommand::Types => emit(
+            out,
+            json,
+            &client.get("/integration-types").await?,
+            render::types,
+        ),
+        InstanceCommand::List => emit(
+            out,
+            json,
+            &client.get("/instances").await?,
+            render::instances,
+        ),
+        InstanceCommand::Show { id } => {
+            emit(out, json, &client.get(&one(&id)).await?, render::instance)
+        }
+        InstanceCommand::Create {
+            integration_type,
+            name,
+            set,
+            disabled,
+        } => {
+            let types = client.get("/integration-types").await?;
+            let t = types["integrationTypes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["type"] == integration_type.as_str()))
+                .ok_or_else(|| {
+                    CliError::Refused(format!(
+                        "no enabled plugin provides integration type {integration_type:?} (see `nitejar instance types`)"
+                    ))
+                })?;
+            let config = form::build(t, &set, true, interactive, out)?;
+            let v = client
+                .post(
+                    "/instances",
+                    &json!({ "type": integration_type, "name": name, "config": config, "enabled": !disabled }),
+                )
+                .await?;
+            emit(out, json, &v, render::instance)
+        }
+        InstanceCommand::Update {
+            id,
+            name,
+            set,
+            unset,
+        } => {
+            let current = client.get(&one(&id)).await?;
+            let types = client.get("/integration-types").await?;
+            let t = types["integrationTypes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["type"] == current["type"]))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut config = form::build(&t, &set, false, interactive, out)?;
+            for key in unset {
+                config.insert(key, Value::Null);
+            }
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if !config.is_empty() {
+                body["config"] = Value::Object(config);
+            }
+            let v = client.patch(&one(&id), &body).await?;
+            emit(out, json, &v, render::instance)
+        }
+        InstanceCommand::Enable { id } => {
+            let v = client
+                .post(&format!("{}/enable", one(&id)), &json!({}))
+                .await?;
+            emit(out, json, &v, render::instance)
+        }
+        InstanceCommand::Disable { id } => {
+            let v = client
+                .post(&format!("{}/disable", one(&id)), &json!({}))
+                .await?;
+            emit(out, json, &v, render::instance)
+        }
+        InstanceCommand::Test { id } => {
+            let v = client
+                .post(&format!("{}/test", one(&id)), &json!({}))
+                .await?;
+            emit(out, json, &v, |v| {
+                format!(
+                    "connection {}: {}",
+                    if v["ok"] == true { "ok" } else { "FAILED" },
+                    v["detail"].as_str().unwrap_or("")
+                )
+            })?;
+            if v["ok"] == true {
+                Ok(())
+            } else {
+                Err(CliError::Refused("the connection test failed".into()))
+            }
+        }
+        InstanceCommand::Delete { id } => {
+            client.delete(&one(&id)).await?;
+            emit(out, json, &json!({ "deleted": id }), |_| {
+                format!("deleted {id} (its work items and runs stay)")
+            })
+        }
+    }
+}

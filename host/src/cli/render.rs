@@ -1,0 +1,323 @@
+//! Human-readable tables for the CLI (the `--json` output is the API's own).
+
+use serde_json::Value;
+
+/// Lays out rows under headers, columns padded to their widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+/// A cell from a JSON value (strings unquoted, null as `-`).
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        other => other.to_string(),
+    }
+}
+
+fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `plugin list`.
+pub fn plugins(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "plugins")
+        .iter()
+        .map(|p| {
+            vec![
+                cell(&p["id"]),
+                cell(&p["version"]),
+                cell(&p["enabled"]),
+                cell(&p["loaded"]),
+                cell(&p["trustLevel"]),
+                cell(&p["recentFailures"]),
+                cell(&p["lastLoadError"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "VERSION",
+            "ENABLED",
+            "LOADED",
+            "TRUST",
+            "FAILURES",
+            "LOAD ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// `plugin show`.
+pub fn plugin(p: &Value) -> String {
+    let mut out = format!(
+        "{} {} ({})\nenabled: {}  loaded: {}  trust: {}  source: {} {}\nexecution mode: {}\n",
+        cell(&p["id"]),
+        cell(&p["version"]),
+        cell(&p["name"]),
+        cell(&p["enabled"]),
+        cell(&p["loaded"]),
+        cell(&p["trustLevel"]),
+        cell(&p["sourceKind"]),
+        cell(&p["sourceRef"]),
+        cell(&p["executionMode"]),
+    );
+    let rows: Vec<Vec<String>> = items(p, "disclosures")
+        .iter()
+        .map(|d| {
+            vec![
+                cell(&d["permission"]),
+                if d["acknowledged"] == true {
+                    "granted"
+                } else {
+                    "not granted"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("permissions: none declared\n");
+    } else {
+        out.push_str(&table(&["PERMISSION", "GRANT"], &rows));
+        out.push('\n');
+    }
+    for l in items(p, "effectiveLimitations") {
+        out.push_str(&format!("limitation: {}\n", cell(l)));
+    }
+    out
+}
+
+/// `plugin logs`.
+pub fn events(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "events")
+        .iter()
+        .map(|e| {
+            let detail: Value = e["detailJson"]
+                .as_str()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or(Value::Null);
+            let what = detail["operation"]
+                .as_str()
+                .or(detail["capability"].as_str())
+                .unwrap_or("");
+            vec![
+                cell(&e["createdAt"]),
+                cell(&e["kind"]),
+                what.to_string(),
+                cell(&e["hookName"]),
+                cell(&e["status"]),
+                cell(&e["durationMs"]),
+                cell(&e["workItemId"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "AT (ms)",
+            "KIND",
+            "WHAT",
+            "HOOK",
+            "STATUS",
+            "MS",
+            "WORK ITEM",
+        ],
+        &rows,
+    )
+}
+
+/// `instance types`: each type and its config fields from the schema.
+pub fn types(v: &Value) -> String {
+    let mut out = String::new();
+    for t in items(v, "integrationTypes") {
+        out.push_str(&format!(
+            "{} ({}, plugin {})\n",
+            cell(&t["type"]),
+            cell(&t["displayName"]),
+            cell(&t["pluginId"])
+        ));
+        let required: Vec<&str> = t["configSchema"]["required"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let sensitive: Vec<&str> = t["sensitiveFields"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let rows: Vec<Vec<String>> = t["configSchema"]["properties"]
+            .as_object()
+            .map(|props| {
+                props
+                    .iter()
+                    .map(|(k, p)| {
+                        let kind = p
+                            .get("enum")
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| cell(&p["type"]));
+                        let mut flags = Vec::new();
+                        if required.contains(&k.as_str()) {
+                            flags.push("required");
+                        }
+                        if sensitive.contains(&k.as_str()) {
+                            flags.push("secret");
+                        }
+                        vec![
+                            format!("  {k}"),
+                            kind,
+                            flags.join(","),
+                            p["title"].as_str().unwrap_or("").to_string(),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&table(&["  FIELD", "TYPE", "FLAGS", "TITLE"], &rows));
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// `instance list`.
+pub fn instances(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "instances")
+        .iter()
+        .map(|i| {
+            vec![
+                cell(&i["id"]),
+                cell(&i["type"]),
+                cell(&i["name"]),
+                cell(&i["enabled"]),
+                cell(&i["webhookUrl"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "TYPE", "NAME", "ENABLED", "WEBHOOK URL"], &rows)
+}
+
+/// One instance (config with secrets redacted by the server).
+pub fn instance(i: &Value) -> String {
+    let mut out = format!(
+        "{} {} ({})\nenabled: {}\nwebhook URL: {}\nconfig: {}\n",
+        cell(&i["type"]),
+        cell(&i["id"]),
+        cell(&i["name"]),
+        cell(&i["enabled"]),
+        cell(&i["webhookUrl"]),
+        i["config"]
+    );
+    if let Some(c) = i.get("connection") {
+        out.push_str(&format!(
+            "connection: {} {}\n",
+            if c["ok"] == true { "ok" } else { "FAILED" },
+            cell(&c["detail"])
+        ));
+    }
+    out
+}
+
+/// `run show`: job, steps, receipts in order, delivery.
+pub fn run(v: &Value) -> String {
+    let job = &v["job"];
+    let mut out = format!(
+        "job {}  status: {}  attempts: {}  agent: {}\n",
+        cell(&job["id"]),
+        cell(&job["status"]),
+        cell(&job["attempts"]),
+        cell(&job["agentId"]),
+    );
+    if let Some(e) = job["lastError"].as_str() {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    out.push_str("\nSTEPS\n");
+    let steps: Vec<Vec<String>> = items(v, "steps")
+        .iter()
+        .map(|s| {
+            let mut detail = s["detail"].to_string();
+            if detail.chars().count() > 100 {
+                detail = detail.chars().take(97).collect::<String>() + "...";
+            }
+            vec![cell(&s["turn"]), cell(&s["kind"]), detail]
+        })
+        .collect();
+    out.push_str(&table(&["TURN", "KIND", "DETAIL"], &steps));
+    out.push_str("\n\nRECEIPTS (in order)\n");
+    let receipts: Vec<Vec<String>> = items(v, "receipts")
+        .iter()
+        .map(|r| {
+            let detail = &r["detail"];
+            vec![
+                cell(&r["pluginId"]),
+                cell(&r["kind"]),
+                r["hookName"]
+                    .as_str()
+                    .or(detail["operation"].as_str())
+                    .unwrap_or("-")
+                    .to_string(),
+                cell(&r["status"]),
+                cell(&r["durationMs"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["PLUGIN", "KIND", "HOOK/OPERATION", "STATUS", "MS"],
+        &receipts,
+    ));
+    let d = &v["delivery"];
+    out.push_str(&format!(
+        "\n\nDELIVERY {}  attempts: {}  external id: {}{}\n",
+        cell(&d["status"]),
+        cell(&d["attempts"]),
+        cell(&d["externalId"]),
+        d["error"]
+            .as_str()
+            .map(|e| format!("  error: {e}"))
+            .unwrap_or_default()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_pad_columns() {
+        let t = table(
+            &["A", "LONG HEADER"],
+            &[vec!["xyz".into(), "1".into()], vec!["q".into(), "".into()]],
+        );
+        assert_eq!(t, "A    LONG HEADER\nxyz  1\nq");
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(cell(&json!(null)), "-");
+        assert_eq!(cell(&json!(true)), "yes");
+        assert_eq!(cell(&json!("s")), "s");
+        assert_eq!(cell(&json!(3)), "3");
+    }
+}
