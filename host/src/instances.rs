@@ -16,8 +16,8 @@
 
 use crate::app::App;
 use crate::db::InstanceRow;
-use crate::runtime::LoadedPlugin;
 use crate::runtime::bindings::exports::nitejar::plugin::integration::Descriptor;
+use crate::runtime::{LoadedPlugin, PluginRuntime};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -193,6 +193,27 @@ pub fn check_schema(
     }
 }
 
+/// Runs one integration call with a config on a blocking thread, within the integration
+/// deadline.
+async fn in_sandbox<T: Send + 'static>(
+    app: &App,
+    plugin: &Arc<LoadedPlugin>,
+    integration_type: &str,
+    config: &Map<String, Value>,
+    call: impl FnOnce(&PluginRuntime, &LoadedPlugin, &str, &str, u64) -> T + Send + 'static,
+) -> Result<T, InstanceError> {
+    let runtime = app.runtime.clone();
+    let timeout_ms = app.config.integration_timeout_ms;
+    let (p, t, c) = (
+        plugin.clone(),
+        integration_type.to_string(),
+        Value::Object(config.clone()).to_string(),
+    );
+    tokio::task::spawn_blocking(move || call(&runtime, &p, &t, &c, timeout_ms))
+        .await
+        .map_err(|e| InstanceError::Plugin(e.to_string()))
+}
+
 /// Schema, then the plugin's `validate-config`.
 async fn validate(
     app: &App,
@@ -204,17 +225,10 @@ async fn validate(
         .descriptor(integration_type)
         .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
     check_schema(descriptor, config)?;
-    let runtime = app.runtime.clone();
-    let timeout_ms = app.config.integration_timeout_ms;
-    let (p, t, c) = (
-        plugin.clone(),
-        integration_type.to_string(),
-        Value::Object(config.clone()).to_string(),
-    );
-    let verdict =
-        tokio::task::spawn_blocking(move || runtime.validate_config(&p, &t, &c, timeout_ms))
-            .await
-            .map_err(|e| InstanceError::Plugin(e.to_string()))?;
+    let verdict = in_sandbox(app, plugin, integration_type, config, |rt, p, t, c, ms| {
+        rt.validate_config(p, t, c, ms)
+    })
+    .await?;
     match verdict {
         Ok(Ok(())) => Ok(()),
         Ok(Err(problems)) => Err(InstanceError::InvalidConfig(problems)),
@@ -229,17 +243,10 @@ pub async fn test_config(
     integration_type: &str,
     config: &Map<String, Value>,
 ) -> Result<ConnectionCheck, InstanceError> {
-    let runtime = app.runtime.clone();
-    let timeout_ms = app.config.integration_timeout_ms;
-    let (p, t, c) = (
-        plugin.clone(),
-        integration_type.to_string(),
-        Value::Object(config.clone()).to_string(),
-    );
-    let status =
-        tokio::task::spawn_blocking(move || runtime.test_connection(&p, &t, &c, timeout_ms))
-            .await
-            .map_err(|e| InstanceError::Plugin(e.to_string()))?;
+    let status = in_sandbox(app, plugin, integration_type, config, |rt, p, t, c, ms| {
+        rt.test_connection(p, t, c, ms)
+    })
+    .await?;
     match status {
         Ok(s) => Ok(ConnectionCheck {
             ok: s.ok,

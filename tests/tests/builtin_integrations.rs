@@ -69,16 +69,21 @@ fn gh_sign(body: &[u8]) -> String {
     nitejar_tests::sign(GH_SECRET, body)
 }
 
-async fn telegram_host(api: &PlatformApi) -> TestHost {
+/// A host whose requests for `api_host` go to the stand-in `api`.
+async fn host_with(api_host: &str, api: &PlatformApi) -> TestHost {
     capture_logs();
     let host = TestHost::start_with(HostOptions {
-        overrides: [("api.telegram.org".to_string(), api.target())].into(),
+        overrides: [(api_host.to_string(), api.target())].into(),
         ..Default::default()
     })
     .await;
     // The example hooks plugin redacts and tags; keep the replies exactly the model's.
     host.disable("nitejar.example.hooks").await;
     host
+}
+
+async fn telegram_host(api: &PlatformApi) -> TestHost {
+    host_with("api.telegram.org", api).await
 }
 
 async fn create(host: &TestHost, kind: &str, name: &str, config: Value, status: u16) -> Value {
@@ -352,14 +357,7 @@ async fn idempotency_is_scoped_per_instance() {
 // ---- GitHub -----------------------------------------------------------------------------------
 
 async fn github_host(api: &PlatformApi) -> TestHost {
-    capture_logs();
-    let host = TestHost::start_with(HostOptions {
-        overrides: [("api.github.com".to_string(), api.target())].into(),
-        ..Default::default()
-    })
-    .await;
-    host.disable("nitejar.example.hooks").await;
-    host
+    host_with("api.github.com", api).await
 }
 
 async fn github_webhook(

@@ -82,7 +82,7 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
         let last = receipts
             .iter()
             .rev()
-            .find(|r| r["kind"] == "integration")
+            .find(|r| r["kind"] == "integration" && detail(r)["operation"] == "parse-webhook")
             .unwrap();
         assert_eq!(last["status"], status, "{name}: {last}");
         assert_eq!(
@@ -411,7 +411,7 @@ async fn guest_logs_are_capped_and_escaped() {
     let call = receipts
         .iter()
         .rev()
-        .find(|r| r["kind"] == "integration")
+        .find(|r| r["kind"] == "integration" && detail(r)["operation"] == "parse-webhook")
         .unwrap();
     let d = detail(call);
     let logs = d["logs"].as_array().unwrap();

@@ -46,7 +46,12 @@ async fn a_signed_webhook_creates_one_work_item() {
     let call = receipts
         .iter()
         .rev()
-        .find(|r| r["kind"] == "integration")
+        .find(|r| {
+            r["kind"] == "integration"
+                && r["detailJson"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("\"operation\":\"parse-webhook\""))
+        })
         .expect("integration receipt");
     assert_eq!(call["status"], "ok");
     assert_eq!(call["executionMode"], "wasm_sandbox");
