@@ -115,6 +115,17 @@ impl App {
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
         for row in app.db.list_plugins().await? {
+            if let Some(v) = &row.current_version {
+                let dir = app.config.plugins_dir.join(&row.id);
+                match crate::plugins::installer::ensure_current(&dir, v) {
+                    Ok(true) => tracing::warn!(
+                        plugin.id = %row.id,
+                        "`current` did not point at the recorded version {v}; repaired"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(plugin.id = %row.id, "repairing `current`: {e}"),
+                }
+            }
             if !row.enabled {
                 continue;
             }

@@ -8,7 +8,9 @@ use sqlx::{FromRow, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
+mod lifecycle;
 mod runs;
+pub use lifecycle::{Purge, VersionRow};
 pub use runs::*;
 
 /// A database failure. Handlers map it to a 500 without leaking the SQL.
@@ -71,6 +73,8 @@ pub struct PluginRow {
     pub installed_at: i64,
     /// Last change.
     pub updated_at: i64,
+    /// A staged upgrade waiting for consent to its added permissions.
+    pub pending_version: Option<String>,
 }
 
 /// Everything recorded about one installed plugin version.

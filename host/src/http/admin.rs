@@ -60,6 +60,7 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
         "sourceKind": row.source_kind,
         "sourceRef": row.source_ref,
         "version": row.current_version,
+        "pendingVersion": row.pending_version,
         "checksum": row.current_checksum,
         "lastLoadError": row.last_load_error,
         "recentFailures": app.crash_guard.recent_failures(&row.id),
@@ -132,7 +133,8 @@ pub async fn list_events(
     Ok(Json(json!({ "events": rows, "nextCursor": next })))
 }
 
-fn install_error(e: InstallError) -> ApiError {
+/// The API error for an install failure.
+pub fn install_error(e: InstallError) -> ApiError {
     match e {
         InstallError::Load(l) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -142,11 +144,15 @@ fn install_error(e: InstallError) -> ApiError {
         InstallError::VersionConflict { .. } => {
             ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
         }
+        InstallError::AlreadyInstalled { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_installed", e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
 
-fn package_error(e: PackageError) -> ApiError {
+/// The API error for an unreadable package.
+pub fn package_error(e: PackageError) -> ApiError {
     match e {
         PackageError::Io(io) => ApiError::internal(io),
         other => ApiError::new(
@@ -157,47 +163,31 @@ fn package_error(e: PackageError) -> ApiError {
     }
 }
 
-/// Body of `POST /api/admin/plugins/install`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct InstallBody {
-    source_kind: String,
-    source_ref: String,
-}
-
-/// `POST /api/admin/plugins/install` with `{"sourceKind": "local", "sourceRef": "/path"}`.
-pub async fn install_plugin(
-    State(app): State<Arc<App>>,
-    Json(body): Json<InstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    if body.source_kind != "local" {
+/// Reads a package directory named by an install or upgrade request.
+pub async fn local_package(
+    source_kind: &str,
+    source_ref: &str,
+) -> ApiResult<(PluginPackage, InstallSource)> {
+    if source_kind != "local" {
         return Err(ApiError::bad_request(format!(
-            "sourceKind {:?} is not supported yet; use \"local\" or upload a package to /api/admin/plugins/upload",
-            body.source_kind
+            "sourceKind {source_kind:?} is not supported yet; use \"local\" or upload the package"
         )));
     }
-    let path = std::path::PathBuf::from(&body.source_ref);
+    let path = std::path::PathBuf::from(source_ref);
     let pkg = tokio::task::spawn_blocking(move || PluginPackage::from_dir(&path))
         .await
         .map_err(ApiError::internal)?
         .map_err(package_error)?;
     let source = InstallSource {
         kind: "local",
-        reference: Some(body.source_ref),
+        reference: Some(source_ref.to_string()),
         trust_level: "untrusted",
     };
-    let report = install(&app, pkg, source).await.map_err(install_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(report).expect("report serializes")),
-    ))
+    Ok((pkg, source))
 }
 
-/// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
-pub async fn upload_plugin(
-    State(app): State<Arc<App>>,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Reads an uploaded package: a `.tgz` (npm layout, extracted in staging) or a bare `.wasm`.
+pub async fn uploaded_package(app: &App, body: Bytes) -> ApiResult<(PluginPackage, InstallSource)> {
     let staging = app
         .config
         .staging_dir
@@ -224,6 +214,47 @@ pub async fn upload_plugin(
         reference: None,
         trust_level: "untrusted",
     };
+    Ok((pkg, source))
+}
+
+/// Body of `POST /api/admin/plugins/install`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstallBody {
+    source_kind: String,
+    source_ref: String,
+}
+
+impl InstallBody {
+    /// `local` (npm and git are not supported yet).
+    pub fn source_kind(&self) -> &str {
+        &self.source_kind
+    }
+    /// The package directory.
+    pub fn source_ref(&self) -> &str {
+        &self.source_ref
+    }
+}
+
+/// `POST /api/admin/plugins/install` with `{"sourceKind": "local", "sourceRef": "/path"}`.
+pub async fn install_plugin(
+    State(app): State<Arc<App>>,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (pkg, source) = local_package(&body.source_kind, &body.source_ref).await?;
+    let report = install(&app, pkg, source).await.map_err(install_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(report).expect("report serializes")),
+    ))
+}
+
+/// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
+pub async fn upload_plugin(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (pkg, source) = uploaded_package(&app, body).await?;
     let report = install(&app, pkg, source).await.map_err(install_error)?;
     Ok((
         StatusCode::CREATED,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod instances;
+pub mod lifecycle;
 pub mod runs;
 pub mod webhooks;
 
@@ -29,6 +30,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
         .route("/plugins/{id}/enable", post(admin::enable_plugin))
         .route("/plugins/{id}/disable", post(admin::disable_plugin))
+        .route("/plugins/{id}/versions", get(lifecycle::versions))
+        .route(
+            "/plugins/{id}/upgrade",
+            post(lifecycle::upgrade).delete(lifecycle::discard),
+        )
+        .route(
+            "/plugins/{id}/upgrade/upload",
+            post(lifecycle::upgrade_upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/plugins/{id}/upgrade/approve", post(lifecycle::approve))
+        .route("/plugins/{id}/rollback", post(lifecycle::rollback))
+        .route("/plugins/{id}/uninstall", post(lifecycle::uninstall))
         .route("/integration-types", get(instances::list_types))
         .route("/instances", get(instances::list).post(instances::create))
         .route("/instances/test", post(instances::test_unsaved))

@@ -47,6 +47,18 @@ pub enum InstallError {
         /// Version.
         version: String,
     },
+    /// Another version of the plugin is installed: that is an upgrade.
+    #[error(
+        "{id} is already installed at version {installed}; use upgrade (POST /api/admin/plugins/{id}/upgrade) to move to {version}"
+    )]
+    AlreadyInstalled {
+        /// Plugin id.
+        id: String,
+        /// The installed version.
+        installed: String,
+        /// The version offered.
+        version: String,
+    },
     /// Writing files failed.
     #[error("writing the plugin files failed: {0}")]
     Io(#[from] std::io::Error),
@@ -78,19 +90,39 @@ pub fn version_dir(plugins_dir: &Path, id: &str, version: &str) -> PathBuf {
     plugins_dir.join(id).join("versions").join(version)
 }
 
-/// Installs a package. Leaves the plugin disabled unless it is a built-in.
+/// Installs a package and makes it the active version. Leaves the plugin disabled unless it is
+/// a built-in.
 pub async fn install(
     app: &App,
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
+    install_with(app, pkg, source, true).await
+}
+
+/// Installs a package's files and version rows beside the active version without activating
+/// it (the first half of an upgrade; see [`super::lifecycle`]).
+pub async fn stage(
+    app: &App,
+    pkg: PluginPackage,
+    source: InstallSource,
+) -> Result<InstallReport, InstallError> {
+    install_with(app, pkg, source, false).await
+}
+
+async fn install_with(
+    app: &App,
+    pkg: PluginPackage,
+    source: InstallSource,
+    activate: bool,
+) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
     let id = pkg.manifest.id.clone();
-    let result = install_inner(app, &pkg, &source).await;
+    let result = install_inner(app, &pkg, &source, activate).await;
     let (status, detail) = match &result {
         Ok(r) => (
             "ok",
-            serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version }),
+            serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version, "activated": activate }),
         ),
         Err(e) => (
             "error",
@@ -110,8 +142,24 @@ async fn install_inner(
     app: &App,
     pkg: &PluginPackage,
     source: &InstallSource,
+    activate: bool,
 ) -> Result<InstallReport, InstallError> {
     let m = &pkg.manifest;
+    if activate
+        && source.kind != "builtin"
+        && let Some(installed) = app
+            .db
+            .get_plugin(&m.id)
+            .await?
+            .and_then(|p| p.current_version)
+            .filter(|v| v != &m.version)
+    {
+        return Err(InstallError::AlreadyInstalled {
+            id: m.id.clone(),
+            installed,
+            version: m.version.clone(),
+        });
+    }
     // 1. Validate: compile (cached by digest), check exports/imports and contributions.
     let runtime = app.runtime.clone();
     let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
@@ -146,11 +194,32 @@ async fn install_inner(
             return Err(e.into());
         }
     }
+    let path = dir.to_string_lossy().into_owned();
+    let manifest_json = serde_json::to_string(m).expect("manifest serializes");
+    if !activate {
+        app.db
+            .record_version(
+                &m.id,
+                &m.version,
+                &pkg.digest,
+                &path,
+                &manifest_json,
+                &loaded.api_version,
+                &pkg.wasm,
+            )
+            .await?;
+        return Ok(InstallReport {
+            plugin_id: m.id.clone(),
+            version: m.version.clone(),
+            checksum: pkg.digest.clone(),
+            install_path: path,
+            api_version: loaded.api_version.clone(),
+            disclosures: m.disclosures(),
+        });
+    }
     set_current(&app.config.plugins_dir.join(&m.id), &m.version)?;
 
     // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
-    let path = dir.to_string_lossy().into_owned();
-    let manifest_json = serde_json::to_string(m).expect("manifest serializes");
     app.db
         .record_install(&InstallRecord {
             plugin_id: &m.id,
@@ -201,6 +270,23 @@ pub fn set_current(plugin_dir: &Path, version: &str) -> std::io::Result<()> {
     #[cfg(not(unix))]
     std::fs::write(&tmp, format!("versions/{version}"))?;
     std::fs::rename(&tmp, plugin_dir.join("current"))
+}
+
+/// Makes `<plugin>/current` point at `version` when it does not already (boot uses it so the
+/// pointer always agrees with the database, whatever a crash interrupted).
+pub fn ensure_current(plugin_dir: &Path, version: &str) -> std::io::Result<bool> {
+    let want = Path::new("versions").join(version);
+    #[cfg(unix)]
+    let have = std::fs::read_link(plugin_dir.join("current")).ok();
+    #[cfg(not(unix))]
+    let have = std::fs::read_to_string(plugin_dir.join("current"))
+        .ok()
+        .map(PathBuf::from);
+    if have.as_deref() == Some(want.as_path()) || !plugin_dir.exists() {
+        return Ok(false);
+    }
+    set_current(plugin_dir, version)?;
+    Ok(true)
 }
 
 /// Reads the active component of an installed version, verifying its checksum; re-materializes

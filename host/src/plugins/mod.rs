@@ -2,6 +2,7 @@
 
 pub mod bundled;
 pub mod installer;
+pub mod lifecycle;
 pub mod manifest;
 pub mod package;
 pub mod registry;

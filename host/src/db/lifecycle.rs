@@ -1,0 +1,179 @@
+//! SQL of the plugin lifecycle beyond install: staged versions, activation of a version
+//! (upgrade and rollback), pending upgrades, and uninstall (migration `0003_lifecycle.sql`).
+
+use super::{Db, DbResult, now_ms};
+use sqlx::FromRow;
+
+/// A `plugin_versions` row.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRow {
+    /// Plugin id.
+    pub plugin_id: String,
+    /// Version.
+    pub version: String,
+    /// sha256 of the component.
+    pub checksum: String,
+    /// Version directory.
+    pub install_path: String,
+    /// The version's manifest.
+    #[serde(skip)]
+    pub manifest_json: String,
+    /// WIT API version.
+    pub api_version: String,
+    /// When it was installed.
+    pub installed_at: i64,
+}
+
+/// What an uninstall removes besides the plugin's rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Purge {
+    /// Plugin data: key-value storage and operator-set secret values.
+    pub data: bool,
+}
+
+impl Db {
+    /// Records a version beside the active one (files are already in place), with its artifact.
+    pub async fn record_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        checksum: &str,
+        install_path: &str,
+        manifest_json: &str,
+        api_version: &str,
+        wasm: &[u8],
+    ) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO plugin_versions
+               (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .bind(checksum)
+        .bind(install_path)
+        .bind(manifest_json)
+        .bind(api_version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
+             VALUES (?, ?, ?, 'wasm', ?, ?)",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .bind(checksum)
+        .bind(wasm)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every installed version of a plugin.
+    pub async fn list_versions(&self, plugin_id: &str) -> DbResult<Vec<VersionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at
+             FROM plugin_versions WHERE plugin_id = ? ORDER BY installed_at",
+        )
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One installed version.
+    pub async fn get_version(
+        &self,
+        plugin_id: &str,
+        version: &str,
+    ) -> DbResult<Option<VersionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at
+             FROM plugin_versions WHERE plugin_id = ? AND version = ?",
+        )
+        .bind(plugin_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Makes `v` the active version (and clears any pending upgrade), in one statement.
+    pub async fn set_active_version(&self, v: &VersionRow) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE plugins SET current_version = ?, current_checksum = ?, current_install_path = ?,
+               manifest_json = ?, pending_version = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(&v.version)
+        .bind(&v.checksum)
+        .bind(&v.install_path)
+        .bind(&v.manifest_json)
+        .bind(now_ms())
+        .bind(&v.plugin_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The staged version waiting for consent, if any.
+    pub async fn pending_version(&self, plugin_id: &str) -> DbResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT pending_version FROM plugins WHERE id = ?")
+                .bind(plugin_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    /// Sets or clears the staged version waiting for consent.
+    pub async fn set_pending_version(
+        &self,
+        plugin_id: &str,
+        version: Option<&str>,
+    ) -> DbResult<()> {
+        sqlx::query("UPDATE plugins SET pending_version = ?, updated_at = ? WHERE id = ?")
+            .bind(version)
+            .bind(now_ms())
+            .bind(plugin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a plugin's rows (versions, artifacts, grants and hook overrides with it), and
+    /// with `purge.data` its stored data and secret values. Receipts, integration instances,
+    /// work items and runs are never touched.
+    pub async fn delete_plugin(&self, plugin_id: &str, purge: Purge) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "plugin_versions",
+            "plugin_artifacts",
+            "plugin_disclosure_acks",
+            "plugin_hook_overrides",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE plugin_id = ?"))
+                .bind(plugin_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if purge.data {
+            for table in ["plugin_kv", "plugin_secrets"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE plugin_id = ?"))
+                    .bind(plugin_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let r = sqlx::query("DELETE FROM plugins WHERE id = ?")
+            .bind(plugin_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

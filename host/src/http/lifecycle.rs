@@ -1,0 +1,150 @@
+//! Admin API for upgrades, rollback and uninstall (the service is
+//! [`crate::plugins::lifecycle`]).
+
+use super::admin::{InstallBody, install_error, local_package, uploaded_package};
+use super::error::{ApiError, ApiResult};
+use crate::app::App;
+use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
+use crate::plugins::package::PluginPackage;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::NotInstalled(_) => ApiError::not_found(e.to_string()),
+            LifecycleError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            LifecycleError::Consent(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "consent_mismatch",
+                e.to_string(),
+            ),
+            LifecycleError::Install(i) => install_error(i),
+            LifecycleError::Activation(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "activation_failed",
+                e.to_string(),
+            ),
+            LifecycleError::Io(io) => ApiError::internal(io),
+            LifecycleError::Db(db) => ApiError::internal(db),
+        }
+    }
+}
+
+fn same_plugin(id: &str, pkg: &PluginPackage) -> ApiResult<()> {
+    if pkg.manifest.id != id {
+        return Err(ApiError::bad_request(format!(
+            "the package is {}, not {id}",
+            pkg.manifest.id
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/plugins/{id}/upgrade` `{"sourceKind": "local", "sourceRef": "/path"}`.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<Json<Value>> {
+    let (pkg, source) = local_package(body.source_kind(), body.source_ref()).await?;
+    same_plugin(&id, &pkg)?;
+    Ok(Json(json!(lifecycle::upgrade(&app, pkg, source).await?)))
+}
+
+/// `POST /api/admin/plugins/{id}/upgrade/upload` (body: `.tgz` or `.wasm`).
+pub async fn upgrade_upload(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (pkg, source) = uploaded_package(&app, body).await?;
+    same_plugin(&id, &pkg)?;
+    Ok(Json(json!(lifecycle::upgrade(&app, pkg, source).await?)))
+}
+
+/// Body of `POST /api/admin/plugins/{id}/upgrade/approve`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    permissions: Vec<String>,
+}
+
+/// `POST /api/admin/plugins/{id}/upgrade/approve` with exactly the added permissions.
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(body): Json<ApproveBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(
+        lifecycle::approve(&app, &id, &body.permissions).await?
+    )))
+}
+
+/// `DELETE /api/admin/plugins/{id}/upgrade`: discard the pending upgrade.
+pub async fn discard(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    lifecycle::discard_pending(&app, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/admin/plugins/{id}/rollback`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    version: Option<String>,
+}
+
+/// `POST /api/admin/plugins/{id}/rollback` `{"version"?}`.
+pub async fn rollback(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<RollbackBody>>,
+) -> ApiResult<Json<Value>> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let v = lifecycle::rollback(&app, &id, body.version.as_deref()).await?;
+    Ok(Json(
+        json!({ "pluginId": id, "version": v.version, "checksum": v.checksum }),
+    ))
+}
+
+/// `POST /api/admin/plugins/{id}/uninstall` `{"purgeFiles"?, "purgeData"?}`.
+pub async fn uninstall(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Option<Json<UninstallOptions>>,
+) -> ApiResult<Json<Value>> {
+    let options = body.map(|Json(b)| b).unwrap_or_default();
+    lifecycle::uninstall(&app, &id, options).await?;
+    Ok(Json(json!({
+        "pluginId": id,
+        "uninstalled": true,
+        "purgeFiles": options.purge_files,
+        "purgeData": options.purge_data,
+    })))
+}
+
+/// `GET /api/admin/plugins/{id}/versions`: installed versions, the active and pending ones.
+pub async fn versions(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    let versions = app.db.list_versions(&id).await?;
+    Ok(Json(json!({
+        "pluginId": id,
+        "active": row.current_version,
+        "pending": row.pending_version,
+        "versions": versions,
+    })))
+}

@@ -1,0 +1,4 @@
+-- Upgrades that wait for the operator's consent to added permissions: the staged version is
+-- installed beside the active one (plugin_versions, artifact, files) and named here until the
+-- operator approves or discards it.
+ALTER TABLE plugins ADD COLUMN pending_version TEXT;
