@@ -239,6 +239,87 @@ async fn install_needs_consent_to_enable() {
     host.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_rollback_uninstall_from_the_cli() {
+    let host = TestHost::start().await;
+    let v1 = chain_package(|_| {});
+    let v2 = chain_package(|m| {
+        m["version"] = json!("0.2.0");
+        m["permissions"]["network"] = json!(["http://chat.test", "http://extra.test"]);
+    });
+    assert_eq!(
+        cli(&host, &["plugin", "install", v1.path().to_str().unwrap()])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        cli(&host, &["plugin", "enable", "test.chain", "--yes"])
+            .await
+            .0,
+        0
+    );
+    // Adds a permission: without consent it waits (exit 4), with --yes it is activated.
+    let (code, out) = cli(
+        &host,
+        &[
+            "plugin",
+            "upgrade",
+            "test.chain",
+            v2.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("waits for consent"), "{out}");
+    let (code, out) = cli(&host, &["plugin", "versions", "test.chain"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("0.2.0") && l.contains("pending consent")),
+        "{out}"
+    );
+    let (code, out) = cli(
+        &host,
+        &[
+            "plugin",
+            "upgrade",
+            "test.chain",
+            v2.path().to_str().unwrap(),
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("0.1.0 -> 0.2.0: activated") && out.contains("+ network:http://extra.test"),
+        "{out}"
+    );
+    let (code, out) = cli(&host, &["plugin", "rollback", "test.chain"]).await;
+    assert_eq!((code, out.trim()), (0, "test.chain rolled back to 0.1.0"));
+    assert_eq!(cli(&host, &["plugin", "rollback", "test.chain"]).await.0, 1);
+    // Uninstall needs confirmation (or --yes).
+    assert_eq!(
+        cli(&host, &["plugin", "uninstall", "test.chain"]).await.0,
+        4
+    );
+    let (code, out) = cli(
+        &host,
+        &[
+            "plugin",
+            "uninstall",
+            "test.chain",
+            "--purge-files",
+            "--purge-data",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!host.app.config.plugins_dir.join("test.chain").exists());
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn unreachable_server_and_bad_token_exit_codes() {
     let host = TestHost::start().await;

@@ -54,7 +54,8 @@ pub struct Connection {
 /// Client commands.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ClientCommand {
-    /// Installed plugins: list, show, install, enable, disable, logs.
+    /// Installed plugins: list, show, install, enable, disable, upgrade, rollback, versions,
+    /// uninstall, logs.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Integration instances (configured connections).
@@ -93,6 +94,44 @@ pub enum PluginCommand {
     Disable {
         /// Plugin id.
         id: String,
+    },
+    /// Upgrade to a newer version from a directory or `.tgz`/`.wasm` file; asks for consent
+    /// when it adds permissions (unless `--yes`).
+    Upgrade {
+        /// Plugin id.
+        id: String,
+        /// Package directory or file.
+        path: PathBuf,
+        /// Consent to the added permissions without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Roll back to an installed version (default: the newest one older than the active one).
+    Rollback {
+        /// Plugin id.
+        id: String,
+        /// Version to activate.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Installed versions, the active and the pending one.
+    Versions {
+        /// Plugin id.
+        id: String,
+    },
+    /// Uninstall (receipts, instances and work items stay).
+    Uninstall {
+        /// Plugin id.
+        id: String,
+        /// Also remove every installed version's files.
+        #[arg(long)]
+        purge_files: bool,
+        /// Also remove the plugin's stored data, secret values and file areas.
+        #[arg(long)]
+        purge_data: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Receipts, newest first.
     Logs {
@@ -310,6 +349,111 @@ async fn plugin(
                 )
                 .await?;
             emit(out, json, &v, |_| format!("disabled {id}"))
+        }
+        PluginCommand::Upgrade { id, path, yes } => {
+            let base = format!("/plugins/{}", client::seg(&id));
+            let v = if path.is_dir() {
+                let abs = std::fs::canonicalize(&path)
+                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
+                client
+                    .post(
+                        &format!("{base}/upgrade"),
+                        &json!({ "sourceKind": "local", "sourceRef": abs }),
+                    )
+                    .await?
+            } else {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
+                client
+                    .upload(&format!("{base}/upgrade/upload"), bytes, out)
+                    .await?
+            };
+            if v["status"] != "pending_consent" {
+                return emit(out, json, &v, render::upgrade);
+            }
+            let added: Vec<String> = v["addedPermissions"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut question = format!(
+                "{id} {} asks for permissions that {} did not have:",
+                v["version"].as_str().unwrap_or("?"),
+                v["fromVersion"].as_str().unwrap_or("?")
+            );
+            for p in &added {
+                question.push_str(&format!("\n  + {p}"));
+            }
+            question.push_str("\nGrant them and activate it?");
+            if !yes && !form::confirm(&question, form::interactive(conn.no_input), out)? {
+                return Err(CliError::Consent(format!(
+                    "{id} {} is installed but waits for consent: rerun with --yes, or approve with \
+                     POST /api/admin/plugins/{id}/upgrade/approve",
+                    v["version"].as_str().unwrap_or("?")
+                )));
+            }
+            let v = client
+                .post(
+                    &format!("{base}/upgrade/approve"),
+                    &json!({ "permissions": added }),
+                )
+                .await?;
+            emit(out, json, &v, render::upgrade)
+        }
+        PluginCommand::Rollback { id, version } => {
+            let v = client
+                .post(
+                    &format!("/plugins/{}/rollback", client::seg(&id)),
+                    &json!({ "version": version }),
+                )
+                .await?;
+            emit(out, json, &v, |v| {
+                format!(
+                    "{id} rolled back to {}",
+                    v["version"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        PluginCommand::Versions { id } => {
+            let v = client
+                .get(&format!("/plugins/{}/versions", client::seg(&id)))
+                .await?;
+            emit(out, json, &v, render::versions)
+        }
+        PluginCommand::Uninstall {
+            id,
+            purge_files,
+            purge_data,
+            yes,
+        } => {
+            let question = format!(
+                "Uninstall {id}{}{}?",
+                if purge_files {
+                    ", removing its files"
+                } else {
+                    ""
+                },
+                if purge_data {
+                    ", deleting its data"
+                } else {
+                    ""
+                }
+            );
+            if !yes && !form::confirm(&question, form::interactive(conn.no_input), out)? {
+                return Err(CliError::Consent(
+                    "not uninstalled: confirm, or pass --yes".into(),
+                ));
+            }
+            let v = client
+                .post(
+                    &format!("/plugins/{}/uninstall", client::seg(&id)),
+                    &json!({ "purgeFiles": purge_files, "purgeData": purge_data }),
+                )
+                .await?;
+            emit(out, json, &v, |_| format!("uninstalled {id}"))
         }
         PluginCommand::Logs { id, limit } => {
             let v = client

@@ -111,6 +111,47 @@ pub fn plugin(p: &Value) -> String {
     out
 }
 
+/// `plugin upgrade`.
+pub fn upgrade(v: &Value) -> String {
+    let mut out = format!(
+        "{} {} -> {}: {}",
+        cell(&v["pluginId"]),
+        cell(&v["fromVersion"]),
+        cell(&v["version"]),
+        cell(&v["status"])
+    );
+    for p in items(v, "addedPermissions") {
+        out.push_str(&format!("\n  + {}", cell(p)));
+    }
+    for p in items(v, "removedPermissions") {
+        out.push_str(&format!("\n  - {}", cell(p)));
+    }
+    out
+}
+
+/// `plugin versions`.
+pub fn versions(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "versions")
+        .iter()
+        .map(|r| {
+            let state = if r["version"] == v["active"] {
+                "active"
+            } else if r["version"] == v["pending"] {
+                "pending consent"
+            } else {
+                ""
+            };
+            vec![
+                cell(&r["version"]),
+                state.to_string(),
+                cell(&r["checksum"]),
+                cell(&r["apiVersion"]),
+            ]
+        })
+        .collect();
+    table(&["VERSION", "STATE", "SHA256", "API"], &rows)
+}
+
 /// `plugin logs`.
 pub fn events(v: &Value) -> String {
     let rows: Vec<Vec<String>> = items(v, "events")
