@@ -94,6 +94,7 @@ fn runtime_in(dir: &Path, db: Option<Db>, receipts: ReceiptSink) -> PluginRuntim
         outbound_overrides: Default::default(),
         db,
         receipts,
+        crash_guard: None,
     })
     .unwrap()
 }

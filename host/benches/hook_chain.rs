@@ -231,6 +231,7 @@ fn main() {
             outbound_overrides: Default::default(),
             db: Some(db),
             receipts: sink,
+            crash_guard: None,
         })
         .unwrap(),
     );
@@ -257,7 +258,7 @@ fn main() {
         nitejar::limits::DEFAULT_HOOK_TIMEOUT_MS,
     );
     let empty = HookTable::default();
-    let guard = Arc::new(CrashGuard::new(Duration::from_secs(300)));
+    let guard = Arc::new(CrashGuard::new(Duration::from_secs(300), 0));
     let dispatcher = HookDispatcher::new(
         runtime.clone(),
         nitejar::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,

@@ -49,12 +49,14 @@ pub struct App {
 pub struct Shutdown {
     writer: ReceiptWriter,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    guardian: tokio::task::JoinHandle<()>,
 }
 
 impl Shutdown {
     /// Stops the run workers (a run in progress is re-queued at the next boot), flushes every
     /// queued receipt and closes the database.
     pub async fn run(self, app: Arc<App>) {
+        self.guardian.abort();
         app.workers.stop();
         for w in &self.workers {
             w.abort();
@@ -82,6 +84,12 @@ impl App {
         let (receipts, writer) = ReceiptSink::start(db.clone());
         let secrets = SecretBox::from_config(config.encryption_key.as_deref(), &config.data_dir)?;
         let admin_token = admin_token(&config)?;
+        let crash_guard = Arc::new(CrashGuard::new(
+            std::time::Duration::from_millis(config.crash_window_ms),
+            config.crash_threshold,
+        ));
+        let (trips, mut tripped) = tokio::sync::mpsc::unbounded_channel();
+        crash_guard.set_notifier(trips);
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
             memory_bytes: config.guest_memory_bytes,
             cache_dir: config.cache_dir.clone(),
@@ -89,10 +97,8 @@ impl App {
             outbound_overrides: config.outbound_overrides.clone(),
             db: Some(db.clone()),
             receipts: receipts.clone(),
+            crash_guard: Some(crash_guard.clone()),
         })?);
-        let crash_guard = Arc::new(CrashGuard::new(std::time::Duration::from_secs(
-            crate::limits::CRASH_GUARD_WINDOW_SECS,
-        )));
         let app = Arc::new(App {
             dispatcher: HookDispatcher::new(
                 runtime.clone(),
@@ -152,8 +158,55 @@ impl App {
                 "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,
             })),
         );
-        Ok((app, Shutdown { writer, workers }))
+        // Crash-loop trips: the guard already refuses calls; this disables the plugin for good.
+        let weak = Arc::downgrade(&app);
+        let guardian = tokio::spawn(async move {
+            while let Some((id, failures)) = tripped.recv().await {
+                let Some(app) = weak.upgrade() else { break };
+                auto_disable(&app, &id, failures).await;
+            }
+        });
+        Ok((
+            app,
+            Shutdown {
+                writer,
+                workers,
+                guardian,
+            },
+        ))
     }
+}
+
+/// Disables a plugin the crash guard tripped on: out of the registry (no new calls), disabled
+/// in the database with an alert, and an `auto_disable` receipt. Enabling it again clears it.
+async fn auto_disable(app: &App, id: &str, failures: usize) {
+    let version = app.registry.get(id).map(|p| p.version().to_string());
+    app.registry.deactivate(id);
+    let window_ms = app.crash_guard.window().as_millis() as u64;
+    let alert = serde_json::json!({
+        "kind": "crash_loop",
+        "message": format!(
+            "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
+            window_ms / 1000
+        ),
+        "failures": failures,
+        "threshold": app.crash_guard.threshold(),
+        "windowMs": window_ms,
+        "at": crate::db::now_ms(),
+    });
+    if let Err(e) = app.db.set_plugin_alert(id, Some(&alert.to_string())).await {
+        tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
+    }
+    tracing::warn!(
+        plugin.id = id,
+        failures,
+        "crash-loop protection disabled the plugin"
+    );
+    let mut r = Receipt::new(id, "auto_disable", "error").detail(alert);
+    if let Some(v) = version {
+        r = r.version(&v);
+    }
+    app.receipts.emit(r);
 }
 
 /// Name of the agent created at first boot; it answers instances without an assignment.

@@ -84,6 +84,11 @@ pub struct Config {
     pub default_model: String,
     /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
     pub run_workers: usize,
+    /// Crash-loop protection: failures that disable a plugin (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`,
+    /// default 5; 0 turns it off) ...
+    pub crash_threshold: usize,
+    /// ... inside this window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`, default 300000).
+    pub crash_window_ms: u64,
     /// Public base URL of this server (`NITEJAR_PUBLIC_URL`, e.g. `https://bots.example.com`),
     /// used to show full webhook URLs; without it they are shown as paths.
     pub public_url: Option<String>,
@@ -230,6 +235,14 @@ impl Config {
                 .map(|(_, v)| v)
                 .unwrap_or_else(|| "nitejar-offline".into()),
             run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
+            crash_threshold: number(
+                "PLUGIN_CRASH_THRESHOLD",
+                crate::limits::DEFAULT_CRASH_THRESHOLD as u64,
+            )? as usize,
+            crash_window_ms: number(
+                "PLUGIN_CRASH_WINDOW_MS",
+                crate::limits::DEFAULT_CRASH_WINDOW_MS,
+            )?,
             public_url: match var("PUBLIC_URL") {
                 None => None,
                 Some((_, v)) if v.starts_with("https://") || v.starts_with("http://") => {
@@ -268,6 +281,8 @@ impl Config {
             default_provider: "offline".into(),
             default_model: "nitejar-offline".into(),
             run_workers: crate::limits::RUN_WORKERS,
+            crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
+            crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,
             public_url: None,
         }
     }

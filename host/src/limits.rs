@@ -82,5 +82,10 @@ pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// Agent-run workers per process.
 pub const RUN_WORKERS: usize = 4;
-/// Window of the crash-guard failure count (spec §6: 5 minutes).
-pub const CRASH_GUARD_WINDOW_SECS: u64 = 300;
+
+/// Crash-loop protection: this many failures inside the window disable a plugin
+/// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).
+pub const DEFAULT_CRASH_THRESHOLD: usize = 5;
+
+/// The crash-loop window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`; spec default: five minutes).
+pub const DEFAULT_CRASH_WINDOW_MS: u64 = 300_000;

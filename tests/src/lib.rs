@@ -59,6 +59,9 @@ pub struct HostOptions {
     pub hook_chain_budget_ms: Option<u64>,
     /// OpenAI-compatible endpoint; when set the default agent uses provider `openai`.
     pub model_base_url: Option<String>,
+    /// Crash-loop threshold (default: the product's, 5 in 5 minutes; `Some(0)` turns it off
+    /// for suites that crash a plugin on purpose many times).
+    pub crash_threshold: Option<usize>,
 }
 
 impl TestHost {
@@ -79,6 +82,9 @@ impl TestHost {
         config.outbound_overrides = opts.overrides;
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
         config.encryption_key = Some("ab".repeat(32));
+        if let Some(t) = opts.crash_threshold {
+            config.crash_threshold = t;
+        }
         if let Some(b) = opts.hook_chain_budget_ms {
             config.hook_chain_budget_ms = b;
         }

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const PLUGIN: &str = "test.hostile";
 
-async fn hostile_host(grants: &[&str], opts: HostOptions) -> (TestHost, String) {
+/// A host with the hostile plugin installed. Crash-loop protection is off here: these tests
+/// crash the plugin on purpose many times in a row (`crash_loop.rs` tests the protection).
+async fn hostile_host(grants: &[&str], mut opts: HostOptions) -> (TestHost, String) {
+    opts.crash_threshold.get_or_insert(0);
     let host = TestHost::start_with(opts).await;
     host.install_and_enable(&guest_package("hostile"), grants)
         .await;

@@ -28,6 +28,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         outbound_overrides: Default::default(),
         db: Some(db.clone()),
         receipts: sink.clone(),
+        crash_guard: None,
     })
     .unwrap();
     Rig {

@@ -105,6 +105,14 @@ pub fn plugin(p: &Value) -> String {
         out.push_str(&table(&["PERMISSION", "GRANT"], &rows));
         out.push('\n');
     }
+    if let Some(msg) = p["alert"]["message"].as_str() {
+        out.push_str(&format!("ALERT: {msg}\n"));
+    }
+    if let Some(v) = p["pendingVersion"].as_str() {
+        out.push_str(&format!(
+            "pending upgrade to {v}: waits for consent to its added permissions\n"
+        ));
+    }
     for l in items(p, "effectiveLimitations") {
         out.push_str(&format!("limitation: {}\n", cell(l)));
     }

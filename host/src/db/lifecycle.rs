@@ -33,17 +33,18 @@ pub struct Purge {
 }
 
 impl Db {
-    /// Records a version beside the active one (files are already in place), with its artifact.
-    pub async fn record_version(
-        &self,
-        plugin_id: &str,
-        version: &str,
-        checksum: &str,
-        install_path: &str,
-        manifest_json: &str,
-        api_version: &str,
-        wasm: &[u8],
-    ) -> DbResult<()> {
+    /// Records a version beside the active one (files are already in place), with its artifact;
+    /// the plugin row (active version, source) is not touched.
+    pub async fn record_version(&self, v: &super::InstallRecord<'_>) -> DbResult<()> {
+        let (plugin_id, version, checksum, install_path, manifest_json, api_version, wasm) = (
+            v.plugin_id,
+            v.version,
+            v.checksum,
+            v.install_path,
+            v.manifest_json,
+            v.api_version,
+            v.wasm,
+        );
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -138,6 +139,22 @@ impl Db {
     ) -> DbResult<()> {
         sqlx::query("UPDATE plugins SET pending_version = ?, updated_at = ? WHERE id = ?")
             .bind(version)
+            .bind(now_ms())
+            .bind(plugin_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Disables a plugin and records why (crash-loop protection), or clears the alert.
+    pub async fn set_plugin_alert(&self, plugin_id: &str, alert: Option<&str>) -> DbResult<()> {
+        let sql = if alert.is_some() {
+            "UPDATE plugins SET alert_json = ?, enabled = 0, updated_at = ? WHERE id = ?"
+        } else {
+            "UPDATE plugins SET alert_json = ?, updated_at = ? WHERE id = ?"
+        };
+        sqlx::query(sql)
+            .bind(alert)
             .bind(now_ms())
             .bind(plugin_id)
             .execute(&self.pool)

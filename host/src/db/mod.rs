@@ -75,6 +75,8 @@ pub struct PluginRow {
     pub updated_at: i64,
     /// A staged upgrade waiting for consent to its added permissions.
     pub pending_version: Option<String>,
+    /// Why the host disabled the plugin on its own (crash-loop protection), as JSON.
+    pub alert_json: Option<String>,
 }
 
 /// Everything recorded about one installed plugin version.

@@ -73,6 +73,9 @@ impl RunInstances {
         runtime: &PluginRuntime,
         plugin: &Arc<LoadedPlugin>,
     ) -> Result<&mut Warm, PluginFailure> {
+        if runtime.is_tripped(plugin.id()) {
+            return Err(PluginFailure::Disabled);
+        }
         let pos = self.0.iter().position(|(p, _)| Arc::ptr_eq(p, plugin));
         match pos {
             Some(i) if !self.0[i].1.is_poisoned() => Ok(&mut self.0[i].1),
@@ -201,7 +204,16 @@ impl HookDispatcher {
                 (Err(f), _) => f.receipt_status(),
             };
             span.record("plugin.status", status);
-            self.crash_guard.record(h.plugin.id(), call.result.is_ok());
+            match &call.result {
+                Ok(_) => {
+                    self.crash_guard.record(h.plugin.id(), true);
+                }
+                // A call not made (crash-loop trip) is not another failure of the plugin.
+                Err(PluginFailure::Disabled) => {}
+                Err(_) => {
+                    self.crash_guard.record(h.plugin.id(), false);
+                }
+            }
             let failed = call.result.as_ref().err().cloned();
             let effect = match (&failed, h.fail_policy, name.is_blocking()) {
                 (None, _, _) if block_reason.is_some() => "blocked",

@@ -64,6 +64,7 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
         "checksum": row.current_checksum,
         "lastLoadError": row.last_load_error,
         "recentFailures": app.crash_guard.recent_failures(&row.id),
+        "alert": row.alert_json.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()),
         "declaredCapabilities": manifest.get("permissions"),
         "contributes": manifest.get("contributes"),
         "installedAt": row.installed_at,
@@ -352,6 +353,7 @@ pub async fn enable_plugin(
         ));
     }
     app.db.set_plugin_enabled(&id, true).await?;
+    app.db.set_plugin_alert(&id, None).await?;
     app.crash_guard.clear(&id);
     let result = app.registry.activate(&app, &id).await;
     let status = if result.is_ok() { "ok" } else { "error" };

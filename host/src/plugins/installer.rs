@@ -196,18 +196,21 @@ async fn install_inner(
     }
     let path = dir.to_string_lossy().into_owned();
     let manifest_json = serde_json::to_string(m).expect("manifest serializes");
+    let record = InstallRecord {
+        plugin_id: &m.id,
+        name: &m.name,
+        trust_level: source.trust_level,
+        source_kind: source.kind,
+        source_ref: source.reference.as_deref(),
+        version: &m.version,
+        checksum: &pkg.digest,
+        install_path: &path,
+        manifest_json: &manifest_json,
+        api_version: &loaded.api_version,
+        wasm: &pkg.wasm,
+    };
     if !activate {
-        app.db
-            .record_version(
-                &m.id,
-                &m.version,
-                &pkg.digest,
-                &path,
-                &manifest_json,
-                &loaded.api_version,
-                &pkg.wasm,
-            )
-            .await?;
+        app.db.record_version(&record).await?;
         return Ok(InstallReport {
             plugin_id: m.id.clone(),
             version: m.version.clone(),
@@ -220,21 +223,7 @@ async fn install_inner(
     set_current(&app.config.plugins_dir.join(&m.id), &m.version)?;
 
     // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
-    app.db
-        .record_install(&InstallRecord {
-            plugin_id: &m.id,
-            name: &m.name,
-            trust_level: source.trust_level,
-            source_kind: source.kind,
-            source_ref: source.reference.as_deref(),
-            version: &m.version,
-            checksum: &pkg.digest,
-            install_path: &path,
-            manifest_json: &manifest_json,
-            api_version: &loaded.api_version,
-            wasm: &pkg.wasm,
-        })
-        .await?;
+    app.db.record_install(&record).await?;
     let disclosures = m.disclosures();
     app.db.ensure_disclosures(&m.id, &disclosures).await?;
     Ok(InstallReport {

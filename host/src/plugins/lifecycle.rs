@@ -287,16 +287,16 @@ async fn activate_version(
     let plugin_dir = app.config.plugins_dir.join(id);
     set_current(&plugin_dir, version)?;
     let mut outcome = Ok(());
-    if row.enabled {
-        if let Err(e) = app.registry.activate(app, id).await {
-            // Put the previous version back in service.
-            if let Some(prev) = &previous {
-                app.db.set_active_version(prev).await?;
-                set_current(&plugin_dir, &prev.version)?;
-                let _ = app.registry.activate(app, id).await;
-            }
-            outcome = Err(LifecycleError::Activation(e));
+    if row.enabled
+        && let Err(e) = app.registry.activate(app, id).await
+    {
+        // Put the previous version back in service.
+        if let Some(prev) = &previous {
+            app.db.set_active_version(prev).await?;
+            set_current(&plugin_dir, &prev.version)?;
+            let _ = app.registry.activate(app, id).await;
         }
+        outcome = Err(LifecycleError::Activation(e));
     }
     let from = row.current_version.unwrap_or_default();
     let (status, detail) = match &outcome {

@@ -67,6 +67,9 @@ pub enum PluginFailure {
         /// Why.
         detail: String,
     },
+    /// Crash-loop protection disabled the plugin; the call was not made.
+    #[error("the plugin was disabled by crash-loop protection; the call was not made")]
+    Disabled,
 }
 
 impl PluginFailure {
@@ -92,7 +95,17 @@ impl PluginFailure {
             PluginFailure::Busy => "busy",
             PluginFailure::InvalidOutput { .. } => "invalid_output",
             PluginFailure::Instantiate { .. } => "instantiate",
+            PluginFailure::Disabled => "disabled",
         }
+    }
+
+    /// Whether this failure counts towards crash-loop protection: the plugin crashed or
+    /// misbehaved. Errors a plugin returns on purpose, host capacity and calls not made do not.
+    pub fn is_crash(&self) -> bool {
+        !matches!(
+            self,
+            PluginFailure::PluginError { .. } | PluginFailure::Busy | PluginFailure::Disabled
+        )
     }
 
     /// Classifies a wasmtime error from an instantiate or call.

@@ -187,6 +187,9 @@ pub struct RuntimeOptions {
     pub db: Option<Db>,
     /// Receipt sink.
     pub receipts: ReceiptSink,
+    /// Crash-loop protection: crashes of non-hook calls are counted here, and no call is made
+    /// to a plugin it tripped on.
+    pub crash_guard: Option<Arc<crate::hooks::CrashGuard>>,
 }
 
 /// The plugin runtime (one per process).
@@ -202,6 +205,7 @@ pub struct PluginRuntime {
     prewarmer: Prewarmer,
     pool_hits: std::sync::atomic::AtomicU64,
     pool_misses: std::sync::atomic::AtomicU64,
+    crash_guard: Option<Arc<crate::hooks::CrashGuard>>,
 }
 
 /// A plugin call's result plus what the receipt needs.
@@ -242,6 +246,7 @@ impl PluginRuntime {
             prewarmer,
             pool_hits: Default::default(),
             pool_misses: Default::default(),
+            crash_guard: opts.crash_guard,
         })
     }
 
@@ -382,6 +387,13 @@ impl PluginRuntime {
         f: impl FnOnce(&mut Store<HostState>, &Instance) -> wasmtime::Result<Result<R, WitPluginError>>,
     ) -> Finished<R> {
         let start = Instant::now();
+        if self.is_tripped(&plugin.id) {
+            return Finished {
+                result: Err(PluginFailure::Disabled),
+                duration: start.elapsed(),
+                logs: LogState::default(),
+            };
+        }
         match self.factory.instantiate(plugin) {
             Err(failure) => Finished {
                 result: Err(failure),
@@ -396,7 +408,15 @@ impl PluginRuntime {
         }
     }
 
-    /// Emits the receipt of a finished call; `status_ok` names the success status.
+    /// Whether crash-loop protection tripped on `plugin_id` (no call may be made to it).
+    pub fn is_tripped(&self, plugin_id: &str) -> bool {
+        self.crash_guard
+            .as_ref()
+            .is_some_and(|g| g.is_tripped(plugin_id))
+    }
+
+    /// Emits the receipt of a finished call (and counts a crash); `status_ok` names the
+    /// success status.
     fn receipt<R>(
         &self,
         plugin: &LoadedPlugin,
@@ -405,6 +425,11 @@ impl PluginRuntime {
         status_ok: &str,
         extra: Option<serde_json::Value>,
     ) {
+        if let (Err(f), Some(guard)) = (&done.result, &self.crash_guard)
+            && f.is_crash()
+        {
+            guard.record(&plugin.id, false);
+        }
         let (status, mut detail) = match &done.result {
             Ok(_) => (
                 status_ok,
