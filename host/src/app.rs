@@ -2,7 +2,7 @@
 //!
 //! Boot (spec §17.2): open the database and run migrations, start the receipt writer, build the
 //! runtime, register bundled plugins, activate every enabled plugin (a plugin that fails to load
-//! is recorded and skipped, never blocking boot), re-queue jobs a stopped process left behind,
+//! is recorded and skipped, never blocking boot; in safe mode only built-ins are activated), re-queue jobs a stopped process left behind,
 //! make sure a default agent exists, start the run workers, and emit a startup receipt summary.
 
 use crate::agent::Workers;
@@ -120,6 +120,7 @@ impl App {
         let bundled = crate::plugins::bundled::register_all(&app).await?;
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
+        let mut skipped = Vec::new();
         for row in app.db.list_plugins().await? {
             if let Some(v) = &row.current_version {
                 let dir = app.config.plugins_dir.join(&row.id);
@@ -133,6 +134,16 @@ impl App {
                 }
             }
             if !row.enabled {
+                continue;
+            }
+            if app.config.safe_mode && row.trust_level != "builtin" {
+                app.receipts
+                    .emit(
+                        Receipt::new(&row.id, "load", "blocked").detail(serde_json::json!({
+                            "reason": "safe mode: only built-in plugins are loaded",
+                        })),
+                    );
+                skipped.push(row.id);
                 continue;
             }
             match app.registry.activate(&app, &row.id).await {
@@ -156,6 +167,7 @@ impl App {
             .duration(started.elapsed())
             .detail(serde_json::json!({
                 "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,
+                "safeMode": app.config.safe_mode, "skippedBySafeMode": skipped,
             })),
         );
         // Crash-loop trips: the guard already refuses calls; this disables the plugin for good.

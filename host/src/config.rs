@@ -89,6 +89,9 @@ pub struct Config {
     pub crash_threshold: usize,
     /// ... inside this window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`, default 300000).
     pub crash_window_ms: u64,
+    /// Safe mode (`SLOPBOT_SAFE_MODE=1`): only built-in plugins are loaded; third-party plugins
+    /// stay installed (and enabled in the database) but are not run until it is turned off.
+    pub safe_mode: bool,
     /// Public base URL of this server (`NITEJAR_PUBLIC_URL`, e.g. `https://bots.example.com`),
     /// used to show full webhook URLs; without it they are shown as paths.
     pub public_url: Option<String>,
@@ -243,6 +246,17 @@ impl Config {
                 "PLUGIN_CRASH_WINDOW_MS",
                 crate::limits::DEFAULT_CRASH_WINDOW_MS,
             )?,
+            safe_mode: match var("SAFE_MODE") {
+                None => false,
+                Some((_, v)) if matches!(v.trim(), "1" | "true" | "yes") => true,
+                Some((_, v)) if matches!(v.trim(), "0" | "false" | "no" | "") => false,
+                Some((key, v)) => {
+                    return Err(ConfigError::Invalid {
+                        var: key,
+                        problem: format!("expected 1 or 0, got {v:?}"),
+                    });
+                }
+            },
             public_url: match var("PUBLIC_URL") {
                 None => None,
                 Some((_, v)) if v.starts_with("https://") || v.starts_with("http://") => {
@@ -283,6 +297,7 @@ impl Config {
             run_workers: crate::limits::RUN_WORKERS,
             crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
             crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,
+            safe_mode: false,
             public_url: None,
         }
     }

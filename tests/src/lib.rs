@@ -62,6 +62,8 @@ pub struct HostOptions {
     /// Crash-loop threshold (default: the product's, 5 in 5 minutes; `Some(0)` turns it off
     /// for suites that crash a plugin on purpose many times).
     pub crash_threshold: Option<usize>,
+    /// Boot in safe mode (built-ins only).
+    pub safe_mode: bool,
 }
 
 impl TestHost {
@@ -82,6 +84,7 @@ impl TestHost {
         config.outbound_overrides = opts.overrides;
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
         config.encryption_key = Some("ab".repeat(32));
+        config.safe_mode = opts.safe_mode;
         if let Some(t) = opts.crash_threshold {
             config.crash_threshold = t;
         }

@@ -327,3 +327,59 @@ async fn uninstall_with_each_purge_option_keeps_integration_data() {
     assert_eq!(kinds.iter().filter(|k| *k == "uninstall").count(), 2);
     host.stop().await;
 }
+
+/// Safe mode boots built-ins only: an enabled third-party plugin stays installed and enabled in
+/// the database but is not run (receipted), enabling one is refused, and a normal boot brings
+/// it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_mode_boots_builtins_only() {
+    let host = TestHost::start().await;
+    let pkg = version_pkg("0.1.0", &["http://chat.test"]);
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    let instance = host
+        .create_instance("chat", json!({ "token": TOKEN }))
+        .await;
+    let data = host.stop_keep_data().await;
+
+    let safe = nitejar_tests::HostOptions {
+        safe_mode: true,
+        ..Default::default()
+    };
+    let host = TestHost::start_in(data, safe).await;
+    assert!(host.app.registry.get(ID).is_none());
+    assert!(host.app.registry.get("builtin.telegram").is_some());
+    let list = host.admin_json(Method::GET, "/plugins", None, 200).await;
+    assert_eq!(list["safeMode"], true);
+    let body = json!({ "id": "s1", "text": "hi", "chat": "r" }).to_string();
+    let (status, _) = host
+        .webhook(
+            "chat",
+            &instance,
+            &[("x-chat-token", TOKEN)],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 503);
+    let v = post(
+        &host,
+        &format!("/plugins/{ID}/enable"),
+        json!({"consent": true}),
+        409,
+    )
+    .await;
+    assert_eq!(v["error"]["code"], "safe_mode");
+    let blocked: Vec<String> = host
+        .receipts(ID)
+        .await
+        .iter()
+        .filter(|r| r["status"] == "blocked")
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(blocked, ["load", "enable"]);
+    let data = host.stop_keep_data().await;
+
+    let host = TestHost::start_in(data, Default::default()).await;
+    assert_active(&host, "0.1.0").await;
+    host.stop().await;
+}

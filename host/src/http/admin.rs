@@ -87,9 +87,11 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
 /// `GET /api/admin/plugins`.
 pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let rows = app.db.list_plugins().await?;
-    Ok(Json(
-        json!({ "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(), "runtime": posture() }),
-    ))
+    Ok(Json(json!({
+        "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(),
+        "runtime": posture(),
+        "safeMode": app.config.safe_mode,
+    })))
 }
 
 /// The plugin row of `id`, or a 404 that says it is not installed.
@@ -350,6 +352,17 @@ pub async fn enable_plugin(
     if row.trust_level != "builtin" && !consent {
         return Err(ApiError::bad_request(
             "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions",
+        ));
+    }
+    if app.config.safe_mode && row.trust_level != "builtin" {
+        app.receipts.emit(
+            Receipt::new(&id, "enable", "blocked")
+                .detail(json!({ "reason": "safe mode: only built-in plugins are loaded" })),
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "safe_mode",
+            "the host runs in safe mode (SLOPBOT_SAFE_MODE=1): only built-in plugins are loaded; restart without it to enable third-party plugins",
         ));
     }
     app.db.set_plugin_enabled(&id, true).await?;

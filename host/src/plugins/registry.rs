@@ -157,6 +157,9 @@ impl PluginRegistry {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("plugin {id} is not installed"))?;
+        if app.config.safe_mode && row.trust_level != "builtin" {
+            return Err("safe mode: only built-in plugins are loaded".into());
+        }
         let (Some(version), Some(checksum)) =
             (row.current_version.clone(), row.current_checksum.clone())
         else {
