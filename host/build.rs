@@ -16,6 +16,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("plugins-examples/github", true),
     ("tests/plugins/hostile", false),
     ("tests/plugins/chain", false),
+    ("tests/plugins/skills", false),
 ];
 
 fn main() {
@@ -83,6 +84,11 @@ fn main() {
         .unwrap();
         std::fs::copy(&wasm, pkg.join("plugin.wasm"))
             .unwrap_or_else(|e| panic!("{} missing after the guest build: {e}", wasm.display()));
+        // Package files (skill content) travel with the package.
+        let files = crate_dir.join("skills");
+        if files.is_dir() {
+            copy_dir(&files, &pkg.join("skills"));
+        }
         if *embed {
             bundled.push_str(&format!(
                 "    ({name:?}, include_str!({:?}), include_bytes!({:?})),\n",
@@ -97,6 +103,19 @@ fn main() {
         "cargo:rustc-env=NITEJAR_GUEST_PACKAGES_DIR={}",
         packages.display()
     );
+}
+
+/// Copies a directory tree (regular files only).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else if path.is_file() {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 /// Reads `name = "..."` from the `[package]` table of a guest's Cargo.toml.

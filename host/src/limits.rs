@@ -46,6 +46,8 @@ pub const MAX_UPLOAD_BYTES: usize = 50 << 20;
 pub const MAX_PACKAGE_UNPACKED_BYTES: u64 = 100 << 20;
 /// Most entries in a plugin package archive.
 pub const MAX_PACKAGE_ENTRIES: usize = 2_000;
+/// Largest total size of the files a package keeps under `skills/`.
+pub const MAX_PACKAGE_FILES_BYTES: u64 = 8 << 20;
 
 /// Longest guest log line kept; longer lines are truncated.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;

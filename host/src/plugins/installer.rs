@@ -248,6 +248,15 @@ fn write_version_files(staging: &Path, pkg: &PluginPackage) -> std::io::Result<(
         std::io::Write::write_all(&mut &f, data)?;
         f.sync_all()?;
     }
+    for (rel, data) in &pkg.files {
+        // Paths were read from a directory walk under `skills/`; check again before writing.
+        if !super::manifest::safe_relative_path(rel) {
+            continue;
+        }
+        let path = staging.join(rel);
+        std::fs::create_dir_all(path.parent().expect("file has a parent"))?;
+        std::fs::write(&path, data)?;
+    }
     Ok(())
 }
 

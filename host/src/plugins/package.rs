@@ -43,6 +43,56 @@ pub struct PluginPackage {
     pub wasm: Vec<u8>,
     /// sha256 of `wasm`, hex (the plugin's checksum).
     pub digest: String,
+    /// Files under the package's `skills/` directory (relative paths), which plugin skills
+    /// may reference as their source. Kept with the installed version.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// The package directory whose files are kept with an installed version.
+pub const PACKAGE_FILES_DIR: &str = "skills";
+
+/// Reads every regular file under `dir/skills` (no links, bounded in count and size).
+fn package_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PackageError> {
+    let root = dir.join(PACKAGE_FILES_DIR);
+    let mut out = Vec::new();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    let mut total: u64 = 0;
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            if !meta.is_file() {
+                return invalid(format!(
+                    "{} is a link or special file; packages may only contain regular files",
+                    entry.path().display()
+                ));
+            }
+            total += meta.len();
+            if out.len() >= MAX_PACKAGE_ENTRIES || total > crate::limits::MAX_PACKAGE_FILES_BYTES
+            {
+                return invalid(format!(
+                    "the package's {PACKAGE_FILES_DIR}/ directory is larger than {} bytes or {MAX_PACKAGE_ENTRIES} files",
+                    crate::limits::MAX_PACKAGE_FILES_BYTES
+                ));
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .map_err(|_| PackageError::Invalid("bad package path".into()))?
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((rel, std::fs::read(entry.path())?));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Hex sha256.
@@ -70,6 +120,7 @@ impl PluginPackage {
             manifest_json,
             wasm,
             digest,
+            files: Vec::new(),
         })
     }
 
@@ -99,7 +150,9 @@ impl PluginPackage {
                 manifest.entry
             ));
         }
-        Self::from_parts(manifest_json, std::fs::read(entry)?)
+        let mut pkg = Self::from_parts(manifest_json, std::fs::read(entry)?)?;
+        pkg.files = package_files(dir)?;
+        Ok(pkg)
     }
 
     /// Reads a bare component whose manifest is in the [`MANIFEST_SECTION`] custom section.

@@ -24,7 +24,7 @@ use crate::hooks::HookName;
 use crate::limits::DEFAULT_INSPECT_TIMEOUT_MS;
 use crate::plugins::manifest::Manifest;
 use crate::receipts::{Receipt, ReceiptSink};
-use bindings::exports::nitejar::plugin::{hooks, integration, metadata, tools};
+use bindings::exports::nitejar::plugin::{hooks, integration, metadata, skills, tools};
 use bindings::nitejar::plugin::types::PluginError as WitPluginError;
 pub use failure::PluginFailure;
 use instance::{Prewarmer, StoreFactory, Warm, invoke};
@@ -95,6 +95,7 @@ struct ExportIndices {
     integration: Option<integration::GuestIndices>,
     hooks: Option<hooks::GuestIndices>,
     tools: Option<tools::GuestIndices>,
+    skills: Option<skills::GuestIndices>,
 }
 
 /// A compiled, validated plugin version ready to be called.
@@ -111,6 +112,8 @@ pub struct LoadedPlugin {
     pub integrations: Vec<integration::Descriptor>,
     /// Tools the component offers (from `tools.list-tools`).
     pub tools: Vec<tools::ToolDefinition>,
+    /// Skills the component contributes (from `skills.list-skills`).
+    pub skills: Vec<skills::Skill>,
     /// Whether the component came from the compile cache.
     pub cache: cache::CacheOutcome,
     id: Arc<str>,
@@ -288,6 +291,7 @@ impl PluginRuntime {
             integration: integration::GuestIndices::new(&pre).ok(),
             hooks: hooks::GuestIndices::new(&pre).ok(),
             tools: tools::GuestIndices::new(&pre).ok(),
+            skills: skills::GuestIndices::new(&pre).ok(),
         };
         let files_dir = self.files_dir(&manifest.id);
         let p = &manifest.permissions;
@@ -316,6 +320,7 @@ impl PluginRuntime {
             contributions: Contributions::default(),
             integrations: Vec::new(),
             tools: Vec::new(),
+            skills: Vec::new(),
             cache,
             id: manifest.id.as_str().into(),
             version: manifest.version.as_str().into(),
@@ -351,6 +356,8 @@ impl PluginRuntime {
         let wants_integrations = !plugin.manifest.contributes.integrations.is_empty();
         let tool_idx = plugin.exports.tools.clone();
         let wants_tools = !plugin.manifest.contributes.tools.is_empty();
+        let skill_idx = plugin.exports.skills.clone();
+        let wants_skills = !plugin.manifest.contributes.skills.is_empty();
         let done = self.run(plugin, &spec, |store, inst| {
             let contributions = meta.load(&mut *store, inst)?.call_describe(&mut *store)?;
             let descriptors = match (&integ, wants_integrations) {
@@ -361,9 +368,13 @@ impl PluginRuntime {
                 (Some(t), true) => t.load(&mut *store, inst)?.call_list_tools(&mut *store)?,
                 _ => Vec::new(),
             };
-            Ok(Ok((contributions, (descriptors, tools))))
+            let skills = match (&skill_idx, wants_skills) {
+                (Some(k), true) => k.load(&mut *store, inst)?.call_list_skills(&mut *store)?,
+                _ => Vec::new(),
+            };
+            Ok(Ok((contributions, ((descriptors, tools), skills))))
         });
-        let (c, (descriptors, tools)) = done.result?;
+        let (c, ((descriptors, tools), skills)) = done.result?;
         plugin.contributions = Contributions {
             integrations: c.integrations,
             hooks: c.hooks.into_iter().map(hook_from_wit).collect(),
@@ -374,6 +385,10 @@ impl PluginRuntime {
         plugin.tools = tools
             .into_iter()
             .filter(|t| plugin.manifest.contributes.tools.contains(&t.name))
+            .collect();
+        plugin.skills = skills
+            .into_iter()
+            .filter(|k| plugin.manifest.contributes.skills.contains(&k.id))
             .collect();
         check_contributions(plugin)?;
         Ok(())

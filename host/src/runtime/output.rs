@@ -2,7 +2,7 @@
 //! ([`crate::limits::MAX_GUEST_OUTPUT_BYTES`]).
 
 use super::bindings::exports::nitejar::plugin::{
-    hooks as h, integration as i, metadata as m, tools as t,
+    hooks as h, integration as i, metadata as m, skills as sk, tools as t,
 };
 use super::bindings::nitejar::plugin::types::{Header, HookName};
 
@@ -60,7 +60,7 @@ macro_rules! list_size {
         }
     )*};
 }
-list_size!(String, Header, i::Descriptor, HookName, t::ToolDefinition);
+list_size!(String, Header, i::Descriptor, HookName, t::ToolDefinition, sk::Skill);
 
 macro_rules! record_size {
     ($($t:ty { $($f:ident),* }),* $(,)?) => {$(
@@ -124,7 +124,22 @@ record_size!(
         detail
     },
     i::ConnectionStatus { detail },
+    sk::Skill {
+        id,
+        name,
+        description,
+        source,
+        tags
+    },
 );
+
+impl OutputSize for sk::SkillSource {
+    fn output_bytes(&self) -> usize {
+        match self {
+            sk::SkillSource::Inline(s) | sk::SkillSource::File(s) => s.len(),
+        }
+    }
+}
 
 impl OutputSize for HookName {
     fn output_bytes(&self) -> usize {
