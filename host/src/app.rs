@@ -118,6 +118,10 @@ impl App {
         });
         let started = std::time::Instant::now();
         let bundled = crate::plugins::bundled::register_all(&app).await?;
+        let skills = crate::skills::sync_repo(&app).await?;
+        for p in &skills.problems {
+            tracing::warn!("skills directory: {p}");
+        }
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
         let mut skipped = Vec::new();
@@ -168,6 +172,7 @@ impl App {
             .detail(serde_json::json!({
                 "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,
                 "safeMode": app.config.safe_mode, "skippedBySafeMode": skipped,
+                "repoSkills": skills.synced.len(), "skillProblems": skills.problems,
             })),
         );
         // Crash-loop trips: the guard already refuses calls; this disables the plugin for good.
@@ -247,6 +252,7 @@ async fn ensure_default_agent(app: &App) -> anyhow::Result<()> {
                 name: DEFAULT_AGENT_NAME,
                 system_prompt: "You are Nitejar, a helpful assistant. Answer briefly.",
                 model_json: &serde_json::to_string(&settings)?,
+                team: None,
             },
             true,
         )

@@ -89,6 +89,8 @@ pub struct Config {
     pub crash_threshold: usize,
     /// ... inside this window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`, default 300000).
     pub crash_window_ms: u64,
+    /// Repository skills directory (`NITEJAR_SKILLS_DIR`, default `<data>/skills`).
+    pub skills_dir: PathBuf,
     /// Safe mode (`SLOPBOT_SAFE_MODE=1`): only built-in plugins are loaded; third-party plugins
     /// stay installed (and enabled in the database) but are not run until it is turned off.
     pub safe_mode: bool,
@@ -189,6 +191,9 @@ impl Config {
                 parse_overrides(&v).map_err(|problem| ConfigError::Invalid { var: key, problem })?
             }
         };
+        let skills_dir = var("SKILLS_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| data_dir.join("skills"));
         Ok(Config {
             data_dir,
             plugins_dir,
@@ -246,6 +251,7 @@ impl Config {
                 "PLUGIN_CRASH_WINDOW_MS",
                 crate::limits::DEFAULT_CRASH_WINDOW_MS,
             )?,
+            skills_dir,
             safe_mode: match var("SAFE_MODE") {
                 None => false,
                 Some((_, v)) if matches!(v.trim(), "1" | "true" | "yes") => true,
@@ -276,6 +282,7 @@ impl Config {
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         let data_dir = data_dir.into();
         let plugins_dir = data_dir.join("plugins");
+        let skills_dir = data_dir.join("skills");
         Config {
             staging_dir: plugins_dir.join("_staging"),
             cache_dir: plugins_dir.join("_cache"),
@@ -297,6 +304,7 @@ impl Config {
             run_workers: crate::limits::RUN_WORKERS,
             crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
             crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,
+            skills_dir,
             safe_mode: false,
             public_url: None,
         }

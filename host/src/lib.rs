@@ -22,3 +22,4 @@ pub mod limits;
 pub mod plugins;
 pub mod receipts;
 pub mod runtime;
+pub mod skills;

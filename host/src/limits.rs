@@ -84,6 +84,8 @@ pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// Agent-run workers per process.
 pub const RUN_WORKERS: usize = 4;
+/// Most bytes of the system-prompt section listing a run's skills.
+pub const MAX_SKILLS_PROMPT_BYTES: usize = 4096;
 
 /// Crash-loop protection: this many failures inside the window disable a plugin
 /// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).

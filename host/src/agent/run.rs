@@ -1,7 +1,7 @@
 //! One run of a job (see the module docs of [`crate::agent`]).
 
 use super::model::{ChatRequest, ModelSettings};
-use super::tools::{ToolCatalog, ToolTarget};
+use super::tools::{Builtin, ToolCatalog, ToolTarget};
 use crate::app::App;
 use crate::db::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
 use crate::hooks::{Dispatched, RunScope};
@@ -96,6 +96,9 @@ struct Run {
     instance_plugin_id: String,
     instance_config: String,
     catalog: ToolCatalog,
+    /// The skills assigned to this run (by precedence) and their file names.
+    skills: Vec<crate::db::SkillRow>,
+    skill_files: Vec<(String, Vec<String>)>,
     scope: Option<RunScope>,
 }
 
@@ -118,7 +121,15 @@ impl Run {
             .get_instance(&item.plugin_instance_id)
             .await?
             .ok_or_else(|| anyhow!("integration instance {} is gone", item.plugin_instance_id))?;
-        let catalog = ToolCatalog::build(&app.registry.all());
+        let skills = crate::skills::resolve(app, &agent, &instance.integration_type).await?;
+        let mut skill_files = Vec::new();
+        for s in &skills {
+            skill_files.push((
+                s.skill_id.clone(),
+                app.db.skill_file_paths(&s.skill_id).await?,
+            ));
+        }
+        let catalog = ToolCatalog::build(&app.registry.all(), !skills.is_empty());
         let scope = RunScope::new(h::HookContext {
             plugin_instance_id: Some(instance.id.clone()),
             work_item_id: Some(item.id.clone()),
@@ -135,6 +146,8 @@ impl Run {
             agent,
             settings,
             catalog,
+            skills,
+            skill_files,
             scope: Some(scope),
         })
     }
@@ -206,6 +219,12 @@ impl Run {
 
     async fn system_prompt(&mut self) -> anyhow::Result<String> {
         let mut prompt = self.agent.system_prompt.clone();
+        if let Some(section) =
+            crate::skills::prompt_section(&self.skills, crate::limits::MAX_SKILLS_PROMPT_BYTES)
+        {
+            prompt.push_str("\n\n");
+            prompt.push_str(&section);
+        }
         let providers = self.catalog.providers();
         if providers.is_empty() {
             return Ok(prompt);
@@ -491,6 +510,11 @@ impl Run {
         let started = Instant::now();
         let (output, is_error) = match self.catalog.find(&call.name).map(|e| e.target.clone()) {
             None => (format!("error: there is no tool named {}", call.name), true),
+            Some(ToolTarget::Builtin(Builtin::UseSkill)) => crate::skills::use_skill(
+                &self.skills,
+                &self.skill_files,
+                &serde_json::from_str(&pre.tool_input).unwrap_or(Value::Null),
+            ),
             Some(ToolTarget::Builtin(b)) => {
                 b.run(&serde_json::from_str(&pre.tool_input).unwrap_or(Value::Null))
             }

@@ -13,12 +13,15 @@ use std::sync::Arc;
 pub enum Builtin {
     /// `current_time`: the host's clock.
     CurrentTime,
+    /// `use_skill`: a skill's content (run by the run itself, which holds its skills).
+    UseSkill,
 }
 
 impl Builtin {
     /// Runs the tool (they are quick and local).
     pub fn run(self, _input: &Value) -> (String, bool) {
         match self {
+            Builtin::UseSkill => ("error: no skills in this run".into(), true),
             Builtin::CurrentTime => {
                 let ms = crate::db::now_ms();
                 (
@@ -59,14 +62,27 @@ pub struct ToolCatalog {
 }
 
 impl ToolCatalog {
-    /// Built-ins plus the tools of `plugins`.
-    pub fn build(plugins: &[Arc<LoadedPlugin>]) -> ToolCatalog {
+    /// Built-ins (`use_skill` when the run has skills) plus the tools of `plugins`.
+    pub fn build(plugins: &[Arc<LoadedPlugin>], with_skills: bool) -> ToolCatalog {
         let mut entries = vec![ToolEntry {
             name: "current_time".into(),
             description: "The current time on the host (Unix milliseconds and seconds).".into(),
             parameters: json!({ "type": "object", "properties": {}, "additionalProperties": false }),
             target: ToolTarget::Builtin(Builtin::CurrentTime),
         }];
+        if with_skills {
+            entries.push(ToolEntry {
+                name: "use_skill".into(),
+                description: "Read one of the skills listed in the system prompt: its instructions and the names of its files.".into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": { "skill": { "type": "string", "description": "The skill's name or stable id" } },
+                    "required": ["skill"],
+                    "additionalProperties": false
+                }),
+                target: ToolTarget::Builtin(Builtin::UseSkill),
+            });
+        }
         for p in plugins {
             for t in &p.tools {
                 if entries.iter().any(|e| e.name == t.name) {

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 mod lifecycle;
 mod runs;
+mod skills;
 pub use lifecycle::{Purge, VersionRow};
 pub use runs::*;
+pub use skills::{NewSkill, SkillRow};
 
 /// A database failure. Handlers map it to a 500 without leaking the SQL.
 #[derive(Debug, thiserror::Error)]

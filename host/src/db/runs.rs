@@ -21,6 +21,8 @@ pub struct AgentRow {
     pub model_json: String,
     /// Whether it answers instances without an assignment.
     pub is_default: bool,
+    /// Team (skill scope `team`).
+    pub team: Option<String>,
     /// Creation time.
     pub created_at: i64,
     /// Last change.
@@ -112,6 +114,8 @@ pub struct AgentFields<'a> {
     pub system_prompt: &'a str,
     /// Model settings JSON.
     pub model_json: &'a str,
+    /// Team (skill scope `team`), if any.
+    pub team: Option<&'a str>,
 }
 
 impl Db {
@@ -172,13 +176,14 @@ impl Db {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO agents (id, name, system_prompt, model_json, is_default, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO agents (id, name, system_prompt, model_json, team, is_default, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(a.name)
         .bind(a.system_prompt)
         .bind(a.model_json)
+        .bind(a.team)
         .bind(is_default)
         .bind(now)
         .bind(now)
@@ -190,11 +195,12 @@ impl Db {
     /// Replaces an agent's fields; false when it does not exist.
     pub async fn update_agent(&self, id: &str, a: &AgentFields<'_>) -> DbResult<bool> {
         Ok(sqlx::query(
-            "UPDATE agents SET name = ?, system_prompt = ?, model_json = ?, updated_at = ? WHERE id = ?",
+            "UPDATE agents SET name = ?, system_prompt = ?, model_json = ?, team = ?, updated_at = ? WHERE id = ?",
         )
         .bind(a.name)
         .bind(a.system_prompt)
         .bind(a.model_json)
+        .bind(a.team)
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)

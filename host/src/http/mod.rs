@@ -6,6 +6,7 @@ pub mod error;
 pub mod instances;
 pub mod lifecycle;
 pub mod runs;
+pub mod skills;
 pub mod webhooks;
 
 use crate::app::App;
@@ -58,6 +59,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/instances/{id}/agent", put(runs::assign_agent))
         .route("/agents", get(runs::list_agents).post(runs::create_agent))
         .route("/agents/{id}", get(runs::get_agent).put(runs::update_agent))
+        .route("/agents/{id}/skills", get(skills::resolve))
+        .route("/skills", get(skills::list).post(skills::create))
+        .route("/skills/sync", post(skills::sync))
+        .route(
+            "/skills/{id}",
+            get(skills::get)
+                .patch(skills::update)
+                .delete(skills::delete),
+        )
+        .route("/skills/{id}/assignments", post(skills::assign))
         .route("/work-items/{id}/run", get(runs::work_item_run))
         .route("/jobs/{id}", get(runs::get_job))
         .route("/hooks", get(runs::hook_table))

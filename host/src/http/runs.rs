@@ -39,6 +39,9 @@ pub struct AgentBody {
     name: String,
     system_prompt: String,
     model: ModelSettings,
+    /// Team (skill scope `team`).
+    #[serde(default)]
+    team: Option<String>,
 }
 
 impl AgentBody {
@@ -92,6 +95,11 @@ pub async fn create_agent(
                 name: body.name.trim(),
                 system_prompt: &body.system_prompt,
                 model_json: &model_json,
+                team: body
+                    .team
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty()),
             },
             false,
         )
@@ -137,6 +145,11 @@ pub async fn update_agent(
         name: body.name.trim(),
         system_prompt: &body.system_prompt,
         model_json: &model_json,
+        team: body
+            .team
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty()),
     };
     if !app.db.update_agent(&id, &fields).await? {
         return Err(ApiError::not_found(format!("no agent {id}")));

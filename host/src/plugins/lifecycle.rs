@@ -354,6 +354,7 @@ pub async fn uninstall(
             },
         )
         .await?;
+    crate::skills::remove_plugin(app, id).await?;
     let mut removed = Vec::new();
     if options.purge_files {
         let dir = app.config.plugins_dir.join(id);

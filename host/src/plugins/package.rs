@@ -75,8 +75,7 @@ fn package_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PackageError> {
                 ));
             }
             total += meta.len();
-            if out.len() >= MAX_PACKAGE_ENTRIES || total > crate::limits::MAX_PACKAGE_FILES_BYTES
-            {
+            if out.len() >= MAX_PACKAGE_ENTRIES || total > crate::limits::MAX_PACKAGE_FILES_BYTES {
                 return invalid(format!(
                     "the package's {PACKAGE_FILES_DIR}/ directory is larger than {} bytes or {MAX_PACKAGE_ENTRIES} files",
                     crate::limits::MAX_PACKAGE_FILES_BYTES

@@ -200,6 +200,10 @@ impl PluginRegistry {
             self.rebuild_hooks(&plugins);
         }
         app.runtime.prewarm(&loaded);
+        // Registers this version's skills (and drops the ones it no longer has).
+        crate::skills::register_plugin(app, &loaded)
+            .await
+            .map_err(|e| format!("registering skills failed: {e}"))?;
         Ok(loaded)
     }
 }

@@ -60,7 +60,14 @@ macro_rules! list_size {
         }
     )*};
 }
-list_size!(String, Header, i::Descriptor, HookName, t::ToolDefinition, sk::Skill);
+list_size!(
+    String,
+    Header,
+    i::Descriptor,
+    HookName,
+    t::ToolDefinition,
+    sk::Skill
+);
 
 macro_rules! record_size {
     ($($t:ty { $($f:ident),* }),* $(,)?) => {$(

@@ -1,0 +1,289 @@
+//! Admin API for skills (spec §15: listSkills, setSkillAssignment; admin CRUD). The service is
+//! [`crate::skills`].
+
+use super::error::{ApiError, ApiResult};
+use crate::app::App;
+use crate::db::NewSkill;
+use crate::skills::{self, SCOPES, valid_name};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Filters of `GET /skills`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    source: Option<String>,
+    scope: Option<String>,
+    #[serde(rename = "ref")]
+    scope_ref: Option<String>,
+}
+
+/// `GET /api/admin/skills?source=&scope=&ref=`.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let mut out = Vec::new();
+    for row in app.db.list_skills().await? {
+        if q.source.as_deref().is_some_and(|s| s != row.source) {
+            continue;
+        }
+        let v = skills::view(&app, &row, false).await?;
+        if let Some(scope) = q.scope.as_deref() {
+            let hit = v["assignments"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["scope"] == scope && q.scope_ref.as_deref().is_none_or(|r| x["ref"] == r)
+                })
+            });
+            if !hit {
+                continue;
+            }
+        }
+        out.push(v);
+    }
+    Ok(Json(json!({ "skills": out })))
+}
+
+/// `GET /api/admin/skills/{id}` (with content and file names).
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_skill(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    Ok(Json(skills::view(&app, &row, true).await?))
+}
+
+/// Body of `POST /api/admin/skills` (an admin skill).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    content: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn check(name: &str, content: &str) -> ApiResult<()> {
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(
+            "name must be 1-64 lower-case letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    if content.trim().is_empty() || content.len() > 256 << 10 {
+        return Err(ApiError::bad_request("content must be 1 byte to 256 KiB"));
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/skills`: creates an admin skill (names are unique among admin skills).
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Json(b): Json<CreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check(&b.name, &b.content)?;
+    if app
+        .db
+        .skills_of("admin", None)
+        .await?
+        .iter()
+        .any(|s| s.name == b.name)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "name_taken",
+            format!("an admin skill named {:?} exists", b.name),
+        ));
+    }
+    let id = format!("admin:{}", uuid::Uuid::now_v7());
+    app.db
+        .upsert_skill(&NewSkill {
+            skill_id: &id,
+            name: &b.name,
+            description: &b.description,
+            tags: &b.tags,
+            source: "admin",
+            plugin_id: None,
+            plugin_version: None,
+            content: &b.content,
+            files: &[],
+            enabled: b.enabled,
+        })
+        .await?;
+    let row = app.db.get_skill(&id).await?.expect("just stored");
+    Ok((
+        StatusCode::CREATED,
+        Json(skills::view(&app, &row, true).await?),
+    ))
+}
+
+/// Body of `PATCH /api/admin/skills/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    description: Option<String>,
+    content: Option<String>,
+    tags: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+/// `PATCH /api/admin/skills/{id}`: `enabled` for any skill; content fields of admin skills only
+/// (repository and plugin skills change at their source).
+pub async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(b): Json<UpdateBody>,
+) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_skill(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    let edits = b.description.is_some() || b.content.is_some() || b.tags.is_some();
+    if edits && row.source != "admin" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_editable",
+            format!(
+                "{id} is a {} skill: change it at its source (only `enabled` can be set here)",
+                row.source
+            ),
+        ));
+    }
+    if edits {
+        let content = b.content.unwrap_or(row.content.clone());
+        check(&row.name, &content)?;
+        let tags = b
+            .tags
+            .unwrap_or_else(|| serde_json::from_str(&row.tags_json).unwrap_or_default());
+        app.db
+            .upsert_skill(&NewSkill {
+                skill_id: &id,
+                name: &row.name,
+                description: b.description.as_deref().unwrap_or(&row.description),
+                tags: &tags,
+                source: "admin",
+                plugin_id: None,
+                plugin_version: None,
+                content: &content,
+                files: &[],
+                enabled: row.enabled,
+            })
+            .await?;
+    }
+    if let Some(e) = b.enabled {
+        app.db.set_skill_enabled(&id, e).await?;
+    }
+    let row = app.db.get_skill(&id).await?.expect("exists");
+    Ok(Json(skills::view(&app, &row, true).await?))
+}
+
+/// `DELETE /api/admin/skills/{id}`: admin skills only.
+pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let row = app
+        .db
+        .get_skill(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    if row.source != "admin" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_deletable",
+            format!(
+                "{id} is a {} skill: remove it at its source, or disable it",
+                row.source
+            ),
+        ));
+    }
+    app.db.delete_skill(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/admin/skills/{id}/assignments` (setSkillAssignment).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    scope: String,
+    #[serde(default, rename = "ref")]
+    scope_ref: String,
+    #[serde(default = "yes")]
+    assigned: bool,
+}
+
+/// `POST /api/admin/skills/{id}/assignments` `{"scope", "ref", "assigned"}`.
+pub async fn assign(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(b): Json<AssignBody>,
+) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_skill(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    if !SCOPES.contains(&b.scope.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "scope must be one of {SCOPES:?}"
+        )));
+    }
+    let scope_ref = b.scope_ref.trim();
+    if (b.scope == "global") != scope_ref.is_empty() {
+        return Err(ApiError::bad_request(
+            "`ref` is empty for scope global and required for the others (team name, agent id, integration type)",
+        ));
+    }
+    if b.scope == "agent" && app.db.get_agent(scope_ref).await?.is_none() {
+        return Err(ApiError::not_found(format!("no agent {scope_ref}")));
+    }
+    app.db
+        .set_skill_assignment(&id, &b.scope, scope_ref, b.assigned)
+        .await?;
+    Ok(Json(skills::view(&app, &row, false).await?))
+}
+
+/// `POST /api/admin/skills/sync`: re-reads the repository skills directory.
+pub async fn sync(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(skills::sync_repo(&app).await?)))
+}
+
+/// Query of `GET /agents/{id}/skills`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveQuery {
+    instance: String,
+}
+
+/// `GET /api/admin/agents/{id}/skills?instance=`: what a run of this agent on this instance gets.
+pub async fn resolve(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ResolveQuery>,
+) -> ApiResult<Json<Value>> {
+    let agent = app
+        .db
+        .get_agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
+    let instance =
+        app.db.get_instance(&q.instance).await?.ok_or_else(|| {
+            ApiError::not_found(format!("no integration instance {}", q.instance))
+        })?;
+    let rows = skills::resolve(&app, &agent, &instance.integration_type).await?;
+    let ids: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({ "skillId": r.skill_id, "name": r.name, "source": r.source }))
+        .collect();
+    Ok(Json(json!({ "skills": ids })))
+}
