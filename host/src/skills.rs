@@ -364,10 +364,8 @@ pub async fn view(app: &App, row: &SkillRow, full: bool) -> Result<Value, crate:
             .collect::<Vec<_>>()
     );
     v["files"] = json!(app.db.skill_file_paths(&row.skill_id).await?);
-    if !full {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("content");
-        }
+    if !full && let Some(o) = v.as_object_mut() {
+        o.remove("content");
     }
     Ok(v)
 }
