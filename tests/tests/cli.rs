@@ -320,6 +320,101 @@ async fn upgrade_rollback_uninstall_from_the_cli() {
     host.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skills_from_the_cli() {
+    let host = TestHost::start().await;
+    let note = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(note.path(), "Page the on-call engineer.").unwrap();
+    let content = format!("@{}", note.path().display());
+    let (code, out) = cli(
+        &host,
+        &[
+            "--json",
+            "skill",
+            "create",
+            "--name",
+            "escalation",
+            "--description",
+            "Who to page",
+            "--content",
+            &content,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["skillId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out) = cli(
+        &host,
+        &[
+            "skill",
+            "assign",
+            &id,
+            "--scope",
+            "integration_type",
+            "--ref",
+            "telegram",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("assigned: integration_type telegram"), "{out}");
+    let (code, out) = cli(
+        &host,
+        &[
+            "skill",
+            "list",
+            "--scope",
+            "integration_type",
+            "--ref",
+            "telegram",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("escalation") && l.contains("integration_type:telegram")),
+        "{out}"
+    );
+    let (code, out) = cli(&host, &["skill", "show", &id]).await;
+    assert!(
+        code == 0 && out.contains("Page the on-call engineer."),
+        "{out}"
+    );
+    assert_eq!(cli(&host, &["skill", "disable", &id]).await.0, 0);
+    assert_eq!(
+        cli(
+            &host,
+            &[
+                "skill",
+                "unassign",
+                &id,
+                "--scope",
+                "integration_type",
+                "--ref",
+                "telegram"
+            ]
+        )
+        .await
+        .0,
+        0
+    );
+    assert_eq!(
+        cli(&host, &["skill", "assign", &id, "--scope", "planet"])
+            .await
+            .0,
+        1
+    );
+    let (code, out) = cli(&host, &["skill", "sync"]).await;
+    assert_eq!((code, out.trim()), (0, "synced 0, removed 0"));
+    assert_eq!(cli(&host, &["skill", "delete", &id]).await.0, 0);
+    assert_eq!(cli(&host, &["skill", "show", &id]).await.0, 1);
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn unreachable_server_and_bad_token_exit_codes() {
     let host = TestHost::start().await;

@@ -1,4 +1,4 @@
-//! The operator CLI: `nitejar plugin|instance|run ...`, a client of the admin API (spec §16).
+//! The operator CLI: `nitejar plugin|instance|skill|run ...`, a client of the admin API (spec §16).
 //!
 //! Every command talks to a running server (`--url`, default `http://127.0.0.1:3000`) with the
 //! admin token (`--token`, `NITEJAR_ADMIN_TOKEN`, else the `admin-token` file of the data
@@ -64,6 +64,82 @@ pub enum ClientCommand {
     /// Agent runs.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Skills: list, show, assign, admin skills.
+    #[command(subcommand)]
+    Skill(SkillCommand),
+}
+
+/// `nitejar skill ...`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SkillCommand {
+    /// List skills (filter by source, or by an assignment scope and ref).
+    List {
+        /// `repo`, `plugin` or `admin`.
+        #[arg(long)]
+        source: Option<String>,
+        /// `global`, `team`, `agent` or `integration_type`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The scope's team name, agent id or integration type.
+        #[arg(long = "ref")]
+        scope_ref: Option<String>,
+    },
+    /// Show a skill with its content and files.
+    Show {
+        /// Stable skill id.
+        id: String,
+    },
+    /// Assign a skill to a scope (setSkillAssignment).
+    Assign {
+        /// Stable skill id.
+        id: String,
+        /// `global`, `team`, `agent` or `integration_type`.
+        #[arg(long)]
+        scope: String,
+        /// The team name, agent id or integration type (none for global).
+        #[arg(long = "ref", default_value = "")]
+        scope_ref: String,
+    },
+    /// Remove an assignment.
+    Unassign {
+        /// Stable skill id.
+        id: String,
+        /// Scope.
+        #[arg(long)]
+        scope: String,
+        /// Scope ref.
+        #[arg(long = "ref", default_value = "")]
+        scope_ref: String,
+    },
+    /// Create an admin skill (content inline or `@file`).
+    Create {
+        /// Name (the `use_skill` alias).
+        #[arg(long)]
+        name: String,
+        /// One-line description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Markdown content, or `@path`.
+        #[arg(long)]
+        content: String,
+    },
+    /// Enable a skill.
+    Enable {
+        /// Stable skill id.
+        id: String,
+    },
+    /// Disable a skill.
+    Disable {
+        /// Stable skill id.
+        id: String,
+    },
+    /// Delete an admin skill.
+    Delete {
+        /// Stable skill id.
+        id: String,
+    },
+    /// Re-read the repository skills directory.
+    Sync,
 }
 
 /// `nitejar plugin ...`.
@@ -222,6 +298,7 @@ pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write)
         match command {
             ClientCommand::Plugin(c) => plugin(&client, conn, c, out).await,
             ClientCommand::Instance(c) => instance(&client, conn, c, out).await,
+            ClientCommand::Skill(c) => skill(&client, conn.json, c, out).await,
             ClientCommand::Run(RunCommand::Show { work_item_id }) => {
                 let v = client
                     .get(&format!("/work-items/{}/run", client::seg(&work_item_id)))
@@ -252,6 +329,110 @@ fn emit(
         table(v)
     };
     writeln!(out, "{}", text.trim_end()).map_err(|e| CliError::Local(e.to_string()))
+}
+
+async fn skill(
+    client: &Client,
+    json: bool,
+    command: SkillCommand,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let one = |id: &str| format!("/skills/{}", client::seg(id));
+    match command {
+        SkillCommand::List {
+            source,
+            scope,
+            scope_ref,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [("source", source), ("scope", scope), ("ref", scope_ref)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", client::seg(&v)));
+                }
+            }
+            let path = if q.is_empty() {
+                "/skills".to_string()
+            } else {
+                format!("/skills?{}", q.join("&"))
+            };
+            emit(out, json, &client.get(&path).await?, render::skills)
+        }
+        SkillCommand::Show { id } => emit(out, json, &client.get(&one(&id)).await?, render::skill),
+        SkillCommand::Assign {
+            id,
+            scope,
+            scope_ref,
+        } => {
+            let v = client
+                .post(
+                    &format!("{}/assignments", one(&id)),
+                    &json!({ "scope": scope, "ref": scope_ref, "assigned": true }),
+                )
+                .await?;
+            emit(out, json, &v, render::skill)
+        }
+        SkillCommand::Unassign {
+            id,
+            scope,
+            scope_ref,
+        } => {
+            let v = client
+                .post(
+                    &format!("{}/assignments", one(&id)),
+                    &json!({ "scope": scope, "ref": scope_ref, "assigned": false }),
+                )
+                .await?;
+            emit(out, json, &v, render::skill)
+        }
+        SkillCommand::Create {
+            name,
+            description,
+            content,
+        } => {
+            let content = match content.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| CliError::Local(format!("--content @{path}: {e}")))?,
+                None => content,
+            };
+            let v = client
+                .post(
+                    "/skills",
+                    &json!({ "name": name, "description": description, "content": content }),
+                )
+                .await?;
+            emit(out, json, &v, render::skill)
+        }
+        SkillCommand::Enable { id } => {
+            let v = client.patch(&one(&id), &json!({ "enabled": true })).await?;
+            emit(out, json, &v, render::skill)
+        }
+        SkillCommand::Disable { id } => {
+            let v = client
+                .patch(&one(&id), &json!({ "enabled": false }))
+                .await?;
+            emit(out, json, &v, render::skill)
+        }
+        SkillCommand::Delete { id } => {
+            client.delete(&one(&id)).await?;
+            emit(out, json, &json!({ "deleted": id }), |_| {
+                format!("deleted {id}")
+            })
+        }
+        SkillCommand::Sync => {
+            let v = client.post("/skills/sync", &json!({})).await?;
+            emit(out, json, &v, |v| {
+                let mut s = format!(
+                    "synced {}, removed {}",
+                    v["synced"].as_array().map_or(0, Vec::len),
+                    v["removed"].as_array().map_or(0, Vec::len)
+                );
+                for p in v["problems"].as_array().into_iter().flatten() {
+                    s.push_str(&format!("\nproblem: {}", p.as_str().unwrap_or("")));
+                }
+                s
+            })
+        }
+    }
 }
 
 async fn plugin(

@@ -160,6 +160,65 @@ pub fn versions(v: &Value) -> String {
     table(&["VERSION", "STATE", "SHA256", "API"], &rows)
 }
 
+/// `skill list`.
+pub fn skills(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "skills")
+        .iter()
+        .map(|s| {
+            let scopes: Vec<String> = items(s, "assignments")
+                .iter()
+                .map(|a| match a["ref"].as_str() {
+                    Some("") | None => cell(&a["scope"]),
+                    Some(r) => format!("{}:{r}", cell(&a["scope"])),
+                })
+                .collect();
+            vec![
+                cell(&s["skillId"]),
+                cell(&s["name"]),
+                cell(&s["source"]),
+                cell(&s["enabled"]),
+                scopes.join(","),
+                cell(&s["shadowedBy"]),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "NAME", "SOURCE", "ENABLED", "ASSIGNED", "SHADOWED BY"],
+        &rows,
+    )
+}
+
+/// One skill.
+pub fn skill(s: &Value) -> String {
+    let mut out = format!(
+        "{} ({}, {})  enabled: {}\n{}\n",
+        cell(&s["skillId"]),
+        cell(&s["name"]),
+        cell(&s["source"]),
+        cell(&s["enabled"]),
+        s["description"].as_str().unwrap_or("")
+    );
+    if let Some(by) = s["shadowedBy"].as_str() {
+        out.push_str(&format!(
+            "shadowed by {by} (same name, higher precedence)\n"
+        ));
+    }
+    for a in items(s, "assignments") {
+        out.push_str(&format!(
+            "assigned: {} {}\n",
+            cell(&a["scope"]),
+            a["ref"].as_str().unwrap_or("")
+        ));
+    }
+    for f in items(s, "files") {
+        out.push_str(&format!("file: {}\n", cell(f)));
+    }
+    if let Some(c) = s["content"].as_str() {
+        out.push_str(&format!("\n{c}\n"));
+    }
+    out
+}
+
 /// `plugin logs`.
 pub fn events(v: &Value) -> String {
     let rows: Vec<Vec<String>> = items(v, "events")
