@@ -362,28 +362,12 @@ async fn skill(
             id,
             scope,
             scope_ref,
-        } => {
-            let v = client
-                .post(
-                    &format!("{}/assignments", one(&id)),
-                    &json!({ "scope": scope, "ref": scope_ref, "assigned": true }),
-                )
-                .await?;
-            emit(out, json, &v, render::skill)
-        }
+        } => set_assignment(client, json, out, &one(&id), &scope, &scope_ref, true).await,
         SkillCommand::Unassign {
             id,
             scope,
             scope_ref,
-        } => {
-            let v = client
-                .post(
-                    &format!("{}/assignments", one(&id)),
-                    &json!({ "scope": scope, "ref": scope_ref, "assigned": false }),
-                )
-                .await?;
-            emit(out, json, &v, render::skill)
-        }
+        } => set_assignment(client, json, out, &one(&id), &scope, &scope_ref, false).await,
         SkillCommand::Create {
             name,
             description,
@@ -433,6 +417,25 @@ async fn skill(
             })
         }
     }
+}
+
+/// `skill assign|unassign` (setSkillAssignment).
+async fn set_assignment(
+    client: &Client,
+    json: bool,
+    out: &mut dyn Write,
+    skill_path: &str,
+    scope: &str,
+    scope_ref: &str,
+    assigned: bool,
+) -> Result<(), CliError> {
+    let v = client
+        .post(
+            &format!("{skill_path}/assignments"),
+            &json!({ "scope": scope, "ref": scope_ref, "assigned": assigned }),
+        )
+        .await?;
+    emit(out, json, &v, render::skill)
 }
 
 async fn plugin(

@@ -12,6 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// The skill `id`, or a 404 naming it.
+async fn skill_or_404(app: &App, id: &str) -> ApiResult<crate::db::SkillRow> {
+    app.db
+        .get_skill(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))
+}
+
 /// Filters of `GET /skills`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,11 +58,7 @@ pub async fn list(
 
 /// `GET /api/admin/skills/{id}` (with content and file names).
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let row = app
-        .db
-        .get_skill(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    let row = skill_or_404(&app, &id).await?;
     Ok(Json(skills::view(&app, &row, true).await?))
 }
 
@@ -146,11 +150,7 @@ pub async fn update(
     Path(id): Path<String>,
     Json(b): Json<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    let row = app
-        .db
-        .get_skill(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    let row = skill_or_404(&app, &id).await?;
     let edits = b.description.is_some() || b.content.is_some() || b.tags.is_some();
     if edits && row.source != "admin" {
         return Err(ApiError::new(
@@ -192,11 +192,7 @@ pub async fn update(
 
 /// `DELETE /api/admin/skills/{id}`: admin skills only.
 pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let row = app
-        .db
-        .get_skill(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    let row = skill_or_404(&app, &id).await?;
     if row.source != "admin" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -228,11 +224,7 @@ pub async fn assign(
     Path(id): Path<String>,
     Json(b): Json<AssignBody>,
 ) -> ApiResult<Json<Value>> {
-    let row = app
-        .db
-        .get_skill(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))?;
+    let row = skill_or_404(&app, &id).await?;
     if !SCOPES.contains(&b.scope.as_str()) {
         return Err(ApiError::bad_request(format!(
             "scope must be one of {SCOPES:?}"
