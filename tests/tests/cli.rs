@@ -259,6 +259,14 @@ async fn upgrade_rollback_uninstall_from_the_cli() {
             .0,
         0
     );
+    let (code, out) = cli(&host, &["plugin", "doctor"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("test.chain") && l.ends_with("healthy")),
+        "{out}"
+    );
+    assert_eq!(cli(&host, &["plugin", "doctor", "no.such"]).await.0, 1);
     // Adds a permission: without consent it waits (exit 4), with --yes it is activated.
     let (code, out) = cli(
         &host,

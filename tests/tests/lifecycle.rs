@@ -383,3 +383,53 @@ async fn safe_mode_boots_builtins_only() {
     assert_active(&host, "0.1.0").await;
     host.stop().await;
 }
+
+/// Doctor: healthy after an install; a lost component file and a stale `current` pointer are
+/// reported with what to do; a restart repairs both and the doctor is satisfied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_problems_and_a_restart_repairs_them() {
+    let host = TestHost::start().await;
+    let v1 = version_pkg("0.1.0", &["http://chat.test"]);
+    host.install_and_enable(v1.path(), &["network:http://chat.test"])
+        .await;
+    let all = host.admin_json(Method::GET, "/doctor", None, 200).await;
+    assert_eq!(all["healthy"], true, "{all}");
+    let v2 = version_pkg("0.2.0", &["http://chat.test"]);
+    post(
+        &host,
+        &format!("/plugins/{ID}/upgrade"),
+        json!({"sourceKind": "local", "sourceRef": v2.path()}),
+        200,
+    )
+    .await;
+    let dir = host.app.config.plugins_dir.join(ID);
+    std::fs::remove_file(dir.join("versions/0.2.0/plugin.wasm")).unwrap();
+    nitejar::plugins::installer::set_current(&dir, "0.1.0").unwrap();
+    let d = host
+        .admin_json(Method::GET, &format!("/plugins/{ID}/doctor"), None, 200)
+        .await;
+    assert_eq!(d["healthy"], false);
+    assert_eq!(d["files"], "missing");
+    let checks: Vec<&str> = d["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["files", "current_pointer"], "{d}");
+    assert!(
+        d["problems"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("stored artifact")
+    );
+    let data = host.stop_keep_data().await;
+    let host = TestHost::start_in(data, Default::default()).await;
+    let d = host
+        .admin_json(Method::GET, &format!("/plugins/{ID}/doctor"), None, 200)
+        .await;
+    assert_eq!(d["healthy"], true, "{d}");
+    assert_eq!(d["cache"], "compiled");
+    assert_active(&host, "0.2.0").await;
+    host.stop().await;
+}

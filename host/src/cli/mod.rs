@@ -190,6 +190,12 @@ pub enum PluginCommand {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Health of one plugin or all: load status, grants, files, checksums, cache, and what to
+    /// do about each problem (exit 1 when something is wrong).
+    Doctor {
+        /// Plugin id (default: every plugin).
+        id: Option<String>,
+    },
     /// Installed versions, the active and the pending one.
     Versions {
         /// Plugin id.
@@ -600,6 +606,23 @@ async fn plugin(
                     v["version"].as_str().unwrap_or("?")
                 )
             })
+        }
+        PluginCommand::Doctor { id } => {
+            let v = match &id {
+                Some(id) => {
+                    let one = client
+                        .get(&format!("/plugins/{}/doctor", client::seg(id)))
+                        .await?;
+                    json!({ "healthy": one["healthy"], "plugins": [one] })
+                }
+                None => client.get("/doctor").await?,
+            };
+            emit(out, json, &v, render::doctor)?;
+            if v["healthy"] == true {
+                Ok(())
+            } else {
+                Err(CliError::Refused("problems found (see above)".into()))
+            }
         }
         PluginCommand::Versions { id } => {
             let v = client

@@ -137,6 +137,47 @@ pub fn upgrade(v: &Value) -> String {
     out
 }
 
+/// `plugin doctor`.
+pub fn doctor(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "plugins")
+        .iter()
+        .map(|p| {
+            vec![
+                cell(&p["pluginId"]),
+                cell(&p["version"]),
+                cell(&p["enabled"]),
+                cell(&p["loaded"]),
+                cell(&p["files"]),
+                cell(&p["cache"]),
+                if p["healthy"] == true {
+                    "healthy"
+                } else {
+                    "PROBLEMS"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "ID", "VERSION", "ENABLED", "LOADED", "FILES", "CACHE", "STATE",
+        ],
+        &rows,
+    );
+    for p in items(v, "plugins") {
+        for pr in items(p, "problems") {
+            out.push_str(&format!(
+                "\n{} [{}] {}\n  fix: {}",
+                cell(&p["pluginId"]),
+                cell(&pr["check"]),
+                cell(&pr["detail"]),
+                cell(&pr["fix"])
+            ));
+        }
+    }
+    out
+}
+
 /// `plugin versions`.
 pub fn versions(v: &Value) -> String {
     let rows: Vec<Vec<String>> = items(v, "versions")

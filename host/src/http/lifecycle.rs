@@ -130,6 +130,21 @@ pub async fn uninstall(
     })))
 }
 
+/// `GET /api/admin/doctor`: every plugin's health and what to do about each problem.
+pub async fn doctor_all(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    Ok(Json(crate::plugins::doctor::diagnose_all(&app).await?))
+}
+
+/// `GET /api/admin/plugins/{id}/doctor`.
+pub async fn doctor(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let row = app
+        .db
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+    Ok(Json(crate::plugins::doctor::diagnose(&app, &row).await?))
+}
+
 /// `GET /api/admin/plugins/{id}/versions`: installed versions, the active and pending ones.
 pub async fn versions(
     State(app): State<Arc<App>>,

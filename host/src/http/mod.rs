@@ -32,6 +32,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}/enable", post(admin::enable_plugin))
         .route("/plugins/{id}/disable", post(admin::disable_plugin))
         .route("/plugins/{id}/versions", get(lifecycle::versions))
+        .route("/plugins/{id}/doctor", get(lifecycle::doctor))
+        .route("/doctor", get(lifecycle::doctor_all))
         .route(
             "/plugins/{id}/upgrade",
             post(lifecycle::upgrade).delete(lifecycle::discard),

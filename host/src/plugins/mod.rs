@@ -1,6 +1,7 @@
 //! Plugins: manifests, packages, installation, bundled plugins and the registry of loaded ones.
 
 pub mod bundled;
+pub mod doctor;
 pub mod installer;
 pub mod lifecycle;
 pub mod manifest;

@@ -423,6 +423,11 @@ impl PluginRuntime {
         }
     }
 
+    /// Where the compiled form of component `digest` is cached for this engine.
+    pub fn cache_path(&self, digest: &str) -> PathBuf {
+        self.cache.path_for(digest)
+    }
+
     /// Whether crash-loop protection tripped on `plugin_id` (no call may be made to it).
     pub fn is_tripped(&self, plugin_id: &str) -> bool {
         self.crash_guard
