@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod instances;
 pub mod lifecycle;
+pub mod openapi;
 pub mod runs;
 pub mod skills;
 pub mod webhooks;
@@ -84,6 +85,7 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/openapi.json", get(openapi::serve))
         .nest("/api/admin", admin)
         .route(
             "/api/webhooks/plugins/{integration_type}/{instance_id}",
