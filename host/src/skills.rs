@@ -207,13 +207,12 @@ pub async fn sync_repo(app: &App) -> Result<SyncReport, crate::db::DbError> {
     Ok(report)
 }
 
-/// The skill that wins over `row` by precedence, if another one has its name.
-async fn shadowed_by(app: &App, row_id: &str, name: &str, source: &str) -> Option<String> {
-    let all = app.db.list_skills().await.ok()?;
-    all.into_iter()
+/// The skill of `all` that wins over (`row_id`, `name`, `source`) by precedence, if any.
+pub fn shadowed_by(all: &[SkillRow], row_id: &str, name: &str, source: &str) -> Option<String> {
+    all.iter()
         .filter(|s| s.name == name && s.skill_id != row_id && rank(&s.source) < rank(source))
         .min_by_key(|s| rank(&s.source))
-        .map(|s| s.skill_id)
+        .map(|s| s.skill_id.clone())
 }
 
 /// Registers the skills of an activated plugin version (replacing its previous set).
@@ -274,7 +273,7 @@ pub async fn register_plugin(app: &App, plugin: &LoadedPlugin) -> Result<(), cra
         };
         let checksum = new.checksum();
         app.db.upsert_skill(&new).await?;
-        let shadow = shadowed_by(app, &id, &skill.name, "plugin").await;
+        let shadow = shadowed_by(&app.db.list_skills().await?, &id, &skill.name, "plugin");
         app.receipts.emit(
             Receipt::new(plugin.id(), "skill", "ok")
                 .version(plugin.version())
@@ -349,12 +348,18 @@ pub async fn resolve(
     ))
 }
 
-/// The API view of a skill (content only when `full`).
-pub async fn view(app: &App, row: &SkillRow, full: bool) -> Result<Value, crate::db::DbError> {
+/// The API view of a skill (content only when `full`); `all` is the whole index, read once by
+/// the caller, for `shadowedBy`.
+pub async fn view(
+    app: &App,
+    all: &[SkillRow],
+    row: &SkillRow,
+    full: bool,
+) -> Result<Value, crate::db::DbError> {
     let mut v = serde_json::to_value(row).unwrap_or_default();
     v["tags"] = serde_json::from_str(&row.tags_json).unwrap_or(json!([]));
     v["available"] = json!(available(app, row));
-    v["shadowedBy"] = json!(shadowed_by(app, &row.skill_id, &row.name, &row.source).await);
+    v["shadowedBy"] = json!(shadowed_by(all, &row.skill_id, &row.name, &row.source));
     v["assignments"] = json!(
         app.db
             .skill_assignments(&row.skill_id)

@@ -32,46 +32,46 @@ pub struct Purge {
     pub data: bool,
 }
 
+/// Writes a version row and its artifact (install and staged upgrade share it).
+pub(super) async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    v: &super::InstallRecord<'_>,
+    now: i64,
+) -> DbResult<()> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO plugin_versions
+           (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(v.plugin_id)
+    .bind(v.version)
+    .bind(v.checksum)
+    .bind(v.install_path)
+    .bind(v.manifest_json)
+    .bind(v.api_version)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
+         VALUES (?, ?, ?, 'wasm', ?, ?)",
+    )
+    .bind(v.plugin_id)
+    .bind(v.version)
+    .bind(v.checksum)
+    .bind(v.wasm)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Db {
     /// Records a version beside the active one (files are already in place), with its artifact;
     /// the plugin row (active version, source) is not touched.
     pub async fn record_version(&self, v: &super::InstallRecord<'_>) -> DbResult<()> {
-        let (plugin_id, version, checksum, install_path, manifest_json, api_version, wasm) = (
-            v.plugin_id,
-            v.version,
-            v.checksum,
-            v.install_path,
-            v.manifest_json,
-            v.api_version,
-            v.wasm,
-        );
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO plugin_versions
-               (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(plugin_id)
-        .bind(version)
-        .bind(checksum)
-        .bind(install_path)
-        .bind(manifest_json)
-        .bind(api_version)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
-             VALUES (?, ?, ?, 'wasm', ?, ?)",
-        )
-        .bind(plugin_id)
-        .bind(version)
-        .bind(checksum)
-        .bind(wasm)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_version(&mut tx, v, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -290,31 +290,7 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO plugin_versions
-               (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(v.plugin_id)
-        .bind(v.version)
-        .bind(v.checksum)
-        .bind(v.install_path)
-        .bind(v.manifest_json)
-        .bind(v.api_version)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO plugin_artifacts (plugin_id, version, checksum, kind, bytes, created_at)
-             VALUES (?, ?, ?, 'wasm', ?, ?)",
-        )
-        .bind(v.plugin_id)
-        .bind(v.version)
-        .bind(v.checksum)
-        .bind(v.wasm)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        lifecycle::insert_version(&mut tx, v, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -36,11 +36,12 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
-    for row in app.db.list_skills().await? {
+    let all = app.db.list_skills().await?;
+    for row in &all {
         if q.source.as_deref().is_some_and(|s| s != row.source) {
             continue;
         }
-        let v = skills::view(&app, &row, false).await?;
+        let v = skills::view(&app, &all, row, false).await?;
         if let Some(scope) = q.scope.as_deref() {
             let hit = v["assignments"].as_array().is_some_and(|a| {
                 a.iter().any(|x| {
@@ -59,7 +60,9 @@ pub async fn list(
 /// `GET /api/admin/skills/{id}` (with content and file names).
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let row = skill_or_404(&app, &id).await?;
-    Ok(Json(skills::view(&app, &row, true).await?))
+    Ok(Json(
+        skills::view(&app, &app.db.list_skills().await?, &row, true).await?,
+    ))
 }
 
 /// Body of `POST /api/admin/skills` (an admin skill).
@@ -129,7 +132,7 @@ pub async fn create(
     let row = app.db.get_skill(&id).await?.expect("just stored");
     Ok((
         StatusCode::CREATED,
-        Json(skills::view(&app, &row, true).await?),
+        Json(skills::view(&app, &app.db.list_skills().await?, &row, true).await?),
     ))
 }
 
@@ -187,7 +190,9 @@ pub async fn update(
         app.db.set_skill_enabled(&id, e).await?;
     }
     let row = app.db.get_skill(&id).await?.expect("exists");
-    Ok(Json(skills::view(&app, &row, true).await?))
+    Ok(Json(
+        skills::view(&app, &app.db.list_skills().await?, &row, true).await?,
+    ))
 }
 
 /// `DELETE /api/admin/skills/{id}`: admin skills only.
@@ -242,7 +247,9 @@ pub async fn assign(
     app.db
         .set_skill_assignment(&id, &b.scope, scope_ref, b.assigned)
         .await?;
-    Ok(Json(skills::view(&app, &row, false).await?))
+    Ok(Json(
+        skills::view(&app, &app.db.list_skills().await?, &row, false).await?,
+    ))
 }
 
 /// `POST /api/admin/skills/sync`: re-reads the repository skills directory.
