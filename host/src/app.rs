@@ -122,6 +122,7 @@ impl App {
         for p in &skills.problems {
             tracing::warn!("skills directory: {p}");
         }
+        let cleaned = crate::plugins::installer::reconcile(&app).await?;
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
         let mut skipped = Vec::new();
@@ -173,6 +174,7 @@ impl App {
                 "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,
                 "safeMode": app.config.safe_mode, "skippedBySafeMode": skipped,
                 "repoSkills": skills.synced.len(), "skillProblems": skills.problems,
+                "cleanedAfterCrash": cleaned, "trustMode": app.config.trust.mode.as_str(),
             })),
         );
         // Crash-loop trips: the guard already refuses calls; this disables the plugin for good.

@@ -3,6 +3,7 @@
 //! Every spec variable `SLOPBOT_X` is accepted; `NITEJAR_X` is the documented name and wins
 //! when both are set.
 
+use crate::plugins::trust::{self, TrustMode, TrustPolicy};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +98,70 @@ pub struct Config {
     /// Public base URL of this server (`NITEJAR_PUBLIC_URL`, e.g. `https://bots.example.com`),
     /// used to show full webhook URLs; without it they are shown as paths.
     pub public_url: Option<String>,
+    /// Trust policy (`SLOPBOT_PLUGIN_TRUST_MODE`: `self_host_open` (default),
+    /// `self_host_guarded`, `saas_locked`; `NITEJAR_PLUGIN_TRUSTED_KEYS`,
+    /// `NITEJAR_PLUGIN_PLATFORM_KEYS`: base64 Ed25519 public keys; `NITEJAR_PLUGIN_ALLOWLIST`:
+    /// `<id>@<sha256>` entries).
+    pub trust: TrustPolicy,
+    /// npm registry for `npm` installs (`NITEJAR_NPM_REGISTRY`, default
+    /// `https://registry.npmjs.org`).
+    pub npm_registry: String,
+    /// Bearer token for that registry (`NITEJAR_NPM_TOKEN`). Never logged.
+    pub npm_token: Option<Redacted>,
+    /// Whether a git install may build a cargo project that has no prebuilt component
+    /// (`NITEJAR_PLUGIN_GIT_BUILD`, default 1; only ever in `self_host_open`, because a build
+    /// runs the project's build scripts on the host, outside the sandbox).
+    pub git_build: bool,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn flag(name: &str, default: bool) -> Result<bool, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some((_, v)) if matches!(v.trim(), "1" | "true" | "yes") => Ok(true),
+        Some((_, v)) if matches!(v.trim(), "0" | "false" | "no") => Ok(false),
+        Some((key, v)) => Err(ConfigError::Invalid {
+            var: key,
+            problem: format!("expected 1 or 0, got {v:?}"),
+        }),
+    }
+}
+
+fn trust_policy() -> Result<TrustPolicy, ConfigError> {
+    let mode = match var("PLUGIN_TRUST_MODE") {
+        None => TrustMode::SelfHostOpen,
+        Some((key, v)) => TrustMode::parse(&v).ok_or_else(|| ConfigError::Invalid {
+            var: key,
+            problem: format!(
+                "expected self_host_open, self_host_guarded or saas_locked, got {v:?}"
+            ),
+        })?,
+    };
+    let keys = |name: &str| match var(name) {
+        None => Ok(Vec::new()),
+        Some((key, v)) => {
+            trust::parse_keys(&v).map_err(|problem| ConfigError::Invalid { var: key, problem })
+        }
+    };
+    Ok(TrustPolicy {
+        mode,
+        trusted_keys: keys("PLUGIN_TRUSTED_KEYS")?,
+        platform_keys: keys("PLUGIN_PLATFORM_KEYS")?,
+        allowlist: match var("PLUGIN_ALLOWLIST") {
+            None => Vec::new(),
+            Some((key, v)) => trust::parse_allowlist(&v)
+                .map_err(|problem| ConfigError::Invalid { var: key, problem })?,
+        },
+    })
 }
 
 /// Reads `NITEJAR_<name>`, then `SLOPBOT_<name>`.
@@ -263,6 +328,21 @@ impl Config {
                     });
                 }
             },
+            trust: trust_policy()?,
+            npm_registry: match var("NPM_REGISTRY") {
+                None => "https://registry.npmjs.org".into(),
+                Some((_, v)) if v.starts_with("https://") || v.starts_with("http://") => {
+                    v.trim_end_matches('/').to_string()
+                }
+                Some((key, v)) => {
+                    return Err(ConfigError::Invalid {
+                        var: key,
+                        problem: format!("expected an http(s) URL, got {v:?}"),
+                    });
+                }
+            },
+            npm_token: var("NPM_TOKEN").map(|(_, v)| Redacted(v)),
+            git_build: flag("PLUGIN_GIT_BUILD", true)?,
             public_url: match var("PUBLIC_URL") {
                 None => None,
                 Some((_, v)) if v.starts_with("https://") || v.starts_with("http://") => {
@@ -307,6 +387,10 @@ impl Config {
             skills_dir,
             safe_mode: false,
             public_url: None,
+            trust: TrustPolicy::default(),
+            npm_registry: "https://registry.npmjs.org".into(),
+            npm_token: None,
+            git_build: true,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod app;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod crypto;
 pub mod db;
 pub mod hooks;

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod platforms;
+pub mod sources;
 
 use hmac::{Hmac, Mac};
 use nitejar::app::{App, Shutdown};
@@ -64,6 +65,10 @@ pub struct HostOptions {
     pub crash_threshold: Option<usize>,
     /// Boot in safe mode (built-ins only).
     pub safe_mode: bool,
+    /// Trust policy (default: `self_host_open`, no keys).
+    pub trust: Option<nitejar::plugins::trust::TrustPolicy>,
+    /// npm registry URL (default: the product's).
+    pub npm_registry: Option<String>,
 }
 
 impl TestHost {
@@ -85,6 +90,12 @@ impl TestHost {
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
         config.encryption_key = Some("ab".repeat(32));
         config.safe_mode = opts.safe_mode;
+        if let Some(t) = opts.trust {
+            config.trust = t;
+        }
+        if let Some(r) = opts.npm_registry {
+            config.npm_registry = r;
+        }
         if let Some(t) = opts.crash_threshold {
             config.crash_threshold = t;
         }

@@ -326,6 +326,8 @@ async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot(
             manifest_json: &row.manifest_json,
             api_version: "0.1.0",
             wasm: b"\0asm old build",
+            signature_json: None,
+            source_json: None,
         })
         .await
         .unwrap();

@@ -2,7 +2,6 @@
 
 use super::Connection;
 use serde_json::Value;
-use std::io::Write;
 use std::time::Duration;
 
 /// Why a command failed.
@@ -156,25 +155,76 @@ impl Client {
             .await
     }
 
-    /// Uploads raw bytes, saying how much and that the server compiles the component.
+    /// Uploads raw bytes with a progress bar (on a terminal), then a spinner while the server
+    /// validates and compiles the component.
     pub async fn upload(
         &self,
         path: &str,
         bytes: Vec<u8>,
-        out: &mut dyn Write,
+        progress: bool,
     ) -> Result<Value, CliError> {
-        let _ = writeln!(
-            out,
-            "uploading {:.1} KiB; the server validates and compiles the component...",
-            bytes.len() as f64 / 1024.0
+        let total = bytes.len() as u64;
+        let bar = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("content-type", "application/octet-stream")
-                .body(bytes),
-        )
-        .await
+        bar.set_message("uploading");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let counter = bar.clone();
+        let chunks: Vec<bytes::Bytes> = bytes
+            .chunks(64 << 10)
+            .map(bytes::Bytes::copy_from_slice)
+            .collect();
+        let stream = futures::stream::iter(chunks.into_iter().map(move |c| {
+            counter.inc(c.len() as u64);
+            if counter.position() >= total {
+                counter.set_message("uploaded; the server validates and compiles the component");
+            }
+            Ok::<_, std::io::Error>(c)
+        }));
+        let result = self
+            .send(
+                self.http
+                    .post(format!("{}{path}", self.base))
+                    .header("content-type", "application/octet-stream")
+                    .body(reqwest::Body::wrap_stream(stream)),
+            )
+            .await;
+        bar.finish_and_clear();
+        result
+    }
+
+    /// `POST` with a spinner (on a terminal) saying what the server is doing meanwhile
+    /// (fetching from npm or git, building, compiling).
+    pub async fn post_busy(
+        &self,
+        path: &str,
+        body: &Value,
+        progress: bool,
+        message: &str,
+    ) -> Result<Value, CliError> {
+        let spinner = if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressBar::new_spinner()
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        spinner.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(message.to_string());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let result = self.post(path, body).await;
+        spinner.finish_and_clear();
+        result
     }
 }
 

@@ -152,11 +152,39 @@ pub enum PluginCommand {
         /// Plugin id.
         id: String,
     },
-    /// Install a package: a directory (read by the server, which must see the same path), or
-    /// a `.tgz`/`.wasm` file (uploaded). Installed plugins start disabled.
+    /// Preview, then install a package. Installed plugins start disabled.
     Install {
-        /// Package directory or file.
-        path: PathBuf,
+        /// Where the package comes from.
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Only show the preview (identity, permissions, contributions, trust); install nothing.
+        #[arg(long)]
+        preview: bool,
+    },
+    /// Create a signing key for packages (`nitejar plugin sign`); prints the public key to
+    /// put in the server's NITEJAR_PLUGIN_TRUSTED_KEYS. Local: no server needed.
+    Keygen {
+        /// Where to write the private key (created with mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a package directory: writes `nitejar.plugin.sig` covering the manifest, the
+    /// component and the packaged files. Local: no server needed.
+    Sign {
+        /// Package directory.
+        dir: PathBuf,
+        /// Private key file from `nitejar plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Make a self-contained `.wasm` (the manifest embedded in a custom section) from a package
+    /// directory, for upload. Local: no server needed.
+    Pack {
+        /// Package directory.
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Grant the declared permissions and enable (asks for consent unless `--yes`).
     Enable {
@@ -171,13 +199,15 @@ pub enum PluginCommand {
         /// Plugin id.
         id: String,
     },
-    /// Upgrade to a newer version from a directory or `.tgz`/`.wasm` file; asks for consent
-    /// when it adds permissions (unless `--yes`).
+    /// Upgrade to a newer version (default: from the source it was installed from: npm's
+    /// newest release, the git ref again, the same directory); asks for consent when it adds
+    /// permissions (unless `--yes`).
     Upgrade {
         /// Plugin id.
         id: String,
-        /// Package directory or file.
-        path: PathBuf,
+        /// Where the new version comes from.
+        #[command(flatten)]
+        source: OptionalSourceArgs,
         /// Consent to the added permissions without asking.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -187,7 +217,7 @@ pub enum PluginCommand {
         /// Plugin id.
         id: String,
         /// Version to activate.
-        #[arg(long)]
+        #[arg(long, alias = "to")]
         version: Option<String>,
     },
     /// Health of one plugin or all: load status, grants, files, checksums, cache, and what to
@@ -223,6 +253,224 @@ pub enum PluginCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+/// Options naming where a package comes from.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// A directory (read by the server, which must see the same path), a `.tgz`/`.wasm` file
+    /// (uploaded), an npm package (`npm:name@range`, or a bare name), or a git repository
+    /// (`git+https://...`, a URL ending in `.git`, or any URL with `--git`; `#ref` selects a
+    /// branch, tag or commit).
+    pub source: String,
+    /// How to read it.
+    #[command(flatten)]
+    pub options: SourceFlags,
+}
+
+/// [`SourceArgs`] where the source may be left out.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OptionalSourceArgs {
+    /// As for install; default: the source the plugin was installed from.
+    pub source: Option<String>,
+    /// How to read it.
+    #[command(flatten)]
+    pub options: SourceFlags,
+}
+
+/// Flags that shape how a source is read.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SourceFlags {
+    /// Treat the source as an npm package.
+    #[arg(long, conflicts_with = "git")]
+    pub npm: bool,
+    /// Treat the source as a git repository URL.
+    #[arg(long)]
+    pub git: bool,
+    /// git: branch, tag or commit.
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    /// git: the package directory inside the repository.
+    #[arg(long)]
+    pub subdir: Option<String>,
+    /// npm: registry URL (default: the server's NITEJAR_NPM_REGISTRY).
+    #[arg(long)]
+    pub registry: Option<String>,
+}
+
+/// A source as the CLI resolved it.
+#[derive(Debug, PartialEq)]
+enum Source {
+    /// A file to upload.
+    Upload(PathBuf),
+    /// `sourceKind` + `sourceRef` for the server.
+    Remote(&'static str, String),
+}
+
+/// Decides what kind of source `s` is (see [`SourceArgs`]).
+fn resolve_source(s: &str, flags: &SourceFlags) -> Result<Source, CliError> {
+    if flags.npm {
+        return Ok(Source::Remote(
+            "npm",
+            s.trim_start_matches("npm:").to_string(),
+        ));
+    }
+    if let Some(rest) = s.strip_prefix("npm:") {
+        return Ok(Source::Remote("npm", rest.to_string()));
+    }
+    if let Some(rest) = s.strip_prefix("git+") {
+        return Ok(Source::Remote("git", rest.to_string()));
+    }
+    let url_like = s.contains("://");
+    let base = s.split('#').next().unwrap_or(s);
+    if flags.git || (url_like && (base.ends_with(".git") || !base.contains("registry"))) {
+        return Ok(Source::Remote("git", s.to_string()));
+    }
+    let path = PathBuf::from(s);
+    if path.is_dir() {
+        let abs = std::fs::canonicalize(&path).map_err(|e| CliError::Local(format!("{s}: {e}")))?;
+        return Ok(Source::Remote("local", abs.to_string_lossy().into_owned()));
+    }
+    if path.is_file() {
+        return Ok(Source::Upload(path));
+    }
+    let npm_name = |n: &str| {
+        !n.is_empty()
+            && n.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~@/^<>=*|x ".contains(&b)
+            })
+    };
+    if !s.contains(std::path::MAIN_SEPARATOR) || s.starts_with('@') {
+        if npm_name(s) {
+            return Ok(Source::Remote("npm", s.to_string()));
+        }
+    }
+    Err(CliError::Local(format!(
+        "{s}: no such file or directory, and not an npm package name or git URL (use npm:<name>, git+<url>, --npm or --git)"
+    )))
+}
+
+fn source_options(flags: &SourceFlags) -> Value {
+    let mut o = serde_json::Map::new();
+    for (k, v) in [
+        ("ref", &flags.git_ref),
+        ("path", &flags.subdir),
+        ("registry", &flags.registry),
+    ] {
+        if let Some(v) = v {
+            o.insert(k.into(), v.clone().into());
+        }
+    }
+    Value::Object(o)
+}
+
+fn busy_message(kind: &str) -> &'static str {
+    match kind {
+        "npm" => {
+            "downloading from the npm registry; the server validates and compiles the component"
+        }
+        "git" => {
+            "cloning (and building when needed); the server validates and compiles the component"
+        }
+        _ => "the server reads, validates and compiles the component",
+    }
+}
+
+/// Sends `source` to `path` (JSON) or `upload_path` (file body).
+async fn send_source(
+    client: &Client,
+    conn: &Connection,
+    source: &Source,
+    flags: &SourceFlags,
+    path: &str,
+    upload_path: &str,
+) -> Result<Value, CliError> {
+    match source {
+        Source::Upload(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
+            client.upload(upload_path, bytes, !conn.json).await
+        }
+        Source::Remote(kind, reference) => {
+            client
+                .post_busy(
+                    path,
+                    &json!({ "sourceKind": kind, "sourceRef": reference, "options": source_options(flags) }),
+                    !conn.json,
+                    busy_message(kind),
+                )
+                .await
+        }
+    }
+}
+
+/// Local package commands (no server): keygen, sign, pack.
+fn local_plugin_command(
+    command: &PluginCommand,
+    out: &mut dyn Write,
+) -> Option<Result<(), CliError>> {
+    use crate::plugins::{package, trust};
+    let local = |e: String| CliError::Local(e);
+    Some(match command {
+        PluginCommand::Keygen { out: path } => (|| {
+            let key = trust::generate_key();
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(path).map_err(|e| {
+                local(format!(
+                    "{}: {e} (keys are never overwritten)",
+                    path.display()
+                ))
+            })?;
+            writeln!(f, "{}", trust::encode_signing_key(&key)).map_err(|e| local(e.to_string()))?;
+            writeln!(
+                out,
+                "wrote {}\npublic key (add it to NITEJAR_PLUGIN_TRUSTED_KEYS on the server): {}",
+                path.display(),
+                trust::encode_public_key(&key.verifying_key())
+            )
+            .map_err(|e| local(e.to_string()))
+        })(),
+        PluginCommand::Sign { dir, key } => (|| {
+            let text = std::fs::read_to_string(key)
+                .map_err(|e| local(format!("{}: {e}", key.display())))?;
+            let key = trust::parse_signing_key(&text).map_err(local)?;
+            let pkg = package::PluginPackage::from_dir(dir).map_err(|e| local(e.to_string()))?;
+            let sig = trust::sign(&pkg, &key);
+            let path = dir.join(trust::SIGNATURE_FILE);
+            std::fs::write(
+                &path,
+                serde_json::to_vec_pretty(&sig).expect("signature serializes"),
+            )
+            .map_err(|e| local(format!("{}: {e}", path.display())))?;
+            writeln!(
+                out,
+                "signed {} {} (component sha256 {}) -> {}",
+                pkg.manifest.id,
+                pkg.manifest.version,
+                pkg.digest,
+                path.display()
+            )
+            .map_err(|e| local(e.to_string()))
+        })(),
+        PluginCommand::Pack { dir, out: path } => (|| {
+            let pkg = package::PluginPackage::from_dir(dir).map_err(|e| local(e.to_string()))?;
+            let wasm = package::embed_manifest(&pkg.wasm, &pkg.manifest_json);
+            std::fs::write(path, &wasm).map_err(|e| local(format!("{}: {e}", path.display())))?;
+            writeln!(
+                out,
+                "packed {} {} -> {} ({} bytes)",
+                pkg.manifest.id,
+                pkg.manifest.version,
+                path.display(),
+                wasm.len()
+            )
+            .map_err(|e| local(e.to_string()))
+        })(),
+        _ => return None,
+    })
 }
 
 /// `nitejar instance ...`.
@@ -300,6 +548,11 @@ pub enum RunCommand {
 /// Runs a client command, writing to `out`; returns the process exit code.
 pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write) -> i32 {
     let result = async {
+        if let ClientCommand::Plugin(c) = &command
+            && let Some(done) = local_plugin_command(c, out)
+        {
+            return done;
+        }
         let client = Client::new(conn)?;
         match command {
             ClientCommand::Plugin(c) => plugin(&client, conn, c, out).await,
@@ -461,21 +714,40 @@ async fn plugin(
                 .await?,
             render::plugin,
         ),
-        PluginCommand::Install { path } => {
-            let v = if path.is_dir() {
-                let abs = std::fs::canonicalize(&path)
-                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
-                client
-                    .post(
-                        "/plugins/install",
-                        &json!({ "sourceKind": "local", "sourceRef": abs }),
-                    )
-                    .await?
-            } else {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
-                client.upload("/plugins/upload", bytes, out).await?
-            };
+        PluginCommand::Install { source, preview } => {
+            let src = resolve_source(&source.source, &source.options)?;
+            let p = send_source(
+                client,
+                conn,
+                &src,
+                &source.options,
+                "/plugins/preview",
+                "/plugins/preview/upload",
+            )
+            .await?;
+            if preview {
+                return emit(out, json, &p, render::preview);
+            }
+            if !json {
+                let _ = writeln!(out, "{}", render::preview(&p).trim_end());
+            }
+            if p["trust"]["allowed"] == false {
+                return Err(CliError::Refused(format!(
+                    "not installed: {}",
+                    p["trust"]["reason"]
+                        .as_str()
+                        .unwrap_or("the trust policy refuses it")
+                )));
+            }
+            let v = send_source(
+                client,
+                conn,
+                &src,
+                &source.options,
+                "/plugins/install",
+                "/plugins/upload",
+            )
+            .await?;
             emit(out, json, &v, |v| {
                 format!(
                     "installed {} {} (disabled). Review its permissions with `nitejar plugin show {}`, then `nitejar plugin enable {}`.",
@@ -540,23 +812,31 @@ async fn plugin(
                 .await?;
             emit(out, json, &v, |_| format!("disabled {id}"))
         }
-        PluginCommand::Upgrade { id, path, yes } => {
+        PluginCommand::Upgrade { id, source, yes } => {
             let base = format!("/plugins/{}", client::seg(&id));
-            let v = if path.is_dir() {
-                let abs = std::fs::canonicalize(&path)
-                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
-                client
-                    .post(
+            let v = match &source.source {
+                Some(s) => {
+                    let src = resolve_source(s, &source.options)?;
+                    send_source(
+                        client,
+                        conn,
+                        &src,
+                        &source.options,
                         &format!("{base}/upgrade"),
-                        &json!({ "sourceKind": "local", "sourceRef": abs }),
+                        &format!("{base}/upgrade/upload"),
                     )
                     .await?
-            } else {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| CliError::Local(format!("{}: {e}", path.display())))?;
-                client
-                    .upload(&format!("{base}/upgrade/upload"), bytes, out)
-                    .await?
+                }
+                None => {
+                    client
+                        .post_busy(
+                            &format!("{base}/upgrade"),
+                            &json!({ "options": source_options(&source.options) }),
+                            !json,
+                            "fetching the newest version from the plugin's source; the server validates and compiles it",
+                        )
+                        .await?
+                }
             };
             if v["status"] != "pending_consent" {
                 return emit(out, json, &v, render::upgrade);
@@ -661,6 +941,11 @@ async fn plugin(
                 )
                 .await?;
             emit(out, json, &v, |_| format!("uninstalled {id}"))
+        }
+        PluginCommand::Keygen { .. } | PluginCommand::Sign { .. } | PluginCommand::Pack { .. } => {
+            Err(CliError::Local(
+                "a local command reached the server path".into(),
+            ))
         }
         PluginCommand::Logs { id, limit } => {
             let v = client

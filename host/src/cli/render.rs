@@ -119,6 +119,68 @@ pub fn plugin(p: &Value) -> String {
     out
 }
 
+/// `plugin install` (and `--preview`): what the package is and asks for, before installing.
+pub fn preview(p: &Value) -> String {
+    let mut out = format!(
+        "{} {} ({}) from {} {}{}\nchecksum: {}  API: {}  action: {}\n",
+        cell(&p["pluginId"]),
+        cell(&p["version"]),
+        cell(&p["name"]),
+        cell(&p["source"]["kind"]),
+        cell(&p["source"]["ref"]),
+        p["source"]["commit"]
+            .as_str()
+            .map(|c| format!(" at {c}"))
+            .unwrap_or_default(),
+        cell(&p["checksum"]),
+        cell(&p["apiVersion"]),
+        cell(&p["action"]),
+    );
+    let trust = &p["trust"];
+    if trust["allowed"] == true {
+        out.push_str(&format!(
+            "trust: {} ({}, mode {})\n",
+            cell(&trust["level"]),
+            cell(&trust["basis"]),
+            cell(&trust["mode"])
+        ));
+    } else {
+        out.push_str(&format!("trust: REFUSED: {}\n", cell(&trust["reason"])));
+    }
+    let perms = items(p, "permissions");
+    if perms.is_empty() {
+        out.push_str("permissions: none declared\n");
+    } else {
+        out.push_str("permissions it asks for:\n");
+        for x in perms {
+            out.push_str(&format!("  - {}\n", cell(x)));
+        }
+    }
+    for (key, label) in [
+        ("integrations", "integrations"),
+        ("hooks", "hooks"),
+        ("tools", "tools"),
+        ("skills", "skills"),
+    ] {
+        let names: Vec<String> = p["contributes"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| match h.as_str() {
+                Some(s) => s.to_string(),
+                None => cell(&h["event"]),
+            })
+            .collect();
+        if !names.is_empty() {
+            out.push_str(&format!("{label}: {}\n", names.join(", ")));
+        }
+    }
+    for x in items(&p["permissionDiff"], "added") {
+        out.push_str(&format!("  + new permission: {}\n", cell(x)));
+    }
+    out
+}
+
 /// `plugin upgrade`.
 pub fn upgrade(v: &Value) -> String {
     let mut out = format!(

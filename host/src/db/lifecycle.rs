@@ -23,6 +23,29 @@ pub struct VersionRow {
     pub api_version: String,
     /// When it was installed.
     pub installed_at: i64,
+    /// The package signature and the digests it covers (shown as `signed`).
+    #[serde(skip)]
+    pub signature_json: Option<String>,
+    /// Where it came from: `{"kind", "ref", "commit"}`.
+    #[serde(rename = "source", serialize_with = "as_json")]
+    pub source_json: Option<String>,
+}
+
+impl VersionRow {
+    /// The stored signature, if the package had one.
+    pub fn signature(&self) -> Option<crate::plugins::trust::PackageSignature> {
+        self.signature_json
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+}
+
+/// Serializes a JSON text column as the JSON it holds.
+fn as_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    v.as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .serialize(s)
 }
 
 /// What an uninstall removes besides the plugin's rows.
@@ -40,8 +63,9 @@ pub(super) async fn insert_version(
 ) -> DbResult<()> {
     sqlx::query(
         "INSERT OR REPLACE INTO plugin_versions
-           (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+           (plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at,
+            signature_json, source_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(v.plugin_id)
     .bind(v.version)
@@ -50,6 +74,8 @@ pub(super) async fn insert_version(
     .bind(v.manifest_json)
     .bind(v.api_version)
     .bind(now)
+    .bind(v.signature_json)
+    .bind(v.source_json)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -79,7 +105,8 @@ impl Db {
     /// Every installed version of a plugin.
     pub async fn list_versions(&self, plugin_id: &str) -> DbResult<Vec<VersionRow>> {
         Ok(sqlx::query_as(
-            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at
+            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at,
+                    signature_json, source_json
              FROM plugin_versions WHERE plugin_id = ? ORDER BY installed_at",
         )
         .bind(plugin_id)
@@ -94,7 +121,8 @@ impl Db {
         version: &str,
     ) -> DbResult<Option<VersionRow>> {
         Ok(sqlx::query_as(
-            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at
+            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at,
+                    signature_json, source_json
              FROM plugin_versions WHERE plugin_id = ? AND version = ?",
         )
         .bind(plugin_id)
@@ -107,16 +135,33 @@ impl Db {
     pub async fn set_active_version(&self, v: &VersionRow) -> DbResult<()> {
         sqlx::query(
             "UPDATE plugins SET current_version = ?, current_checksum = ?, current_install_path = ?,
-               manifest_json = ?, pending_version = NULL, updated_at = ? WHERE id = ?",
+               manifest_json = ?, pending_version = NULL, updated_at = ?,
+               source_kind = COALESCE(json_extract(?, '$.kind'), source_kind),
+               source_ref = CASE WHEN json_extract(?, '$.kind') IS NULL THEN source_ref
+                                 ELSE json_extract(?, '$.ref') END
+             WHERE id = ?",
         )
         .bind(&v.version)
         .bind(&v.checksum)
         .bind(&v.install_path)
         .bind(&v.manifest_json)
         .bind(now_ms())
+        .bind(&v.source_json)
+        .bind(&v.source_json)
+        .bind(&v.source_json)
         .bind(&v.plugin_id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Records the trust level the policy in force gives the active version.
+    pub async fn set_trust_level(&self, plugin_id: &str, level: &str) -> DbResult<()> {
+        sqlx::query("UPDATE plugins SET trust_level = ? WHERE id = ? AND trust_level != 'builtin'")
+            .bind(level)
+            .bind(plugin_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

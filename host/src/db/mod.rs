@@ -106,6 +106,10 @@ pub struct InstallRecord<'a> {
     pub api_version: &'a str,
     /// Component bytes (kept so boot can restore missing or tampered files).
     pub wasm: &'a [u8],
+    /// The package signature with the digests it covers (boot re-checks it).
+    pub signature_json: Option<&'a str>,
+    /// Where the version came from: `{"kind", "ref", "commit"}`.
+    pub source_json: Option<&'a str>,
 }
 
 /// A `plugin_disclosure_acks` row.

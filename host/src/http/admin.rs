@@ -8,9 +8,11 @@
 
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::plugins::installer::{InstallError, InstallSource, install};
+use crate::app::HOST_RECEIPT_ID;
+use crate::plugins::installer::{self, InstallError, install};
 use crate::plugins::manifest::Manifest;
-use crate::plugins::package::{PackageError, PluginPackage};
+use crate::plugins::package::PackageError;
+use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
 use crate::receipts::{EXECUTION_MODE, Receipt};
 use axum::Json;
 use axum::body::Bytes;
@@ -150,6 +152,7 @@ pub fn install_error(e: InstallError) -> ApiError {
         InstallError::AlreadyInstalled { .. } => {
             ApiError::new(StatusCode::CONFLICT, "already_installed", e.to_string())
         }
+        InstallError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, "trust_policy", m),
         other => ApiError::internal(other),
     }
 }
@@ -166,90 +169,99 @@ pub fn package_error(e: PackageError) -> ApiError {
     }
 }
 
-/// Reads a package directory named by an install or upgrade request.
-pub async fn local_package(
-    source_kind: &str,
-    source_ref: &str,
-) -> ApiResult<(PluginPackage, InstallSource)> {
-    if source_kind != "local" {
-        return Err(ApiError::bad_request(format!(
-            "sourceKind {source_kind:?} is not supported yet; use \"local\" or upload the package"
-        )));
+/// The API error for a source that could not be read; a trust refusal is also a receipt.
+pub fn source_error(app: &App, e: SourceError, kind: &str, reference: Option<&str>) -> ApiError {
+    match e {
+        SourceError::BadRequest(m) => ApiError::bad_request(m),
+        SourceError::Refused(m) => {
+            app.receipts.emit(
+                Receipt::new(HOST_RECEIPT_ID, "install", "blocked").detail(json!({
+                    "source": kind, "sourceRef": reference, "reason": m,
+                    "trustMode": app.config.trust.mode.as_str(),
+                })),
+            );
+            ApiError::new(StatusCode::FORBIDDEN, "trust_policy", m)
+        }
+        SourceError::NotFound(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "source_not_found", m)
+        }
+        SourceError::Fetch(m) => ApiError::new(StatusCode::BAD_GATEWAY, "source_unavailable", m),
+        SourceError::Package(p) => package_error(p),
     }
-    let path = std::path::PathBuf::from(source_ref);
-    let pkg = tokio::task::spawn_blocking(move || PluginPackage::from_dir(&path))
+}
+
+/// Reads the package an install, preview or upgrade request names.
+pub async fn fetch_package(
+    app: &App,
+    kind: &str,
+    reference: &str,
+    options: &SourceOptions,
+) -> ApiResult<Fetched> {
+    sources::fetch(app, kind, reference, options)
         .await
-        .map_err(ApiError::internal)?
-        .map_err(package_error)?;
-    let source = InstallSource {
-        kind: "local",
-        reference: Some(source_ref.to_string()),
-        trust_level: "untrusted",
-    };
-    Ok((pkg, source))
+        .map_err(|e| source_error(app, e, kind, Some(reference)))
 }
 
 /// Reads an uploaded package: a `.tgz` (npm layout, extracted in staging) or a bare `.wasm`.
-pub async fn uploaded_package(app: &App, body: Bytes) -> ApiResult<(PluginPackage, InstallSource)> {
-    let staging = app
-        .config
-        .staging_dir
-        .join(uuid::Uuid::new_v4().to_string());
-    let bytes = body.to_vec();
-    let staging2 = staging.clone();
-    let pkg = tokio::task::spawn_blocking(move || {
-        if bytes.starts_with(b"\0asm") {
-            PluginPackage::from_wasm(bytes)
-        } else if bytes.starts_with(&[0x1f, 0x8b]) {
-            PluginPackage::from_tgz(&bytes, &staging2)
-        } else {
-            Err(PackageError::Invalid(
-                "upload a .tgz package or a .wasm component".into(),
-            ))
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let _ = std::fs::remove_dir_all(&staging);
-    let pkg = pkg.map_err(package_error)?;
-    let source = InstallSource {
-        kind: "upload",
-        reference: None,
-        trust_level: "untrusted",
-    };
-    Ok((pkg, source))
+pub async fn fetch_upload(app: &App, body: Bytes) -> ApiResult<Fetched> {
+    sources::upload(app, body.to_vec(), None)
+        .await
+        .map_err(|e| source_error(app, e, "upload", None))
 }
 
-/// Body of `POST /api/admin/plugins/install`.
-#[derive(Deserialize)]
+/// Body of `POST /api/admin/plugins/install`, `/preview` and `/{id}/upgrade`.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstallBody {
-    source_kind: String,
-    source_ref: String,
+    source_kind: Option<String>,
+    source_ref: Option<String>,
+    #[serde(default)]
+    options: SourceOptions,
 }
 
 impl InstallBody {
-    /// `local` (npm and git are not supported yet).
-    pub fn source_kind(&self) -> &str {
-        &self.source_kind
+    /// `local`, `npm` or `git`.
+    pub fn source_kind(&self) -> Option<&str> {
+        self.source_kind.as_deref()
     }
-    /// The package directory.
-    pub fn source_ref(&self) -> &str {
-        &self.source_ref
+    /// Directory, `name[@version|tag|range]`, or git URL (`#ref` allowed).
+    pub fn source_ref(&self) -> Option<&str> {
+        self.source_ref.as_deref()
+    }
+    /// Source options (`registry`, `ref`, `path`).
+    pub fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+    /// Both fields, or a 400 naming what is missing.
+    pub fn required(&self) -> ApiResult<(&str, &str)> {
+        match (self.source_kind(), self.source_ref()) {
+            (Some(k), Some(r)) => Ok((k, r)),
+            _ => Err(ApiError::bad_request(
+                "send {\"sourceKind\": \"local\" | \"npm\" | \"git\", \"sourceRef\": ...} (uploads go to /upload)",
+            )),
+        }
     }
 }
 
-/// `POST /api/admin/plugins/install` with `{"sourceKind": "local", "sourceRef": "/path"}`.
+fn created(report: crate::plugins::installer::InstallReport) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::CREATED,
+        Json(serde_json::to_value(report).expect("report serializes")),
+    )
+}
+
+/// `POST /api/admin/plugins/install` with `{"sourceKind": "local" | "npm" | "git",
+/// "sourceRef": ..., "options": {...}}`.
 pub async fn install_plugin(
     State(app): State<Arc<App>>,
     Json(body): Json<InstallBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (pkg, source) = local_package(&body.source_kind, &body.source_ref).await?;
-    let report = install(&app, pkg, source).await.map_err(install_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(report).expect("report serializes")),
-    ))
+    let (kind, reference) = body.required()?;
+    let f = fetch_package(&app, kind, reference, body.options()).await?;
+    let report = install(&app, f.pkg, f.source)
+        .await
+        .map_err(install_error)?;
+    Ok(created(report))
 }
 
 /// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
@@ -257,11 +269,34 @@ pub async fn upload_plugin(
     State(app): State<Arc<App>>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (pkg, source) = uploaded_package(&app, body).await?;
-    let report = install(&app, pkg, source).await.map_err(install_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(report).expect("report serializes")),
+    let f = fetch_upload(&app, body).await?;
+    let report = install(&app, f.pkg, f.source)
+        .await
+        .map_err(install_error)?;
+    Ok(created(report))
+}
+
+/// `POST /api/admin/plugins/preview`: what installing the source would do, nothing written.
+pub async fn preview_plugin(
+    State(app): State<Arc<App>>,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<Json<Value>> {
+    let (kind, reference) = body.required()?;
+    let f = fetch_package(&app, kind, reference, body.options()).await?;
+    Ok(Json(
+        installer::preview(&app, &f.pkg, &f.source)
+            .await
+            .map_err(install_error)?,
+    ))
+}
+
+/// `POST /api/admin/plugins/preview/upload`: preview of an uploaded `.tgz` or `.wasm`.
+pub async fn preview_upload(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let f = fetch_upload(&app, body).await?;
+    Ok(Json(
+        installer::preview(&app, &f.pkg, &f.source)
+            .await
+            .map_err(install_error)?,
     ))
 }
 
@@ -353,6 +388,31 @@ pub async fn enable_plugin(
         return Err(ApiError::bad_request(
             "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions",
         ));
+    }
+    if row.trust_level != "builtin" && app.config.trust.mode.grants_required() {
+        let missing: Vec<String> = app
+            .db
+            .list_disclosures(&id)
+            .await?
+            .into_iter()
+            .filter(|d| !d.acknowledged)
+            .map(|d| d.permission)
+            .collect();
+        if !missing.is_empty() {
+            let mode = app.config.trust.mode.as_str();
+            app.receipts
+                .emit(Receipt::new(&id, "enable", "blocked").detail(json!({
+                    "reason": "permissions not granted", "missing": missing, "trustMode": mode,
+                })));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "grants_required",
+                format!(
+                    "trust mode {mode} requires every declared permission to be granted before enable; not granted: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
     }
     if app.config.safe_mode && row.trust_level != "builtin" {
         app.receipts.emit(

@@ -1,7 +1,7 @@
 //! Admin API for upgrades, rollback and uninstall (the service is
 //! [`crate::plugins::lifecycle`]).
 
-use super::admin::{InstallBody, install_error, local_package, uploaded_package};
+use super::admin::{InstallBody, fetch_package, fetch_upload, install_error};
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
@@ -48,15 +48,51 @@ fn same_plugin(id: &str, pkg: &PluginPackage) -> ApiResult<()> {
     Ok(())
 }
 
-/// `POST /api/admin/plugins/{id}/upgrade` `{"sourceKind": "local", "sourceRef": "/path"}`.
+/// An npm reference without its version (`@s/a@1.0.0` -> `@s/a`).
+fn npm_name(reference: &str) -> &str {
+    match reference.rfind('@') {
+        Some(i) if i > 0 => &reference[..i],
+        _ => reference,
+    }
+}
+
+/// `POST /api/admin/plugins/{id}/upgrade` with `{"sourceKind", "sourceRef", "options"}`, or an
+/// empty body to upgrade from the source the plugin was installed from.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<InstallBody>,
+    body: Option<Json<InstallBody>>,
 ) -> ApiResult<Json<Value>> {
-    let (pkg, source) = local_package(body.source_kind(), body.source_ref()).await?;
-    same_plugin(&id, &pkg)?;
-    Ok(Json(json!(lifecycle::upgrade(&app, pkg, source).await?)))
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let f = match body.source_kind() {
+        Some(_) => {
+            let (kind, reference) = body.required()?;
+            fetch_package(&app, kind, reference, body.options()).await?
+        }
+        // No source: the one the plugin was installed from (npm: the newest release; git: the
+        // same ref, which may have moved; local: the same directory, re-read).
+        None => {
+            let row = app
+                .db
+                .get_plugin(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
+            let reference = match (row.source_kind.as_str(), row.source_ref.as_deref()) {
+                ("npm", Some(r)) => npm_name(r).to_string(),
+                ("git" | "local", Some(r)) => r.to_string(),
+                (kind, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{id} was installed from {kind}; name the new version's source (sourceKind, sourceRef) or upload it to /upgrade/upload"
+                    )));
+                }
+            };
+            fetch_package(&app, &row.source_kind, &reference, body.options()).await?
+        }
+    };
+    same_plugin(&id, &f.pkg)?;
+    Ok(Json(json!(
+        lifecycle::upgrade(&app, f.pkg, f.source).await?
+    )))
 }
 
 /// `POST /api/admin/plugins/{id}/upgrade/upload` (body: `.tgz` or `.wasm`).
@@ -65,9 +101,11 @@ pub async fn upgrade_upload(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let (pkg, source) = uploaded_package(&app, body).await?;
-    same_plugin(&id, &pkg)?;
-    Ok(Json(json!(lifecycle::upgrade(&app, pkg, source).await?)))
+    let f = fetch_upload(&app, body).await?;
+    same_plugin(&id, &f.pkg)?;
+    Ok(Json(json!(
+        lifecycle::upgrade(&app, f.pkg, f.source).await?
+    )))
 }
 
 /// Body of `POST /api/admin/plugins/{id}/upgrade/approve`.

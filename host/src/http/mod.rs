@@ -22,6 +22,11 @@ pub fn router(app: Arc<App>) -> Router {
     let admin = Router::new()
         .route("/plugins", get(admin::list_plugins))
         .route("/plugins/install", post(admin::install_plugin))
+        .route("/plugins/preview", post(admin::preview_plugin))
+        .route(
+            "/plugins/preview/upload",
+            post(admin::preview_upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
         .route(
             "/plugins/upload",
             post(admin::upload_plugin).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),

@@ -28,8 +28,22 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, u16)] = &[
         "post",
         "/api/admin/plugins/install",
         "plugins",
-        "Install a package directory (sourceKind local); starts disabled",
+        "Install from a local directory, an npm package or a git repository ({sourceKind, sourceRef, options}); starts disabled",
         201,
+    ),
+    (
+        "post",
+        "/api/admin/plugins/preview",
+        "plugins",
+        "Preview a local, npm or git package: identity, permissions, contributions, trust verdict, permission diff; nothing installed",
+        200,
+    ),
+    (
+        "post",
+        "/api/admin/plugins/preview/upload",
+        "plugins",
+        "Preview an uploaded .tgz or .wasm; nothing installed",
+        200,
     ),
     (
         "post",
@@ -91,7 +105,7 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, u16)] = &[
         "post",
         "/api/admin/plugins/{id}/upgrade",
         "lifecycle",
-        "Upgrade from a package directory: activated, or pending_consent with addedPermissions",
+        "Upgrade from a local, npm or git source (empty body: the source it was installed from): activated, or pending_consent with addedPermissions",
         200,
     ),
     (

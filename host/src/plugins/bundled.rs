@@ -26,6 +26,7 @@ pub async fn register_all(app: &App) -> anyhow::Result<Vec<String>> {
                 kind: "builtin",
                 reference: Some(format!("bundled:{name}")),
                 trust_level: "builtin",
+                commit: None,
             };
             install(app, pkg.clone(), source).await?;
             app.db.acknowledge(&id, &pkg.manifest.disclosures()).await?;

@@ -27,8 +27,18 @@ pub struct InstallSource {
     pub kind: &'static str,
     /// File name, path, package name or URL.
     pub reference: Option<String>,
-    /// builtin | trusted | untrusted | unknown.
+    /// builtin | trusted | untrusted | unknown (the trust check at install decides for
+    /// third-party packages).
     pub trust_level: &'static str,
+    /// git: the commit installed.
+    pub commit: Option<String>,
+}
+
+impl InstallSource {
+    /// Provenance kept with the version (`plugin_versions.source_json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": self.kind, "ref": self.reference, "commit": self.commit })
+    }
 }
 
 /// Why an install failed.
@@ -59,6 +69,9 @@ pub enum InstallError {
         /// The version offered.
         version: String,
     },
+    /// The trust policy refuses the package.
+    #[error("{0}")]
+    Refused(String),
     /// Writing files failed.
     #[error("writing the plugin files failed: {0}")]
     Io(#[from] std::io::Error),
@@ -124,6 +137,10 @@ async fn install_with(
             "ok",
             serde_json::json!({ "source": source.kind, "checksum": r.checksum, "apiVersion": r.api_version, "activated": activate }),
         ),
+        Err(e @ InstallError::Refused(_)) => (
+            "blocked",
+            serde_json::json!({ "source": source.kind, "reason": e.to_string(), "trustMode": app.config.trust.mode.as_str() }),
+        ),
         Err(e) => (
             "error",
             serde_json::json!({ "source": source.kind, "error": e.to_string() }),
@@ -160,13 +177,29 @@ async fn install_inner(
             version: m.version.clone(),
         });
     }
-    // 1. Validate: compile (cached by digest), check exports/imports and contributions.
+    // 1. Trust policy, then validate: compile (cached by digest), check exports/imports and
+    //    contributions.
+    let trust_level = if source.kind == "builtin" {
+        "builtin"
+    } else {
+        app.config
+            .trust
+            .check_package(pkg, source.kind)
+            .map_err(InstallError::Refused)?
+            .level
+    };
     let runtime = app.runtime.clone();
     let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
     let loaded =
         tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
             .await
             .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    let point = |name: &str| {
+        if activate {
+            crate::crashpoint::reach(name);
+        }
+    };
+    point("install.validated");
 
     // 2. Files: staging, then one rename into the immutable version directory.
     let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
@@ -185,6 +218,7 @@ async fn install_inner(
             .staging_dir
             .join(uuid::Uuid::new_v4().to_string());
         write_version_files(&staging, pkg)?;
+        point("install.staged");
         std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -193,13 +227,17 @@ async fn install_inner(
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e.into());
         }
+        point("install.version_dir");
     }
     let path = dir.to_string_lossy().into_owned();
     let manifest_json = serde_json::to_string(m).expect("manifest serializes");
+    let signature_json = super::trust::TrustPolicy::stored_signature(pkg)
+        .map(|s| serde_json::to_string(&s).expect("signature serializes"));
+    let source_json = source.to_json().to_string();
     let record = InstallRecord {
         plugin_id: &m.id,
         name: &m.name,
-        trust_level: source.trust_level,
+        trust_level,
         source_kind: source.kind,
         source_ref: source.reference.as_deref(),
         version: &m.version,
@@ -208,6 +246,8 @@ async fn install_inner(
         manifest_json: &manifest_json,
         api_version: &loaded.api_version,
         wasm: &pkg.wasm,
+        signature_json: signature_json.as_deref(),
+        source_json: Some(&source_json),
     };
     if !activate {
         app.db.record_version(&record).await?;
@@ -221,6 +261,7 @@ async fn install_inner(
         });
     }
     set_current(&app.config.plugins_dir.join(&m.id), &m.version)?;
+    point("install.current");
 
     // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
     app.db.record_install(&record).await?;
@@ -334,4 +375,161 @@ pub async fn read_verified_component(
         .map_err(|e| e.to_string())?;
     std::fs::rename(&staging, &dir).map_err(|e| e.to_string())?;
     Ok(bytes)
+}
+
+/// What the operator reviews before installing (or upgrading to) a package: identity, declared
+/// permissions, contributions, the trust verdict and, when the plugin is installed, the
+/// permission diff. The component is fully validated (compiled and checked against its
+/// manifest), so a package that previews cleanly installs cleanly; nothing is written.
+pub async fn preview(
+    app: &App,
+    pkg: &PluginPackage,
+    source: &InstallSource,
+) -> Result<serde_json::Value, InstallError> {
+    let m = &pkg.manifest;
+    let runtime = app.runtime.clone();
+    let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
+    let loaded =
+        tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
+            .await
+            .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    let trust = match app.config.trust.check_package(pkg, source.kind) {
+        Ok(v) => serde_json::json!({
+            "mode": app.config.trust.mode.as_str(), "allowed": true,
+            "level": v.level, "basis": v.basis, "signed": pkg.signature.is_some(),
+        }),
+        Err(reason) => serde_json::json!({
+            "mode": app.config.trust.mode.as_str(), "allowed": false,
+            "reason": reason, "signed": pkg.signature.is_some(),
+        }),
+    };
+    let declared = m.disclosures();
+    let installed = app.db.get_plugin(&m.id).await?;
+    let (action, installed_json, diff) = match &installed {
+        None => ("install", serde_json::Value::Null, serde_json::Value::Null),
+        Some(row) => {
+            let granted: std::collections::BTreeSet<String> = app
+                .db
+                .list_disclosures(&m.id)
+                .await?
+                .into_iter()
+                .filter(|d| d.acknowledged)
+                .map(|d| d.permission)
+                .collect();
+            let old: std::collections::BTreeSet<String> =
+                super::manifest::Manifest::parse(row.manifest_json.as_bytes())
+                    .map(|m| m.disclosures().into_iter().collect())
+                    .unwrap_or_default();
+            let new: std::collections::BTreeSet<String> = declared.iter().cloned().collect();
+            let current = row.current_version.clone().unwrap_or_default();
+            let action = match (
+                semver::Version::parse(&m.version),
+                semver::Version::parse(&current),
+            ) {
+                _ if current == m.version => "reinstall",
+                (Ok(a), Ok(b)) if a > b => "upgrade",
+                _ => "older_version",
+            };
+            (
+                action,
+                serde_json::json!({ "version": current, "enabled": row.enabled }),
+                serde_json::json!({
+                    "added": new.difference(&granted).collect::<Vec<_>>(),
+                    "removed": old.difference(&new).collect::<Vec<_>>(),
+                }),
+            )
+        }
+    };
+    Ok(serde_json::json!({
+        "pluginId": m.id,
+        "name": m.name,
+        "version": m.version,
+        "description": m.description,
+        "author": m.author,
+        "license": m.license,
+        "homepage": m.homepage,
+        "checksum": pkg.digest,
+        "apiVersion": loaded.api_version,
+        "engine": m.engine,
+        "source": source.to_json(),
+        "permissions": declared,
+        "contributes": m.contributes,
+        "trust": trust,
+        "action": action,
+        "installed": installed_json,
+        "permissionDiff": diff,
+        "executionMode": crate::receipts::EXECUTION_MODE,
+        "consentText": format!(
+            "{} runs as a sandboxed WebAssembly component. It can only use the permissions you grant: {}. Enable it only if you trust its author with them.",
+            m.name,
+            if declared.is_empty() { "none declared".to_string() } else { declared.join(", ") }
+        ),
+    }))
+}
+
+/// Boot-time repair after a crash: empties `_staging`, removes plugin directories with no
+/// plugin row (an install killed before its database write) and version directories with no
+/// version row, and recreates missing disclosure rows of active manifests, so files and
+/// database agree. Returns what it removed (for the startup receipt).
+pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
+    let mut removed = Vec::new();
+    let config = &app.config;
+    if let Ok(entries) = std::fs::read_dir(&config.staging_dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if gone.is_ok() {
+                removed.push(path.display().to_string());
+            }
+        }
+    }
+    let plugins = app.db.list_plugins().await?;
+    for row in &plugins {
+        if let Ok(m) = super::manifest::Manifest::parse(row.manifest_json.as_bytes()) {
+            app.db.ensure_disclosures(&row.id, &m.disclosures()).await?;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(&config.plugins_dir) else {
+        return Ok(removed);
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Only directories in the layout this module writes (`<id>/versions`, `<id>/current`).
+        let managed = path.join("versions").is_dir();
+        if !managed || path == config.staging_dir || path == config.cache_dir {
+            continue;
+        }
+        if !plugins.iter().any(|p| p.id == name) {
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed.push(path.display().to_string());
+            }
+            continue;
+        }
+        let known: Vec<String> = app
+            .db
+            .list_versions(&name)
+            .await?
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        for v in std::fs::read_dir(path.join("versions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let version = v.file_name().to_string_lossy().into_owned();
+            if !known.contains(&version) && std::fs::remove_dir_all(v.path()).is_ok() {
+                removed.push(v.path().display().to_string());
+            }
+        }
+    }
+    for r in &removed {
+        tracing::warn!("removed {r}: left by an interrupted install");
+    }
+    Ok(removed)
 }

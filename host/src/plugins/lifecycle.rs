@@ -126,6 +126,7 @@ pub async fn upgrade(
         .unwrap_or_default();
     let declared_new: BTreeSet<String> = pkg.manifest.disclosures().into_iter().collect();
     stage(app, pkg, source).await?;
+    crate::crashpoint::reach("upgrade.staged");
     let have = granted(app, &id).await?;
     let added: Vec<String> = declared_new.difference(&have).cloned().collect();
     let removed: Vec<String> = declared_old.difference(&declared_new).cloned().collect();
@@ -281,6 +282,7 @@ async fn activate_version(
     };
     let manifest = manifest_of(&target)?;
     app.db.set_active_version(&target).await?;
+    crate::crashpoint::reach("upgrade.db_active");
     app.db
         .ensure_disclosures(id, &manifest.disclosures())
         .await?;

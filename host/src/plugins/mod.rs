@@ -7,3 +7,5 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod package;
 pub mod registry;
+pub mod sources;
+pub mod trust;

@@ -46,6 +46,8 @@ pub struct PluginPackage {
     /// Files under the package's `skills/` directory (relative paths), which plugin skills
     /// may reference as their source. Kept with the installed version.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The package's signature file ([`super::trust::SIGNATURE_FILE`]), when it has one.
+    pub signature: Option<super::trust::PackageSignature>,
 }
 
 /// The package directory whose files are kept with an installed version.
@@ -120,6 +122,7 @@ impl PluginPackage {
             wasm,
             digest,
             files: Vec::new(),
+            signature: None,
         })
     }
 
@@ -151,6 +154,7 @@ impl PluginPackage {
         }
         let mut pkg = Self::from_parts(manifest_json, std::fs::read(entry)?)?;
         pkg.files = package_files(dir)?;
+        pkg.signature = read_signature(dir)?;
         Ok(pkg)
     }
 
@@ -209,6 +213,28 @@ impl PluginPackage {
         }
         Self::from_dir(staging)
     }
+}
+
+/// Reads the package's signature file, if present.
+fn read_signature(dir: &Path) -> Result<Option<super::trust::PackageSignature>, PackageError> {
+    let path = dir.join(super::trust::SIGNATURE_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => return Ok(None),
+        Ok(m) if !m.is_file() || m.len() > 64 << 10 => {
+            return invalid(format!(
+                "{} must be a small regular file",
+                super::trust::SIGNATURE_FILE
+            ));
+        }
+        Ok(_) => {}
+    }
+    let text = std::fs::read(&path)?;
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        PackageError::Invalid(format!(
+            "{} is not a valid signature file: {e}",
+            super::trust::SIGNATURE_FILE
+        ))
+    })
 }
 
 /// Finds the manifest custom section in a component.

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+/// Prefix of the load error when the trust policy refuses a plugin (its receipt is `blocked`).
+pub const TRUST_REFUSAL: &str = "trust policy: ";
+
 /// One loaded plugin with its registration order and hook overrides.
 struct Entry {
     plugin: Arc<LoadedPlugin>,
@@ -134,6 +137,11 @@ impl PluginRegistry {
                 serde_json::json!({ "cache": format!("{:?}", p.cache), "apiVersion": p.api_version }),
                 Some(p.version().to_string()),
             ),
+            Err(e) if e.starts_with(TRUST_REFUSAL) => (
+                "blocked",
+                serde_json::json!({ "error": e, "trustMode": app.config.trust.mode.as_str() }),
+                None,
+            ),
             Err(e) => ("error", serde_json::json!({ "error": e }), None),
         };
         let _ = app
@@ -167,6 +175,29 @@ impl PluginRegistry {
         };
         let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(|e| e.to_string())?;
         let wasm = read_verified_component(app, id, &version, &manifest, &checksum).await?;
+        if row.trust_level != "builtin" {
+            // The policy in force decides, not the one at install time (a revoked key or a
+            // stricter mode stops the plugin here).
+            let stored = app
+                .db
+                .get_version(id, &version)
+                .await
+                .map_err(|e| e.to_string())?;
+            let verdict = app
+                .config
+                .trust
+                .check(
+                    id,
+                    &version,
+                    &checksum,
+                    stored.as_ref().and_then(|v| v.signature()).as_ref(),
+                    &row.source_kind,
+                )
+                .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;
+            if verdict.level != row.trust_level {
+                let _ = app.db.set_trust_level(id, verdict.level).await;
+            }
+        }
         let grants = grants_for(app, &manifest).await?;
         for t in &manifest.contributes.integrations {
             if let Some(other) = self.by_integration_type(t).filter(|p| p.id() != id) {
