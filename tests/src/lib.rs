@@ -43,8 +43,9 @@ pub struct TestHost {
     pub base: String,
     /// HTTP client.
     pub client: reqwest::Client,
-    /// The data directory (kept alive with the host).
-    pub data: tempfile::TempDir,
+    /// The data directory (kept alive with the host), unless the caller owns it
+    /// ([`TestHost::start_at`]).
+    pub data: Option<tempfile::TempDir>,
     shutdown: Option<Shutdown>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -84,7 +85,15 @@ impl TestHost {
 
     /// Starts a host on an existing data directory (a restart).
     pub async fn start_in(data: tempfile::TempDir, opts: HostOptions) -> TestHost {
-        let mut config = Config::for_data_dir(data.path());
+        let path = data.path().to_path_buf();
+        let mut host = Self::start_at(path, opts).await;
+        host.data = Some(data);
+        host
+    }
+
+    /// Starts a host on a data directory the caller keeps (for runs across processes).
+    pub async fn start_at(data_dir: PathBuf, opts: HostOptions) -> TestHost {
+        let mut config = Config::for_data_dir(&data_dir);
         config.admin_token = Some(ADMIN_TOKEN.into());
         config.outbound_overrides = opts.overrides;
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
@@ -118,25 +127,31 @@ impl TestHost {
             app,
             base,
             client: reqwest::Client::new(),
-            data,
+            data: None,
             shutdown: Some(shutdown),
             server,
         }
     }
 
     /// Stops serving and flushes receipts.
-    pub async fn stop(self) {
-        drop(self.stop_keep_data().await);
+    pub async fn stop(mut self) {
+        self.halt().await;
     }
 
     /// Stops serving, flushes receipts, and hands back the data directory for a restart.
     pub async fn stop_keep_data(mut self) -> tempfile::TempDir {
+        self.halt().await;
+        self.data.take().expect(
+            "stop_keep_data: the host was started with start_at; the caller owns its data dir",
+        )
+    }
+
+    async fn halt(&mut self) {
         self.server.abort();
         let _ = (&mut self.server).await;
         if let Some(s) = self.shutdown.take() {
             s.run(self.app.clone()).await;
         }
-        self.data
     }
 
     /// An authenticated admin request.

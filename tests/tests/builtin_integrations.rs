@@ -930,7 +930,7 @@ async fn instances_survive_host_and_builtin_upgrades_byte_for_byte() {
 async fn assert_no_secret_anywhere(host: &TestHost, secrets: &[&str]) {
     host.app.receipts.flush().await;
     let mut places: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(host.data.path()).unwrap() {
+    for entry in std::fs::read_dir(&host.app.config.data_dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with("nitejar.db") {

@@ -268,7 +268,7 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
         .admin_json(
             Method::POST,
             "/plugins/install",
-            Some(json!({"sourceKind": "npm", "sourceRef": "x"})),
+            Some(json!({"sourceKind": "ftp", "sourceRef": "x"})),
             400,
         )
         .await;
@@ -276,7 +276,7 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("not supported yet")
+            .contains("not one of local, npm, git")
     );
     host.stop().await;
 }

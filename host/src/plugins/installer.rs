@@ -195,7 +195,7 @@ async fn install_inner(
             .await
             .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
     let point = |name: &str| {
-        if activate {
+        if activate && source.kind != "builtin" {
             crate::crashpoint::reach(name);
         }
     };
