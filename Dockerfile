@@ -9,7 +9,9 @@ COPY . .
 RUN cargo build --release --locked -p nitejar
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+# git: for git install sources. No Rust toolchain in the image, so a git package must commit its
+# built component (or be published to npm); building from source needs a toolchain on the host.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates git && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /app nitejar && mkdir -p /app/data && chown nitejar /app/data
 COPY --from=build /src/target/release/nitejar /usr/local/bin/nitejar
 USER nitejar

@@ -290,14 +290,30 @@ fn main() {
         }
     });
     let before = runtime.pool_stats();
+    // Runs timed one by one, each marked by whether its instance came from the prepared pool.
+    let mut warm_runs = Vec::new();
+    let mut cold_runs = Vec::new();
     let (run_med, run_p90) = measure(|| {
+        let misses = runtime.pool_stats().1;
+        let t = Instant::now();
         let mut scope = RunScope::new(ctx());
         for ev in &template {
             std::hint::black_box(dispatcher.dispatch(&table, &mut scope, ev.clone()));
         }
         scope.finish(&runtime);
+        let took = t.elapsed();
+        if runtime.pool_stats().1 == misses {
+            warm_runs.push(took);
+        } else {
+            cold_runs.push(took);
+        }
     });
     let after = runtime.pool_stats();
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
     let hook_ctx = ctx();
     let (call_med, call_p90) = measure(|| {
         for ev in &template {
@@ -320,6 +336,13 @@ fn main() {
         "per-run instances made on demand because the prepared pool was empty: {} of {} runs",
         after.1 - before.1,
         (after.0 + after.1) - (before.0 + before.1)
+    );
+    println!(
+        "  median of runs with a prepared instance: {:.1} µs ({} runs); with one made on demand: {:.1} µs ({} runs)",
+        us(warm_med),
+        warm_runs.len(),
+        us(cold_med),
+        cold_runs.len()
     );
     let added = run_med.saturating_sub(none_med);
     println!(

@@ -42,9 +42,10 @@ pub const EFFECTIVE_LIMITATIONS: &[&str] = &[
     "granted secrets are visible to the plugin in plaintext while it runs",
 ];
 
-fn posture() -> Value {
+fn posture(app: &App) -> Value {
     json!({
         "executionMode": EXECUTION_MODE,
+        "trustMode": app.config.trust.mode.as_str(),
         "hostEnforcedControls": HOST_ENFORCED_CONTROLS,
         "effectiveLimitations": EFFECTIVE_LIMITATIONS,
     })
@@ -80,7 +81,7 @@ fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
             .map(|d| json!({ "type": d.integration_type, "displayName": d.display_name, "sensitiveFields": d.sensitive_fields }))
             .collect();
     }
-    if let (Value::Object(a), Value::Object(b)) = (&mut v, posture()) {
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, posture(app)) {
         a.extend(b);
     }
     v
@@ -91,7 +92,7 @@ pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>>
     let rows = app.db.list_plugins().await?;
     Ok(Json(json!({
         "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(),
-        "runtime": posture(),
+        "runtime": posture(&app),
         "safeMode": app.config.safe_mode,
     })))
 }
