@@ -479,3 +479,76 @@ async fn uploads_preview_before_install() {
     assert_eq!(resp.status(), 422);
     host.stop().await;
 }
+
+/// A plugin installed from a local directory is re-read on reload: a rebuild of the same
+/// version replaces the active files and artifact and is activated at once; new permissions
+/// start ungranted; a new version or another source is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_installs_are_re_read_on_reload() {
+    let host = TestHost::start().await;
+    let dir = version_pkg("0.1.0", &["http://chat.test"]);
+    host.install_and_enable(dir.path(), &["network:http://chat.test"])
+        .await;
+    let before = host
+        .admin_json(Method::GET, &format!("/plugins/{ID}"), None, 200)
+        .await;
+    let r = post(&host, &format!("/plugins/{ID}/reload"), json!({}), 200).await;
+    assert_eq!(r["status"], "unchanged", "{r}");
+
+    // "Rebuild": different component bytes (a custom section added), one more permission.
+    let wasm = std::fs::read(dir.path().join("plugin.wasm")).unwrap();
+    let rebuilt = nitejar::plugins::package::embed_manifest(&wasm, b"{}");
+    std::fs::write(dir.path().join("plugin.wasm"), &rebuilt).unwrap();
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("nitejar.plugin.json")).unwrap())
+            .unwrap();
+    m["permissions"]["network"] = json!(["http://chat.test", "http://extra.test"]);
+    std::fs::write(dir.path().join("nitejar.plugin.json"), m.to_string()).unwrap();
+    let r = post(&host, &format!("/plugins/{ID}/reload"), json!({}), 200).await;
+    assert_eq!(r["status"], "reloaded", "{r}");
+    assert_ne!(r["checksum"], before["checksum"]);
+    assert_eq!(
+        r["ungrantedPermissions"],
+        json!(["network:http://extra.test"])
+    );
+    let installed = host
+        .app
+        .config
+        .plugins_dir
+        .join(ID)
+        .join("versions/0.1.0/plugin.wasm");
+    assert_eq!(std::fs::read(installed).unwrap(), rebuilt);
+    assert!(host.app.registry.get(ID).is_some(), "reloaded and loaded");
+    let d = host
+        .admin_json(Method::GET, &format!("/plugins/{ID}/doctor"), None, 200)
+        .await;
+    // Files and checksum agree; the only problem is the new, ungranted permission.
+    assert_eq!(d["files"], "ok", "{d}");
+    assert_eq!(d["problems"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["problems"][0]["check"], "grants", "{d}");
+    assert!(
+        host.receipts(ID)
+            .await
+            .iter()
+            .any(|r| r["kind"] == "reload" && r["status"] == "ok")
+    );
+
+    // A new version in the directory is an upgrade, not a reload; other sources never reload.
+    m["version"] = json!("0.2.0");
+    std::fs::write(dir.path().join("nitejar.plugin.json"), m.to_string()).unwrap();
+    let e = post(&host, &format!("/plugins/{ID}/reload"), json!({}), 409).await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("upgrade"),
+        "{e}"
+    );
+    let e = post(&host, "/plugins/builtin.telegram/reload", json!({}), 409).await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("local directory"),
+        "{e}"
+    );
+    post(&host, "/plugins/no.such/reload", json!({}), 404).await;
+    host.stop().await;
+}

@@ -212,6 +212,11 @@ pub enum PluginCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Re-read a plugin installed from a local directory (after rebuilding it, same version).
+    Reload {
+        /// Plugin id.
+        id: String,
+    },
     /// Roll back to an installed version (default: the newest one older than the active one).
     Rollback {
         /// Plugin id.
@@ -872,6 +877,23 @@ async fn plugin(
                 )
                 .await?;
             emit(out, json, &v, render::upgrade)
+        }
+        PluginCommand::Reload { id } => {
+            let v = client
+                .post(&format!("/plugins/{}/reload", client::seg(&id)), &json!({}))
+                .await?;
+            emit(out, json, &v, |v| {
+                let mut s = format!(
+                    "{id} {}: {} (sha256 {})",
+                    v["version"].as_str().unwrap_or("?"),
+                    v["status"].as_str().unwrap_or("?"),
+                    v["checksum"].as_str().unwrap_or("?")
+                );
+                for p in v["ungrantedPermissions"].as_array().into_iter().flatten() {
+                    s.push_str(&format!("\n  not granted: {}", p.as_str().unwrap_or("?")));
+                }
+                s
+            })
         }
         PluginCommand::Rollback { id, version } => {
             let v = client

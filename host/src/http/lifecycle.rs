@@ -152,6 +152,11 @@ pub async fn rollback(
     ))
 }
 
+/// `POST /api/admin/plugins/{id}/reload`: re-read a plugin installed from a local directory.
+pub async fn reload(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(lifecycle::reload(&app, &id).await?)))
+}
+
 /// `POST /api/admin/plugins/{id}/uninstall` `{"purgeFiles"?, "purgeData"?}`.
 pub async fn uninstall(
     State(app): State<Arc<App>>,

@@ -50,6 +50,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/plugins/{id}/upgrade/approve", post(lifecycle::approve))
         .route("/plugins/{id}/rollback", post(lifecycle::rollback))
+        .route("/plugins/{id}/reload", post(lifecycle::reload))
         .route("/plugins/{id}/uninstall", post(lifecycle::uninstall))
         .route("/integration-types", get(instances::list_types))
         .route("/instances", get(instances::list).post(instances::create))

@@ -138,6 +138,13 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, u16)] = &[
     ),
     (
         "post",
+        "/api/admin/plugins/{id}/reload",
+        "lifecycle",
+        "Re-read a plugin installed from a local directory (a rebuild of the same version)",
+        200,
+    ),
+    (
+        "post",
         "/api/admin/plugins/{id}/uninstall",
         "lifecycle",
         "Uninstall (purgeFiles, purgeData); not built-ins",

@@ -110,7 +110,18 @@ pub async fn install(
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
-    install_with(app, pkg, source, true).await
+    install_with(app, pkg, source, true, false).await
+}
+
+/// Replaces the files, artifact and manifest of the active version with `pkg` (same id and
+/// version): how a plugin installed from a local directory picks up a rebuild (see
+/// [`super::lifecycle::reload`]). Validated and trust-checked like an install.
+pub async fn replace_active(
+    app: &App,
+    pkg: PluginPackage,
+    source: InstallSource,
+) -> Result<InstallReport, InstallError> {
+    install_with(app, pkg, source, true, true).await
 }
 
 /// Installs a package's files and version rows beside the active version without activating
@@ -120,7 +131,7 @@ pub async fn stage(
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
-    install_with(app, pkg, source, false).await
+    install_with(app, pkg, source, false, false).await
 }
 
 async fn install_with(
@@ -128,10 +139,11 @@ async fn install_with(
     pkg: PluginPackage,
     source: InstallSource,
     activate: bool,
+    replace: bool,
 ) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
     let id = pkg.manifest.id.clone();
-    let result = install_inner(app, &pkg, &source, activate).await;
+    let result = install_inner(app, &pkg, &source, activate, replace).await;
     let (status, detail) = match &result {
         Ok(r) => (
             "ok",
@@ -147,7 +159,7 @@ async fn install_with(
         ),
     };
     app.receipts.emit(
-        Receipt::new(&id, "install", status)
+        Receipt::new(&id, if replace { "reload" } else { "install" }, status)
             .version(&pkg.manifest.version)
             .duration(started.elapsed())
             .detail(detail),
@@ -160,6 +172,7 @@ async fn install_inner(
     pkg: &PluginPackage,
     source: &InstallSource,
     activate: bool,
+    replace: bool,
 ) -> Result<InstallReport, InstallError> {
     let m = &pkg.manifest;
     if activate
@@ -205,7 +218,7 @@ async fn install_inner(
     let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
     let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).ok();
     let same = existing.as_deref().map(str::trim) == Some(pkg.digest.as_str());
-    if dir.exists() && !same && source.kind != "builtin" {
+    if dir.exists() && !same && source.kind != "builtin" && !replace {
         return Err(InstallError::VersionConflict {
             id: m.id.clone(),
             version: m.version.clone(),

@@ -209,6 +209,86 @@ pub async fn discard_pending(app: &App, id: &str) -> Result<(), LifecycleError> 
     Ok(())
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadReport {
+    /// Plugin id.
+    pub plugin_id: String,
+    /// The (unchanged) version.
+    pub version: String,
+    /// `reloaded` (new content taken) or `unchanged`.
+    pub status: &'static str,
+    /// The component's checksum now.
+    pub checksum: String,
+    /// Permissions the new manifest declares that are not granted yet.
+    pub ungranted_permissions: Vec<String>,
+}
+
+/// Re-reads a plugin installed from a local directory (the development loop: rebuild, then
+/// reload, without bumping the version). The directory must still hold the same plugin id and
+/// version (a new version is an upgrade); new content is validated and trust-checked like an
+/// install, replaces the active version's files, artifact and manifest, and is activated at once
+/// when the plugin is enabled. Permissions it newly declares start ungranted.
+pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError> {
+    let row = app
+        .db
+        .get_plugin(id)
+        .await?
+        .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
+    let (true, Some(dir)) = (row.source_kind == "local", row.source_ref.clone()) else {
+        return Err(LifecycleError::Conflict(format!(
+            "{id} was installed from {}; only plugins installed from a local directory are re-read (use upgrade)",
+            row.source_kind
+        )));
+    };
+    let current = row.current_version.clone().unwrap_or_default();
+    let path = std::path::PathBuf::from(&dir);
+    let pkg = tokio::task::spawn_blocking(move || PluginPackage::from_dir(&path))
+        .await
+        .map_err(|e| std::io::Error::other(format!("reading task failed: {e}")))?
+        .map_err(|e| LifecycleError::Conflict(format!("re-reading {dir}: {e}")))?;
+    if pkg.manifest.id != id || pkg.manifest.version != current {
+        return Err(LifecycleError::Conflict(format!(
+            "{dir} now holds {} {}; reload takes a rebuild of {id} {current} (a new version is an upgrade)",
+            pkg.manifest.id, pkg.manifest.version
+        )));
+    }
+    let unchanged = row.current_checksum.as_deref() == Some(pkg.digest.as_str())
+        && Manifest::parse(row.manifest_json.as_bytes()).ok().as_ref() == Some(&pkg.manifest);
+    let checksum = pkg.digest.clone();
+    if !unchanged {
+        let source = InstallSource {
+            kind: "local",
+            reference: Some(dir),
+            trust_level: "untrusted",
+            commit: None,
+        };
+        super::installer::replace_active(app, pkg, source).await?;
+    }
+    if row.enabled {
+        app.registry
+            .activate(app, id)
+            .await
+            .map_err(LifecycleError::Activation)?;
+    }
+    let ungranted = app
+        .db
+        .list_disclosures(id)
+        .await?
+        .into_iter()
+        .filter(|d| !d.acknowledged)
+        .map(|d| d.permission)
+        .collect();
+    Ok(ReloadReport {
+        plugin_id: id.to_string(),
+        version: current,
+        status: if unchanged { "unchanged" } else { "reloaded" },
+        checksum,
+        ungranted_permissions: ungranted,
+    })
+}
+
 /// Rolls back to `version`, or to the newest installed version older than the active one.
 pub async fn rollback(
     app: &App,
