@@ -35,6 +35,12 @@ pub const POOL_TOTAL_MEMORIES: u32 = 512;
 pub const POOL_TOTAL_TABLES: u32 = 1_024;
 /// Core instances alive at once in the pool.
 pub const POOL_TOTAL_CORE_INSTANCES: u32 = 2_048;
+/// Bytes of each pooled linear memory kept resident (reset in place) when an instance is torn
+/// down, so the next instance in that slot does not page-fault its stack, data and first heap
+/// pages back in (each fault also costs a TLB shootdown across the host's threads).
+pub const POOL_MEMORY_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// The same for tables.
+pub const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 /// Largest data a plugin may return from one call (all strings and lists of the result).
 pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;

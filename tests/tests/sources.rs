@@ -470,6 +470,31 @@ async fn uploads_preview_before_install() {
     );
     host.admin_json(Method::GET, &format!("/plugins/{ID}"), None, 404)
         .await;
+    // A browser form: multipart/form-data with the file; its name is kept as the source.
+    let mut form = b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"chain-0.1.0.tgz\"\r\nContent-Type: application/gzip\r\n\r\n".to_vec();
+    form.extend(npm_tgz(v1.path()));
+    form.extend(b"\r\n--XBOUNDARY--\r\n");
+    let resp = host
+        .admin(Method::POST, "/plugins/upload")
+        .header("content-type", "multipart/form-data; boundary=XBOUNDARY")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let p = host
+        .admin_json(Method::GET, &format!("/plugins/{ID}"), None, 200)
+        .await;
+    assert_eq!(p["sourceKind"], "upload");
+    assert_eq!(p["sourceRef"], "chain-0.1.0.tgz", "{p}");
+    let resp = host
+        .admin(Method::POST, "/plugins/preview/upload")
+        .header("content-type", "multipart/form-data; boundary=XBOUNDARY")
+        .body("--XBOUNDARY\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XBOUNDARY--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "no file field");
     let resp = host
         .admin(Method::POST, "/plugins/preview/upload")
         .body("not a package")

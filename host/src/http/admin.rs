@@ -16,7 +16,7 @@ use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
 use crate::receipts::{EXECUTION_MODE, Receipt};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -204,10 +204,69 @@ pub async fn fetch_package(
 }
 
 /// Reads an uploaded package: a `.tgz` (npm layout, extracted in staging) or a bare `.wasm`.
-pub async fn fetch_upload(app: &App, body: Bytes) -> ApiResult<Fetched> {
-    sources::upload(app, body.to_vec(), None)
+pub async fn fetch_upload(app: &App, upload: Upload) -> ApiResult<Fetched> {
+    let name = upload.file_name.clone();
+    sources::upload(app, upload.bytes, upload.file_name)
         .await
-        .map_err(|e| source_error(app, e, "upload", None))
+        .map_err(|e| source_error(app, e, "upload", name.as_deref()))
+}
+
+/// An uploaded package: the raw request body, or the first file of a `multipart/form-data`
+/// body (what a browser form sends), with its file name. Size-limited by the route.
+pub struct Upload {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// The file name, when the upload was multipart.
+    pub file_name: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Upload {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        let too_large = |e: String| {
+            if e.contains("length limit") || e.contains("too large") {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e)
+            } else {
+                ApiError::bad_request(format!("reading the upload failed: {e}"))
+            }
+        };
+        if !multipart {
+            let body = Bytes::from_request(req, state)
+                .await
+                .map_err(|e| too_large(e.body_text()))?;
+            return Ok(Upload {
+                bytes: body.to_vec(),
+                file_name: None,
+            });
+        }
+        let mut form = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| too_large(e.body_text()))?
+        {
+            if field.file_name().is_none() && field.name() != Some("file") {
+                continue;
+            }
+            let file_name = field.file_name().map(str::to_string);
+            let bytes = field.bytes().await.map_err(|e| too_large(e.body_text()))?;
+            return Ok(Upload {
+                bytes: bytes.to_vec(),
+                file_name,
+            });
+        }
+        Err(ApiError::bad_request(
+            "the multipart upload has no file field (send the package as a file, or as the raw body)",
+        ))
+    }
 }
 
 /// Body of `POST /api/admin/plugins/install`, `/preview` and `/{id}/upgrade`.
@@ -268,7 +327,7 @@ pub async fn install_plugin(
 /// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
 pub async fn upload_plugin(
     State(app): State<Arc<App>>,
-    body: Bytes,
+    body: Upload,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let f = fetch_upload(&app, body).await?;
     let report = install(&app, f.pkg, f.source)
@@ -292,7 +351,7 @@ pub async fn preview_plugin(
 }
 
 /// `POST /api/admin/plugins/preview/upload`: preview of an uploaded `.tgz` or `.wasm`.
-pub async fn preview_upload(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn preview_upload(State(app): State<Arc<App>>, body: Upload) -> ApiResult<Json<Value>> {
     let f = fetch_upload(&app, body).await?;
     Ok(Json(
         installer::preview(&app, &f.pkg, &f.source)

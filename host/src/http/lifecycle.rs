@@ -1,7 +1,7 @@
 //! Admin API for upgrades, rollback and uninstall (the service is
 //! [`crate::plugins::lifecycle`]).
 
-use super::admin::{InstallBody, fetch_package, fetch_upload, install_error};
+use super::admin::{InstallBody, Upload, fetch_package, fetch_upload, install_error};
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
@@ -99,7 +99,7 @@ pub async fn upgrade(
 pub async fn upgrade_upload(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Upload,
 ) -> ApiResult<Json<Value>> {
     let f = fetch_upload(&app, body).await?;
     same_plugin(&id, &f.pkg)?;

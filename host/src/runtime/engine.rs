@@ -5,7 +5,7 @@ use crate::limits::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Builds the engine. `memory_bytes` is the per-instance memory limit (also the pool's slot size).
 pub fn build_engine(memory_bytes: usize) -> wasmtime::Result<Engine> {
@@ -18,7 +18,12 @@ pub fn build_engine(memory_bytes: usize) -> wasmtime::Result<Engine> {
         .max_memories_per_component(MAX_GUEST_MEMORIES as u32)
         .max_tables_per_component(MAX_GUEST_TABLES as u32)
         .max_core_instances_per_component(MAX_GUEST_INSTANCES as u32)
-        .table_elements(MAX_GUEST_TABLE_ELEMENTS);
+        .table_elements(MAX_GUEST_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(POOL_MEMORY_KEEP_RESIDENT_BYTES)
+        .table_keep_resident(POOL_TABLE_KEEP_RESIDENT_BYTES)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), teardown resets only the pages an
+        // instance dirtied instead of memsetting the whole kept-resident range.
+        .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
         .wasm_component_model(true)

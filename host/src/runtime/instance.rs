@@ -22,6 +22,9 @@ use crate::hooks::HookName;
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
 use crate::receipts::ReceiptSink;
 use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
+use crate::runtime::bindings::exports::nitejar::plugin::hooks::{
+    Guest as HooksGuest, GuestIndices as HooksIndices,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
@@ -44,9 +47,22 @@ pub struct Warm {
     stderr: MemoryOutputPipe,
     ctx: Arc<CallContext>,
     poisoned: bool,
+    /// The hooks export's typed functions, looked up once per instance.
+    hooks: Option<HooksGuest>,
 }
 
 impl Warm {
+    /// The hooks export's typed functions (looked up on first use, or ahead by the prewarmer).
+    pub(crate) fn hooks_guest(&mut self, idx: &HooksIndices) -> wasmtime::Result<HooksGuest> {
+        if let Some(g) = &self.hooks {
+            return Ok(g.clone());
+        }
+        let store = self.store.get_mut().unwrap_or_else(|e| e.into_inner());
+        let g = idx.load(&mut *store, &self.instance)?;
+        self.hooks = Some(g.clone());
+        Ok(g)
+    }
+
     /// Whether a call trapped or timed out in this instance (it must not be called again).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -110,13 +126,21 @@ impl StoreFactory {
         store.set_epoch_deadline(engine::deadline_ticks(DEFAULT_INSPECT_TIMEOUT_MS));
         store.epoch_deadline_trap();
         match plugin.pre.instantiate(&mut store) {
-            Ok(instance) => Ok(Warm {
-                store: std::sync::Mutex::new(store),
-                instance,
-                stderr,
-                ctx,
-                poisoned: false,
-            }),
+            Ok(instance) => {
+                let hooks = plugin
+                    .exports
+                    .hooks
+                    .as_ref()
+                    .and_then(|idx| idx.load(&mut store, &instance).ok());
+                Ok(Warm {
+                    store: std::sync::Mutex::new(store),
+                    instance,
+                    stderr,
+                    ctx,
+                    poisoned: false,
+                    hooks,
+                })
+            }
             Err(e) => {
                 let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
                 Err(PluginFailure::classify(

@@ -649,13 +649,22 @@ impl PluginRuntime {
             timeout_ms,
             correlation: &corr,
         };
-        let Some(idx) = plugin.exports.hooks.clone() else {
+        let Some(idx) = plugin.exports.hooks.as_ref() else {
             return HookCall::failed(PluginFailure::MissingExport {
                 export: "nitejar:plugin/hooks".into(),
             });
         };
-        let done = invoke(warm, &spec, |store, inst| {
-            let g = idx.load(&mut *store, inst)?;
+        // The typed export handles are looked up once per instance (normally by the prewarm
+        // thread), not once per call.
+        let g = match warm.hooks_guest(idx) {
+            Ok(g) => g,
+            Err(e) => {
+                return HookCall::failed(PluginFailure::Instantiate {
+                    detail: format!("loading the hooks export failed: {e:#}"),
+                });
+            }
+        };
+        let done = invoke(warm, &spec, |store, _inst| {
             let s = &mut *store;
             Ok(match input {
                 HookInput::WorkItemPreCreate(e) => g
