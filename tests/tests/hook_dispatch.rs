@@ -328,3 +328,43 @@ async fn block_decisions_and_invalid_values() {
     );
     host.stop().await;
 }
+
+/// One instance per plugin per run: a handler's memory is shared by the calls of a run and
+/// never by another run, including when the pool reuses a memory slot that was kept resident
+/// (it is reset to the component's initial image).
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_state_is_shared_within_a_run_and_never_across_runs() {
+    let host = start(HostOptions::default()).await;
+    install_handler(&host, "t.count", json!(["tool.post_exec"])).await;
+    let table = host.app.registry.hook_table();
+    let output = |d: &Dispatched| match &d.event {
+        HookInput::ToolPostExec(e) => e.tool_result.output.clone(),
+        other => panic!("unexpected event {other:?}"),
+    };
+    for run in 0..40 {
+        let mut scope = RunScope::new(ctx());
+        let seen: Vec<String> = (0..3)
+            .map(|_| {
+                let d = tokio::task::block_in_place(|| {
+                    host.app.dispatcher.dispatch(
+                        &table,
+                        &mut scope,
+                        post_exec(json!({ "q": "!count" })),
+                    )
+                });
+                output(&d)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "out +post_exec #1",
+                "out +post_exec #2",
+                "out +post_exec #3"
+            ],
+            "run {run}"
+        );
+        scope.finish(&host.app.runtime);
+    }
+    host.stop().await;
+}

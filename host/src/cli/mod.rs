@@ -345,10 +345,8 @@ fn resolve_source(s: &str, flags: &SourceFlags) -> Result<Source, CliError> {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~@/^<>=*|x ".contains(&b)
             })
     };
-    if !s.contains(std::path::MAIN_SEPARATOR) || s.starts_with('@') {
-        if npm_name(s) {
-            return Ok(Source::Remote("npm", s.to_string()));
-        }
+    if (!s.contains(std::path::MAIN_SEPARATOR) || s.starts_with('@')) && npm_name(s) {
+        return Ok(Source::Remote("npm", s.to_string()));
     }
     Err(CliError::Local(format!(
         "{s}: no such file or directory, and not an npm package name or git URL (use npm:<name>, git+<url>, --npm or --git)"

@@ -16,7 +16,7 @@ use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
 use crate::receipts::{EXECUTION_MODE, Receipt};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};

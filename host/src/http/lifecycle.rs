@@ -7,7 +7,6 @@ use crate::app::App;
 use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
 use crate::plugins::package::PluginPackage;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;

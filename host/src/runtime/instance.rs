@@ -21,10 +21,10 @@ use crate::db::Db;
 use crate::hooks::HookName;
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
 use crate::receipts::ReceiptSink;
-use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
 use crate::runtime::bindings::exports::nitejar::plugin::hooks::{
     Guest as HooksGuest, GuestIndices as HooksIndices,
 };
+use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};

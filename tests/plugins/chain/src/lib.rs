@@ -8,7 +8,8 @@
 //!   added by `tool.pre_exec` handlers, so tests can see how many handlers changed it.
 //! - Hooks: every handler makes a small visible change by default, and obeys directives found
 //!   in the event data: `!loop` spins forever, `!trap` panics, `!error` returns an error,
-//!   `!block` blocks, `!invalid` returns a value the host must reject, `!spin:<ms>` busy-waits.
+//!   `!block` blocks, `!invalid` returns a value the host must reject, `!spin:<ms>` busy-waits,
+//!   `!count` (`tool.post_exec`) appends how many such calls this instance has seen.
 //!   Directives are read from the tool input (`tool.*`), the reply text (`response.*`), the
 //!   work item text (`work_item.*`, `run.pre_prompt`) and the messages (`model.*`).
 
@@ -22,6 +23,9 @@ use nitejar_plugin_sdk::{Contributions, Hooks, Integration, Plugin, Tools, expor
 use serde_json::{Value, json};
 
 struct Chain;
+
+/// `tool.post_exec` calls with `!count` seen by this instance.
+static POST_EXEC_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Plugin for Chain {
     fn contributions() -> Contributions {
@@ -341,8 +345,16 @@ impl Hooks for Chain {
         ev: ToolPostExecEvent,
     ) -> Result<ToolPostExecPatch, PluginError> {
         obey(&ev.tool_input)?;
+        // `!count`: a counter in the instance's memory, to show what state is shared within a
+        // run (one instance) and never across runs.
+        let count = if ev.tool_input.contains("!count") {
+            let n = POST_EXEC_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            format!(" #{n}")
+        } else {
+            String::new()
+        };
         Ok(ToolPostExecPatch {
-            output: Some(format!("{} +post_exec", ev.tool_result.output)),
+            output: Some(format!("{} +post_exec{count}", ev.tool_result.output)),
         })
     }
 
