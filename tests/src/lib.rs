@@ -191,6 +191,12 @@ impl TestHost {
             )
             .await;
         let id = report["pluginId"].as_str().unwrap().to_string();
+        self.grant_and_enable(&id, grants).await;
+        report
+    }
+
+    /// Grants `grants` to an installed plugin and enables it with consent.
+    pub async fn grant_and_enable(&self, id: &str, grants: &[&str]) {
         if !grants.is_empty() {
             self.admin_json(
                 reqwest::Method::POST,
@@ -207,7 +213,6 @@ impl TestHost {
             200,
         )
         .await;
-        report
     }
 
     /// Creates an integration instance; returns its id.
@@ -486,4 +491,32 @@ pub fn completion_tool_call(id: &str, name: &str, arguments: Value) -> Value {
 /// The chain test plugin's package with its manifest changed by `edit`.
 pub fn chain_package(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
     package_with_manifest("chain", edit)
+}
+
+/// The CLI's own argument parser (as in the binary), without `serve`.
+#[derive(clap::Parser)]
+struct CliArgs {
+    #[command(subcommand)]
+    command: nitejar::cli::ClientCommand,
+    #[command(flatten)]
+    connection: nitejar::cli::Connection,
+}
+
+/// Runs `nitejar --no-input <args>` against `host` with the binary's own command code;
+/// returns (exit code, output).
+pub async fn cli(host: &TestHost, args: &[&str]) -> (i32, String) {
+    use clap::Parser;
+    let mut argv = vec![
+        "nitejar",
+        "--url",
+        &host.base,
+        "--token",
+        ADMIN_TOKEN,
+        "--no-input",
+    ];
+    argv.extend_from_slice(args);
+    let parsed = CliArgs::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let mut out = Vec::new();
+    let code = nitejar::cli::run(&parsed.connection, parsed.command, &mut out).await;
+    (code, String::from_utf8(out).unwrap())
 }

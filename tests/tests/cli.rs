@@ -5,35 +5,19 @@
 use clap::Parser;
 use nitejar::cli::{ClientCommand, Connection};
 use nitejar_tests::platforms::PlatformApi;
-use nitejar_tests::{ADMIN_TOKEN, HostOptions, TestHost, chain_package};
+use nitejar_tests::{ADMIN_TOKEN, HostOptions, TestHost, chain_package, cli};
 use serde_json::{Value, json};
 
 const TG_TOKEN: &str = "123456789:AAEhBOweik9ai3Fs2yZ-nitejarCliToken";
 
-/// The CLI's own argument parser (as in the binary), without `serve`.
+/// The CLI's own argument parser (as in the binary), without `serve`, for the tests below
+/// that build their own command lines.
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
     command: ClientCommand,
     #[command(flatten)]
     connection: Connection,
-}
-
-/// Runs `nitejar <args>` against `host`; returns (exit code, output).
-async fn cli(host: &TestHost, args: &[&str]) -> (i32, String) {
-    let mut argv = vec![
-        "nitejar",
-        "--url",
-        &host.base,
-        "--token",
-        ADMIN_TOKEN,
-        "--no-input",
-    ];
-    argv.extend_from_slice(args);
-    let parsed = Args::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let mut out = Vec::new();
-    let code = nitejar::cli::run(&parsed.connection, parsed.command, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,40 +6,14 @@
 //! rollback, and uninstall with each purge option, reinstalling from git, upload and a local
 //! directory in between.
 
-use clap::Parser;
-use nitejar::cli::{ClientCommand, Connection};
 use nitejar_tests::sources::{GitRepo, NpmRegistry, npm_tgz};
-use nitejar_tests::{ADMIN_TOKEN, HostOptions, TestHost, chain_package};
+use nitejar_tests::{HostOptions, TestHost, chain_package, cli};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const ID: &str = "test.chain";
 const PKG: &str = "@acme/nitejar-chain";
 const TOKEN: &str = "chat-token-26";
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    command: ClientCommand,
-    #[command(flatten)]
-    connection: Connection,
-}
-
-async fn cli(host: &TestHost, args: &[&str]) -> (i32, String) {
-    let mut argv = vec![
-        "nitejar",
-        "--url",
-        &host.base,
-        "--token",
-        ADMIN_TOKEN,
-        "--no-input",
-    ];
-    argv.extend_from_slice(args);
-    let parsed = Args::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let mut out = Vec::new();
-    let code = nitejar::cli::run(&parsed.connection, parsed.command, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
-}
 
 async fn ok(host: &TestHost, args: &[&str]) -> String {
     let (code, out) = cli(host, args).await;

@@ -88,20 +88,8 @@ async fn npm_preview_install_and_upgrade_from_a_local_registry() {
     assert!(registry.auth_headers().iter().all(Option::is_none));
 
     // Grant, enable, then preview the upgrade: the diff shows the added permission.
-    host.admin_json(
-        Method::POST,
-        &format!("/plugins/{ID}/grants"),
-        Some(json!({"permissions": ["network:http://chat.test"]})),
-        200,
-    )
-    .await;
-    post(
-        &host,
-        &format!("/plugins/{ID}/enable"),
-        json!({"consent": true}),
-        200,
-    )
-    .await;
+    host.grant_and_enable(ID, &["network:http://chat.test"])
+        .await;
     let p = post(
         &host,
         "/plugins/preview",

@@ -166,20 +166,7 @@ async fn guarded_mode_needs_a_trusted_signature_or_the_allowlist_and_all_grants(
     assert_eq!(e["error"]["code"], "grants_required", "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains(GRANT));
     receipt(&host, ID, "enable", "blocked").await;
-    post(
-        &host,
-        &format!("/plugins/{ID}/grants"),
-        json!({"permissions": [GRANT]}),
-        200,
-    )
-    .await;
-    post(
-        &host,
-        &format!("/plugins/{ID}/enable"),
-        json!({"consent": true}),
-        200,
-    )
-    .await;
+    host.grant_and_enable(ID, &[GRANT]).await;
     assert!(host.app.registry.get(ID).is_some());
     host.stop().await;
 
@@ -248,20 +235,7 @@ async fn saas_locked_refuses_every_arbitrary_source_and_runs_platform_signed_plu
     let trusted_only = package(Some(&keys.trusted));
     install_local(&host, trusted_only.path(), 403).await;
     install_local(&host, signed_by_platform.path(), 201).await;
-    post(
-        &host,
-        &format!("/plugins/{ID}/grants"),
-        json!({"permissions": [GRANT]}),
-        200,
-    )
-    .await;
-    post(
-        &host,
-        &format!("/plugins/{ID}/enable"),
-        json!({"consent": true}),
-        200,
-    )
-    .await;
+    host.grant_and_enable(ID, &[GRANT]).await;
     assert!(host.app.registry.get(ID).is_some());
     host.stop().await;
 }
