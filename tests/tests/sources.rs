@@ -141,6 +141,14 @@ async fn npm_errors_are_clear_and_nothing_is_installed() {
 
     let install = |r: &str| json!({"sourceKind": "npm", "sourceRef": r});
     let e = post(&host, "/plugins/install", install("nope"), 422).await;
+    let e2 = post(
+        &host,
+        "/plugins/install/npm",
+        json!({"sourceRef": "nope"}),
+        422,
+    )
+    .await;
+    assert_eq!(e2, e, "the spec §15.3 alias behaves the same");
     assert_eq!(e["error"]["code"], "source_not_found", "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("nope"));
     let e = post(
@@ -306,6 +314,22 @@ async fn git_packages_in_a_subdirectory_and_bad_references() {
 
     let p = post(&host, "/plugins/preview", git("plugins/chain"), 200).await;
     assert_eq!(p["pluginId"], ID, "{p}");
+    // The spec §15.3 alias installs it.
+    let r = post(
+        &host,
+        "/plugins/install/git",
+        json!({"sourceRef": repo.url(), "options": {"path": "plugins/chain"}}),
+        201,
+    )
+    .await;
+    assert_eq!(r["pluginId"], ID, "{r}");
+    post(
+        &host,
+        &format!("/plugins/{ID}/uninstall"),
+        json!({"purgeFiles": true}),
+        200,
+    )
+    .await;
     let e = post(&host, "/plugins/preview", git("plugins/unbuilt"), 422).await;
     assert!(
         e["error"]["message"]

@@ -324,6 +324,41 @@ pub async fn install_plugin(
     Ok(created(report))
 }
 
+/// Body of `POST /api/admin/plugins/install/npm` and `/install/git` (spec §15.3).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceBody {
+    source_ref: String,
+    #[serde(default)]
+    options: SourceOptions,
+}
+
+async fn install_from(
+    app: &App,
+    kind: &str,
+    body: SourceBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let f = fetch_package(app, kind, &body.source_ref, &body.options).await?;
+    let report = install(app, f.pkg, f.source).await.map_err(install_error)?;
+    Ok(created(report))
+}
+
+/// `POST /api/admin/plugins/install/npm` `{"sourceRef": "name@range", "options"?}`.
+pub async fn install_npm(
+    State(app): State<Arc<App>>,
+    Json(body): Json<SourceBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    install_from(&app, "npm", body).await
+}
+
+/// `POST /api/admin/plugins/install/git` `{"sourceRef": "url#ref", "options"?}`.
+pub async fn install_git(
+    State(app): State<Arc<App>>,
+    Json(body): Json<SourceBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    install_from(&app, "git", body).await
+}
+
 /// `POST /api/admin/plugins/upload`: the body is a `.tgz` (npm layout) or a bare `.wasm`.
 pub async fn upload_plugin(
     State(app): State<Arc<App>>,
@@ -367,16 +402,29 @@ pub struct GrantBody {
     permissions: Vec<String>,
 }
 
+/// A lifecycle receipt for `row`: its active version and the time since `started`.
+fn action_receipt(
+    row: &crate::db::PluginRow,
+    kind: &str,
+    status: &str,
+    started: std::time::Instant,
+) -> Receipt {
+    let r = Receipt::new(&row.id, kind, status).duration(started.elapsed());
+    match &row.current_version {
+        Some(v) => r.version(v),
+        None => r,
+    }
+}
+
 /// `POST /api/admin/plugins/{id}/grants` with the disclosure keys to grant.
 pub async fn grant(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Json(body): Json<GrantBody>,
 ) -> ApiResult<Json<Value>> {
+    let started = std::time::Instant::now();
+    let row = installed_plugin(&app, &id).await?;
     let known = app.db.list_disclosures(&id).await?;
-    if known.is_empty() && app.db.get_plugin(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("plugin {id} is not installed")));
-    }
     if let Some(unknown) = body
         .permissions
         .iter()
@@ -387,8 +435,9 @@ pub async fn grant(
         )));
     }
     let changed = app.db.acknowledge(&id, &body.permissions).await?;
-    app.receipts
-        .emit(Receipt::new(&id, "grant", "ok").detail(json!({ "granted": body.permissions })));
+    app.receipts.emit(
+        action_receipt(&row, "grant", "ok", started).detail(json!({ "granted": body.permissions })),
+    );
     reload_if_loaded(&app, &id).await;
     Ok(Json(json!({ "granted": changed })))
 }
@@ -416,8 +465,10 @@ pub async fn set_secret(
     app.db
         .set_secret(&id, &key, &app.secrets.encrypt(&body.value))
         .await?;
-    app.receipts
-        .emit(Receipt::new(&id, "secret_set", "ok").detail(json!({ "key": key })));
+    app.receipts.emit(
+        action_receipt(&row, "secret_set", "ok", std::time::Instant::now())
+            .detail(json!({ "key": key })),
+    );
     reload_if_loaded(&app, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -442,6 +493,7 @@ pub async fn enable_plugin(
     Path(id): Path<String>,
     body: Option<Json<EnableBody>>,
 ) -> ApiResult<Json<Value>> {
+    let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
     let consent = body.map(|b| b.consent).unwrap_or(false);
     if row.trust_level != "builtin" && !consent {
@@ -460,10 +512,11 @@ pub async fn enable_plugin(
             .collect();
         if !missing.is_empty() {
             let mode = app.config.trust.mode.as_str();
-            app.receipts
-                .emit(Receipt::new(&id, "enable", "blocked").detail(json!({
+            app.receipts.emit(
+                action_receipt(&row, "enable", "blocked", started).detail(json!({
                     "reason": "permissions not granted", "missing": missing, "trustMode": mode,
-                })));
+                })),
+            );
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "grants_required",
@@ -476,7 +529,7 @@ pub async fn enable_plugin(
     }
     if app.config.safe_mode && row.trust_level != "builtin" {
         app.receipts.emit(
-            Receipt::new(&id, "enable", "blocked")
+            action_receipt(&row, "enable", "blocked", started)
                 .detail(json!({ "reason": "safe mode: only built-in plugins are loaded" })),
         );
         return Err(ApiError::new(
@@ -490,8 +543,9 @@ pub async fn enable_plugin(
     app.crash_guard.clear(&id);
     let result = app.registry.activate(&app, &id).await;
     let status = if result.is_ok() { "ok" } else { "error" };
-    app.receipts
-        .emit(Receipt::new(&id, "enable", status).detail(json!({ "consent": consent })));
+    app.receipts.emit(
+        action_receipt(&row, "enable", status, started).detail(json!({ "consent": consent })),
+    );
     match result {
         Ok(p) => Ok(Json(
             json!({ "enabled": true, "loaded": true, "version": p.version() }),
@@ -512,11 +566,12 @@ pub async fn disable_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !app.db.set_plugin_enabled(&id, false).await? {
-        return Err(ApiError::not_found(format!("plugin {id} is not installed")));
-    }
+    let started = std::time::Instant::now();
+    let row = installed_plugin(&app, &id).await?;
+    app.db.set_plugin_enabled(&id, false).await?;
     app.registry.deactivate(&id);
-    app.receipts.emit(Receipt::new(&id, "disable", "ok"));
+    app.receipts
+        .emit(action_receipt(&row, "disable", "ok", started));
     Ok(Json(json!({ "enabled": false })))
 }
 

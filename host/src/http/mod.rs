@@ -22,6 +22,8 @@ pub fn router(app: Arc<App>) -> Router {
     let admin = Router::new()
         .route("/plugins", get(admin::list_plugins))
         .route("/plugins/install", post(admin::install_plugin))
+        .route("/plugins/install/npm", post(admin::install_npm))
+        .route("/plugins/install/git", post(admin::install_git))
         .route("/plugins/preview", post(admin::preview_plugin))
         .route(
             "/plugins/preview/upload",

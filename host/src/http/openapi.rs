@@ -33,6 +33,20 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, u16)] = &[
     ),
     (
         "post",
+        "/api/admin/plugins/install/npm",
+        "plugins",
+        "Install an npm package ({sourceRef: name@range, options}); starts disabled",
+        201,
+    ),
+    (
+        "post",
+        "/api/admin/plugins/install/git",
+        "plugins",
+        "Install from a git repository ({sourceRef: url#ref, options}); starts disabled",
+        201,
+    ),
+    (
+        "post",
         "/api/admin/plugins/preview",
         "plugins",
         "Preview a local, npm or git package: identity, permissions, contributions, trust verdict, permission diff; nothing installed",

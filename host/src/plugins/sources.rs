@@ -376,8 +376,43 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
 // ---------------------------------------------------------------------------------------------
 // git
 
+/// Environment variables a git or cargo child process keeps; everything else (the admin
+/// token, the encryption key, registry and model keys) is removed, so a repository's build
+/// scripts cannot read the host's secrets from their environment.
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+];
+
+/// A child process with only [`CHILD_ENV`] from the host's environment.
+fn child(program: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear();
+    for key in CHILD_ENV {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
 fn git_command(args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("git");
+    let mut cmd = child("git");
     cmd.args([
         "-c",
         "core.hooksPath=/dev/null",
@@ -389,9 +424,7 @@ fn git_command(args: &[&str]) -> tokio::process::Command {
     .args(args)
     .env("GIT_TERMINAL_PROMPT", "0")
     .env("GIT_ALLOW_PROTOCOL", "https:http:ssh:git:file")
-    .env("GIT_CONFIG_NOSYSTEM", "1")
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
+    .env("GIT_CONFIG_NOSYSTEM", "1");
     cmd
 }
 
@@ -566,7 +599,7 @@ async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), So
     }
     let manifest_path = dir.join("Cargo.toml").to_string_lossy().into_owned();
     let target_dir = staging.join("target");
-    let mut meta = tokio::process::Command::new("cargo");
+    let mut meta = child("cargo");
     meta.args([
         "metadata",
         "--no-deps",
@@ -574,9 +607,7 @@ async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), So
         "1",
         "--manifest-path",
         &manifest_path,
-    ])
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
+    ]);
     let meta = match run(meta, "cargo metadata").await {
         Ok(m) => m,
         Err(SourceError::Fetch(e)) if e.contains("could not run it") => {
@@ -607,7 +638,7 @@ async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), So
         .and_then(|t| t["name"].as_str())
         .map(|n| n.replace('-', "_"))
         .ok_or_else(|| missing("its Cargo.toml has no cdylib or bin target"))?;
-    let mut build = tokio::process::Command::new("cargo");
+    let mut build = child("cargo");
     build
         .args([
             "build",
@@ -617,9 +648,7 @@ async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), So
             "--manifest-path",
             &manifest_path,
         ])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+        .env("CARGO_TARGET_DIR", &target_dir);
     run(build, "cargo build --release --target wasm32-wasip2").await?;
     let built = target_dir
         .join("wasm32-wasip2")
