@@ -219,3 +219,48 @@ async fn reopen(dir: &Path) -> TestHost {
 async fn close(host: TestHost) {
     host.stop().await;
 }
+
+/// Files an uninstall keeps (no `--purge-files`) are not mistaken for a killed install at the
+/// next boot; reinstalling picks them up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_kept_by_an_uninstall_survive_a_restart() {
+    let pkg = chain_package(|_| {});
+    let data = tempfile::tempdir().unwrap();
+    let host = reopen(data.path()).await;
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    host.admin_json(
+        Method::POST,
+        &format!("/plugins/{ID}/uninstall"),
+        Some(json!({})),
+        200,
+    )
+    .await;
+    let kept = host
+        .app
+        .config
+        .plugins_dir
+        .join(ID)
+        .join("versions/0.1.0/plugin.wasm");
+    close(host).await;
+
+    let host = reopen(data.path()).await;
+    assert!(kept.is_file(), "kept across the restart");
+    host.admin_json(Method::GET, &format!("/plugins/{ID}"), None, 404)
+        .await;
+    let d = host.admin_json(Method::GET, "/doctor", None, 200).await;
+    assert_eq!(d["healthy"], true, "{d}");
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    assert!(
+        !host
+            .app
+            .config
+            .plugins_dir
+            .join(ID)
+            .join(nitejar::plugins::installer::UNINSTALLED_MARKER)
+            .exists()
+    );
+    assert_consistent(&host).await;
+    close(host).await;
+}

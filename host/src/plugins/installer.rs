@@ -20,6 +20,11 @@ use std::time::Instant;
 /// File in a version directory holding the component's sha256.
 pub const CHECKSUM_FILE: &str = ".checksum";
 
+/// File in a plugin directory whose files an uninstall kept on purpose (no `--purge-files`):
+/// boot leaves such a directory alone although no plugin row names it; installing the plugin
+/// again removes the marker.
+pub const UNINSTALLED_MARKER: &str = ".uninstalled";
+
 /// Where a package came from.
 #[derive(Debug, Clone)]
 pub struct InstallSource {
@@ -278,6 +283,7 @@ async fn install_inner(
 
     // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
     app.db.record_install(&record).await?;
+    let _ = std::fs::remove_file(app.config.plugins_dir.join(&m.id).join(UNINSTALLED_MARKER));
     let disclosures = m.disclosures();
     app.db.ensure_disclosures(&m.id, &disclosures).await?;
     Ok(InstallReport {
@@ -481,8 +487,8 @@ pub async fn preview(
 }
 
 /// Boot-time repair after a crash: empties `_staging`, removes plugin directories with no
-/// plugin row (an install killed before its database write) and version directories with no
-/// version row, and recreates missing disclosure rows of active manifests, so files and
+/// plugin row (an install killed before its database write; not the files an uninstall kept,
+/// see [`UNINSTALLED_MARKER`]) and version directories with no version row, and recreates missing disclosure rows of active manifests, so files and
 /// database agree. Returns what it removed (for the startup receipt).
 pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
     let mut removed = Vec::new();
@@ -518,6 +524,9 @@ pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
             continue;
         }
         if !plugins.iter().any(|p| p.id == name) {
+            if path.join(UNINSTALLED_MARKER).exists() {
+                continue;
+            }
             if std::fs::remove_dir_all(&path).is_ok() {
                 removed.push(path.display().to_string());
             }

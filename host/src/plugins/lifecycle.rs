@@ -428,6 +428,14 @@ pub async fn uninstall(
     }
     // Stop it first: no new calls reach it from here on.
     app.registry.deactivate(id);
+    let plugin_dir = app.config.plugins_dir.join(id);
+    if !options.purge_files && plugin_dir.is_dir() {
+        // Marked before the rows go, so boot never mistakes kept files for a killed install.
+        std::fs::write(
+            plugin_dir.join(super::installer::UNINSTALLED_MARKER),
+            crate::db::now_ms().to_string(),
+        )?;
+    }
     app.db
         .delete_plugin(
             id,
