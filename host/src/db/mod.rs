@@ -399,6 +399,20 @@ impl Db {
         .await?)
     }
 
+    /// The permissions the operator granted a plugin.
+    pub async fn granted_permissions(
+        &self,
+        plugin_id: &str,
+    ) -> DbResult<std::collections::BTreeSet<String>> {
+        Ok(self
+            .list_disclosures(plugin_id)
+            .await?
+            .into_iter()
+            .filter(|d| d.acknowledged)
+            .map(|d| d.permission)
+            .collect())
+    }
+
     // ---- receipts -------------------------------------------------------------------------
 
     /// Writes a batch of receipts with one multi-row insert.

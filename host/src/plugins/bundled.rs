@@ -25,7 +25,6 @@ pub async fn register_all(app: &App) -> anyhow::Result<Vec<String>> {
             let source = InstallSource {
                 kind: "builtin",
                 reference: Some(format!("bundled:{name}")),
-                trust_level: "builtin",
                 commit: None,
             };
             install(app, pkg.clone(), source).await?;

@@ -32,9 +32,6 @@ pub struct InstallSource {
     pub kind: &'static str,
     /// File name, path, package name or URL.
     pub reference: Option<String>,
-    /// builtin | trusted | untrusted | unknown (the trust check at install decides for
-    /// third-party packages).
-    pub trust_level: &'static str,
     /// git: the commit installed.
     pub commit: Option<String>,
 }
@@ -172,6 +169,18 @@ async fn install_with(
     result
 }
 
+/// Compiles the component (cached by digest) and checks it against its manifest; returns the
+/// WIT API version it targets.
+async fn validate(app: &App, pkg: &PluginPackage) -> Result<String, InstallError> {
+    let runtime = app.runtime.clone();
+    let (manifest, wasm) = (pkg.manifest.clone(), pkg.wasm.clone());
+    let loaded =
+        tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
+            .await
+            .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    Ok(loaded.api_version.clone())
+}
+
 async fn install_inner(
     app: &App,
     pkg: &PluginPackage,
@@ -206,12 +215,7 @@ async fn install_inner(
             .map_err(InstallError::Refused)?
             .level
     };
-    let runtime = app.runtime.clone();
-    let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
-    let loaded =
-        tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
-            .await
-            .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    let api_version = validate(app, pkg).await?;
     let point = |name: &str| {
         if activate && source.kind != "builtin" {
             crate::crashpoint::reach(name);
@@ -262,7 +266,7 @@ async fn install_inner(
         checksum: &pkg.digest,
         install_path: &path,
         manifest_json: &manifest_json,
-        api_version: &loaded.api_version,
+        api_version: &api_version,
         wasm: &pkg.wasm,
         signature_json: signature_json.as_deref(),
         source_json: Some(&source_json),
@@ -274,7 +278,7 @@ async fn install_inner(
             version: m.version.clone(),
             checksum: pkg.digest.clone(),
             install_path: path,
-            api_version: loaded.api_version.clone(),
+            api_version: api_version.clone(),
             disclosures: m.disclosures(),
         });
     }
@@ -291,7 +295,7 @@ async fn install_inner(
         version: m.version.clone(),
         checksum: pkg.digest.clone(),
         install_path: path,
-        api_version: loaded.api_version.clone(),
+        api_version: api_version.clone(),
         disclosures,
     })
 }
@@ -406,12 +410,7 @@ pub async fn preview(
     source: &InstallSource,
 ) -> Result<serde_json::Value, InstallError> {
     let m = &pkg.manifest;
-    let runtime = app.runtime.clone();
-    let (manifest, wasm) = (m.clone(), pkg.wasm.clone());
-    let loaded =
-        tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
-            .await
-            .map_err(|e| std::io::Error::other(format!("validation task failed: {e}")))??;
+    let api_version = validate(app, pkg).await?;
     let trust = match app.config.trust.check_package(pkg, source.kind) {
         Ok(v) => serde_json::json!({
             "mode": app.config.trust.mode.as_str(), "allowed": true,
@@ -427,14 +426,7 @@ pub async fn preview(
     let (action, installed_json, diff) = match &installed {
         None => ("install", serde_json::Value::Null, serde_json::Value::Null),
         Some(row) => {
-            let granted: std::collections::BTreeSet<String> = app
-                .db
-                .list_disclosures(&m.id)
-                .await?
-                .into_iter()
-                .filter(|d| d.acknowledged)
-                .map(|d| d.permission)
-                .collect();
+            let granted = app.db.granted_permissions(&m.id).await?;
             let old: std::collections::BTreeSet<String> =
                 super::manifest::Manifest::parse(row.manifest_json.as_bytes())
                     .map(|m| m.disclosures().into_iter().collect())
@@ -468,7 +460,7 @@ pub async fn preview(
         "license": m.license,
         "homepage": m.homepage,
         "checksum": pkg.digest,
-        "apiVersion": loaded.api_version,
+        "apiVersion": api_version,
         "engine": m.engine,
         "source": source.to_json(),
         "permissions": declared,

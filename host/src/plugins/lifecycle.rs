@@ -81,14 +81,7 @@ fn manifest_of(row: &VersionRow) -> Result<Manifest, LifecycleError> {
 }
 
 async fn granted(app: &App, id: &str) -> Result<BTreeSet<String>, LifecycleError> {
-    Ok(app
-        .db
-        .list_disclosures(id)
-        .await?
-        .into_iter()
-        .filter(|d| d.acknowledged)
-        .map(|d| d.permission)
-        .collect())
+    Ok(app.db.granted_permissions(id).await?)
 }
 
 /// Stages `pkg` as the next version of an installed plugin and activates it unless it needs
@@ -261,7 +254,6 @@ pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError>
         let source = InstallSource {
             kind: "local",
             reference: Some(dir),
-            trust_level: "untrusted",
             commit: None,
         };
         super::installer::replace_active(app, pkg, source).await?;

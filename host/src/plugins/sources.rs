@@ -152,7 +152,6 @@ pub async fn upload(
         source: InstallSource {
             kind: "upload",
             reference: name,
-            trust_level: "untrusted",
             commit: None,
         },
     })
@@ -179,7 +178,6 @@ async fn local(reference: &str) -> Result<Fetched, SourceError> {
         source: InstallSource {
             kind: "local",
             reference: Some(reference.to_string()),
-            trust_level: "untrusted",
             commit: None,
         },
     })
@@ -352,7 +350,6 @@ async fn npm(
         source: InstallSource {
             kind: "npm",
             reference: Some(format!("{name}@{version}")),
-            trust_level: "untrusted",
             commit: None,
         },
     })
@@ -563,7 +560,6 @@ async fn git(
         source: InstallSource {
             kind: "git",
             reference: Some(shown),
-            trust_level: "untrusted",
             commit: Some(commit),
         },
     })
