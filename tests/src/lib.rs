@@ -23,6 +23,16 @@ pub fn guest_package(name: &str) -> PathBuf {
     Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join(name)
 }
 
+/// The bytes of webhook fixture `platform/name` (`tests/fixtures/webhooks`, copied byte for byte
+/// from real platform deliveries; tests never read outside the repository).
+pub fn webhook_fixture(platform: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/webhooks")
+        .join(platform)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
 /// A copy of guest package `name` with its manifest changed by `edit`, in a fresh directory.
 pub fn package_with_manifest(name: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
     let src = guest_package(name);

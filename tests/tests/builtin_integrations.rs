@@ -54,11 +54,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn fixture(kind: &str, name: &str) -> Vec<u8> {
-    let path = repo_root()
-        .join("../shared/fixtures/webhooks")
-        .join(kind)
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    nitejar_tests::webhook_fixture(kind, name)
 }
 
 fn app_key() -> String {

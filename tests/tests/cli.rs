@@ -146,11 +146,7 @@ async fn plugins_instances_and_runs_from_the_cli() {
             "telegram",
             &id,
             &[("x-telegram-bot-api-secret-token", "cli-secret-1")],
-            std::fs::read(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../shared/fixtures/webhooks/telegram/group-text.json"),
-            )
-            .unwrap(),
+            nitejar_tests::webhook_fixture("telegram", "group-text.json"),
         )
         .await;
     assert_eq!(status, 202, "{v}");

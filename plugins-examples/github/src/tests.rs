@@ -1,4 +1,4 @@
-//! Native unit tests over the shared fixtures (`../shared/fixtures/webhooks/github`).
+//! Native unit tests over the repository's webhook fixtures (`tests/fixtures/webhooks/github`).
 
 use super::*;
 use nitejar_plugin_sdk::http::HttpError;
@@ -12,7 +12,7 @@ fn repo_root() -> std::path::PathBuf {
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = repo_root()
-        .join("../shared/fixtures/webhooks/github")
+        .join("tests/fixtures/webhooks/github")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

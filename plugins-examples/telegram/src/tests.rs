@@ -1,4 +1,4 @@
-//! Native unit tests over the shared fixtures (`../shared/fixtures/webhooks/telegram`).
+//! Native unit tests over the repository's webhook fixtures (`tests/fixtures/webhooks/telegram`).
 
 use super::*;
 use nitejar_plugin_sdk::testing::MockHost;
@@ -7,7 +7,7 @@ const TOKEN: &str = "123456789:AAEhBOweik9ai3Fs2yZ-test_token_x";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/webhooks/telegram")
+        .join("../../tests/fixtures/webhooks/telegram")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
