@@ -16,11 +16,11 @@
 
 use nitejar::db::Db;
 use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::ReceiptSink;
-use nitejar::runtime::bindings::exports::nitejar::plugin::hooks::{
+use nitejar::receipts::{ReceiptSink, ReceiptWriter};
+use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::{
     self, HookContext, ResponsePreDeliverDecision, ResponsePreDeliverEvent, ResponsePreDeliverPatch,
 };
-use nitejar::runtime::{Grants, HookInput, PluginRuntime, RuntimeOptions};
+use nitejar_sandbox::runtime::{Grants, PluginRuntime, RuntimeOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -92,7 +92,10 @@ fn runtime_in(dir: &Path, db: Option<Db>, receipts: ReceiptSink) -> PluginRuntim
         cache_dir: dir.join("cache"),
         files_root: dir.join("files"),
         outbound_overrides: Default::default(),
-        db,
+        kv: db.map(|d| {
+            std::sync::Arc::new(d) as std::sync::Arc<dyn nitejar_sandbox::capabilities::kv::KvStore>
+        }),
+        kv_quota: Default::default(),
         receipts,
         crash_guard: None,
     })
@@ -110,7 +113,7 @@ fn main() {
     let db = tokio_rt
         .block_on(Db::open(&dir.path().join("bench.db")))
         .unwrap();
-    let (sink, _writer) = ReceiptSink::start(db.clone());
+    let (sink, _writer) = ReceiptWriter::start(db.clone());
     let db_for_probe = db.clone();
     let runtime = runtime_in(dir.path(), Some(db), sink.clone());
     let pkg = PluginPackage::from_dir(
@@ -157,7 +160,7 @@ fn main() {
             &Grants::all_declared(&pkg.manifest),
         )
         .unwrap();
-    let input = HookInput::ResponsePreDeliver(event.clone());
+    let input = event.clone();
     let results = [
         measure("native Rust function", || {
             assert_eq!(std::hint::black_box(native_hook(&event)), expected);
@@ -181,10 +184,7 @@ fn main() {
         }),
         measure("nitejar runtime (fresh instance)", || {
             let out = runtime.call_hook(&plugin, &ctx, &input, 1_500).unwrap();
-            assert_eq!(
-                out,
-                nitejar::runtime::HookOutput::ResponsePreDeliver(expected.clone())
-            );
+            assert_eq!(out, expected);
         }),
         measure("runtime, receipts not written", || {
             quiet.call_hook(&quiet_plugin, &ctx, &input, 1_500).unwrap();

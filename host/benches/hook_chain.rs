@@ -3,7 +3,7 @@
 //!
 //! - no hooks: the same nine dispatches with an empty hook table (the run's own cost);
 //! - native: the same nine handlers as plain Rust functions, applied through the same
-//!   validation (`hooks::dispatcher::apply`);
+//!   validation (`ApplyHook::apply`);
 //! - sandboxed, per run (the product): the dispatcher with the chain test plugin registered on
 //!   all nine events; one instance per run, taken from the pool prepared ahead of demand,
 //!   deadlines, limits, validation and one receipt per handler (written by the batch writer);
@@ -17,13 +17,12 @@
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
 
 use nitejar::db::Db;
-use nitejar::hooks::dispatcher::apply;
 use nitejar::hooks::table::TableEntry;
-use nitejar::hooks::{CrashGuard, HookDispatcher, HookTable, RunScope};
+use nitejar::hooks::{ApplyHook, CrashGuard, HookDispatcher, HookTable, RunScope};
 use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::ReceiptSink;
-use nitejar::runtime::bindings::exports::nitejar::plugin::hooks as h;
-use nitejar::runtime::{Grants, HookInput, HookOutput, PluginRuntime, RuntimeOptions};
+use nitejar::receipts::ReceiptWriter;
+use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
+use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime, RuntimeOptions};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,16 +58,49 @@ fn work_item() -> h::WorkItem {
     }
 }
 
+/// The nine events of one run, each its own type.
+#[derive(Clone)]
+struct Events {
+    work_item_pre_create: h::WorkItemPreCreateEvent,
+    work_item_post_create: h::WorkItemPostCreateEvent,
+    run_pre_prompt: h::RunPrePromptEvent,
+    model_pre_call: h::ModelPreCallEvent,
+    model_post_call: h::ModelPostCallEvent,
+    tool_pre_exec: h::ToolPreExecEvent,
+    tool_post_exec: h::ToolPostExecEvent,
+    response_pre_deliver: h::ResponsePreDeliverEvent,
+    response_post_deliver: h::ResponsePostDeliverEvent,
+}
+
+/// Something done with each event of a run, in order.
+trait Visit {
+    fn event<E: ApplyHook>(&mut self, event: &E, native: fn(&E) -> E::Output);
+}
+
+impl Events {
+    fn each(&self, v: &mut impl Visit) {
+        v.event(&self.work_item_pre_create, native_pre_create);
+        v.event(&self.work_item_post_create, |_| ());
+        v.event(&self.run_pre_prompt, native_pre_prompt);
+        v.event(&self.model_pre_call, native_model_pre_call);
+        v.event(&self.model_post_call, |_| ());
+        v.event(&self.tool_pre_exec, native_tool_pre_exec);
+        v.event(&self.tool_post_exec, native_tool_post_exec);
+        v.event(&self.response_pre_deliver, native_pre_deliver);
+        v.event(&self.response_post_deliver, |_| ());
+    }
+}
+
 /// The nine events of one run, in order.
-fn events() -> Vec<HookInput> {
+fn events() -> Events {
     let wi = work_item();
     let messages = serde_json::json!([
         {"role": "system", "content": "You are helpful."},
         {"role": "user", "content": "is the deploy done?"}
     ])
     .to_string();
-    vec![
-        HookInput::WorkItemPreCreate(h::WorkItemPreCreateEvent {
+    Events {
+        work_item_pre_create: h::WorkItemPreCreateEvent {
             work_item: h::WorkItemDraft {
                 title: wi.title.clone(),
                 text: wi.text.clone(),
@@ -78,13 +110,13 @@ fn events() -> Vec<HookInput> {
             },
             integration_type: "chat".into(),
             plugin_instance_id: "inst-1".into(),
-        }),
-        HookInput::WorkItemPostCreate(h::WorkItemPostCreateEvent {
+        },
+        work_item_post_create: h::WorkItemPostCreateEvent {
             work_item: wi.clone(),
             integration_type: "chat".into(),
             plugin_instance_id: "inst-1".into(),
-        }),
-        HookInput::RunPrePrompt(h::RunPrePromptEvent {
+        },
+        run_pre_prompt: h::RunPrePromptEvent {
             system_prompt: "You are helpful.".into(),
             user_message: wi.text.clone(),
             agent: h::AgentInfo {
@@ -93,16 +125,16 @@ fn events() -> Vec<HookInput> {
                 model: "m".into(),
             },
             work_item: wi.clone(),
-        }),
-        HookInput::ModelPreCall(h::ModelPreCallEvent {
+        },
+        model_pre_call: h::ModelPreCallEvent {
             model: "m".into(),
             temperature: 0.2,
             max_tokens: 1024,
             messages,
             tools: "[]".into(),
             turn: 1,
-        }),
-        HookInput::ModelPostCall(h::ModelPostCallEvent {
+        },
+        model_post_call: h::ModelPostCallEvent {
             response: r#"{"choices":[{"message":{"content":"yes"}}]}"#.into(),
             model: "m".into(),
             turn: 1,
@@ -112,14 +144,14 @@ fn events() -> Vec<HookInput> {
                 completion_tokens: 1,
                 cost_usd: None,
             },
-        }),
-        HookInput::ToolPreExec(h::ToolPreExecEvent {
+        },
+        tool_pre_exec: h::ToolPreExecEvent {
             tool_name: "lookup".into(),
             tool_input: r#"{"q":"deploy"}"#.into(),
             tool_call_id: "call-1".into(),
             turn: 1,
-        }),
-        HookInput::ToolPostExec(h::ToolPostExecEvent {
+        },
+        tool_post_exec: h::ToolPostExecEvent {
             tool_name: "lookup".into(),
             tool_input: r#"{"q":"deploy"}"#.into(),
             tool_call_id: "call-1".into(),
@@ -129,16 +161,16 @@ fn events() -> Vec<HookInput> {
             },
             duration_ms: 1,
             turn: 1,
-        }),
-        HookInput::ResponsePreDeliver(h::ResponsePreDeliverEvent {
+        },
+        response_pre_deliver: h::ResponsePreDeliverEvent {
             content: "Yes, deployed at 12:00.".into(),
             integration_type: "chat".into(),
             plugin_instance_id: "inst-1".into(),
             work_item_id: "wi-1".into(),
             streaming: false,
             hit_limit: false,
-        }),
-        HookInput::ResponsePostDeliver(h::ResponsePostDeliverEvent {
+        },
+        response_post_deliver: h::ResponsePostDeliverEvent {
             content: "Yes, deployed at 12:00.".into(),
             delivery: h::DeliveryResult {
                 delivered: true,
@@ -148,53 +180,120 @@ fn events() -> Vec<HookInput> {
             integration_type: "chat".into(),
             plugin_instance_id: "inst-1".into(),
             work_item_id: "wi-1".into(),
-        }),
-    ]
+        },
+    }
 }
 
-/// The chain plugin's nine handlers as native Rust (same mutations, same parsing).
-fn native(event: &HookInput) -> HookOutput {
-    use h::*;
-    match event {
-        HookInput::WorkItemPreCreate(e) => HookOutput::WorkItemPreCreate(
-            WorkItemPreCreateDecision::Proceed(WorkItemPreCreatePatch {
-                title: Some(format!("{} +pre_create", e.work_item.title)),
-                payload: None,
-                session_key: None,
-            }),
-        ),
-        HookInput::RunPrePrompt(e) => HookOutput::RunPrePrompt(RunPrePromptPatch {
-            system_prompt: Some(format!("{}\n[pre_prompt]", e.system_prompt)),
-            user_message: None,
-        }),
-        HookInput::ModelPreCall(e) => {
-            let _last = serde_json::from_str::<serde_json::Value>(&e.messages)
-                .ok()
-                .and_then(|m| m.as_array().and_then(|a| a.last().cloned()))
-                .map(|m| m.to_string());
-            HookOutput::ModelPreCall(ModelPreCallDecision::Proceed(ModelPreCallPatch {
-                model: None,
-                temperature: Some(0.5),
-                max_tokens: None,
-            }))
-        }
-        HookInput::ToolPreExec(e) => {
-            let mut input: serde_json::Value = serde_json::from_str(&e.tool_input).unwrap();
-            let n = input["chain"].as_u64().unwrap_or(0);
-            input["chain"] = (n + 1).into();
-            HookOutput::ToolPreExec(ToolPreExecDecision::Proceed(ToolPreExecPatch {
-                tool_input: Some(input.to_string()),
-            }))
-        }
-        HookInput::ToolPostExec(e) => HookOutput::ToolPostExec(ToolPostExecPatch {
-            output: Some(format!("{} +post_exec", e.tool_result.output)),
-        }),
-        HookInput::ResponsePreDeliver(e) => HookOutput::ResponsePreDeliver(
-            ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
-                content: Some(format!("{} +pre_deliver", e.content)),
-            }),
-        ),
-        _ => HookOutput::Observed,
+// The chain plugin's handlers as native Rust (same mutations, same parsing).
+
+fn native_pre_create(e: &h::WorkItemPreCreateEvent) -> h::WorkItemPreCreateDecision {
+    h::WorkItemPreCreateDecision::Proceed(h::WorkItemPreCreatePatch {
+        title: Some(format!("{} +pre_create", e.work_item.title)),
+        payload: None,
+        session_key: None,
+    })
+}
+
+fn native_pre_prompt(e: &h::RunPrePromptEvent) -> h::RunPrePromptPatch {
+    h::RunPrePromptPatch {
+        system_prompt: Some(format!("{}\n[pre_prompt]", e.system_prompt)),
+        user_message: None,
+    }
+}
+
+fn native_model_pre_call(e: &h::ModelPreCallEvent) -> h::ModelPreCallDecision {
+    let _last = serde_json::from_str::<serde_json::Value>(&e.messages)
+        .ok()
+        .and_then(|m| m.as_array().and_then(|a| a.last().cloned()))
+        .map(|m| m.to_string());
+    h::ModelPreCallDecision::Proceed(h::ModelPreCallPatch {
+        model: None,
+        temperature: Some(0.5),
+        max_tokens: None,
+    })
+}
+
+fn native_tool_pre_exec(e: &h::ToolPreExecEvent) -> h::ToolPreExecDecision {
+    let mut input: serde_json::Value = serde_json::from_str(&e.tool_input).unwrap();
+    let n = input["chain"].as_u64().unwrap_or(0);
+    input["chain"] = (n + 1).into();
+    h::ToolPreExecDecision::Proceed(h::ToolPreExecPatch {
+        tool_input: Some(input.to_string()),
+    })
+}
+
+fn native_tool_post_exec(e: &h::ToolPostExecEvent) -> h::ToolPostExecPatch {
+    h::ToolPostExecPatch {
+        output: Some(format!("{} +post_exec", e.tool_result.output)),
+    }
+}
+
+fn native_pre_deliver(e: &h::ResponsePreDeliverEvent) -> h::ResponsePreDeliverDecision {
+    h::ResponsePreDeliverDecision::Proceed(h::ResponsePreDeliverPatch {
+        content: Some(format!("{} +pre_deliver", e.content)),
+    })
+}
+
+/// Dispatches each event through `table`.
+struct Dispatch<'a> {
+    dispatcher: &'a HookDispatcher,
+    table: &'a HookTable,
+    scope: &'a mut RunScope,
+}
+
+impl Visit for Dispatch<'_> {
+    fn event<E: ApplyHook>(&mut self, event: &E, _: fn(&E) -> E::Output) {
+        std::hint::black_box(
+            self.dispatcher
+                .dispatch(self.table, self.scope, event.clone()),
+        );
+    }
+}
+
+/// Applies the native handler through the same validation.
+struct Native;
+
+impl Visit for Native {
+    fn event<E: ApplyHook>(&mut self, event: &E, native: fn(&E) -> E::Output) {
+        let mut e = event.clone();
+        let out = native(&e);
+        std::hint::black_box(e.apply(out).unwrap());
+    }
+}
+
+/// Calls each handler on a fresh instance.
+struct PerCall<'a> {
+    runtime: &'a PluginRuntime,
+    plugin: &'a LoadedPlugin,
+    ctx: h::HookContext,
+}
+
+impl Visit for PerCall<'_> {
+    fn event<E: ApplyHook>(&mut self, event: &E, _: fn(&E) -> E::Output) {
+        std::hint::black_box(
+            self.runtime
+                .call_hook(self.plugin, &self.ctx, event, 1_500)
+                .unwrap(),
+        );
+    }
+}
+
+/// Checks that the sandboxed chain makes the same changes as the native one.
+struct Same<'a> {
+    dispatch: Dispatch<'a>,
+}
+
+impl Visit for Same<'_> {
+    fn event<E: ApplyHook>(&mut self, event: &E, native: fn(&E) -> E::Output) {
+        let d = self.dispatch.dispatcher.dispatch(
+            self.dispatch.table,
+            self.dispatch.scope,
+            event.clone(),
+        );
+        let mut native_ev = event.clone();
+        native_ev.apply(native(event)).unwrap();
+        assert_eq!(format!("{:?}", d.event), format!("{native_ev:?}"));
+        assert!(d.handlers.iter().all(|h| h.status == "ok"));
     }
 }
 
@@ -222,14 +321,15 @@ fn main() {
     let db = tokio_rt
         .block_on(Db::open(&dir.path().join("bench.db")))
         .unwrap();
-    let (sink, _writer) = ReceiptSink::start(db.clone());
+    let (sink, _writer) = ReceiptWriter::start(db.clone());
     let runtime = Arc::new(
         PluginRuntime::new(RuntimeOptions {
             memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
             cache_dir: dir.path().join("cache"),
             files_root: dir.path().join("files"),
             outbound_overrides: Default::default(),
-            db: Some(db),
+            kv: Some(std::sync::Arc::new(db)),
+            kv_quota: Default::default(),
             receipts: sink,
             crash_guard: None,
         })
@@ -267,28 +367,24 @@ fn main() {
     let template = events();
     // Sanity: the sandboxed chain makes the same changes as the native one.
     let mut scope = RunScope::new(ctx());
-    for ev in &template {
-        let d = dispatcher.dispatch(&table, &mut scope, ev.clone());
-        let mut native_ev = ev.clone();
-        apply(&mut native_ev, native(ev)).unwrap();
-        assert_eq!(format!("{:?}", d.event), format!("{native_ev:?}"));
-        assert!(d.handlers.iter().all(|h| h.status == "ok"));
-    }
+    template.each(&mut Same {
+        dispatch: Dispatch {
+            dispatcher: &dispatcher,
+            table: &table,
+            scope: &mut scope,
+        },
+    });
     drop(scope);
 
     let (none_med, none_p90) = measure(|| {
         let mut scope = RunScope::new(ctx());
-        for ev in &template {
-            std::hint::black_box(dispatcher.dispatch(&empty, &mut scope, ev.clone()));
-        }
+        template.each(&mut Dispatch {
+            dispatcher: &dispatcher,
+            table: &empty,
+            scope: &mut scope,
+        });
     });
-    let (native_med, native_p90) = measure(|| {
-        for ev in &template {
-            let mut e = ev.clone();
-            let out = native(&e);
-            std::hint::black_box(apply(&mut e, out).unwrap());
-        }
-    });
+    let (native_med, native_p90) = measure(|| template.each(&mut Native));
     let before = runtime.pool_stats();
     // Runs timed one by one, each marked by whether its instance came from the prepared pool.
     let mut warm_runs = Vec::new();
@@ -297,9 +393,11 @@ fn main() {
         let misses = runtime.pool_stats().1;
         let t = Instant::now();
         let mut scope = RunScope::new(ctx());
-        for ev in &template {
-            std::hint::black_box(dispatcher.dispatch(&table, &mut scope, ev.clone()));
-        }
+        template.each(&mut Dispatch {
+            dispatcher: &dispatcher,
+            table: &table,
+            scope: &mut scope,
+        });
         scope.finish(&runtime);
         let took = t.elapsed();
         if runtime.pool_stats().1 == misses {
@@ -314,11 +412,12 @@ fn main() {
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
     let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
-    let hook_ctx = ctx();
     let (call_med, call_p90) = measure(|| {
-        for ev in &template {
-            std::hint::black_box(runtime.call_hook(&plugin, &hook_ctx, ev, 1_500).unwrap());
-        }
+        template.each(&mut PerCall {
+            runtime: &runtime,
+            plugin: &plugin,
+            ctx: ctx(),
+        })
     });
     println!(
         "chain of nine hook events, one handler each ({ITERATIONS} runs, after {WARMUP} warm-up)"

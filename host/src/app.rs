@@ -13,7 +13,7 @@ use crate::db::Db;
 use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::plugins::registry::PluginRegistry;
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
-use crate::runtime::{PluginRuntime, RuntimeOptions};
+use nitejar_sandbox::runtime::{PluginRuntime, RuntimeOptions};
 use std::sync::Arc;
 
 /// Receipt plugin id for host-level events (startup summaries).
@@ -81,7 +81,7 @@ impl App {
             let _ = std::fs::remove_dir_all(entry.path());
         }
         let db = Db::open(&config.database_path).await?;
-        let (receipts, writer) = ReceiptSink::start(db.clone());
+        let (receipts, writer) = ReceiptWriter::start(db.clone());
         let secrets = SecretBox::from_config(config.encryption_key.as_deref(), &config.data_dir)?;
         let admin_token = admin_token(&config)?;
         let crash_guard = Arc::new(CrashGuard::new(
@@ -95,7 +95,8 @@ impl App {
             cache_dir: config.cache_dir.clone(),
             files_root: config.data_dir.join("plugin-files"),
             outbound_overrides: config.outbound_overrides.clone(),
-            db: Some(db.clone()),
+            kv: Some(Arc::new(db.clone())),
+            kv_quota: config.kv_quota,
             receipts: receipts.clone(),
             crash_guard: Some(crash_guard.clone()),
         })?);
@@ -168,7 +169,7 @@ impl App {
                 "startup",
                 if failed.is_empty() { "ok" } else { "error" },
             )
-            .version(crate::plugins::manifest::HOST_VERSION)
+            .version(nitejar_sandbox::manifest::HOST_VERSION)
             .duration(started.elapsed())
             .detail(serde_json::json!({
                 "bundled": bundled, "loaded": loaded, "failed": failed, "requeuedJobs": requeued,

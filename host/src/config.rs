@@ -4,32 +4,10 @@
 //! when both are set.
 
 use crate::plugins::trust::{self, TrustMode, TrustPolicy};
-use std::collections::BTreeMap;
+use nitejar_sandbox::capabilities::kv::KvQuota;
+pub use nitejar_sandbox::capabilities::network::{OutboundOverrides, OutboundTarget};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
-/// Where requests for one host name are sent instead (applied after the allowlist check).
-pub type OutboundOverrides = BTreeMap<String, OutboundTarget>;
-
-/// The destination of an outbound override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboundTarget {
-    /// Address to connect to.
-    pub addr: SocketAddr,
-    /// Speak plain HTTP to it even when the plugin asked for `https` (`host=http://ip:port`):
-    /// for local stand-ins of platform APIs, which have no certificate for the real name.
-    pub plaintext: bool,
-}
-
-impl From<SocketAddr> for OutboundTarget {
-    /// An override that keeps the request's scheme (TLS stays TLS).
-    fn from(addr: SocketAddr) -> Self {
-        OutboundTarget {
-            addr,
-            plaintext: false,
-        }
-    }
-}
 
 /// A configuration problem, reported at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +49,9 @@ pub struct Config {
     pub hook_chain_budget_ms: u64,
     /// Guest memory limit (`NITEJAR_PLUGIN_MEMORY_BYTES`).
     pub guest_memory_bytes: usize,
+    /// Every plugin's kv storage quota (`NITEJAR_PLUGIN_KV_MAX_KEYS`,
+    /// `NITEJAR_PLUGIN_KV_MAX_BYTES`).
+    pub kv_quota: KvQuota,
     /// Deadline of integration calls such as parse-webhook (`NITEJAR_INTEGRATION_TIMEOUT_MS`).
     pub integration_timeout_ms: u64,
     /// OpenAI-compatible chat-completions base URL (`NITEJAR_MODEL_BASE_URL`, else
@@ -280,6 +261,13 @@ impl Config {
                 "PLUGIN_MEMORY_BYTES",
                 crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
             )?,
+            kv_quota: KvQuota {
+                max_keys: number("PLUGIN_KV_MAX_KEYS", crate::limits::MAX_KV_KEYS_PER_PLUGIN)?,
+                max_bytes: number(
+                    "PLUGIN_KV_MAX_BYTES",
+                    crate::limits::MAX_KV_BYTES_PER_PLUGIN,
+                )?,
+            },
             integration_timeout_ms: number(
                 "INTEGRATION_TIMEOUT_MS",
                 crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
@@ -376,6 +364,7 @@ impl Config {
             hook_timeout_ms: crate::limits::DEFAULT_HOOK_TIMEOUT_MS,
             hook_chain_budget_ms: crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
             guest_memory_bytes: crate::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            kv_quota: KvQuota::default(),
             integration_timeout_ms: crate::limits::DEFAULT_INTEGRATION_TIMEOUT_MS,
             model_base_url: None,
             model_api_key: None,

@@ -16,15 +16,13 @@
 use crate::app::App;
 use crate::db::{CreateOutcome, NewWorkItem};
 use crate::hooks::RunScope;
-use crate::runtime::bindings::exports::nitejar::plugin::hooks as h;
-use crate::runtime::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
-use crate::runtime::bindings::nitejar::plugin::types::Header;
-use crate::runtime::{HookInput, PluginFailure};
+use crate::limits::MAX_WORK_ITEM_TITLE_BYTES;
+use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
+use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
+use nitejar_sandbox::bindings::nitejar::plugin::types::Header;
+use nitejar_sandbox::runtime::PluginFailure;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Longest text fields of a parsed message the host stores.
-const MAX_TITLE_BYTES: usize = 512;
 
 /// The HTTP answer to a webhook.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,7 +242,7 @@ async fn create_work_item(
     };
     let work_item_id = uuid::Uuid::now_v7().to_string();
     let job_id = uuid::Uuid::now_v7().to_string();
-    let title: String = msg.title.chars().take(MAX_TITLE_BYTES).collect();
+    let title = truncate_utf8(&msg.title, MAX_WORK_ITEM_TITLE_BYTES).to_string();
     let mut item = NewWorkItem {
         plugin_instance_id: instance_id.to_string(),
         integration_type: integration_type.to_string(),
@@ -273,7 +271,7 @@ async fn create_work_item(
         let table = app.registry.hook_table();
         let mut scope = Some(scope);
         if table.has(crate::hooks::HookName::WorkItemPreCreate) {
-            let event = HookInput::WorkItemPreCreate(h::WorkItemPreCreateEvent {
+            let event = h::WorkItemPreCreateEvent {
                 work_item: h::WorkItemDraft {
                     title: item.title.clone(),
                     text: item.text.clone(),
@@ -283,7 +281,7 @@ async fn create_work_item(
                 },
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
-            });
+            };
             let (s, d) = in_scope(&app, scope.take(), move |app, s| {
                 app.dispatcher.dispatch(&table, s, event)
             })
@@ -295,11 +293,10 @@ async fn create_work_item(
                     json!({ "ignored": true, "reason": b.reason, "blockedBy": b.plugin_id }),
                 ));
             }
-            if let HookInput::WorkItemPreCreate(e) = d.event {
-                item.title = e.work_item.title;
-                item.session_key = e.work_item.session_key;
-                item.payload_json = e.work_item.payload;
-            }
+            let e = d.event;
+            item.title = e.work_item.title;
+            item.session_key = e.work_item.session_key;
+            item.payload_json = e.work_item.payload;
         }
         let job = agent_id.as_deref().map(|a| (job_id.as_str(), a));
         let created = app
@@ -319,7 +316,7 @@ async fn create_work_item(
         let table = app.registry.hook_table();
         if table.has(crate::hooks::HookName::WorkItemPostCreate) {
             let now = crate::db::now_ms().max(0) as u64;
-            let event = HookInput::WorkItemPostCreate(h::WorkItemPostCreateEvent {
+            let event = h::WorkItemPostCreateEvent {
                 work_item: h::WorkItem {
                     id: id.clone(),
                     title: item.title.clone(),
@@ -332,7 +329,7 @@ async fn create_work_item(
                 },
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
-            });
+            };
             let (s, _) = in_scope(&app, scope.take(), move |app, s| {
                 app.dispatcher.dispatch(&table, s, event)
             })
@@ -382,4 +379,32 @@ async fn in_scope<T: Send + 'static>(
     })
     .await
     .map_err(|e| anyhow::anyhow!("hook task failed: {e}"))
+}
+
+/// The longest prefix of `s` that is at most `max_bytes` bytes and ends on a character boundary.
+fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod title_tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn titles_are_cut_in_bytes_on_a_character_boundary() {
+        assert_eq!(truncate_utf8("short", 512), "short");
+        let long = "é".repeat(400); // 800 bytes
+        let cut = truncate_utf8(&long, 512);
+        assert_eq!(cut.len(), 512);
+        assert_eq!(cut.chars().count(), 256);
+        let odd = format!("a{}", "é".repeat(300)); // a boundary falls inside a character
+        assert_eq!(truncate_utf8(&odd, 512).len(), 511);
+    }
 }

@@ -16,8 +16,8 @@
 
 use crate::app::App;
 use crate::db::InstanceRow;
-use crate::runtime::bindings::exports::nitejar::plugin::integration::Descriptor;
-use crate::runtime::{LoadedPlugin, PluginRuntime};
+use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::Descriptor;
+use nitejar_sandbox::runtime::{LoadedPlugin, PluginRuntime};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -252,7 +252,7 @@ pub async fn test_config(
             ok: s.ok,
             detail: s.detail,
         }),
-        Err(crate::runtime::PluginFailure::PluginError { code, message, .. }) => {
+        Err(nitejar_sandbox::runtime::PluginFailure::PluginError { code, message, .. }) => {
             Ok(ConnectionCheck {
                 ok: false,
                 detail: Some(format!("{code}: {message}")),
@@ -426,7 +426,9 @@ pub async fn delete(app: &App, id: &str) -> Result<(), InstanceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::exports::nitejar::plugin::integration::{Category, ResponseMode};
+    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
+        Category, ResponseMode,
+    };
 
     fn descriptor(schema: Value) -> Descriptor {
         Descriptor {

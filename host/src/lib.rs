@@ -9,7 +9,6 @@
 
 pub mod agent;
 pub mod app;
-pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod crashpoint;
@@ -22,5 +21,4 @@ pub mod instances;
 pub mod limits;
 pub mod plugins;
 pub mod receipts;
-pub mod runtime;
 pub mod skills;

@@ -1,101 +1,66 @@
 //! Every default limit of the host, in one place, with its unit in the name.
 //!
 //! Operators can override the ones exposed in [`crate::config::Config`]; the rest are
-//! deliberate constants of the sandbox.
+//! deliberate constants.
+//!
+//! The sandbox's bounds on a guest are defined in `nitejar_sandbox::limits` and re-exported here.
+
+pub use nitejar_sandbox::limits::*;
 
 /// Per-hook-handler timeout (spec §12.4), enforced by the store's epoch deadline.
 pub const DEFAULT_HOOK_TIMEOUT_MS: u64 = 1_500;
+
 /// Budget for one hook event's whole handler chain (spec §12.4).
 pub const DEFAULT_HOOK_CHAIN_BUDGET_MS: u64 = 8_000;
+
 /// Deadline for integration calls (parse-webhook, post-response, ...).
 pub const DEFAULT_INTEGRATION_TIMEOUT_MS: u64 = 10_000;
-/// Deadline for install-time calls (describe, contributions).
-pub const DEFAULT_INSPECT_TIMEOUT_MS: u64 = 2_000;
-/// How often the epoch ticker advances the engine epoch; deadlines are counted in ticks.
-pub const EPOCH_TICK_MS: u64 = 1;
 
-/// Linear memory one plugin instance may grow to.
-pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 64 << 20;
-/// Table elements one instance may have.
-pub const MAX_GUEST_TABLE_ELEMENTS: usize = 20_000;
-/// Core instances, tables and memories one component instance may create.
-pub const MAX_GUEST_INSTANCES: usize = 32;
-/// Tables one component instance may create.
-pub const MAX_GUEST_TABLES: usize = 16;
-/// Memories one component instance may create.
-pub const MAX_GUEST_MEMORIES: usize = 4;
-/// Native stack a guest may use; deep recursion traps with a stack overflow.
-pub const MAX_GUEST_STACK_BYTES: usize = 512 << 10;
-
-/// Component instances alive at once in the pooling allocator (back-pressure beyond).
-pub const POOL_TOTAL_COMPONENT_INSTANCES: u32 = 256;
-/// Linear memories alive at once in the pool.
-pub const POOL_TOTAL_MEMORIES: u32 = 512;
-/// Tables alive at once in the pool.
-pub const POOL_TOTAL_TABLES: u32 = 1_024;
-/// Core instances alive at once in the pool.
-pub const POOL_TOTAL_CORE_INSTANCES: u32 = 2_048;
-/// Bytes of each pooled linear memory kept resident (reset in place) when an instance is torn
-/// down, so the next instance in that slot does not page-fault its stack, data and first heap
-/// pages back in (each fault also costs a TLB shootdown across the host's threads).
-pub const POOL_MEMORY_KEEP_RESIDENT_BYTES: usize = 2 << 20;
-/// The same for tables.
-pub const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
-
-/// Largest data a plugin may return from one call (all strings and lists of the result).
-pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;
 /// Largest webhook body accepted (spec: request bodies size-limited); over it: 413.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 1 << 20;
+
 /// Largest admin upload (plugin packages).
 pub const MAX_UPLOAD_BYTES: usize = 50 << 20;
+
 /// Largest unpacked plugin package (archive bombs stop here).
 pub const MAX_PACKAGE_UNPACKED_BYTES: u64 = 100 << 20;
+
 /// Most entries in a plugin package archive.
 pub const MAX_PACKAGE_ENTRIES: usize = 2_000;
+
 /// Largest total size of the files a package keeps under `skills/`.
 pub const MAX_PACKAGE_FILES_BYTES: u64 = 8 << 20;
 
-/// Longest guest log line kept; longer lines are truncated.
-pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
-/// Log lines kept per plugin call; the rest are counted and dropped.
-pub const MAX_LOG_LINES_PER_CALL: u32 = 100;
-
-/// Longest key in plugin key-value storage.
-pub const MAX_KV_KEY_BYTES: usize = 256;
-/// Largest value in plugin key-value storage.
-pub const MAX_KV_VALUE_BYTES: usize = 64 << 10;
-/// Most keys returned by one `list-keys`.
-pub const MAX_KV_LIST_KEYS: u32 = 1_000;
-
-/// Outbound HTTP: time to establish a connection.
-pub const HTTP_CONNECT_TIMEOUT_MS: u64 = 5_000;
-/// Outbound HTTP: largest response body a plugin may read.
-pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
-
 /// Most receipts written in one transaction by the batch writer.
 pub const RECEIPT_BATCH_SIZE: usize = 256;
+
 /// Longest a receipt waits in the writer's buffer before its batch is written.
 pub const RECEIPT_FLUSH_INTERVAL_MS: u64 = 20;
-/// Instances of each run-serving plugin (hooks, tools) kept instantiated ahead of demand.
-pub const PREWARMED_INSTANCES: usize = 2;
+
 /// Default agent turn limit (model calls per run).
 pub const DEFAULT_MAX_TURNS: u32 = 8;
+
 /// Delivery attempts of one reply before the job fails.
 pub const DELIVERY_ATTEMPTS: u32 = 3;
+
 /// Job attempts (a restart or crash counts as one) before a job is given up.
 pub const JOB_ATTEMPTS: u32 = 3;
+
 /// Tool call deadline for plugin tools.
 pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 10_000;
+
 /// Longest text the host accepts from the model per turn.
 pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
+
 /// Agent-run workers per process.
 pub const RUN_WORKERS: usize = 4;
+
 /// Most bytes of the system-prompt section listing a run's skills.
 pub const MAX_SKILLS_PROMPT_BYTES: usize = 4096;
 
-/// Crash-loop protection: this many failures inside the window disable a plugin
-/// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).
-pub const DEFAULT_CRASH_THRESHOLD: usize = 5;
+/// Longest work item title, in bytes (UTF-8): a longer parsed title is cut at a character
+/// boundary, and a `work_item.pre_create` handler's longer title is refused.
+pub const MAX_WORK_ITEM_TITLE_BYTES: usize = 512;
 
-/// The crash-loop window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`; spec default: five minutes).
-pub const DEFAULT_CRASH_WINDOW_MS: u64 = 300_000;
+/// Longest session key or model name a hook handler may set, in bytes.
+pub const MAX_HOOK_KEY_BYTES: usize = 512;

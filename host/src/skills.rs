@@ -25,8 +25,8 @@
 use crate::app::App;
 use crate::db::{AgentRow, NewSkill, SkillRow};
 use crate::receipts::Receipt;
-use crate::runtime::LoadedPlugin;
-use crate::runtime::bindings::exports::nitejar::plugin::skills::SkillSource;
+use nitejar_sandbox::bindings::exports::nitejar::plugin::skills::SkillSource;
+use nitejar_sandbox::runtime::LoadedPlugin;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -227,7 +227,7 @@ pub async fn register_plugin(app: &App, plugin: &LoadedPlugin) -> Result<(), cra
         let id = format!("plugin:{}:{}", plugin.id(), skill.id);
         let content = match &skill.source {
             SkillSource::Inline(c) => Ok(c.clone()),
-            SkillSource::File(p) if crate::plugins::manifest::safe_relative_path(p) => {
+            SkillSource::File(p) if nitejar_sandbox::manifest::safe_relative_path(p) => {
                 match std::fs::metadata(dir.join(p)) {
                     Ok(m) if m.len() > MAX_SKILL_BYTES => {
                         Err(format!("{p} is larger than {MAX_SKILL_BYTES} bytes"))

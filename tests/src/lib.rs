@@ -45,6 +45,24 @@ pub fn package_with_manifest(name: &str, edit: impl FnOnce(&mut Value)) -> tempf
     dir
 }
 
+/// The compile cache every test host shares, as a production host shares its cache across
+/// restarts: `target/<profile>/nitejar-test-compile-cache`, beside the test binaries. Entries are
+/// keyed by component digest and engine hash and written atomically (temporary file, rename),
+/// so a component is compiled once per build instead of once per test, hosts running in
+/// parallel never see a partial file, and a rebuilt component or engine gets a new entry.
+pub fn shared_compile_cache() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/<test binary> -> target/<profile>
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binaries live in target/<profile>/deps");
+        profile_dir.join("nitejar-test-compile-cache")
+    })
+}
+
 /// A running host.
 pub struct TestHost {
     /// The application.
@@ -80,6 +98,8 @@ pub struct HostOptions {
     pub trust: Option<nitejar::plugins::trust::TrustPolicy>,
     /// npm registry URL (default: the product's).
     pub npm_registry: Option<String>,
+    /// Every plugin's kv quota (default: the product's).
+    pub kv_quota: Option<nitejar_sandbox::capabilities::kv::KvQuota>,
 }
 
 impl TestHost {
@@ -115,6 +135,10 @@ impl TestHost {
         if let Some(r) = opts.npm_registry {
             config.npm_registry = r;
         }
+        if let Some(q) = opts.kv_quota {
+            config.kv_quota = q;
+        }
+        config.cache_dir = shared_compile_cache().to_path_buf();
         if let Some(t) = opts.crash_threshold {
             config.crash_threshold = t;
         }

@@ -1,9 +1,8 @@
 //! Dispatcher semantics (WS7 §8.2) with real hook plugins: the chain test component installed
 //! under several ids with different priorities, policies and timeouts.
 
-use nitejar::hooks::{Dispatched, RunScope};
-use nitejar::runtime::HookInput;
-use nitejar::runtime::bindings::exports::nitejar::plugin::hooks as h;
+use nitejar::hooks::{ApplyHook, Dispatched, RunScope};
+use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_tests::{HostOptions, TestHost, chain_package};
 use serde_json::{Value, json};
 
@@ -32,17 +31,17 @@ fn ctx() -> h::HookContext {
     }
 }
 
-fn pre_exec(input: Value) -> HookInput {
-    HookInput::ToolPreExec(h::ToolPreExecEvent {
+fn pre_exec(input: Value) -> h::ToolPreExecEvent {
+    h::ToolPreExecEvent {
         tool_name: "lookup".into(),
         tool_input: input.to_string(),
         tool_call_id: "call-1".into(),
         turn: 1,
-    })
+    }
 }
 
-fn post_exec(input: Value) -> HookInput {
-    HookInput::ToolPostExec(h::ToolPostExecEvent {
+fn post_exec(input: Value) -> h::ToolPostExecEvent {
+    h::ToolPostExecEvent {
         tool_name: "lookup".into(),
         tool_input: input.to_string(),
         tool_call_id: "call-1".into(),
@@ -52,23 +51,20 @@ fn post_exec(input: Value) -> HookInput {
         },
         duration_ms: 1,
         turn: 1,
-    })
+    }
 }
 
-fn dispatch(host: &TestHost, event: HookInput) -> Dispatched {
+fn dispatch<E: ApplyHook>(host: &TestHost, event: E) -> Dispatched<E> {
     let table = host.app.registry.hook_table();
     let mut scope = RunScope::new(ctx());
     tokio::task::block_in_place(|| host.app.dispatcher.dispatch(&table, &mut scope, event))
 }
 
-fn tool_input(d: &Dispatched) -> Value {
-    match &d.event {
-        HookInput::ToolPreExec(e) => serde_json::from_str(&e.tool_input).unwrap(),
-        other => panic!("unexpected event {other:?}"),
-    }
+fn tool_input(d: &Dispatched<h::ToolPreExecEvent>) -> Value {
+    serde_json::from_str(&d.event.tool_input).unwrap()
 }
 
-fn statuses(d: &Dispatched) -> Vec<(&str, &str)> {
+fn statuses<E>(d: &Dispatched<E>) -> Vec<(&str, &str)> {
     d.handlers
         .iter()
         .map(|o| (o.plugin_id.as_str(), o.status))
@@ -280,10 +276,7 @@ async fn fail_closed_blocks_a_blocking_hook_and_stops_other_chains() {
     let d = dispatch(&host, post_exec(json!({ "q": "!spin:150" })));
     assert_eq!(statuses(&d), vec![("t.a-closed", "timeout")]);
     assert!(d.blocked.is_none());
-    match &d.event {
-        HookInput::ToolPostExec(e) => assert_eq!(e.tool_result.output, "out"),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(d.event.tool_result.output, "out");
     host.stop().await;
 }
 
@@ -337,10 +330,7 @@ async fn guest_state_is_shared_within_a_run_and_never_across_runs() {
     let host = start(HostOptions::default()).await;
     install_handler(&host, "t.count", json!(["tool.post_exec"])).await;
     let table = host.app.registry.hook_table();
-    let output = |d: &Dispatched| match &d.event {
-        HookInput::ToolPostExec(e) => e.tool_result.output.clone(),
-        other => panic!("unexpected event {other:?}"),
-    };
+    let output = |d: &Dispatched<h::ToolPostExecEvent>| d.event.tool_result.output.clone();
     for run in 0..40 {
         let mut scope = RunScope::new(ctx());
         let seen: Vec<String> = (0..3)

@@ -459,3 +459,138 @@ async fn key_value_storage_is_scoped_to_the_plugin() {
     );
     host.stop().await;
 }
+
+#[tokio::test]
+async fn key_value_quotas_refuse_the_write_that_would_exceed_them() {
+    use nitejar_sandbox::capabilities::kv::KvQuota;
+    let quota = KvQuota {
+        max_keys: 20,
+        max_bytes: 200_000,
+    };
+    let (host, instance) = hostile_host(
+        &[],
+        HostOptions {
+            kv_quota: Some(quota),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // Keys: the 21st new key is refused with a typed error, nothing of it is written.
+    let out = report(&host, &instance, "kv-fill", "keys").await;
+    assert!(
+        out.starts_with("ok: 20 written; HostError::LimitExceeded(")
+            && out.contains("at most 20 keys"),
+        "{out}"
+    );
+    assert_eq!(host.app.db.kv_get(PLUGIN, "fill-0020").await.unwrap(), None);
+    assert_eq!(
+        host.app.db.kv_list(PLUGIN, "", 1_000).await.unwrap().len(),
+        20
+    );
+    // Replacing a key it already has is not a new key.
+    assert_eq!(
+        report(&host, &instance, "kv", "fill-0003").await,
+        "ok: Some(\"value\")"
+    );
+    // A new key still is.
+    assert!(
+        report(&host, &instance, "kv", "fresh")
+            .await
+            .contains("LimitExceeded")
+    );
+    let hits: Vec<Value> = host
+        .receipts(PLUGIN)
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "quota_exceeded")
+        .collect();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[0]["status"], "blocked");
+    assert_eq!(detail(&hits[0])["capability"], "kv");
+    assert_eq!(detail(&hits[0])["limit"], "keys");
+    assert_eq!(detail(&hits[0])["max"], 20);
+    assert_still_serving(&host, &instance).await;
+
+    // Bytes: with the keys gone, 64 KiB values fit three times in 200,000 bytes, not four.
+    for key in host.app.db.kv_list(PLUGIN, "", 1_000).await.unwrap() {
+        host.app.db.kv_delete(PLUGIN, &key).await.unwrap();
+    }
+    let out = report(&host, &instance, "kv-fill", "bytes").await;
+    assert!(
+        out.starts_with("ok: 3 written; HostError::LimitExceeded(") && out.contains("200000 bytes"),
+        "{out}"
+    );
+    let last = host
+        .receipts(PLUGIN)
+        .await
+        .into_iter()
+        .rfind(|r| r["kind"] == "quota_exceeded")
+        .unwrap();
+    assert_eq!(detail(&last)["limit"], "bytes");
+    assert_still_serving(&host, &instance).await;
+    host.stop().await;
+}
+
+/// A name other than `localhost` that the system resolver maps only to loopback or private
+/// addresses: the machine's own host name (`/etc/hosts` maps it to 127.0.x.1 on Debian, to the
+/// container's private address under Docker and gVisor).
+async fn name_resolving_to_a_special_address() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the machine's host name")
+        .trim()
+        .to_ascii_lowercase();
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 80))
+        .await
+        .unwrap_or_else(|e| panic!("the host name {name:?} does not resolve: {e}"))
+        .collect();
+    assert!(
+        name != "localhost"
+            && !addrs.is_empty()
+            && addrs
+                .iter()
+                .all(|a| nitejar_sandbox::capabilities::network::is_special_address(a.ip())),
+        "this test needs the machine's host name ({name:?}, resolving to {addrs:?}) to resolve \
+         to loopback or private addresses only"
+    );
+    name
+}
+
+#[tokio::test]
+async fn an_allowed_name_that_resolves_to_a_private_address_is_refused() {
+    let stand_in = StandIn::start().await;
+    let port = stand_in.addr.port();
+    let name = name_resolving_to_a_special_address().await;
+    let rule = format!("http://{name}:{port}");
+    let package = nitejar_tests::package_with_manifest("hostile", |m| {
+        m["permissions"]["network"] = json!([rule.clone()]);
+    });
+    let host = TestHost::start_with(HostOptions {
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    host.install_and_enable(package.path(), &[&format!("network:{rule}")])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+
+    // The name is declared and granted, and the stand-in listens on 127.0.0.1 at that port:
+    // only the check of the resolved address stands between the plugin and it.
+    let text = report(&host, &instance, "http", &format!("http://{name}:{port}/x")).await;
+    assert_eq!(text, "err: Denied");
+    let d = denials(&host).await;
+    let last = detail(d.last().expect("a denial receipt"));
+    assert_eq!(last["capability"], "network");
+    let target = last["target"].as_str().unwrap();
+    assert!(target.starts_with(&format!("{name} -> ")), "{last}");
+    assert!(
+        last["requiredGrant"]
+            .as_str()
+            .unwrap()
+            .contains("naming the address explicitly"),
+        "{last}"
+    );
+    assert_eq!(stand_in.count(), 0, "nothing reached the private address");
+    assert_still_serving(&host, &instance).await;
+    host.stop().await;
+}

@@ -250,7 +250,11 @@ async fn uninstall_with_each_purge_option_keeps_integration_data() {
             200,
         )
         .await;
-    host.app.db.kv_set(ID, "state", b"kept?").await.unwrap();
+    host.app
+        .db
+        .kv_set_within(ID, "state", b"kept?", 10, 1 << 20)
+        .await
+        .unwrap();
     let files = host.app.config.data_dir.join("plugin-files").join(ID);
     std::fs::create_dir_all(&files).unwrap();
     let plugin_dir = host.app.config.plugins_dir.join(ID);

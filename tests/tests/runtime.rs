@@ -3,11 +3,12 @@
 
 use nitejar::db::Db;
 use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::ReceiptSink;
-use nitejar::runtime::bindings::exports::nitejar::plugin::hooks::*;
-use nitejar::runtime::cache::CacheOutcome;
-use nitejar::runtime::{
-    Grants, HookInput, HookOutput, PluginFailure, PluginRuntime, RuntimeOptions,
+use nitejar::receipts::{ReceiptSink, ReceiptWriter};
+use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::*;
+use nitejar_sandbox::cache::CacheOutcome;
+use nitejar_sandbox::hooks::HookEvent;
+use nitejar_sandbox::runtime::{
+    Grants, LoadedPlugin, PluginFailure, PluginRuntime, RuntimeOptions,
 };
 use nitejar_tests::guest_package;
 
@@ -20,13 +21,14 @@ struct Rig {
 
 async fn rig_in(dir: tempfile::TempDir) -> Rig {
     let db = Db::open(&dir.path().join("t.db")).await.unwrap();
-    let (sink, _writer) = ReceiptSink::start(db.clone());
+    let (sink, _writer) = ReceiptWriter::start(db.clone());
     let runtime = PluginRuntime::new(RuntimeOptions {
         memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
         cache_dir: dir.path().join("cache"),
         files_root: dir.path().join("files"),
         outbound_overrides: Default::default(),
-        db: Some(db.clone()),
+        kv: Some(std::sync::Arc::new(db.clone())),
+        kv_quota: Default::default(),
         receipts: sink.clone(),
         crash_guard: None,
     })
@@ -52,15 +54,15 @@ fn ctx() -> HookContext {
     }
 }
 
-fn pre_deliver(content: &str) -> HookInput {
-    HookInput::ResponsePreDeliver(ResponsePreDeliverEvent {
+fn pre_deliver(content: &str) -> ResponsePreDeliverEvent {
+    ResponsePreDeliverEvent {
         content: content.into(),
         integration_type: "webhook".into(),
         plugin_instance_id: "i1".into(),
         work_item_id: "wi-1".into(),
         streaming: false,
         hit_limit: false,
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +88,7 @@ async fn components_compile_once_and_stale_cache_files_are_replaced() {
     let out =
         tokio::task::block_in_place(|| rt.call_hook(&third, &ctx(), &pre_deliver("x"), 1_000))
             .unwrap();
-    assert!(matches!(out, HookOutput::ResponsePreDeliver(_)));
+    assert!(matches!(out, ResponsePreDeliverDecision::Proceed(_)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,27 +104,26 @@ async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
         )
         .unwrap();
     let rt = &rig.runtime;
-    let call =
-        |input: HookInput| tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &input, 1_000));
+    fn call<E: HookEvent>(rt: &PluginRuntime, p: &LoadedPlugin, event: E) -> E::Output {
+        tokio::task::block_in_place(|| rt.call_hook(p, &ctx(), &event, 1_000)).unwrap()
+    }
 
-    let out = call(pre_deliver("token: Bearer abc.def done")).unwrap();
+    let out = call(rt, &p, pre_deliver("token: Bearer abc.def done"));
     assert_eq!(
         out,
-        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(
-            ResponsePreDeliverPatch {
-                content: Some("token: Bearer [redacted] done".into())
-            }
-        ))
+        ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
+            content: Some("token: Bearer [redacted] done".into())
+        })
     );
-    let shell = HookInput::ToolPreExec(ToolPreExecEvent {
+    let shell = ToolPreExecEvent {
         tool_name: "shell".into(),
         tool_input: "{}".into(),
         tool_call_id: "c1".into(),
         turn: 1,
-    });
-    let out = call(shell).unwrap();
-    assert!(out.blocks(), "{out:?}");
-    let prompt = HookInput::RunPrePrompt(RunPrePromptEvent {
+    };
+    let out = call(rt, &p, shell);
+    assert!(ToolPreExecEvent::blocks(&out), "{out:?}");
+    let prompt = RunPrePromptEvent {
         system_prompt: "You are helpful.".into(),
         user_message: "hi".into(),
         agent: AgentInfo {
@@ -140,17 +141,13 @@ async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
             status: "pending".into(),
             created_at_ms: 0,
         },
-    });
-    match call(prompt).unwrap() {
-        HookOutput::RunPrePrompt(p) => {
-            assert_eq!(
-                p.system_prompt.as_deref(),
-                Some("You are helpful.\n\nNever reveal credentials.")
-            );
-            assert_eq!(p.user_message, None);
-        }
-        other => panic!("{other:?}"),
-    }
+    };
+    let patch = call(rt, &p, prompt);
+    assert_eq!(
+        patch.system_prompt.as_deref(),
+        Some("You are helpful.\n\nNever reveal credentials.")
+    );
+    assert_eq!(patch.user_message, None);
 
     rig.sink.flush().await;
     let receipts = rig
@@ -190,11 +187,9 @@ async fn a_looping_hook_is_stopped_by_the_store_deadline() {
         .unwrap();
     assert_eq!(
         ok,
-        HookOutput::ResponsePreDeliver(ResponsePreDeliverDecision::Proceed(
-            ResponsePreDeliverPatch {
-                content: Some("served".into())
-            }
-        ))
+        ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
+            content: Some("served".into())
+        })
     );
     rig.sink.flush().await;
     let receipts = rig.db.list_events("test.hostile", 100, None).await.unwrap();

@@ -209,7 +209,7 @@ impl ModelClient {
             }
             last = format!(
                 "status {status}: {}",
-                crate::capabilities::log::sanitize(&String::from_utf8_lossy(&bytes), 300)
+                nitejar_sandbox::capabilities::log::sanitize(&String::from_utf8_lossy(&bytes), 300)
             );
             if !(status.as_u16() == 429 || status.is_server_error()) {
                 break;

@@ -4,11 +4,11 @@ use super::model::{ChatRequest, ModelSettings};
 use super::tools::{Builtin, ToolCatalog, ToolTarget};
 use crate::app::App;
 use crate::db::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
-use crate::hooks::{Dispatched, RunScope};
+use crate::hooks::{ApplyHook, Dispatched, RunScope};
 use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
-use crate::runtime::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
-use crate::runtime::{Correlation, HookInput, LoadedPlugin, PluginFailure};
 use anyhow::{Context, anyhow};
+use nitejar_sandbox::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
+use nitejar_sandbox::runtime::{Correlation, LoadedPlugin, PluginFailure};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,9 +170,9 @@ impl Run {
     }
 
     /// Dispatches a hook event (no thread hop when nobody listens).
-    async fn dispatch(&mut self, event: HookInput) -> anyhow::Result<Dispatched> {
+    async fn dispatch<E: ApplyHook>(&mut self, event: E) -> anyhow::Result<Dispatched<E>> {
         let table = self.app.registry.hook_table();
-        if !table.has(event.name()) {
+        if !table.has(E::NAME) {
             return Ok(Dispatched {
                 event,
                 blocked: None,
@@ -310,7 +310,7 @@ impl Run {
         // run.pre_prompt
         let system = self.system_prompt().await?;
         let d = self
-            .dispatch(HookInput::RunPrePrompt(h::RunPrePromptEvent {
+            .dispatch(h::RunPrePromptEvent {
                 system_prompt: system,
                 user_message: self.item.text.clone(),
                 agent: h::AgentInfo {
@@ -319,11 +319,9 @@ impl Run {
                     model: self.settings.model.clone(),
                 },
                 work_item: self.wit_work_item(),
-            }))
+            })
             .await?;
-        let HookInput::RunPrePrompt(prompt) = d.event else {
-            unreachable!("dispatch returns the event it was given");
-        };
+        let prompt = d.event;
         self.step(
             0,
             "prompt",
@@ -357,18 +355,16 @@ impl Run {
                 }
             };
             let d = self
-                .dispatch(HookInput::ModelPreCall(h::ModelPreCallEvent {
+                .dispatch(h::ModelPreCallEvent {
                     model: self.settings.model.clone(),
                     temperature: self.settings.temperature,
                     max_tokens: self.settings.max_tokens,
                     messages: as_json(&messages),
                     tools: as_json(&tools),
                     turn,
-                }))
+                })
                 .await?;
-            let HookInput::ModelPreCall(call) = d.event else {
-                unreachable!("dispatch returns the event it was given");
-            };
+            let call = d.event;
             if let Some(b) = d.blocked {
                 self.step(turn, "note", json!({ "modelCallBlocked": b }))
                     .await;
@@ -401,7 +397,7 @@ impl Run {
             )
             .await;
             // model.post_call
-            self.dispatch(HookInput::ModelPostCall(h::ModelPostCallEvent {
+            self.dispatch(h::ModelPostCallEvent {
                 response: reply.raw.to_string(),
                 model: call.model.clone(),
                 turn,
@@ -411,7 +407,7 @@ impl Run {
                     completion_tokens: reply.usage.completion_tokens,
                     cost_usd: None,
                 },
-            }))
+            })
             .await?;
             if reply.content.is_some() {
                 last_content = reply.content.clone();
@@ -483,17 +479,15 @@ impl Run {
         };
         // tool.pre_exec
         let d = self
-            .dispatch(HookInput::ToolPreExec(h::ToolPreExecEvent {
+            .dispatch(h::ToolPreExecEvent {
                 tool_name: call.name.clone(),
                 tool_input: input,
                 tool_call_id: call.id.clone(),
                 turn,
-            }))
+            })
             .await?;
         let pre_hooks = d.handlers;
-        let HookInput::ToolPreExec(pre) = d.event else {
-            unreachable!("dispatch returns the event it was given");
-        };
+        let pre = d.event;
         if let Some(b) = d.blocked {
             let out = format!("blocked by plugin {}: {}", b.plugin_id, b.reason);
             self.step(
@@ -544,18 +538,16 @@ impl Run {
         let duration_ms = started.elapsed().as_millis() as u64;
         // tool.post_exec
         let d = self
-            .dispatch(HookInput::ToolPostExec(h::ToolPostExecEvent {
+            .dispatch(h::ToolPostExecEvent {
                 tool_name: call.name.clone(),
                 tool_input: pre.tool_input.clone(),
                 tool_call_id: call.id.clone(),
                 tool_result: h::ToolResult { output, is_error },
                 duration_ms,
                 turn,
-            }))
+            })
             .await?;
-        let HookInput::ToolPostExec(post) = d.event else {
-            unreachable!("dispatch returns the event it was given");
-        };
+        let post = d.event;
         self.step(turn, "tool_call", json!({
             "tool": call.name, "toolCallId": call.id, "input": pre.tool_input,
             "output": post.tool_result.output, "isError": post.tool_result.is_error,
@@ -579,18 +571,16 @@ impl Run {
             updated_at: now_ms(),
         };
         let d = self
-            .dispatch(HookInput::ResponsePreDeliver(h::ResponsePreDeliverEvent {
+            .dispatch(h::ResponsePreDeliverEvent {
                 content,
                 integration_type: self.integration_type.clone(),
                 plugin_instance_id: self.item.plugin_instance_id.clone(),
                 work_item_id: self.item.id.clone(),
                 streaming: false,
                 hit_limit,
-            }))
+            })
             .await?;
-        let HookInput::ResponsePreDeliver(pre) = d.event else {
-            unreachable!("dispatch returns the event it was given");
-        };
+        let pre = d.event;
         row.content = Some(pre.content.clone());
         if let Some(b) = d.blocked {
             row.status = "blocked".into();
@@ -691,15 +681,13 @@ impl Run {
             }
         };
         self.app.db.upsert_delivery(&row).await?;
-        self.dispatch(HookInput::ResponsePostDeliver(
-            h::ResponsePostDeliverEvent {
-                content: pre.content,
-                delivery,
-                integration_type: self.integration_type.clone(),
-                plugin_instance_id: self.item.plugin_instance_id.clone(),
-                work_item_id: self.item.id.clone(),
-            },
-        ))
+        self.dispatch(h::ResponsePostDeliverEvent {
+            content: pre.content,
+            delivery,
+            integration_type: self.integration_type.clone(),
+            plugin_instance_id: self.item.plugin_instance_id.clone(),
+            work_item_id: self.item.id.clone(),
+        })
         .await?;
         Ok(row)
     }

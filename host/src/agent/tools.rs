@@ -4,7 +4,7 @@
 //! plugin tool whose name is already taken is left out (with a warning), never silently
 //! replacing another.
 
-use crate::runtime::LoadedPlugin;
+use nitejar_sandbox::runtime::LoadedPlugin;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

@@ -2,6 +2,8 @@
 //!
 //! SQLite (WAL) via sqlx is the embedded default; migrations in `migrations/` run at open.
 
+use futures::future::BoxFuture;
+use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
@@ -27,6 +29,15 @@ pub enum DbError {
     /// The database directory could not be created.
     #[error("cannot create the database directory: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Which kv quota refused a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvQuotaHit {
+    /// Too many keys.
+    Keys,
+    /// Too many bytes.
+    Bytes,
 }
 
 /// Result alias for database calls.
@@ -505,19 +516,52 @@ impl Db {
         )
     }
 
-    /// Sets a plugin's kv value.
-    pub async fn kv_set(&self, plugin_id: &str, key: &str, value: &[u8]) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT(plugin_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    /// Sets a plugin's kv value unless the plugin would then hold more than `max_keys` keys or
+    /// `max_bytes` bytes (keys and values; a replaced value counts once, at its new size). The
+    /// check and the write are one statement, so concurrent sets cannot overshoot together.
+    /// Returns `Ok(None)` when written, `Ok(Some(quota))` naming the quota that refused it.
+    pub async fn kv_set_within(
+        &self,
+        plugin_id: &str,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+        max_bytes: u64,
+    ) -> DbResult<Option<KvQuotaHit>> {
+        let size = (key.len() + value.len()) as i64;
+        let written = sqlx::query(
+            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at)
+             SELECT ?1, ?2, ?3, ?4
+             WHERE (SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) < ?5
+               AND (SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0)
+                    FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) + ?6 <= ?7
+             ON CONFLICT(plugin_id, key) DO UPDATE
+               SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(plugin_id)
         .bind(key)
         .bind(value)
         .bind(now_ms())
+        .bind(max_keys as i64)
+        .bind(size)
+        .bind(max_bytes as i64)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        if written > 0 {
+            return Ok(None);
+        }
+        let (keys,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ? AND key <> ?")
+                .bind(plugin_id)
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(if keys as u64 >= max_keys {
+            KvQuotaHit::Keys
+        } else {
+            KvQuotaHit::Bytes
+        }))
     }
 
     /// Deletes a plugin's kv key; returns whether it existed.
@@ -752,4 +796,65 @@ impl Db {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// The database as the sandbox's kv store: every call scoped to the plugin id the sandbox
+/// passes, quotas checked in the same statement as the write.
+impl nitejar_sandbox::capabilities::kv::KvStore for Db {
+    fn get<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, KvStoreError>> {
+        Box::pin(async move { self.kv_get(plugin_id, key).await.map_err(kv_storage) })
+    }
+
+    fn set<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+        value: &'a [u8],
+        quota: KvQuota,
+    ) -> BoxFuture<'a, Result<(), KvStoreError>> {
+        Box::pin(async move {
+            match self
+                .kv_set_within(plugin_id, key, value, quota.max_keys, quota.max_bytes)
+                .await
+                .map_err(kv_storage)?
+            {
+                None => Ok(()),
+                Some(KvQuotaHit::Keys) => Err(KvStoreError::TooManyKeys {
+                    max: quota.max_keys,
+                }),
+                Some(KvQuotaHit::Bytes) => Err(KvStoreError::TooManyBytes {
+                    max: quota.max_bytes,
+                }),
+            }
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, KvStoreError>> {
+        Box::pin(async move { self.kv_delete(plugin_id, key).await.map_err(kv_storage) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        prefix: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, KvStoreError>> {
+        Box::pin(async move {
+            self.kv_list(plugin_id, prefix, limit)
+                .await
+                .map_err(kv_storage)
+        })
+    }
+}
+
+fn kv_storage(e: DbError) -> KvStoreError {
+    KvStoreError::Storage(e.to_string())
 }

@@ -8,7 +8,7 @@
 //! Order: priority descending, then plugin id (byte order), then registration order.
 
 use super::{FailPolicy, HookName};
-use crate::runtime::LoadedPlugin;
+use nitejar_sandbox::runtime::LoadedPlugin;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -26,11 +26,29 @@ pub struct HookOverride {
     pub enabled: Option<bool>,
 }
 
+/// What the table and the dispatcher need of a handler's plugin: the loaded plugin version in
+/// production, a stand-in in unit tests of the chain rules.
+pub trait HandlerPlugin {
+    /// Plugin id.
+    fn id(&self) -> &str;
+    /// Plugin version.
+    fn version(&self) -> &str;
+}
+
+impl HandlerPlugin for Arc<LoadedPlugin> {
+    fn id(&self) -> &str {
+        LoadedPlugin::id(self)
+    }
+    fn version(&self) -> &str {
+        LoadedPlugin::version(self)
+    }
+}
+
 /// One registered handler.
 #[derive(Clone)]
-pub struct Handler {
+pub struct Handler<P = Arc<LoadedPlugin>> {
     /// The plugin version that handles the event.
-    pub plugin: Arc<LoadedPlugin>,
+    pub plugin: P,
     /// The event.
     pub event: HookName,
     /// Priority (higher runs first).
@@ -43,7 +61,7 @@ pub struct Handler {
     pub seq: u64,
 }
 
-impl std::fmt::Debug for Handler {
+impl<P: HandlerPlugin> std::fmt::Debug for Handler<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("plugin", &self.plugin.id())
@@ -53,6 +71,17 @@ impl std::fmt::Debug for Handler {
             .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
+}
+
+/// Sorts handlers into dispatch order: priority descending, then plugin id (byte order), then
+/// registration order.
+pub fn dispatch_order<P: HandlerPlugin>(list: &mut [Handler<P>]) {
+    list.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.plugin.id().as_bytes().cmp(b.plugin.id().as_bytes()))
+            .then_with(|| a.seq.cmp(&b.seq))
+    });
 }
 
 /// The registered handlers of every event, each list in dispatch order.
@@ -110,12 +139,7 @@ impl HookTable {
             }
         }
         for list in &mut table.by_event {
-            list.sort_by(|a, b| {
-                b.priority
-                    .cmp(&a.priority)
-                    .then_with(|| a.plugin.id().as_bytes().cmp(b.plugin.id().as_bytes()))
-                    .then_with(|| a.seq.cmp(&b.seq))
-            });
+            dispatch_order(list);
         }
         table
     }

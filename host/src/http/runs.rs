@@ -301,7 +301,7 @@ pub async fn set_hook_override(
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
-    let manifest = crate::plugins::manifest::Manifest::parse(row.manifest_json.as_bytes())
+    let manifest = nitejar_sandbox::manifest::Manifest::parse(row.manifest_json.as_bytes())
         .map_err(ApiError::internal)?;
     let declared = manifest
         .hook_registrations()

@@ -3,10 +3,10 @@
 //! and activation already re-materialize missing files from the stored artifact).
 
 use super::installer::{CHECKSUM_FILE, version_dir};
-use super::manifest::Manifest;
 use super::package::sha256_hex;
 use crate::app::App;
 use crate::db::PluginRow;
+use nitejar_sandbox::manifest::Manifest;
 use serde_json::{Value, json};
 
 /// One finding: what is wrong and what to do.

@@ -8,12 +8,12 @@
 //! checksum the install is refused (versions are immutable: bump the version), except for
 //! built-ins, whose content comes with the binary and replaces the directory.
 
-use super::manifest::MANIFEST_FILE;
 use super::package::PluginPackage;
 use crate::app::App;
 use crate::db::InstallRecord;
 use crate::receipts::Receipt;
-use crate::runtime::{Grants, LoadError};
+use nitejar_sandbox::manifest::MANIFEST_FILE;
+use nitejar_sandbox::runtime::{Grants, LoadError};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -314,7 +314,7 @@ fn write_version_files(staging: &Path, pkg: &PluginPackage) -> std::io::Result<(
     }
     for (rel, data) in &pkg.files {
         // Paths were read from a directory walk under `skills/`; check again before writing.
-        if !super::manifest::safe_relative_path(rel) {
+        if !nitejar_sandbox::manifest::safe_relative_path(rel) {
             continue;
         }
         let path = staging.join(rel);
@@ -357,7 +357,7 @@ pub async fn read_verified_component(
     app: &App,
     id: &str,
     version: &str,
-    manifest: &super::manifest::Manifest,
+    manifest: &nitejar_sandbox::manifest::Manifest,
     checksum: &str,
 ) -> Result<Vec<u8>, String> {
     let dir = version_dir(&app.config.plugins_dir, id, version);
@@ -428,7 +428,7 @@ pub async fn preview(
         Some(row) => {
             let granted = app.db.granted_permissions(&m.id).await?;
             let old: std::collections::BTreeSet<String> =
-                super::manifest::Manifest::parse(row.manifest_json.as_bytes())
+                nitejar_sandbox::manifest::Manifest::parse(row.manifest_json.as_bytes())
                     .map(|m| m.disclosures().into_iter().collect())
                     .unwrap_or_default();
             let new: std::collections::BTreeSet<String> = declared.iter().cloned().collect();
@@ -500,7 +500,7 @@ pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
     }
     let plugins = app.db.list_plugins().await?;
     for row in &plugins {
-        if let Ok(m) = super::manifest::Manifest::parse(row.manifest_json.as_bytes()) {
+        if let Ok(m) = nitejar_sandbox::manifest::Manifest::parse(row.manifest_json.as_bytes()) {
             app.db.ensure_disclosures(&row.id, &m.disclosures()).await?;
         }
     }

@@ -19,11 +19,11 @@
 //!   values, file areas). Receipts, integration instances, work items and runs are never touched.
 
 use super::installer::{InstallError, InstallSource, set_current, stage};
-use super::manifest::Manifest;
 use super::package::PluginPackage;
 use crate::app::App;
 use crate::db::{Purge, VersionRow};
 use crate::receipts::Receipt;
+use nitejar_sandbox::manifest::Manifest;
 use std::collections::BTreeSet;
 use std::time::Instant;
 

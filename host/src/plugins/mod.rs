@@ -1,10 +1,9 @@
-//! Plugins: manifests, packages, installation, bundled plugins and the registry of loaded ones.
+//! Plugins: packages, installation, bundled plugins and the registry of loaded ones.
 
 pub mod bundled;
 pub mod doctor;
 pub mod installer;
 pub mod lifecycle;
-pub mod manifest;
 pub mod package;
 pub mod registry;
 pub mod sources;

@@ -9,9 +9,8 @@
 //! [`MAX_PACKAGE_ENTRIES`] entries and [`MAX_PACKAGE_UNPACKED_BYTES`] in total. Nothing in a
 //! package is ever executed on the host (there are no install scripts).
 
-use super::manifest::{MANIFEST_FILE, Manifest, ManifestError, safe_relative_path};
 use crate::limits::{MAX_PACKAGE_ENTRIES, MAX_PACKAGE_UNPACKED_BYTES};
-use sha2::{Digest, Sha256};
+use nitejar_sandbox::manifest::{MANIFEST_FILE, Manifest, ManifestError, safe_relative_path};
 use std::io::Read;
 use std::path::Path;
 
@@ -97,9 +96,7 @@ fn package_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PackageError> {
 }
 
 /// Hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use nitejar_sandbox::cache::sha256_hex;
 
 fn invalid<T>(msg: impl Into<String>) -> Result<T, PackageError> {
     Err(PackageError::Invalid(msg.into()))

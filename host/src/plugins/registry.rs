@@ -6,11 +6,11 @@
 //! unregistered on disable/uninstall.
 
 use super::installer::read_verified_component;
-use super::manifest::Manifest;
 use crate::app::App;
 use crate::hooks::{HookName, HookOverride, HookTable, table::TableEntry};
 use crate::receipts::Receipt;
-use crate::runtime::{Grants, LoadedPlugin};
+use nitejar_sandbox::manifest::Manifest;
+use nitejar_sandbox::runtime::{Grants, LoadedPlugin};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -15,12 +15,12 @@
 //!   mode is `self_host_open` (a build runs the project's build scripts on the host).
 
 use super::installer::InstallSource;
-use super::manifest::MANIFEST_FILE;
 use super::package::{PackageError, PluginPackage};
 use crate::app::App;
 use crate::limits::MAX_UPLOAD_BYTES;
 use crate::plugins::trust::TrustMode;
 use base64::Engine as _;
+use nitejar_sandbox::manifest::MANIFEST_FILE;
 use serde::Deserialize;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -531,7 +531,7 @@ async fn git(
     .await?;
     let dir = match options.path.as_deref().filter(|p| !p.is_empty()) {
         None => checkout.clone(),
-        Some(p) if super::manifest::safe_relative_path(p) => checkout.join(p),
+        Some(p) if nitejar_sandbox::manifest::safe_relative_path(p) => checkout.join(p),
         Some(p) => {
             return Err(SourceError::BadRequest(format!(
                 "path {p:?} must be a relative path inside the repository"
@@ -569,7 +569,7 @@ async fn git(
 /// project (only in `self_host_open`, with the toolchain and target present).
 async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), SourceError> {
     let text = std::fs::read(dir.join(MANIFEST_FILE)).map_err(PackageError::Io)?;
-    let manifest = super::manifest::Manifest::parse(&text).map_err(PackageError::from)?;
+    let manifest = nitejar_sandbox::manifest::Manifest::parse(&text).map_err(PackageError::from)?;
     let entry = dir.join(manifest.entry.trim_start_matches("./"));
     if entry.exists() {
         return Ok(());

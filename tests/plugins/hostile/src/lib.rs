@@ -15,6 +15,7 @@
 //! | `fs-read` / `fs-write` | reads / writes path `target` |
 //! | `log-flood` | writes 5000 log lines with control characters |
 //! | `kv` | writes then reads key `target` |
+//! | `kv-fill` | writes new keys (1-byte values, or 64 KiB values if `target` is `bytes`) until refused |
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
 //!
@@ -101,6 +102,19 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
                 "{:?}",
                 v.map(|b| String::from_utf8_lossy(&b).into_owned())
             ))
+        }
+        "kv-fill" => {
+            let value = if target == "bytes" {
+                vec![7u8; 64 << 10]
+            } else {
+                vec![1u8]
+            };
+            for i in 0..1_000 {
+                if let Err(e) = kv::set(&format!("fill-{i:04}"), &value) {
+                    return Ok(format!("{i} written; {e:?}"));
+                }
+            }
+            Ok("1000 written".into())
         }
         "tcp" => std::net::TcpStream::connect(target)
             .map(|_| "connected".into())

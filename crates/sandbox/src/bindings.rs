@@ -7,7 +7,7 @@
 #[allow(missing_docs)]
 pub mod v0_1_0 {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../../wit/v0.1.0",
         world: "plugin",
         additional_derives: [PartialEq],
     });

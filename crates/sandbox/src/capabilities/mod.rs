@@ -103,9 +103,9 @@ impl CallContext {
     }
 }
 
-impl From<&Denial> for crate::runtime::bindings::nitejar::plugin::types::HostError {
+impl From<&Denial> for crate::bindings::nitejar::plugin::types::HostError {
     fn from(d: &Denial) -> Self {
-        Self::Denied(crate::runtime::bindings::nitejar::plugin::types::Denial {
+        Self::Denied(crate::bindings::nitejar::plugin::types::Denial {
             capability: d.capability.to_string(),
             target: d.target.clone(),
             required_grant: d.required_grant.clone(),

@@ -1,6 +1,6 @@
 //! Classified plugin failures: every way a call can fail, as data (never a host panic or 500).
 
-use super::store::LimitHit;
+use crate::store::LimitHit;
 use serde::Serialize;
 
 /// Why a plugin call failed.

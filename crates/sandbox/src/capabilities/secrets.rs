@@ -5,8 +5,8 @@
 //! values ever enter a store.
 
 use super::Denial;
-use crate::runtime::bindings::nitejar::plugin::{secrets, types::HostError};
-use crate::runtime::store::HostState;
+use crate::bindings::nitejar::plugin::{secrets, types::HostError};
+use crate::store::HostState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Lower-case hex SHA-256 of `bytes` (the digest components are cached and checked under).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The cache of one engine.
 pub struct ComponentCache {
     dir: PathBuf,

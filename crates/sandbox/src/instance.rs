@@ -8,23 +8,23 @@
 //! each plugin that serves runs ready on a background thread: a run takes one and a replacement
 //! is made off the hot path.
 
-use super::failure::PluginFailure;
-use super::output::OutputSize;
-use super::store::{Capabilities, GuestLimiter, HostState};
-use super::{CallSpec, Finished, LoadedPlugin, engine};
+use crate::bindings::exports::nitejar::plugin::hooks::{
+    Guest as HooksGuest, GuestIndices as HooksIndices,
+};
+use crate::bindings::nitejar::plugin::types::PluginError as WitPluginError;
 use crate::capabilities::kv::KvAccess;
 use crate::capabilities::log::LogState;
 use crate::capabilities::network::{NetworkGuard, refuse_raw_sockets};
 use crate::capabilities::secrets::SecretsAccess;
 use crate::capabilities::{CallContext, CallScope};
-use crate::db::Db;
+use crate::engine;
+use crate::failure::PluginFailure;
 use crate::hooks::HookName;
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
+use crate::output::OutputSize;
 use crate::receipts::ReceiptSink;
-use crate::runtime::bindings::exports::nitejar::plugin::hooks::{
-    Guest as HooksGuest, GuestIndices as HooksIndices,
-};
-use crate::runtime::bindings::nitejar::plugin::types::PluginError as WitPluginError;
+use crate::runtime::{CallSpec, Finished, LoadedPlugin};
+use crate::store::{Capabilities, GuestLimiter, HostState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
@@ -72,7 +72,8 @@ impl Warm {
 /// What building a store needs; shared with the prewarm thread.
 pub(crate) struct StoreFactory {
     pub(crate) memory_bytes: usize,
-    pub(crate) db: Option<Db>,
+    pub(crate) kv: Option<Arc<dyn crate::capabilities::kv::KvStore>>,
+    pub(crate) kv_quota: crate::capabilities::kv::KvQuota,
     pub(crate) receipts: ReceiptSink,
     pub(crate) handle: Option<tokio::runtime::Handle>,
 }
@@ -114,7 +115,8 @@ impl StoreFactory {
                     policy: plugin.secrets.clone(),
                 },
                 kv: KvAccess {
-                    db: self.db.clone(),
+                    store: self.kv.clone(),
+                    quota: self.kv_quota,
                     handle: self.handle.clone(),
                 },
                 log: LogState::default(),

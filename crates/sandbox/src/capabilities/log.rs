@@ -5,9 +5,9 @@
 //! characters are escaped so a plugin cannot forge log lines or terminal sequences. Lines go to
 //! tracing (target `plugin`) and into the call's receipt (`detail.logs`).
 
+use crate::bindings::nitejar::plugin::log::{self, Level};
 use crate::limits::{MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_CALL};
-use crate::runtime::bindings::nitejar::plugin::log::{self, Level};
-use crate::runtime::store::HostState;
+use crate::store::HostState;
 
 /// Log lines collected during one call.
 #[derive(Debug, Default)]

@@ -16,13 +16,38 @@
 //!   blocked in a host call is not interrupted by the epoch deadline.
 
 use super::{CallContext, Denial};
-use crate::config::OutboundOverrides;
+
 use crate::limits::{HTTP_CONNECT_TIMEOUT_MS, MAX_HTTP_RESPONSE_BYTES};
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Where requests for one host name are sent instead (applied after the allowlist check).
+pub type OutboundOverrides = BTreeMap<String, OutboundTarget>;
+
+/// The destination of an outbound override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundTarget {
+    /// Address to connect to.
+    pub addr: SocketAddr,
+    /// Speak plain HTTP to it even when the plugin asked for `https` (`host=http://ip:port`):
+    /// for local stand-ins of platform APIs, which have no certificate for the real name.
+    pub plaintext: bool,
+}
+
+impl From<SocketAddr> for OutboundTarget {
+    /// An override that keeps the request's scheme (TLS stays TLS).
+    fn from(addr: SocketAddr) -> Self {
+        OutboundTarget {
+            addr,
+            plaintext: false,
+        }
+    }
+}
 
 /// Host part of a rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,7 +319,7 @@ const IP_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
 /// Replaces `wasi:sockets/ip-name-lookup.resolve-addresses` with a refusal that writes a
 /// receipt: the host resolves names itself for allowed HTTP requests, plugins never do.
 pub fn link_name_lookup_refusal(
-    linker: &mut wasmtime::component::Linker<crate::runtime::store::HostState>,
+    linker: &mut wasmtime::component::Linker<crate::store::HostState>,
 ) -> wasmtime::Result<()> {
     use wasmtime::component::{Resource, ResourceAny};
     use wasmtime_wasi::p2::Network;
@@ -302,7 +327,7 @@ pub fn link_name_lookup_refusal(
     linker.allow_shadowing(true);
     linker.instance(IP_NAME_LOOKUP)?.func_wrap(
         "resolve-addresses",
-        |store: wasmtime::StoreContextMut<'_, crate::runtime::store::HostState>,
+        |store: wasmtime::StoreContextMut<'_, crate::store::HostState>,
          (_network, name): (Resource<Network>, String)|
          -> wasmtime::Result<(Result<ResourceAny, ErrorCode>,)> {
             store.data().caps.ctx.deny(&Denial {
@@ -450,9 +475,9 @@ async fn send(
         let tls = tls_connector();
         let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
         let stream = tls.connect(name, tcp).await.map_err(HttpError::Tls)?;
-        handshake_and_send(hyper_util_io(stream), request).await?
+        handshake_and_send(TokioIo::new(stream), request).await?
     } else {
-        handshake_and_send(hyper_util_io(tcp), request).await?
+        handshake_and_send(TokioIo::new(tcp), request).await?
     };
     Ok(response.map(|body| {
         http_body_util::Limited::new(body, MAX_HTTP_RESPONSE_BYTES)
@@ -465,10 +490,6 @@ async fn send(
             })
             .boxed_unsync()
     }))
-}
-
-fn hyper_util_io<S>(stream: S) -> TokioIo<S> {
-    TokioIo(stream)
 }
 
 async fn handshake_and_send<S>(
@@ -503,51 +524,6 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
         )
     });
     tokio_rustls::TlsConnector::from(config.clone())
-}
-
-/// Adapts a tokio stream to hyper's IO traits.
-struct TokioIo<S>(S);
-
-impl<S: tokio::io::AsyncRead + Unpin> hyper::rt::Read for TokioIo<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        // SAFETY: the uninitialized bytes are only written by tokio's ReadBuf, and `advance` is
-        // called with exactly the number of bytes it filled.
-        let n = unsafe {
-            let mut tbuf = tokio::io::ReadBuf::uninit(buf.as_mut());
-            match tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.0), cx, &mut tbuf) {
-                std::task::Poll::Ready(Ok(())) => tbuf.filled().len(),
-                other => return other,
-            }
-        };
-        unsafe { buf.advance(n) };
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> hyper::rt::Write for TokioIo<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        tokio::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut self.0), cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.0), cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.0), cx)
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! How many bytes a plugin returned: the host caps data crossing the boundary per call
 //! ([`crate::limits::MAX_GUEST_OUTPUT_BYTES`]).
 
-use super::bindings::exports::nitejar::plugin::{
+use crate::bindings::exports::nitejar::plugin::{
     hooks as h, integration as i, metadata as m, skills as sk, tools as t,
 };
-use super::bindings::nitejar::plugin::types::{Header, HookName};
+use crate::bindings::nitejar::plugin::types::{Header, HookName};
 
 /// Bytes of strings and lists a value carries (fixed-size fields count as zero).
 pub trait OutputSize {
@@ -187,18 +187,3 @@ decision_size!(
     ToolPreExecDecision,
     ResponsePreDeliverDecision
 );
-
-impl OutputSize for super::HookOutput {
-    fn output_bytes(&self) -> usize {
-        use super::HookOutput as O;
-        match self {
-            O::Observed => 0,
-            O::WorkItemPreCreate(d) => d.output_bytes(),
-            O::RunPrePrompt(p) => p.output_bytes(),
-            O::ModelPreCall(d) => d.output_bytes(),
-            O::ToolPreExec(d) => d.output_bytes(),
-            O::ToolPostExec(p) => p.output_bytes(),
-            O::ResponsePreDeliver(d) => d.output_bytes(),
-        }
-    }
-}

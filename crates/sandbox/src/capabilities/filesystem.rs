@@ -15,7 +15,7 @@
 //! `permission_denied` receipt; the guest still gets the usual WASI error code.
 
 use super::Denial;
-use crate::runtime::store::HostState;
+use crate::store::HostState;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};

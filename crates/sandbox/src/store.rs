@@ -1,7 +1,8 @@
 //! Per-call store state: WASI context, capabilities, and the resource limiter.
 //!
-//! A fresh [`HostState`] (and store) is built for every call and dropped after it, so no guest
-//! state crosses calls.
+//! A [`HostState`] (and its store) is built for every instance and dropped with it: one per
+//! integration or load-time call, one per plugin per agent run (see [`crate::instance`]), so no
+//! guest state crosses runs.
 
 use crate::capabilities::CallContext;
 use crate::capabilities::kv::KvAccess;
@@ -58,7 +59,7 @@ impl WasiHttpView for HostState {
     }
 }
 
-impl crate::runtime::bindings::nitejar::plugin::types::Host for HostState {}
+impl crate::bindings::nitejar::plugin::types::Host for HostState {}
 
 /// A resource limit the guest hit; carried as the trap's error so failures are classified.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

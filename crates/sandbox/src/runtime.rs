@@ -1,39 +1,36 @@
-//! The sandboxed plugin runtime: one engine, components compiled once and cached, a fresh
-//! bounded store for every call.
+//! The sandboxed plugin runtime: one engine, components compiled once per digest and cached,
+//! and the bounded instances every call runs in.
 //!
-//! Every call gets a new store with an epoch deadline, a memory/table limiter, no environment,
-//! no inherited stdio, only the granted preopens, and capability state built from the plugin's
-//! policies. A trap, timeout or limit hit becomes a classified [`PluginFailure`] with a receipt;
-//! the engine and every other plugin keep serving.
-
-pub mod bindings;
-pub mod cache;
-pub mod engine;
-pub mod failure;
-pub mod instance;
-pub mod output;
-pub mod store;
+//! Integration and load-time calls (parse-webhook, validate-config, test-connection, describe)
+//! each get a fresh instance in a fresh store, dropped after the call. An agent run takes one
+//! instance per plugin ([`PluginRuntime::checkout`], usually prepared ahead of demand) for all
+//! its hook, tool and delivery calls, and retires it at the end of the run: guest state is
+//! shared within a run and never across runs. Every store has an epoch deadline (reset per
+//! call), a memory/table limiter, no environment, no inherited stdio, only the granted
+//! preopens, and capability state built from the plugin's policies. A trap, timeout or limit
+//! hit becomes a classified [`PluginFailure`] with a receipt (and poisons the instance); the
+//! engine and every other plugin keep serving.
 
 use crate::capabilities::filesystem::FilesystemPolicy;
+use crate::capabilities::kv::{KvQuota, KvStore};
 use crate::capabilities::log::LogState;
-use crate::capabilities::network::{NetworkPolicy, NetworkRule};
+use crate::capabilities::network::{NetworkPolicy, NetworkRule, OutboundOverrides};
 use crate::capabilities::secrets::{SecretsPolicy, policy_for};
-use crate::config::OutboundOverrides;
-use crate::db::Db;
-use crate::hooks::HookName;
+
+use crate::bindings::exports::nitejar::plugin::{hooks, integration, metadata, skills, tools};
+use crate::bindings::nitejar::plugin::types::PluginError as WitPluginError;
+pub use crate::failure::PluginFailure;
+use crate::hooks::{HookEvent, HookName};
+use crate::instance::{Prewarmer, StoreFactory, Warm, invoke};
 use crate::limits::DEFAULT_INSPECT_TIMEOUT_MS;
-use crate::plugins::manifest::Manifest;
+use crate::manifest::Manifest;
+use crate::output::OutputSize;
 use crate::receipts::{Receipt, ReceiptSink};
-use bindings::exports::nitejar::plugin::{hooks, integration, metadata, skills, tools};
-use bindings::nitejar::plugin::types::PluginError as WitPluginError;
-pub use failure::PluginFailure;
-use instance::{Prewarmer, StoreFactory, Warm, invoke};
-use output::OutputSize;
+use crate::store::HostState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store::HostState;
 use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
@@ -90,12 +87,12 @@ pub struct Contributions {
 }
 
 /// Export lookups resolved once per component.
-struct ExportIndices {
-    metadata: Option<metadata::GuestIndices>,
-    integration: Option<integration::GuestIndices>,
-    hooks: Option<hooks::GuestIndices>,
-    tools: Option<tools::GuestIndices>,
-    skills: Option<skills::GuestIndices>,
+pub(crate) struct ExportIndices {
+    pub(crate) metadata: Option<metadata::GuestIndices>,
+    pub(crate) integration: Option<integration::GuestIndices>,
+    pub(crate) hooks: Option<hooks::GuestIndices>,
+    pub(crate) tools: Option<tools::GuestIndices>,
+    pub(crate) skills: Option<skills::GuestIndices>,
 }
 
 /// A compiled, validated plugin version ready to be called.
@@ -115,14 +112,14 @@ pub struct LoadedPlugin {
     /// Skills the component contributes (from `skills.list-skills`).
     pub skills: Vec<skills::Skill>,
     /// Whether the component came from the compile cache.
-    pub cache: cache::CacheOutcome,
-    id: Arc<str>,
-    version: Arc<str>,
-    pre: InstancePre<HostState>,
-    exports: ExportIndices,
-    network: Arc<NetworkPolicy>,
-    secrets: Arc<SecretsPolicy>,
-    filesystem: FilesystemPolicy,
+    pub cache: crate::cache::CacheOutcome,
+    pub(crate) id: Arc<str>,
+    pub(crate) version: Arc<str>,
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) exports: ExportIndices,
+    pub(crate) network: Arc<NetworkPolicy>,
+    pub(crate) secrets: Arc<SecretsPolicy>,
+    pub(crate) filesystem: FilesystemPolicy,
     pool: Mutex<Vec<Warm>>,
 }
 
@@ -139,10 +136,10 @@ impl LoadedPlugin {
     pub fn serves_runs(&self) -> bool {
         !self.contributions.hooks.is_empty() || !self.tools.is_empty()
     }
-    fn pool_len(&self) -> usize {
+    pub(crate) fn pool_len(&self) -> usize {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
     }
-    fn pool_put(&self, warm: Warm) {
+    pub(crate) fn pool_put(&self, warm: Warm) {
         if let Ok(mut p) = self.pool.lock() {
             p.push(warm);
         }
@@ -186,21 +183,23 @@ pub struct RuntimeOptions {
     pub files_root: PathBuf,
     /// Operator outbound overrides.
     pub outbound_overrides: OutboundOverrides,
-    /// Database for the kv capability.
-    pub db: Option<Db>,
+    /// Where the kv capability stores values (none: kv calls answer `unavailable`).
+    pub kv: Option<Arc<dyn KvStore>>,
+    /// Every plugin's kv quota.
+    pub kv_quota: KvQuota,
     /// Receipt sink.
     pub receipts: ReceiptSink,
     /// Crash-loop protection: crashes of non-hook calls are counted here, and no call is made
     /// to a plugin it tripped on.
-    pub crash_guard: Option<Arc<crate::hooks::CrashGuard>>,
+    pub crash_guard: Option<Arc<crate::crash_guard::CrashGuard>>,
 }
 
 /// The plugin runtime (one per process).
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
-    cache: cache::ComponentCache,
-    _ticker: engine::EpochTicker,
+    cache: crate::cache::ComponentCache,
+    _ticker: crate::engine::EpochTicker,
     files_root: PathBuf,
     overrides: OutboundOverrides,
     receipts: ReceiptSink,
@@ -208,7 +207,7 @@ pub struct PluginRuntime {
     prewarmer: Prewarmer,
     pool_hits: std::sync::atomic::AtomicU64,
     pool_misses: std::sync::atomic::AtomicU64,
-    crash_guard: Option<Arc<crate::hooks::CrashGuard>>,
+    crash_guard: Option<Arc<crate::crash_guard::CrashGuard>>,
 }
 
 /// A plugin call's result plus what the receipt needs.
@@ -221,18 +220,22 @@ pub(crate) struct Finished<R> {
 impl PluginRuntime {
     /// Builds the engine, linker, cache and epoch ticker.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<PluginRuntime> {
-        let engine = engine::build_engine(opts.memory_bytes)?;
+        let engine = crate::engine::build_engine(opts.memory_bytes)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::capabilities::filesystem::link_open_guard(&mut linker)?;
         crate::capabilities::network::link_name_lookup_refusal(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
-        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        let cache = cache::ComponentCache::new(&opts.cache_dir, &engine)?;
-        let ticker = engine::EpochTicker::start(engine.clone());
+        crate::bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        let cache = crate::cache::ComponentCache::new(&opts.cache_dir, &engine)?;
+        let ticker = crate::engine::EpochTicker::start(engine.clone());
         let factory = Arc::new(StoreFactory {
             memory_bytes: opts.memory_bytes,
-            db: opts.db,
+            kv: opts.kv,
+            kv_quota: opts.kv_quota,
             receipts: opts.receipts.clone(),
             handle: tokio::runtime::Handle::try_current().ok(),
         });
@@ -275,7 +278,7 @@ impl PluginRuntime {
         wasm: &[u8],
         grants: &Grants,
     ) -> Result<LoadedPlugin, LoadError> {
-        let digest = crate::plugins::package::sha256_hex(wasm);
+        let digest = crate::cache::sha256_hex(wasm);
         let (component, cache) = self
             .cache
             .load(&self.engine, &digest, wasm)
@@ -629,23 +632,22 @@ impl PluginRuntime {
 
     /// Calls one hook handler in `warm` without writing a receipt (the dispatcher validates the
     /// output first, then calls [`PluginRuntime::hook_receipt`]). Blocking.
-    pub fn invoke_hook(
+    pub fn invoke_hook<E: HookEvent>(
         &self,
         plugin: &LoadedPlugin,
         warm: &mut Warm,
         ctx: &hooks::HookContext,
-        input: &HookInput,
+        event: &E,
         timeout_ms: u64,
-    ) -> HookCall {
-        let hook = input.name();
+    ) -> HookCall<E::Output> {
         let corr = Correlation {
             work_item_id: ctx.work_item_id.clone(),
             job_id: ctx.job_id.clone(),
         };
         let spec = CallSpec {
             kind: "hook",
-            operation: hook.as_str(),
-            hook: Some(hook),
+            operation: E::NAME.as_str(),
+            hook: Some(E::NAME),
             timeout_ms,
             correlation: &corr,
         };
@@ -664,38 +666,7 @@ impl PluginRuntime {
                 });
             }
         };
-        let done = invoke(warm, &spec, |store, _inst| {
-            let s = &mut *store;
-            Ok(match input {
-                HookInput::WorkItemPreCreate(e) => g
-                    .call_work_item_pre_create(s, ctx, e)?
-                    .map(HookOutput::WorkItemPreCreate),
-                HookInput::WorkItemPostCreate(e) => g
-                    .call_work_item_post_create(s, ctx, e)?
-                    .map(|()| HookOutput::Observed),
-                HookInput::RunPrePrompt(e) => g
-                    .call_run_pre_prompt(s, ctx, e)?
-                    .map(HookOutput::RunPrePrompt),
-                HookInput::ModelPreCall(e) => g
-                    .call_model_pre_call(s, ctx, e)?
-                    .map(HookOutput::ModelPreCall),
-                HookInput::ModelPostCall(e) => g
-                    .call_model_post_call(s, ctx, e)?
-                    .map(|()| HookOutput::Observed),
-                HookInput::ToolPreExec(e) => g
-                    .call_tool_pre_exec(s, ctx, e)?
-                    .map(HookOutput::ToolPreExec),
-                HookInput::ToolPostExec(e) => g
-                    .call_tool_post_exec(s, ctx, e)?
-                    .map(HookOutput::ToolPostExec),
-                HookInput::ResponsePreDeliver(e) => g
-                    .call_response_pre_deliver(s, ctx, e)?
-                    .map(HookOutput::ResponsePreDeliver),
-                HookInput::ResponsePostDeliver(e) => g
-                    .call_response_post_deliver(s, ctx, e)?
-                    .map(|()| HookOutput::Observed),
-            })
-        });
+        let done = invoke(warm, &spec, |store, _inst| event.call_guest(&g, store, ctx));
         HookCall {
             result: done.result,
             duration: done.duration,
@@ -704,12 +675,12 @@ impl PluginRuntime {
     }
 
     /// Writes the receipt of a hook call with `status`; `extra` is merged into its detail.
-    pub fn hook_receipt(
+    pub fn hook_receipt<O>(
         &self,
         plugin: &LoadedPlugin,
         hook: HookName,
         ctx: &hooks::HookContext,
-        call: &HookCall,
+        call: &HookCall<O>,
         status: &str,
         extra: serde_json::Value,
     ) {
@@ -739,32 +710,25 @@ impl PluginRuntime {
 
     /// Calls one hook handler on a fresh instance and writes its receipt (no dispatcher
     /// semantics; tests and benchmarks). Blocking.
-    pub fn call_hook(
+    pub fn call_hook<E: HookEvent>(
         &self,
         plugin: &LoadedPlugin,
         ctx: &hooks::HookContext,
-        input: &HookInput,
+        event: &E,
         timeout_ms: u64,
-    ) -> Result<HookOutput, PluginFailure> {
+    ) -> Result<E::Output, PluginFailure> {
         let start = Instant::now();
         let mut call = match self.factory.instantiate(plugin) {
-            Ok(mut warm) => self.invoke_hook(plugin, &mut warm, ctx, input, timeout_ms),
+            Ok(mut warm) => self.invoke_hook(plugin, &mut warm, ctx, event, timeout_ms),
             Err(f) => HookCall::failed(f),
         };
         call.duration = start.elapsed();
         let status = match &call.result {
-            Ok(out) if out.blocks() => "blocked",
+            Ok(out) if E::blocks(out) => "blocked",
             Ok(_) => "ok",
             Err(f) => f.receipt_status(),
         };
-        self.hook_receipt(
-            plugin,
-            input.name(),
-            ctx,
-            &call,
-            status,
-            serde_json::json!({}),
-        );
+        self.hook_receipt(plugin, E::NAME, ctx, &call, status, serde_json::json!({}));
         call.result
     }
 
@@ -928,99 +892,46 @@ impl PluginRuntime {
 }
 
 /// A finished hook call, before its receipt.
-pub struct HookCall {
+pub struct HookCall<O> {
     /// The handler's output or failure.
-    pub result: Result<HookOutput, PluginFailure>,
+    pub result: Result<O, PluginFailure>,
     /// Wall time of the call.
     pub duration: Duration,
     logs: LogState,
 }
 
-impl HookCall {
+impl<O> HookCall<O> {
     /// A call that could not start.
-    pub fn failed(failure: PluginFailure) -> HookCall {
+    pub fn failed(failure: PluginFailure) -> Self {
         HookCall {
             result: Err(failure),
             duration: Duration::ZERO,
             logs: LogState::default(),
         }
     }
-}
 
-/// Input of one hook call.
-#[derive(Debug, Clone)]
-pub enum HookInput {
-    /// `work_item.pre_create`.
-    WorkItemPreCreate(hooks::WorkItemPreCreateEvent),
-    /// `work_item.post_create`.
-    WorkItemPostCreate(hooks::WorkItemPostCreateEvent),
-    /// `run.pre_prompt`.
-    RunPrePrompt(hooks::RunPrePromptEvent),
-    /// `model.pre_call`.
-    ModelPreCall(hooks::ModelPreCallEvent),
-    /// `model.post_call`.
-    ModelPostCall(hooks::ModelPostCallEvent),
-    /// `tool.pre_exec`.
-    ToolPreExec(hooks::ToolPreExecEvent),
-    /// `tool.post_exec`.
-    ToolPostExec(hooks::ToolPostExecEvent),
-    /// `response.pre_deliver`.
-    ResponsePreDeliver(hooks::ResponsePreDeliverEvent),
-    /// `response.post_deliver`.
-    ResponsePostDeliver(hooks::ResponsePostDeliverEvent),
-}
+    /// The same call (duration, guest logs) with its result replaced, e.g. after the caller
+    /// validated the output.
+    pub fn with_result<O2>(self, result: Result<O2, PluginFailure>) -> HookCall<O2> {
+        HookCall {
+            result,
+            duration: self.duration,
+            logs: self.logs,
+        }
+    }
 
-impl HookInput {
-    /// The event this input belongs to.
-    pub fn name(&self) -> HookName {
-        match self {
-            HookInput::WorkItemPreCreate(_) => HookName::WorkItemPreCreate,
-            HookInput::WorkItemPostCreate(_) => HookName::WorkItemPostCreate,
-            HookInput::RunPrePrompt(_) => HookName::RunPrePrompt,
-            HookInput::ModelPreCall(_) => HookName::ModelPreCall,
-            HookInput::ModelPostCall(_) => HookName::ModelPostCall,
-            HookInput::ToolPreExec(_) => HookName::ToolPreExec,
-            HookInput::ToolPostExec(_) => HookName::ToolPostExec,
-            HookInput::ResponsePreDeliver(_) => HookName::ResponsePreDeliver,
-            HookInput::ResponsePostDeliver(_) => HookName::ResponsePostDeliver,
+    /// A finished call with no guest logs (fakes of the sandbox in dispatcher tests).
+    pub fn finished(result: Result<O, PluginFailure>, duration: Duration) -> Self {
+        HookCall {
+            result,
+            duration,
+            logs: LogState::default(),
         }
     }
 }
 
-/// Output of one hook call: only what that hook may return (the WIT result types).
-#[derive(Debug, Clone, PartialEq)]
-pub enum HookOutput {
-    /// An observe-only hook returned.
-    Observed,
-    /// `work_item.pre_create` decision.
-    WorkItemPreCreate(hooks::WorkItemPreCreateDecision),
-    /// `run.pre_prompt` patch.
-    RunPrePrompt(hooks::RunPrePromptPatch),
-    /// `model.pre_call` decision.
-    ModelPreCall(hooks::ModelPreCallDecision),
-    /// `tool.pre_exec` decision.
-    ToolPreExec(hooks::ToolPreExecDecision),
-    /// `tool.post_exec` patch.
-    ToolPostExec(hooks::ToolPostExecPatch),
-    /// `response.pre_deliver` decision.
-    ResponsePreDeliver(hooks::ResponsePreDeliverDecision),
-}
-
-impl HookOutput {
-    /// Whether the handler blocked the operation.
-    pub fn blocks(&self) -> bool {
-        matches!(
-            self,
-            HookOutput::WorkItemPreCreate(hooks::WorkItemPreCreateDecision::Block(_))
-                | HookOutput::ModelPreCall(hooks::ModelPreCallDecision::Block(_))
-                | HookOutput::ToolPreExec(hooks::ToolPreExecDecision::Block(_))
-                | HookOutput::ResponsePreDeliver(hooks::ResponsePreDeliverDecision::Block(_))
-        )
-    }
-}
-
-fn hook_from_wit(h: bindings::nitejar::plugin::types::HookName) -> HookName {
-    use bindings::nitejar::plugin::types::HookName as W;
+fn hook_from_wit(h: crate::bindings::nitejar::plugin::types::HookName) -> HookName {
+    use crate::bindings::nitejar::plugin::types::HookName as W;
     match h {
         W::WorkItemPreCreate => HookName::WorkItemPreCreate,
         W::WorkItemPostCreate => HookName::WorkItemPostCreate,
@@ -1068,10 +979,10 @@ fn check_component_shape(
             )));
         }
     };
-    if !bindings::SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
+    if !crate::bindings::SUPPORTED_API_VERSIONS.contains(&version.as_str()) {
         return Err(LoadError::Incompatible(format!(
             "it targets nitejar:plugin@{version}; this host supports {:?}",
-            bindings::SUPPORTED_API_VERSIONS
+            crate::bindings::SUPPORTED_API_VERSIONS
         )));
     }
     let p = &manifest.permissions;

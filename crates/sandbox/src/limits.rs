@@ -1,0 +1,89 @@
+//! Limits of the sandbox: every bound on a guest (time, memory, tables, bytes crossing the
+//! boundary, storage, outbound HTTP) as a named constant with its unit in the name (STYLE #6).
+//!
+//! The host's own limits (request bodies, packages, runs) live in the host's `limits` module,
+//! which re-exports these so every default can be read in one place.
+
+/// Deadline for install-time calls (describe, contributions).
+pub const DEFAULT_INSPECT_TIMEOUT_MS: u64 = 2_000;
+
+/// How often the epoch ticker advances the engine epoch; deadlines are counted in ticks.
+pub const EPOCH_TICK_MS: u64 = 1;
+
+/// Linear memory one plugin instance may grow to.
+pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 64 << 20;
+
+/// Table elements one instance may have.
+pub const MAX_GUEST_TABLE_ELEMENTS: usize = 20_000;
+
+/// Core instances, tables and memories one component instance may create.
+pub const MAX_GUEST_INSTANCES: usize = 32;
+
+/// Tables one component instance may create.
+pub const MAX_GUEST_TABLES: usize = 16;
+
+/// Memories one component instance may create.
+pub const MAX_GUEST_MEMORIES: usize = 4;
+
+/// Native stack a guest may use; deep recursion traps with a stack overflow.
+pub const MAX_GUEST_STACK_BYTES: usize = 512 << 10;
+
+/// Component instances alive at once in the pooling allocator (back-pressure beyond).
+pub const POOL_TOTAL_COMPONENT_INSTANCES: u32 = 256;
+
+/// Linear memories alive at once in the pool.
+pub const POOL_TOTAL_MEMORIES: u32 = 512;
+
+/// Tables alive at once in the pool.
+pub const POOL_TOTAL_TABLES: u32 = 1_024;
+
+/// Core instances alive at once in the pool.
+pub const POOL_TOTAL_CORE_INSTANCES: u32 = 2_048;
+
+/// Bytes of each pooled linear memory kept resident (reset in place) when an instance is torn
+/// down, so the next instance in that slot does not page-fault its stack, data and first heap
+/// pages back in (each fault also costs a TLB shootdown across the host's threads).
+pub const POOL_MEMORY_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
+/// The same for tables.
+pub const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+
+/// Largest data a plugin may return from one call (all strings and lists of the result).
+pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;
+
+/// Longest guest log line kept; longer lines are truncated.
+pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
+
+/// Log lines kept per plugin call; the rest are counted and dropped.
+pub const MAX_LOG_LINES_PER_CALL: u32 = 100;
+
+/// Longest key in plugin key-value storage.
+pub const MAX_KV_KEY_BYTES: usize = 256;
+
+/// Largest value in plugin key-value storage.
+pub const MAX_KV_VALUE_BYTES: usize = 64 << 10;
+
+/// Most keys returned by one `list-keys`.
+pub const MAX_KV_LIST_KEYS: u32 = 1_000;
+
+/// Most keys one plugin may keep in key-value storage (its quota).
+pub const MAX_KV_KEYS_PER_PLUGIN: u64 = 10_000;
+
+/// Most bytes (keys and values together) one plugin may keep in key-value storage.
+pub const MAX_KV_BYTES_PER_PLUGIN: u64 = 16 << 20;
+
+/// Outbound HTTP: time to establish a connection.
+pub const HTTP_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Outbound HTTP: largest response body a plugin may read.
+pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
+
+/// Instances of each run-serving plugin (hooks, tools) kept instantiated ahead of demand.
+pub const PREWARMED_INSTANCES: usize = 2;
+
+/// Crash-loop protection: this many failures inside the window disable a plugin
+/// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).
+pub const DEFAULT_CRASH_THRESHOLD: usize = 5;
+
+/// The crash-loop window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`; spec default: five minutes).
+pub const DEFAULT_CRASH_WINDOW_MS: u64 = 300_000;
