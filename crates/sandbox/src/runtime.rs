@@ -173,6 +173,24 @@ pub(crate) struct CallSpec<'a> {
     pub(crate) correlation: &'a Correlation,
 }
 
+impl<'a> CallSpec<'a> {
+    /// A non-hook call of `kind`/`operation` stopped after `timeout_ms`.
+    pub(crate) fn new(
+        kind: &'static str,
+        operation: &'static str,
+        timeout_ms: u64,
+        correlation: &'a Correlation,
+    ) -> Self {
+        CallSpec {
+            kind,
+            operation,
+            hook: None,
+            timeout_ms,
+            correlation,
+        }
+    }
+}
+
 /// Everything needed to build the runtime.
 pub struct RuntimeOptions {
     /// Per-instance memory limit.
@@ -345,13 +363,7 @@ impl PluginRuntime {
     /// Calls the describe exports and checks them against the manifest.
     fn inspect(&self, plugin: &mut LoadedPlugin) -> Result<(), LoadError> {
         let corr = Correlation::default();
-        let spec = CallSpec {
-            kind: "load",
-            operation: "describe",
-            hook: None,
-            timeout_ms: DEFAULT_INSPECT_TIMEOUT_MS,
-            correlation: &corr,
-        };
+        let spec = CallSpec::new("load", "describe", DEFAULT_INSPECT_TIMEOUT_MS, &corr);
         let Some(meta) = plugin.exports.metadata.clone() else {
             return Err(LoadError::Mismatch("it does not export nitejar:plugin/metadata (build it with the SDK's export_plugin!)".into()));
         };
@@ -483,7 +495,45 @@ impl PluginRuntime {
         );
     }
 
-    /// Runs `integration.parse-webhook` in the sandbox (blocking: call from a blocking thread).
+    /// The one call path of every export call but hooks (whose results the dispatcher checks
+    /// before their receipt, see [`PluginRuntime::invoke_hook`]): the missing-export guard, the
+    /// instance (a fresh one, or the run's), the deadline and limits of `spec`, and the
+    /// receipt. Blocking: call from a blocking thread.
+    fn call<X: Export, R: OutputSize>(
+        &self,
+        plugin: &LoadedPlugin,
+        on: On<'_>,
+        spec: &CallSpec<'_>,
+        receipt: Receipted<'_, R>,
+        f: impl FnOnce(
+            &X::Indices,
+            &mut Store<HostState>,
+            &Instance,
+        ) -> wasmtime::Result<Result<R, WitPluginError>>,
+    ) -> Result<R, PluginFailure> {
+        let Some(idx) = X::indices(&plugin.exports).cloned() else {
+            return Err(PluginFailure::MissingExport {
+                export: X::NAME.into(),
+            });
+        };
+        let done = match on {
+            On::Fresh => self.run(plugin, spec, |store, inst| f(&idx, store, inst)),
+            On::Run(warm) => invoke(warm, spec, |store, inst| f(&idx, store, inst)),
+        };
+        match receipt {
+            Receipted::Always(extra) => {
+                let extra = done.result.as_ref().ok().and_then(extra);
+                self.receipt(plugin, spec, &done, "ok", extra);
+            }
+            Receipted::OnFailure if done.result.is_err() => {
+                self.receipt(plugin, spec, &done, "ok", None);
+            }
+            Receipted::OnFailure => {}
+        }
+        done.result
+    }
+
+    /// Runs `integration.parse-webhook` on a fresh instance (blocking).
     pub fn parse_webhook(
         &self,
         plugin: &LoadedPlugin,
@@ -491,41 +541,32 @@ impl PluginRuntime {
         request: &integration::WebhookRequest,
         timeout_ms: u64,
     ) -> Result<integration::ParseOutcome, PluginFailure> {
-        let corr = Correlation::default();
-        let spec = CallSpec {
-            kind: "integration",
-            operation: "parse-webhook",
-            hook: None,
-            timeout_ms,
-            correlation: &corr,
+        let outcome = |o: &integration::ParseOutcome| {
+            Some(serde_json::Value::from(match o {
+                integration::ParseOutcome::WorkItem(_) => "work_item",
+                integration::ParseOutcome::Ignored(_) => "ignored",
+                integration::ParseOutcome::Respond(_) => "respond",
+                integration::ParseOutcome::Unauthorized(_) => "unauthorized",
+            }))
         };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/integration".into(),
-            });
-        };
-        let done = self.run(plugin, &spec, |store, inst| {
-            idx.load(&mut *store, inst)?
-                .call_parse_webhook(&mut *store, instance, request)
-        });
-        let outcome = match &done.result {
-            Ok(integration::ParseOutcome::WorkItem(_)) => Some("work_item"),
-            Ok(integration::ParseOutcome::Ignored(_)) => Some("ignored"),
-            Ok(integration::ParseOutcome::Respond(_)) => Some("respond"),
-            Ok(integration::ParseOutcome::Unauthorized(_)) => Some("unauthorized"),
-            Err(_) => None,
-        };
-        self.receipt(
+        self.call::<IntegrationExport, _>(
             plugin,
-            &spec,
-            &done,
-            "ok",
-            outcome.map(serde_json::Value::from),
-        );
-        done.result
+            On::Fresh,
+            &CallSpec::new(
+                "integration",
+                "parse-webhook",
+                timeout_ms,
+                &Correlation::default(),
+            ),
+            Receipted::Always(&outcome),
+            |x, store, inst| {
+                x.load(&mut *store, inst)?
+                    .call_parse_webhook(&mut *store, instance, request)
+            },
+        )
     }
 
-    /// Runs `integration.validate-config` (blocking: call from a blocking thread).
+    /// Runs `integration.validate-config` on a fresh instance (blocking).
     pub fn validate_config(
         &self,
         plugin: &LoadedPlugin,
@@ -533,31 +574,27 @@ impl PluginRuntime {
         config: &str,
         timeout_ms: u64,
     ) -> Result<Result<(), Vec<String>>, PluginFailure> {
-        let corr = Correlation::default();
-        let spec = CallSpec {
-            kind: "integration",
-            operation: "validate-config",
-            hook: None,
-            timeout_ms,
-            correlation: &corr,
-        };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/integration".into(),
-            });
-        };
-        let done = self.run(plugin, &spec, |store, inst| {
-            Ok(Ok(idx.load(&mut *store, inst)?.call_validate_config(
-                &mut *store,
-                integration_type,
-                config,
-            )?))
-        });
-        self.receipt(plugin, &spec, &done, "ok", None);
-        done.result
+        self.call::<IntegrationExport, _>(
+            plugin,
+            On::Fresh,
+            &CallSpec::new(
+                "integration",
+                "validate-config",
+                timeout_ms,
+                &Correlation::default(),
+            ),
+            Receipted::Always(&|_| None),
+            |x, store, inst| {
+                Ok(Ok(x.load(&mut *store, inst)?.call_validate_config(
+                    &mut *store,
+                    integration_type,
+                    config,
+                )?))
+            },
+        )
     }
 
-    /// Runs `integration.test-connection` (blocking: call from a blocking thread).
+    /// Runs `integration.test-connection` on a fresh instance (blocking).
     pub fn test_connection(
         &self,
         plugin: &LoadedPlugin,
@@ -565,32 +602,26 @@ impl PluginRuntime {
         config: &str,
         timeout_ms: u64,
     ) -> Result<integration::ConnectionStatus, PluginFailure> {
-        let corr = Correlation::default();
-        let spec = CallSpec {
-            kind: "integration",
-            operation: "test-connection",
-            hook: None,
-            timeout_ms,
-            correlation: &corr,
-        };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/integration".into(),
-            });
-        };
-        let done = self.run(plugin, &spec, |store, inst| {
-            idx.load(&mut *store, inst)?
-                .call_test_connection(&mut *store, integration_type, config)
-        });
-        let ok = done.result.as_ref().ok().map(|r| r.ok);
-        self.receipt(
+        self.call::<IntegrationExport, _>(
             plugin,
-            &spec,
-            &done,
-            "ok",
-            ok.map(|ok| serde_json::json!({ "connectionOk": ok })),
-        );
-        done.result
+            On::Fresh,
+            &CallSpec::new(
+                "integration",
+                "test-connection",
+                timeout_ms,
+                &Correlation::default(),
+            ),
+            Receipted::Always(&|r: &integration::ConnectionStatus| {
+                Some(serde_json::json!({ "connectionOk": r.ok }))
+            }),
+            |x, store, inst| {
+                x.load(&mut *store, inst)?.call_test_connection(
+                    &mut *store,
+                    integration_type,
+                    config,
+                )
+            },
+        )
     }
 
     /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
@@ -732,7 +763,8 @@ impl PluginRuntime {
         call.result
     }
 
-    /// Asks a tool plugin for its system-prompt section, in the run's instance. Blocking.
+    /// Asks a tool plugin for its system-prompt section, in the run's instance (a receipt only
+    /// when it fails). Blocking.
     pub fn prompt_section(
         &self,
         plugin: &LoadedPlugin,
@@ -740,31 +772,17 @@ impl PluginRuntime {
         ctx: &tools::ToolContext,
         timeout_ms: u64,
     ) -> Result<Option<String>, PluginFailure> {
-        let corr = Correlation {
-            work_item_id: Some(ctx.work_item_id.clone()),
-            job_id: Some(ctx.job_id.clone()),
-        };
-        let spec = CallSpec {
-            kind: "tool",
-            operation: "prompt-section",
-            hook: None,
-            timeout_ms,
-            correlation: &corr,
-        };
-        let Some(idx) = plugin.exports.tools.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/tools".into(),
-            });
-        };
-        let done = invoke(warm, &spec, |store, inst| {
-            Ok(Ok(idx
-                .load(&mut *store, inst)?
-                .call_prompt_section(&mut *store, ctx)?))
-        });
-        if done.result.is_err() {
-            self.receipt(plugin, &spec, &done, "ok", None);
-        }
-        done.result
+        self.call::<ToolsExport, _>(
+            plugin,
+            On::Run(warm),
+            &CallSpec::new("tool", "prompt-section", timeout_ms, &tool_correlation(ctx)),
+            Receipted::OnFailure,
+            |x, store, inst| {
+                Ok(Ok(x
+                    .load(&mut *store, inst)?
+                    .call_prompt_section(&mut *store, ctx)?))
+            },
+        )
     }
 
     /// Runs tool `name` of `plugin` in the run's instance and writes a `tool` receipt. Blocking.
@@ -777,34 +795,16 @@ impl PluginRuntime {
         input: &str,
         timeout_ms: u64,
     ) -> Result<tools::ToolOutput, PluginFailure> {
-        let corr = Correlation {
-            work_item_id: Some(ctx.work_item_id.clone()),
-            job_id: Some(ctx.job_id.clone()),
-        };
-        let spec = CallSpec {
-            kind: "tool",
-            operation: "call-tool",
-            hook: None,
-            timeout_ms,
-            correlation: &corr,
-        };
-        let Some(idx) = plugin.exports.tools.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/tools".into(),
-            });
-        };
-        let done = invoke(warm, &spec, |store, inst| {
-            idx.load(&mut *store, inst)?
-                .call_call_tool(&mut *store, ctx, name, input)
-        });
-        self.receipt(
+        self.call::<ToolsExport, _>(
             plugin,
-            &spec,
-            &done,
-            "ok",
-            Some(serde_json::json!({ "tool": name })),
-        );
-        done.result
+            On::Run(warm),
+            &CallSpec::new("tool", "call-tool", timeout_ms, &tool_correlation(ctx)),
+            Receipted::Always(&|_| Some(serde_json::json!({ "tool": name }))),
+            |x, store, inst| {
+                x.load(&mut *store, inst)?
+                    .call_call_tool(&mut *store, ctx, name, input)
+            },
+        )
     }
 
     /// Posts a reply through the integration's `post-response`, in the run's instance, and
@@ -821,42 +821,27 @@ impl PluginRuntime {
         options: &integration::PostOptions,
         timeout_ms: u64,
     ) -> Result<integration::PostResult, PluginFailure> {
-        let spec = CallSpec {
-            kind: "integration",
-            operation: "post-response",
-            hook: None,
-            timeout_ms,
-            correlation,
-        };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/integration".into(),
-            });
-        };
         let work_item_id = correlation.work_item_id.clone().unwrap_or_default();
-        let done = invoke(warm, &spec, |store, inst| {
-            idx.load(&mut *store, inst)?.call_post_response(
-                &mut *store,
-                instance,
-                &work_item_id,
-                content,
-                response_context,
-                options,
-            )
-        });
-        let delivered = done.result.as_ref().ok().map(|r| r.delivered);
-        self.receipt(
+        self.call::<IntegrationExport, _>(
             plugin,
-            &spec,
-            &done,
-            "ok",
-            delivered.map(|d| serde_json::json!({ "delivered": d })),
-        );
-        done.result
+            On::Run(warm),
+            &CallSpec::new("integration", "post-response", timeout_ms, correlation),
+            Receipted::Always(&|r: &integration::PostResult| {
+                Some(serde_json::json!({ "delivered": r.delivered }))
+            }),
+            |x, store, inst| {
+                x.load(&mut *store, inst)?.call_post_response(
+                    &mut *store,
+                    instance,
+                    &work_item_id,
+                    content,
+                    response_context,
+                    options,
+                )
+            },
+        )
     }
-}
 
-impl PluginRuntime {
     /// Runs `integration.acknowledge-receipt` on the run's instance (blocking).
     pub fn acknowledge_receipt(
         &self,
@@ -867,27 +852,80 @@ impl PluginRuntime {
         response_context: Option<&str>,
         timeout_ms: u64,
     ) -> Result<(), PluginFailure> {
-        let spec = CallSpec {
-            kind: "integration",
-            operation: "acknowledge-receipt",
-            hook: None,
-            timeout_ms,
-            correlation,
-        };
-        let Some(idx) = plugin.exports.integration.clone() else {
-            return Err(PluginFailure::MissingExport {
-                export: "nitejar:plugin/integration".into(),
-            });
-        };
-        let done = invoke(warm, &spec, |store, inst| {
-            idx.load(&mut *store, inst)?.call_acknowledge_receipt(
-                &mut *store,
-                instance,
-                response_context,
-            )
-        });
-        self.receipt(plugin, &spec, &done, "ok", None);
-        done.result
+        self.call::<IntegrationExport, _>(
+            plugin,
+            On::Run(warm),
+            &CallSpec::new(
+                "integration",
+                "acknowledge-receipt",
+                timeout_ms,
+                correlation,
+            ),
+            Receipted::Always(&|_| None),
+            |x, store, inst| {
+                x.load(&mut *store, inst)?.call_acknowledge_receipt(
+                    &mut *store,
+                    instance,
+                    response_context,
+                )
+            },
+        )
+    }
+}
+
+/// The correlation of a tool call's receipts.
+fn tool_correlation(ctx: &tools::ToolContext) -> Correlation {
+    Correlation {
+        work_item_id: Some(ctx.work_item_id.clone()),
+        job_id: Some(ctx.job_id.clone()),
+    }
+}
+
+/// Which instance a call runs in.
+enum On<'w> {
+    /// A fresh instance, dropped after the call (integration and load-time calls).
+    Fresh,
+    /// The run's instance of the plugin (tools, delivery).
+    Run(&'w mut Warm),
+}
+
+/// Which receipt a call leaves.
+enum Receipted<'a, R> {
+    /// One for every call; the function adds a `result` to its detail from the output.
+    Always(&'a dyn Fn(&R) -> Option<serde_json::Value>),
+    /// One only when the call fails.
+    OnFailure,
+}
+
+/// An export interface of the plugin world, as the call path's missing-export guard sees it.
+trait Export {
+    /// The interface's export indices.
+    type Indices: Clone;
+    /// Its name, for the error when a component does not export it.
+    const NAME: &'static str;
+    /// Its indices in a loaded component, if exported.
+    fn indices(e: &ExportIndices) -> Option<&Self::Indices>;
+}
+
+/// `nitejar:plugin/integration`.
+struct IntegrationExport;
+
+impl Export for IntegrationExport {
+    type Indices = integration::GuestIndices;
+    const NAME: &'static str = "nitejar:plugin/integration";
+    fn indices(e: &ExportIndices) -> Option<&Self::Indices> {
+        e.integration.as_ref()
+    }
+}
+
+/// `nitejar:plugin/tools`.
+struct ToolsExport;
+
+impl Export for ToolsExport {
+    type Indices = tools::GuestIndices;
+    const NAME: &'static str = "nitejar:plugin/tools";
+    fn indices(e: &ExportIndices) -> Option<&Self::Indices> {
+        e.tools.as_ref()
     }
 }
 

@@ -535,7 +535,7 @@ pub async fn enable_plugin(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "safe_mode",
-            "the host runs in safe mode (SLOPBOT_SAFE_MODE=1): only built-in plugins are loaded; restart without it to enable third-party plugins",
+            "the host runs in safe mode (NITEJAR_SAFE_MODE=1, or SLOPBOT_SAFE_MODE=1): only built-in plugins are loaded; restart without it to enable third-party plugins",
         ));
     }
     app.db.set_plugin_enabled(&id, true).await?;
