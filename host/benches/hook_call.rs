@@ -14,13 +14,13 @@
 //! - runtime, receipts not written: the same call with a sink that drops receipts, to show what
 //!   the concurrent batch writer costs the call path on this machine.
 
-use nitejar::db::Db;
 use nitejar::plugins::package::PluginPackage;
 use nitejar::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::{
     self, HookContext, ResponsePreDeliverDecision, ResponsePreDeliverEvent, ResponsePreDeliverPatch,
 };
 use nitejar_sandbox::runtime::{Grants, PluginRuntime, RuntimeOptions};
+use nitejar_store::Db;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::Store;

@@ -16,13 +16,13 @@
 //! Run: `cargo bench -p nitejar --bench hook_chain` (or `just bench`). Prints medians and p90
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
 
-use nitejar::db::Db;
 use nitejar::hooks::table::TableEntry;
 use nitejar::hooks::{ApplyHook, CrashGuard, HookDispatcher, HookTable, RunScope};
 use nitejar::plugins::package::PluginPackage;
 use nitejar::receipts::ReceiptWriter;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime, RuntimeOptions};
+use nitejar_store::Db;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

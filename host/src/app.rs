@@ -9,11 +9,11 @@ use crate::agent::Workers;
 use crate::agent::model::{ModelClient, ModelSettings, Provider};
 use crate::config::Config;
 use crate::crypto::SecretBox;
-use crate::db::Db;
 use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::plugins::registry::PluginRegistry;
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::runtime::{PluginRuntime, RuntimeOptions};
+use nitejar_store::Db;
 use std::sync::Arc;
 
 /// Receipt plugin id for host-level events (startup summaries).
@@ -212,7 +212,7 @@ async fn auto_disable(app: &App, id: &str, failures: usize) {
         "failures": failures,
         "threshold": app.crash_guard.threshold(),
         "windowMs": window_ms,
-        "at": crate::db::now_ms(),
+        "at": nitejar_store::now_ms(),
     });
     if let Err(e) = app.db.set_plugin_alert(id, Some(&alert.to_string())).await {
         tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
@@ -251,7 +251,7 @@ async fn ensure_default_agent(app: &App) -> anyhow::Result<()> {
     };
     app.db
         .insert_agent(
-            &crate::db::AgentFields {
+            &nitejar_store::AgentFields {
                 name: DEFAULT_AGENT_NAME,
                 system_prompt: "You are Nitejar, a helpful assistant. Answer briefly.",
                 model_json: &serde_json::to_string(&settings)?,

@@ -14,13 +14,13 @@
 //! hooks always come after it; a redelivery of a known key runs no hooks.
 
 use crate::app::App;
-use crate::db::{CreateOutcome, NewWorkItem};
 use crate::hooks::RunScope;
 use crate::limits::MAX_WORK_ITEM_TITLE_BYTES;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use nitejar_sandbox::bindings::nitejar::plugin::types::Header;
 use nitejar_sandbox::runtime::PluginFailure;
+use nitejar_store::{CreateOutcome, NewWorkItem};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -315,7 +315,7 @@ async fn create_work_item(
         };
         let table = app.registry.hook_table();
         if table.has(crate::hooks::HookName::WorkItemPostCreate) {
-            let now = crate::db::now_ms().max(0) as u64;
+            let now = nitejar_store::now_ms().max(0) as u64;
             let event = h::WorkItemPostCreateEvent {
                 work_item: h::WorkItem {
                     id: id.clone(),

@@ -15,9 +15,9 @@
 //! - Validation errors never echo the submitted values (they may be secrets).
 
 use crate::app::App;
-use crate::db::InstanceRow;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::Descriptor;
 use nitejar_sandbox::runtime::{LoadedPlugin, PluginRuntime};
+use nitejar_store::InstanceRow;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub enum InstanceError {
     Undecryptable,
     /// Storage failed.
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] nitejar_store::DbError),
 }
 
 /// Result of a connection test.

@@ -13,7 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod crashpoint;
 pub mod crypto;
-pub mod db;
 pub mod hooks;
 pub mod http;
 pub mod ingress;

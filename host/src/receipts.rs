@@ -8,9 +8,9 @@
 //! until everything emitted before it is written; [`ReceiptWriter::shutdown`] drains the rest,
 //! so none is lost on a clean stop.
 
-use crate::db::{Db, EventRow};
 use crate::limits::{RECEIPT_BATCH_SIZE, RECEIPT_FLUSH_INTERVAL_MS};
 pub use nitejar_sandbox::receipts::{EXECUTION_MODE, Receipt, ReceiptQueue, ReceiptSink};
+use nitejar_store::{Db, EventRow};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 

@@ -23,10 +23,10 @@
 //! ordered by name then id.
 
 use crate::app::App;
-use crate::db::{AgentRow, NewSkill, SkillRow};
 use crate::receipts::Receipt;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::skills::SkillSource;
 use nitejar_sandbox::runtime::LoadedPlugin;
+use nitejar_store::{AgentRow, NewSkill, SkillRow};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -138,7 +138,7 @@ fn read_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 }
 
 /// Re-reads the skills directory into the index.
-pub async fn sync_repo(app: &App) -> Result<SyncReport, crate::db::DbError> {
+pub async fn sync_repo(app: &App) -> Result<SyncReport, nitejar_store::DbError> {
     let mut report = SyncReport::default();
     let dir = &app.config.skills_dir;
     let mut found = Vec::new();
@@ -216,7 +216,10 @@ pub fn shadowed_by(all: &[SkillRow], row_id: &str, name: &str, source: &str) -> 
 }
 
 /// Registers the skills of an activated plugin version (replacing its previous set).
-pub async fn register_plugin(app: &App, plugin: &LoadedPlugin) -> Result<(), crate::db::DbError> {
+pub async fn register_plugin(
+    app: &App,
+    plugin: &LoadedPlugin,
+) -> Result<(), nitejar_store::DbError> {
     let dir = crate::plugins::installer::version_dir(
         &app.config.plugins_dir,
         plugin.id(),
@@ -297,7 +300,7 @@ pub async fn register_plugin(app: &App, plugin: &LoadedPlugin) -> Result<(), cra
 }
 
 /// Removes an uninstalled plugin's skills and their assignments.
-pub async fn remove_plugin(app: &App, plugin_id: &str) -> Result<(), crate::db::DbError> {
+pub async fn remove_plugin(app: &App, plugin_id: &str) -> Result<(), nitejar_store::DbError> {
     for row in app.db.skills_of("plugin", Some(plugin_id)).await? {
         app.db.delete_skill(&row.skill_id).await?;
         app.receipts.emit(
@@ -333,7 +336,7 @@ pub async fn resolve(
     app: &App,
     agent: &AgentRow,
     integration_type: &str,
-) -> Result<Vec<SkillRow>, crate::db::DbError> {
+) -> Result<Vec<SkillRow>, nitejar_store::DbError> {
     let mut scopes = vec![
         ("global", ""),
         ("agent", agent.id.as_str()),
@@ -355,7 +358,7 @@ pub async fn view(
     all: &[SkillRow],
     row: &SkillRow,
     full: bool,
-) -> Result<Value, crate::db::DbError> {
+) -> Result<Value, nitejar_store::DbError> {
     let mut v = serde_json::to_value(row).unwrap_or_default();
     v["tags"] = serde_json::from_str(&row.tags_json).unwrap_or(json!([]));
     v["available"] = json!(available(app, row));

@@ -818,7 +818,7 @@ async fn instance_lifecycle() {
     host.stop().await;
 }
 
-fn row_checksums(rows: &[nitejar::db::InstanceRow]) -> Vec<(String, String)> {
+fn row_checksums(rows: &[nitejar_store::InstanceRow]) -> Vec<(String, String)> {
     rows.iter()
         .map(|r| {
             let mut h = Sha256::new();

@@ -314,7 +314,7 @@ async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot(
     std::fs::write(dir.join("plugin.wasm"), b"\0asm old build").unwrap();
     host.app
         .db
-        .record_install(&nitejar::db::InstallRecord {
+        .record_install(&nitejar_store::InstallRecord {
             plugin_id: id,
             name: &row.name,
             trust_level: "builtin",

@@ -1,7 +1,6 @@
 //! The runtime without a server: compile cache, typed hook calls and their receipts, and a
 //! looping hook stopped by the store's epoch deadline.
 
-use nitejar::db::Db;
 use nitejar::plugins::package::PluginPackage;
 use nitejar::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::*;
@@ -10,6 +9,7 @@ use nitejar_sandbox::hooks::HookEvent;
 use nitejar_sandbox::runtime::{
     Grants, LoadedPlugin, PluginFailure, PluginRuntime, RuntimeOptions,
 };
+use nitejar_store::Db;
 use nitejar_tests::guest_package;
 
 struct Rig {

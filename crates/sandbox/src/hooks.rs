@@ -106,6 +106,20 @@ impl FailPolicy {
     }
 }
 
+/// The operator's change to one hook registration of one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookOverride {
+    /// Replacement priority.
+    pub priority: Option<i32>,
+    /// Replacement failure policy.
+    pub fail_policy: Option<FailPolicy>,
+    /// Replacement timeout (1..=the host's default chain budget ms).
+    pub timeout_ms: Option<u64>,
+    /// `false` unregisters the handler without disabling the plugin.
+    pub enabled: Option<bool>,
+}
+
 /// One hook event: implemented by each of the nine WIT event records.
 pub trait HookEvent: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The event's name.

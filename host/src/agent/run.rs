@@ -3,12 +3,12 @@
 use super::model::{ChatRequest, ModelSettings};
 use super::tools::{Builtin, ToolCatalog, ToolTarget};
 use crate::app::App;
-use crate::db::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
 use crate::hooks::{ApplyHook, Dispatched, RunScope};
 use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
 use anyhow::{Context, anyhow};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
 use nitejar_sandbox::runtime::{Correlation, LoadedPlugin, PluginFailure};
+use nitejar_store::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,7 +97,7 @@ struct Run {
     instance_config: String,
     catalog: ToolCatalog,
     /// The skills assigned to this run (by precedence) and their file names.
-    skills: Vec<crate::db::SkillRow>,
+    skills: Vec<nitejar_store::SkillRow>,
     skill_files: Vec<(String, Vec<String>)>,
     scope: Option<RunScope>,
 }

@@ -23,7 +23,7 @@ impl Builtin {
         match self {
             Builtin::UseSkill => ("error: no skills in this run".into(), true),
             Builtin::CurrentTime => {
-                let ms = crate::db::now_ms();
+                let ms = nitejar_store::now_ms();
                 (
                     json!({ "unixMs": ms, "unixSeconds": ms / 1000 }).to_string(),
                     false,

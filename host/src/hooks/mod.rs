@@ -13,5 +13,5 @@ pub mod table;
 pub use dispatcher::{Blocked, Dispatched, HookDispatcher, RunScope};
 pub use events::ApplyHook;
 pub use nitejar_sandbox::crash_guard::CrashGuard;
-pub use nitejar_sandbox::hooks::{FailPolicy, HookEvent, HookName};
-pub use table::{HookOverride, HookTable};
+pub use nitejar_sandbox::hooks::{FailPolicy, HookEvent, HookName, HookOverride};
+pub use table::HookTable;

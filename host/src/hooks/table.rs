@@ -7,24 +7,9 @@
 //!
 //! Order: priority descending, then plugin id (byte order), then registration order.
 
-use super::{FailPolicy, HookName};
+use super::{FailPolicy, HookName, HookOverride};
 use nitejar_sandbox::runtime::LoadedPlugin;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// The operator's change to one hook registration of one plugin.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HookOverride {
-    /// Replacement priority.
-    pub priority: Option<i32>,
-    /// Replacement failure policy.
-    pub fail_policy: Option<FailPolicy>,
-    /// Replacement timeout (1..=[`crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS`] ms).
-    pub timeout_ms: Option<u64>,
-    /// `false` unregisters the handler without disabling the plugin.
-    pub enabled: Option<bool>,
-}
 
 /// What the table and the dispatcher need of a handler's plugin: the loaded plugin version in
 /// production, a stand-in in unit tests of the chain rules.

@@ -51,7 +51,7 @@ fn posture(app: &App) -> Value {
     })
 }
 
-fn plugin_json(app: &App, row: &crate::db::PluginRow) -> Value {
+fn plugin_json(app: &App, row: &nitejar_store::PluginRow) -> Value {
     let manifest: Value = serde_json::from_str(&row.manifest_json).unwrap_or(Value::Null);
     let loaded = app.registry.get(&row.id);
     let mut v = json!({
@@ -98,7 +98,7 @@ pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>>
 }
 
 /// The plugin row of `id`, or a 404 that says it is not installed.
-async fn installed_plugin(app: &App, id: &str) -> ApiResult<crate::db::PluginRow> {
+async fn installed_plugin(app: &App, id: &str) -> ApiResult<nitejar_store::PluginRow> {
     app.db
         .get_plugin(id)
         .await?
@@ -404,7 +404,7 @@ pub struct GrantBody {
 
 /// A lifecycle receipt for `row`: its active version and the time since `started`.
 fn action_receipt(
-    row: &crate::db::PluginRow,
+    row: &nitejar_store::PluginRow,
     kind: &str,
     status: &str,
     started: std::time::Instant,

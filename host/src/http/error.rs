@@ -44,8 +44,8 @@ impl ApiError {
     }
 }
 
-impl From<crate::db::DbError> for ApiError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<nitejar_store::DbError> for ApiError {
+    fn from(e: nitejar_store::DbError) -> Self {
         ApiError::internal(e)
     }
 }

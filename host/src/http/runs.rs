@@ -12,12 +12,12 @@
 use super::error::{ApiError, ApiResult};
 use crate::agent::model::ModelSettings;
 use crate::app::App;
-use crate::db::{AgentFields, AgentRow, JobRow};
 use crate::hooks::{HookName, HookOverride};
 use crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use nitejar_store::{AgentFields, AgentRow, JobRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -3,17 +3,17 @@
 
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
-use crate::db::NewSkill;
 use crate::skills::{self, SCOPES, valid_name};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use nitejar_store::NewSkill;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The skill `id`, or a 404 naming it.
-async fn skill_or_404(app: &App, id: &str) -> ApiResult<crate::db::SkillRow> {
+async fn skill_or_404(app: &App, id: &str) -> ApiResult<nitejar_store::SkillRow> {
     app.db
         .get_skill(id)
         .await?

@@ -5,8 +5,8 @@
 use super::installer::{CHECKSUM_FILE, version_dir};
 use super::package::sha256_hex;
 use crate::app::App;
-use crate::db::PluginRow;
 use nitejar_sandbox::manifest::Manifest;
+use nitejar_store::PluginRow;
 use serde_json::{Value, json};
 
 /// One finding: what is wrong and what to do.
@@ -15,7 +15,7 @@ fn problem(check: &str, detail: String, fix: &str) -> Value {
 }
 
 /// The doctor's report of one plugin.
-pub async fn diagnose(app: &App, row: &PluginRow) -> Result<Value, crate::db::DbError> {
+pub async fn diagnose(app: &App, row: &PluginRow) -> Result<Value, nitejar_store::DbError> {
     let mut problems = Vec::new();
     let loaded = app.registry.get(&row.id);
     let version = row.current_version.clone().unwrap_or_default();
@@ -147,7 +147,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<Value, crate::db::Db
 }
 
 /// The doctor's report of every installed plugin.
-pub async fn diagnose_all(app: &App) -> Result<Value, crate::db::DbError> {
+pub async fn diagnose_all(app: &App) -> Result<Value, nitejar_store::DbError> {
     let mut out = Vec::new();
     for row in app.db.list_plugins().await? {
         out.push(diagnose(app, &row).await?);

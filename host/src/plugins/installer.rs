@@ -10,10 +10,10 @@
 
 use super::package::PluginPackage;
 use crate::app::App;
-use crate::db::InstallRecord;
 use crate::receipts::Receipt;
 use nitejar_sandbox::manifest::MANIFEST_FILE;
 use nitejar_sandbox::runtime::{Grants, LoadError};
+use nitejar_store::InstallRecord;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -79,7 +79,7 @@ pub enum InstallError {
     Io(#[from] std::io::Error),
     /// Recording the install failed.
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] nitejar_store::DbError),
 }
 
 /// Result of an install.

@@ -21,9 +21,9 @@
 use super::installer::{InstallError, InstallSource, set_current, stage};
 use super::package::PluginPackage;
 use crate::app::App;
-use crate::db::{Purge, VersionRow};
 use crate::receipts::Receipt;
 use nitejar_sandbox::manifest::Manifest;
+use nitejar_store::{Purge, VersionRow};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ pub enum LifecycleError {
     Io(#[from] std::io::Error),
     /// Storage failed.
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] nitejar_store::DbError),
 }
 
 /// What an upgrade did.
@@ -425,7 +425,7 @@ pub async fn uninstall(
         // Marked before the rows go, so boot never mistakes kept files for a killed install.
         std::fs::write(
             plugin_dir.join(super::installer::UNINSTALLED_MARKER),
-            crate::db::now_ms().to_string(),
+            nitejar_store::now_ms().to_string(),
         )?;
     }
     app.db

@@ -6,6 +6,7 @@
 //! unregistered on disable/uninstall.
 
 use super::installer::read_verified_component;
+use super::trust::PackageSignature;
 use crate::app::App;
 use crate::hooks::{HookName, HookOverride, HookTable, table::TableEntry};
 use crate::receipts::Receipt;
@@ -104,7 +105,11 @@ impl PluginRegistry {
     }
 
     /// Re-reads `id`'s hook overrides and re-registers its hooks (no-op when not loaded).
-    pub async fn reload_overrides(&self, app: &App, id: &str) -> Result<(), crate::db::DbError> {
+    pub async fn reload_overrides(
+        &self,
+        app: &App,
+        id: &str,
+    ) -> Result<(), nitejar_store::DbError> {
         let overrides = app.db.list_hook_overrides(id).await?;
         let mut plugins = self.plugins.write().expect("registry lock");
         if let Some(e) = plugins.get_mut(id) {
@@ -190,7 +195,7 @@ impl PluginRegistry {
                     id,
                     &version,
                     &checksum,
-                    stored.as_ref().and_then(|v| v.signature()).as_ref(),
+                    stored.as_ref().and_then(PackageSignature::stored).as_ref(),
                     &row.source_kind,
                 )
                 .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;

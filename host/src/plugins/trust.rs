@@ -82,6 +82,15 @@ pub struct PackageSignature {
     pub files_sha256: Option<String>,
 }
 
+impl PackageSignature {
+    /// The signature stored with an installed version, if its package had one.
+    pub fn stored(row: &nitejar_store::VersionRow) -> Option<PackageSignature> {
+        row.signature_json
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+}
+
 /// Why a package is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,7 @@
 //! deliveries (migration `0002_runs.sql`).
 
 use super::{Db, DbResult, now_ms};
-use crate::hooks::{HookName, HookOverride};
+use nitejar_sandbox::hooks::{HookName, HookOverride};
 use serde::Serialize;
 use sqlx::FromRow;
 

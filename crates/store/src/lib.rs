@@ -1,6 +1,9 @@
-//! The database: every SQL statement of the host lives here as a typed function (STYLE #9).
+//! The Nitejar host's storage: every SQL statement lives here as a typed function (STYLE #9);
+//! the application, the server and the CLI never write SQL.
 //!
-//! SQLite (WAL) via sqlx is the embedded default; migrations in `migrations/` run at open.
+//! SQLite (WAL) via sqlx is the embedded default; the migrations in the repository's
+//! `migrations/` are compiled in and run at open. This crate sits beside the sandbox at the
+//! bottom of the host: it implements the sandbox's kv store trait and knows nothing above it.
 
 use futures::future::BoxFuture;
 use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
@@ -266,7 +269,7 @@ impl Db {
             .max_connections(8)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
+        sqlx::migrate!("../../migrations").run(&pool).await?;
         Ok(Db { pool })
     }
 
@@ -857,4 +860,49 @@ impl nitejar_sandbox::capabilities::kv::KvStore for Db {
 
 fn kv_storage(e: DbError) -> KvStoreError {
     KvStoreError::Storage(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kv_quotas_count_keys_and_bytes_and_a_replaced_value_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).await.unwrap();
+        let set = |key: &'static str, value: &'static [u8]| {
+            let db = db.clone();
+            async move { db.kv_set_within("p", key, value, 3, 30).await.unwrap() }
+        };
+        // Three keys of 6 bytes each (key + value).
+        for key in ["a", "b", "c"] {
+            assert_eq!(set(key, b"12345").await, None);
+        }
+        assert_eq!(set("d", b"1").await, Some(KvQuotaHit::Keys));
+        assert_eq!(db.kv_get("p", "d").await.unwrap(), None, "nothing written");
+        // Replacing "a" counts its new size only: 12 + 1 + 17 = 30 fits, 31 does not.
+        assert_eq!(set("a", b"12345678901234567").await, None);
+        assert_eq!(
+            set("a", b"123456789012345678").await,
+            Some(KvQuotaHit::Bytes)
+        );
+        assert_eq!(
+            db.kv_get("p", "a").await.unwrap().as_deref(),
+            Some(&b"12345678901234567"[..]),
+            "the refused value did not replace the stored one"
+        );
+        // Keys are counted in bytes, not characters: with "c" gone, 24 bytes are stored, and a
+        // key of four two-byte characters (8 bytes, 4 characters) would make 32.
+        db.kv_delete("p", "c").await.unwrap();
+        assert_eq!(
+            db.kv_set_within("p", "éééé", b"", 3, 30).await.unwrap(),
+            Some(KvQuotaHit::Bytes)
+        );
+        assert_eq!(
+            db.kv_set_within("p", "ééé", b"", 3, 30).await.unwrap(),
+            None
+        );
+        // Another plugin's quota is its own.
+        assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
+    }
 }

@@ -31,15 +31,6 @@ pub struct VersionRow {
     pub source_json: Option<String>,
 }
 
-impl VersionRow {
-    /// The stored signature, if the package had one.
-    pub fn signature(&self) -> Option<crate::plugins::trust::PackageSignature> {
-        self.signature_json
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-    }
-}
-
 /// Serializes a JSON text column as the JSON it holds.
 fn as_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     use serde::Serialize;
