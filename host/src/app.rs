@@ -203,17 +203,18 @@ async fn auto_disable(app: &App, id: &str, failures: usize) {
     let version = app.registry.get(id).map(|p| p.version().to_string());
     app.registry.deactivate(id);
     let window_ms = app.crash_guard.window().as_millis() as u64;
-    let alert = serde_json::json!({
-        "kind": "crash_loop",
-        "message": format!(
+    let alert = nitejar_api::plugins::PluginAlert {
+        kind: "crash_loop".into(),
+        message: format!(
             "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
             window_ms / 1000
         ),
-        "failures": failures,
-        "threshold": app.crash_guard.threshold(),
-        "windowMs": window_ms,
-        "at": nitejar_store::now_ms(),
-    });
+        failures: failures as u64,
+        threshold: app.crash_guard.threshold() as u64,
+        window_ms,
+        at: nitejar_store::now_ms(),
+    };
+    let alert = serde_json::to_value(&alert).expect("an alert serializes");
     if let Err(e) = app.db.set_plugin_alert(id, Some(&alert.to_string())).await {
         tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
     }

@@ -44,3 +44,158 @@ async fn every_documented_operation_is_routed() {
     assert!(operations >= 50, "{operations}");
     host.stop().await;
 }
+
+/// How `body`, the answer of `method path` with `status`, breaks the schema the document gives
+/// that answer (the success schema, or the error schema for any other status).
+fn violations(doc: &Value, method: &str, path: &str, status: u16, body: &Value) -> Vec<String> {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not documented");
+    assert!(
+        op.get("x-nitejar-untyped").is_none(),
+        "{method} {path} has no typed schema"
+    );
+    let responses = op["responses"].as_object().unwrap();
+    let response = responses
+        .get(&status.to_string())
+        .unwrap_or_else(|| &responses["default"]);
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {path} {status}: no schema");
+    let root = serde_json::json!({ "allOf": [schema], "components": doc["components"] });
+    let validator = jsonschema::validator_for(&root).expect("the document's schema compiles");
+    validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Asserts that `body` matches its documented schema.
+fn check(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let errors = violations(doc, method, path, status, body);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} -> {status} does not match its schema: {errors:?}\n{body:#}"
+    );
+}
+
+/// Real answers of a running server, validated against the document, for every typed
+/// operation: success bodies and error bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_the_documented_schemas() {
+    use reqwest::Method;
+    let host = TestHost::start().await;
+    let doc: Value = reqwest::get(format!("{}/api/openapi.json", host.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = async |method: Method, path: &str, body: Option<Value>| -> (u16, Value) {
+        let mut req = host.admin(method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            },
+        )
+    };
+    let id = "test.hostile";
+    host.admin(Method::POST, "/plugins/install")
+        .json(&serde_json::json!({
+            "sourceKind": "local",
+            "sourceRef": nitejar_tests::guest_package("hostile"),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let p = format!("/plugins/{id}");
+
+    let (s, v) = call(Method::GET, "/plugins", None).await;
+    assert_eq!(s, 200);
+    check(&doc, "get", "/api/admin/plugins", s, &v);
+    // The schemas are strict enough to catch a drifted answer.
+    let mut drifted = v.clone();
+    drifted["plugins"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("enabled");
+    assert!(!violations(&doc, "get", "/api/admin/plugins", 200, &drifted).is_empty());
+    drifted["plugins"] = 5.into();
+    assert!(!violations(&doc, "get", "/api/admin/plugins", 200, &drifted).is_empty());
+    assert!(!violations(&doc, "get", "/api/admin/plugins", 404, &v).is_empty());
+    let (s, v) = call(Method::GET, &p, None).await;
+    assert_eq!(s, 200);
+    check(&doc, "get", "/api/admin/plugins/{id}", s, &v);
+    let (s, v) = call(
+        Method::POST,
+        &format!("{p}/grants"),
+        Some(serde_json::json!({ "permissions": ["network:http://allowed.test"] })),
+    )
+    .await;
+    assert_eq!((s, v["granted"].as_u64()), (200, Some(1)));
+    check(&doc, "post", "/api/admin/plugins/{id}/grants", s, &v);
+    let (s, _) = call(
+        Method::PUT,
+        &format!("{p}/secrets/declared.token"),
+        Some(serde_json::json!({ "value": "s3cret" })),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, v) = call(
+        Method::POST,
+        &format!("{p}/enable"),
+        Some(serde_json::json!({ "consent": true })),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    check(&doc, "post", "/api/admin/plugins/{id}/enable", s, &v);
+    // Loaded now: the answer carries the API version and the integration types too.
+    let (s, v) = call(Method::GET, &p, None).await;
+    assert_eq!(v["loaded"], true);
+    check(&doc, "get", "/api/admin/plugins/{id}", s, &v);
+    let (s, v) = call(Method::POST, &format!("{p}/disable"), None).await;
+    check(&doc, "post", "/api/admin/plugins/{id}/disable", s, &v);
+    let (s, v) = call(Method::GET, &format!("{p}/events?limit=3"), None).await;
+    assert_eq!((s, v["events"].as_array().map(Vec::len)), (200, Some(3)));
+    check(&doc, "get", "/api/admin/plugins/{id}/events", s, &v);
+
+    // Errors: the documented error body, for every kind of client mistake.
+    for (method, path, template, body, status) in [
+        (
+            Method::GET,
+            "/plugins/nope".to_string(),
+            "/api/admin/plugins/{id}",
+            None,
+            404,
+        ),
+        (
+            Method::POST,
+            format!("{p}/grants"),
+            "/api/admin/plugins/{id}/grants",
+            Some(serde_json::json!({ "permissions": ["network:evil.example"] })),
+            400,
+        ),
+        (
+            Method::POST,
+            format!("{p}/enable"),
+            "/api/admin/plugins/{id}/enable",
+            Some(serde_json::json!({ "consent": false })),
+            400,
+        ),
+    ] {
+        let m = method.as_str().to_ascii_lowercase();
+        let (s, v) = call(method, &path, body).await;
+        assert_eq!(s, status, "{path}: {v}");
+        check(&doc, &m, template, s, &v);
+    }
+    host.stop().await;
+}

@@ -131,6 +131,22 @@ impl Client {
         }
     }
 
+    /// `GET`, read as the API contract's type `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        decode(self.get(path).await?)
+    }
+
+    /// `POST` of the API contract's request type, read as its response type `T`.
+    pub async fn post_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, CliError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| CliError::Local(format!("encoding the request failed: {e}")))?;
+        decode(self.post(path, &body).await?)
+    }
+
     /// `GET`.
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.http.get(format!("{}{path}", self.base)))
@@ -226,6 +242,15 @@ impl Client {
         spinner.finish_and_clear();
         result
     }
+}
+
+/// An answer read as the API contract's type; a mismatch means client and server disagree.
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
+    serde_json::from_value(v).map_err(|e| {
+        CliError::Server(format!(
+            "the server's answer does not match this CLI's API version: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

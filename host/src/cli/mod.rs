@@ -21,6 +21,9 @@ mod form;
 mod render;
 
 use client::{CliError, Client};
+use nitejar_api::plugins::{
+    EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, PluginDetail, PluginList,
+};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -579,6 +582,21 @@ pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write)
     }
 }
 
+/// Prints an answer of the API contract's type: as JSON with `--json`, else as `table`.
+fn emit_typed<T: serde::Serialize>(
+    out: &mut dyn Write,
+    json: bool,
+    v: &T,
+    table: impl FnOnce(&T) -> String,
+) -> Result<(), CliError> {
+    let text = if json {
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    } else {
+        table(v)
+    };
+    writeln!(out, "{}", text.trim_end()).map_err(|e| CliError::Local(e.to_string()))
+}
+
 fn emit(
     out: &mut dyn Write,
     json: bool,
@@ -708,12 +726,17 @@ async fn plugin(
 ) -> Result<(), CliError> {
     let json = conn.json;
     match command {
-        PluginCommand::List => emit(out, json, &client.get("/plugins").await?, render::plugins),
-        PluginCommand::Show { id } => emit(
+        PluginCommand::List => emit_typed(
+            out,
+            json,
+            &client.get_as::<PluginList>("/plugins").await?,
+            render::plugins,
+        ),
+        PluginCommand::Show { id } => emit_typed(
             out,
             json,
             &client
-                .get(&format!("/plugins/{}", client::seg(&id)))
+                .get_as::<PluginDetail>(&format!("/plugins/{}", client::seg(&id)))
                 .await?,
             render::plugin,
         ),
@@ -763,17 +786,14 @@ async fn plugin(
         }
         PluginCommand::Enable { id, yes } => {
             let path = format!("/plugins/{}", client::seg(&id));
-            let p = client.get(&path).await?;
-            let pending: Vec<String> = p["disclosures"]
-                .as_array()
-                .map(|d| {
-                    d.iter()
-                        .filter(|x| x["acknowledged"] != true)
-                        .filter_map(|x| x["permission"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let third_party = p["trustLevel"] != "builtin";
+            let p: PluginDetail = client.get_as(&path).await?;
+            let pending: Vec<String> = p
+                .disclosures
+                .into_iter()
+                .filter(|d| !d.acknowledged)
+                .map(|d| d.permission)
+                .collect();
+            let third_party = p.plugin.trust_level != "builtin";
             if third_party && !yes {
                 let mut question = format!(
                     "{id} runs in the wasm sandbox; enabling it lets it act on what it receives."
@@ -794,26 +814,28 @@ async fn plugin(
                 }
             }
             if !pending.is_empty() {
-                client
-                    .post(
+                let _: GrantResponse = client
+                    .post_as(
                         &format!("{path}/grants"),
-                        &json!({ "permissions": pending }),
+                        &GrantRequest {
+                            permissions: pending,
+                        },
                     )
                     .await?;
             }
-            let v = client
-                .post(&format!("{path}/enable"), &json!({ "consent": true }))
+            let v: EnableResponse = client
+                .post_as(&format!("{path}/enable"), &EnableRequest { consent: true })
                 .await?;
-            emit(out, json, &v, |_| format!("enabled {id}"))
+            emit_typed(out, json, &v, |_| format!("enabled {id}"))
         }
         PluginCommand::Disable { id } => {
-            let v = client
-                .post(
+            let v: EnableResponse = client
+                .post_as(
                     &format!("/plugins/{}/disable", client::seg(&id)),
                     &json!({}),
                 )
                 .await?;
-            emit(out, json, &v, |_| format!("disabled {id}"))
+            emit_typed(out, json, &v, |_| format!("disabled {id}"))
         }
         PluginCommand::Upgrade { id, source, yes } => {
             let base = format!("/plugins/{}", client::seg(&id));
@@ -968,14 +990,14 @@ async fn plugin(
             ))
         }
         PluginCommand::Logs { id, limit } => {
-            let v = client
-                .get(&format!(
+            let v: EventPage = client
+                .get_as(&format!(
                     "/plugins/{}/events?limit={}",
                     client::seg(&id),
                     limit.clamp(1, 500)
                 ))
                 .await?;
-            emit(out, json, &v, render::events)
+            emit_typed(out, json, &v, render::events)
         }
     }
 }

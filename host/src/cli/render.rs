@@ -1,5 +1,6 @@
 //! Human-readable tables for the CLI (the `--json` output is the API's own).
 
+use nitejar_api::plugins::{EventPage, PluginDetail, PluginList};
 use serde_json::Value;
 
 /// Lays out rows under headers, columns padded to their widest cell.
@@ -27,11 +28,37 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// Text for the terminal: control characters (escape sequences, carriage returns, ...) that a
+/// plugin could put in a name, an error or a receipt are shown escaped, never interpreted.
+fn safe(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// An optional text, `-` when absent.
+fn opt(v: &Option<String>) -> String {
+    v.as_deref().map_or_else(|| "-".into(), safe)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
 /// A cell from a JSON value (strings unquoted, null as `-`).
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => safe(s),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         other => other.to_string(),
     }
@@ -42,18 +69,19 @@ fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 }
 
 /// `plugin list`.
-pub fn plugins(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "plugins")
+pub fn plugins(v: &PluginList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .plugins
         .iter()
         .map(|p| {
             vec![
-                cell(&p["id"]),
-                cell(&p["version"]),
-                cell(&p["enabled"]),
-                cell(&p["loaded"]),
-                cell(&p["trustLevel"]),
-                cell(&p["recentFailures"]),
-                cell(&p["lastLoadError"]),
+                safe(&p.id),
+                opt(&p.version),
+                yes_no(p.enabled),
+                yes_no(p.loaded),
+                safe(&p.trust_level),
+                p.recent_failures.to_string(),
+                opt(&p.last_load_error),
             ]
         })
         .collect();
@@ -72,25 +100,27 @@ pub fn plugins(v: &Value) -> String {
 }
 
 /// `plugin show`.
-pub fn plugin(p: &Value) -> String {
+pub fn plugin(d: &PluginDetail) -> String {
+    let p = &d.plugin;
     let mut out = format!(
         "{} {} ({})\nenabled: {}  loaded: {}  trust: {}  source: {} {}\nexecution mode: {}\n",
-        cell(&p["id"]),
-        cell(&p["version"]),
-        cell(&p["name"]),
-        cell(&p["enabled"]),
-        cell(&p["loaded"]),
-        cell(&p["trustLevel"]),
-        cell(&p["sourceKind"]),
-        cell(&p["sourceRef"]),
-        cell(&p["executionMode"]),
+        safe(&p.id),
+        opt(&p.version),
+        safe(&p.name),
+        yes_no(p.enabled),
+        yes_no(p.loaded),
+        safe(&p.trust_level),
+        safe(&p.source_kind),
+        opt(&p.source_ref),
+        safe(&p.posture.execution_mode),
     );
-    let rows: Vec<Vec<String>> = items(p, "disclosures")
+    let rows: Vec<Vec<String>> = d
+        .disclosures
         .iter()
         .map(|d| {
             vec![
-                cell(&d["permission"]),
-                if d["acknowledged"] == true {
+                safe(&d.permission),
+                if d.acknowledged {
                     "granted"
                 } else {
                     "not granted"
@@ -105,16 +135,17 @@ pub fn plugin(p: &Value) -> String {
         out.push_str(&table(&["PERMISSION", "GRANT"], &rows));
         out.push('\n');
     }
-    if let Some(msg) = p["alert"]["message"].as_str() {
-        out.push_str(&format!("ALERT: {msg}\n"));
+    if let Some(a) = &p.alert {
+        out.push_str(&format!("ALERT: {}\n", safe(&a.message)));
     }
-    if let Some(v) = p["pendingVersion"].as_str() {
+    if let Some(v) = &p.pending_version {
         out.push_str(&format!(
-            "pending upgrade to {v}: waits for consent to its added permissions\n"
+            "pending upgrade to {}: waits for consent to its added permissions\n",
+            safe(v)
         ));
     }
-    for l in items(p, "effectiveLimitations") {
-        out.push_str(&format!("limitation: {}\n", cell(l)));
+    for l in &p.posture.effective_limitations {
+        out.push_str(&format!("limitation: {}\n", safe(l)));
     }
     out
 }
@@ -322,13 +353,15 @@ pub fn skill(s: &Value) -> String {
     out
 }
 
-/// `plugin logs`.
-pub fn events(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "events")
+/// `plugin logs`: receipts, newest first.
+pub fn events(v: &EventPage) -> String {
+    let rows: Vec<Vec<String>> = v
+        .events
         .iter()
         .map(|e| {
-            let detail: Value = e["detailJson"]
-                .as_str()
+            let detail: Value = e
+                .detail_json
+                .as_deref()
                 .and_then(|d| serde_json::from_str(d).ok())
                 .unwrap_or(Value::Null);
             let what = detail["operation"]
@@ -336,13 +369,13 @@ pub fn events(v: &Value) -> String {
                 .or(detail["capability"].as_str())
                 .unwrap_or("");
             vec![
-                cell(&e["createdAt"]),
-                cell(&e["kind"]),
-                what.to_string(),
-                cell(&e["hookName"]),
-                cell(&e["status"]),
-                cell(&e["durationMs"]),
-                cell(&e["workItemId"]),
+                e.created_at.to_string(),
+                safe(&e.kind),
+                safe(what),
+                opt(&e.hook_name),
+                safe(&e.status),
+                e.duration_ms.map_or("-".into(), |d| d.to_string()),
+                opt(&e.work_item_id),
             ]
         })
         .collect();

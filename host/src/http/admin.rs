@@ -17,7 +17,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use nitejar_sandbox::manifest::Manifest;
+use nitejar_api::plugins::{
+    DeclaredContributions, DeclaredPermissions, Disclosure, EnableRequest, EnableResponse,
+    EventPage, EventsQuery, GrantRequest, GrantResponse, HookDeclaration, HookDeclarationOptions,
+    IntegrationSummary, PluginDetail, PluginList, PluginSummary, Receipt as ApiReceipt,
+    RuntimePosture, SecretRequest,
+};
+use nitejar_sandbox::manifest::{HookEntry, Manifest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -42,59 +48,103 @@ pub const EFFECTIVE_LIMITATIONS: &[&str] = &[
     "granted secrets are visible to the plugin in plaintext while it runs",
 ];
 
-fn posture(app: &App) -> Value {
-    json!({
-        "executionMode": EXECUTION_MODE,
-        "trustMode": app.config.trust.mode.as_str(),
-        "hostEnforcedControls": HOST_ENFORCED_CONTROLS,
-        "effectiveLimitations": EFFECTIVE_LIMITATIONS,
-    })
+fn posture(app: &App) -> RuntimePosture {
+    RuntimePosture {
+        execution_mode: EXECUTION_MODE.into(),
+        trust_mode: app.config.trust.mode.as_str().into(),
+        host_enforced_controls: HOST_ENFORCED_CONTROLS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        effective_limitations: EFFECTIVE_LIMITATIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    }
 }
 
-fn plugin_json(app: &App, row: &nitejar_store::PluginRow) -> Value {
-    let manifest: Value = serde_json::from_str(&row.manifest_json).unwrap_or(Value::Null);
+/// The API's view of a manifest's declarations (the manifest was validated at install).
+fn declarations(row: &nitejar_store::PluginRow) -> (DeclaredPermissions, DeclaredContributions) {
+    let Ok(m) = Manifest::parse(row.manifest_json.as_bytes()) else {
+        return Default::default();
+    };
+    let p = m.permissions;
+    let permissions = DeclaredPermissions {
+        network: p.network,
+        secrets: p.secrets,
+        filesystem_read: p.filesystem_read,
+        filesystem_write: p.filesystem_write,
+        allow_process_spawn: p.allow_process_spawn,
+    };
+    let c = m.contributes;
+    let contributions = DeclaredContributions {
+        integrations: c.integrations,
+        hooks: c
+            .hooks
+            .into_iter()
+            .map(|h| match h {
+                HookEntry::Name(n) => HookDeclaration::Name(n),
+                HookEntry::Detailed(o) => HookDeclaration::Detailed(HookDeclarationOptions {
+                    event: o.event,
+                    priority: o.priority,
+                    fail_policy: o.fail_policy,
+                    timeout_ms: o.timeout_ms,
+                }),
+            })
+            .collect(),
+        skills: c.skills,
+        tools: c.tools,
+    };
+    (permissions, contributions)
+}
+
+fn plugin_summary(app: &App, row: &nitejar_store::PluginRow) -> PluginSummary {
     let loaded = app.registry.get(&row.id);
-    let mut v = json!({
-        "id": row.id,
-        "name": row.name,
-        "enabled": row.enabled,
-        "loaded": loaded.is_some(),
-        "trustLevel": row.trust_level,
-        "sourceKind": row.source_kind,
-        "sourceRef": row.source_ref,
-        "version": row.current_version,
-        "pendingVersion": row.pending_version,
-        "checksum": row.current_checksum,
-        "lastLoadError": row.last_load_error,
-        "recentFailures": app.crash_guard.recent_failures(&row.id),
-        "alert": row.alert_json.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()),
-        "declaredCapabilities": manifest.get("permissions"),
-        "contributes": manifest.get("contributes"),
-        "installedAt": row.installed_at,
-        "updatedAt": row.updated_at,
-    });
-    if let Some(p) = loaded {
-        v["apiVersion"] = p.api_version.clone().into();
-        v["integrations"] = p
-            .integrations
-            .iter()
-            .map(|d| json!({ "type": d.integration_type, "displayName": d.display_name, "sensitiveFields": d.sensitive_fields }))
-            .collect();
+    let (declared_capabilities, contributes) = declarations(row);
+    PluginSummary {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        enabled: row.enabled,
+        loaded: loaded.is_some(),
+        trust_level: row.trust_level.clone(),
+        source_kind: row.source_kind.clone(),
+        source_ref: row.source_ref.clone(),
+        version: row.current_version.clone(),
+        pending_version: row.pending_version.clone(),
+        checksum: row.current_checksum.clone(),
+        last_load_error: row.last_load_error.clone(),
+        recent_failures: app.crash_guard.recent_failures(&row.id) as u64,
+        alert: row
+            .alert_json
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok()),
+        declared_capabilities,
+        contributes,
+        installed_at: row.installed_at,
+        updated_at: row.updated_at,
+        api_version: loaded.as_ref().map(|p| p.api_version.clone()),
+        integrations: loaded.as_ref().map(|p| {
+            p.integrations
+                .iter()
+                .map(|d| IntegrationSummary {
+                    integration_type: d.integration_type.clone(),
+                    display_name: d.display_name.clone(),
+                    sensitive_fields: d.sensitive_fields.clone(),
+                })
+                .collect()
+        }),
+        posture: posture(app),
     }
-    if let (Value::Object(a), Value::Object(b)) = (&mut v, posture(app)) {
-        a.extend(b);
-    }
-    v
 }
 
 /// `GET /api/admin/plugins`.
-pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<PluginList>> {
     let rows = app.db.list_plugins().await?;
-    Ok(Json(json!({
-        "plugins": rows.iter().map(|r| plugin_json(&app, r)).collect::<Vec<_>>(),
-        "runtime": posture(&app),
-        "safeMode": app.config.safe_mode,
-    })))
+    Ok(Json(PluginList {
+        plugins: rows.iter().map(|r| plugin_summary(&app, r)).collect(),
+        runtime: posture(&app),
+        safe_mode: app.config.safe_mode,
+    }))
 }
 
 /// The plugin row of `id`, or a 404 that says it is not installed.
@@ -109,19 +159,22 @@ async fn installed_plugin(app: &App, id: &str) -> ApiResult<nitejar_store::Plugi
 pub async fn get_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PluginDetail>> {
     let row = installed_plugin(&app, &id).await?;
-    let mut v = plugin_json(&app, &row);
-    v["disclosures"] =
-        serde_json::to_value(app.db.list_disclosures(&id).await?).expect("rows serialize");
-    Ok(Json(v))
-}
-
-/// Query of the events listing.
-#[derive(Deserialize)]
-pub struct EventsQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
+    let disclosures = app
+        .db
+        .list_disclosures(&id)
+        .await?
+        .into_iter()
+        .map(|d| Disclosure {
+            permission: d.permission,
+            acknowledged: d.acknowledged,
+        })
+        .collect();
+    Ok(Json(PluginDetail {
+        plugin: plugin_summary(&app, &row),
+        disclosures,
+    }))
 }
 
 /// `GET /api/admin/plugins/{id}/events?limit=&cursor=` (newest first; `nextCursor` pages on).
@@ -129,14 +182,34 @@ pub async fn list_events(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventPage>> {
     app.receipts.flush().await;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = app.db.list_events(&id, limit, q.cursor.as_deref()).await?;
-    let next = (rows.len() as u32 == limit)
+    let next_cursor = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(Json(json!({ "events": rows, "nextCursor": next })))
+    let events = rows
+        .into_iter()
+        .map(|r| ApiReceipt {
+            id: r.id,
+            plugin_id: r.plugin_id,
+            plugin_version: r.plugin_version,
+            kind: r.kind,
+            status: r.status,
+            work_item_id: r.work_item_id,
+            job_id: r.job_id,
+            hook_name: r.hook_name,
+            duration_ms: r.duration_ms,
+            execution_mode: r.execution_mode,
+            detail_json: r.detail_json,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok(Json(EventPage {
+        events,
+        next_cursor,
+    }))
 }
 
 /// The API error for an install failure.
@@ -395,13 +468,6 @@ pub async fn preview_upload(State(app): State<Arc<App>>, body: Upload) -> ApiRes
     ))
 }
 
-/// Body of `POST /api/admin/plugins/{id}/grants`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    permissions: Vec<String>,
-}
-
 /// A lifecycle receipt for `row`: its active version and the time since `started`.
 fn action_receipt(
     row: &nitejar_store::PluginRow,
@@ -420,8 +486,8 @@ fn action_receipt(
 pub async fn grant(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<GrantBody>,
-) -> ApiResult<Json<Value>> {
+    Json(body): Json<GrantRequest>,
+) -> ApiResult<Json<GrantResponse>> {
     let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
     let known = app.db.list_disclosures(&id).await?;
@@ -439,21 +505,14 @@ pub async fn grant(
         action_receipt(&row, "grant", "ok", started).detail(json!({ "granted": body.permissions })),
     );
     reload_if_loaded(&app, &id).await;
-    Ok(Json(json!({ "granted": changed })))
-}
-
-/// Body of `PUT /api/admin/plugins/{id}/secrets/{key}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretBody {
-    value: String,
+    Ok(Json(GrantResponse { granted: changed }))
 }
 
 /// `PUT /api/admin/plugins/{id}/secrets/{key}`: stores a secret value (encrypted).
 pub async fn set_secret(
     State(app): State<Arc<App>>,
     Path((id, key)): Path<(String, String)>,
-    Json(body): Json<SecretBody>,
+    Json(body): Json<SecretRequest>,
 ) -> ApiResult<StatusCode> {
     let row = installed_plugin(&app, &id).await?;
     let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
@@ -479,20 +538,12 @@ async fn reload_if_loaded(app: &App, id: &str) {
     }
 }
 
-/// Body of `POST /api/admin/plugins/{id}/enable`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EnableBody {
-    #[serde(default)]
-    consent: bool,
-}
-
 /// `POST /api/admin/plugins/{id}/enable` with `{"consent": true}` for third-party plugins.
 pub async fn enable_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<EnableBody>>,
-) -> ApiResult<Json<Value>> {
+    body: Option<Json<EnableRequest>>,
+) -> ApiResult<Json<EnableResponse>> {
     let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
     let consent = body.map(|b| b.consent).unwrap_or(false);
@@ -547,9 +598,11 @@ pub async fn enable_plugin(
         action_receipt(&row, "enable", status, started).detail(json!({ "consent": consent })),
     );
     match result {
-        Ok(p) => Ok(Json(
-            json!({ "enabled": true, "loaded": true, "version": p.version() }),
-        )),
+        Ok(p) => Ok(Json(EnableResponse {
+            enabled: true,
+            loaded: Some(true),
+            version: Some(p.version().to_string()),
+        })),
         Err(e) => {
             app.db.set_plugin_enabled(&id, false).await?;
             Err(ApiError::new(
@@ -565,14 +618,18 @@ pub async fn enable_plugin(
 pub async fn disable_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnableResponse>> {
     let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
     app.db.set_plugin_enabled(&id, false).await?;
     app.registry.deactivate(&id);
     app.receipts
         .emit(action_receipt(&row, "disable", "ok", started));
-    Ok(Json(json!({ "enabled": false })))
+    Ok(Json(EnableResponse {
+        enabled: false,
+        loaded: None,
+        version: None,
+    }))
 }
 
 /// `GET /api/admin/instances/{id}/work-items`.

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use nitejar_api::{ErrorBody, ErrorDetail};
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -54,7 +54,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.to_string(),
+                    message: self.message,
+                },
+            }),
         )
             .into_response()
     }

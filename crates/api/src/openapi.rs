@@ -1,0 +1,675 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from one table of operations whose
+//! request and response bodies are the types of this crate (their JSON Schemas, under
+//! `components/schemas`). Served at `GET /api/openapi.json`; a test validates real responses of
+//! a running server against it.
+//!
+//! An operation whose body is [`Body::Untyped`] has not been given a type yet: the document
+//! says so (`x-nitejar-untyped: true`) instead of pretending.
+
+use crate::error::ErrorBody;
+use crate::plugins;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde_json::{Map, Value, json};
+
+/// Writes a type's schema into a generator and returns a reference to it.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schema of `T` (a `$ref` into `components/schemas` for named types).
+fn json<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// A request or response body.
+#[derive(Clone, Copy)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// JSON of this type.
+    Json(SchemaFn),
+    /// JSON not described by a type yet.
+    Untyped,
+}
+
+impl Body {
+    /// Whether the body has a type (or there is none to have).
+    pub fn is_typed(&self) -> bool {
+        !matches!(self, Body::Untyped)
+    }
+}
+
+/// One operation of the API.
+pub struct Operation {
+    /// `get`, `post`, `put`, `patch` or `delete`.
+    pub method: &'static str,
+    /// Path with `{param}` segments.
+    pub path: &'static str,
+    /// Group in the document.
+    pub tag: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Status of success.
+    pub status: u16,
+    /// The request body.
+    pub request: Body,
+    /// The success response body.
+    pub response: Body,
+}
+
+/// Every operation of the API.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/healthz",
+        tag: "health",
+        summary: "Liveness probe",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/openapi.json",
+        tag: "health",
+        summary: "This document",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/webhooks/plugins/{integrationType}/{instanceId}",
+        tag: "webhooks",
+        summary: "A platform webhook for an integration instance (1 MiB max; 202 work item, 200 duplicate/ignored/plugin response, 401 bad signature, 404 unknown instance, 413, 502 plugin failure, 503 unavailable)",
+        status: 202,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/plugins",
+        tag: "plugins",
+        summary: "Installed plugins with runtime posture (executionMode, declaredCapabilities, hostEnforcedControls, effectiveLimitations)",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Json(json::<plugins::PluginList>),
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/install",
+        tag: "plugins",
+        summary: "Install from a local directory, an npm package or a git repository ({sourceKind, sourceRef, options}); starts disabled",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/install/npm",
+        tag: "plugins",
+        summary: "Install an npm package ({sourceRef: name@range, options}); starts disabled",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/install/git",
+        tag: "plugins",
+        summary: "Install from a git repository ({sourceRef: url#ref, options}); starts disabled",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/preview",
+        tag: "plugins",
+        summary: "Preview a local, npm or git package: identity, permissions, contributions, trust verdict, permission diff; nothing installed",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/preview/upload",
+        tag: "plugins",
+        summary: "Preview an uploaded .tgz or .wasm; nothing installed",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/upload",
+        tag: "plugins",
+        summary: "Install an uploaded .tgz or .wasm (50 MiB max); starts disabled",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/plugins/{id}",
+        tag: "plugins",
+        summary: "One plugin with its disclosures and grant state",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Json(json::<plugins::PluginDetail>),
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/plugins/{id}/events",
+        tag: "plugins",
+        summary: "Receipts, newest first, cursor paginated (limit, cursor)",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Json(json::<plugins::EventPage>),
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/grants",
+        tag: "plugins",
+        summary: "Grant declared permissions",
+        status: 200,
+        request: Body::Json(json::<plugins::GrantRequest>),
+        response: Body::Json(json::<plugins::GrantResponse>),
+    },
+    Operation {
+        method: "put",
+        path: "/api/admin/plugins/{id}/secrets/{key}",
+        tag: "plugins",
+        summary: "Set a declared secret (stored encrypted)",
+        status: 200,
+        request: Body::Json(json::<plugins::SecretRequest>),
+        response: Body::Empty,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/enable",
+        tag: "plugins",
+        summary: "Enable (third-party plugins need {\"consent\": true})",
+        status: 200,
+        request: Body::Json(json::<plugins::EnableRequest>),
+        response: Body::Json(json::<plugins::EnableResponse>),
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/disable",
+        tag: "plugins",
+        summary: "Disable: stops the plugin at once",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Json(json::<plugins::EnableResponse>),
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/plugins/{id}/versions",
+        tag: "lifecycle",
+        summary: "Installed, active and pending versions",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/upgrade",
+        tag: "lifecycle",
+        summary: "Upgrade from a local, npm or git source (empty body: the source it was installed from): activated, or pending_consent with addedPermissions",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "delete",
+        path: "/api/admin/plugins/{id}/upgrade",
+        tag: "lifecycle",
+        summary: "Discard the pending upgrade",
+        status: 204,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/upgrade/upload",
+        tag: "lifecycle",
+        summary: "Upgrade from an uploaded package",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/upgrade/approve",
+        tag: "lifecycle",
+        summary: "Consent to exactly the added permissions and activate",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/rollback",
+        tag: "lifecycle",
+        summary: "Activate an installed older version",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/reload",
+        tag: "lifecycle",
+        summary: "Re-read a plugin installed from a local directory (a rebuild of the same version)",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/uninstall",
+        tag: "lifecycle",
+        summary: "Uninstall (purgeFiles, purgeData); not built-ins",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/plugins/{id}/doctor",
+        tag: "lifecycle",
+        summary: "One plugin's health and what to do about each problem",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/doctor",
+        tag: "lifecycle",
+        summary: "Every plugin's health",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "put",
+        path: "/api/admin/plugins/{id}/hooks/{hook}",
+        tag: "hooks",
+        summary: "Override a hook registration (priority, failPolicy, timeoutMs, enabled)",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "delete",
+        path: "/api/admin/plugins/{id}/hooks/{hook}",
+        tag: "hooks",
+        summary: "Restore the manifest's registration",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/hooks",
+        tag: "hooks",
+        summary: "The hook table in dispatch order",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/integration-types",
+        tag: "instances",
+        summary: "Integration types with JSON Schema, UI hints, sensitive fields",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/instances",
+        tag: "instances",
+        summary: "Integration instances (secrets redacted)",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/instances",
+        tag: "instances",
+        summary: "Create an instance (schema + validate-config; enabled only after test-connection)",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/instances/test",
+        tag: "instances",
+        summary: "Test an unsaved config",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/instances/{id}",
+        tag: "instances",
+        summary: "One instance",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "patch",
+        path: "/api/admin/instances/{id}",
+        tag: "instances",
+        summary: "Partial update (null removes; ******** keeps a secret)",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "delete",
+        path: "/api/admin/instances/{id}",
+        tag: "instances",
+        summary: "Delete (work items stay)",
+        status: 204,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/instances/{id}/enable",
+        tag: "instances",
+        summary: "Enable after a passing connection test",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/instances/{id}/disable",
+        tag: "instances",
+        summary: "Disable (webhooks answer 404)",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/instances/{id}/test",
+        tag: "instances",
+        summary: "Test the stored config",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/instances/{id}/work-items",
+        tag: "runs",
+        summary: "Work items of an instance",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "put",
+        path: "/api/admin/instances/{id}/agent",
+        tag: "runs",
+        summary: "Assign the agent that answers an instance",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/agents",
+        tag: "runs",
+        summary: "Agents",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/agents",
+        tag: "runs",
+        summary: "Create an agent (name, systemPrompt, team, model)",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/agents/{id}",
+        tag: "runs",
+        summary: "One agent",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "put",
+        path: "/api/admin/agents/{id}",
+        tag: "runs",
+        summary: "Replace an agent's fields",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/agents/{id}/skills",
+        tag: "skills",
+        summary: "The skills a run of this agent on an instance gets (instance=)",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/work-items/{id}/run",
+        tag: "runs",
+        summary: "A run: job, steps, receipts in order, delivery",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/jobs/{id}",
+        tag: "runs",
+        summary: "A run by job id",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/skills",
+        tag: "skills",
+        summary: "Skills (source, scope, ref filters)",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/skills",
+        tag: "skills",
+        summary: "Create an admin skill",
+        status: 201,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/skills/sync",
+        tag: "skills",
+        summary: "Re-read the repository skills directory",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "get",
+        path: "/api/admin/skills/{id}",
+        tag: "skills",
+        summary: "One skill with content and files",
+        status: 200,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "patch",
+        path: "/api/admin/skills/{id}",
+        tag: "skills",
+        summary: "Edit an admin skill; enable/disable any skill",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "delete",
+        path: "/api/admin/skills/{id}",
+        tag: "skills",
+        summary: "Delete an admin skill",
+        status: 204,
+        request: Body::Empty,
+        response: Body::Untyped,
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/skills/{id}/assignments",
+        tag: "skills",
+        summary: "Assign or unassign (setSkillAssignment: scope, ref, assigned)",
+        status: 200,
+        request: Body::Untyped,
+        response: Body::Untyped,
+    },
+];
+
+/// The settings of the document's schemas: JSON Schema 2020-12 (what OpenAPI 3.1 uses), named
+/// types under `components/schemas`.
+fn generator() -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    settings.into_generator()
+}
+
+fn content(body: &Body, generator: &mut SchemaGenerator) -> Option<Value> {
+    match body {
+        Body::Empty => None,
+        Body::Json(f) => Some(json!({ "application/json": { "schema": f(generator) } })),
+        Body::Untyped => Some(json!({ "application/json": { "schema": {} } })),
+    }
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut generator = generator();
+    let error = json::<ErrorBody>(&mut generator);
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let params: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let mut success = json!({ "description": "success" });
+        if let Some(c) = content(&op.response, &mut generator) {
+            success["content"] = c;
+        }
+        let mut operation = json!({
+            "tags": [op.tag],
+            "summary": op.summary,
+            "operationId": format!("{}_{}", op.method, op.path.trim_start_matches('/').replace(['/', '{', '}', '.', '-'], "_")),
+            "parameters": params,
+            "responses": {
+                op.status.to_string(): success,
+                "default": { "description": "error", "content": { "application/json": { "schema": error } } }
+            }
+        });
+        if let Some(c) = content(&op.request, &mut generator) {
+            operation["requestBody"] =
+                json!({ "required": matches!(op.request, Body::Json(_)), "content": c });
+        }
+        if !op.request.is_typed() || !op.response.is_typed() {
+            operation["x-nitejar-untyped"] = true.into();
+        }
+        if op.path.starts_with("/api/admin") {
+            operation["security"] = json!([{ "bearerAuth": [] }]);
+        }
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[op.method] = operation;
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Nitejar plugin host",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Admin API (bearer token) and webhook endpoints. Errors are {\"error\": {\"code\", \"message\"}}; client mistakes are 4xx, never 500."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearerAuth": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas
+        }
+    })
+}
+
+/// The operation for `method` and `path` (as written in the table, `{param}` segments).
+pub fn operation(method: &str, path: &str) -> Option<&'static Operation> {
+    OPERATIONS
+        .iter()
+        .find(|o| o.method == method && o.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_operations_reference_schemas_the_document_defines() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for name in [
+            "PluginList",
+            "PluginDetail",
+            "EventPage",
+            "ErrorBody",
+            "RuntimePosture",
+        ] {
+            assert!(
+                schemas.contains_key(name),
+                "{name} missing: {:?}",
+                schemas.keys()
+            );
+        }
+        let list = &doc["paths"]["/api/admin/plugins"]["get"];
+        assert_eq!(
+            list["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/PluginList"
+        );
+        assert!(list.get("x-nitejar-untyped").is_none());
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"").skip(1) {
+            let target = r.split('"').next().unwrap();
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{target}"));
+            assert!(schemas.contains_key(name), "dangling {target}");
+        }
+    }
+}
