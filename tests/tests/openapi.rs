@@ -107,16 +107,19 @@ async fn answers_match_the_documented_schemas() {
         )
     };
     let id = "test.hostile";
-    host.admin(Method::POST, "/plugins/install")
-        .json(&serde_json::json!({
-            "sourceKind": "local",
-            "sourceRef": nitejar_tests::guest_package("hostile"),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    let source = serde_json::json!({
+        "sourceKind": "local",
+        "sourceRef": nitejar_tests::guest_package("hostile"),
+    });
+    let (s, v) = call(Method::POST, "/plugins/preview", Some(source.clone())).await;
+    assert_eq!((s, &v["action"]), (200, &Value::from("install")), "{v}");
+    check(&doc, "post", "/api/admin/plugins/preview", s, &v);
+    let (s, v) = call(Method::POST, "/plugins/install", Some(source.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    check(&doc, "post", "/api/admin/plugins/install", s, &v);
+    let (s, v) = call(Method::POST, "/plugins/preview", Some(source)).await;
+    assert_eq!(v["action"], "reinstall");
+    check(&doc, "post", "/api/admin/plugins/preview", s, &v);
     let p = format!("/plugins/{id}");
 
     let (s, v) = call(Method::GET, "/plugins", None).await;
@@ -164,6 +167,15 @@ async fn answers_match_the_documented_schemas() {
     check(&doc, "get", "/api/admin/plugins/{id}", s, &v);
     let (s, v) = call(Method::POST, &format!("{p}/disable"), None).await;
     check(&doc, "post", "/api/admin/plugins/{id}/disable", s, &v);
+    for (path, template) in [
+        (format!("{p}/versions"), "/api/admin/plugins/{id}/versions"),
+        (format!("{p}/doctor"), "/api/admin/plugins/{id}/doctor"),
+        ("/doctor".to_string(), "/api/admin/doctor"),
+    ] {
+        let (s, v) = call(Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        check(&doc, "get", template, s, &v);
+    }
     let (s, v) = call(Method::GET, &format!("{p}/events?limit=3"), None).await;
     assert_eq!((s, v["events"].as_array().map(Vec::len)), (200, Some(3)));
     check(&doc, "get", "/api/admin/plugins/{id}/events", s, &v);
@@ -197,5 +209,13 @@ async fn answers_match_the_documented_schemas() {
         assert_eq!(s, status, "{path}: {v}");
         check(&doc, &m, template, s, &v);
     }
+    let (s, v) = call(
+        Method::POST,
+        &format!("{p}/uninstall"),
+        Some(serde_json::json!({ "purgeData": true })),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    check(&doc, "post", "/api/admin/plugins/{id}/uninstall", s, &v);
     host.stop().await;
 }

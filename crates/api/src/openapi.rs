@@ -7,6 +7,7 @@
 //! says so (`x-nitejar-untyped: true`) instead of pretending.
 
 use crate::error::ErrorBody;
+use crate::lifecycle as L;
 use crate::plugins;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -27,6 +28,9 @@ pub enum Body {
     Empty,
     /// JSON of this type.
     Json(SchemaFn),
+    /// A plugin package: the raw bytes of a `.tgz` or `.wasm`, or a multipart form with the
+    /// file (50 MiB max).
+    Package,
     /// JSON not described by a type yet.
     Untyped,
 }
@@ -100,8 +104,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install from a local directory, an npm package or a git repository ({sourceKind, sourceRef, options}); starts disabled",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::InstallRequest>),
+        response: Body::Json(json::<L::InstallReport>),
     },
     Operation {
         method: "post",
@@ -109,8 +113,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install an npm package ({sourceRef: name@range, options}); starts disabled",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::InstallRequest>),
+        response: Body::Json(json::<L::InstallReport>),
     },
     Operation {
         method: "post",
@@ -118,8 +122,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install from a git repository ({sourceRef: url#ref, options}); starts disabled",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::InstallRequest>),
+        response: Body::Json(json::<L::InstallReport>),
     },
     Operation {
         method: "post",
@@ -127,8 +131,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Preview a local, npm or git package: identity, permissions, contributions, trust verdict, permission diff; nothing installed",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::InstallRequest>),
+        response: Body::Json(json::<L::Preview>),
     },
     Operation {
         method: "post",
@@ -136,8 +140,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Preview an uploaded .tgz or .wasm; nothing installed",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Package,
+        response: Body::Json(json::<L::Preview>),
     },
     Operation {
         method: "post",
@@ -145,8 +149,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install an uploaded .tgz or .wasm (50 MiB max); starts disabled",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Package,
+        response: Body::Json(json::<L::InstallReport>),
     },
     Operation {
         method: "get",
@@ -209,7 +213,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Installed, active and pending versions",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<L::VersionList>),
     },
     Operation {
         method: "post",
@@ -217,8 +221,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Upgrade from a local, npm or git source (empty body: the source it was installed from): activated, or pending_consent with addedPermissions",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::InstallRequest>),
+        response: Body::Json(json::<L::UpgradeReport>),
     },
     Operation {
         method: "delete",
@@ -227,7 +231,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Discard the pending upgrade",
         status: 204,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Empty,
     },
     Operation {
         method: "post",
@@ -235,8 +239,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Upgrade from an uploaded package",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Package,
+        response: Body::Json(json::<L::UpgradeReport>),
     },
     Operation {
         method: "post",
@@ -244,8 +248,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Consent to exactly the added permissions and activate",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::ApproveRequest>),
+        response: Body::Json(json::<L::UpgradeReport>),
     },
     Operation {
         method: "post",
@@ -253,8 +257,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Activate an installed older version",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::RollbackRequest>),
+        response: Body::Json(json::<L::RollbackResponse>),
     },
     Operation {
         method: "post",
@@ -262,8 +266,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Re-read a plugin installed from a local directory (a rebuild of the same version)",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Empty,
+        response: Body::Json(json::<L::ReloadReport>),
     },
     Operation {
         method: "post",
@@ -271,8 +275,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Uninstall (purgeFiles, purgeData); not built-ins",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<L::UninstallRequest>),
+        response: Body::Json(json::<L::UninstallResponse>),
     },
     Operation {
         method: "get",
@@ -281,7 +285,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One plugin's health and what to do about each problem",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<L::PluginHealth>),
     },
     Operation {
         method: "get",
@@ -290,7 +294,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Every plugin's health",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<L::HealthReport>),
     },
     Operation {
         method: "put",
@@ -568,6 +572,10 @@ fn content(body: &Body, generator: &mut SchemaGenerator) -> Option<Value> {
     match body {
         Body::Empty => None,
         Body::Json(f) => Some(json!({ "application/json": { "schema": f(generator) } })),
+        Body::Package => Some(json!({
+            "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } },
+            "multipart/form-data": { "schema": { "type": "object", "properties": { "file": { "type": "string", "contentMediaType": "application/octet-stream" } } } }
+        })),
         Body::Untyped => Some(json!({ "application/json": { "schema": {} } })),
     }
 }

@@ -245,7 +245,7 @@ impl Client {
 }
 
 /// An answer read as the API contract's type; a mismatch means client and server disagree.
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
+pub fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CliError> {
     serde_json::from_value(v).map_err(|e| {
         CliError::Server(format!(
             "the server's answer does not match this CLI's API version: {e}"

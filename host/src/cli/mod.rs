@@ -21,6 +21,11 @@ mod form;
 mod render;
 
 use client::{CliError, Client};
+use nitejar_api::lifecycle::{
+    ApproveRequest, HealthReport, InstallReport, InstallRequest, PluginHealth, Preview,
+    ReloadReport, RollbackRequest, RollbackResponse, SourceOptions, UninstallRequest,
+    UninstallResponse, UpgradeReport, VersionList,
+};
 use nitejar_api::plugins::{
     EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, PluginDetail, PluginList,
 };
@@ -356,18 +361,12 @@ fn resolve_source(s: &str, flags: &SourceFlags) -> Result<Source, CliError> {
     )))
 }
 
-fn source_options(flags: &SourceFlags) -> Value {
-    let mut o = serde_json::Map::new();
-    for (k, v) in [
-        ("ref", &flags.git_ref),
-        ("path", &flags.subdir),
-        ("registry", &flags.registry),
-    ] {
-        if let Some(v) = v {
-            o.insert(k.into(), v.clone().into());
-        }
+fn source_options(flags: &SourceFlags) -> SourceOptions {
+    SourceOptions {
+        registry: flags.registry.clone(),
+        git_ref: flags.git_ref.clone(),
+        path: flags.subdir.clone(),
     }
-    Value::Object(o)
 }
 
 fn busy_message(kind: &str) -> &'static str {
@@ -382,32 +381,38 @@ fn busy_message(kind: &str) -> &'static str {
     }
 }
 
-/// Sends `source` to `path` (JSON) or `upload_path` (file body).
-async fn send_source(
+/// Sends `source` to `path` (JSON) or `upload_path` (file body); reads the answer as `T`.
+async fn send_source<T: serde::de::DeserializeOwned>(
     client: &Client,
     conn: &Connection,
     source: &Source,
     flags: &SourceFlags,
     path: &str,
     upload_path: &str,
-) -> Result<Value, CliError> {
-    match source {
+) -> Result<T, CliError> {
+    client::decode(match source {
         Source::Upload(file) => {
             let bytes = std::fs::read(file)
                 .map_err(|e| CliError::Local(format!("{}: {e}", file.display())))?;
             client.upload(upload_path, bytes, !conn.json).await
         }
         Source::Remote(kind, reference) => {
+            let request = InstallRequest {
+                source_kind: Some(kind.to_string()),
+                source_ref: Some(reference.to_string()),
+                options: source_options(flags),
+            };
             client
-                .post_busy(
-                    path,
-                    &json!({ "sourceKind": kind, "sourceRef": reference, "options": source_options(flags) }),
-                    !conn.json,
-                    busy_message(kind),
-                )
+                .post_busy(path, &to_json(&request)?, !conn.json, busy_message(kind))
                 .await
         }
-    }
+    }?)
+}
+
+/// A request of the API contract as JSON.
+fn to_json(request: &impl serde::Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(request)
+        .map_err(|e| CliError::Local(format!("encoding the request failed: {e}")))
 }
 
 /// Local package commands (no server): keygen, sign, pack.
@@ -742,7 +747,7 @@ async fn plugin(
         ),
         PluginCommand::Install { source, preview } => {
             let src = resolve_source(&source.source, &source.options)?;
-            let p = send_source(
+            let p: Preview = send_source(
                 client,
                 conn,
                 &src,
@@ -752,20 +757,21 @@ async fn plugin(
             )
             .await?;
             if preview {
-                return emit(out, json, &p, render::preview);
+                return emit_typed(out, json, &p, render::preview);
             }
             if !json {
                 let _ = writeln!(out, "{}", render::preview(&p).trim_end());
             }
-            if p["trust"]["allowed"] == false {
+            if !p.trust.allowed {
                 return Err(CliError::Refused(format!(
                     "not installed: {}",
-                    p["trust"]["reason"]
-                        .as_str()
+                    p.trust
+                        .reason
+                        .as_deref()
                         .unwrap_or("the trust policy refuses it")
                 )));
             }
-            let v = send_source(
+            let v: InstallReport = send_source(
                 client,
                 conn,
                 &src,
@@ -774,13 +780,10 @@ async fn plugin(
                 "/plugins/upload",
             )
             .await?;
-            emit(out, json, &v, |v| {
+            emit_typed(out, json, &v, |v| {
                 format!(
                     "installed {} {} (disabled). Review its permissions with `nitejar plugin show {}`, then `nitejar plugin enable {}`.",
-                    v["pluginId"].as_str().unwrap_or("?"),
-                    v["version"].as_str().unwrap_or(""),
-                    v["pluginId"].as_str().unwrap_or("?"),
-                    v["pluginId"].as_str().unwrap_or("?"),
+                    v.plugin_id, v.version, v.plugin_id, v.plugin_id,
                 )
             })
         }
@@ -839,7 +842,7 @@ async fn plugin(
         }
         PluginCommand::Upgrade { id, source, yes } => {
             let base = format!("/plugins/{}", client::seg(&id));
-            let v = match &source.source {
+            let v: UpgradeReport = match &source.source {
                 Some(s) => {
                     let src = resolve_source(s, &source.options)?;
                     send_source(
@@ -853,31 +856,29 @@ async fn plugin(
                     .await?
                 }
                 None => {
-                    client
-                        .post_busy(
-                            &format!("{base}/upgrade"),
-                            &json!({ "options": source_options(&source.options) }),
-                            !json,
-                            "fetching the newest version from the plugin's source; the server validates and compiles it",
-                        )
-                        .await?
+                    let request = InstallRequest {
+                        options: source_options(&source.options),
+                        ..Default::default()
+                    };
+                    client::decode(
+                        client
+                            .post_busy(
+                                &format!("{base}/upgrade"),
+                                &to_json(&request)?,
+                                !json,
+                                "fetching the newest version from the plugin's source; the server validates and compiles it",
+                            )
+                            .await?,
+                    )?
                 }
             };
-            if v["status"] != "pending_consent" {
-                return emit(out, json, &v, render::upgrade);
+            if v.status != "pending_consent" {
+                return emit_typed(out, json, &v, render::upgrade);
             }
-            let added: Vec<String> = v["addedPermissions"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let added = v.added_permissions.clone();
             let mut question = format!(
                 "{id} {} asks for permissions that {} did not have:",
-                v["version"].as_str().unwrap_or("?"),
-                v["fromVersion"].as_str().unwrap_or("?")
+                v.version, v.from_version
             );
             for p in &added {
                 question.push_str(&format!("\n  + {p}"));
@@ -887,70 +888,67 @@ async fn plugin(
                 return Err(CliError::Consent(format!(
                     "{id} {} is installed but waits for consent: rerun with --yes, or approve with \
                      POST /api/admin/plugins/{id}/upgrade/approve",
-                    v["version"].as_str().unwrap_or("?")
+                    v.version
                 )));
             }
-            let v = client
-                .post(
+            let v: UpgradeReport = client
+                .post_as(
                     &format!("{base}/upgrade/approve"),
-                    &json!({ "permissions": added }),
+                    &ApproveRequest { permissions: added },
                 )
                 .await?;
-            emit(out, json, &v, render::upgrade)
+            emit_typed(out, json, &v, render::upgrade)
         }
         PluginCommand::Reload { id } => {
-            let v = client
-                .post(&format!("/plugins/{}/reload", client::seg(&id)), &json!({}))
+            let v: ReloadReport = client
+                .post_as(&format!("/plugins/{}/reload", client::seg(&id)), &json!({}))
                 .await?;
-            emit(out, json, &v, |v| {
-                let mut s = format!(
-                    "{id} {}: {} (sha256 {})",
-                    v["version"].as_str().unwrap_or("?"),
-                    v["status"].as_str().unwrap_or("?"),
-                    v["checksum"].as_str().unwrap_or("?")
-                );
-                for p in v["ungrantedPermissions"].as_array().into_iter().flatten() {
-                    s.push_str(&format!("\n  not granted: {}", p.as_str().unwrap_or("?")));
+            emit_typed(out, json, &v, |v| {
+                let mut s = format!("{id} {}: {} (sha256 {})", v.version, v.status, v.checksum);
+                for p in &v.ungranted_permissions {
+                    s.push_str(&format!("\n  not granted: {p}"));
                 }
                 s
             })
         }
         PluginCommand::Rollback { id, version } => {
-            let v = client
-                .post(
+            let v: RollbackResponse = client
+                .post_as(
                     &format!("/plugins/{}/rollback", client::seg(&id)),
-                    &json!({ "version": version }),
+                    &RollbackRequest { version },
                 )
                 .await?;
-            emit(out, json, &v, |v| {
-                format!(
-                    "{id} rolled back to {}",
-                    v["version"].as_str().unwrap_or("?")
-                )
+            emit_typed(out, json, &v, |v| {
+                format!("{id} rolled back to {}", v.version)
             })
         }
         PluginCommand::Doctor { id } => {
-            let v = match &id {
+            let healthy = match &id {
                 Some(id) => {
-                    let one = client
-                        .get(&format!("/plugins/{}/doctor", client::seg(id)))
+                    let one: PluginHealth = client
+                        .get_as(&format!("/plugins/{}/doctor", client::seg(id)))
                         .await?;
-                    json!({ "healthy": one["healthy"], "plugins": [one] })
+                    let healthy = one.healthy;
+                    emit_typed(out, json, &one, |p| render::doctor(std::slice::from_ref(p)))?;
+                    healthy
                 }
-                None => client.get("/doctor").await?,
+                None => {
+                    let all: HealthReport = client.get_as("/doctor").await?;
+                    emit_typed(out, json, &all, |r| render::doctor(&r.plugins))?;
+                    all.healthy
+                }
             };
-            emit(out, json, &v, render::doctor)?;
-            if v["healthy"] == true {
+            if healthy {
                 Ok(())
             } else {
                 Err(CliError::Refused("problems found (see above)".into()))
             }
         }
         PluginCommand::Versions { id } => {
-            let v = client
-                .get(&format!("/plugins/{}/versions", client::seg(&id)))
+            let v: VersionList = client
+                .get_as(&format!("/plugins/{}/versions", client::seg(&id)))
                 .await?;
-            emit(out, json, &v, render::versions)
+            emit_typed(out, json, &v, render::versions)
         }
         PluginCommand::Uninstall {
             id,
@@ -976,13 +974,16 @@ async fn plugin(
                     "not uninstalled: confirm, or pass --yes".into(),
                 ));
             }
-            let v = client
-                .post(
+            let v: UninstallResponse = client
+                .post_as(
                     &format!("/plugins/{}/uninstall", client::seg(&id)),
-                    &json!({ "purgeFiles": purge_files, "purgeData": purge_data }),
+                    &UninstallRequest {
+                        purge_files,
+                        purge_data,
+                    },
                 )
                 .await?;
-            emit(out, json, &v, |_| format!("uninstalled {id}"))
+            emit_typed(out, json, &v, |_| format!("uninstalled {id}"))
         }
         PluginCommand::Keygen { .. } | PluginCommand::Sign { .. } | PluginCommand::Pack { .. } => {
             Err(CliError::Local(

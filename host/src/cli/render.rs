@@ -1,6 +1,7 @@
 //! Human-readable tables for the CLI (the `--json` output is the API's own).
 
-use nitejar_api::plugins::{EventPage, PluginDetail, PluginList};
+use nitejar_api::lifecycle::{PluginHealth, Preview, UpgradeReport, VersionList};
+use nitejar_api::plugins::{EventPage, HookDeclaration, PluginDetail, PluginList};
 use serde_json::Value;
 
 /// Lays out rows under headers, columns padded to their widest cell.
@@ -151,103 +152,98 @@ pub fn plugin(d: &PluginDetail) -> String {
 }
 
 /// `plugin install` (and `--preview`): what the package is and asks for, before installing.
-pub fn preview(p: &Value) -> String {
+pub fn preview(p: &Preview) -> String {
     let mut out = format!(
         "{} {} ({}) from {} {}{}\nchecksum: {}  API: {}  action: {}\n",
-        cell(&p["pluginId"]),
-        cell(&p["version"]),
-        cell(&p["name"]),
-        cell(&p["source"]["kind"]),
-        cell(&p["source"]["ref"]),
-        p["source"]["commit"]
-            .as_str()
-            .map(|c| format!(" at {c}"))
+        safe(&p.plugin_id),
+        safe(&p.version),
+        safe(&p.name),
+        safe(&p.source.kind),
+        opt(&p.source.reference),
+        p.source
+            .commit
+            .as_deref()
+            .map(|c| format!(" at {}", safe(c)))
             .unwrap_or_default(),
-        cell(&p["checksum"]),
-        cell(&p["apiVersion"]),
-        cell(&p["action"]),
+        safe(&p.checksum),
+        safe(&p.api_version),
+        safe(&p.action),
     );
-    let trust = &p["trust"];
-    if trust["allowed"] == true {
+    let t = &p.trust;
+    if t.allowed {
         out.push_str(&format!(
             "trust: {} ({}, mode {})\n",
-            cell(&trust["level"]),
-            cell(&trust["basis"]),
-            cell(&trust["mode"])
+            opt(&t.level),
+            opt(&t.basis),
+            safe(&t.mode)
         ));
     } else {
-        out.push_str(&format!("trust: REFUSED: {}\n", cell(&trust["reason"])));
+        out.push_str(&format!("trust: REFUSED: {}\n", opt(&t.reason)));
     }
-    let perms = items(p, "permissions");
-    if perms.is_empty() {
+    if p.permissions.is_empty() {
         out.push_str("permissions: none declared\n");
     } else {
         out.push_str("permissions it asks for:\n");
-        for x in perms {
-            out.push_str(&format!("  - {}\n", cell(x)));
+        for x in &p.permissions {
+            out.push_str(&format!("  - {}\n", safe(x)));
         }
     }
-    for (key, label) in [
-        ("integrations", "integrations"),
-        ("hooks", "hooks"),
-        ("tools", "tools"),
-        ("skills", "skills"),
+    let c = &p.contributes;
+    let hooks: Vec<String> = c
+        .hooks
+        .iter()
+        .map(|h| match h {
+            HookDeclaration::Name(n) => n.clone(),
+            HookDeclaration::Detailed(o) => o.event.clone(),
+        })
+        .collect();
+    for (label, names) in [
+        ("integrations", &c.integrations),
+        ("hooks", &hooks),
+        ("tools", &c.tools),
+        ("skills", &c.skills),
     ] {
-        let names: Vec<String> = p["contributes"][key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| match h.as_str() {
-                Some(s) => s.to_string(),
-                None => cell(&h["event"]),
-            })
-            .collect();
         if !names.is_empty() {
-            out.push_str(&format!("{label}: {}\n", names.join(", ")));
+            out.push_str(&format!("{label}: {}\n", safe(&names.join(", "))));
         }
     }
-    for x in items(&p["permissionDiff"], "added") {
-        out.push_str(&format!("  + new permission: {}\n", cell(x)));
+    for x in p.permission_diff.iter().flat_map(|d| &d.added) {
+        out.push_str(&format!("  + new permission: {}\n", safe(x)));
     }
     out
 }
 
 /// `plugin upgrade`.
-pub fn upgrade(v: &Value) -> String {
+pub fn upgrade(v: &UpgradeReport) -> String {
     let mut out = format!(
         "{} {} -> {}: {}",
-        cell(&v["pluginId"]),
-        cell(&v["fromVersion"]),
-        cell(&v["version"]),
-        cell(&v["status"])
+        safe(&v.plugin_id),
+        safe(&v.from_version),
+        safe(&v.version),
+        safe(&v.status)
     );
-    for p in items(v, "addedPermissions") {
-        out.push_str(&format!("\n  + {}", cell(p)));
+    for p in &v.added_permissions {
+        out.push_str(&format!("\n  + {}", safe(p)));
     }
-    for p in items(v, "removedPermissions") {
-        out.push_str(&format!("\n  - {}", cell(p)));
+    for p in &v.removed_permissions {
+        out.push_str(&format!("\n  - {}", safe(p)));
     }
     out
 }
 
 /// `plugin doctor`.
-pub fn doctor(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "plugins")
+pub fn doctor(plugins: &[PluginHealth]) -> String {
+    let rows: Vec<Vec<String>> = plugins
         .iter()
         .map(|p| {
             vec![
-                cell(&p["pluginId"]),
-                cell(&p["version"]),
-                cell(&p["enabled"]),
-                cell(&p["loaded"]),
-                cell(&p["files"]),
-                cell(&p["cache"]),
-                if p["healthy"] == true {
-                    "healthy"
-                } else {
-                    "PROBLEMS"
-                }
-                .into(),
+                safe(&p.plugin_id),
+                opt(&p.version),
+                yes_no(p.enabled),
+                yes_no(p.loaded),
+                safe(&p.files),
+                safe(&p.cache),
+                if p.healthy { "healthy" } else { "PROBLEMS" }.into(),
             ]
         })
         .collect();
@@ -257,14 +253,14 @@ pub fn doctor(v: &Value) -> String {
         ],
         &rows,
     );
-    for p in items(v, "plugins") {
-        for pr in items(p, "problems") {
+    for p in plugins {
+        for pr in &p.problems {
             out.push_str(&format!(
                 "\n{} [{}] {}\n  fix: {}",
-                cell(&p["pluginId"]),
-                cell(&pr["check"]),
-                cell(&pr["detail"]),
-                cell(&pr["fix"])
+                safe(&p.plugin_id),
+                safe(&pr.check),
+                safe(&pr.detail),
+                safe(&pr.fix)
             ));
         }
     }
@@ -272,22 +268,23 @@ pub fn doctor(v: &Value) -> String {
 }
 
 /// `plugin versions`.
-pub fn versions(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "versions")
+pub fn versions(v: &VersionList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .versions
         .iter()
         .map(|r| {
-            let state = if r["version"] == v["active"] {
+            let state = if Some(&r.version) == v.active.as_ref() {
                 "active"
-            } else if r["version"] == v["pending"] {
+            } else if Some(&r.version) == v.pending.as_ref() {
                 "pending consent"
             } else {
                 ""
             };
             vec![
-                cell(&r["version"]),
+                safe(&r.version),
                 state.to_string(),
-                cell(&r["checksum"]),
-                cell(&r["apiVersion"]),
+                safe(&r.checksum),
+                safe(&r.api_version),
             ]
         })
         .collect();

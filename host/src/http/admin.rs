@@ -9,6 +9,7 @@
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::app::HOST_RECEIPT_ID;
+use crate::plugins::declarations;
 use crate::plugins::installer::{self, InstallError, install};
 use crate::plugins::package::PackageError;
 use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
@@ -17,13 +18,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
 use nitejar_api::plugins::{
-    DeclaredContributions, DeclaredPermissions, Disclosure, EnableRequest, EnableResponse,
-    EventPage, EventsQuery, GrantRequest, GrantResponse, HookDeclaration, HookDeclarationOptions,
+    Disclosure, EnableRequest, EnableResponse, EventPage, EventsQuery, GrantRequest, GrantResponse,
     IntegrationSummary, PluginDetail, PluginList, PluginSummary, Receipt as ApiReceipt,
     RuntimePosture, SecretRequest,
 };
-use nitejar_sandbox::manifest::{HookEntry, Manifest};
+use nitejar_sandbox::manifest::Manifest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -63,44 +64,11 @@ fn posture(app: &App) -> RuntimePosture {
     }
 }
 
-/// The API's view of a manifest's declarations (the manifest was validated at install).
-fn declarations(row: &nitejar_store::PluginRow) -> (DeclaredPermissions, DeclaredContributions) {
-    let Ok(m) = Manifest::parse(row.manifest_json.as_bytes()) else {
-        return Default::default();
-    };
-    let p = m.permissions;
-    let permissions = DeclaredPermissions {
-        network: p.network,
-        secrets: p.secrets,
-        filesystem_read: p.filesystem_read,
-        filesystem_write: p.filesystem_write,
-        allow_process_spawn: p.allow_process_spawn,
-    };
-    let c = m.contributes;
-    let contributions = DeclaredContributions {
-        integrations: c.integrations,
-        hooks: c
-            .hooks
-            .into_iter()
-            .map(|h| match h {
-                HookEntry::Name(n) => HookDeclaration::Name(n),
-                HookEntry::Detailed(o) => HookDeclaration::Detailed(HookDeclarationOptions {
-                    event: o.event,
-                    priority: o.priority,
-                    fail_policy: o.fail_policy,
-                    timeout_ms: o.timeout_ms,
-                }),
-            })
-            .collect(),
-        skills: c.skills,
-        tools: c.tools,
-    };
-    (permissions, contributions)
-}
-
 fn plugin_summary(app: &App, row: &nitejar_store::PluginRow) -> PluginSummary {
     let loaded = app.registry.get(&row.id);
-    let (declared_capabilities, contributes) = declarations(row);
+    let (declared_capabilities, contributes) = Manifest::parse(row.manifest_json.as_bytes())
+        .map(|m| declarations(&m))
+        .unwrap_or_default();
     PluginSummary {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -342,55 +310,28 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Upload {
     }
 }
 
-/// Body of `POST /api/admin/plugins/install`, `/preview` and `/{id}/upgrade`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct InstallBody {
-    source_kind: Option<String>,
-    source_ref: Option<String>,
-    #[serde(default)]
-    options: SourceOptions,
-}
-
-impl InstallBody {
-    /// `local`, `npm` or `git`.
-    pub fn source_kind(&self) -> Option<&str> {
-        self.source_kind.as_deref()
-    }
-    /// Directory, `name[@version|tag|range]`, or git URL (`#ref` allowed).
-    pub fn source_ref(&self) -> Option<&str> {
-        self.source_ref.as_deref()
-    }
-    /// Source options (`registry`, `ref`, `path`).
-    pub fn options(&self) -> &SourceOptions {
-        &self.options
-    }
-    /// Both fields, or a 400 naming what is missing.
-    pub fn required(&self) -> ApiResult<(&str, &str)> {
-        match (self.source_kind(), self.source_ref()) {
-            (Some(k), Some(r)) => Ok((k, r)),
-            _ => Err(ApiError::bad_request(
-                "send {\"sourceKind\": \"local\" | \"npm\" | \"git\", \"sourceRef\": ...} (uploads go to /upload)",
-            )),
-        }
+/// Both fields of a source request, or a 400 naming what is missing.
+pub fn required_source(body: &InstallRequest) -> ApiResult<(&str, &str)> {
+    match (body.source_kind.as_deref(), body.source_ref.as_deref()) {
+        (Some(k), Some(r)) => Ok((k, r)),
+        _ => Err(ApiError::bad_request(
+            "send {\"sourceKind\": \"local\" | \"npm\" | \"git\", \"sourceRef\": ...} (uploads go to /upload)",
+        )),
     }
 }
 
-fn created(report: crate::plugins::installer::InstallReport) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::CREATED,
-        Json(serde_json::to_value(report).expect("report serializes")),
-    )
+fn created(report: InstallReport) -> (StatusCode, Json<InstallReport>) {
+    (StatusCode::CREATED, Json(report))
 }
 
 /// `POST /api/admin/plugins/install` with `{"sourceKind": "local" | "npm" | "git",
 /// "sourceRef": ..., "options": {...}}`.
 pub async fn install_plugin(
     State(app): State<Arc<App>>,
-    Json(body): Json<InstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (kind, reference) = body.required()?;
-    let f = fetch_package(&app, kind, reference, body.options()).await?;
+    Json(body): Json<InstallRequest>,
+) -> ApiResult<(StatusCode, Json<InstallReport>)> {
+    let (kind, reference) = required_source(&body)?;
+    let f = fetch_package(&app, kind, reference, &body.options).await?;
     let report = install(&app, f.pkg, f.source)
         .await
         .map_err(install_error)?;
@@ -410,7 +351,7 @@ async fn install_from(
     app: &App,
     kind: &str,
     body: SourceBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let f = fetch_package(app, kind, &body.source_ref, &body.options).await?;
     let report = install(app, f.pkg, f.source).await.map_err(install_error)?;
     Ok(created(report))
@@ -420,7 +361,7 @@ async fn install_from(
 pub async fn install_npm(
     State(app): State<Arc<App>>,
     Json(body): Json<SourceBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     install_from(&app, "npm", body).await
 }
 
@@ -428,7 +369,7 @@ pub async fn install_npm(
 pub async fn install_git(
     State(app): State<Arc<App>>,
     Json(body): Json<SourceBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     install_from(&app, "git", body).await
 }
 
@@ -436,7 +377,7 @@ pub async fn install_git(
 pub async fn upload_plugin(
     State(app): State<Arc<App>>,
     body: Upload,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let f = fetch_upload(&app, body).await?;
     let report = install(&app, f.pkg, f.source)
         .await
@@ -447,10 +388,10 @@ pub async fn upload_plugin(
 /// `POST /api/admin/plugins/preview`: what installing the source would do, nothing written.
 pub async fn preview_plugin(
     State(app): State<Arc<App>>,
-    Json(body): Json<InstallBody>,
-) -> ApiResult<Json<Value>> {
-    let (kind, reference) = body.required()?;
-    let f = fetch_package(&app, kind, reference, body.options()).await?;
+    Json(body): Json<InstallRequest>,
+) -> ApiResult<Json<Preview>> {
+    let (kind, reference) = required_source(&body)?;
+    let f = fetch_package(&app, kind, reference, &body.options).await?;
     Ok(Json(
         installer::preview(&app, &f.pkg, &f.source)
             .await
@@ -459,7 +400,7 @@ pub async fn preview_plugin(
 }
 
 /// `POST /api/admin/plugins/preview/upload`: preview of an uploaded `.tgz` or `.wasm`.
-pub async fn preview_upload(State(app): State<Arc<App>>, body: Upload) -> ApiResult<Json<Value>> {
+pub async fn preview_upload(State(app): State<Arc<App>>, body: Upload) -> ApiResult<Json<Preview>> {
     let f = fetch_upload(&app, body).await?;
     Ok(Json(
         installer::preview(&app, &f.pkg, &f.source)

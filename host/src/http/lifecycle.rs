@@ -1,7 +1,7 @@
 //! Admin API for upgrades, rollback and uninstall (the service is
 //! [`crate::plugins::lifecycle`]).
 
-use super::admin::{InstallBody, Upload, fetch_package, fetch_upload, install_error};
+use super::admin::{Upload, fetch_package, fetch_upload, install_error, required_source};
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
@@ -9,8 +9,10 @@ use crate::plugins::package::PluginPackage;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use nitejar_api::lifecycle::{
+    ApproveRequest, HealthReport, InstallRequest, PluginHealth, ReloadReport, RollbackRequest,
+    RollbackResponse, SourceInfo, UninstallResponse, UpgradeReport, VersionInfo, VersionList,
+};
 use std::sync::Arc;
 
 impl From<LifecycleError> for ApiError {
@@ -60,13 +62,13 @@ fn npm_name(reference: &str) -> &str {
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<InstallBody>>,
-) -> ApiResult<Json<Value>> {
+    body: Option<Json<InstallRequest>>,
+) -> ApiResult<Json<UpgradeReport>> {
     let body = body.map(|b| b.0).unwrap_or_default();
-    let f = match body.source_kind() {
+    let f = match body.source_kind {
         Some(_) => {
-            let (kind, reference) = body.required()?;
-            fetch_package(&app, kind, reference, body.options()).await?
+            let (kind, reference) = required_source(&body)?;
+            fetch_package(&app, kind, reference, &body.options).await?
         }
         // No source: the one the plugin was installed from (npm: the newest release; git: the
         // same ref, which may have moved; local: the same directory, re-read).
@@ -85,13 +87,11 @@ pub async fn upgrade(
                     )));
                 }
             };
-            fetch_package(&app, &row.source_kind, &reference, body.options()).await?
+            fetch_package(&app, &row.source_kind, &reference, &body.options).await?
         }
     };
     same_plugin(&id, &f.pkg)?;
-    Ok(Json(json!(
-        lifecycle::upgrade(&app, f.pkg, f.source).await?
-    )))
+    Ok(Json(lifecycle::upgrade(&app, f.pkg, f.source).await?))
 }
 
 /// `POST /api/admin/plugins/{id}/upgrade/upload` (body: `.tgz` or `.wasm`).
@@ -99,30 +99,21 @@ pub async fn upgrade_upload(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Upload,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UpgradeReport>> {
     let f = fetch_upload(&app, body).await?;
     same_plugin(&id, &f.pkg)?;
-    Ok(Json(json!(
-        lifecycle::upgrade(&app, f.pkg, f.source).await?
-    )))
-}
-
-/// Body of `POST /api/admin/plugins/{id}/upgrade/approve`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproveBody {
-    permissions: Vec<String>,
+    Ok(Json(lifecycle::upgrade(&app, f.pkg, f.source).await?))
 }
 
 /// `POST /api/admin/plugins/{id}/upgrade/approve` with exactly the added permissions.
 pub async fn approve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<ApproveBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(
-        lifecycle::approve(&app, &id, &body.permissions).await?
-    )))
+    Json(body): Json<ApproveRequest>,
+) -> ApiResult<Json<UpgradeReport>> {
+    Ok(Json(
+        lifecycle::approve(&app, &id, &body.permissions).await?,
+    ))
 }
 
 /// `DELETE /api/admin/plugins/{id}/upgrade`: discard the pending upgrade.
@@ -131,29 +122,27 @@ pub async fn discard(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Body of `POST /api/admin/plugins/{id}/rollback`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackBody {
-    version: Option<String>,
-}
-
 /// `POST /api/admin/plugins/{id}/rollback` `{"version"?}`.
 pub async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<RollbackBody>>,
-) -> ApiResult<Json<Value>> {
+    body: Option<Json<RollbackRequest>>,
+) -> ApiResult<Json<RollbackResponse>> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let v = lifecycle::rollback(&app, &id, body.version.as_deref()).await?;
-    Ok(Json(
-        json!({ "pluginId": id, "version": v.version, "checksum": v.checksum }),
-    ))
+    Ok(Json(RollbackResponse {
+        plugin_id: id,
+        version: v.version,
+        checksum: v.checksum,
+    }))
 }
 
 /// `POST /api/admin/plugins/{id}/reload`: re-read a plugin installed from a local directory.
-pub async fn reload(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(lifecycle::reload(&app, &id).await?)))
+pub async fn reload(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReloadReport>> {
+    Ok(Json(lifecycle::reload(&app, &id).await?))
 }
 
 /// `POST /api/admin/plugins/{id}/uninstall` `{"purgeFiles"?, "purgeData"?}`.
@@ -161,24 +150,27 @@ pub async fn uninstall(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Option<Json<UninstallOptions>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UninstallResponse>> {
     let options = body.map(|Json(b)| b).unwrap_or_default();
     lifecycle::uninstall(&app, &id, options).await?;
-    Ok(Json(json!({
-        "pluginId": id,
-        "uninstalled": true,
-        "purgeFiles": options.purge_files,
-        "purgeData": options.purge_data,
-    })))
+    Ok(Json(UninstallResponse {
+        plugin_id: id,
+        uninstalled: true,
+        purge_files: options.purge_files,
+        purge_data: options.purge_data,
+    }))
 }
 
 /// `GET /api/admin/doctor`: every plugin's health and what to do about each problem.
-pub async fn doctor_all(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+pub async fn doctor_all(State(app): State<Arc<App>>) -> ApiResult<Json<HealthReport>> {
     Ok(Json(crate::plugins::doctor::diagnose_all(&app).await?))
 }
 
 /// `GET /api/admin/plugins/{id}/doctor`.
-pub async fn doctor(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn doctor(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PluginHealth>> {
     let row = app
         .db
         .get_plugin(&id)
@@ -191,17 +183,34 @@ pub async fn doctor(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 pub async fn versions(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VersionList>> {
     let row = app
         .db
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
-    let versions = app.db.list_versions(&id).await?;
-    Ok(Json(json!({
-        "pluginId": id,
-        "active": row.current_version,
-        "pending": row.pending_version,
-        "versions": versions,
-    })))
+    let versions = app
+        .db
+        .list_versions(&id)
+        .await?
+        .into_iter()
+        .map(|v| VersionInfo {
+            source: v
+                .source_json
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<SourceInfo>(s).ok()),
+            plugin_id: v.plugin_id,
+            version: v.version,
+            checksum: v.checksum,
+            install_path: v.install_path,
+            api_version: v.api_version,
+            installed_at: v.installed_at,
+        })
+        .collect();
+    Ok(Json(VersionList {
+        plugin_id: id,
+        active: row.current_version,
+        pending: row.pending_version,
+        versions,
+    }))
 }

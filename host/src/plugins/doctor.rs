@@ -5,17 +5,21 @@
 use super::installer::{CHECKSUM_FILE, version_dir};
 use super::package::sha256_hex;
 use crate::app::App;
+use nitejar_api::lifecycle::{GrantState, HealthReport, PluginHealth, Problem};
 use nitejar_sandbox::manifest::Manifest;
 use nitejar_store::PluginRow;
-use serde_json::{Value, json};
 
 /// One finding: what is wrong and what to do.
-fn problem(check: &str, detail: String, fix: &str) -> Value {
-    json!({ "check": check, "detail": detail, "fix": fix })
+fn problem(check: &str, detail: String, fix: &str) -> Problem {
+    Problem {
+        check: check.into(),
+        detail,
+        fix: fix.into(),
+    }
 }
 
 /// The doctor's report of one plugin.
-pub async fn diagnose(app: &App, row: &PluginRow) -> Result<Value, nitejar_store::DbError> {
+pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, nitejar_store::DbError> {
     let mut problems = Vec::new();
     let loaded = app.registry.get(&row.id);
     let version = row.current_version.clone().unwrap_or_default();
@@ -131,27 +135,34 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<Value, nitejar_store
     } else {
         "cold (compiled on next load)"
     };
-    Ok(json!({
-        "pluginId": row.id,
-        "version": row.current_version,
-        "enabled": row.enabled,
-        "loaded": loaded.is_some(),
-        "lastLoadError": row.last_load_error,
-        "recentFailures": app.crash_guard.recent_failures(&row.id),
-        "grants": { "declared": declared, "granted": granted, "ungranted": ungranted },
-        "files": files,
-        "cache": cache,
-        "healthy": problems.is_empty(),
-        "problems": problems,
-    }))
+    Ok(PluginHealth {
+        plugin_id: row.id.clone(),
+        version: row.current_version.clone(),
+        enabled: row.enabled,
+        loaded: loaded.is_some(),
+        last_load_error: row.last_load_error.clone(),
+        recent_failures: app.crash_guard.recent_failures(&row.id) as u64,
+        grants: GrantState {
+            declared,
+            granted,
+            ungranted,
+        },
+        files: files.into(),
+        cache: cache.into(),
+        healthy: problems.is_empty(),
+        problems,
+    })
 }
 
 /// The doctor's report of every installed plugin.
-pub async fn diagnose_all(app: &App) -> Result<Value, nitejar_store::DbError> {
+pub async fn diagnose_all(app: &App) -> Result<HealthReport, nitejar_store::DbError> {
     let mut out = Vec::new();
     for row in app.db.list_plugins().await? {
         out.push(diagnose(app, &row).await?);
     }
-    let healthy = out.iter().all(|p| p["healthy"] == true);
-    Ok(json!({ "healthy": healthy, "safeMode": app.config.safe_mode, "plugins": out }))
+    Ok(HealthReport {
+        healthy: out.iter().all(|p| p.healthy),
+        safe_mode: app.config.safe_mode,
+        plugins: out,
+    })
 }

@@ -37,9 +37,18 @@ pub struct InstallSource {
 }
 
 impl InstallSource {
-    /// Provenance kept with the version (`plugin_versions.source_json`).
+    /// Provenance kept with the version (`plugin_versions.source_json`) and shown by the API.
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: self.kind.into(),
+            reference: self.reference.clone(),
+            commit: self.commit.clone(),
+        }
+    }
+
+    /// [`InstallSource::info`] as JSON.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": self.kind, "ref": self.reference, "commit": self.commit })
+        serde_json::to_value(self.info()).expect("source info serializes")
     }
 }
 
@@ -82,23 +91,10 @@ pub enum InstallError {
     Db(#[from] nitejar_store::DbError),
 }
 
-/// Result of an install.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InstallReport {
-    /// Plugin id.
-    pub plugin_id: String,
-    /// Installed version.
-    pub version: String,
-    /// sha256 of the component.
-    pub checksum: String,
-    /// The version directory.
-    pub install_path: String,
-    /// WIT API version.
-    pub api_version: String,
-    /// Permissions the operator must grant before the plugin can use them.
-    pub disclosures: Vec<String>,
-}
+pub use nitejar_api::lifecycle::InstallReport;
+use nitejar_api::lifecycle::{
+    EngineRange, InstalledState, PermissionDiff, Preview, SourceInfo, TrustVerdict,
+};
 
 /// The directory of one installed version.
 pub fn version_dir(plugins_dir: &Path, id: &str, version: &str) -> PathBuf {
@@ -408,23 +404,33 @@ pub async fn preview(
     app: &App,
     pkg: &PluginPackage,
     source: &InstallSource,
-) -> Result<serde_json::Value, InstallError> {
+) -> Result<Preview, InstallError> {
     let m = &pkg.manifest;
     let api_version = validate(app, pkg).await?;
+    let signed = pkg.signature.is_some();
+    let mode = app.config.trust.mode.as_str().to_string();
     let trust = match app.config.trust.check_package(pkg, source.kind) {
-        Ok(v) => serde_json::json!({
-            "mode": app.config.trust.mode.as_str(), "allowed": true,
-            "level": v.level, "basis": v.basis, "signed": pkg.signature.is_some(),
-        }),
-        Err(reason) => serde_json::json!({
-            "mode": app.config.trust.mode.as_str(), "allowed": false,
-            "reason": reason, "signed": pkg.signature.is_some(),
-        }),
+        Ok(v) => TrustVerdict {
+            mode,
+            allowed: true,
+            level: Some(v.level.into()),
+            basis: Some(v.basis.into()),
+            reason: None,
+            signed,
+        },
+        Err(reason) => TrustVerdict {
+            mode,
+            allowed: false,
+            level: None,
+            basis: None,
+            reason: Some(reason),
+            signed,
+        },
     };
     let declared = m.disclosures();
     let installed = app.db.get_plugin(&m.id).await?;
-    let (action, installed_json, diff) = match &installed {
-        None => ("install", serde_json::Value::Null, serde_json::Value::Null),
+    let (action, installed_state, permission_diff) = match &installed {
+        None => ("install", None, None),
         Some(row) => {
             let granted = app.db.granted_permissions(&m.id).await?;
             let old: std::collections::BTreeSet<String> =
@@ -443,39 +449,50 @@ pub async fn preview(
             };
             (
                 action,
-                serde_json::json!({ "version": current, "enabled": row.enabled }),
-                serde_json::json!({
-                    "added": new.difference(&granted).collect::<Vec<_>>(),
-                    "removed": old.difference(&new).collect::<Vec<_>>(),
+                Some(InstalledState {
+                    version: current,
+                    enabled: row.enabled,
+                }),
+                Some(PermissionDiff {
+                    added: new.difference(&granted).cloned().collect(),
+                    removed: old.difference(&new).cloned().collect(),
                 }),
             )
         }
     };
-    Ok(serde_json::json!({
-        "pluginId": m.id,
-        "name": m.name,
-        "version": m.version,
-        "description": m.description,
-        "author": m.author,
-        "license": m.license,
-        "homepage": m.homepage,
-        "checksum": pkg.digest,
-        "apiVersion": api_version,
-        "engine": m.engine,
-        "source": source.to_json(),
-        "permissions": declared,
-        "contributes": m.contributes,
-        "trust": trust,
-        "action": action,
-        "installed": installed_json,
-        "permissionDiff": diff,
-        "executionMode": crate::receipts::EXECUTION_MODE,
-        "consentText": format!(
-            "{} runs as a sandboxed WebAssembly component. It can only use the permissions you grant: {}. Enable it only if you trust its author with them.",
-            m.name,
-            if declared.is_empty() { "none declared".to_string() } else { declared.join(", ") }
-        ),
-    }))
+    let consent_text = format!(
+        "{} runs as a sandboxed WebAssembly component. It can only use the permissions you grant: {}. Enable it only if you trust its author with them.",
+        m.name,
+        if declared.is_empty() {
+            "none declared".to_string()
+        } else {
+            declared.join(", ")
+        }
+    );
+    Ok(Preview {
+        plugin_id: m.id.clone(),
+        name: m.name.clone(),
+        version: m.version.clone(),
+        description: m.description.clone(),
+        author: m.author.clone(),
+        license: m.license.clone(),
+        homepage: m.homepage.clone(),
+        checksum: pkg.digest.clone(),
+        api_version,
+        engine: EngineRange {
+            nitejar: m.engine.nitejar.clone(),
+            node: m.engine.node.clone(),
+        },
+        source: source.info(),
+        permissions: declared,
+        contributes: super::declarations(m).1,
+        trust,
+        action: action.into(),
+        installed: installed_state,
+        permission_diff,
+        execution_mode: crate::receipts::EXECUTION_MODE.into(),
+        consent_text,
+    })
 }
 
 /// Boot-time repair after a crash: empties `_staging`, removes plugin directories with no

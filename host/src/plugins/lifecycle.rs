@@ -53,23 +53,9 @@ pub enum LifecycleError {
     Db(#[from] nitejar_store::DbError),
 }
 
-/// What an upgrade did.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpgradeReport {
-    /// Plugin id.
-    pub plugin_id: String,
-    /// The version that was active.
-    pub from_version: String,
-    /// The new version.
-    pub version: String,
-    /// `activated`, or `pending_consent` until the operator approves the added permissions.
-    pub status: &'static str,
-    /// Permissions the new version declares that are not granted.
-    pub added_permissions: Vec<String>,
-    /// Permissions the active version declares that the new one does not.
-    pub removed_permissions: Vec<String>,
-}
+pub use nitejar_api::lifecycle::{
+    ReloadReport, UninstallRequest as UninstallOptions, UpgradeReport,
+};
 
 fn parse_version(v: &str) -> Option<semver::Version> {
     semver::Version::parse(v).ok()
@@ -127,7 +113,7 @@ pub async fn upgrade(
         plugin_id: id.clone(),
         from_version: from.clone(),
         version: version.clone(),
-        status: "activated",
+        status: "activated".into(),
         added_permissions: added.clone(),
         removed_permissions: removed,
     };
@@ -137,7 +123,7 @@ pub async fn upgrade(
         // The disclosure rows appear (not granted) so the operator sees what is asked.
         app.db.ensure_disclosures(&id, &added).await?;
         app.db.set_pending_version(&id, Some(&version)).await?;
-        report.status = "pending_consent";
+        report.status = "pending_consent".into();
         app.receipts.emit(
             Receipt::new(&id, "upgrade", "pending_consent")
                 .version(&version)
@@ -185,7 +171,7 @@ pub async fn approve(
         plugin_id: id.into(),
         from_version: row.current_version.unwrap_or_default(),
         version: pending,
-        status: "activated",
+        status: "activated".into(),
         added_permissions: list,
         removed_permissions: vec![],
     })
@@ -200,22 +186,6 @@ pub async fn discard_pending(app: &App, id: &str) -> Result<(), LifecycleError> 
     }
     app.db.set_pending_version(id, None).await?;
     Ok(())
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadReport {
-    /// Plugin id.
-    pub plugin_id: String,
-    /// The (unchanged) version.
-    pub version: String,
-    /// `reloaded` (new content taken) or `unchanged`.
-    pub status: &'static str,
-    /// The component's checksum now.
-    pub checksum: String,
-    /// Permissions the new manifest declares that are not granted yet.
-    pub ungranted_permissions: Vec<String>,
 }
 
 /// Re-reads a plugin installed from a local directory (the development loop: rebuild, then
@@ -275,7 +245,7 @@ pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError>
     Ok(ReloadReport {
         plugin_id: id.to_string(),
         version: current,
-        status: if unchanged { "unchanged" } else { "reloaded" },
+        status: if unchanged { "unchanged" } else { "reloaded" }.into(),
         checksum,
         ungranted_permissions: ungranted,
     })
@@ -387,18 +357,6 @@ async fn activate_version(
             .detail(detail),
     );
     outcome
-}
-
-/// What to remove besides the plugin's registration.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UninstallOptions {
-    /// Remove `<plugins>/<id>` (every installed version's files).
-    #[serde(default)]
-    pub purge_files: bool,
-    /// Remove the plugin's data: key-value storage, secret values, `<data>/plugin-files/<id>`.
-    #[serde(default)]
-    pub purge_data: bool,
 }
 
 /// Uninstalls a plugin (see the module docs).

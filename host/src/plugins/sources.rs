@@ -21,7 +21,6 @@ use crate::limits::MAX_UPLOAD_BYTES;
 use crate::plugins::trust::TrustMode;
 use base64::Engine as _;
 use nitejar_sandbox::manifest::MANIFEST_FILE;
-use serde::Deserialize;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,19 +30,7 @@ const GIT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an npm registry request may take.
 const NPM_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Options of an install or preview request.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SourceOptions {
-    /// npm: registry URL for this request (default: the configured one).
-    pub registry: Option<String>,
-    /// git: branch, tag or commit (default: the remote's default branch). A `#ref` suffix on
-    /// the URL works too.
-    #[serde(rename = "ref")]
-    pub git_ref: Option<String>,
-    /// git: the package directory inside the repository (default: its root).
-    pub path: Option<String>,
-}
+pub use nitejar_api::lifecycle::SourceOptions;
 
 /// Why a source could not be read.
 #[derive(Debug, thiserror::Error)]
