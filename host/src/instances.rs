@@ -18,7 +18,7 @@ use crate::app::App;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::Descriptor;
 use nitejar_sandbox::runtime::{LoadedPlugin, PluginRuntime};
 use nitejar_store::InstanceRow;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// What the operator sees instead of a sensitive value.
@@ -55,14 +55,8 @@ pub enum InstanceError {
     Db(#[from] nitejar_store::DbError),
 }
 
-/// Result of a connection test.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ConnectionCheck {
-    /// Whether the platform accepted the configuration.
-    pub ok: bool,
-    /// What was checked or what failed (never a secret).
-    pub detail: Option<String>,
-}
+pub use nitejar_api::instances::ConnectionCheck;
+use nitejar_api::instances::Instance;
 
 /// The webhook path of an instance, and the full URL when `NITEJAR_PUBLIC_URL` is set.
 pub fn webhook_url(app: &App, integration_type: &str, id: &str) -> String {
@@ -100,36 +94,37 @@ fn decrypt_map(
 }
 
 /// The config with sensitive fields replaced by [`REDACTED`].
-pub fn redacted_config(stored: &str, sensitive: &[String]) -> Value {
+pub fn redacted_config(stored: &str, sensitive: &[String]) -> Map<String, Value> {
     let mut config: Map<String, Value> = serde_json::from_str(stored).unwrap_or_default();
     for field in sensitive {
         if config.contains_key(field) {
             config.insert(field.clone(), Value::String(REDACTED.into()));
         }
     }
-    Value::Object(config)
+    config
 }
 
 /// The operator-facing view of an instance (sensitive fields redacted).
-pub fn view(app: &App, row: &InstanceRow) -> Value {
+pub fn view(app: &App, row: &InstanceRow) -> Instance {
     let plugin = app.registry.get(&row.plugin_id);
     let sensitive = plugin
         .as_ref()
         .and_then(|p| p.descriptor(&row.integration_type))
         .map(|d| d.sensitive_fields.clone())
         .unwrap_or_else(|| every_string_field(&row.config_json));
-    json!({
-        "id": row.id,
-        "pluginId": row.plugin_id,
-        "type": row.integration_type,
-        "name": row.name,
-        "enabled": row.enabled,
-        "pluginAvailable": plugin.is_some(),
-        "config": redacted_config(&row.config_json, &sensitive),
-        "webhookUrl": webhook_url(app, &row.integration_type, &row.id),
-        "createdAt": row.created_at,
-        "updatedAt": row.updated_at,
-    })
+    Instance {
+        id: row.id.clone(),
+        plugin_id: row.plugin_id.clone(),
+        integration_type: row.integration_type.clone(),
+        name: row.name.clone(),
+        enabled: row.enabled,
+        plugin_available: plugin.is_some(),
+        config: redacted_config(&row.config_json, &sensitive),
+        webhook_url: webhook_url(app, &row.integration_type, &row.id),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        connection: None,
+    }
 }
 
 /// With the plugin unavailable, which fields are sensitive is unknown: redact every string.
@@ -429,6 +424,7 @@ mod tests {
     use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
         Category, ResponseMode,
     };
+    use serde_json::json;
 
     fn descriptor(schema: Value) -> Descriptor {
         Descriptor {
@@ -479,7 +475,7 @@ mod tests {
     #[test]
     fn redaction() {
         let v = redacted_config(r#"{"token":"enc","name":"x"}"#, &["token".into()]);
-        assert_eq!(v, json!({"token": REDACTED, "name": "x"}));
+        assert_eq!(Value::Object(v), json!({"token": REDACTED, "name": "x"}));
         assert_eq!(
             every_string_field(r#"{"a":"x","b":1}"#),
             vec!["a".to_string()]

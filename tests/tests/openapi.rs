@@ -209,6 +209,79 @@ async fn answers_match_the_documented_schemas() {
         assert_eq!(s, status, "{path}: {v}");
         check(&doc, &m, template, s, &v);
     }
+    // Integration types and instances, through a webhook delivery's work item.
+    let (s, v) = call(Method::GET, "/integration-types", None).await;
+    check(&doc, "get", "/api/admin/integration-types", s, &v);
+    let (s, v) = call(
+        Method::POST,
+        "/instances/test",
+        Some(serde_json::json!({ "type": "webhook", "config": { "secret": "s3cret-0123456789" } })),
+    )
+    .await;
+    check(&doc, "post", "/api/admin/instances/test", s, &v);
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(serde_json::json!({ "type": "webhook", "name": "hook", "config": { "secret": "s3cret-0123456789" } })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    check(&doc, "post", "/api/admin/instances", s, &v);
+    assert_eq!(v["config"]["secret"], "********");
+    let instance = v["id"].as_str().unwrap().to_string();
+    let i = format!("/instances/{instance}");
+    let (s, v) = call(
+        Method::PATCH,
+        &i,
+        Some(serde_json::json!({ "name": "renamed" })),
+    )
+    .await;
+    assert_eq!((s, &v["name"]), (200, &Value::from("renamed")), "{v}");
+    check(&doc, "patch", "/api/admin/instances/{id}", s, &v);
+    for (method, path, template) in [
+        (Method::GET, i.clone(), "/api/admin/instances/{id}"),
+        (Method::GET, "/instances".into(), "/api/admin/instances"),
+        (
+            Method::POST,
+            format!("{i}/disable"),
+            "/api/admin/instances/{id}/disable",
+        ),
+        (
+            Method::POST,
+            format!("{i}/enable"),
+            "/api/admin/instances/{id}/enable",
+        ),
+        (
+            Method::POST,
+            format!("{i}/test"),
+            "/api/admin/instances/{id}/test",
+        ),
+    ] {
+        let m = method.as_str().to_ascii_lowercase();
+        let (s, v) = call(method, &path, None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        check(&doc, &m, template, s, &v);
+    }
+    let body = br#"{"text":"hello","id":"m1"}"#.to_vec();
+    let sig = nitejar_tests::sign("s3cret-0123456789", &body);
+    let (status, _) = host
+        .webhook("webhook", &instance, &[("x-signature-256", &sig)], body)
+        .await;
+    assert!(status == 202 || status == 200, "{status}");
+    let (s, v) = call(Method::GET, &format!("{i}/work-items"), None).await;
+    assert_eq!(v["workItems"].as_array().map(Vec::len), Some(1), "{v}");
+    check(&doc, "get", "/api/admin/instances/{id}/work-items", s, &v);
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(serde_json::json!({ "type": "nope", "name": "x" })),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    check(&doc, "post", "/api/admin/instances", s, &v);
+    let (s, _) = call(Method::DELETE, &i, None).await;
+    assert_eq!(s, 204);
+
     let (s, v) = call(
         Method::POST,
         &format!("{p}/uninstall"),

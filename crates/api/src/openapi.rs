@@ -7,6 +7,7 @@
 //! says so (`x-nitejar-untyped: true`) instead of pretending.
 
 use crate::error::ErrorBody;
+use crate::instances as I;
 use crate::lifecycle as L;
 use crate::plugins;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -330,7 +331,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Integration types with JSON Schema, UI hints, sensitive fields",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<I::IntegrationTypeList>),
     },
     Operation {
         method: "get",
@@ -339,7 +340,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Integration instances (secrets redacted)",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<I::InstanceList>),
     },
     Operation {
         method: "post",
@@ -347,8 +348,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Create an instance (schema + validate-config; enabled only after test-connection)",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<I::CreateInstanceRequest>),
+        response: Body::Json(json::<I::Instance>),
     },
     Operation {
         method: "post",
@@ -356,8 +357,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Test an unsaved config",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<I::TestConfigRequest>),
+        response: Body::Json(json::<I::ConnectionCheck>),
     },
     Operation {
         method: "get",
@@ -366,7 +367,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One instance",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<I::Instance>),
     },
     Operation {
         method: "patch",
@@ -374,8 +375,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Partial update (null removes; ******** keeps a secret)",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<I::UpdateInstanceRequest>),
+        response: Body::Json(json::<I::Instance>),
     },
     Operation {
         method: "delete",
@@ -384,7 +385,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Delete (work items stay)",
         status: 204,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Empty,
     },
     Operation {
         method: "post",
@@ -392,8 +393,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Enable after a passing connection test",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Empty,
+        response: Body::Json(json::<I::Instance>),
     },
     Operation {
         method: "post",
@@ -401,8 +402,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Disable (webhooks answer 404)",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Empty,
+        response: Body::Json(json::<I::Instance>),
     },
     Operation {
         method: "post",
@@ -410,8 +411,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Test the stored config",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Empty,
+        response: Body::Json(json::<I::ConnectionCheck>),
     },
     Operation {
         method: "get",
@@ -420,7 +421,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Work items of an instance",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<I::WorkItemList>),
     },
     Operation {
         method: "put",

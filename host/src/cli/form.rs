@@ -2,6 +2,7 @@
 //! schema, prompts for missing required fields on a terminal, and yes/no consent prompts.
 
 use super::client::CliError;
+use nitejar_api::instances::IntegrationType;
 use serde_json::{Map, Value};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -86,20 +87,19 @@ fn read_value(key: &str, raw: &str) -> Result<String, CliError> {
 /// `GET /integration-types`). With `complete`, missing required fields are prompted for on a
 /// terminal, or reported.
 pub fn build(
-    t: &Value,
+    t: Option<&IntegrationType>,
     sets: &[String],
     complete: bool,
     interactive: bool,
     out: &mut dyn Write,
 ) -> Result<Map<String, Value>, CliError> {
-    let schema = &t["configSchema"];
+    let schema = t.map_or(&Value::Null, |t| &t.config_schema);
     let props = schema["properties"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let sensitive: Vec<&str> = t["sensitiveFields"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+    let sensitive: Vec<&str> = t
+        .map(|t| t.sensitive_fields.iter().map(String::as_str).collect())
         .unwrap_or_default();
     let mut config = Map::new();
     for s in sets {
@@ -220,17 +220,22 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_missing_required_are_reported() {
-        let t = json!({
+        let t: IntegrationType = serde_json::from_value(json!({
+            "type": "chat", "pluginId": "p", "pluginVersion": "1.0.0", "displayName": "Chat",
+            "description": "", "icon": "", "category": "other", "responseMode": "final",
             "configSchema": {"type": "object", "required": ["token"],
                 "properties": {"token": {"type": "string"}, "n": {"type": "integer"}}},
+            "uiSchema": null,
             "sensitiveFields": ["token"]
-        });
+        }))
+        .unwrap();
+        let t = Some(&t);
         let mut out = Vec::new();
-        assert!(build(&t, &["nope=1".into()], true, false, &mut out).is_err());
-        let partial = build(&t, &["n=3".into()], false, false, &mut out).unwrap();
+        assert!(build(t, &["nope=1".into()], true, false, &mut out).is_err());
+        let partial = build(t, &["n=3".into()], false, false, &mut out).unwrap();
         assert_eq!(Value::Object(partial), json!({"n": 3}));
         // Without prompts, a missing required field is an error naming it.
-        let err = build(&t, &["n=3".into()], true, false, &mut out).unwrap_err();
+        let err = build(t, &["n=3".into()], true, false, &mut out).unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
     }
 }

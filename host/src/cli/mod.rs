@@ -21,6 +21,10 @@ mod form;
 mod render;
 
 use client::{CliError, Client};
+use nitejar_api::instances::{
+    ConnectionCheck, CreateInstanceRequest, Instance, InstanceList, IntegrationTypeList,
+    UpdateInstanceRequest,
+};
 use nitejar_api::lifecycle::{
     ApproveRequest, HealthReport, InstallReport, InstallRequest, PluginHealth, Preview,
     ReloadReport, RollbackRequest, RollbackResponse, SourceOptions, UninstallRequest,
@@ -1013,44 +1017,55 @@ async fn instance(
     let interactive = form::interactive(conn.no_input);
     let one = |id: &str| format!("/instances/{}", client::seg(id));
     match command {
-        InstanceCommand::Types => emit(
+        InstanceCommand::Types => emit_typed(
             out,
             json,
-            &client.get("/integration-types").await?,
+            &client
+                .get_as::<IntegrationTypeList>("/integration-types")
+                .await?,
             render::types,
         ),
-        InstanceCommand::List => emit(
+        InstanceCommand::List => emit_typed(
             out,
             json,
-            &client.get("/instances").await?,
+            &client.get_as::<InstanceList>("/instances").await?,
             render::instances,
         ),
-        InstanceCommand::Show { id } => {
-            emit(out, json, &client.get(&one(&id)).await?, render::instance)
-        }
+        InstanceCommand::Show { id } => emit_typed(
+            out,
+            json,
+            &client.get_as::<Instance>(&one(&id)).await?,
+            render::instance,
+        ),
         InstanceCommand::Create {
             integration_type,
             name,
             set,
             disabled,
         } => {
-            let types = client.get("/integration-types").await?;
-            let t = types["integrationTypes"]
-                .as_array()
-                .and_then(|a| a.iter().find(|t| t["type"] == integration_type.as_str()))
+            let types: IntegrationTypeList = client.get_as("/integration-types").await?;
+            let t = types
+                .integration_types
+                .iter()
+                .find(|t| t.integration_type == integration_type)
                 .ok_or_else(|| {
                     CliError::Refused(format!(
                         "no enabled plugin provides integration type {integration_type:?} (see `nitejar instance types`)"
                     ))
                 })?;
-            let config = form::build(t, &set, true, interactive, out)?;
-            let v = client
-                .post(
+            let config = form::build(Some(t), &set, true, interactive, out)?;
+            let v: Instance = client
+                .post_as(
                     "/instances",
-                    &json!({ "type": integration_type, "name": name, "config": config, "enabled": !disabled }),
+                    &CreateInstanceRequest {
+                        integration_type,
+                        name,
+                        config,
+                        enabled: !disabled,
+                    },
                 )
                 .await?;
-            emit(out, json, &v, render::instance)
+            emit_typed(out, json, &v, render::instance)
         }
         InstanceCommand::Update {
             id,
@@ -1058,51 +1073,47 @@ async fn instance(
             set,
             unset,
         } => {
-            let current = client.get(&one(&id)).await?;
-            let types = client.get("/integration-types").await?;
-            let t = types["integrationTypes"]
-                .as_array()
-                .and_then(|a| a.iter().find(|t| t["type"] == current["type"]))
-                .cloned()
-                .unwrap_or(Value::Null);
-            let mut config = form::build(&t, &set, false, interactive, out)?;
+            let current: Instance = client.get_as(&one(&id)).await?;
+            let types: IntegrationTypeList = client.get_as("/integration-types").await?;
+            let t = types
+                .integration_types
+                .iter()
+                .find(|t| t.integration_type == current.integration_type);
+            let mut config = form::build(t, &set, false, interactive, out)?;
             for key in unset {
                 config.insert(key, Value::Null);
             }
-            let mut body = json!({});
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if !config.is_empty() {
-                body["config"] = Value::Object(config);
-            }
-            let v = client.patch(&one(&id), &body).await?;
-            emit(out, json, &v, render::instance)
+            let request = UpdateInstanceRequest {
+                name,
+                config: (!config.is_empty()).then_some(config),
+            };
+            let v: Instance = client::decode(client.patch(&one(&id), &to_json(&request)?).await?)?;
+            emit_typed(out, json, &v, render::instance)
         }
         InstanceCommand::Enable { id } => {
-            let v = client
-                .post(&format!("{}/enable", one(&id)), &json!({}))
+            let v: Instance = client
+                .post_as(&format!("{}/enable", one(&id)), &json!({}))
                 .await?;
-            emit(out, json, &v, render::instance)
+            emit_typed(out, json, &v, render::instance)
         }
         InstanceCommand::Disable { id } => {
-            let v = client
-                .post(&format!("{}/disable", one(&id)), &json!({}))
+            let v: Instance = client
+                .post_as(&format!("{}/disable", one(&id)), &json!({}))
                 .await?;
-            emit(out, json, &v, render::instance)
+            emit_typed(out, json, &v, render::instance)
         }
         InstanceCommand::Test { id } => {
-            let v = client
-                .post(&format!("{}/test", one(&id)), &json!({}))
+            let v: ConnectionCheck = client
+                .post_as(&format!("{}/test", one(&id)), &json!({}))
                 .await?;
-            emit(out, json, &v, |v| {
+            emit_typed(out, json, &v, |v| {
                 format!(
                     "connection {}: {}",
-                    if v["ok"] == true { "ok" } else { "FAILED" },
-                    v["detail"].as_str().unwrap_or("")
+                    if v.ok { "ok" } else { "FAILED" },
+                    v.detail.as_deref().unwrap_or("")
                 )
             })?;
-            if v["ok"] == true {
+            if v.ok {
                 Ok(())
             } else {
                 Err(CliError::Refused("the connection test failed".into()))

@@ -1,5 +1,6 @@
 //! Human-readable tables for the CLI (the `--json` output is the API's own).
 
+use nitejar_api::instances::{Instance, InstanceList, IntegrationTypeList};
 use nitejar_api::lifecycle::{PluginHealth, Preview, UpgradeReport, VersionList};
 use nitejar_api::plugins::{EventPage, HookDeclaration, PluginDetail, PluginList};
 use serde_json::Value;
@@ -391,24 +392,21 @@ pub fn events(v: &EventPage) -> String {
 }
 
 /// `instance types`: each type and its config fields from the schema.
-pub fn types(v: &Value) -> String {
+pub fn types(v: &IntegrationTypeList) -> String {
     let mut out = String::new();
-    for t in items(v, "integrationTypes") {
+    for t in &v.integration_types {
         out.push_str(&format!(
             "{} ({}, plugin {})\n",
-            cell(&t["type"]),
-            cell(&t["displayName"]),
-            cell(&t["pluginId"])
+            safe(&t.integration_type),
+            safe(&t.display_name),
+            safe(&t.plugin_id)
         ));
-        let required: Vec<&str> = t["configSchema"]["required"]
+        let required: Vec<&str> = t.config_schema["required"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let sensitive: Vec<&str> = t["sensitiveFields"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let rows: Vec<Vec<String>> = t["configSchema"]["properties"]
+        let sensitive: Vec<&str> = t.sensitive_fields.iter().map(String::as_str).collect();
+        let rows: Vec<Vec<String>> = t.config_schema["properties"]
             .as_object()
             .map(|props| {
                 props
@@ -426,10 +424,10 @@ pub fn types(v: &Value) -> String {
                             flags.push("secret");
                         }
                         vec![
-                            format!("  {k}"),
-                            kind,
+                            format!("  {}", safe(k)),
+                            safe(&kind),
                             flags.join(","),
-                            p["title"].as_str().unwrap_or("").to_string(),
+                            safe(p["title"].as_str().unwrap_or("")),
                         ]
                     })
                     .collect()
@@ -442,16 +440,17 @@ pub fn types(v: &Value) -> String {
 }
 
 /// `instance list`.
-pub fn instances(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "instances")
+pub fn instances(v: &InstanceList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .instances
         .iter()
         .map(|i| {
             vec![
-                cell(&i["id"]),
-                cell(&i["type"]),
-                cell(&i["name"]),
-                cell(&i["enabled"]),
-                cell(&i["webhookUrl"]),
+                safe(&i.id),
+                safe(&i.integration_type),
+                safe(&i.name),
+                yes_no(i.enabled),
+                safe(&i.webhook_url),
             ]
         })
         .collect();
@@ -459,21 +458,21 @@ pub fn instances(v: &Value) -> String {
 }
 
 /// One instance (config with secrets redacted by the server).
-pub fn instance(i: &Value) -> String {
+pub fn instance(i: &Instance) -> String {
     let mut out = format!(
         "{} {} ({})\nenabled: {}\nwebhook URL: {}\nconfig: {}\n",
-        cell(&i["type"]),
-        cell(&i["id"]),
-        cell(&i["name"]),
-        cell(&i["enabled"]),
-        cell(&i["webhookUrl"]),
-        i["config"]
+        safe(&i.integration_type),
+        safe(&i.id),
+        safe(&i.name),
+        yes_no(i.enabled),
+        safe(&i.webhook_url),
+        safe(&Value::Object(i.config.clone()).to_string())
     );
-    if let Some(c) = i.get("connection") {
+    if let Some(c) = &i.connection {
         out.push_str(&format!(
             "connection: {} {}\n",
-            if c["ok"] == true { "ok" } else { "FAILED" },
-            cell(&c["detail"])
+            if c.ok { "ok" } else { "FAILED" },
+            opt(&c.detail)
         ));
     }
     out

@@ -18,6 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use nitejar_api::instances::{WorkItem, WorkItemList};
 use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
 use nitejar_api::plugins::{
     Disclosure, EnableRequest, EnableResponse, EventPage, EventsQuery, GrantRequest, GrantResponse,
@@ -26,7 +27,7 @@ use nitejar_api::plugins::{
 };
 use nitejar_sandbox::manifest::Manifest;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 
 /// What the host enforces for every plugin (spec §15.4: never claim more than is enforced).
@@ -577,8 +578,25 @@ pub async fn disable_plugin(
 pub async fn list_work_items(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "workItems": app.db.list_work_items(&id).await? }),
-    ))
+) -> ApiResult<Json<WorkItemList>> {
+    let work_items = app
+        .db
+        .list_work_items(&id)
+        .await?
+        .into_iter()
+        .map(|w| WorkItem {
+            id: w.id,
+            plugin_instance_id: w.plugin_instance_id,
+            integration_type: w.integration_type,
+            title: w.title,
+            text: w.text,
+            session_key: w.session_key,
+            source_ref: w.source_ref,
+            command: w.command,
+            payload_json: w.payload_json,
+            status: w.status,
+            created_at: w.created_at,
+        })
+        .collect();
+    Ok(Json(WorkItemList { work_items }))
 }

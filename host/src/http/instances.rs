@@ -9,8 +9,11 @@ use crate::instances::{self, ConnectionCheck, InstanceError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use nitejar_api::instances::{
+    CreateInstanceRequest, Instance, InstanceList, IntegrationType, IntegrationTypeList,
+    TestConfigRequest, UpdateInstanceRequest,
+};
+use serde_json::Value;
 use std::sync::Arc;
 
 impl From<InstanceError> for ApiError {
@@ -33,48 +36,33 @@ impl From<InstanceError> for ApiError {
 
 /// `GET /api/admin/integration-types`: every type enabled plugins provide, with the JSON
 /// Schema, UI hints and sensitive fields a form is generated from.
-pub async fn list_types(State(app): State<Arc<App>>) -> Json<Value> {
+pub async fn list_types(State(app): State<Arc<App>>) -> Json<IntegrationTypeList> {
     let mut types = Vec::new();
     for plugin in app.registry.all() {
         for d in &plugin.integrations {
             let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-            types.push(json!({
-                "type": d.integration_type,
-                "pluginId": plugin.id(),
-                "pluginVersion": plugin.version(),
-                "displayName": d.display_name,
-                "description": d.description,
-                "icon": d.icon,
-                "category": format!("{:?}", d.category).to_lowercase(),
-                "responseMode": format!("{:?}", d.response_mode).to_lowercase(),
-                "configSchema": parse(&d.config_schema),
-                "uiSchema": d.ui_schema.as_deref().map(parse),
-                "sensitiveFields": d.sensitive_fields,
-            }));
+            types.push(IntegrationType {
+                integration_type: d.integration_type.clone(),
+                plugin_id: plugin.id().into(),
+                plugin_version: plugin.version().into(),
+                display_name: d.display_name.clone(),
+                description: d.description.clone(),
+                icon: d.icon.clone(),
+                category: format!("{:?}", d.category).to_lowercase(),
+                response_mode: format!("{:?}", d.response_mode).to_lowercase(),
+                config_schema: parse(&d.config_schema),
+                ui_schema: d.ui_schema.as_deref().map(parse),
+                sensitive_fields: d.sensitive_fields.clone(),
+            });
         }
     }
-    types.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
-    Json(json!({ "integrationTypes": types }))
+    types.sort_by(|a, b| a.integration_type.cmp(&b.integration_type));
+    Json(IntegrationTypeList {
+        integration_types: types,
+    })
 }
 
-/// Body of `POST /api/admin/instances`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    #[serde(rename = "type")]
-    integration_type: String,
-    name: String,
-    #[serde(default)]
-    config: Map<String, Value>,
-    /// Default true: the connection test must pass first.
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
+/// A display name: 1-200 characters, no control characters.
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -88,8 +76,8 @@ fn check_name(name: &str) -> ApiResult<()> {
 /// stored with sensitive fields encrypted.
 pub async fn create(
     State(app): State<Arc<App>>,
-    Json(body): Json<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    Json(body): Json<CreateInstanceRequest>,
+) -> ApiResult<(StatusCode, Json<Instance>)> {
     check_name(&body.name)?;
     let row = instances::create(
         &app,
@@ -103,14 +91,15 @@ pub async fn create(
 }
 
 /// `GET /api/admin/instances` (sensitive fields redacted).
-pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<InstanceList>> {
     let rows = app.db.list_instances().await?;
-    let list: Vec<Value> = rows.iter().map(|r| instances::view(&app, r)).collect();
-    Ok(Json(json!({ "instances": list })))
+    Ok(Json(InstanceList {
+        instances: rows.iter().map(|r| instances::view(&app, r)).collect(),
+    }))
 }
 
 /// `GET /api/admin/instances/{id}`.
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
     let row = app
         .db
         .get_instance(&id)
@@ -119,19 +108,9 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
     Ok(Json(instances::view(&app, &row)))
 }
 
-/// Body of `PATCH /api/admin/instances/{id}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateBody {
-    name: Option<String>,
-    /// Keys to set; `null` removes a key; a sensitive field sent as `********` is kept.
-    config: Option<Map<String, Value>>,
-}
-
-fn with_check(mut view: Value, check: Option<ConnectionCheck>) -> Value {
-    if let Some(c) = check {
-        view["connection"] = json!(c);
-    }
+/// The view with the connection test this change ran, if any.
+fn with_check(mut view: Instance, check: Option<ConnectionCheck>) -> Instance {
+    view.connection = check;
     view
 }
 
@@ -139,8 +118,8 @@ fn with_check(mut view: Value, check: Option<ConnectionCheck>) -> Value {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+    Json(body): Json<UpdateInstanceRequest>,
+) -> ApiResult<Json<Instance>> {
     if let Some(n) = &body.name {
         check_name(n)?;
     }
@@ -156,7 +135,10 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 }
 
 /// `POST /api/admin/instances/{id}/enable`: only after a passing connection test.
-pub async fn enable(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn enable(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Instance>> {
     let (row, check) = instances::set_enabled(&app, &id, true).await?;
     Ok(Json(with_check(instances::view(&app, &row), check)))
 }
@@ -165,7 +147,7 @@ pub async fn enable(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 pub async fn disable(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Instance>> {
     let (row, _) = instances::set_enabled(&app, &id, false).await?;
     Ok(Json(instances::view(&app, &row)))
 }
@@ -178,21 +160,11 @@ pub async fn test(
     Ok(Json(instances::test(&app, &id).await?))
 }
 
-/// Body of `POST /api/admin/instances/test`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TestBody {
-    #[serde(rename = "type")]
-    integration_type: String,
-    #[serde(default)]
-    config: Map<String, Value>,
-}
-
 /// `POST /api/admin/instances/test`: tests a config before creating an instance (schema and
 /// validate-config first, so the plugin only ever sees a valid config).
 pub async fn test_unsaved(
     State(app): State<Arc<App>>,
-    Json(body): Json<TestBody>,
+    Json(body): Json<TestConfigRequest>,
 ) -> ApiResult<Json<ConnectionCheck>> {
     let plugin = app
         .registry
