@@ -37,8 +37,8 @@ pub const RECEIPT_BATCH_SIZE: usize = 256;
 /// Longest a receipt waits in the writer's buffer before its batch is written.
 pub const RECEIPT_FLUSH_INTERVAL_MS: u64 = 20;
 
-/// Default agent turn limit (model calls per run).
-pub const DEFAULT_MAX_TURNS: u32 = 8;
+/// Model calls per run unless an agent says otherwise (part of the API contract).
+pub use nitejar_api::runs::DEFAULT_MAX_TURNS;
 
 /// Delivery attempts of one reply before the job fails.
 pub const DELIVERY_ATTEMPTS: u32 = 3;

@@ -271,6 +271,69 @@ async fn answers_match_the_documented_schemas() {
     let (s, v) = call(Method::GET, &format!("{i}/work-items"), None).await;
     assert_eq!(v["workItems"].as_array().map(Vec::len), Some(1), "{v}");
     check(&doc, "get", "/api/admin/instances/{id}/work-items", s, &v);
+    let item = v["workItems"][0]["id"].as_str().unwrap().to_string();
+    let run = host.wait_for_run(&item).await;
+    check(&doc, "get", "/api/admin/work-items/{id}/run", 200, &run);
+    let job = run["job"]["id"].as_str().unwrap().to_string();
+    let (s, v) = call(Method::GET, &format!("/jobs/{job}"), None).await;
+    check(&doc, "get", "/api/admin/jobs/{id}", s, &v);
+    assert!(!v["receipts"].as_array().unwrap().is_empty(), "{v}");
+
+    // Agents, assignment and the hook table with an override.
+    let (s, v) = call(Method::GET, "/agents", None).await;
+    check(&doc, "get", "/api/admin/agents", s, &v);
+    let agent = serde_json::json!({
+        "name": "helper", "systemPrompt": "Be brief.",
+        "model": { "provider": "offline", "model": "nitejar-offline" }
+    });
+    let (s, v) = call(Method::POST, "/agents", Some(agent.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    check(&doc, "post", "/api/admin/agents", s, &v);
+    let agent_id = v["id"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        Method::PUT,
+        &format!("/agents/{agent_id}"),
+        Some(agent.clone()),
+    )
+    .await;
+    check(&doc, "put", "/api/admin/agents/{id}", s, &v);
+    let (s, v) = call(Method::GET, &format!("/agents/{agent_id}"), None).await;
+    check(&doc, "get", "/api/admin/agents/{id}", s, &v);
+    let (s, v) = call(
+        Method::PUT,
+        &format!("{i}/agent"),
+        Some(serde_json::json!({ "agentId": agent_id })),
+    )
+    .await;
+    check(&doc, "put", "/api/admin/instances/{id}/agent", s, &v);
+    let (s, v) = call(
+        Method::POST,
+        "/agents",
+        Some(serde_json::json!({ "name": "x", "systemPrompt": "", "model": { "provider": "nope", "model": "m" } })),
+    )
+    .await;
+    assert!(s == 400 || s == 422, "{s} {v}");
+    check(&doc, "post", "/api/admin/agents", s, &v);
+    let hook_path = "/plugins/nitejar.example.hooks/hooks/tool.pre_exec";
+    let (s, v) = call(
+        Method::PUT,
+        hook_path,
+        Some(serde_json::json!({ "priority": 7, "failPolicy": "failClosed" })),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    check(&doc, "put", "/api/admin/plugins/{id}/hooks/{hook}", s, &v);
+    let (s, v) = call(Method::GET, "/hooks", None).await;
+    assert_eq!(v["hooks"]["tool.pre_exec"][0]["priority"], 7, "{v}");
+    check(&doc, "get", "/api/admin/hooks", s, &v);
+    let (s, v) = call(Method::DELETE, hook_path, None).await;
+    check(
+        &doc,
+        "delete",
+        "/api/admin/plugins/{id}/hooks/{hook}",
+        s,
+        &v,
+    );
     let (s, v) = call(
         Method::POST,
         "/instances",
@@ -281,6 +344,39 @@ async fn answers_match_the_documented_schemas() {
     check(&doc, "post", "/api/admin/instances", s, &v);
     let (s, _) = call(Method::DELETE, &i, None).await;
     assert_eq!(s, 204);
+
+    // Malformed requests get the documented error body too, with the extractor's status.
+    let raw = |content_type: Option<&str>, body: &str| {
+        let mut req = host.admin(Method::POST, "/agents").body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req
+    };
+    for (req, status, code) in [
+        (
+            raw(Some("application/json"), "{not json"),
+            400,
+            "invalid_json",
+        ),
+        (raw(None, "{}"), 415, "unsupported_media_type"),
+        (
+            raw(Some("application/json"), r#"{"name": 5}"#),
+            422,
+            "invalid_body",
+        ),
+        (
+            host.admin(Method::GET, &format!("{p}/events?limit=many")),
+            400,
+            "invalid_query",
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        check(&doc, "post", "/api/admin/agents", status, &v);
+    }
 
     let (s, v) = call(
         Method::POST,

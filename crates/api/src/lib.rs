@@ -13,5 +13,6 @@ pub mod instances;
 pub mod lifecycle;
 pub mod openapi;
 pub mod plugins;
+pub mod runs;
 
 pub use error::{ErrorBody, ErrorDetail};

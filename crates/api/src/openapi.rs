@@ -10,6 +10,7 @@ use crate::error::ErrorBody;
 use crate::instances as I;
 use crate::lifecycle as L;
 use crate::plugins;
+use crate::runs as R;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
@@ -303,8 +304,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "hooks",
         summary: "Override a hook registration (priority, failPolicy, timeoutMs, enabled)",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<R::HookOverride>),
+        response: Body::Json(json::<R::HookOverrideResponse>),
     },
     Operation {
         method: "delete",
@@ -313,7 +314,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Restore the manifest's registration",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::HookOverrideResponse>),
     },
     Operation {
         method: "get",
@@ -322,7 +323,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "The hook table in dispatch order",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::HookTableView>),
     },
     Operation {
         method: "get",
@@ -429,8 +430,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Assign the agent that answers an instance",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<R::AssignAgentRequest>),
+        response: Body::Json(json::<R::AssignAgentResponse>),
     },
     Operation {
         method: "get",
@@ -439,7 +440,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Agents",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::AgentList>),
     },
     Operation {
         method: "post",
@@ -447,8 +448,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Create an agent (name, systemPrompt, team, model)",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<R::AgentRequest>),
+        response: Body::Json(json::<R::Agent>),
     },
     Operation {
         method: "get",
@@ -457,7 +458,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One agent",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::Agent>),
     },
     Operation {
         method: "put",
@@ -465,8 +466,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Replace an agent's fields",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<R::AgentRequest>),
+        response: Body::Json(json::<R::Agent>),
     },
     Operation {
         method: "get",
@@ -484,7 +485,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "A run: job, steps, receipts in order, delivery",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::RunView>),
     },
     Operation {
         method: "get",
@@ -493,7 +494,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "A run by job id",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<R::RunView>),
     },
     Operation {
         method: "get",

@@ -10,67 +10,11 @@
 //! it answers with them (`<tool>: <output>`, one per line) and ends the run.
 
 use crate::limits::MAX_MODEL_RESPONSE_BYTES;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// Which backend an agent uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// The built-in deterministic model.
-    Offline,
-    /// The configured OpenAI-compatible endpoint.
-    Openai,
-}
-
-/// An agent's model settings (`agents.model_json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ModelSettings {
-    /// Backend.
-    pub provider: Provider,
-    /// Model name sent to the backend.
-    pub model: String,
-    /// Sampling temperature (0.0 to 2.0).
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-    /// Completion token limit.
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: u32,
-    /// Model calls per run.
-    #[serde(default = "default_max_turns")]
-    pub max_turns: u32,
-}
-
-fn default_temperature() -> f64 {
-    0.2
-}
-fn default_max_tokens() -> u32 {
-    1024
-}
-fn default_max_turns() -> u32 {
-    crate::limits::DEFAULT_MAX_TURNS
-}
-
-impl ModelSettings {
-    /// Checks the values; the message names the field and the allowed range.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.model.trim().is_empty() || self.model.len() > 256 {
-            return Err("model must be 1 to 256 characters".into());
-        }
-        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
-            return Err("temperature must be between 0.0 and 2.0".into());
-        }
-        if self.max_tokens == 0 {
-            return Err("maxTokens must be at least 1".into());
-        }
-        if !(1..=64).contains(&self.max_turns) {
-            return Err("maxTurns must be between 1 and 64".into());
-        }
-        Ok(())
-    }
-}
+pub use nitejar_api::runs::{ModelSettings, Provider};
 
 /// One model call.
 #[derive(Debug, Clone)]

@@ -574,10 +574,10 @@ pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write)
             ClientCommand::Instance(c) => instance(&client, conn, c, out).await,
             ClientCommand::Skill(c) => skill(&client, conn.json, c, out).await,
             ClientCommand::Run(RunCommand::Show { work_item_id }) => {
-                let v = client
-                    .get(&format!("/work-items/{}/run", client::seg(&work_item_id)))
+                let v: nitejar_api::runs::RunView = client
+                    .get_as(&format!("/work-items/{}/run", client::seg(&work_item_id)))
                     .await?;
-                emit(out, conn.json, &v, render::run)
+                emit_typed(out, conn.json, &v, render::run)
             }
         }
     }

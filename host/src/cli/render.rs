@@ -3,6 +3,7 @@
 use nitejar_api::instances::{Instance, InstanceList, IntegrationTypeList};
 use nitejar_api::lifecycle::{PluginHealth, Preview, UpgradeReport, VersionList};
 use nitejar_api::plugins::{EventPage, HookDeclaration, PluginDetail, PluginList};
+use nitejar_api::runs::RunView;
 use serde_json::Value;
 
 /// Lays out rows under headers, columns padded to their widest cell.
@@ -479,45 +480,50 @@ pub fn instance(i: &Instance) -> String {
 }
 
 /// `run show`: job, steps, receipts in order, delivery.
-pub fn run(v: &Value) -> String {
-    let job = &v["job"];
-    let mut out = format!(
-        "job {}  status: {}  attempts: {}  agent: {}\n",
-        cell(&job["id"]),
-        cell(&job["status"]),
-        cell(&job["attempts"]),
-        cell(&job["agentId"]),
-    );
-    if let Some(e) = job["lastError"].as_str() {
-        out.push_str(&format!("error: {e}\n"));
+pub fn run(v: &RunView) -> String {
+    let mut out = match &v.job {
+        Some(job) => format!(
+            "job {}  status: {}  attempts: {}  agent: {}\n",
+            safe(&job.id),
+            safe(&job.status),
+            job.attempts,
+            safe(&job.agent_id),
+        ),
+        None => "job -  (no agent answers this work item's instance)\n".to_string(),
+    };
+    if let Some(e) = v.job.as_ref().and_then(|j| j.last_error.as_deref()) {
+        out.push_str(&format!("error: {}\n", safe(e)));
     }
     out.push_str("\nSTEPS\n");
-    let steps: Vec<Vec<String>> = items(v, "steps")
+    let steps: Vec<Vec<String>> = v
+        .steps
         .iter()
         .map(|s| {
-            let mut detail = s["detail"].to_string();
+            let mut detail = s.detail.to_string();
             if detail.chars().count() > 100 {
                 detail = detail.chars().take(97).collect::<String>() + "...";
             }
-            vec![cell(&s["turn"]), cell(&s["kind"]), detail]
+            vec![s.turn.to_string(), safe(&s.kind), safe(&detail)]
         })
         .collect();
     out.push_str(&table(&["TURN", "KIND", "DETAIL"], &steps));
     out.push_str("\n\nRECEIPTS (in order)\n");
-    let receipts: Vec<Vec<String>> = items(v, "receipts")
+    let receipts: Vec<Vec<String>> = v
+        .receipts
         .iter()
         .map(|r| {
-            let detail = &r["detail"];
+            let e = &r.receipt;
             vec![
-                cell(&r["pluginId"]),
-                cell(&r["kind"]),
-                r["hookName"]
-                    .as_str()
-                    .or(detail["operation"].as_str())
-                    .unwrap_or("-")
-                    .to_string(),
-                cell(&r["status"]),
-                cell(&r["durationMs"]),
+                safe(&e.plugin_id),
+                safe(&e.kind),
+                safe(
+                    e.hook_name
+                        .as_deref()
+                        .or(r.detail["operation"].as_str())
+                        .unwrap_or("-"),
+                ),
+                safe(&e.status),
+                e.duration_ms.map_or("-".into(), |d| d.to_string()),
             ]
         })
         .collect();
@@ -525,17 +531,19 @@ pub fn run(v: &Value) -> String {
         &["PLUGIN", "KIND", "HOOK/OPERATION", "STATUS", "MS"],
         &receipts,
     ));
-    let d = &v["delivery"];
-    out.push_str(&format!(
-        "\n\nDELIVERY {}  attempts: {}  external id: {}{}\n",
-        cell(&d["status"]),
-        cell(&d["attempts"]),
-        cell(&d["externalId"]),
-        d["error"]
-            .as_str()
-            .map(|e| format!("  error: {e}"))
-            .unwrap_or_default()
-    ));
+    match &v.delivery {
+        Some(d) => out.push_str(&format!(
+            "\n\nDELIVERY {}  attempts: {}  external id: {}{}\n",
+            safe(&d.status),
+            d.attempts,
+            opt(&d.external_id),
+            d.error
+                .as_deref()
+                .map(|e| format!("  error: {}", safe(e)))
+                .unwrap_or_default()
+        )),
+        None => out.push_str("\n\nDELIVERY -\n"),
+    }
     out
 }
 

@@ -6,7 +6,7 @@
 //! Every plugin response carries the runtime posture (`executionMode`, `hostEnforcedControls`,
 //! `effectiveLimitations`) and never a secret value.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::app::App;
 use crate::app::HOST_RECEIPT_ID;
 use crate::plugins::declarations;
@@ -16,7 +16,7 @@ use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
 use crate::receipts::{EXECUTION_MODE, Receipt};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use nitejar_api::instances::{WorkItem, WorkItemList};
 use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
@@ -150,7 +150,7 @@ pub async fn get_plugin(
 pub async fn list_events(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventPage>> {
     app.receipts.flush().await;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
@@ -329,7 +329,7 @@ fn created(report: InstallReport) -> (StatusCode, Json<InstallReport>) {
 /// "sourceRef": ..., "options": {...}}`.
 pub async fn install_plugin(
     State(app): State<Arc<App>>,
-    Json(body): Json<InstallRequest>,
+    ApiJson(body): ApiJson<InstallRequest>,
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let (kind, reference) = required_source(&body)?;
     let f = fetch_package(&app, kind, reference, &body.options).await?;
@@ -361,7 +361,7 @@ async fn install_from(
 /// `POST /api/admin/plugins/install/npm` `{"sourceRef": "name@range", "options"?}`.
 pub async fn install_npm(
     State(app): State<Arc<App>>,
-    Json(body): Json<SourceBody>,
+    ApiJson(body): ApiJson<SourceBody>,
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     install_from(&app, "npm", body).await
 }
@@ -369,7 +369,7 @@ pub async fn install_npm(
 /// `POST /api/admin/plugins/install/git` `{"sourceRef": "url#ref", "options"?}`.
 pub async fn install_git(
     State(app): State<Arc<App>>,
-    Json(body): Json<SourceBody>,
+    ApiJson(body): ApiJson<SourceBody>,
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     install_from(&app, "git", body).await
 }
@@ -389,7 +389,7 @@ pub async fn upload_plugin(
 /// `POST /api/admin/plugins/preview`: what installing the source would do, nothing written.
 pub async fn preview_plugin(
     State(app): State<Arc<App>>,
-    Json(body): Json<InstallRequest>,
+    ApiJson(body): ApiJson<InstallRequest>,
 ) -> ApiResult<Json<Preview>> {
     let (kind, reference) = required_source(&body)?;
     let f = fetch_package(&app, kind, reference, &body.options).await?;
@@ -428,7 +428,7 @@ fn action_receipt(
 pub async fn grant(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<GrantRequest>,
+    ApiJson(body): ApiJson<GrantRequest>,
 ) -> ApiResult<Json<GrantResponse>> {
     let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
@@ -454,7 +454,7 @@ pub async fn grant(
 pub async fn set_secret(
     State(app): State<Arc<App>>,
     Path((id, key)): Path<(String, String)>,
-    Json(body): Json<SecretRequest>,
+    ApiJson(body): ApiJson<SecretRequest>,
 ) -> ApiResult<StatusCode> {
     let row = installed_plugin(&app, &id).await?;
     let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
@@ -484,11 +484,11 @@ async fn reload_if_loaded(app: &App, id: &str) {
 pub async fn enable_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<EnableRequest>>,
+    body: Option<ApiJson<EnableRequest>>,
 ) -> ApiResult<Json<EnableResponse>> {
     let started = std::time::Instant::now();
     let row = installed_plugin(&app, &id).await?;
-    let consent = body.map(|b| b.consent).unwrap_or(false);
+    let consent = body.map(|b| b.0.consent).unwrap_or(false);
     if row.trust_level != "builtin" && !consent {
         return Err(ApiError::bad_request(
             "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions",

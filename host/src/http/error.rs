@@ -1,9 +1,13 @@
 //! API errors: a status, a stable code and a message that never leaks internals.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use nitejar_api::{ErrorBody, ErrorDetail};
+use serde::de::DeserializeOwned;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -67,3 +71,54 @@ impl IntoResponse for ApiError {
 
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body whose rejections (not JSON, wrong content type, wrong field types, too
+/// large) are answered in the documented error shape, like every other client mistake.
+pub struct ApiJson<T>(pub T);
+
+/// A query string whose rejections are answered in the documented error shape.
+pub struct ApiQuery<T>(pub T);
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let code = match &r {
+        JsonRejection::JsonDataError(_) => "invalid_body",
+        JsonRejection::JsonSyntaxError(_) => "invalid_json",
+        JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        _ => "bad_request",
+    };
+    ApiError::new(r.status(), code, r.body_text())
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match <Json<T> as FromRequest<S>>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        match <Json<T> as OptionalFromRequest<S>>::from_request(req, state).await {
+            Ok(v) => Ok(v.map(|Json(v)| ApiJson(v))),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(ApiError::new(r.status(), "invalid_query", r.body_text())),
+        }
+    }
+}

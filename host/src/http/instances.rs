@@ -3,7 +3,7 @@
 //! Forms and the CLI are generated from `GET /integration-types` (each type's JSON Schema, UI
 //! hints and sensitive fields); nothing here branches on a type.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::App;
 use crate::instances::{self, ConnectionCheck, InstanceError};
 use axum::Json;
@@ -76,7 +76,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 /// stored with sensitive fields encrypted.
 pub async fn create(
     State(app): State<Arc<App>>,
-    Json(body): Json<CreateInstanceRequest>,
+    ApiJson(body): ApiJson<CreateInstanceRequest>,
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     check_name(&body.name)?;
     let row = instances::create(
@@ -118,7 +118,7 @@ fn with_check(mut view: Instance, check: Option<ConnectionCheck>) -> Instance {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<UpdateInstanceRequest>,
+    ApiJson(body): ApiJson<UpdateInstanceRequest>,
 ) -> ApiResult<Json<Instance>> {
     if let Some(n) = &body.name {
         check_name(n)?;
@@ -164,7 +164,7 @@ pub async fn test(
 /// validate-config first, so the plugin only ever sees a valid config).
 pub async fn test_unsaved(
     State(app): State<Arc<App>>,
-    Json(body): Json<TestConfigRequest>,
+    ApiJson(body): ApiJson<TestConfigRequest>,
 ) -> ApiResult<Json<ConnectionCheck>> {
     let plugin = app
         .registry

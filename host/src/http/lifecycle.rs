@@ -2,7 +2,7 @@
 //! [`crate::plugins::lifecycle`]).
 
 use super::admin::{Upload, fetch_package, fetch_upload, install_error, required_source};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::App;
 use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
 use crate::plugins::package::PluginPackage;
@@ -62,7 +62,7 @@ fn npm_name(reference: &str) -> &str {
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<InstallRequest>>,
+    body: Option<ApiJson<InstallRequest>>,
 ) -> ApiResult<Json<UpgradeReport>> {
     let body = body.map(|b| b.0).unwrap_or_default();
     let f = match body.source_kind {
@@ -109,7 +109,7 @@ pub async fn upgrade_upload(
 pub async fn approve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<ApproveRequest>,
+    ApiJson(body): ApiJson<ApproveRequest>,
 ) -> ApiResult<Json<UpgradeReport>> {
     Ok(Json(
         lifecycle::approve(&app, &id, &body.permissions).await?,
@@ -126,9 +126,9 @@ pub async fn discard(State(app): State<Arc<App>>, Path(id): Path<String>) -> Api
 pub async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<RollbackRequest>>,
+    body: Option<ApiJson<RollbackRequest>>,
 ) -> ApiResult<Json<RollbackResponse>> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body.map(|ApiJson(b)| b).unwrap_or_default();
     let v = lifecycle::rollback(&app, &id, body.version.as_deref()).await?;
     Ok(Json(RollbackResponse {
         plugin_id: id,
@@ -149,9 +149,9 @@ pub async fn reload(
 pub async fn uninstall(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Option<Json<UninstallOptions>>,
+    body: Option<ApiJson<UninstallOptions>>,
 ) -> ApiResult<Json<UninstallResponse>> {
-    let options = body.map(|Json(b)| b).unwrap_or_default();
+    let options = body.map(|ApiJson(b)| b).unwrap_or_default();
     lifecycle::uninstall(&app, &id, options).await?;
     Ok(Json(UninstallResponse {
         plugin_id: id,

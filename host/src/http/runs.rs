@@ -9,78 +9,78 @@
 //! - `GET /hooks`: the hook table in dispatch order; `PUT/DELETE /plugins/{id}/hooks/{hook}`:
 //!   the operator's override of one registration (re-registered at once).
 
-use super::error::{ApiError, ApiResult};
-use crate::agent::model::ModelSettings;
+use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::App;
-use crate::hooks::{HookName, HookOverride};
+use crate::hooks::{FailPolicy, HookName, HookOverride};
 use crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use nitejar_api::instances::WorkItem;
+use nitejar_api::plugins::Receipt as ApiReceipt;
+use nitejar_api::runs::{
+    Agent, AgentList, AgentRequest, AssignAgentRequest, AssignAgentResponse, Delivery,
+    FailPolicy as ApiFailPolicy, HookHandler, HookOverride as ApiHookOverride,
+    HookOverrideResponse, HookTableView, Job, RunReceipt, RunView, Step,
+};
 use nitejar_store::{AgentFields, AgentRow, JobRow};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Longest agent system prompt.
 const MAX_SYSTEM_PROMPT_BYTES: usize = 64 << 10;
 
-fn agent_json(a: &AgentRow) -> Value {
-    let model: Value = serde_json::from_str(&a.model_json).unwrap_or(Value::Null);
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    v["model"] = model;
-    v
-}
-
-/// Body of agent create/replace.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AgentBody {
-    name: String,
-    system_prompt: String,
-    model: ModelSettings,
-    /// Team (skill scope `team`).
-    #[serde(default)]
-    team: Option<String>,
-}
-
-impl AgentBody {
-    fn check(&self) -> ApiResult<String> {
-        let name = self.name.trim();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(ApiError::bad_request(
-                "name must be 1-64 characters of letters, digits, '-', '_' or '.'",
-            ));
-        }
-        if self.system_prompt.len() > MAX_SYSTEM_PROMPT_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "systemPrompt is longer than {MAX_SYSTEM_PROMPT_BYTES} bytes"
-            )));
-        }
-        self.model
-            .validate()
-            .map_err(|e| ApiError::bad_request(format!("model: {e}")))?;
-        serde_json::to_string(&self.model).map_err(ApiError::internal)
+/// The API's view of an agent row.
+fn agent_view(a: &AgentRow) -> Agent {
+    Agent {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        system_prompt: a.system_prompt.clone(),
+        model: serde_json::from_str(&a.model_json).ok(),
+        is_default: a.is_default,
+        team: a.team.clone(),
+        created_at: a.created_at,
+        updated_at: a.updated_at,
     }
 }
 
+/// Checks an agent request; returns its model settings as stored.
+fn check_agent(body: &AgentRequest) -> ApiResult<String> {
+    let name = body.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "name must be 1-64 characters of letters, digits, '-', '_' or '.'",
+        ));
+    }
+    if body.system_prompt.len() > MAX_SYSTEM_PROMPT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "systemPrompt is longer than {MAX_SYSTEM_PROMPT_BYTES} bytes"
+        )));
+    }
+    body.model
+        .validate()
+        .map_err(|e| ApiError::bad_request(format!("model: {e}")))?;
+    serde_json::to_string(&body.model).map_err(ApiError::internal)
+}
+
 /// `GET /api/admin/agents`.
-pub async fn list_agents(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let list: Vec<Value> = app.db.list_agents().await?.iter().map(agent_json).collect();
-    Ok(Json(json!({ "agents": list })))
+pub async fn list_agents(State(app): State<Arc<App>>) -> ApiResult<Json<AgentList>> {
+    Ok(Json(AgentList {
+        agents: app.db.list_agents().await?.iter().map(agent_view).collect(),
+    }))
 }
 
 /// `POST /api/admin/agents`.
 pub async fn create_agent(
     State(app): State<Arc<App>>,
-    Json(body): Json<AgentBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let model_json = body.check()?;
+    ApiJson(body): ApiJson<AgentRequest>,
+) -> ApiResult<(StatusCode, Json<Agent>)> {
+    let model_json = check_agent(&body)?;
     if app.db.get_agent_by_name(body.name.trim()).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -109,29 +109,29 @@ pub async fn create_agent(
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::internal("agent vanished"))?;
-    Ok((StatusCode::CREATED, Json(agent_json(&agent))))
+    Ok((StatusCode::CREATED, Json(agent_view(&agent))))
 }
 
 /// `GET /api/admin/agents/{id}`.
 pub async fn get_agent(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Agent>> {
     let agent = app
         .db
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
-    Ok(Json(agent_json(&agent)))
+    Ok(Json(agent_view(&agent)))
 }
 
 /// `PUT /api/admin/agents/{id}`: replaces name, prompt and model settings.
 pub async fn update_agent(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<AgentBody>,
-) -> ApiResult<Json<Value>> {
-    let model_json = body.check()?;
+    ApiJson(body): ApiJson<AgentRequest>,
+) -> ApiResult<Json<Agent>> {
+    let model_json = check_agent(&body)?;
     if let Some(other) = app.db.get_agent_by_name(body.name.trim()).await?
         && other.id != id
     {
@@ -157,19 +157,12 @@ pub async fn update_agent(
     get_agent(State(app), Path(id)).await
 }
 
-/// Body of `PUT /api/admin/instances/{id}/agent`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AssignBody {
-    agent_id: String,
-}
-
 /// `PUT /api/admin/instances/{id}/agent`.
 pub async fn assign_agent(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(body): Json<AssignBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<AssignAgentRequest>,
+) -> ApiResult<Json<AssignAgentResponse>> {
     if app.db.get_instance(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no integration instance {id}")));
     }
@@ -177,41 +170,83 @@ pub async fn assign_agent(
         return Err(ApiError::bad_request(format!("no agent {}", body.agent_id)));
     }
     app.db.assign_agent(&id, &body.agent_id).await?;
-    Ok(Json(json!({ "instanceId": id, "agentId": body.agent_id })))
+    Ok(Json(AssignAgentResponse {
+        instance_id: id,
+        agent_id: body.agent_id,
+    }))
 }
 
-async fn run_json(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResult<Value> {
-    let item = app.db.get_work_item(work_item_id).await?;
+/// A run seen whole: its work item, job, steps, receipts and delivery.
+async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResult<RunView> {
+    let work_item = app.db.get_work_item(work_item_id).await?.map(|w| WorkItem {
+        id: w.id,
+        plugin_instance_id: w.plugin_instance_id,
+        integration_type: w.integration_type,
+        title: w.title,
+        text: w.text,
+        session_key: w.session_key,
+        source_ref: w.source_ref,
+        command: w.command,
+        payload_json: w.payload_json,
+        status: w.status,
+        created_at: w.created_at,
+    });
     let steps = match &job {
         Some(j) => app.db.list_steps(&j.id).await?,
         None => Vec::new(),
     };
-    let steps: Vec<Value> = steps
-        .iter()
-        .map(|s| {
-            let mut v = serde_json::to_value(s).unwrap_or_default();
-            v["detail"] = serde_json::from_str(&s.detail_json).unwrap_or(Value::Null);
-            v
+    let steps = steps
+        .into_iter()
+        .map(|s| Step {
+            detail: serde_json::from_str(&s.detail_json).unwrap_or(Value::Null),
+            id: s.id,
+            job_id: s.job_id,
+            attempt: s.attempt,
+            turn: s.turn,
+            kind: s.kind,
+            created_at: s.created_at,
         })
         .collect();
     let delivery = match &job {
-        Some(j) => app.db.get_delivery(&j.id).await?,
+        Some(j) => app.db.get_delivery(&j.id).await?.map(|d| Delivery {
+            job_id: d.job_id,
+            work_item_id: d.work_item_id,
+            status: d.status,
+            content: d.content,
+            attempts: d.attempts,
+            external_id: d.external_id,
+            error: d.error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }),
         None => None,
     };
     app.receipts.flush().await;
-    let receipts: Vec<Value> = app
+    let receipts = app
         .db
         .events_for_work_item(work_item_id)
         .await?
-        .iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(e).unwrap_or_default();
-            v["detail"] = e
+        .into_iter()
+        .map(|e| RunReceipt {
+            detail: e
                 .detail_json
                 .as_deref()
                 .and_then(|d| serde_json::from_str(d).ok())
-                .unwrap_or(Value::Null);
-            v
+                .unwrap_or(Value::Null),
+            receipt: ApiReceipt {
+                id: e.id,
+                plugin_id: e.plugin_id,
+                plugin_version: e.plugin_version,
+                kind: e.kind,
+                status: e.status,
+                work_item_id: e.work_item_id,
+                job_id: e.job_id,
+                hook_name: e.hook_name,
+                duration_ms: e.duration_ms,
+                execution_mode: e.execution_mode,
+                detail_json: e.detail_json,
+                created_at: e.created_at,
+            },
         })
         .collect();
     let result: Value = job
@@ -219,64 +254,100 @@ async fn run_json(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResu
         .and_then(|j| j.result_json.as_deref())
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or(Value::Null);
-    Ok(json!({
-        "workItem": item,
-        "job": job,
-        "result": result,
-        "steps": steps,
-        "receipts": receipts,
-        "delivery": delivery,
-    }))
+    Ok(RunView {
+        work_item,
+        job: job.map(|j| Job {
+            id: j.id,
+            work_item_id: j.work_item_id,
+            agent_id: j.agent_id,
+            status: j.status,
+            attempts: j.attempts,
+            claimed_by: j.claimed_by,
+            last_error: j.last_error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }),
+        result,
+        steps,
+        receipts,
+        delivery,
+    })
 }
 
 /// `GET /api/admin/work-items/{id}/run`.
 pub async fn work_item_run(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunView>> {
     if app.db.get_work_item(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no work item {id}")));
     }
     let job = app.db.job_for_work_item(&id).await?;
-    Ok(Json(run_json(&app, job, &id).await?))
+    Ok(Json(run_view(&app, job, &id).await?))
 }
 
 /// `GET /api/admin/jobs/{id}`.
 pub async fn get_job(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunView>> {
     let job = app
         .db
         .get_job(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     let wi = job.work_item_id.clone();
-    Ok(Json(run_json(&app, Some(job), &wi).await?))
+    Ok(Json(run_view(&app, Some(job), &wi).await?))
 }
 
 /// `GET /api/admin/hooks`: every event's handlers in dispatch order.
-pub async fn hook_table(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+pub async fn hook_table(State(app): State<Arc<App>>) -> ApiResult<Json<HookTableView>> {
     let table = app.registry.hook_table();
-    let mut out = serde_json::Map::new();
-    for event in HookName::ALL {
-        let list: Vec<Value> = table
-            .handlers(event)
-            .iter()
-            .map(|h| {
-                json!({
-                    "pluginId": h.plugin.id(), "version": h.plugin.version(),
-                    "priority": h.priority, "failPolicy": h.fail_policy, "timeoutMs": h.timeout_ms,
+    let hooks = HookName::ALL
+        .into_iter()
+        .map(|event| {
+            let handlers = table
+                .handlers(event)
+                .iter()
+                .map(|h| HookHandler {
+                    plugin_id: h.plugin.id().into(),
+                    version: h.plugin.version().into(),
+                    priority: h.priority,
+                    fail_policy: api_policy(h.fail_policy),
+                    timeout_ms: h.timeout_ms,
                 })
-            })
-            .collect();
-        out.insert(event.as_str().into(), list.into());
+                .collect();
+            (event.as_str().to_string(), handlers)
+        })
+        .collect();
+    Ok(Json(HookTableView {
+        chain_budget_ms: app.config.hook_chain_budget_ms,
+        default_timeout_ms: app.config.hook_timeout_ms,
+        hooks,
+    }))
+}
+
+/// The sandbox's failure policy as the API's.
+fn api_policy(p: FailPolicy) -> ApiFailPolicy {
+    match p {
+        FailPolicy::FailOpen => ApiFailPolicy::FailOpen,
+        FailPolicy::FailClosed => ApiFailPolicy::FailClosed,
     }
-    Ok(Json(json!({
-        "chainBudgetMs": app.config.hook_chain_budget_ms,
-        "defaultTimeoutMs": app.config.hook_timeout_ms,
-        "hooks": out,
-    })))
+}
+
+/// The API's override as the sandbox's registration override.
+fn sandbox_override(o: &ApiHookOverride) -> HookOverride {
+    HookOverride {
+        priority: o.priority,
+        fail_policy: o.fail_policy.map(|p| match p {
+            ApiFailPolicy::FailOpen => FailPolicy::FailOpen,
+            ApiFailPolicy::FailClosed => FailPolicy::FailClosed,
+        }),
+        timeout_ms: o.timeout_ms,
+        enabled: o.enabled,
+    }
 }
 
 fn parse_hook(hook: &str) -> ApiResult<HookName> {
@@ -293,8 +364,9 @@ fn parse_hook(hook: &str) -> ApiResult<HookName> {
 pub async fn set_hook_override(
     State(app): State<Arc<App>>,
     Path((id, hook)): Path<(String, String)>,
-    Json(body): Json<HookOverride>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(request): ApiJson<ApiHookOverride>,
+) -> ApiResult<Json<HookOverrideResponse>> {
+    let body = sandbox_override(&request);
     let event = parse_hook(&hook)?;
     let row = app
         .db
@@ -328,20 +400,24 @@ pub async fn set_hook_override(
             .hook(Some(event.as_str()))
             .detail(serde_json::to_value(&body).unwrap_or_default()),
     );
-    Ok(Json(
-        json!({ "pluginId": id, "hook": event.as_str(), "override": body }),
-    ))
+    Ok(Json(HookOverrideResponse {
+        plugin_id: id,
+        hook: event.as_str().into(),
+        override_: Some(request),
+    }))
 }
 
 /// `DELETE /api/admin/plugins/{id}/hooks/{hook}`: back to the manifest's registration.
 pub async fn clear_hook_override(
     State(app): State<Arc<App>>,
     Path((id, hook)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HookOverrideResponse>> {
     let event = parse_hook(&hook)?;
     app.db.set_hook_override(&id, event, None).await?;
     app.registry.reload_overrides(&app, &id).await?;
-    Ok(Json(
-        json!({ "pluginId": id, "hook": event.as_str(), "override": null }),
-    ))
+    Ok(Json(HookOverrideResponse {
+        plugin_id: id,
+        hook: event.as_str().into(),
+        override_: None,
+    }))
 }

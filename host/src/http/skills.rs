@@ -1,11 +1,11 @@
 //! Admin API for skills (spec §15: listSkills, setSkillAssignment; admin CRUD). The service is
 //! [`crate::skills`].
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::app::App;
 use crate::skills::{self, SCOPES, valid_name};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use nitejar_store::NewSkill;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ pub struct ListQuery {
 /// `GET /api/admin/skills?source=&scope=&ref=`.
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
     let all = app.db.list_skills().await?;
@@ -98,7 +98,7 @@ fn check(name: &str, content: &str) -> ApiResult<()> {
 /// `POST /api/admin/skills`: creates an admin skill (names are unique among admin skills).
 pub async fn create(
     State(app): State<Arc<App>>,
-    Json(b): Json<CreateBody>,
+    ApiJson(b): ApiJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check(&b.name, &b.content)?;
     if app
@@ -151,7 +151,7 @@ pub struct UpdateBody {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(b): Json<UpdateBody>,
+    ApiJson(b): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
     let row = skill_or_404(&app, &id).await?;
     let edits = b.description.is_some() || b.content.is_some() || b.tags.is_some();
@@ -227,7 +227,7 @@ pub struct AssignBody {
 pub async fn assign(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Json(b): Json<AssignBody>,
+    ApiJson(b): ApiJson<AssignBody>,
 ) -> ApiResult<Json<Value>> {
     let row = skill_or_404(&app, &id).await?;
     if !SCOPES.contains(&b.scope.as_str()) {
@@ -268,7 +268,7 @@ pub struct ResolveQuery {
 pub async fn resolve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<ResolveQuery>,
+    ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Json<Value>> {
     let agent = app
         .db
