@@ -91,17 +91,8 @@ pub fn parse_skill_md(text: &str) -> Result<(String, String, String), String> {
     Ok((name, description, body))
 }
 
-/// What a repository sync did.
-#[derive(Debug, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncReport {
-    /// Skills found and stored.
-    pub synced: Vec<String>,
-    /// Repository skills removed because their directory is gone.
-    pub removed: Vec<String>,
-    /// Directories that could not be read as skills, with why.
-    pub problems: Vec<String>,
-}
+pub use nitejar_api::skills::SyncReport;
+use nitejar_api::skills::{Skill, SkillAssignment};
 
 fn read_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut out = Vec::new();
@@ -358,24 +349,31 @@ pub async fn view(
     all: &[SkillRow],
     row: &SkillRow,
     full: bool,
-) -> Result<Value, nitejar_store::DbError> {
-    let mut v = serde_json::to_value(row).unwrap_or_default();
-    v["tags"] = serde_json::from_str(&row.tags_json).unwrap_or(json!([]));
-    v["available"] = json!(available(app, row));
-    v["shadowedBy"] = json!(shadowed_by(all, &row.skill_id, &row.name, &row.source));
-    v["assignments"] = json!(
-        app.db
+) -> Result<Skill, nitejar_store::DbError> {
+    Ok(Skill {
+        skill_id: row.skill_id.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        tags: serde_json::from_str(&row.tags_json).unwrap_or_default(),
+        source: row.source.clone(),
+        plugin_id: row.plugin_id.clone(),
+        plugin_version: row.plugin_version.clone(),
+        content: full.then(|| row.content.clone()),
+        checksum: row.checksum.clone(),
+        enabled: row.enabled,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        available: available(app, row),
+        shadowed_by: shadowed_by(all, &row.skill_id, &row.name, &row.source),
+        assignments: app
+            .db
             .skill_assignments(&row.skill_id)
             .await?
             .into_iter()
-            .map(|(scope, r)| json!({ "scope": scope, "ref": r }))
-            .collect::<Vec<_>>()
-    );
-    v["files"] = json!(app.db.skill_file_paths(&row.skill_id).await?);
-    if !full && let Some(o) = v.as_object_mut() {
-        o.remove("content");
-    }
-    Ok(v)
+            .map(|(scope, scope_ref)| SkillAssignment { scope, scope_ref })
+            .collect(),
+        files: app.db.skill_file_paths(&row.skill_id).await?,
+    })
 }
 
 /// The system-prompt section listing a run's skills (name and description), within `budget`

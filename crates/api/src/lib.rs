@@ -14,5 +14,6 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod plugins;
 pub mod runs;
+pub mod skills;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -3,14 +3,15 @@
 //! `components/schemas`). Served at `GET /api/openapi.json`; a test validates real responses of
 //! a running server against it.
 //!
-//! An operation whose body is [`Body::Untyped`] has not been given a type yet: the document
-//! says so (`x-nitejar-untyped: true`) instead of pretending.
+//! Every operation's bodies are typed: a new operation cannot be listed without naming the type
+//! of its request and answer.
 
 use crate::error::ErrorBody;
 use crate::instances as I;
 use crate::lifecycle as L;
 use crate::plugins;
 use crate::runs as R;
+use crate::skills as S;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
@@ -33,15 +34,11 @@ pub enum Body {
     /// A plugin package: the raw bytes of a `.tgz` or `.wasm`, or a multipart form with the
     /// file (50 MiB max).
     Package,
-    /// JSON not described by a type yet.
-    Untyped,
-}
-
-impl Body {
-    /// Whether the body has a type (or there is none to have).
-    pub fn is_typed(&self) -> bool {
-        !matches!(self, Body::Untyped)
-    }
+    /// Plain text.
+    Text,
+    /// Bytes whose format belongs to someone else: a platform's webhook delivery (verified
+    /// and parsed by the integration plugin, answered as it decides), or this document.
+    Opaque,
 }
 
 /// One operation of the API.
@@ -71,7 +68,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Liveness probe",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Text,
     },
     Operation {
         method: "get",
@@ -80,7 +77,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "This document",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Opaque,
     },
     Operation {
         method: "post",
@@ -88,8 +85,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "webhooks",
         summary: "A platform webhook for an integration instance (1 MiB max; 202 work item, 200 duplicate/ignored/plugin response, 401 bad signature, 404 unknown instance, 413, 502 plugin failure, 503 unavailable)",
         status: 202,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Opaque,
+        response: Body::Opaque,
     },
     Operation {
         method: "get",
@@ -476,7 +473,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "The skills a run of this agent on an instance gets (instance=)",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<S::ResolvedSkills>),
     },
     Operation {
         method: "get",
@@ -503,7 +500,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Skills (source, scope, ref filters)",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<S::SkillList>),
     },
     Operation {
         method: "post",
@@ -511,8 +508,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Create an admin skill",
         status: 201,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<S::CreateSkillRequest>),
+        response: Body::Json(json::<S::Skill>),
     },
     Operation {
         method: "post",
@@ -520,8 +517,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Re-read the repository skills directory",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Empty,
+        response: Body::Json(json::<S::SyncReport>),
     },
     Operation {
         method: "get",
@@ -530,7 +527,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "One skill with content and files",
         status: 200,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Json(json::<S::Skill>),
     },
     Operation {
         method: "patch",
@@ -538,8 +535,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Edit an admin skill; enable/disable any skill",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<S::UpdateSkillRequest>),
+        response: Body::Json(json::<S::Skill>),
     },
     Operation {
         method: "delete",
@@ -548,7 +545,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Delete an admin skill",
         status: 204,
         request: Body::Empty,
-        response: Body::Untyped,
+        response: Body::Empty,
     },
     Operation {
         method: "post",
@@ -556,8 +553,8 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Assign or unassign (setSkillAssignment: scope, ref, assigned)",
         status: 200,
-        request: Body::Untyped,
-        response: Body::Untyped,
+        request: Body::Json(json::<S::AssignSkillRequest>),
+        response: Body::Json(json::<S::Skill>),
     },
 ];
 
@@ -578,7 +575,8 @@ fn content(body: &Body, generator: &mut SchemaGenerator) -> Option<Value> {
             "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } },
             "multipart/form-data": { "schema": { "type": "object", "properties": { "file": { "type": "string", "contentMediaType": "application/octet-stream" } } } }
         })),
-        Body::Untyped => Some(json!({ "application/json": { "schema": {} } })),
+        Body::Text => Some(json!({ "text/plain": { "schema": { "type": "string" } } })),
+        Body::Opaque => Some(json!({ "*/*": { "schema": {} } })),
     }
 }
 
@@ -611,9 +609,6 @@ pub fn document() -> Value {
         if let Some(c) = content(&op.request, &mut generator) {
             operation["requestBody"] =
                 json!({ "required": matches!(op.request, Body::Json(_)), "content": c });
-        }
-        if !op.request.is_typed() || !op.response.is_typed() {
-            operation["x-nitejar-untyped"] = true.into();
         }
         if op.path.starts_with("/api/admin") {
             operation["security"] = json!([{ "bearerAuth": [] }]);
@@ -672,7 +667,6 @@ mod tests {
             list["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/PluginList"
         );
-        assert!(list.get("x-nitejar-untyped").is_none());
         let text = doc.to_string();
         for r in text.split("\"$ref\":\"").skip(1) {
             let target = r.split('"').next().unwrap();

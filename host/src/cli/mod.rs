@@ -33,6 +33,9 @@ use nitejar_api::lifecycle::{
 use nitejar_api::plugins::{
     EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, PluginDetail, PluginList,
 };
+use nitejar_api::skills::{
+    AssignSkillRequest, CreateSkillRequest, Skill, SkillList, SyncReport, UpdateSkillRequest,
+};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -644,9 +647,19 @@ async fn skill(
             } else {
                 format!("/skills?{}", q.join("&"))
             };
-            emit(out, json, &client.get(&path).await?, render::skills)
+            emit_typed(
+                out,
+                json,
+                &client.get_as::<SkillList>(&path).await?,
+                render::skills,
+            )
         }
-        SkillCommand::Show { id } => emit(out, json, &client.get(&one(&id)).await?, render::skill),
+        SkillCommand::Show { id } => emit_typed(
+            out,
+            json,
+            &client.get_as::<Skill>(&one(&id)).await?,
+            render::skill,
+        ),
         SkillCommand::Assign {
             id,
             scope,
@@ -667,23 +680,28 @@ async fn skill(
                     .map_err(|e| CliError::Local(format!("--content @{path}: {e}")))?,
                 None => content,
             };
-            let v = client
-                .post(
+            let v: Skill = client
+                .post_as(
                     "/skills",
-                    &json!({ "name": name, "description": description, "content": content }),
+                    &CreateSkillRequest {
+                        name,
+                        description,
+                        content,
+                        tags: Vec::new(),
+                        enabled: true,
+                    },
                 )
                 .await?;
-            emit(out, json, &v, render::skill)
+            emit_typed(out, json, &v, render::skill)
         }
-        SkillCommand::Enable { id } => {
-            let v = client.patch(&one(&id), &json!({ "enabled": true })).await?;
-            emit(out, json, &v, render::skill)
-        }
-        SkillCommand::Disable { id } => {
-            let v = client
-                .patch(&one(&id), &json!({ "enabled": false }))
-                .await?;
-            emit(out, json, &v, render::skill)
+        SkillCommand::Enable { ref id } | SkillCommand::Disable { ref id } => {
+            let enabled = matches!(command, SkillCommand::Enable { .. });
+            let request = UpdateSkillRequest {
+                enabled: Some(enabled),
+                ..Default::default()
+            };
+            let v: Skill = client::decode(client.patch(&one(id), &to_json(&request)?).await?)?;
+            emit_typed(out, json, &v, render::skill)
         }
         SkillCommand::Delete { id } => {
             client.delete(&one(&id)).await?;
@@ -692,15 +710,11 @@ async fn skill(
             })
         }
         SkillCommand::Sync => {
-            let v = client.post("/skills/sync", &json!({})).await?;
-            emit(out, json, &v, |v| {
-                let mut s = format!(
-                    "synced {}, removed {}",
-                    v["synced"].as_array().map_or(0, Vec::len),
-                    v["removed"].as_array().map_or(0, Vec::len)
-                );
-                for p in v["problems"].as_array().into_iter().flatten() {
-                    s.push_str(&format!("\nproblem: {}", p.as_str().unwrap_or("")));
+            let v: SyncReport = client.post_as("/skills/sync", &json!({})).await?;
+            emit_typed(out, json, &v, |v| {
+                let mut s = format!("synced {}, removed {}", v.synced.len(), v.removed.len());
+                for p in &v.problems {
+                    s.push_str(&format!("\nproblem: {p}"));
                 }
                 s
             })
@@ -718,13 +732,17 @@ async fn set_assignment(
     scope_ref: &str,
     assigned: bool,
 ) -> Result<(), CliError> {
-    let v = client
-        .post(
+    let v: Skill = client
+        .post_as(
             &format!("{skill_path}/assignments"),
-            &json!({ "scope": scope, "ref": scope_ref, "assigned": assigned }),
+            &AssignSkillRequest {
+                scope: scope.into(),
+                scope_ref: scope_ref.into(),
+                assigned,
+            },
         )
         .await?;
-    emit(out, json, &v, render::skill)
+    emit_typed(out, json, &v, render::skill)
 }
 
 async fn plugin(

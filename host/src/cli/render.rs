@@ -4,6 +4,7 @@ use nitejar_api::instances::{Instance, InstanceList, IntegrationTypeList};
 use nitejar_api::lifecycle::{PluginHealth, Preview, UpgradeReport, VersionList};
 use nitejar_api::plugins::{EventPage, HookDeclaration, PluginDetail, PluginList};
 use nitejar_api::runs::RunView;
+use nitejar_api::skills::{Skill, SkillList};
 use serde_json::Value;
 
 /// Lays out rows under headers, columns padded to their widest cell.
@@ -65,10 +66,6 @@ fn cell(v: &Value) -> String {
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         other => other.to_string(),
     }
-}
-
-fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v[key].as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// `plugin list`.
@@ -294,24 +291,29 @@ pub fn versions(v: &VersionList) -> String {
 }
 
 /// `skill list`.
-pub fn skills(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = items(v, "skills")
+pub fn skills(v: &SkillList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .skills
         .iter()
         .map(|s| {
-            let scopes: Vec<String> = items(s, "assignments")
+            let scopes: Vec<String> = s
+                .assignments
                 .iter()
-                .map(|a| match a["ref"].as_str() {
-                    Some("") | None => cell(&a["scope"]),
-                    Some(r) => format!("{}:{r}", cell(&a["scope"])),
+                .map(|a| {
+                    if a.scope_ref.is_empty() {
+                        safe(&a.scope)
+                    } else {
+                        format!("{}:{}", safe(&a.scope), safe(&a.scope_ref))
+                    }
                 })
                 .collect();
             vec![
-                cell(&s["skillId"]),
-                cell(&s["name"]),
-                cell(&s["source"]),
-                cell(&s["enabled"]),
+                safe(&s.skill_id),
+                safe(&s.name),
+                safe(&s.source),
+                yes_no(s.enabled),
                 scopes.join(","),
-                cell(&s["shadowedBy"]),
+                opt(&s.shadowed_by),
             ]
         })
         .collect();
@@ -322,32 +324,35 @@ pub fn skills(v: &Value) -> String {
 }
 
 /// One skill.
-pub fn skill(s: &Value) -> String {
+pub fn skill(s: &Skill) -> String {
     let mut out = format!(
         "{} ({}, {})  enabled: {}\n{}\n",
-        cell(&s["skillId"]),
-        cell(&s["name"]),
-        cell(&s["source"]),
-        cell(&s["enabled"]),
-        s["description"].as_str().unwrap_or("")
+        safe(&s.skill_id),
+        safe(&s.name),
+        safe(&s.source),
+        yes_no(s.enabled),
+        safe(&s.description)
     );
-    if let Some(by) = s["shadowedBy"].as_str() {
+    if let Some(by) = &s.shadowed_by {
         out.push_str(&format!(
-            "shadowed by {by} (same name, higher precedence)\n"
+            "shadowed by {} (same name, higher precedence)\n",
+            safe(by)
         ));
     }
-    for a in items(s, "assignments") {
+    for a in &s.assignments {
         out.push_str(&format!(
             "assigned: {} {}\n",
-            cell(&a["scope"]),
-            a["ref"].as_str().unwrap_or("")
+            safe(&a.scope),
+            safe(&a.scope_ref)
         ));
     }
-    for f in items(s, "files") {
-        out.push_str(&format!("file: {}\n", cell(f)));
+    for f in &s.files {
+        out.push_str(&format!("file: {}\n", safe(f)));
     }
-    if let Some(c) = s["content"].as_str() {
-        out.push_str(&format!("\n{c}\n"));
+    if let Some(c) = &s.content {
+        // Markdown for the reader: line breaks stay, other control characters are escaped.
+        let text: String = c.split('\n').map(safe).collect::<Vec<_>>().join("\n");
+        out.push_str(&format!("\n{text}\n"));
     }
     out
 }
@@ -567,5 +572,15 @@ mod tests {
         assert_eq!(cell(&json!(true)), "yes");
         assert_eq!(cell(&json!("s")), "s");
         assert_eq!(cell(&json!(3)), "3");
+    }
+
+    #[test]
+    fn terminal_control_characters_are_shown_escaped() {
+        let hostile = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\rname";
+        let shown = safe(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\rname");
+        assert_eq!(cell(&json!(hostile)), shown);
+        assert_eq!(safe("plain, ünïcode"), "plain, ünïcode");
     }
 }

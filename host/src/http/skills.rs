@@ -7,9 +7,11 @@ use crate::skills::{self, SCOPES, valid_name};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use nitejar_api::skills::{
+    AssignSkillRequest, CreateSkillRequest, ResolveQuery, ResolvedSkill, ResolvedSkills, Skill,
+    SkillList, SkillsQuery, SyncReport, UpdateSkillRequest,
+};
 use nitejar_store::NewSkill;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The skill `id`, or a 404 naming it.
@@ -20,21 +22,11 @@ async fn skill_or_404(app: &App, id: &str) -> ApiResult<nitejar_store::SkillRow>
         .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))
 }
 
-/// Filters of `GET /skills`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    source: Option<String>,
-    scope: Option<String>,
-    #[serde(rename = "ref")]
-    scope_ref: Option<String>,
-}
-
 /// `GET /api/admin/skills?source=&scope=&ref=`.
 pub async fn list(
     State(app): State<Arc<App>>,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(q): ApiQuery<SkillsQuery>,
+) -> ApiResult<Json<SkillList>> {
     let mut out = Vec::new();
     let all = app.db.list_skills().await?;
     for row in &all {
@@ -43,10 +35,8 @@ pub async fn list(
         }
         let v = skills::view(&app, &all, row, false).await?;
         if let Some(scope) = q.scope.as_deref() {
-            let hit = v["assignments"].as_array().is_some_and(|a| {
-                a.iter().any(|x| {
-                    x["scope"] == scope && q.scope_ref.as_deref().is_none_or(|r| x["ref"] == r)
-                })
+            let hit = v.assignments.iter().any(|x| {
+                x.scope == scope && q.scope_ref.as_deref().is_none_or(|r| x.scope_ref == r)
             });
             if !hit {
                 continue;
@@ -54,33 +44,15 @@ pub async fn list(
         }
         out.push(v);
     }
-    Ok(Json(json!({ "skills": out })))
+    Ok(Json(SkillList { skills: out }))
 }
 
 /// `GET /api/admin/skills/{id}` (with content and file names).
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Skill>> {
     let row = skill_or_404(&app, &id).await?;
     Ok(Json(
         skills::view(&app, &app.db.list_skills().await?, &row, true).await?,
     ))
-}
-
-/// Body of `POST /api/admin/skills` (an admin skill).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    name: String,
-    #[serde(default)]
-    description: String,
-    content: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn check(name: &str, content: &str) -> ApiResult<()> {
@@ -98,8 +70,8 @@ fn check(name: &str, content: &str) -> ApiResult<()> {
 /// `POST /api/admin/skills`: creates an admin skill (names are unique among admin skills).
 pub async fn create(
     State(app): State<Arc<App>>,
-    ApiJson(b): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(b): ApiJson<CreateSkillRequest>,
+) -> ApiResult<(StatusCode, Json<Skill>)> {
     check(&b.name, &b.content)?;
     if app
         .db
@@ -136,23 +108,13 @@ pub async fn create(
     ))
 }
 
-/// Body of `PATCH /api/admin/skills/{id}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateBody {
-    description: Option<String>,
-    content: Option<String>,
-    tags: Option<Vec<String>>,
-    enabled: Option<bool>,
-}
-
 /// `PATCH /api/admin/skills/{id}`: `enabled` for any skill; content fields of admin skills only
 /// (repository and plugin skills change at their source).
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(b): ApiJson<UpdateSkillRequest>,
+) -> ApiResult<Json<Skill>> {
     let row = skill_or_404(&app, &id).await?;
     let edits = b.description.is_some() || b.content.is_some() || b.tags.is_some();
     if edits && row.source != "admin" {
@@ -212,23 +174,12 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Body of `POST /api/admin/skills/{id}/assignments` (setSkillAssignment).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssignBody {
-    scope: String,
-    #[serde(default, rename = "ref")]
-    scope_ref: String,
-    #[serde(default = "yes")]
-    assigned: bool,
-}
-
 /// `POST /api/admin/skills/{id}/assignments` `{"scope", "ref", "assigned"}`.
 pub async fn assign(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<AssignBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(b): ApiJson<AssignSkillRequest>,
+) -> ApiResult<Json<Skill>> {
     let row = skill_or_404(&app, &id).await?;
     if !SCOPES.contains(&b.scope.as_str()) {
         return Err(ApiError::bad_request(format!(
@@ -253,15 +204,8 @@ pub async fn assign(
 }
 
 /// `POST /api/admin/skills/sync`: re-reads the repository skills directory.
-pub async fn sync(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(skills::sync_repo(&app).await?)))
-}
-
-/// Query of `GET /agents/{id}/skills`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveQuery {
-    instance: String,
+pub async fn sync(State(app): State<Arc<App>>) -> ApiResult<Json<SyncReport>> {
+    Ok(Json(skills::sync_repo(&app).await?))
 }
 
 /// `GET /api/admin/agents/{id}/skills?instance=`: what a run of this agent on this instance gets.
@@ -269,7 +213,7 @@ pub async fn resolve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ResolvedSkills>> {
     let agent = app
         .db
         .get_agent(&id)
@@ -280,9 +224,14 @@ pub async fn resolve(
             ApiError::not_found(format!("no integration instance {}", q.instance))
         })?;
     let rows = skills::resolve(&app, &agent, &instance.integration_type).await?;
-    let ids: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({ "skillId": r.skill_id, "name": r.name, "source": r.source }))
-        .collect();
-    Ok(Json(json!({ "skills": ids })))
+    Ok(Json(ResolvedSkills {
+        skills: rows
+            .into_iter()
+            .map(|r| ResolvedSkill {
+                skill_id: r.skill_id,
+                name: r.name,
+                source: r.source,
+            })
+            .collect(),
+    }))
 }
