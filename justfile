@@ -14,4 +14,4 @@ ci:
 
 # Print benchmark medians and ratios (release build).
 bench:
-    bash scripts/setup.sh && cargo bench -p nitejar --bench hook_chain && cargo bench -p nitejar --bench hook_call
+    bash scripts/setup.sh && cargo bench -p nitejar-core --bench hook_chain && cargo bench -p nitejar-core --bench hook_call

@@ -1,23 +1,7 @@
-//! Nitejar plugin host: runs third-party plugins as sandboxed WebAssembly components.
-//!
-//! The layout follows the architecture: [`runtime`] (engine, limits, stores), [`capabilities`]
-//! (one module per host import, each enforcing its permission), [`plugins`] (manifest, packages,
-//! installation, registry), [`hooks`], [`ingress`] (webhooks to work items), [`db`] (all SQL),
-//! [`receipts`], and [`http`] (admin API and webhook routes).
+//! The `nitejar` binary's library: the operator CLI ([`cli`]), an admin API client that reads
+//! the shared API types of `nitejar-api`. The server is `nitejar-server`, the application it
+//! serves is `nitejar-core`.
 
 #![warn(missing_docs)]
 
-pub mod agent;
-pub mod app;
 pub mod cli;
-pub mod config;
-pub mod crashpoint;
-pub mod crypto;
-pub mod hooks;
-pub mod http;
-pub mod ingress;
-pub mod instances;
-pub mod limits;
-pub mod plugins;
-pub mod receipts;
-pub mod skills;

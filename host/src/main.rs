@@ -2,8 +2,8 @@
 //! admin API clients (see [`nitejar::cli`]).
 
 use clap::{Parser, Subcommand};
-use nitejar::app::App;
-use nitejar::config::Config;
+use nitejar_core::app::App;
+use nitejar_core::config::Config;
 
 /// Nitejar: an agent host whose plugins run as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -65,7 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.config.data_dir.display(),
         app.registry.loaded_ids()
     );
-    axum::serve(listener, nitejar::http::router(app.clone()))
+    axum::serve(listener, nitejar_server::router(app.clone()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down: flushing receipts");

@@ -7,8 +7,8 @@ pub mod platforms;
 pub mod sources;
 
 use hmac::{Hmac, Mac};
-use nitejar::app::{App, Shutdown};
-use nitejar::config::{Config, OutboundOverrides};
+use nitejar_core::app::{App, Shutdown};
+use nitejar_core::config::{Config, OutboundOverrides};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Where the build put guest package `name` (`webhook`, `hooks`, `hostile`).
 pub fn guest_package(name: &str) -> PathBuf {
-    Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join(name)
+    Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join(name)
 }
 
 /// The bytes of webhook fixture `platform/name` (`tests/fixtures/webhooks`, copied byte for byte
@@ -95,7 +95,7 @@ pub struct HostOptions {
     /// Boot in safe mode (built-ins only).
     pub safe_mode: bool,
     /// Trust policy (default: `self_host_open`, no keys).
-    pub trust: Option<nitejar::plugins::trust::TrustPolicy>,
+    pub trust: Option<nitejar_core::plugins::trust::TrustPolicy>,
     /// npm registry URL (default: the product's).
     pub npm_registry: Option<String>,
     /// Every plugin's kv quota (default: the product's).
@@ -153,7 +153,7 @@ impl TestHost {
         let (app, shutdown) = App::start(config).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = nitejar::http::router(app.clone());
+        let router = nitejar_server::router(app.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });

@@ -57,8 +57,8 @@ pub struct PlatformApi {
 
 impl PlatformApi {
     /// The override value that sends a plugin's requests here over plain HTTP.
-    pub fn target(&self) -> nitejar::config::OutboundTarget {
-        nitejar::config::OutboundTarget {
+    pub fn target(&self) -> nitejar_core::config::OutboundTarget {
+        nitejar_core::config::OutboundTarget {
             addr: self.addr,
             plaintext: true,
         }

@@ -1,7 +1,7 @@
 //! Agent runs end to end: webhook -> work item -> durable job -> model and tool calls ->
 //! delivery to a local stand-in for the chat platform, with all nine hooks wired.
 
-use nitejar::config::OutboundOverrides;
+use nitejar_core::config::OutboundOverrides;
 use nitejar_tests::{
     HostOptions, ScriptedModel, StandIn, TestHost, chain_package, completion_text,
     completion_tool_call,
@@ -325,7 +325,7 @@ async fn a_run_interrupted_by_a_restart_is_retried_and_delivered_exactly_once() 
     .await;
     // Boot re-queued nothing (the job is done, and workers only claim queued jobs).
     let startup = host
-        .receipts(nitejar::app::HOST_RECEIPT_ID)
+        .receipts(nitejar_core::app::HOST_RECEIPT_ID)
         .await
         .into_iter()
         .rfind(|r| r["kind"] == "startup")

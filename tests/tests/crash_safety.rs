@@ -1,11 +1,11 @@
 //! `kill -9` during install and during upgrade: a real server process (this test binary,
 //! re-run as a child) is stopped at each named crash point of the installer and the upgrade
-//! (`NITEJAR_CRASH_POINT`, see `nitejar::crashpoint`) and killed with SIGKILL there; the next
+//! (`NITEJAR_CRASH_POINT`, see `nitejar_core::crashpoint`) and killed with SIGKILL there; the next
 //! boot on the same data directory must find the previous state, with files and database in
 //! agreement and the doctor reporting healthy.
 
-use nitejar::app::App;
-use nitejar::config::Config;
+use nitejar_core::app::App;
+use nitejar_core::config::Config;
 use nitejar_tests::{ADMIN_TOKEN, HostOptions, TestHost, chain_package};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ async fn child_server() {
     let (app, _shutdown) = App::start(config).await.expect("child boots");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("listening http://{}", listener.local_addr().unwrap());
-    axum::serve(listener, nitejar::http::router(app))
+    axum::serve(listener, nitejar_server::router(app))
         .await
         .unwrap();
 }
@@ -258,7 +258,7 @@ async fn files_kept_by_an_uninstall_survive_a_restart() {
             .config
             .plugins_dir
             .join(ID)
-            .join(nitejar::plugins::installer::UNINSTALLED_MARKER)
+            .join(nitejar_core::plugins::installer::UNINSTALLED_MARKER)
             .exists()
     );
     assert_consistent(&host).await;

@@ -1,7 +1,7 @@
 //! Dispatcher semantics (WS7 §8.2) with real hook plugins: the chain test component installed
 //! under several ids with different priorities, policies and timeouts.
 
-use nitejar::hooks::{ApplyHook, Dispatched, RunScope};
+use nitejar_core::hooks::{ApplyHook, Dispatched, RunScope};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_tests::{HostOptions, TestHost, chain_package};
 use serde_json::{Value, json};

@@ -418,10 +418,13 @@ async fn guest_logs_are_capped_and_escaped() {
         .unwrap();
     let d = detail(call);
     let logs = d["logs"].as_array().unwrap();
-    assert_eq!(logs.len() as u32, nitejar::limits::MAX_LOG_LINES_PER_CALL);
+    assert_eq!(
+        logs.len() as u32,
+        nitejar_core::limits::MAX_LOG_LINES_PER_CALL
+    );
     assert_eq!(
         d["logsDropped"],
-        5000 - nitejar::limits::MAX_LOG_LINES_PER_CALL
+        5000 - nitejar_core::limits::MAX_LOG_LINES_PER_CALL
     );
     let first = logs[0].as_str().unwrap();
     assert!(
@@ -451,7 +454,7 @@ async fn key_value_storage_is_scoped_to_the_plugin() {
             .unwrap(),
         None
     );
-    let long = "k".repeat(nitejar::limits::MAX_KV_KEY_BYTES + 1);
+    let long = "k".repeat(nitejar_core::limits::MAX_KV_KEY_BYTES + 1);
     assert!(
         report(&host, &instance, "kv", &long)
             .await

@@ -218,7 +218,7 @@ async fn upgrade_waits_for_consent_to_exactly_the_additions_then_rolls_back() {
     // A restart keeps the rolled-back version; a pointer left behind by a crash is repaired.
     let data = host.stop_keep_data().await;
     let plugin_dir = data.path().join("plugins").join(ID);
-    nitejar::plugins::installer::set_current(&plugin_dir, "0.3.0").unwrap();
+    nitejar_core::plugins::installer::set_current(&plugin_dir, "0.3.0").unwrap();
     let host = TestHost::start_in(data, Default::default()).await;
     assert_active(&host, "0.1.0").await;
     host.stop().await;
@@ -408,7 +408,7 @@ async fn doctor_reports_problems_and_a_restart_repairs_them() {
     .await;
     let dir = host.app.config.plugins_dir.join(ID);
     std::fs::remove_file(dir.join("versions/0.2.0/plugin.wasm")).unwrap();
-    nitejar::plugins::installer::set_current(&dir, "0.1.0").unwrap();
+    nitejar_core::plugins::installer::set_current(&dir, "0.1.0").unwrap();
     let d = host
         .admin_json(Method::GET, &format!("/plugins/{ID}/doctor"), None, 200)
         .await;

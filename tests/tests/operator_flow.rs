@@ -255,9 +255,9 @@ async fn signing_from_the_cli_satisfies_guarded_mode() {
     host.stop().await;
 
     let host = TestHost::start_with(HostOptions {
-        trust: Some(nitejar::plugins::trust::TrustPolicy {
-            mode: nitejar::plugins::trust::TrustMode::SelfHostGuarded,
-            trusted_keys: nitejar::plugins::trust::parse_keys(&public).unwrap(),
+        trust: Some(nitejar_core::plugins::trust::TrustPolicy {
+            mode: nitejar_core::plugins::trust::TrustMode::SelfHostGuarded,
+            trusted_keys: nitejar_core::plugins::trust::parse_keys(&public).unwrap(),
             ..Default::default()
         }),
         ..Default::default()

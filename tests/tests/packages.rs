@@ -1,7 +1,7 @@
 //! Packages and installation: every accepted form, the on-disk layout, consent, and the
 //! install-time checks that refuse a component whose manifest does not match it.
 
-use nitejar::plugins::package::embed_manifest;
+use nitejar_core::plugins::package::embed_manifest;
 use nitejar_tests::{TestHost, guest_package, package_with_manifest};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -292,7 +292,7 @@ async fn a_tampered_component_is_restored_from_the_stored_artifact_at_boot() {
     // Stop, corrupt the file, boot again on the same data dir.
     let data = host.stop_keep_data().await;
     std::fs::write(&wasm_path, b"\0asm tampered").unwrap();
-    let (app, shutdown) = nitejar::app::App::start(config).await.unwrap();
+    let (app, shutdown) = nitejar_core::app::App::start(config).await.unwrap();
     assert!(
         app.registry.get("nitejar.example.webhook").is_some(),
         "restored and loaded"
@@ -332,7 +332,7 @@ async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot(
         .await
         .unwrap();
     let data = host.stop_keep_data().await;
-    let (app, shutdown) = nitejar::app::App::start(config)
+    let (app, shutdown) = nitejar_core::app::App::start(config)
         .await
         .expect("boot succeeds");
     let loaded = app.registry.get(id).expect("the current build is loaded");

@@ -1,8 +1,8 @@
 //! The runtime without a server: compile cache, typed hook calls and their receipts, and a
 //! looping hook stopped by the store's epoch deadline.
 
-use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::{ReceiptSink, ReceiptWriter};
+use nitejar_core::plugins::package::PluginPackage;
+use nitejar_core::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::*;
 use nitejar_sandbox::cache::CacheOutcome;
 use nitejar_sandbox::hooks::HookEvent;
@@ -23,7 +23,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
     let db = Db::open(&dir.path().join("t.db")).await.unwrap();
     let (sink, _writer) = ReceiptWriter::start(db.clone());
     let runtime = PluginRuntime::new(RuntimeOptions {
-        memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
+        memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
         cache_dir: dir.path().join("cache"),
         files_root: dir.path().join("files"),
         outbound_overrides: Default::default(),

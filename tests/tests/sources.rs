@@ -442,8 +442,8 @@ crate-type = ["cdylib"]
     host.stop().await;
 
     let host = TestHost::start_with(HostOptions {
-        trust: Some(nitejar::plugins::trust::TrustPolicy {
-            mode: nitejar::plugins::trust::TrustMode::SelfHostGuarded,
+        trust: Some(nitejar_core::plugins::trust::TrustPolicy {
+            mode: nitejar_core::plugins::trust::TrustMode::SelfHostGuarded,
             ..Default::default()
         }),
         ..Default::default()
@@ -534,7 +534,7 @@ async fn local_installs_are_re_read_on_reload() {
 
     // "Rebuild": different component bytes (a custom section added), one more permission.
     let wasm = std::fs::read(dir.path().join("plugin.wasm")).unwrap();
-    let rebuilt = nitejar::plugins::package::embed_manifest(&wasm, b"{}");
+    let rebuilt = nitejar_core::plugins::package::embed_manifest(&wasm, b"{}");
     std::fs::write(dir.path().join("plugin.wasm"), &rebuilt).unwrap();
     let mut m: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("nitejar.plugin.json")).unwrap())

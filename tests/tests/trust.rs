@@ -2,8 +2,8 @@
 //! each mode accepts, grants before enable, re-checking at boot when the policy changes, and a
 //! receipt for every refusal. Also: a tampered artifact is refused at boot with a receipt.
 
-use nitejar::plugins::package::PluginPackage;
-use nitejar::plugins::trust::{self, TrustMode, TrustPolicy};
+use nitejar_core::plugins::package::PluginPackage;
+use nitejar_core::plugins::trust::{self, TrustMode, TrustPolicy};
 use nitejar_tests::sources::{GitRepo, NpmRegistry, npm_tgz};
 use nitejar_tests::{HostOptions, TestHost, chain_package};
 use reqwest::Method;
@@ -34,7 +34,7 @@ mod ed25519_keys {
     }
     impl Keys {
         pub fn new() -> Keys {
-            use nitejar::plugins::trust::generate_key;
+            use nitejar_core::plugins::trust::generate_key;
             Keys {
                 trusted: generate_key(),
                 platform: generate_key(),
@@ -212,7 +212,7 @@ async fn saas_locked_refuses_every_arbitrary_source_and_runs_platform_signed_plu
         );
     }
     let refusals: Vec<Value> = host
-        .receipts(nitejar::app::HOST_RECEIPT_ID)
+        .receipts(nitejar_core::app::HOST_RECEIPT_ID)
         .await
         .into_iter()
         .filter(|r| r["kind"] == "install" && r["status"] == "blocked")

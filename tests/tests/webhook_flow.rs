@@ -145,7 +145,7 @@ async fn bad_signatures_and_bad_requests_create_nothing() {
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "type_mismatch");
 
-    let huge = vec![b'x'; nitejar::limits::MAX_WEBHOOK_BODY_BYTES + 1];
+    let huge = vec![b'x'; nitejar_core::limits::MAX_WEBHOOK_BODY_BYTES + 1];
     let (status, _) = host
         .webhook(
             "webhook",

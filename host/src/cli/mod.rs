@@ -427,7 +427,7 @@ fn local_plugin_command(
     command: &PluginCommand,
     out: &mut dyn Write,
 ) -> Option<Result<(), CliError>> {
-    use crate::plugins::{package, trust};
+    use nitejar_core::plugins::{package, trust};
     let local = |e: String| CliError::Local(e);
     Some(match command {
         PluginCommand::Keygen { out: path } => (|| {

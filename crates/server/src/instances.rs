@@ -1,11 +1,9 @@
-//! Admin API for integration types and instances (the service is [`crate::instances`]).
+//! Admin API for integration types and instances (the service is [`nitejar_core::instances`]).
 //!
 //! Forms and the CLI are generated from `GET /integration-types` (each type's JSON Schema, UI
 //! hints and sensitive fields); nothing here branches on a type.
 
-use super::error::{ApiError, ApiJson, ApiResult};
-use crate::app::App;
-use crate::instances::{self, ConnectionCheck, InstanceError};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,6 +11,8 @@ use nitejar_api::instances::{
     CreateInstanceRequest, Instance, InstanceList, IntegrationType, IntegrationTypeList,
     TestConfigRequest, UpdateInstanceRequest,
 };
+use nitejar_core::app::App;
+use nitejar_core::instances::{self, ConnectionCheck, InstanceError};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -114,7 +114,7 @@ fn with_check(mut view: Instance, check: Option<ConnectionCheck>) -> Instance {
     view
 }
 
-/// `PATCH /api/admin/instances/{id}`: partial update (see [`crate::instances`]).
+/// `PATCH /api/admin/instances/{id}`: partial update (see [`nitejar_core::instances`]).
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

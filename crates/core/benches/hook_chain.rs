@@ -13,13 +13,13 @@
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
 //!   design, for contrast).
 //!
-//! Run: `cargo bench -p nitejar --bench hook_chain` (or `just bench`). Prints medians and p90
+//! Run: `cargo bench -p nitejar-core --bench hook_chain` (or `just bench`). Prints medians and p90
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
 
-use nitejar::hooks::table::TableEntry;
-use nitejar::hooks::{ApplyHook, CrashGuard, HookDispatcher, HookTable, RunScope};
-use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::ReceiptWriter;
+use nitejar_core::hooks::table::TableEntry;
+use nitejar_core::hooks::{ApplyHook, CrashGuard, HookDispatcher, HookTable, RunScope};
+use nitejar_core::plugins::package::PluginPackage;
+use nitejar_core::receipts::ReceiptWriter;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime, RuntimeOptions};
 use nitejar_store::Db;
@@ -324,7 +324,7 @@ fn main() {
     let (sink, _writer) = ReceiptWriter::start(db.clone());
     let runtime = Arc::new(
         PluginRuntime::new(RuntimeOptions {
-            memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
             cache_dir: dir.path().join("cache"),
             files_root: dir.path().join("files"),
             outbound_overrides: Default::default(),
@@ -336,7 +336,7 @@ fn main() {
         .unwrap(),
     );
     let pkg = PluginPackage::from_dir(
-        &Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("chain"),
+        &Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("chain"),
     )
     .unwrap();
     let plugin = Arc::new(
@@ -355,13 +355,13 @@ fn main() {
             seq: 0,
             overrides: &[],
         }],
-        nitejar::limits::DEFAULT_HOOK_TIMEOUT_MS,
+        nitejar_core::limits::DEFAULT_HOOK_TIMEOUT_MS,
     );
     let empty = HookTable::default();
     let guard = Arc::new(CrashGuard::new(Duration::from_secs(300), 0));
     let dispatcher = HookDispatcher::new(
         runtime.clone(),
-        nitejar::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
+        nitejar_core::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
         guard,
     );
     let template = events();

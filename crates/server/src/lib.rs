@@ -1,4 +1,9 @@
-//! The HTTP surface: the authenticated admin API and the public webhook endpoints.
+//! Nitejar's HTTP surface: the authenticated admin API and the public webhook endpoints.
+//!
+//! Routes only: each handler checks the request, calls `nitejar-core`, and answers with the
+//! `nitejar-api` types (the OpenAPI document is generated from the same types).
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod auth;
@@ -10,11 +15,11 @@ pub mod runs;
 pub mod skills;
 pub mod webhooks;
 
-use crate::app::App;
-use crate::limits::{MAX_UPLOAD_BYTES, MAX_WEBHOOK_BODY_BYTES};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use nitejar_core::app::App;
+use nitejar_core::limits::{MAX_UPLOAD_BYTES, MAX_WEBHOOK_BODY_BYTES};
 use std::sync::Arc;
 
 /// Builds the router.

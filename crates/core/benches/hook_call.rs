@@ -1,7 +1,7 @@
 //! Benchmark: one hook call on a fresh instance through the full runtime, against (a) the same
 //! work as a native Rust function and (b) a bare wasmtime call of the same component, in one run.
 //!
-//! Run: `cargo bench -p nitejar --bench hook_call` (or `just bench`). Prints medians, p90 and
+//! Run: `cargo bench -p nitejar-core --bench hook_call` (or `just bench`). Prints medians, p90 and
 //! ratios; it asserts nothing, because timings belong in benchmarks, not tests.
 //!
 //! - native: the example hook's redaction as a plain Rust function.
@@ -14,8 +14,8 @@
 //! - runtime, receipts not written: the same call with a sink that drops receipts, to show what
 //!   the concurrent batch writer costs the call path on this machine.
 
-use nitejar::plugins::package::PluginPackage;
-use nitejar::receipts::{ReceiptSink, ReceiptWriter};
+use nitejar_core::plugins::package::PluginPackage;
+use nitejar_core::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::{
     self, HookContext, ResponsePreDeliverDecision, ResponsePreDeliverEvent, ResponsePreDeliverPatch,
 };
@@ -88,7 +88,7 @@ fn measure(name: &str, mut f: impl FnMut()) -> (String, Duration, Duration) {
 /// A runtime rooted in `dir` (shared compile cache), with or without a database and receipts.
 fn runtime_in(dir: &Path, db: Option<Db>, receipts: ReceiptSink) -> PluginRuntime {
     PluginRuntime::new(RuntimeOptions {
-        memory_bytes: nitejar::limits::DEFAULT_GUEST_MEMORY_BYTES,
+        memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
         cache_dir: dir.join("cache"),
         files_root: dir.join("files"),
         outbound_overrides: Default::default(),
@@ -117,7 +117,7 @@ fn main() {
     let db_for_probe = db.clone();
     let runtime = runtime_in(dir.path(), Some(db), sink.clone());
     let pkg = PluginPackage::from_dir(
-        &Path::new(nitejar::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks"),
+        &Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks"),
     )
     .unwrap();
     let plugin = runtime

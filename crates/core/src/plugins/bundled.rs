@@ -1,4 +1,4 @@
-//! Plugins bundled in the binary: built from source in `plugins-examples/` by `host/build.rs`,
+//! Plugins bundled in the binary: built from source in `plugins-examples/` by `crates/core/build.rs`,
 //! embedded, and installed at boot through exactly the same installer, sandbox and receipts as
 //! any third-party plugin (they only skip the operator's consent, being part of the binary).
 

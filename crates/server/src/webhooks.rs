@@ -1,11 +1,11 @@
 //! The public webhook route. Bodies over the limit are refused with 413 before any plugin runs.
 
-use crate::app::App;
-use crate::ingress::{InboundRequest, handle_webhook};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
+use nitejar_core::app::App;
+use nitejar_core::ingress::{InboundRequest, handle_webhook};
 use std::sync::Arc;
 
 /// `POST /api/webhooks/plugins/{type}/{instanceId}`.

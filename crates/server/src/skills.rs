@@ -1,9 +1,7 @@
 //! Admin API for skills (spec §15: listSkills, setSkillAssignment; admin CRUD). The service is
-//! [`crate::skills`].
+//! [`nitejar_core::skills`].
 
-use super::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::app::App;
-use crate::skills::{self, SCOPES, valid_name};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,6 +9,8 @@ use nitejar_api::skills::{
     AssignSkillRequest, CreateSkillRequest, ResolveQuery, ResolvedSkill, ResolvedSkills, Skill,
     SkillList, SkillsQuery, SyncReport, UpdateSkillRequest,
 };
+use nitejar_core::app::App;
+use nitejar_core::skills::{self, SCOPES, valid_name};
 use nitejar_store::NewSkill;
 use std::sync::Arc;
 

@@ -1,19 +1,12 @@
-//! Admin API handlers (authenticated by [`super::auth::require_admin`]).
+//! Admin API handlers (authenticated by [`crate::auth::require_admin`]).
 //!
 //! This is the minimal surface of the first slice: install (local path or upload), grant,
 //! set secrets, enable/disable, list plugins and receipts, list work items (instances are in
-//! [`super::instances`]).
+//! [`crate::instances`]).
 //! Every plugin response carries the runtime posture (`executionMode`, `hostEnforcedControls`,
 //! `effectiveLimitations`) and never a secret value.
 
-use super::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::app::App;
-use crate::app::HOST_RECEIPT_ID;
-use crate::plugins::declarations;
-use crate::plugins::installer::{self, InstallError, install};
-use crate::plugins::package::PackageError;
-use crate::plugins::sources::{self, Fetched, SourceError, SourceOptions};
-use crate::receipts::{EXECUTION_MODE, Receipt};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,6 +18,13 @@ use nitejar_api::plugins::{
     IntegrationSummary, PluginDetail, PluginList, PluginSummary, Receipt as ApiReceipt,
     RuntimePosture, SecretRequest,
 };
+use nitejar_core::app::App;
+use nitejar_core::app::HOST_RECEIPT_ID;
+use nitejar_core::plugins::declarations;
+use nitejar_core::plugins::installer::{self, InstallError, install};
+use nitejar_core::plugins::package::PackageError;
+use nitejar_core::plugins::sources::{self, Fetched, SourceError, SourceOptions};
+use nitejar_core::receipts::{EXECUTION_MODE, Receipt};
 use nitejar_sandbox::manifest::Manifest;
 use serde::Deserialize;
 use serde_json::json;

@@ -9,10 +9,7 @@
 //! - `GET /hooks`: the hook table in dispatch order; `PUT/DELETE /plugins/{id}/hooks/{hook}`:
 //!   the operator's override of one registration (re-registered at once).
 
-use super::error::{ApiError, ApiJson, ApiResult};
-use crate::app::App;
-use crate::hooks::{FailPolicy, HookName, HookOverride};
-use crate::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS;
+use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -23,6 +20,9 @@ use nitejar_api::runs::{
     FailPolicy as ApiFailPolicy, HookHandler, HookOverride as ApiHookOverride,
     HookOverrideResponse, HookTableView, Job, RunReceipt, RunView, Step,
 };
+use nitejar_core::app::App;
+use nitejar_core::hooks::{FailPolicy, HookName, HookOverride};
+use nitejar_core::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS;
 use nitejar_store::{AgentFields, AgentRow, JobRow};
 use serde_json::Value;
 use std::sync::Arc;
@@ -396,7 +396,7 @@ pub async fn set_hook_override(
     app.db.set_hook_override(&id, event, Some(&body)).await?;
     app.registry.reload_overrides(&app, &id).await?;
     app.receipts.emit(
-        crate::receipts::Receipt::new(&id, "hook_override", "ok")
+        nitejar_core::receipts::Receipt::new(&id, "hook_override", "ok")
             .hook(Some(event.as_str()))
             .detail(serde_json::to_value(&body).unwrap_or_default()),
     );

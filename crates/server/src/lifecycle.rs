@@ -1,11 +1,8 @@
 //! Admin API for upgrades, rollback and uninstall (the service is
-//! [`crate::plugins::lifecycle`]).
+//! [`nitejar_core::plugins::lifecycle`]).
 
-use super::admin::{Upload, fetch_package, fetch_upload, install_error, required_source};
-use super::error::{ApiError, ApiJson, ApiResult};
-use crate::app::App;
-use crate::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
-use crate::plugins::package::PluginPackage;
+use crate::admin::{Upload, fetch_package, fetch_upload, install_error, required_source};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,6 +10,9 @@ use nitejar_api::lifecycle::{
     ApproveRequest, HealthReport, InstallRequest, PluginHealth, ReloadReport, RollbackRequest,
     RollbackResponse, SourceInfo, UninstallResponse, UpgradeReport, VersionInfo, VersionList,
 };
+use nitejar_core::app::App;
+use nitejar_core::plugins::lifecycle::{self, LifecycleError, UninstallOptions};
+use nitejar_core::plugins::package::PluginPackage;
 use std::sync::Arc;
 
 impl From<LifecycleError> for ApiError {
@@ -163,7 +163,9 @@ pub async fn uninstall(
 
 /// `GET /api/admin/doctor`: every plugin's health and what to do about each problem.
 pub async fn doctor_all(State(app): State<Arc<App>>) -> ApiResult<Json<HealthReport>> {
-    Ok(Json(crate::plugins::doctor::diagnose_all(&app).await?))
+    Ok(Json(
+        nitejar_core::plugins::doctor::diagnose_all(&app).await?,
+    ))
 }
 
 /// `GET /api/admin/plugins/{id}/doctor`.
@@ -176,7 +178,9 @@ pub async fn doctor(
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
-    Ok(Json(crate::plugins::doctor::diagnose(&app, &row).await?))
+    Ok(Json(
+        nitejar_core::plugins::doctor::diagnose(&app, &row).await?,
+    ))
 }
 
 /// `GET /api/admin/plugins/{id}/versions`: installed versions, the active and pending ones.

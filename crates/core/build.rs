@@ -21,9 +21,10 @@ const GUESTS: &[(&str, bool)] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().unwrap().to_path_buf();
+    // crates/core -> the repository root
+    let root = manifest_dir.ancestors().nth(2).unwrap().to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    // target/<profile>/build/nitejar-<hash>/out -> target/<profile>/nitejar-guests
+    // target/<profile>/build/nitejar-core-<hash>/out -> target/<profile>/nitejar-guests
     let guest_target = out_dir.ancestors().nth(3).unwrap().join("nitejar-guests");
 
     for dir in ["wit", "sdk", "plugins-examples", "tests/plugins"] {

@@ -1,11 +1,11 @@
 //! Admin authentication: `Authorization: Bearer <token>`, compared in constant time.
 
-use super::error::ApiError;
-use crate::app::App;
+use crate::error::ApiError;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nitejar_core::app::App;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
