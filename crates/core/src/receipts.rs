@@ -44,26 +44,12 @@ async fn write_loop(
 ) {
     let interval = Duration::from_millis(RECEIPT_FLUSH_INTERVAL_MS);
     let mut batch: Vec<EventRow> = Vec::new();
-    let row = |r: Receipt| EventRow {
-        id: r.id,
-        plugin_id: r.plugin_id,
-        plugin_version: r.plugin_version,
-        kind: r.kind,
-        status: r.status,
-        work_item_id: r.work_item_id,
-        job_id: r.job_id,
-        hook_name: r.hook_name,
-        duration_ms: r.duration_ms,
-        execution_mode: r.execution_mode,
-        detail_json: r.detail_json,
-        created_at: r.created_at,
-    };
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
         // Wake for the first receipt of a batch, or a flush request.
         let closed = tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => { batch.push(row(r)); false }
+                Some(r) => { batch.push(EventRow::from(r)); false }
                 None => true,
             },
             Some(w) = flush_rx.recv() => { waiters.push(w); false }
@@ -79,7 +65,7 @@ async fn write_loop(
         // Everything queued before now joins the batch (a flush requested after an emit
         // therefore always sees that receipt).
         while let Ok(r) = rx.try_recv() {
-            batch.push(row(r));
+            batch.push(EventRow::from(r));
         }
         while let Ok(w) = flush_rx.try_recv() {
             waiters.push(w);

@@ -11,12 +11,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use nitejar_api::instances::{WorkItem, WorkItemList};
+use nitejar_api::instances::WorkItemList;
 use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
 use nitejar_api::plugins::{
     Disclosure, EnableRequest, EnableResponse, EventPage, EventsQuery, GrantRequest, GrantResponse,
-    IntegrationSummary, PluginDetail, PluginList, PluginSummary, Receipt as ApiReceipt,
-    RuntimePosture, SecretRequest,
+    IntegrationSummary, PluginDetail, PluginList, PluginSummary, RuntimePosture, SecretRequest,
 };
 use nitejar_core::app::App;
 use nitejar_core::app::HOST_RECEIPT_ID;
@@ -40,7 +39,7 @@ pub const HOST_ENFORCED_CONTROLS: &[&str] = &[
     "filesystem limited to preopened, granted directories (read-only or read-write as declared)",
     "no process spawning, no host environment variables, no inherited stdio",
     "per-call deadline (epoch interruption), memory, table, instance and output-size limits",
-    "fresh instance per integration call and per agent run: no guest state crosses calls or runs",
+    "fresh instance per integration call and per agent run: no guest state crosses integration calls or runs (a run's hook, tool and delivery calls share its instance)",
 ];
 
 /// What the host cannot enforce.
@@ -158,23 +157,7 @@ pub async fn list_events(
     let next_cursor = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    let events = rows
-        .into_iter()
-        .map(|r| ApiReceipt {
-            id: r.id,
-            plugin_id: r.plugin_id,
-            plugin_version: r.plugin_version,
-            kind: r.kind,
-            status: r.status,
-            work_item_id: r.work_item_id,
-            job_id: r.job_id,
-            hook_name: r.hook_name,
-            duration_ms: r.duration_ms,
-            execution_mode: r.execution_mode,
-            detail_json: r.detail_json,
-            created_at: r.created_at,
-        })
-        .collect();
+    let events = rows.into_iter().map(crate::views::receipt).collect();
     Ok(Json(EventPage {
         events,
         next_cursor,
@@ -584,19 +567,7 @@ pub async fn list_work_items(
         .list_work_items(&id)
         .await?
         .into_iter()
-        .map(|w| WorkItem {
-            id: w.id,
-            plugin_instance_id: w.plugin_instance_id,
-            integration_type: w.integration_type,
-            title: w.title,
-            text: w.text,
-            session_key: w.session_key,
-            source_ref: w.source_ref,
-            command: w.command,
-            payload_json: w.payload_json,
-            status: w.status,
-            created_at: w.created_at,
-        })
+        .map(crate::views::work_item)
         .collect();
     Ok(Json(WorkItemList { work_items }))
 }

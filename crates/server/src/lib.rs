@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod runs;
 pub mod skills;
+pub mod views;
 pub mod webhooks;
 
 use axum::Router;

@@ -13,8 +13,6 @@ use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use nitejar_api::instances::WorkItem;
-use nitejar_api::plugins::Receipt as ApiReceipt;
 use nitejar_api::runs::{
     Agent, AgentList, AgentRequest, AssignAgentRequest, AssignAgentResponse, Delivery,
     FailPolicy as ApiFailPolicy, HookHandler, HookOverride as ApiHookOverride,
@@ -178,19 +176,11 @@ pub async fn assign_agent(
 
 /// A run seen whole: its work item, job, steps, receipts and delivery.
 async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResult<RunView> {
-    let work_item = app.db.get_work_item(work_item_id).await?.map(|w| WorkItem {
-        id: w.id,
-        plugin_instance_id: w.plugin_instance_id,
-        integration_type: w.integration_type,
-        title: w.title,
-        text: w.text,
-        session_key: w.session_key,
-        source_ref: w.source_ref,
-        command: w.command,
-        payload_json: w.payload_json,
-        status: w.status,
-        created_at: w.created_at,
-    });
+    let work_item = app
+        .db
+        .get_work_item(work_item_id)
+        .await?
+        .map(crate::views::work_item);
     let steps = match &job {
         Some(j) => app.db.list_steps(&j.id).await?,
         None => Vec::new(),
@@ -233,20 +223,7 @@ async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResu
                 .as_deref()
                 .and_then(|d| serde_json::from_str(d).ok())
                 .unwrap_or(Value::Null),
-            receipt: ApiReceipt {
-                id: e.id,
-                plugin_id: e.plugin_id,
-                plugin_version: e.plugin_version,
-                kind: e.kind,
-                status: e.status,
-                work_item_id: e.work_item_id,
-                job_id: e.job_id,
-                hook_name: e.hook_name,
-                duration_ms: e.duration_ms,
-                execution_mode: e.execution_mode,
-                detail_json: e.detail_json,
-                created_at: e.created_at,
-            },
+            receipt: crate::views::receipt(e),
         })
         .collect();
     let result: Value = job

@@ -165,6 +165,25 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
+impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
+    fn from(r: nitejar_sandbox::receipts::Receipt) -> Self {
+        EventRow {
+            id: r.id,
+            plugin_id: r.plugin_id,
+            plugin_version: r.plugin_version,
+            kind: r.kind,
+            status: r.status,
+            work_item_id: r.work_item_id,
+            job_id: r.job_id,
+            hook_name: r.hook_name,
+            duration_ms: r.duration_ms,
+            execution_mode: r.execution_mode,
+            detail_json: r.detail_json,
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// A `plugin_instances` row.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct InstanceRow {
