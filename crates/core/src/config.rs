@@ -25,13 +25,13 @@ pub enum ConfigError {
 /// Resolved host configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Root of all durable state (`SLOPBOT_DATA_DIR`).
+    /// Root of all durable state (`NITEJAR_DATA_DIR`, alias `SLOPBOT_DATA_DIR`).
     pub data_dir: PathBuf,
-    /// Installed plugins (`SLOPBOT_PLUGINS_DIR`, default `<data>/plugins`).
+    /// Installed plugins (`NITEJAR_PLUGINS_DIR`, alias `SLOPBOT_PLUGINS_DIR`, default `<data>/plugins`).
     pub plugins_dir: PathBuf,
-    /// Staging area for installs (`SLOPBOT_PLUGIN_STAGING_DIR`, default `<plugins>/_staging`).
+    /// Staging area for installs (`NITEJAR_PLUGIN_STAGING_DIR`, alias `SLOPBOT_PLUGIN_STAGING_DIR`, default `<plugins>/_staging`).
     pub staging_dir: PathBuf,
-    /// Compiled-component cache (`SLOPBOT_PLUGIN_CACHE_DIR`, default `<plugins>/_cache`).
+    /// Compiled-component cache (`NITEJAR_PLUGIN_CACHE_DIR`, alias `SLOPBOT_PLUGIN_CACHE_DIR`, default `<plugins>/_cache`).
     pub cache_dir: PathBuf,
     /// SQLite database file (`DATABASE_URL`, default `<data>/nitejar.db`).
     pub database_path: PathBuf,
@@ -66,20 +66,20 @@ pub struct Config {
     pub default_model: String,
     /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
     pub run_workers: usize,
-    /// Crash-loop protection: failures that disable a plugin (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`,
+    /// Crash-loop protection: failures that disable a plugin (`NITEJAR_PLUGIN_CRASH_THRESHOLD`, alias `SLOPBOT_PLUGIN_CRASH_THRESHOLD`,
     /// default 5; 0 turns it off) ...
     pub crash_threshold: usize,
-    /// ... inside this window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`, default 300000).
+    /// ... inside this window (`NITEJAR_PLUGIN_CRASH_WINDOW_MS`, alias `SLOPBOT_PLUGIN_CRASH_WINDOW_MS`, default 300000).
     pub crash_window_ms: u64,
     /// Repository skills directory (`NITEJAR_SKILLS_DIR`, default `<data>/skills`).
     pub skills_dir: PathBuf,
-    /// Safe mode (`SLOPBOT_SAFE_MODE=1`): only built-in plugins are loaded; third-party plugins
+    /// Safe mode (`NITEJAR_SAFE_MODE`, alias `SLOPBOT_SAFE_MODE`, `=1`): only built-in plugins are loaded; third-party plugins
     /// stay installed (and enabled in the database) but are not run until it is turned off.
     pub safe_mode: bool,
     /// Public base URL of this server (`NITEJAR_PUBLIC_URL`, e.g. `https://bots.example.com`),
     /// used to show full webhook URLs; without it they are shown as paths.
     pub public_url: Option<String>,
-    /// Trust policy (`SLOPBOT_PLUGIN_TRUST_MODE`: `self_host_open` (default),
+    /// Trust policy (`NITEJAR_PLUGIN_TRUST_MODE`, alias `SLOPBOT_PLUGIN_TRUST_MODE`: `self_host_open` (default),
     /// `self_host_guarded`, `saas_locked`; `NITEJAR_PLUGIN_TRUSTED_KEYS`,
     /// `NITEJAR_PLUGIN_PLATFORM_KEYS`: base64 Ed25519 public keys; `NITEJAR_PLUGIN_ALLOWLIST`:
     /// `<id>@<sha256>` entries).
@@ -192,7 +192,7 @@ pub fn parse_overrides(text: &str) -> Result<OutboundOverrides, String> {
 }
 
 impl Config {
-    /// Configuration from the environment, with `data_dir` overriding `SLOPBOT_DATA_DIR`.
+    /// Configuration from the environment, with `data_dir` overriding `NITEJAR_DATA_DIR` (alias `SLOPBOT_DATA_DIR`).
     pub fn from_env(data_dir: Option<PathBuf>) -> Result<Config, ConfigError> {
         let data_dir = data_dir
             .or_else(|| var("DATA_DIR").map(|(_, v)| PathBuf::from(v)))
