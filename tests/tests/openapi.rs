@@ -1,5 +1,6 @@
-//! The OpenAPI document is served, valid in shape, and every operation it lists is routed by
-//! the server (a request to it never gets the router's own bare 404/405).
+//! The OpenAPI document is served, every operation it lists is routed by the server (a request
+//! to it never gets the router's own `unknown_route`/`method_not_allowed`), and real answers of
+//! a running server, successes and errors, match the schemas it gives them.
 
 use nitejar_tests::{ADMIN_TOKEN, TestHost};
 use serde_json::Value;
@@ -51,12 +52,42 @@ async fn every_documented_operation_is_routed() {
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap();
-            let unrouted = (status == 404 || status == 405) && body.is_empty();
+            let unrouted = (status == 404 || status == 405)
+                && (body.contains("\"unknown_route\"") || body.contains("\"method_not_allowed\""));
             assert!(!unrouted, "{method} {path} is not routed ({status})");
             assert!(status < 500, "{method} {path} -> {status}: {body}");
         }
     }
     assert!(operations >= 50, "{operations}");
+    // What no operation serves answers in the documented error shape, so the check above can
+    // tell a missing route from a handler's own 404.
+    for (method, path, status, code) in [
+        (
+            reqwest::Method::GET,
+            "/api/admin/nope",
+            404,
+            "unknown_route",
+        ),
+        (reqwest::Method::GET, "/nope", 404, "unknown_route"),
+        (
+            reqwest::Method::DELETE,
+            "/api/admin/plugins",
+            405,
+            "method_not_allowed",
+        ),
+        (reqwest::Method::PUT, "/healthz", 405, "method_not_allowed"),
+    ] {
+        let resp = host
+            .client
+            .request(method, format!("{}{path}", host.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{path}: {v}");
+    }
     host.stop().await;
 }
 

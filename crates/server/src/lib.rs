@@ -18,6 +18,7 @@ pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use nitejar_core::app::App;
 use nitejar_core::limits::{MAX_UPLOAD_BYTES, MAX_WEBHOOK_BODY_BYTES};
@@ -93,6 +94,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/plugins/{id}/hooks/{hook}",
             put(runs::set_hook_override).delete(runs::clear_hook_override),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_admin,
@@ -105,5 +107,25 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/webhooks/plugins/{integration_type}/{instance_id}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
         )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(unknown_route)
         .with_state(app)
+}
+
+/// A path no route serves: the documented error body, not an empty 404.
+async fn unknown_route() -> error::ApiError {
+    error::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_route",
+        "no such route; the API is described at /api/openapi.json",
+    )
+}
+
+/// A route that exists, asked with a method it does not serve.
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not serve that method; see /api/openapi.json",
+    )
 }
