@@ -53,6 +53,8 @@ pub struct Operation {
     pub summary: &'static str,
     /// Status of success.
     pub status: u16,
+    /// The query string's type, if the operation reads one (its fields become query parameters).
+    pub query: Option<SchemaFn>,
     /// The request body.
     pub request: Body,
     /// The success response body.
@@ -67,6 +69,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "health",
         summary: "Liveness probe",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Text,
     },
@@ -76,6 +79,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "health",
         summary: "This document",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Opaque,
     },
@@ -85,6 +89,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "webhooks",
         summary: "A platform webhook for an integration instance (1 MiB max; 202 work item, 200 duplicate/ignored/plugin response, 401 bad signature, 404 unknown instance, 413, 502 plugin failure, 503 unavailable)",
         status: 202,
+        query: None,
         request: Body::Opaque,
         response: Body::Opaque,
     },
@@ -94,6 +99,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Installed plugins with runtime posture (executionMode, declaredCapabilities, hostEnforcedControls, effectiveLimitations)",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<plugins::PluginList>),
     },
@@ -103,6 +109,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install from a local directory, an npm package or a git repository ({sourceKind, sourceRef, options}); starts disabled",
         status: 201,
+        query: None,
         request: Body::Json(json::<L::InstallRequest>),
         response: Body::Json(json::<L::InstallReport>),
     },
@@ -112,6 +119,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install an npm package ({sourceRef: name@range, options}); starts disabled",
         status: 201,
+        query: None,
         request: Body::Json(json::<L::InstallRequest>),
         response: Body::Json(json::<L::InstallReport>),
     },
@@ -121,6 +129,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install from a git repository ({sourceRef: url#ref, options}); starts disabled",
         status: 201,
+        query: None,
         request: Body::Json(json::<L::InstallRequest>),
         response: Body::Json(json::<L::InstallReport>),
     },
@@ -130,6 +139,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Preview a local, npm or git package: identity, permissions, contributions, trust verdict, permission diff; nothing installed",
         status: 200,
+        query: None,
         request: Body::Json(json::<L::InstallRequest>),
         response: Body::Json(json::<L::Preview>),
     },
@@ -139,6 +149,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Preview an uploaded .tgz or .wasm; nothing installed",
         status: 200,
+        query: None,
         request: Body::Package,
         response: Body::Json(json::<L::Preview>),
     },
@@ -148,6 +159,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Install an uploaded .tgz or .wasm (50 MiB max); starts disabled",
         status: 201,
+        query: None,
         request: Body::Package,
         response: Body::Json(json::<L::InstallReport>),
     },
@@ -157,6 +169,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "One plugin with its disclosures and grant state",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<plugins::PluginDetail>),
     },
@@ -166,6 +179,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Receipts, newest first, cursor paginated (limit, cursor)",
         status: 200,
+        query: Some(json::<plugins::EventsQuery>),
         request: Body::Empty,
         response: Body::Json(json::<plugins::EventPage>),
     },
@@ -175,6 +189,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Grant declared permissions",
         status: 200,
+        query: None,
         request: Body::Json(json::<plugins::GrantRequest>),
         response: Body::Json(json::<plugins::GrantResponse>),
     },
@@ -184,6 +199,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Set a declared secret (stored encrypted)",
         status: 200,
+        query: None,
         request: Body::Json(json::<plugins::SecretRequest>),
         response: Body::Empty,
     },
@@ -193,6 +209,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Enable (third-party plugins need {\"consent\": true})",
         status: 200,
+        query: None,
         request: Body::Json(json::<plugins::EnableRequest>),
         response: Body::Json(json::<plugins::EnableResponse>),
     },
@@ -202,6 +219,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "plugins",
         summary: "Disable: stops the plugin at once",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<plugins::EnableResponse>),
     },
@@ -211,6 +229,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Installed, active and pending versions",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<L::VersionList>),
     },
@@ -220,6 +239,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Upgrade from a local, npm or git source (empty body: the source it was installed from): activated, or pending_consent with addedPermissions",
         status: 200,
+        query: None,
         request: Body::Json(json::<L::InstallRequest>),
         response: Body::Json(json::<L::UpgradeReport>),
     },
@@ -229,6 +249,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Discard the pending upgrade",
         status: 204,
+        query: None,
         request: Body::Empty,
         response: Body::Empty,
     },
@@ -238,6 +259,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Upgrade from an uploaded package",
         status: 200,
+        query: None,
         request: Body::Package,
         response: Body::Json(json::<L::UpgradeReport>),
     },
@@ -247,6 +269,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Consent to exactly the added permissions and activate",
         status: 200,
+        query: None,
         request: Body::Json(json::<L::ApproveRequest>),
         response: Body::Json(json::<L::UpgradeReport>),
     },
@@ -256,6 +279,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Activate an installed older version",
         status: 200,
+        query: None,
         request: Body::Json(json::<L::RollbackRequest>),
         response: Body::Json(json::<L::RollbackResponse>),
     },
@@ -265,6 +289,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Re-read a plugin installed from a local directory (a rebuild of the same version)",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<L::ReloadReport>),
     },
@@ -274,6 +299,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Uninstall (purgeFiles, purgeData); not built-ins",
         status: 200,
+        query: None,
         request: Body::Json(json::<L::UninstallRequest>),
         response: Body::Json(json::<L::UninstallResponse>),
     },
@@ -283,6 +309,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "One plugin's health and what to do about each problem",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<L::PluginHealth>),
     },
@@ -292,6 +319,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "lifecycle",
         summary: "Every plugin's health",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<L::HealthReport>),
     },
@@ -301,6 +329,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "hooks",
         summary: "Override a hook registration (priority, failPolicy, timeoutMs, enabled)",
         status: 200,
+        query: None,
         request: Body::Json(json::<R::HookOverride>),
         response: Body::Json(json::<R::HookOverrideResponse>),
     },
@@ -310,6 +339,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "hooks",
         summary: "Restore the manifest's registration",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::HookOverrideResponse>),
     },
@@ -319,6 +349,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "hooks",
         summary: "The hook table in dispatch order",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::HookTableView>),
     },
@@ -328,6 +359,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Integration types with JSON Schema, UI hints, sensitive fields",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::IntegrationTypeList>),
     },
@@ -337,6 +369,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Integration instances (secrets redacted)",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::InstanceList>),
     },
@@ -346,6 +379,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Create an instance (schema + validate-config; enabled only after test-connection)",
         status: 201,
+        query: None,
         request: Body::Json(json::<I::CreateInstanceRequest>),
         response: Body::Json(json::<I::Instance>),
     },
@@ -355,6 +389,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Test an unsaved config",
         status: 200,
+        query: None,
         request: Body::Json(json::<I::TestConfigRequest>),
         response: Body::Json(json::<I::ConnectionCheck>),
     },
@@ -364,6 +399,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "One instance",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::Instance>),
     },
@@ -373,6 +409,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Partial update (null removes; ******** keeps a secret)",
         status: 200,
+        query: None,
         request: Body::Json(json::<I::UpdateInstanceRequest>),
         response: Body::Json(json::<I::Instance>),
     },
@@ -382,6 +419,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Delete (work items stay)",
         status: 204,
+        query: None,
         request: Body::Empty,
         response: Body::Empty,
     },
@@ -391,6 +429,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Enable after a passing connection test",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::Instance>),
     },
@@ -400,6 +439,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Disable (webhooks answer 404)",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::Instance>),
     },
@@ -409,6 +449,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "instances",
         summary: "Test the stored config",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::ConnectionCheck>),
     },
@@ -418,6 +459,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Work items of an instance",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::WorkItemList>),
     },
@@ -427,6 +469,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Assign the agent that answers an instance",
         status: 200,
+        query: None,
         request: Body::Json(json::<R::AssignAgentRequest>),
         response: Body::Json(json::<R::AssignAgentResponse>),
     },
@@ -436,6 +479,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Agents",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::AgentList>),
     },
@@ -445,6 +489,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Create an agent (name, systemPrompt, team, model)",
         status: 201,
+        query: None,
         request: Body::Json(json::<R::AgentRequest>),
         response: Body::Json(json::<R::Agent>),
     },
@@ -454,6 +499,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "One agent",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::Agent>),
     },
@@ -463,6 +509,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "Replace an agent's fields",
         status: 200,
+        query: None,
         request: Body::Json(json::<R::AgentRequest>),
         response: Body::Json(json::<R::Agent>),
     },
@@ -472,6 +519,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "The skills a run of this agent on an instance gets (instance=)",
         status: 200,
+        query: Some(json::<S::ResolveQuery>),
         request: Body::Empty,
         response: Body::Json(json::<S::ResolvedSkills>),
     },
@@ -481,6 +529,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "A run: job, steps, receipts in order, delivery",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::RunView>),
     },
@@ -490,6 +539,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "runs",
         summary: "A run by job id",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<R::RunView>),
     },
@@ -499,6 +549,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Skills (source, scope, ref filters)",
         status: 200,
+        query: Some(json::<S::SkillsQuery>),
         request: Body::Empty,
         response: Body::Json(json::<S::SkillList>),
     },
@@ -508,6 +559,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Create an admin skill",
         status: 201,
+        query: None,
         request: Body::Json(json::<S::CreateSkillRequest>),
         response: Body::Json(json::<S::Skill>),
     },
@@ -517,6 +569,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Re-read the repository skills directory",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<S::SyncReport>),
     },
@@ -526,6 +579,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "One skill with content and files",
         status: 200,
+        query: None,
         request: Body::Empty,
         response: Body::Json(json::<S::Skill>),
     },
@@ -535,6 +589,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Edit an admin skill; enable/disable any skill",
         status: 200,
+        query: None,
         request: Body::Json(json::<S::UpdateSkillRequest>),
         response: Body::Json(json::<S::Skill>),
     },
@@ -544,6 +599,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Delete an admin skill",
         status: 204,
+        query: None,
         request: Body::Empty,
         response: Body::Empty,
     },
@@ -553,6 +609,7 @@ pub const OPERATIONS: &[Operation] = &[
         tag: "skills",
         summary: "Assign or unassign (setSkillAssignment: scope, ref, assigned)",
         status: 200,
+        query: None,
         request: Body::Json(json::<S::AssignSkillRequest>),
         response: Body::Json(json::<S::Skill>),
     },
@@ -580,18 +637,50 @@ fn content(body: &Body, generator: &mut SchemaGenerator) -> Option<Value> {
     }
 }
 
+/// The query parameters of a query type: one per property of its (inlined) schema.
+fn query_parameters(query: SchemaFn) -> Vec<Value> {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.inline_subschemas = true;
+    let mut generator = settings.into_generator();
+    let schema = query(&mut generator).to_value();
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name,
+                        "in": "query",
+                        "required": required.contains(&name.as_str()),
+                        "description": p.get("description").cloned().unwrap_or(Value::Null),
+                        "schema": p,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut generator = generator();
     let error = json::<ErrorBody>(&mut generator);
     let mut paths = Map::new();
     for op in OPERATIONS {
-        let params: Vec<Value> = op
+        let mut params: Vec<Value> = op
             .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        if let Some(query) = op.query {
+            params.extend(query_parameters(query));
+        }
         let mut success = json!({ "description": "success" });
         if let Some(c) = content(&op.response, &mut generator) {
             success["content"] = c;
@@ -667,6 +756,17 @@ mod tests {
             list["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/PluginList"
         );
+        let events = &doc["paths"]["/api/admin/plugins/{id}/events"]["get"]["parameters"];
+        let names: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["id", "cursor", "limit"]);
+        let resolve = &doc["paths"]["/api/admin/agents/{id}/skills"]["get"]["parameters"];
+        assert_eq!(resolve[1]["name"], "instance");
+        assert_eq!(resolve[1]["required"], true);
         let text = doc.to_string();
         for r in text.split("\"$ref\":\"").skip(1) {
             let target = r.split('"').next().unwrap();
