@@ -5,15 +5,20 @@
 use nitejar_tests::{ADMIN_TOKEN, TestHost};
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_documented_operation_is_routed() {
-    let host = TestHost::start().await;
-    let doc: Value = reqwest::get(format!("{}/api/openapi.json", host.base))
+/// The document a running host serves.
+async fn served_document(host: &TestHost) -> Value {
+    reqwest::get(format!("{}/api/openapi.json", host.base))
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_routed() {
+    let host = TestHost::start().await;
+    let doc = served_document(&host).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
@@ -125,12 +130,7 @@ fn check(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
 async fn answers_match_the_documented_schemas() {
     use reqwest::Method;
     let host = TestHost::start().await;
-    let doc: Value = reqwest::get(format!("{}/api/openapi.json", host.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = served_document(&host).await;
     let call = async |method: Method, path: &str, body: Option<Value>| -> (u16, Value) {
         let mut req = host.admin(method, path);
         if let Some(b) = body {
