@@ -294,7 +294,7 @@ impl TestHost {
         self.app.receipts.flush().await;
         let rows = self
             .app
-            .db
+            .store
             .list_events(plugin_id, 10_000, None)
             .await
             .unwrap();
@@ -341,7 +341,7 @@ impl TestHost {
     pub async fn work_item(&self, id: &str) -> Value {
         serde_json::to_value(
             self.app
-                .db
+                .store
                 .get_work_item(id)
                 .await
                 .unwrap()

@@ -162,7 +162,7 @@ async fn telegram_fixtures_end_to_end() {
     assert_eq!(forum["sessionKey"], "telegram:-1001748203311:1877");
     let row = host
         .app
-        .db
+        .store
         .get_work_item(&items["forum-thread-photo-reply.json"])
         .await
         .unwrap()
@@ -704,7 +704,7 @@ async fn instance_lifecycle() {
         .await;
     assert_eq!(status, 404);
     let stored = |host: &TestHost, id: String| {
-        let db = host.app.db.clone();
+        let db = host.app.store.clone();
         async move {
             let row = db.get_instance(&id).await.unwrap().unwrap();
             serde_json::from_str::<Value>(&row.config_json).unwrap()
@@ -864,7 +864,7 @@ async fn instances_survive_host_and_builtin_upgrades_byte_for_byte() {
         201,
     )
     .await;
-    let before = row_checksums(&host.app.db.list_instances().await.unwrap());
+    let before = row_checksums(&host.app.store.list_instances().await.unwrap());
     let urls_before = host.admin_json(Method::GET, "/instances", None, 200).await;
     let data = host.stop_keep_data().await;
 
@@ -895,7 +895,7 @@ async fn instances_survive_host_and_builtin_upgrades_byte_for_byte() {
         .filter(|r| r["kind"] == "install")
         .count();
     assert_eq!(installs, 2, "re-installed by the upgrade");
-    let after = row_checksums(&host.app.db.list_instances().await.unwrap());
+    let after = row_checksums(&host.app.store.list_instances().await.unwrap());
     assert_eq!(before, after);
     let urls_after = host.admin_json(Method::GET, "/instances", None, 200).await;
     let urls = |v: &Value| -> Vec<Value> {

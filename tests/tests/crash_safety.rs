@@ -98,11 +98,11 @@ async fn assert_consistent(host: &TestHost) {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(staged.is_empty(), "{staged:?}");
-    for row in host.app.db.list_plugins().await.unwrap() {
+    for row in host.app.store.list_plugins().await.unwrap() {
         let dir = config.plugins_dir.join(&row.id);
         let versions: Vec<String> = host
             .app
-            .db
+            .store
             .list_versions(&row.id)
             .await
             .unwrap()

@@ -445,13 +445,13 @@ async fn key_value_storage_is_scoped_to_the_plugin() {
         "ok: Some(\"value\")"
     );
     assert_eq!(
-        host.app.db.kv_get(PLUGIN, "k1").await.unwrap(),
+        host.app.store.get(PLUGIN, "k1").await.unwrap(),
         Some(b"value".to_vec())
     );
     assert_eq!(
         host.app
-            .db
-            .kv_get("nitejar.example.webhook", "k1")
+            .store
+            .get("nitejar.example.webhook", "k1")
             .await
             .unwrap(),
         None
@@ -488,9 +488,9 @@ async fn key_value_quotas_refuse_the_write_that_would_exceed_them() {
             && out.contains("at most 20 keys"),
         "{out}"
     );
-    assert_eq!(host.app.db.kv_get(PLUGIN, "fill-0020").await.unwrap(), None);
+    assert_eq!(host.app.store.get(PLUGIN, "fill-0020").await.unwrap(), None);
     assert_eq!(
-        host.app.db.kv_list(PLUGIN, "", 1_000).await.unwrap().len(),
+        host.app.store.list(PLUGIN, "", 1_000).await.unwrap().len(),
         20
     );
     // Replacing a key it already has is not a new key.
@@ -518,8 +518,8 @@ async fn key_value_quotas_refuse_the_write_that_would_exceed_them() {
     assert_still_serving(&host, &instance).await;
 
     // Bytes: with the keys gone, 64 KiB values fit three times in 200,000 bytes, not four.
-    for key in host.app.db.kv_list(PLUGIN, "", 1_000).await.unwrap() {
-        host.app.db.kv_delete(PLUGIN, &key).await.unwrap();
+    for key in host.app.store.list(PLUGIN, "", 1_000).await.unwrap() {
+        host.app.store.delete(PLUGIN, &key).await.unwrap();
     }
     let out = report(&host, &instance, "kv-fill", "bytes").await;
     assert!(

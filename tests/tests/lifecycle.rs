@@ -251,8 +251,16 @@ async fn uninstall_with_each_purge_option_keeps_integration_data() {
         )
         .await;
     host.app
-        .db
-        .kv_set_within(ID, "state", b"kept?", 10, 1 << 20)
+        .store
+        .set(
+            ID,
+            "state",
+            b"kept?",
+            nitejar_sandbox::capabilities::kv::KvQuota {
+                max_keys: 10,
+                max_bytes: 1 << 20,
+            },
+        )
         .await
         .unwrap();
     let files = host.app.config.data_dir.join("plugin-files").join(ID);
@@ -268,7 +276,7 @@ async fn uninstall_with_each_purge_option_keeps_integration_data() {
     assert!(plugin_dir.join("versions/0.1.0/plugin.wasm").exists());
     assert!(files.exists());
     assert_eq!(
-        host.app.db.kv_get(ID, "state").await.unwrap().as_deref(),
+        host.app.store.get(ID, "state").await.unwrap().as_deref(),
         Some(&b"kept?"[..])
     );
     let (status, _) = host
@@ -310,7 +318,7 @@ async fn uninstall_with_each_purge_option_keeps_integration_data() {
     .await;
     assert!(!plugin_dir.exists());
     assert!(!files.exists());
-    assert_eq!(host.app.db.kv_get(ID, "state").await.unwrap(), None);
+    assert_eq!(host.app.store.get(ID, "state").await.unwrap(), None);
     assert_eq!(
         host.admin_json(
             Method::GET,

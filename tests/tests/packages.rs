@@ -284,7 +284,7 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
 #[tokio::test]
 async fn a_tampered_component_is_restored_from_the_stored_artifact_at_boot() {
     let host = TestHost::start().await;
-    let config = host.app.config.clone();
+    let config = (*host.app.config).clone();
     let wasm_path = config
         .plugins_dir
         .join("nitejar.example.webhook/versions/0.1.0/plugin.wasm");
@@ -305,15 +305,15 @@ async fn a_tampered_component_is_restored_from_the_stored_artifact_at_boot() {
 #[tokio::test]
 async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot() {
     let host = TestHost::start().await;
-    let config = host.app.config.clone();
+    let config = (*host.app.config).clone();
     let id = "nitejar.example.webhook";
-    let row = host.app.db.get_plugin(id).await.unwrap().unwrap();
+    let row = host.app.store.get_plugin(id).await.unwrap().unwrap();
     let dir = config.plugins_dir.join(id).join("versions/0.1.0");
     // Make the data dir look like it was installed by an older build of the same version.
     std::fs::write(dir.join(".checksum"), "old-build").unwrap();
     std::fs::write(dir.join("plugin.wasm"), b"\0asm old build").unwrap();
     host.app
-        .db
+        .store
         .record_install(&nitejar_store::InstallRecord {
             plugin_id: id,
             name: &row.name,
@@ -336,7 +336,7 @@ async fn a_rebuilt_builtin_with_the_same_version_replaces_the_old_build_at_boot(
         .await
         .expect("boot succeeds");
     let loaded = app.registry.get(id).expect("the current build is loaded");
-    let current = app.db.get_plugin(id).await.unwrap().unwrap();
+    let current = app.store.get_plugin(id).await.unwrap().unwrap();
     assert_eq!(
         current.current_checksum.as_deref(),
         Some(loaded.digest.as_str())

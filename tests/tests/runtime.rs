@@ -9,25 +9,26 @@ use nitejar_sandbox::hooks::HookEvent;
 use nitejar_sandbox::runtime::{
     Grants, LoadedPlugin, PluginFailure, PluginRuntime, RuntimeOptions,
 };
-use nitejar_store::Db;
+use nitejar_store::Store;
 use nitejar_tests::guest_package;
+use std::sync::Arc;
 
 struct Rig {
     runtime: PluginRuntime,
-    db: Db,
+    store: Arc<dyn Store>,
     sink: ReceiptSink,
     _dir: tempfile::TempDir,
 }
 
 async fn rig_in(dir: tempfile::TempDir) -> Rig {
-    let db = Db::open(&dir.path().join("t.db")).await.unwrap();
-    let (sink, _writer) = ReceiptWriter::start(db.clone());
+    let store = nitejar_store::open(&dir.path().join("t.db")).await.unwrap();
+    let (sink, _writer) = ReceiptWriter::start(store.clone());
     let runtime = PluginRuntime::new(RuntimeOptions {
         memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
         cache_dir: dir.path().join("cache"),
         files_root: dir.path().join("files"),
         outbound_overrides: Default::default(),
-        kv: Some(std::sync::Arc::new(db.clone())),
+        kv: Some(store.clone()),
         kv_quota: Default::default(),
         receipts: sink.clone(),
         crash_guard: None,
@@ -35,7 +36,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
     .unwrap();
     Rig {
         runtime,
-        db,
+        store,
         sink,
         _dir: dir,
     }
@@ -151,7 +152,7 @@ async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
 
     rig.sink.flush().await;
     let receipts = rig
-        .db
+        .store
         .list_events("nitejar.example.hooks", 100, None)
         .await
         .unwrap();
@@ -192,7 +193,11 @@ async fn a_looping_hook_is_stopped_by_the_store_deadline() {
         })
     );
     rig.sink.flush().await;
-    let receipts = rig.db.list_events("test.hostile", 100, None).await.unwrap();
+    let receipts = rig
+        .store
+        .list_events("test.hostile", 100, None)
+        .await
+        .unwrap();
     let timeout = receipts
         .iter()
         .find(|r| r.status == "timeout")

@@ -82,7 +82,7 @@ async fn fifty_concurrent_redeliveries_create_exactly_one_work_item() {
         duplicates.iter().all(|(_, v)| &v["workItemId"] == id),
         "duplicates point at the one work item"
     );
-    let items = host.app.db.list_work_items(&instance).await.unwrap();
+    let items = host.app.store.list_work_items(&instance).await.unwrap();
     assert_eq!(items.len(), 1);
 
     // The same delivery id on another instance is a different key (scoped per instance).
@@ -170,7 +170,7 @@ async fn bad_signatures_and_bad_requests_create_nothing() {
 
     assert!(
         host.app
-            .db
+            .store
             .list_work_items(&instance)
             .await
             .unwrap()

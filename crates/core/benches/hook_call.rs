@@ -20,7 +20,7 @@ use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::{
     self, HookContext, ResponsePreDeliverDecision, ResponsePreDeliverEvent, ResponsePreDeliverPatch,
 };
 use nitejar_sandbox::runtime::{Grants, PluginRuntime, RuntimeOptions};
-use nitejar_store::Db;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -86,15 +86,17 @@ fn measure(name: &str, mut f: impl FnMut()) -> (String, Duration, Duration) {
 }
 
 /// A runtime rooted in `dir` (shared compile cache), with or without a database and receipts.
-fn runtime_in(dir: &Path, db: Option<Db>, receipts: ReceiptSink) -> PluginRuntime {
+fn runtime_in(
+    dir: &Path,
+    db: Option<std::sync::Arc<dyn nitejar_store::Store>>,
+    receipts: ReceiptSink,
+) -> PluginRuntime {
     PluginRuntime::new(RuntimeOptions {
         memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
         cache_dir: dir.join("cache"),
         files_root: dir.join("files"),
         outbound_overrides: Default::default(),
-        kv: db.map(|d| {
-            std::sync::Arc::new(d) as std::sync::Arc<dyn nitejar_sandbox::capabilities::kv::KvStore>
-        }),
+        kv: db.map(|d| d as std::sync::Arc<dyn nitejar_sandbox::capabilities::kv::KvStore>),
         kv_quota: Default::default(),
         receipts,
         crash_guard: None,
@@ -111,7 +113,7 @@ fn main() {
     let _guard = tokio_rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let db = tokio_rt
-        .block_on(Db::open(&dir.path().join("bench.db")))
+        .block_on(nitejar_store::open(&dir.path().join("bench.db")))
         .unwrap();
     let (sink, _writer) = ReceiptWriter::start(db.clone());
     let db_for_probe = db.clone();

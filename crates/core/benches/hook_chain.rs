@@ -22,7 +22,6 @@ use nitejar_core::plugins::package::PluginPackage;
 use nitejar_core::receipts::ReceiptWriter;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime, RuntimeOptions};
-use nitejar_store::Db;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -319,7 +318,7 @@ fn main() {
     let _guard = tokio_rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let db = tokio_rt
-        .block_on(Db::open(&dir.path().join("bench.db")))
+        .block_on(nitejar_store::open(&dir.path().join("bench.db")))
         .unwrap();
     let (sink, _writer) = ReceiptWriter::start(db.clone());
     let runtime = Arc::new(
@@ -328,7 +327,7 @@ fn main() {
             cache_dir: dir.path().join("cache"),
             files_root: dir.path().join("files"),
             outbound_overrides: Default::default(),
-            kv: Some(std::sync::Arc::new(db)),
+            kv: Some(db),
             kv_quota: Default::default(),
             receipts: sink,
             crash_guard: None,

@@ -5,40 +5,53 @@
 //! is recorded and skipped, never blocking boot; in safe mode only built-ins are activated), re-queue jobs a stopped process left behind,
 //! make sure a default agent exists, start the run workers, and emit a startup receipt summary.
 
-use crate::agent::Workers;
 use crate::agent::model::{ModelClient, ModelSettings, Provider};
+use crate::agent::{Runner, Workers};
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::hooks::{CrashGuard, HookDispatcher};
-use crate::plugins::registry::PluginRegistry;
+use crate::ingress::Ingress;
+use crate::instances::Instances;
+use crate::plugins::registry::{PluginRegistry, RegistryDeps};
+use crate::plugins::{PluginSettings, Plugins};
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
+use crate::skills::SkillCatalog;
 use nitejar_sandbox::runtime::{PluginRuntime, RuntimeOptions};
-use nitejar_store::Db;
+use nitejar_store::Store;
 use std::sync::Arc;
 
 /// Receipt plugin id for host-level events (startup summaries).
 pub const HOST_RECEIPT_ID: &str = "nitejar.host";
 
-/// Everything the handlers share.
+/// The booted host: each domain service with exactly the dependencies it was built with, and
+/// the shared parts the HTTP layer reads directly. Domain code never takes an `App`: it takes
+/// its service ([`Plugins`], [`Instances`], [`Ingress`], [`Runner`], [`SkillCatalog`],
+/// [`PluginRegistry`]).
 pub struct App {
     /// Configuration.
-    pub config: Config,
-    /// Database.
-    pub db: Db,
+    pub config: Arc<Config>,
+    /// The store.
+    pub store: Arc<dyn Store>,
     /// The sandbox.
     pub runtime: Arc<PluginRuntime>,
     /// Loaded plugins and the hook table.
-    pub registry: PluginRegistry,
+    pub registry: Arc<PluginRegistry>,
     /// Runs hook chains.
-    pub dispatcher: HookDispatcher,
+    pub dispatcher: Arc<HookDispatcher>,
     /// Failures per plugin (crash-guard accounting).
     pub crash_guard: Arc<CrashGuard>,
-    /// Model backends.
-    pub models: ModelClient,
+    /// The plugin domain: install, upgrade, rollback, enable, grants, secrets, doctor.
+    pub plugins: Arc<Plugins>,
+    /// Integration instances.
+    pub instances: Instances,
+    /// Webhook ingress.
+    pub ingress: Arc<Ingress>,
+    /// Agent runs.
+    pub runner: Arc<Runner>,
+    /// The skills index.
+    pub skills: Arc<SkillCatalog>,
     /// Agent-run workers.
     pub workers: Workers,
-    /// Secrets at rest.
-    pub secrets: SecretBox,
     /// Receipts.
     pub receipts: ReceiptSink,
     /// Admin API bearer token.
@@ -65,13 +78,14 @@ impl Shutdown {
             let _ = w.await;
         }
         self.writer.shutdown(app.receipts.clone()).await;
-        app.db.close().await;
+        app.store.close().await;
     }
 }
 
 impl App {
     /// Boots the application.
     pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, Shutdown)> {
+        let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir)?;
         for dir in [&config.plugins_dir, &config.staging_dir, &config.cache_dir] {
             std::fs::create_dir_all(dir)?;
@@ -80,8 +94,9 @@ impl App {
         for entry in std::fs::read_dir(&config.staging_dir)?.flatten() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-        let db = Db::open(&config.database_path).await?;
-        let (receipts, writer) = ReceiptWriter::start(db.clone());
+        let store = nitejar_store::open(&config.database_path).await?;
+        let (receipts, writer) =
+            ReceiptWriter::start(store.clone() as Arc<dyn nitejar_store::EventStore>);
         let secrets = SecretBox::from_config(config.encryption_key.as_deref(), &config.data_dir)?;
         let admin_token = admin_token(&config)?;
         let crash_guard = Arc::new(CrashGuard::new(
@@ -95,39 +110,98 @@ impl App {
             cache_dir: config.cache_dir.clone(),
             files_root: config.data_dir.join("plugin-files"),
             outbound_overrides: config.outbound_overrides.clone(),
-            kv: Some(Arc::new(db.clone())),
+            kv: Some(store.clone()),
             kv_quota: config.kv_quota,
             receipts: receipts.clone(),
             crash_guard: Some(crash_guard.clone()),
         })?);
+        let dispatcher = Arc::new(HookDispatcher::new(
+            runtime.clone(),
+            config.hook_chain_budget_ms,
+            crash_guard.clone(),
+        ));
+        let skills = Arc::new(SkillCatalog {
+            store: store.clone(),
+            receipts: receipts.clone(),
+            skills_dir: config.skills_dir.clone(),
+            plugins_dir: config.plugins_dir.clone(),
+        });
+        let settings = Arc::new(PluginSettings::from_config(&config));
+        let registry = Arc::new(PluginRegistry::new(RegistryDeps {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            secrets: secrets.clone(),
+            receipts: receipts.clone(),
+            skills: skills.clone(),
+            settings: settings.clone(),
+            default_hook_timeout_ms: config.hook_timeout_ms,
+        }));
+        let plugins = Arc::new(Plugins {
+            store: store.clone(),
+            registry: registry.clone(),
+            runtime: runtime.clone(),
+            receipts: receipts.clone(),
+            crash_guard: crash_guard.clone(),
+            secrets: secrets.clone(),
+            skills: skills.clone(),
+            config: settings,
+        });
+        let workers = Workers::default();
         let app = Arc::new(App {
-            dispatcher: HookDispatcher::new(
-                runtime.clone(),
-                config.hook_chain_budget_ms,
-                crash_guard.clone(),
-            ),
-            crash_guard,
-            models: ModelClient::new(config.model_base_url.clone(), config.model_api_key.clone()),
-            workers: Workers::default(),
-            registry: PluginRegistry::new(config.hook_timeout_ms),
+            instances: Instances {
+                store: store.clone(),
+                registry: registry.clone(),
+                runtime: runtime.clone(),
+                secrets: secrets.clone(),
+                public_url: config.public_url.clone(),
+                integration_timeout_ms: config.integration_timeout_ms,
+            },
+            ingress: Arc::new(Ingress {
+                store: store.clone(),
+                registry: registry.clone(),
+                dispatcher: dispatcher.clone(),
+                runtime: runtime.clone(),
+                secrets: secrets.clone(),
+                workers: workers.clone(),
+                integration_timeout_ms: config.integration_timeout_ms,
+            }),
+            runner: Arc::new(Runner {
+                store: store.clone(),
+                registry: registry.clone(),
+                dispatcher: dispatcher.clone(),
+                runtime: runtime.clone(),
+                models: ModelClient::new(
+                    config.model_base_url.clone(),
+                    config.model_api_key.clone(),
+                ),
+                secrets,
+                skills: skills.clone(),
+                hook_timeout_ms: config.hook_timeout_ms,
+                integration_timeout_ms: config.integration_timeout_ms,
+            }),
             config,
-            db,
+            store,
             runtime,
-            secrets,
+            registry,
+            dispatcher,
+            crash_guard,
+            plugins,
+            skills,
+            workers,
             receipts,
             admin_token,
         });
         let started = std::time::Instant::now();
-        let bundled = crate::plugins::bundled::register_all(&app).await?;
-        let skills = crate::skills::sync_repo(&app).await?;
+        let bundled = crate::plugins::bundled::register_all(&app.plugins).await?;
+        let skills = crate::skills::sync_repo(&app.skills).await?;
         for p in &skills.problems {
             tracing::warn!("skills directory: {p}");
         }
-        let cleaned = crate::plugins::installer::reconcile(&app).await?;
+        let cleaned = crate::plugins::installer::reconcile(&app.plugins).await?;
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
         let mut skipped = Vec::new();
-        for row in app.db.list_plugins().await? {
+        for row in app.store.list_plugins().await? {
             if let Some(v) = &row.current_version {
                 let dir = app.config.plugins_dir.join(&row.id);
                 match crate::plugins::installer::ensure_current(&dir, v) {
@@ -142,7 +216,7 @@ impl App {
             if !row.enabled {
                 continue;
             }
-            if app.config.safe_mode && row.trust_level != "builtin" {
+            if app.config.safe_mode && row.trust_level != crate::plugins::access::BUILTIN {
                 app.receipts
                     .emit(
                         Receipt::new(&row.id, "load", "blocked").detail(serde_json::json!({
@@ -152,7 +226,7 @@ impl App {
                 skipped.push(row.id);
                 continue;
             }
-            match app.registry.activate(&app, &row.id).await {
+            match app.registry.activate(&row.id).await {
                 Ok(_) => loaded.push(row.id),
                 Err(e) => {
                     tracing::warn!(plugin.id = %row.id, "plugin failed to load: {e}");
@@ -160,9 +234,9 @@ impl App {
                 }
             }
         }
-        let requeued = app.db.requeue_orphaned_jobs().await?;
-        ensure_default_agent(&app).await?;
-        let workers = Workers::start(&app, app.config.run_workers);
+        let requeued = app.store.requeue_orphaned_jobs().await?;
+        ensure_default_agent(&*app.store, &app.config).await?;
+        let workers = app.workers.start(&app.runner, app.config.run_workers);
         app.receipts.emit(
             Receipt::new(
                 HOST_RECEIPT_ID,
@@ -179,11 +253,13 @@ impl App {
             })),
         );
         // Crash-loop trips: the guard already refuses calls; this disables the plugin for good.
-        let weak = Arc::downgrade(&app);
+        let plugins = Arc::downgrade(&app.plugins);
         let guardian = tokio::spawn(async move {
             while let Some((id, failures)) = tripped.recv().await {
-                let Some(app) = weak.upgrade() else { break };
-                auto_disable(&app, &id, failures).await;
+                let Some(plugins) = plugins.upgrade() else {
+                    break;
+                };
+                crate::plugins::access::disable_after_crash_loop(&plugins, &id, failures).await;
             }
         });
         Ok((
@@ -197,60 +273,27 @@ impl App {
     }
 }
 
-/// Disables a plugin the crash guard tripped on: out of the registry (no new calls), disabled
-/// in the database with an alert, and an `auto_disable` receipt. Enabling it again clears it.
-async fn auto_disable(app: &App, id: &str, failures: usize) {
-    let version = app.registry.get(id).map(|p| p.version().to_string());
-    app.registry.deactivate(id);
-    let window_ms = app.crash_guard.window().as_millis() as u64;
-    let alert = nitejar_api::plugins::PluginAlert {
-        kind: "crash_loop".into(),
-        message: format!(
-            "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
-            window_ms / 1000
-        ),
-        failures: failures as u64,
-        threshold: app.crash_guard.threshold() as u64,
-        window_ms,
-        at: nitejar_store::now_ms(),
-    };
-    let alert = serde_json::to_value(&alert).expect("an alert serializes");
-    if let Err(e) = app.db.set_plugin_alert(id, Some(&alert.to_string())).await {
-        tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
-    }
-    tracing::warn!(
-        plugin.id = id,
-        failures,
-        "crash-loop protection disabled the plugin"
-    );
-    let mut r = Receipt::new(id, "auto_disable", "error").detail(alert);
-    if let Some(v) = version {
-        r = r.version(&v);
-    }
-    app.receipts.emit(r);
-}
-
 /// Name of the agent created at first boot; it answers instances without an assignment.
 pub const DEFAULT_AGENT_NAME: &str = "default";
 
 /// Creates the default agent on first boot (provider and model from the configuration).
-async fn ensure_default_agent(app: &App) -> anyhow::Result<()> {
-    if app.db.list_agents().await?.iter().any(|a| a.is_default) {
+async fn ensure_default_agent(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if store.list_agents().await?.iter().any(|a| a.is_default) {
         return Ok(());
     }
-    let provider = if app.config.default_provider == "openai" {
+    let provider = if config.default_provider == "openai" {
         Provider::Openai
     } else {
         Provider::Offline
     };
     let settings = ModelSettings {
         provider,
-        model: app.config.default_model.clone(),
+        model: config.default_model.clone(),
         temperature: 0.2,
         max_tokens: 1024,
         max_turns: crate::limits::DEFAULT_MAX_TURNS,
     };
-    app.db
+    store
         .insert_agent(
             &nitejar_store::AgentFields {
                 name: DEFAULT_AGENT_NAME,

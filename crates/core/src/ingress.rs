@@ -13,16 +13,41 @@
 //! job is stored with the work item but held until `work_item.post_create` has run, so the run's
 //! hooks always come after it; a redelivery of a known key runs no hooks.
 
-use crate::app::App;
+use crate::agent::Workers;
+use crate::crypto::SecretBox;
+use crate::hooks::HookDispatcher;
 use crate::hooks::RunScope;
 use crate::limits::MAX_WORK_ITEM_TITLE_BYTES;
+use crate::plugins::registry::PluginRegistry;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use nitejar_sandbox::bindings::nitejar::plugin::types::Header;
 use nitejar_sandbox::runtime::PluginFailure;
+use nitejar_sandbox::runtime::PluginRuntime;
+use nitejar_store::Store;
 use nitejar_store::{CreateOutcome, NewWorkItem};
 use serde_json::json;
 use std::sync::Arc;
+
+/// What webhook ingress needs: the store (instance, idempotency, work item and job), the loaded
+/// plugins, the hook dispatcher (`work_item.pre_create` / `post_create`), the sandbox, the secret
+/// box (the instance config is decrypted for the plugin), the run workers to wake, a deadline.
+pub struct Ingress {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Loaded plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// Runs the work-item hook chains.
+    pub dispatcher: Arc<HookDispatcher>,
+    /// The sandbox.
+    pub runtime: Arc<PluginRuntime>,
+    /// Decrypts the instance config.
+    pub secrets: SecretBox,
+    /// Woken when a job is queued.
+    pub workers: Workers,
+    /// Deadline of a `parse-webhook` call.
+    pub integration_timeout_ms: u64,
+}
 
 /// The HTTP answer to a webhook.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,12 +92,12 @@ pub struct InboundRequest {
 
 /// Handles one webhook delivery.
 pub async fn handle_webhook(
-    app: &Arc<App>,
+    ctx: &Arc<Ingress>,
     integration_type: &str,
     instance_id: &str,
     req: InboundRequest,
 ) -> WebhookReply {
-    let instance = match app.db.get_instance(instance_id).await {
+    let instance = match ctx.store.get_instance(instance_id).await {
         Ok(Some(i)) if i.enabled => i,
         Ok(_) => {
             return WebhookReply::error(
@@ -93,7 +118,7 @@ pub async fn handle_webhook(
             format!("instance {instance_id} is not of type {integration_type:?}"),
         );
     }
-    let Some(plugin) = app
+    let Some(plugin) = ctx
         .registry
         .get(&instance.plugin_id)
         .filter(|p| p.descriptor(integration_type).is_some())
@@ -105,7 +130,7 @@ pub async fn handle_webhook(
         );
     };
     let config = match crate::instances::decrypt_config(
-        app,
+        &ctx.secrets,
         &instance.config_json,
         plugin.descriptor(integration_type),
     ) {
@@ -135,9 +160,9 @@ pub async fn handle_webhook(
             .collect(),
         body: req.body,
     };
-    let runtime = app.runtime.clone();
+    let runtime = ctx.runtime.clone();
     let call_plugin = plugin.clone();
-    let timeout_ms = app.config.integration_timeout_ms;
+    let timeout_ms = ctx.integration_timeout_ms;
     let outcome = tokio::task::spawn_blocking(move || {
         runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, timeout_ms)
     })
@@ -184,13 +209,13 @@ pub async fn handle_webhook(
             }
         }
         ParseOutcome::WorkItem(msg) => {
-            create_work_item(app, &instance.id, integration_type, msg).await
+            create_work_item(ctx, &instance.id, integration_type, msg).await
         }
     }
 }
 
 async fn create_work_item(
-    app: &Arc<App>,
+    ctx: &Arc<Ingress>,
     instance_id: &str,
     integration_type: &str,
     msg: wit::InboundMessage,
@@ -223,7 +248,7 @@ async fn create_work_item(
             "the plugin returned neither an idempotency key nor a source reference",
         );
     }
-    match app.db.find_idempotent(instance_id, &key).await {
+    match ctx.store.find_idempotent(instance_id, &key).await {
         Ok(Some(id)) => {
             return WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }));
         }
@@ -233,7 +258,7 @@ async fn create_work_item(
             return WebhookReply::error(500, "internal", "internal error");
         }
     }
-    let agent = match app.db.agent_for_instance(instance_id).await {
+    let agent = match ctx.store.agent_for_instance(instance_id).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("agent lookup failed: {e}");
@@ -258,7 +283,7 @@ async fn create_work_item(
         response_context_json: msg.response_context,
     };
     // The rest runs as its own task: a client that hangs up must not leave a held job behind.
-    let app = app.clone();
+    let ctx = ctx.clone();
     let key = key.clone();
     let agent_id = agent.map(|a| a.id);
     let task = tokio::spawn(async move {
@@ -268,7 +293,7 @@ async fn create_work_item(
             job_id: agent_id.as_ref().map(|_| job_id.clone()),
             agent_id: agent_id.clone(),
         });
-        let table = app.registry.hook_table();
+        let table = ctx.registry.hook_table();
         let mut scope = Some(scope);
         if table.has(crate::hooks::HookName::WorkItemPreCreate) {
             let event = h::WorkItemPreCreateEvent {
@@ -282,8 +307,8 @@ async fn create_work_item(
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
             };
-            let (s, d) = in_scope(&app, scope.take(), move |app, s| {
-                app.dispatcher.dispatch(&table, s, event)
+            let (s, d) = in_scope(&ctx, scope.take(), move |ctx, s| {
+                ctx.dispatcher.dispatch(&table, s, event)
             })
             .await?;
             scope = Some(s);
@@ -299,8 +324,8 @@ async fn create_work_item(
             item.payload_json = e.work_item.payload;
         }
         let job = agent_id.as_deref().map(|a| (job_id.as_str(), a));
-        let created = app
-            .db
+        let created = ctx
+            .store
             .create_work_item_idempotent(&work_item_id, &item, &key, job)
             .await
             .map_err(|e| anyhow::anyhow!("creating a work item failed: {e}"))?;
@@ -313,7 +338,7 @@ async fn create_work_item(
             }
             CreateOutcome::Created(id) => id,
         };
-        let table = app.registry.hook_table();
+        let table = ctx.registry.hook_table();
         if table.has(crate::hooks::HookName::WorkItemPostCreate) {
             let now = nitejar_store::now_ms().max(0) as u64;
             let event = h::WorkItemPostCreateEvent {
@@ -330,21 +355,21 @@ async fn create_work_item(
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
             };
-            let (s, _) = in_scope(&app, scope.take(), move |app, s| {
-                app.dispatcher.dispatch(&table, s, event)
+            let (s, _) = in_scope(&ctx, scope.take(), move |ctx, s| {
+                ctx.dispatcher.dispatch(&table, s, event)
             })
             .await?;
             scope = Some(s);
         }
         if let Some(s) = scope.take() {
-            s.finish(&app.runtime);
+            s.finish(&ctx.runtime);
         }
         if job.is_some() {
-            app.db
+            ctx.store
                 .release_job(&job_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("releasing the job failed: {e}"))?;
-            app.workers.wake();
+            ctx.workers.wake();
         }
         Ok::<_, anyhow::Error>(WebhookReply::json(
             202,
@@ -367,14 +392,14 @@ async fn create_work_item(
 /// Runs `f` with the scope on a blocking thread and hands the scope back (dropped there when
 /// the caller no longer needs it).
 async fn in_scope<T: Send + 'static>(
-    app: &Arc<App>,
+    ctx: &Arc<Ingress>,
     scope: Option<RunScope>,
-    f: impl FnOnce(&App, &mut RunScope) -> T + Send + 'static,
+    f: impl FnOnce(&Ingress, &mut RunScope) -> T + Send + 'static,
 ) -> anyhow::Result<(RunScope, T)> {
     let mut scope = scope.ok_or_else(|| anyhow::anyhow!("hook scope lost"))?;
-    let app = app.clone();
+    let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        let out = f(&app, &mut scope);
+        let out = f(&ctx, &mut scope);
         (scope, out)
     })
     .await

@@ -14,12 +14,30 @@
 //!   Create with `"enabled": false` to store a config before the platform is reachable.
 //! - Validation errors never echo the submitted values (they may be secrets).
 
-use crate::app::App;
+use crate::crypto::SecretBox;
+use crate::plugins::registry::PluginRegistry;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::Descriptor;
 use nitejar_sandbox::runtime::{LoadedPlugin, PluginRuntime};
-use nitejar_store::InstanceRow;
+use nitejar_store::{InstanceRow, Store};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// What instance operations need: the store, the loaded plugins (an instance's type is served by
+/// one of them), the sandbox to validate and test configs in, the secret box, and two settings.
+pub struct Instances {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Loaded plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// The sandbox.
+    pub runtime: Arc<PluginRuntime>,
+    /// Encrypts and decrypts sensitive config fields.
+    pub secrets: SecretBox,
+    /// `NITEJAR_PUBLIC_URL`, for full webhook URLs.
+    pub public_url: Option<String>,
+    /// Deadline of a `validate-config` or `test-connection` call.
+    pub integration_timeout_ms: u64,
+}
 
 /// What the operator sees instead of a sensitive value.
 pub const REDACTED: &str = "********";
@@ -59,9 +77,9 @@ pub use nitejar_api::instances::ConnectionCheck;
 use nitejar_api::instances::Instance;
 
 /// The webhook path of an instance, and the full URL when `NITEJAR_PUBLIC_URL` is set.
-pub fn webhook_url(app: &App, integration_type: &str, id: &str) -> String {
+pub fn webhook_url(public_url: Option<&str>, integration_type: &str, id: &str) -> String {
     let path = format!("/api/webhooks/plugins/{integration_type}/{id}");
-    match &app.config.public_url {
+    match public_url {
         Some(base) => format!("{}{path}", base.trim_end_matches('/')),
         None => path,
     }
@@ -69,15 +87,15 @@ pub fn webhook_url(app: &App, integration_type: &str, id: &str) -> String {
 
 /// The config JSON with sensitive fields decrypted (for the plugin only).
 pub fn decrypt_config(
-    app: &App,
+    secrets: &SecretBox,
     stored: &str,
     descriptor: Option<&Descriptor>,
 ) -> Result<String, crate::crypto::CryptoError> {
-    decrypt_map(app, stored, descriptor).map(|m| Value::Object(m).to_string())
+    decrypt_map(secrets, stored, descriptor).map(|m| Value::Object(m).to_string())
 }
 
 fn decrypt_map(
-    app: &App,
+    secrets: &SecretBox,
     stored: &str,
     descriptor: Option<&Descriptor>,
 ) -> Result<Map<String, Value>, crate::crypto::CryptoError> {
@@ -85,7 +103,7 @@ fn decrypt_map(
     if let Some(d) = descriptor {
         for field in &d.sensitive_fields {
             if let Some(Value::String(v)) = config.get(field) {
-                let plain = app.secrets.decrypt(v)?;
+                let plain = secrets.decrypt(v)?;
                 config.insert(field.clone(), Value::String(plain));
             }
         }
@@ -105,8 +123,8 @@ pub fn redacted_config(stored: &str, sensitive: &[String]) -> Map<String, Value>
 }
 
 /// The operator-facing view of an instance (sensitive fields redacted).
-pub fn view(app: &App, row: &InstanceRow) -> Instance {
-    let plugin = app.registry.get(&row.plugin_id);
+pub fn view(ctx: &Instances, row: &InstanceRow) -> Instance {
+    let plugin = ctx.registry.get(&row.plugin_id);
     let sensitive = plugin
         .as_ref()
         .and_then(|p| p.descriptor(&row.integration_type))
@@ -120,7 +138,7 @@ pub fn view(app: &App, row: &InstanceRow) -> Instance {
         enabled: row.enabled,
         plugin_available: plugin.is_some(),
         config: redacted_config(&row.config_json, &sensitive),
-        webhook_url: webhook_url(app, &row.integration_type, &row.id),
+        webhook_url: webhook_url(ctx.public_url.as_deref(), &row.integration_type, &row.id),
         created_at: row.created_at,
         updated_at: row.updated_at,
         connection: None,
@@ -139,14 +157,14 @@ fn every_string_field(stored: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn provider(app: &App, integration_type: &str) -> Result<Arc<LoadedPlugin>, InstanceError> {
-    app.registry
+fn provider(ctx: &Instances, integration_type: &str) -> Result<Arc<LoadedPlugin>, InstanceError> {
+    ctx.registry
         .by_integration_type(integration_type)
         .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))
 }
 
-fn owner(app: &App, row: &InstanceRow) -> Result<Arc<LoadedPlugin>, InstanceError> {
-    app.registry
+fn owner(ctx: &Instances, row: &InstanceRow) -> Result<Arc<LoadedPlugin>, InstanceError> {
+    ctx.registry
         .get(&row.plugin_id)
         .filter(|p| p.descriptor(&row.integration_type).is_some())
         .ok_or_else(|| InstanceError::PluginUnavailable(row.plugin_id.clone()))
@@ -191,14 +209,14 @@ pub fn check_schema(
 /// Runs one integration call with a config on a blocking thread, within the integration
 /// deadline.
 async fn in_sandbox<T: Send + 'static>(
-    app: &App,
+    ctx: &Instances,
     plugin: &Arc<LoadedPlugin>,
     integration_type: &str,
     config: &Map<String, Value>,
     call: impl FnOnce(&PluginRuntime, &LoadedPlugin, &str, &str, u64) -> T + Send + 'static,
 ) -> Result<T, InstanceError> {
-    let runtime = app.runtime.clone();
-    let timeout_ms = app.config.integration_timeout_ms;
+    let runtime = ctx.runtime.clone();
+    let timeout_ms = ctx.integration_timeout_ms;
     let (p, t, c) = (
         plugin.clone(),
         integration_type.to_string(),
@@ -211,7 +229,7 @@ async fn in_sandbox<T: Send + 'static>(
 
 /// Schema, then the plugin's `validate-config`.
 async fn validate(
-    app: &App,
+    ctx: &Instances,
     plugin: &Arc<LoadedPlugin>,
     integration_type: &str,
     config: &Map<String, Value>,
@@ -220,7 +238,7 @@ async fn validate(
         .descriptor(integration_type)
         .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
     check_schema(descriptor, config)?;
-    let verdict = in_sandbox(app, plugin, integration_type, config, |rt, p, t, c, ms| {
+    let verdict = in_sandbox(ctx, plugin, integration_type, config, |rt, p, t, c, ms| {
         rt.validate_config(p, t, c, ms)
     })
     .await?;
@@ -233,12 +251,12 @@ async fn validate(
 
 /// Runs the plugin's `test-connection` on a plaintext config.
 pub async fn test_config(
-    app: &App,
+    ctx: &Instances,
     plugin: &Arc<LoadedPlugin>,
     integration_type: &str,
     config: &Map<String, Value>,
 ) -> Result<ConnectionCheck, InstanceError> {
-    let status = in_sandbox(app, plugin, integration_type, config, |rt, p, t, c, ms| {
+    let status = in_sandbox(ctx, plugin, integration_type, config, |rt, p, t, c, ms| {
         rt.test_connection(p, t, c, ms)
     })
     .await?;
@@ -263,7 +281,7 @@ type Previous<'a> = (&'a Map<String, Value>, &'a Map<String, Value>);
 /// Encrypts the sensitive fields of `config`, reusing `previous` ciphertexts for values that did
 /// not change (so an update that does not touch a secret keeps its stored bytes).
 fn encrypt(
-    app: &App,
+    ctx: &Instances,
     mut config: Map<String, Value>,
     descriptor: &Descriptor,
     previous: Option<Previous<'_>>,
@@ -277,7 +295,7 @@ fn encrypt(
                 .then(|| old_stored.get(field).cloned())
                 .flatten()
         });
-        let stored = kept.unwrap_or_else(|| Value::String(app.secrets.encrypt(plain)));
+        let stored = kept.unwrap_or_else(|| Value::String(ctx.secrets.encrypt(plain)));
         config.insert(field.clone(), stored);
     }
     Value::Object(config).to_string()
@@ -285,16 +303,16 @@ fn encrypt(
 
 /// Validates and creates an instance; with `enabled`, only after a passing connection test.
 pub async fn create(
-    app: &App,
+    ctx: &Instances,
     integration_type: &str,
     name: &str,
     config: Map<String, Value>,
     enabled: bool,
 ) -> Result<InstanceRow, InstanceError> {
-    let plugin = provider(app, integration_type)?;
-    validate(app, &plugin, integration_type, &config).await?;
+    let plugin = provider(ctx, integration_type)?;
+    validate(ctx, &plugin, integration_type, &config).await?;
     if enabled {
-        let check = test_config(app, &plugin, integration_type, &config).await?;
+        let check = test_config(ctx, &plugin, integration_type, &config).await?;
         if !check.ok {
             return Err(InstanceError::ConnectionFailed(
                 check.detail.unwrap_or_else(|| "no detail".into()),
@@ -305,18 +323,18 @@ pub async fn create(
         .descriptor(integration_type)
         .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))?;
     let id = uuid::Uuid::now_v7().to_string();
-    let stored = encrypt(app, config, descriptor, None);
-    app.db
+    let stored = encrypt(ctx, config, descriptor, None);
+    ctx.store
         .insert_instance(&id, plugin.id(), integration_type, name, &stored, enabled)
         .await?;
-    app.db
+    ctx.store
         .get_instance(&id)
         .await?
         .ok_or(InstanceError::NotFound(id))
 }
 
-async fn load(app: &App, id: &str) -> Result<InstanceRow, InstanceError> {
-    app.db
+async fn load(ctx: &Instances, id: &str) -> Result<InstanceRow, InstanceError> {
+    ctx.store
         .get_instance(id)
         .await?
         .ok_or_else(|| InstanceError::NotFound(id.into()))
@@ -325,23 +343,23 @@ async fn load(app: &App, id: &str) -> Result<InstanceRow, InstanceError> {
 /// Applies a partial update (see the module docs). Returns the stored row and, for an enabled
 /// instance whose config changed, the result of a connection test of the new config.
 pub async fn update(
-    app: &App,
+    ctx: &Instances,
     id: &str,
     name: Option<&str>,
     patch: Option<Map<String, Value>>,
 ) -> Result<(InstanceRow, Option<ConnectionCheck>), InstanceError> {
-    let row = load(app, id).await?;
+    let row = load(ctx, id).await?;
     let mut check = None;
     let config_json = match patch {
         None => None,
         Some(patch) => {
-            let plugin = owner(app, &row)?;
+            let plugin = owner(ctx, &row)?;
             let descriptor = plugin
                 .descriptor(&row.integration_type)
                 .ok_or_else(|| InstanceError::PluginUnavailable(row.plugin_id.clone()))?;
             let old_stored: Map<String, Value> =
                 serde_json::from_str(&row.config_json).unwrap_or_default();
-            let old_plain = decrypt_map(app, &row.config_json, Some(descriptor))
+            let old_plain = decrypt_map(&ctx.secrets, &row.config_json, Some(descriptor))
                 .map_err(|_| InstanceError::Undecryptable)?;
             let mut merged = old_plain.clone();
             for (k, v) in patch {
@@ -356,46 +374,46 @@ pub async fn update(
                     }
                 }
             }
-            validate(app, &plugin, &row.integration_type, &merged).await?;
+            validate(ctx, &plugin, &row.integration_type, &merged).await?;
             if row.enabled && merged != old_plain {
-                check = Some(test_config(app, &plugin, &row.integration_type, &merged).await?);
+                check = Some(test_config(ctx, &plugin, &row.integration_type, &merged).await?);
             }
             Some(encrypt(
-                app,
+                ctx,
                 merged,
                 descriptor,
                 Some((&old_plain, &old_stored)),
             ))
         }
     };
-    app.db
+    ctx.store
         .update_instance(id, name, config_json.as_deref())
         .await?;
-    Ok((load(app, id).await?, check))
+    Ok((load(ctx, id).await?, check))
 }
 
 /// Tests a stored instance's connection.
-pub async fn test(app: &App, id: &str) -> Result<ConnectionCheck, InstanceError> {
-    let row = load(app, id).await?;
-    let plugin = owner(app, &row)?;
+pub async fn test(ctx: &Instances, id: &str) -> Result<ConnectionCheck, InstanceError> {
+    let row = load(ctx, id).await?;
+    let plugin = owner(ctx, &row)?;
     let config = decrypt_map(
-        app,
+        &ctx.secrets,
         &row.config_json,
         plugin.descriptor(&row.integration_type),
     )
     .map_err(|_| InstanceError::Undecryptable)?;
-    test_config(app, &plugin, &row.integration_type, &config).await
+    test_config(ctx, &plugin, &row.integration_type, &config).await
 }
 
 /// Enables (after a passing connection test) or disables an instance.
 pub async fn set_enabled(
-    app: &App,
+    ctx: &Instances,
     id: &str,
     enabled: bool,
 ) -> Result<(InstanceRow, Option<ConnectionCheck>), InstanceError> {
     let mut check = None;
     if enabled {
-        let c = test(app, id).await?;
+        let c = test(ctx, id).await?;
         if !c.ok {
             return Err(InstanceError::ConnectionFailed(
                 c.detail.unwrap_or_else(|| "no detail".into()),
@@ -403,15 +421,15 @@ pub async fn set_enabled(
         }
         check = Some(c);
     } else {
-        load(app, id).await?;
+        load(ctx, id).await?;
     }
-    app.db.set_instance_enabled(id, enabled).await?;
-    Ok((load(app, id).await?, check))
+    ctx.store.set_instance_enabled(id, enabled).await?;
+    Ok((load(ctx, id).await?, check))
 }
 
 /// Deletes an instance (its agent assignment goes with it; its work items and runs stay).
-pub async fn delete(app: &App, id: &str) -> Result<(), InstanceError> {
-    if app.db.delete_instance(id).await? {
+pub async fn delete(ctx: &Instances, id: &str) -> Result<(), InstanceError> {
+    if ctx.store.delete_instance(id).await? {
         Ok(())
     } else {
         Err(InstanceError::NotFound(id.into()))

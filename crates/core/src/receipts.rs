@@ -10,7 +10,8 @@
 
 use crate::limits::{RECEIPT_BATCH_SIZE, RECEIPT_FLUSH_INTERVAL_MS};
 pub use nitejar_sandbox::receipts::{EXECUTION_MODE, Receipt, ReceiptQueue, ReceiptSink};
-use nitejar_store::{Db, EventRow};
+use nitejar_store::{EventRow, EventStore};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,7 +23,7 @@ pub struct ReceiptWriter {
 impl ReceiptWriter {
     /// A sink whose receipts this writer stores in `db`, batched (started on the current tokio
     /// runtime).
-    pub fn start(db: Db) -> (ReceiptSink, ReceiptWriter) {
+    pub fn start(db: Arc<dyn EventStore>) -> (ReceiptSink, ReceiptWriter) {
         let (sink, queue) = ReceiptSink::channel();
         let task = tokio::spawn(write_loop(db, queue.receipts, queue.flushes));
         (sink, ReceiptWriter { task })
@@ -38,7 +39,7 @@ impl ReceiptWriter {
 }
 
 async fn write_loop(
-    db: Db,
+    db: Arc<dyn EventStore>,
     mut rx: mpsc::UnboundedReceiver<Receipt>,
     mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {

@@ -22,13 +22,16 @@
 //! enabled skills assigned to any scope of the run, deduplicated by name by precedence,
 //! ordered by name then id.
 
-use crate::app::App;
+use crate::plugins::registry::PluginRegistry;
 use crate::receipts::Receipt;
+use crate::receipts::ReceiptSink;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::skills::SkillSource;
 use nitejar_sandbox::runtime::LoadedPlugin;
-use nitejar_store::{AgentRow, NewSkill, SkillRow};
+use nitejar_store::{AgentRow, NewSkill, SkillRow, Store};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The scopes an assignment can name.
 pub const SCOPES: &[&str] = &["global", "team", "agent", "integration_type"];
@@ -38,6 +41,19 @@ const MAX_SKILL_BYTES: u64 = 256 << 10;
 /// Largest total of one repository skill's supporting files, and their count.
 const MAX_SKILL_FILES_BYTES: u64 = 2 << 20;
 const MAX_SKILL_FILES: usize = 200;
+
+/// What the skills index needs: the store, the receipt sink, the repository's skills directory
+/// and the plugins directory (a plugin's skills are files of its version directory).
+pub struct SkillCatalog {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Receipts of registrations and removals.
+    pub receipts: ReceiptSink,
+    /// The repository's skills directory.
+    pub skills_dir: PathBuf,
+    /// Where plugin versions are installed.
+    pub plugins_dir: PathBuf,
+}
 
 /// Lower wins when names collide.
 pub fn rank(source: &str) -> u8 {
@@ -129,9 +145,9 @@ fn read_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 }
 
 /// Re-reads the skills directory into the index.
-pub async fn sync_repo(app: &App) -> Result<SyncReport, nitejar_store::DbError> {
+pub async fn sync_repo(ctx: &SkillCatalog) -> Result<SyncReport, nitejar_store::DbError> {
     let mut report = SyncReport::default();
-    let dir = &app.config.skills_dir;
+    let dir = &ctx.skills_dir;
     let mut found = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         let mut dirs: Vec<_> = entries.flatten().map(|e| e.path()).collect();
@@ -171,7 +187,7 @@ pub async fn sync_repo(app: &App) -> Result<SyncReport, nitejar_store::DbError> 
                 continue;
             }
             let id = format!("repo:{name}");
-            app.db
+            ctx.store
                 .upsert_skill(&NewSkill {
                     skill_id: &id,
                     name: &name,
@@ -189,9 +205,9 @@ pub async fn sync_repo(app: &App) -> Result<SyncReport, nitejar_store::DbError> 
             report.synced.push(id);
         }
     }
-    for row in app.db.skills_of("repo", None).await? {
+    for row in ctx.store.skills_of("repo", None).await? {
         if !found.contains(&row.name) {
-            app.db.delete_skill(&row.skill_id).await?;
+            ctx.store.delete_skill(&row.skill_id).await?;
             report.removed.push(row.skill_id);
         }
     }
@@ -208,14 +224,11 @@ pub fn shadowed_by(all: &[SkillRow], row_id: &str, name: &str, source: &str) -> 
 
 /// Registers the skills of an activated plugin version (replacing its previous set).
 pub async fn register_plugin(
-    app: &App,
+    ctx: &SkillCatalog,
     plugin: &LoadedPlugin,
 ) -> Result<(), nitejar_store::DbError> {
-    let dir = crate::plugins::installer::version_dir(
-        &app.config.plugins_dir,
-        plugin.id(),
-        plugin.version(),
-    );
+    let dir =
+        crate::plugins::installer::version_dir(&ctx.plugins_dir, plugin.id(), plugin.version());
     let mut kept = Vec::new();
     for skill in &plugin.skills {
         let id = format!("plugin:{}:{}", plugin.id(), skill.id);
@@ -237,7 +250,7 @@ pub async fn register_plugin(
         let content = match (content, name_ok) {
             (Ok(c), true) => c,
             (Err(e), _) => {
-                app.receipts.emit(
+                ctx.receipts.emit(
                     Receipt::new(plugin.id(), "skill", "error")
                         .version(plugin.version())
                         .detail(json!({ "skillId": id, "error": e })),
@@ -245,7 +258,7 @@ pub async fn register_plugin(
                 continue;
             }
             (Ok(_), false) => {
-                app.receipts.emit(
+                ctx.receipts.emit(
                     Receipt::new(plugin.id(), "skill", "error")
                         .version(plugin.version())
                         .detail(json!({ "skillId": id, "error": format!("invalid skill name {:?}", skill.name) })),
@@ -266,9 +279,9 @@ pub async fn register_plugin(
             enabled: skill.default_enabled,
         };
         let checksum = new.checksum();
-        app.db.upsert_skill(&new).await?;
-        let shadow = shadowed_by(&app.db.list_skills().await?, &id, &skill.name, "plugin");
-        app.receipts.emit(
+        ctx.store.upsert_skill(&new).await?;
+        let shadow = shadowed_by(&ctx.store.list_skills().await?, &id, &skill.name, "plugin");
+        ctx.receipts.emit(
             Receipt::new(plugin.id(), "skill", "ok")
                 .version(plugin.version())
                 .detail(json!({
@@ -277,10 +290,10 @@ pub async fn register_plugin(
         );
         kept.push(id);
     }
-    for row in app.db.skills_of("plugin", Some(plugin.id())).await? {
+    for row in ctx.store.skills_of("plugin", Some(plugin.id())).await? {
         if !kept.contains(&row.skill_id) {
-            app.db.delete_skill(&row.skill_id).await?;
-            app.receipts.emit(
+            ctx.store.delete_skill(&row.skill_id).await?;
+            ctx.receipts.emit(
                 Receipt::new(plugin.id(), "skill", "removed")
                     .version(plugin.version())
                     .detail(json!({ "skillId": row.skill_id })),
@@ -291,10 +304,13 @@ pub async fn register_plugin(
 }
 
 /// Removes an uninstalled plugin's skills and their assignments.
-pub async fn remove_plugin(app: &App, plugin_id: &str) -> Result<(), nitejar_store::DbError> {
-    for row in app.db.skills_of("plugin", Some(plugin_id)).await? {
-        app.db.delete_skill(&row.skill_id).await?;
-        app.receipts.emit(
+pub async fn remove_plugin(
+    ctx: &SkillCatalog,
+    plugin_id: &str,
+) -> Result<(), nitejar_store::DbError> {
+    for row in ctx.store.skills_of("plugin", Some(plugin_id)).await? {
+        ctx.store.delete_skill(&row.skill_id).await?;
+        ctx.receipts.emit(
             Receipt::new(plugin_id, "skill", "removed")
                 .detail(json!({ "skillId": row.skill_id, "reason": "uninstall" })),
         );
@@ -303,9 +319,9 @@ pub async fn remove_plugin(app: &App, plugin_id: &str) -> Result<(), nitejar_sto
 }
 
 /// Whether a skill can be offered now (a plugin skill needs its plugin loaded).
-fn available(app: &App, row: &SkillRow) -> bool {
+fn available(registry: &PluginRegistry, row: &SkillRow) -> bool {
     match (&row.source[..], &row.plugin_id) {
-        ("plugin", Some(p)) => app.registry.get(p).is_some(),
+        ("plugin", Some(p)) => registry.get(p).is_some(),
         _ => true,
     }
 }
@@ -324,7 +340,8 @@ pub fn by_precedence(mut rows: Vec<SkillRow>) -> Vec<SkillRow> {
 
 /// The skills of a run: enabled, assigned to one of its scopes, available, by precedence.
 pub async fn resolve(
-    app: &App,
+    ctx: &SkillCatalog,
+    registry: &PluginRegistry,
     agent: &AgentRow,
     integration_type: &str,
 ) -> Result<Vec<SkillRow>, nitejar_store::DbError> {
@@ -336,16 +353,19 @@ pub async fn resolve(
     if let Some(team) = agent.team.as_deref() {
         scopes.push(("team", team));
     }
-    let rows = app.db.assigned_skills(&scopes).await?;
+    let rows = ctx.store.assigned_skills(&scopes).await?;
     Ok(by_precedence(
-        rows.into_iter().filter(|r| available(app, r)).collect(),
+        rows.into_iter()
+            .filter(|r| available(registry, r))
+            .collect(),
     ))
 }
 
 /// The API view of a skill (content only when `full`); `all` is the whole index, read once by
 /// the caller, for `shadowedBy`.
 pub async fn view(
-    app: &App,
+    ctx: &SkillCatalog,
+    registry: &PluginRegistry,
     all: &[SkillRow],
     row: &SkillRow,
     full: bool,
@@ -363,16 +383,16 @@ pub async fn view(
         enabled: row.enabled,
         created_at: row.created_at,
         updated_at: row.updated_at,
-        available: available(app, row),
+        available: available(registry, row),
         shadowed_by: shadowed_by(all, &row.skill_id, &row.name, &row.source),
-        assignments: app
-            .db
+        assignments: ctx
+            .store
             .skill_assignments(&row.skill_id)
             .await?
             .into_iter()
             .map(|(scope, scope_ref)| SkillAssignment { scope, scope_ref })
             .collect(),
-        files: app.db.skill_file_paths(&row.skill_id).await?,
+        files: ctx.store.skill_file_paths(&row.skill_id).await?,
     })
 }
 

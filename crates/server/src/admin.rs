@@ -19,10 +19,10 @@ use nitejar_api::plugins::{
 };
 use nitejar_core::app::App;
 use nitejar_core::app::HOST_RECEIPT_ID;
-use nitejar_core::plugins::declarations;
 use nitejar_core::plugins::installer::{self, InstallError, install};
 use nitejar_core::plugins::package::PackageError;
 use nitejar_core::plugins::sources::{self, Fetched, SourceError, SourceOptions};
+use nitejar_core::plugins::{access, declarations};
 use nitejar_core::receipts::{EXECUTION_MODE, Receipt};
 use nitejar_sandbox::manifest::Manifest;
 use serde::Deserialize;
@@ -107,7 +107,7 @@ fn plugin_summary(app: &App, row: &nitejar_store::PluginRow) -> PluginSummary {
 
 /// `GET /api/admin/plugins`.
 pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<PluginList>> {
-    let rows = app.db.list_plugins().await?;
+    let rows = app.store.list_plugins().await?;
     Ok(Json(PluginList {
         plugins: rows.iter().map(|r| plugin_summary(&app, r)).collect(),
         runtime: posture(&app),
@@ -117,7 +117,7 @@ pub async fn list_plugins(State(app): State<Arc<App>>) -> ApiResult<Json<PluginL
 
 /// The plugin row of `id`, or a 404 that says it is not installed.
 async fn installed_plugin(app: &App, id: &str) -> ApiResult<nitejar_store::PluginRow> {
-    app.db
+    app.store
         .get_plugin(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))
@@ -130,7 +130,7 @@ pub async fn get_plugin(
 ) -> ApiResult<Json<PluginDetail>> {
     let row = installed_plugin(&app, &id).await?;
     let disclosures = app
-        .db
+        .store
         .list_disclosures(&id)
         .await?
         .into_iter()
@@ -153,7 +153,10 @@ pub async fn list_events(
 ) -> ApiResult<Json<EventPage>> {
     app.receipts.flush().await;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let rows = app.db.list_events(&id, limit, q.cursor.as_deref()).await?;
+    let rows = app
+        .store
+        .list_events(&id, limit, q.cursor.as_deref())
+        .await?;
     let next_cursor = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
@@ -223,7 +226,7 @@ pub async fn fetch_package(
     reference: &str,
     options: &SourceOptions,
 ) -> ApiResult<Fetched> {
-    sources::fetch(app, kind, reference, options)
+    sources::fetch(&app.plugins, kind, reference, options)
         .await
         .map_err(|e| source_error(app, e, kind, Some(reference)))
 }
@@ -231,7 +234,7 @@ pub async fn fetch_package(
 /// Reads an uploaded package: a `.tgz` (npm layout, extracted in staging) or a bare `.wasm`.
 pub async fn fetch_upload(app: &App, upload: Upload) -> ApiResult<Fetched> {
     let name = upload.file_name.clone();
-    sources::upload(app, upload.bytes, upload.file_name)
+    sources::upload(&app.plugins, upload.bytes, upload.file_name)
         .await
         .map_err(|e| source_error(app, e, "upload", name.as_deref()))
 }
@@ -316,7 +319,7 @@ pub async fn install_plugin(
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let (kind, reference) = required_source(&body)?;
     let f = fetch_package(&app, kind, reference, &body.options).await?;
-    let report = install(&app, f.pkg, f.source)
+    let report = install(&app.plugins, f.pkg, f.source)
         .await
         .map_err(install_error)?;
     Ok(created(report))
@@ -337,7 +340,9 @@ async fn install_from(
     body: SourceBody,
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let f = fetch_package(app, kind, &body.source_ref, &body.options).await?;
-    let report = install(app, f.pkg, f.source).await.map_err(install_error)?;
+    let report = install(&app.plugins, f.pkg, f.source)
+        .await
+        .map_err(install_error)?;
     Ok(created(report))
 }
 
@@ -363,7 +368,7 @@ pub async fn upload_plugin(
     body: Upload,
 ) -> ApiResult<(StatusCode, Json<InstallReport>)> {
     let f = fetch_upload(&app, body).await?;
-    let report = install(&app, f.pkg, f.source)
+    let report = install(&app.plugins, f.pkg, f.source)
         .await
         .map_err(install_error)?;
     Ok(created(report))
@@ -377,7 +382,7 @@ pub async fn preview_plugin(
     let (kind, reference) = required_source(&body)?;
     let f = fetch_package(&app, kind, reference, &body.options).await?;
     Ok(Json(
-        installer::preview(&app, &f.pkg, &f.source)
+        installer::preview(&app.plugins, &f.pkg, &f.source)
             .await
             .map_err(install_error)?,
     ))
@@ -387,24 +392,10 @@ pub async fn preview_plugin(
 pub async fn preview_upload(State(app): State<Arc<App>>, body: Upload) -> ApiResult<Json<Preview>> {
     let f = fetch_upload(&app, body).await?;
     Ok(Json(
-        installer::preview(&app, &f.pkg, &f.source)
+        installer::preview(&app.plugins, &f.pkg, &f.source)
             .await
             .map_err(install_error)?,
     ))
-}
-
-/// A lifecycle receipt for `row`: its active version and the time since `started`.
-fn action_receipt(
-    row: &nitejar_store::PluginRow,
-    kind: &str,
-    status: &str,
-    started: std::time::Instant,
-) -> Receipt {
-    let r = Receipt::new(&row.id, kind, status).duration(started.elapsed());
-    match &row.current_version {
-        Some(v) => r.version(v),
-        None => r,
-    }
 }
 
 /// `POST /api/admin/plugins/{id}/grants` with the disclosure keys to grant.
@@ -413,24 +404,8 @@ pub async fn grant(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GrantRequest>,
 ) -> ApiResult<Json<GrantResponse>> {
-    let started = std::time::Instant::now();
-    let row = installed_plugin(&app, &id).await?;
-    let known = app.db.list_disclosures(&id).await?;
-    if let Some(unknown) = body
-        .permissions
-        .iter()
-        .find(|p| !known.iter().any(|k| &k.permission == *p))
-    {
-        return Err(ApiError::bad_request(format!(
-            "{unknown:?} is not a permission {id} declares"
-        )));
-    }
-    let changed = app.db.acknowledge(&id, &body.permissions).await?;
-    app.receipts.emit(
-        action_receipt(&row, "grant", "ok", started).detail(json!({ "granted": body.permissions })),
-    );
-    reload_if_loaded(&app, &id).await;
-    Ok(Json(GrantResponse { granted: changed }))
+    let granted = access::grant(&app.plugins, &id, &body.permissions).await?;
+    Ok(Json(GrantResponse { granted }))
 }
 
 /// `PUT /api/admin/plugins/{id}/secrets/{key}`: stores a secret value (encrypted).
@@ -439,28 +414,8 @@ pub async fn set_secret(
     Path((id, key)): Path<(String, String)>,
     ApiJson(body): ApiJson<SecretRequest>,
 ) -> ApiResult<StatusCode> {
-    let row = installed_plugin(&app, &id).await?;
-    let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(ApiError::internal)?;
-    if !manifest.permissions.secrets.contains(&key) {
-        return Err(ApiError::bad_request(format!(
-            "{id} does not declare the secret {key:?}"
-        )));
-    }
-    app.db
-        .set_secret(&id, &key, &app.secrets.encrypt(&body.value))
-        .await?;
-    app.receipts.emit(
-        action_receipt(&row, "secret_set", "ok", std::time::Instant::now())
-            .detail(json!({ "key": key })),
-    );
-    reload_if_loaded(&app, &id).await;
+    access::set_secret(&app.plugins, &id, &key, &body.value).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn reload_if_loaded(app: &App, id: &str) {
-    if app.registry.get(id).is_some() {
-        let _ = app.registry.activate(app, id).await;
-    }
 }
 
 /// `POST /api/admin/plugins/{id}/enable` with `{"consent": true}` for third-party plugins.
@@ -469,74 +424,13 @@ pub async fn enable_plugin(
     Path(id): Path<String>,
     body: Option<ApiJson<EnableRequest>>,
 ) -> ApiResult<Json<EnableResponse>> {
-    let started = std::time::Instant::now();
-    let row = installed_plugin(&app, &id).await?;
     let consent = body.map(|b| b.0.consent).unwrap_or(false);
-    if row.trust_level != "builtin" && !consent {
-        return Err(ApiError::bad_request(
-            "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions",
-        ));
-    }
-    if row.trust_level != "builtin" && app.config.trust.mode.grants_required() {
-        let missing: Vec<String> = app
-            .db
-            .list_disclosures(&id)
-            .await?
-            .into_iter()
-            .filter(|d| !d.acknowledged)
-            .map(|d| d.permission)
-            .collect();
-        if !missing.is_empty() {
-            let mode = app.config.trust.mode.as_str();
-            app.receipts.emit(
-                action_receipt(&row, "enable", "blocked", started).detail(json!({
-                    "reason": "permissions not granted", "missing": missing, "trustMode": mode,
-                })),
-            );
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "grants_required",
-                format!(
-                    "trust mode {mode} requires every declared permission to be granted before enable; not granted: {}",
-                    missing.join(", ")
-                ),
-            ));
-        }
-    }
-    if app.config.safe_mode && row.trust_level != "builtin" {
-        app.receipts.emit(
-            action_receipt(&row, "enable", "blocked", started)
-                .detail(json!({ "reason": "safe mode: only built-in plugins are loaded" })),
-        );
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "safe_mode",
-            "the host runs in safe mode (NITEJAR_SAFE_MODE=1, or SLOPBOT_SAFE_MODE=1): only built-in plugins are loaded; restart without it to enable third-party plugins",
-        ));
-    }
-    app.db.set_plugin_enabled(&id, true).await?;
-    app.db.set_plugin_alert(&id, None).await?;
-    app.crash_guard.clear(&id);
-    let result = app.registry.activate(&app, &id).await;
-    let status = if result.is_ok() { "ok" } else { "error" };
-    app.receipts.emit(
-        action_receipt(&row, "enable", status, started).detail(json!({ "consent": consent })),
-    );
-    match result {
-        Ok(p) => Ok(Json(EnableResponse {
-            enabled: true,
-            loaded: Some(true),
-            version: Some(p.version().to_string()),
-        })),
-        Err(e) => {
-            app.db.set_plugin_enabled(&id, false).await?;
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "load_failed",
-                e,
-            ))
-        }
-    }
+    let version = access::enable(&app.plugins, &id, consent).await?;
+    Ok(Json(EnableResponse {
+        enabled: true,
+        loaded: Some(true),
+        version: Some(version),
+    }))
 }
 
 /// `POST /api/admin/plugins/{id}/disable`: stops new calls at once.
@@ -544,12 +438,7 @@ pub async fn disable_plugin(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EnableResponse>> {
-    let started = std::time::Instant::now();
-    let row = installed_plugin(&app, &id).await?;
-    app.db.set_plugin_enabled(&id, false).await?;
-    app.registry.deactivate(&id);
-    app.receipts
-        .emit(action_receipt(&row, "disable", "ok", started));
+    access::disable(&app.plugins, &id).await?;
     Ok(Json(EnableResponse {
         enabled: false,
         loaded: None,
@@ -563,7 +452,7 @@ pub async fn list_work_items(
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorkItemList>> {
     let work_items = app
-        .db
+        .store
         .list_work_items(&id)
         .await?
         .into_iter()

@@ -80,32 +80,38 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Instance>)> {
     check_name(&body.name)?;
     let row = instances::create(
-        &app,
+        &app.instances,
         &body.integration_type,
         body.name.trim(),
         body.config,
         body.enabled,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(instances::view(&app, &row))))
+    Ok((
+        StatusCode::CREATED,
+        Json(instances::view(&app.instances, &row)),
+    ))
 }
 
 /// `GET /api/admin/instances` (sensitive fields redacted).
 pub async fn list(State(app): State<Arc<App>>) -> ApiResult<Json<InstanceList>> {
-    let rows = app.db.list_instances().await?;
+    let rows = app.store.list_instances().await?;
     Ok(Json(InstanceList {
-        instances: rows.iter().map(|r| instances::view(&app, r)).collect(),
+        instances: rows
+            .iter()
+            .map(|r| instances::view(&app.instances, r))
+            .collect(),
     }))
 }
 
 /// `GET /api/admin/instances/{id}`.
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
     let row = app
-        .db
+        .store
         .get_instance(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no integration instance {id}")))?;
-    Ok(Json(instances::view(&app, &row)))
+    Ok(Json(instances::view(&app.instances, &row)))
 }
 
 /// The view with the connection test this change ran, if any.
@@ -123,14 +129,22 @@ pub async fn update(
     if let Some(n) = &body.name {
         check_name(n)?;
     }
-    let (row, check) =
-        instances::update(&app, &id, body.name.as_deref().map(str::trim), body.config).await?;
-    Ok(Json(with_check(instances::view(&app, &row), check)))
+    let (row, check) = instances::update(
+        &app.instances,
+        &id,
+        body.name.as_deref().map(str::trim),
+        body.config,
+    )
+    .await?;
+    Ok(Json(with_check(
+        instances::view(&app.instances, &row),
+        check,
+    )))
 }
 
 /// `DELETE /api/admin/instances/{id}`: the instance and its agent assignment; work items stay.
 pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    instances::delete(&app, &id).await?;
+    instances::delete(&app.instances, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,8 +153,11 @@ pub async fn enable(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Instance>> {
-    let (row, check) = instances::set_enabled(&app, &id, true).await?;
-    Ok(Json(with_check(instances::view(&app, &row), check)))
+    let (row, check) = instances::set_enabled(&app.instances, &id, true).await?;
+    Ok(Json(with_check(
+        instances::view(&app.instances, &row),
+        check,
+    )))
 }
 
 /// `POST /api/admin/instances/{id}/disable`: webhooks to it answer 404 from now on.
@@ -148,8 +165,8 @@ pub async fn disable(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Instance>> {
-    let (row, _) = instances::set_enabled(&app, &id, false).await?;
-    Ok(Json(instances::view(&app, &row)))
+    let (row, _) = instances::set_enabled(&app.instances, &id, false).await?;
+    Ok(Json(instances::view(&app.instances, &row)))
 }
 
 /// `POST /api/admin/instances/{id}/test`: the plugin's `test-connection` on the stored config.
@@ -157,7 +174,7 @@ pub async fn test(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConnectionCheck>> {
-    Ok(Json(instances::test(&app, &id).await?))
+    Ok(Json(instances::test(&app.instances, &id).await?))
 }
 
 /// `POST /api/admin/instances/test`: tests a config before creating an instance (schema and
@@ -175,6 +192,12 @@ pub async fn test_unsaved(
         .ok_or_else(|| InstanceError::UnknownType(body.integration_type.clone()))?;
     instances::check_schema(descriptor, &body.config)?;
     Ok(Json(
-        instances::test_config(&app, &plugin, &body.integration_type, &body.config).await?,
+        instances::test_config(
+            &app.instances,
+            &plugin,
+            &body.integration_type,
+            &body.config,
+        )
+        .await?,
     ))
 }

@@ -22,6 +22,14 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            LifecycleError::Invalid(m) => ApiError::bad_request(m),
+            LifecycleError::GrantsRequired(m) => {
+                ApiError::new(StatusCode::CONFLICT, "grants_required", m)
+            }
+            LifecycleError::SafeMode(m) => ApiError::new(StatusCode::CONFLICT, "safe_mode", m),
+            LifecycleError::LoadFailed(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load_failed", m)
+            }
             LifecycleError::Consent(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "consent_mismatch",
@@ -74,7 +82,7 @@ pub async fn upgrade(
         // same ref, which may have moved; local: the same directory, re-read).
         None => {
             let row = app
-                .db
+                .store
                 .get_plugin(&id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
@@ -91,7 +99,9 @@ pub async fn upgrade(
         }
     };
     same_plugin(&id, &f.pkg)?;
-    Ok(Json(lifecycle::upgrade(&app, f.pkg, f.source).await?))
+    Ok(Json(
+        lifecycle::upgrade(&app.plugins, f.pkg, f.source).await?,
+    ))
 }
 
 /// `POST /api/admin/plugins/{id}/upgrade/upload` (body: `.tgz` or `.wasm`).
@@ -102,7 +112,9 @@ pub async fn upgrade_upload(
 ) -> ApiResult<Json<UpgradeReport>> {
     let f = fetch_upload(&app, body).await?;
     same_plugin(&id, &f.pkg)?;
-    Ok(Json(lifecycle::upgrade(&app, f.pkg, f.source).await?))
+    Ok(Json(
+        lifecycle::upgrade(&app.plugins, f.pkg, f.source).await?,
+    ))
 }
 
 /// `POST /api/admin/plugins/{id}/upgrade/approve` with exactly the added permissions.
@@ -112,13 +124,13 @@ pub async fn approve(
     ApiJson(body): ApiJson<ApproveRequest>,
 ) -> ApiResult<Json<UpgradeReport>> {
     Ok(Json(
-        lifecycle::approve(&app, &id, &body.permissions).await?,
+        lifecycle::approve(&app.plugins, &id, &body.permissions).await?,
     ))
 }
 
 /// `DELETE /api/admin/plugins/{id}/upgrade`: discard the pending upgrade.
 pub async fn discard(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    lifecycle::discard_pending(&app, &id).await?;
+    lifecycle::discard_pending(&app.plugins, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,7 +141,7 @@ pub async fn rollback(
     body: Option<ApiJson<RollbackRequest>>,
 ) -> ApiResult<Json<RollbackResponse>> {
     let body = body.map(|ApiJson(b)| b).unwrap_or_default();
-    let v = lifecycle::rollback(&app, &id, body.version.as_deref()).await?;
+    let v = lifecycle::rollback(&app.plugins, &id, body.version.as_deref()).await?;
     Ok(Json(RollbackResponse {
         plugin_id: id,
         version: v.version,
@@ -142,7 +154,7 @@ pub async fn reload(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReloadReport>> {
-    Ok(Json(lifecycle::reload(&app, &id).await?))
+    Ok(Json(lifecycle::reload(&app.plugins, &id).await?))
 }
 
 /// `POST /api/admin/plugins/{id}/uninstall` `{"purgeFiles"?, "purgeData"?}`.
@@ -152,7 +164,7 @@ pub async fn uninstall(
     body: Option<ApiJson<UninstallOptions>>,
 ) -> ApiResult<Json<UninstallResponse>> {
     let options = body.map(|ApiJson(b)| b).unwrap_or_default();
-    lifecycle::uninstall(&app, &id, options).await?;
+    lifecycle::uninstall(&app.plugins, &id, options).await?;
     Ok(Json(UninstallResponse {
         plugin_id: id,
         uninstalled: true,
@@ -164,7 +176,7 @@ pub async fn uninstall(
 /// `GET /api/admin/doctor`: every plugin's health and what to do about each problem.
 pub async fn doctor_all(State(app): State<Arc<App>>) -> ApiResult<Json<HealthReport>> {
     Ok(Json(
-        nitejar_core::plugins::doctor::diagnose_all(&app).await?,
+        nitejar_core::plugins::doctor::diagnose_all(&app.plugins).await?,
     ))
 }
 
@@ -174,12 +186,12 @@ pub async fn doctor(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginHealth>> {
     let row = app
-        .db
+        .store
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
     Ok(Json(
-        nitejar_core::plugins::doctor::diagnose(&app, &row).await?,
+        nitejar_core::plugins::doctor::diagnose(&app.plugins, &row).await?,
     ))
 }
 
@@ -189,12 +201,12 @@ pub async fn versions(
     Path(id): Path<String>,
 ) -> ApiResult<Json<VersionList>> {
     let row = app
-        .db
+        .store
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
     let versions = app
-        .db
+        .store
         .list_versions(&id)
         .await?
         .into_iter()

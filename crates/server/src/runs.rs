@@ -69,7 +69,13 @@ fn check_agent(body: &AgentRequest) -> ApiResult<String> {
 /// `GET /api/admin/agents`.
 pub async fn list_agents(State(app): State<Arc<App>>) -> ApiResult<Json<AgentList>> {
     Ok(Json(AgentList {
-        agents: app.db.list_agents().await?.iter().map(agent_view).collect(),
+        agents: app
+            .store
+            .list_agents()
+            .await?
+            .iter()
+            .map(agent_view)
+            .collect(),
     }))
 }
 
@@ -79,7 +85,12 @@ pub async fn create_agent(
     ApiJson(body): ApiJson<AgentRequest>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     let model_json = check_agent(&body)?;
-    if app.db.get_agent_by_name(body.name.trim()).await?.is_some() {
+    if app
+        .store
+        .get_agent_by_name(body.name.trim())
+        .await?
+        .is_some()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "name_taken",
@@ -87,7 +98,7 @@ pub async fn create_agent(
         ));
     }
     let id = app
-        .db
+        .store
         .insert_agent(
             &AgentFields {
                 name: body.name.trim(),
@@ -103,7 +114,7 @@ pub async fn create_agent(
         )
         .await?;
     let agent = app
-        .db
+        .store
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::internal("agent vanished"))?;
@@ -116,7 +127,7 @@ pub async fn get_agent(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Agent>> {
     let agent = app
-        .db
+        .store
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
@@ -130,7 +141,7 @@ pub async fn update_agent(
     ApiJson(body): ApiJson<AgentRequest>,
 ) -> ApiResult<Json<Agent>> {
     let model_json = check_agent(&body)?;
-    if let Some(other) = app.db.get_agent_by_name(body.name.trim()).await?
+    if let Some(other) = app.store.get_agent_by_name(body.name.trim()).await?
         && other.id != id
     {
         return Err(ApiError::new(
@@ -149,7 +160,7 @@ pub async fn update_agent(
             .map(str::trim)
             .filter(|t| !t.is_empty()),
     };
-    if !app.db.update_agent(&id, &fields).await? {
+    if !app.store.update_agent(&id, &fields).await? {
         return Err(ApiError::not_found(format!("no agent {id}")));
     }
     get_agent(State(app), Path(id)).await
@@ -161,13 +172,13 @@ pub async fn assign_agent(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AssignAgentRequest>,
 ) -> ApiResult<Json<AssignAgentResponse>> {
-    if app.db.get_instance(&id).await?.is_none() {
+    if app.store.get_instance(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no integration instance {id}")));
     }
-    if app.db.get_agent(&body.agent_id).await?.is_none() {
+    if app.store.get_agent(&body.agent_id).await?.is_none() {
         return Err(ApiError::bad_request(format!("no agent {}", body.agent_id)));
     }
-    app.db.assign_agent(&id, &body.agent_id).await?;
+    app.store.assign_agent(&id, &body.agent_id).await?;
     Ok(Json(AssignAgentResponse {
         instance_id: id,
         agent_id: body.agent_id,
@@ -177,12 +188,12 @@ pub async fn assign_agent(
 /// A run seen whole: its work item, job, steps, receipts and delivery.
 async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResult<RunView> {
     let work_item = app
-        .db
+        .store
         .get_work_item(work_item_id)
         .await?
         .map(crate::views::work_item);
     let steps = match &job {
-        Some(j) => app.db.list_steps(&j.id).await?,
+        Some(j) => app.store.list_steps(&j.id).await?,
         None => Vec::new(),
     };
     let steps = steps
@@ -198,7 +209,7 @@ async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResu
         })
         .collect();
     let delivery = match &job {
-        Some(j) => app.db.get_delivery(&j.id).await?.map(|d| Delivery {
+        Some(j) => app.store.get_delivery(&j.id).await?.map(|d| Delivery {
             job_id: d.job_id,
             work_item_id: d.work_item_id,
             status: d.status,
@@ -213,7 +224,7 @@ async fn run_view(app: &App, job: Option<JobRow>, work_item_id: &str) -> ApiResu
     };
     app.receipts.flush().await;
     let receipts = app
-        .db
+        .store
         .events_for_work_item(work_item_id)
         .await?
         .into_iter()
@@ -258,10 +269,10 @@ pub async fn work_item_run(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
-    if app.db.get_work_item(&id).await?.is_none() {
+    if app.store.get_work_item(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no work item {id}")));
     }
-    let job = app.db.job_for_work_item(&id).await?;
+    let job = app.store.job_for_work_item(&id).await?;
     Ok(Json(run_view(&app, job, &id).await?))
 }
 
@@ -271,7 +282,7 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     let job = app
-        .db
+        .store
         .get_job(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
@@ -346,7 +357,7 @@ pub async fn set_hook_override(
     let body = sandbox_override(&request);
     let event = parse_hook(&hook)?;
     let row = app
-        .db
+        .store
         .get_plugin(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("plugin {id} is not installed")))?;
@@ -370,8 +381,8 @@ pub async fn set_hook_override(
             "timeoutMs must be between 1 and {DEFAULT_HOOK_CHAIN_BUDGET_MS}"
         )));
     }
-    app.db.set_hook_override(&id, event, Some(&body)).await?;
-    app.registry.reload_overrides(&app, &id).await?;
+    app.store.set_hook_override(&id, event, Some(&body)).await?;
+    app.registry.reload_overrides(&id).await?;
     app.receipts.emit(
         nitejar_core::receipts::Receipt::new(&id, "hook_override", "ok")
             .hook(Some(event.as_str()))
@@ -390,8 +401,8 @@ pub async fn clear_hook_override(
     Path((id, hook)): Path<(String, String)>,
 ) -> ApiResult<Json<HookOverrideResponse>> {
     let event = parse_hook(&hook)?;
-    app.db.set_hook_override(&id, event, None).await?;
-    app.registry.reload_overrides(&app, &id).await?;
+    app.store.set_hook_override(&id, event, None).await?;
+    app.registry.reload_overrides(&id).await?;
     Ok(Json(HookOverrideResponse {
         plugin_id: id,
         hook: event.as_str().into(),

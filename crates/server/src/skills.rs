@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// The skill `id`, or a 404 naming it.
 async fn skill_or_404(app: &App, id: &str) -> ApiResult<nitejar_store::SkillRow> {
-    app.db
+    app.store
         .get_skill(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no skill {id}")))
@@ -28,12 +28,12 @@ pub async fn list(
     ApiQuery(q): ApiQuery<SkillsQuery>,
 ) -> ApiResult<Json<SkillList>> {
     let mut out = Vec::new();
-    let all = app.db.list_skills().await?;
+    let all = app.store.list_skills().await?;
     for row in &all {
         if q.source.as_deref().is_some_and(|s| s != row.source) {
             continue;
         }
-        let v = skills::view(&app, &all, row, false).await?;
+        let v = skills::view(&app.skills, &app.registry, &all, row, false).await?;
         if let Some(scope) = q.scope.as_deref() {
             let hit = v.assignments.iter().any(|x| {
                 x.scope == scope && q.scope_ref.as_deref().is_none_or(|r| x.scope_ref == r)
@@ -51,7 +51,14 @@ pub async fn list(
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Skill>> {
     let row = skill_or_404(&app, &id).await?;
     Ok(Json(
-        skills::view(&app, &app.db.list_skills().await?, &row, true).await?,
+        skills::view(
+            &app.skills,
+            &app.registry,
+            &app.store.list_skills().await?,
+            &row,
+            true,
+        )
+        .await?,
     ))
 }
 
@@ -74,7 +81,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Skill>)> {
     check(&b.name, &b.content)?;
     if app
-        .db
+        .store
         .skills_of("admin", None)
         .await?
         .iter()
@@ -87,7 +94,7 @@ pub async fn create(
         ));
     }
     let id = format!("admin:{}", uuid::Uuid::now_v7());
-    app.db
+    app.store
         .upsert_skill(&NewSkill {
             skill_id: &id,
             name: &b.name,
@@ -101,10 +108,19 @@ pub async fn create(
             enabled: b.enabled,
         })
         .await?;
-    let row = app.db.get_skill(&id).await?.expect("just stored");
+    let row = app.store.get_skill(&id).await?.expect("just stored");
     Ok((
         StatusCode::CREATED,
-        Json(skills::view(&app, &app.db.list_skills().await?, &row, true).await?),
+        Json(
+            skills::view(
+                &app.skills,
+                &app.registry,
+                &app.store.list_skills().await?,
+                &row,
+                true,
+            )
+            .await?,
+        ),
     ))
 }
 
@@ -133,7 +149,7 @@ pub async fn update(
         let tags = b
             .tags
             .unwrap_or_else(|| serde_json::from_str(&row.tags_json).unwrap_or_default());
-        app.db
+        app.store
             .upsert_skill(&NewSkill {
                 skill_id: &id,
                 name: &row.name,
@@ -149,11 +165,18 @@ pub async fn update(
             .await?;
     }
     if let Some(e) = b.enabled {
-        app.db.set_skill_enabled(&id, e).await?;
+        app.store.set_skill_enabled(&id, e).await?;
     }
-    let row = app.db.get_skill(&id).await?.expect("exists");
+    let row = app.store.get_skill(&id).await?.expect("exists");
     Ok(Json(
-        skills::view(&app, &app.db.list_skills().await?, &row, true).await?,
+        skills::view(
+            &app.skills,
+            &app.registry,
+            &app.store.list_skills().await?,
+            &row,
+            true,
+        )
+        .await?,
     ))
 }
 
@@ -170,7 +193,7 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
             ),
         ));
     }
-    app.db.delete_skill(&id).await?;
+    app.store.delete_skill(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,20 +215,27 @@ pub async fn assign(
             "`ref` is empty for scope global and required for the others (team name, agent id, integration type)",
         ));
     }
-    if b.scope == "agent" && app.db.get_agent(scope_ref).await?.is_none() {
+    if b.scope == "agent" && app.store.get_agent(scope_ref).await?.is_none() {
         return Err(ApiError::not_found(format!("no agent {scope_ref}")));
     }
-    app.db
+    app.store
         .set_skill_assignment(&id, &b.scope, scope_ref, b.assigned)
         .await?;
     Ok(Json(
-        skills::view(&app, &app.db.list_skills().await?, &row, false).await?,
+        skills::view(
+            &app.skills,
+            &app.registry,
+            &app.store.list_skills().await?,
+            &row,
+            false,
+        )
+        .await?,
     ))
 }
 
 /// `POST /api/admin/skills/sync`: re-reads the repository skills directory.
 pub async fn sync(State(app): State<Arc<App>>) -> ApiResult<Json<SyncReport>> {
-    Ok(Json(skills::sync_repo(&app).await?))
+    Ok(Json(skills::sync_repo(&app.skills).await?))
 }
 
 /// `GET /api/admin/agents/{id}/skills?instance=`: what a run of this agent on this instance gets.
@@ -215,15 +245,21 @@ pub async fn resolve(
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Json<ResolvedSkills>> {
     let agent = app
-        .db
+        .store
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
     let instance =
-        app.db.get_instance(&q.instance).await?.ok_or_else(|| {
+        app.store.get_instance(&q.instance).await?.ok_or_else(|| {
             ApiError::not_found(format!("no integration instance {}", q.instance))
         })?;
-    let rows = skills::resolve(&app, &agent, &instance.integration_type).await?;
+    let rows = skills::resolve(
+        &app.skills,
+        &app.registry,
+        &agent,
+        &instance.integration_type,
+    )
+    .await?;
     Ok(Json(ResolvedSkills {
         skills: rows
             .into_iter()

@@ -31,7 +31,7 @@ pub async fn receive(
             .collect(),
         body: body.to_vec(),
     };
-    let reply = handle_webhook(&app, &integration_type, &instance_id, req).await;
+    let reply = handle_webhook(&app.ingress, &integration_type, &instance_id, req).await;
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
     for (k, v) in &reply.headers {

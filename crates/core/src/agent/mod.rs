@@ -17,7 +17,13 @@ pub mod model;
 mod run;
 pub mod tools;
 
-use crate::app::App;
+use crate::crypto::SecretBox;
+use crate::hooks::HookDispatcher;
+use crate::plugins::registry::PluginRegistry;
+use crate::skills::SkillCatalog;
+use model::ModelClient;
+use nitejar_sandbox::runtime::PluginRuntime;
+use nitejar_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -27,7 +33,32 @@ pub use run::run_job;
 /// How often idle workers look for queued jobs without being woken.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The agent-run workers of this process.
+/// What an agent run needs: the store (work item, agent, job, steps, delivery), the loaded
+/// plugins and their hook chains, the sandbox, the model backends, the secret box (the
+/// integration's config is decrypted for the delivery call), the skills index, and two deadlines.
+pub struct Runner {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Loaded plugins (tools, prompt sections, the integration that delivers).
+    pub registry: Arc<PluginRegistry>,
+    /// Runs the hook chains.
+    pub dispatcher: Arc<HookDispatcher>,
+    /// The sandbox.
+    pub runtime: Arc<PluginRuntime>,
+    /// Model backends.
+    pub models: ModelClient,
+    /// Decrypts the instance config for delivery.
+    pub secrets: SecretBox,
+    /// The skills of a run.
+    pub skills: Arc<SkillCatalog>,
+    /// Deadline of a prompt-section call.
+    pub hook_timeout_ms: u64,
+    /// Deadline of a delivery or receipt call.
+    pub integration_timeout_ms: u64,
+}
+
+/// The agent-run workers of this process (cheap to clone: a shared wake-up and stop flag).
+#[derive(Clone)]
 pub struct Workers {
     wake: Arc<Notify>,
     worker_id: String,
@@ -62,24 +93,25 @@ impl Workers {
         self.wake.notify_waiters();
     }
 
-    /// Starts `count` workers.
-    pub fn start(app: &Arc<App>, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts `count` workers running jobs with `runner`.
+    pub fn start(&self, runner: &Arc<Runner>, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
         (0..count.max(1))
             .map(|_| {
-                let app = app.clone();
-                tokio::spawn(async move { worker_loop(app).await })
+                let runner = runner.clone();
+                let workers = self.clone();
+                tokio::spawn(async move { worker_loop(runner, workers).await })
             })
             .collect()
     }
 }
 
-async fn worker_loop(app: Arc<App>) {
-    let workers = &app.workers;
+async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
+    let workers = &workers;
     loop {
         if workers.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        match app.db.claim_job(workers.worker_id()).await {
+        match runner.store.claim_job(workers.worker_id()).await {
             Ok(Some(job)) => {
                 let id = job.id.clone();
                 let span = tracing::info_span!(
@@ -88,7 +120,7 @@ async fn worker_loop(app: Arc<App>) {
                     work_item.id = %job.work_item_id,
                     attempt = job.attempts,
                 );
-                if let Err(e) = tracing::Instrument::instrument(run_job(&app, job), span).await {
+                if let Err(e) = tracing::Instrument::instrument(run_job(&runner, job), span).await {
                     tracing::error!(job_id = %id, "run failed: {e:#}");
                 }
                 continue;

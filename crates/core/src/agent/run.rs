@@ -1,8 +1,8 @@
 //! One run of a job (see the module docs of [`crate::agent`]).
 
+use super::Runner;
 use super::model::{ChatRequest, ModelSettings};
 use super::tools::{Builtin, ToolCatalog, ToolTarget};
-use crate::app::App;
 use crate::hooks::{ApplyHook, Dispatched, RunScope};
 use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
 use anyhow::{Context, anyhow};
@@ -14,32 +14,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Runs `job` (already claimed) to the end and records the outcome.
-pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
+pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
-        app.db
+        runner
+            .store
             .finish_job(&job, "failed", "failed", None, Some(&msg))
             .await?;
         return Ok(());
     }
-    if let Some(d) = app.db.get_delivery(&job.id).await?
+    if let Some(d) = runner.store.get_delivery(&job.id).await?
         && (d.status == "delivered" || d.status == "blocked")
     {
         // The reply was settled by an earlier attempt: never post twice.
         let result = json!({ "delivery": d.status, "resumed": true }).to_string();
-        app.db
+        runner
+            .store
             .finish_job(&job, "done", "done", Some(&result), None)
             .await?;
         return Ok(());
     }
-    app.db
+    runner
+        .store
         .set_work_item_status(&job.work_item_id, "running")
         .await?;
-    let mut run = match Run::prepare(app, &job).await {
+    let mut run = match Run::prepare(runner, &job).await {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("{e:#}");
-            app.db
+            runner
+                .store
                 .finish_job(&job, "failed", "failed", None, Some(&msg))
                 .await?;
             return Err(e);
@@ -48,7 +52,7 @@ pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
     let outcome = run.execute().await;
     // The run's plugin instances are torn down off the async threads.
     if let Some(scope) = run.scope.take() {
-        scope.finish(&app.runtime);
+        scope.finish(&runner.runtime);
     }
     match outcome {
         Ok(result) => {
@@ -63,7 +67,8 @@ pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
                 "done"
             };
             let error = result["deliveryError"].as_str().map(str::to_string);
-            app.db
+            runner
+                .store
                 .finish_job(
                     &job,
                     status,
@@ -77,7 +82,8 @@ pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
         Err(e) => {
             let msg = format!("{e:#}");
             run.step(0, "note", json!({ "error": msg })).await;
-            app.db
+            runner
+                .store
                 .finish_job(&job, "failed", "failed", None, Some(&msg))
                 .await?;
             Err(e)
@@ -87,7 +93,7 @@ pub async fn run_job(app: &Arc<App>, job: JobRow) -> anyhow::Result<()> {
 
 /// The state of one run.
 struct Run {
-    app: Arc<App>,
+    runner: Arc<Runner>,
     job: JobRow,
     item: WorkItemRow,
     agent: AgentRow,
@@ -103,33 +109,39 @@ struct Run {
 }
 
 impl Run {
-    async fn prepare(app: &Arc<App>, job: &JobRow) -> anyhow::Result<Run> {
-        let item = app
-            .db
+    async fn prepare(runner: &Arc<Runner>, job: &JobRow) -> anyhow::Result<Run> {
+        let item = runner
+            .store
             .get_work_item(&job.work_item_id)
             .await?
             .ok_or_else(|| anyhow!("work item {} is gone", job.work_item_id))?;
-        let agent = app
-            .db
+        let agent = runner
+            .store
             .get_agent(&job.agent_id)
             .await?
             .ok_or_else(|| anyhow!("agent {} is gone", job.agent_id))?;
         let settings: ModelSettings = serde_json::from_str(&agent.model_json)
             .with_context(|| format!("agent {}'s model settings are unreadable", agent.name))?;
-        let instance = app
-            .db
+        let instance = runner
+            .store
             .get_instance(&item.plugin_instance_id)
             .await?
             .ok_or_else(|| anyhow!("integration instance {} is gone", item.plugin_instance_id))?;
-        let skills = crate::skills::resolve(app, &agent, &instance.integration_type).await?;
+        let skills = crate::skills::resolve(
+            &runner.skills,
+            &runner.registry,
+            &agent,
+            &instance.integration_type,
+        )
+        .await?;
         let mut skill_files = Vec::new();
         for s in &skills {
             skill_files.push((
                 s.skill_id.clone(),
-                app.db.skill_file_paths(&s.skill_id).await?,
+                runner.store.skill_file_paths(&s.skill_id).await?,
             ));
         }
-        let catalog = ToolCatalog::build(&app.registry.all(), !skills.is_empty());
+        let catalog = ToolCatalog::build(&runner.registry.all(), !skills.is_empty());
         let scope = RunScope::new(h::HookContext {
             plugin_instance_id: Some(instance.id.clone()),
             work_item_id: Some(item.id.clone()),
@@ -137,7 +149,7 @@ impl Run {
             agent_id: Some(agent.id.clone()),
         });
         Ok(Run {
-            app: app.clone(),
+            runner: runner.clone(),
             job: job.clone(),
             integration_type: instance.integration_type.clone(),
             instance_plugin_id: instance.plugin_id.clone(),
@@ -155,12 +167,12 @@ impl Run {
     /// Runs `f` with the scope on a blocking thread (plugin calls block).
     async fn blocking<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&App, &mut RunScope) -> T + Send + 'static,
+        f: impl FnOnce(&Runner, &mut RunScope) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let mut scope = self.scope.take().context("run scope lost")?;
-        let app = self.app.clone();
+        let runner = self.runner.clone();
         let (scope, out) = tokio::task::spawn_blocking(move || {
-            let out = f(&app, &mut scope);
+            let out = f(&runner, &mut scope);
             (scope, out)
         })
         .await
@@ -171,7 +183,7 @@ impl Run {
 
     /// Dispatches a hook event (no thread hop when nobody listens).
     async fn dispatch<E: ApplyHook>(&mut self, event: E) -> anyhow::Result<Dispatched<E>> {
-        let table = self.app.registry.hook_table();
+        let table = self.runner.registry.hook_table();
         if !table.has(E::NAME) {
             return Ok(Dispatched {
                 event,
@@ -179,14 +191,14 @@ impl Run {
                 handlers: Vec::new(),
             });
         }
-        self.blocking(move |app, scope| app.dispatcher.dispatch(&table, scope, event))
+        self.blocking(move |runner, scope| runner.dispatcher.dispatch(&table, scope, event))
             .await
     }
 
     async fn step(&self, turn: u32, kind: &str, detail: Value) {
         if let Err(e) = self
-            .app
-            .db
+            .runner
+            .store
             .insert_step(&self.job.id, self.job.attempts, turn, kind, &detail)
             .await
         {
@@ -230,14 +242,14 @@ impl Run {
             return Ok(prompt);
         }
         let ctx = self.tool_context();
-        let timeout = self.app.config.hook_timeout_ms;
+        let timeout = self.runner.hook_timeout_ms;
         let sections = self
-            .blocking(move |app, scope| {
+            .blocking(move |runner, scope| {
                 providers
                     .iter()
                     .filter_map(|p| {
-                        let warm = scope.instances.get(&app.runtime, p).ok()?;
-                        app.runtime.prompt_section(p, warm, &ctx, timeout).ok()?
+                        let warm = scope.instances.get(&runner.runtime, p).ok()?;
+                        runner.runtime.prompt_section(p, warm, &ctx, timeout).ok()?
                     })
                     .collect::<Vec<String>>()
             })
@@ -253,7 +265,7 @@ impl Run {
     /// is not enabled.
     fn integration(&self) -> anyhow::Result<Option<(Arc<LoadedPlugin>, integration::Instance)>> {
         let Some(plugin) = self
-            .app
+            .runner
             .registry
             .get(&self.instance_plugin_id)
             .filter(|p| p.descriptor(&self.integration_type).is_some())
@@ -261,7 +273,7 @@ impl Run {
             return Ok(None);
         };
         let config = crate::instances::decrypt_config(
-            &self.app,
+            &self.runner.secrets,
             &self.instance_config,
             plugin.descriptor(&self.integration_type),
         )
@@ -285,11 +297,11 @@ impl Run {
             job_id: Some(self.job.id.clone()),
         };
         let context = self.item.response_context_json.clone();
-        let timeout = self.app.config.integration_timeout_ms;
+        let timeout = self.runner.integration_timeout_ms;
         let r = self
-            .blocking(move |app, scope| {
-                let warm = scope.instances.get(&app.runtime, &plugin)?;
-                app.runtime.acknowledge_receipt(
+            .blocking(move |runner, scope| {
+                let warm = scope.instances.get(&runner.runtime, &plugin)?;
+                runner.runtime.acknowledge_receipt(
                     &plugin,
                     warm,
                     &corr,
@@ -343,7 +355,7 @@ impl Run {
             turns_used = turn;
             // model.pre_call (the conversation is serialized for it only when someone listens)
             let listening = self
-                .app
+                .runner
                 .registry
                 .hook_table()
                 .has(crate::hooks::HookName::ModelPreCall);
@@ -381,7 +393,7 @@ impl Run {
                 tools: &tools,
             };
             let reply = self
-                .app
+                .runner
                 .models
                 .complete(self.settings.provider, &req)
                 .await?;
@@ -517,9 +529,9 @@ impl Run {
                 let name = call.name.clone();
                 let input = pre.tool_input.clone();
                 let result = self
-                    .blocking(move |app, scope| {
-                        let warm = scope.instances.get(&app.runtime, &p)?;
-                        app.runtime.call_tool(
+                    .blocking(move |runner, scope| {
+                        let warm = scope.instances.get(&runner.runtime, &p)?;
+                        runner.runtime.call_tool(
                             &p,
                             warm,
                             &ctx,
@@ -585,7 +597,7 @@ impl Run {
         if let Some(b) = d.blocked {
             row.status = "blocked".into();
             row.error = Some(format!("blocked by plugin {}: {}", b.plugin_id, b.reason));
-            self.app.db.upsert_delivery(&row).await?;
+            self.runner.store.upsert_delivery(&row).await?;
             return Ok(row);
         }
         let Some((plugin, instance)) = self.integration()? else {
@@ -594,7 +606,7 @@ impl Run {
                 "the plugin providing {} is not enabled",
                 self.integration_type
             ));
-            self.app.db.upsert_delivery(&row).await?;
+            self.runner.store.upsert_delivery(&row).await?;
             return Ok(row);
         };
         let options = integration::PostOptions {
@@ -605,8 +617,8 @@ impl Run {
             work_item_id: Some(self.item.id.clone()),
             job_id: Some(self.job.id.clone()),
         };
-        self.app.db.upsert_delivery(&row).await?;
-        let timeout = self.app.config.integration_timeout_ms;
+        self.runner.store.upsert_delivery(&row).await?;
+        let timeout = self.runner.integration_timeout_ms;
         let mut result = None;
         for attempt in 1..=DELIVERY_ATTEMPTS {
             if attempt > 1 {
@@ -622,9 +634,10 @@ impl Run {
                 corr.clone(),
             );
             let r = self
-                .blocking(move |app, scope| {
-                    let warm = scope.instances.get(&app.runtime, &p)?;
-                    app.runtime
+                .blocking(move |runner, scope| {
+                    let warm = scope.instances.get(&runner.runtime, &p)?;
+                    runner
+                        .runtime
                         .post_response(&p, warm, &co, &i, &c, rc.as_deref(), &o, timeout)
                 })
                 .await?;
@@ -645,7 +658,7 @@ impl Run {
                 {
                     row.status = "unsupported".into();
                     row.error = Some(format!("the integration cannot post replies: {message}"));
-                    self.app.db.upsert_delivery(&row).await?;
+                    self.runner.store.upsert_delivery(&row).await?;
                     return Ok(row);
                 }
                 Err(PluginFailure::PluginError {
@@ -658,7 +671,7 @@ impl Run {
                 }
                 Err(f) => row.error = Some(f.to_string()),
             }
-            self.app.db.upsert_delivery(&row).await?;
+            self.runner.store.upsert_delivery(&row).await?;
         }
         let delivery = match &result {
             Some(res) => {
@@ -680,7 +693,7 @@ impl Run {
                 }
             }
         };
-        self.app.db.upsert_delivery(&row).await?;
+        self.runner.store.upsert_delivery(&row).await?;
         self.dispatch(h::ResponsePostDeliverEvent {
             content: pre.content,
             delivery,

@@ -4,7 +4,7 @@
 
 use super::installer::{InstallSource, install};
 use super::package::PluginPackage;
-use crate::app::App;
+use crate::plugins::Plugins;
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
@@ -13,13 +13,13 @@ include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 pub const GUEST_PACKAGES_DIR: &str = env!("NITEJAR_GUEST_PACKAGES_DIR");
 
 /// Installs (or confirms) every bundled plugin and enables it with its declared permissions.
-pub async fn register_all(app: &App) -> anyhow::Result<Vec<String>> {
+pub async fn register_all(ctx: &Plugins) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     for (name, manifest, wasm) in BUNDLED {
         let pkg = PluginPackage::from_parts(manifest.as_bytes().to_vec(), wasm.to_vec())
             .map_err(|e| anyhow::anyhow!("bundled plugin {name}: {e}"))?;
         let id = pkg.manifest.id.clone();
-        let current = app.db.get_plugin(&id).await?;
+        let current = ctx.store.get_plugin(&id).await?;
         if current.as_ref().and_then(|p| p.current_checksum.as_deref()) != Some(pkg.digest.as_str())
         {
             let source = InstallSource {
@@ -27,10 +27,12 @@ pub async fn register_all(app: &App) -> anyhow::Result<Vec<String>> {
                 reference: Some(format!("bundled:{name}")),
                 commit: None,
             };
-            install(app, pkg.clone(), source).await?;
-            app.db.acknowledge(&id, &pkg.manifest.disclosures()).await?;
+            install(ctx, pkg.clone(), source).await?;
+            ctx.store
+                .acknowledge(&id, &pkg.manifest.disclosures())
+                .await?;
             if current.is_none() {
-                app.db.set_plugin_enabled(&id, true).await?;
+                ctx.store.set_plugin_enabled(&id, true).await?;
             }
         }
         ids.push(id);

@@ -4,7 +4,7 @@
 
 use super::installer::{CHECKSUM_FILE, version_dir};
 use super::package::sha256_hex;
-use crate::app::App;
+use crate::plugins::Plugins;
 use nitejar_api::lifecycle::{GrantState, HealthReport, PluginHealth, Problem};
 use nitejar_sandbox::manifest::Manifest;
 use nitejar_store::PluginRow;
@@ -19,9 +19,12 @@ fn problem(check: &str, detail: String, fix: &str) -> Problem {
 }
 
 /// The doctor's report of one plugin.
-pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, nitejar_store::DbError> {
+pub async fn diagnose(
+    ctx: &Plugins,
+    row: &PluginRow,
+) -> Result<PluginHealth, nitejar_store::DbError> {
     let mut problems = Vec::new();
-    let loaded = app.registry.get(&row.id);
+    let loaded = ctx.registry.get(&row.id);
     let version = row.current_version.clone().unwrap_or_default();
     let checksum = row.current_checksum.clone().unwrap_or_default();
     // Load status.
@@ -54,7 +57,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
     let declared = Manifest::parse(row.manifest_json.as_bytes())
         .map(|m| m.disclosures())
         .unwrap_or_default();
-    let acks = app.db.list_disclosures(&row.id).await?;
+    let acks = ctx.store.list_disclosures(&row.id).await?;
     let granted: Vec<String> = acks
         .iter()
         .filter(|a| a.acknowledged && declared.contains(&a.permission))
@@ -73,7 +76,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
         ));
     }
     // Files and checksums.
-    let dir = version_dir(&app.config.plugins_dir, &row.id, &version);
+    let dir = version_dir(&ctx.config.plugins_dir, &row.id, &version);
     let mut files = "ok";
     if !version.is_empty() {
         let entry = Manifest::parse(row.manifest_json.as_bytes())
@@ -110,7 +113,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
                 "restart: the version directory is rewritten from the stored artifact when it is used",
             ));
         }
-        let link = std::fs::read_link(app.config.plugins_dir.join(&row.id).join("current")).ok();
+        let link = std::fs::read_link(ctx.config.plugins_dir.join(&row.id).join("current")).ok();
         if link.as_deref() != Some(std::path::Path::new("versions").join(&version).as_path()) {
             problems.push(problem(
                 "current_pointer",
@@ -118,7 +121,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
                 "restart: boot re-points it at the database's version",
             ));
         }
-        match app.db.get_artifact(&row.id, &version).await? {
+        match ctx.store.get_artifact(&row.id, &version).await? {
             Some((c, bytes)) if c == checksum && sha256_hex(&bytes) == checksum => {}
             _ => problems.push(problem(
                 "artifact",
@@ -130,7 +133,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
     // Compile cache.
     let cache = if checksum.is_empty() {
         "none"
-    } else if app.runtime.cache_path(&checksum).is_file() {
+    } else if ctx.runtime.cache_path(&checksum).is_file() {
         "compiled"
     } else {
         "cold (compiled on next load)"
@@ -141,7 +144,7 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
         enabled: row.enabled,
         loaded: loaded.is_some(),
         last_load_error: row.last_load_error.clone(),
-        recent_failures: app.crash_guard.recent_failures(&row.id) as u64,
+        recent_failures: ctx.crash_guard.recent_failures(&row.id) as u64,
         grants: GrantState {
             declared,
             granted,
@@ -155,14 +158,14 @@ pub async fn diagnose(app: &App, row: &PluginRow) -> Result<PluginHealth, niteja
 }
 
 /// The doctor's report of every installed plugin.
-pub async fn diagnose_all(app: &App) -> Result<HealthReport, nitejar_store::DbError> {
+pub async fn diagnose_all(ctx: &Plugins) -> Result<HealthReport, nitejar_store::DbError> {
     let mut out = Vec::new();
-    for row in app.db.list_plugins().await? {
-        out.push(diagnose(app, &row).await?);
+    for row in ctx.store.list_plugins().await? {
+        out.push(diagnose(ctx, &row).await?);
     }
     Ok(HealthReport {
         healthy: out.iter().all(|p| p.healthy),
-        safe_mode: app.config.safe_mode,
+        safe_mode: ctx.config.safe_mode,
         plugins: out,
     })
 }

@@ -9,7 +9,7 @@
 //! built-ins, whose content comes with the binary and replaces the directory.
 
 use super::package::PluginPackage;
-use crate::app::App;
+use crate::plugins::Plugins;
 use crate::receipts::Receipt;
 use nitejar_sandbox::manifest::MANIFEST_FILE;
 use nitejar_sandbox::runtime::{Grants, LoadError};
@@ -104,36 +104,36 @@ pub fn version_dir(plugins_dir: &Path, id: &str, version: &str) -> PathBuf {
 /// Installs a package and makes it the active version. Leaves the plugin disabled unless it is
 /// a built-in.
 pub async fn install(
-    app: &App,
+    ctx: &Plugins,
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
-    install_with(app, pkg, source, true, false).await
+    install_with(ctx, pkg, source, true, false).await
 }
 
 /// Replaces the files, artifact and manifest of the active version with `pkg` (same id and
 /// version): how a plugin installed from a local directory picks up a rebuild (see
 /// [`super::lifecycle::reload`]). Validated and trust-checked like an install.
 pub async fn replace_active(
-    app: &App,
+    ctx: &Plugins,
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
-    install_with(app, pkg, source, true, true).await
+    install_with(ctx, pkg, source, true, true).await
 }
 
 /// Installs a package's files and version rows beside the active version without activating
 /// it (the first half of an upgrade; see [`super::lifecycle`]).
 pub async fn stage(
-    app: &App,
+    ctx: &Plugins,
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<InstallReport, InstallError> {
-    install_with(app, pkg, source, false, false).await
+    install_with(ctx, pkg, source, false, false).await
 }
 
 async fn install_with(
-    app: &App,
+    ctx: &Plugins,
     pkg: PluginPackage,
     source: InstallSource,
     activate: bool,
@@ -141,7 +141,7 @@ async fn install_with(
 ) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
     let id = pkg.manifest.id.clone();
-    let result = install_inner(app, &pkg, &source, activate, replace).await;
+    let result = install_inner(ctx, &pkg, &source, activate, replace).await;
     let (status, detail) = match &result {
         Ok(r) => (
             "ok",
@@ -149,14 +149,14 @@ async fn install_with(
         ),
         Err(e @ InstallError::Refused(_)) => (
             "blocked",
-            serde_json::json!({ "source": source.kind, "reason": e.to_string(), "trustMode": app.config.trust.mode.as_str() }),
+            serde_json::json!({ "source": source.kind, "reason": e.to_string(), "trustMode": ctx.config.trust.mode.as_str() }),
         ),
         Err(e) => (
             "error",
             serde_json::json!({ "source": source.kind, "error": e.to_string() }),
         ),
     };
-    app.receipts.emit(
+    ctx.receipts.emit(
         Receipt::new(&id, if replace { "reload" } else { "install" }, status)
             .version(&pkg.manifest.version)
             .duration(started.elapsed())
@@ -167,8 +167,8 @@ async fn install_with(
 
 /// Compiles the component (cached by digest) and checks it against its manifest; returns the
 /// WIT API version it targets.
-async fn validate(app: &App, pkg: &PluginPackage) -> Result<String, InstallError> {
-    let runtime = app.runtime.clone();
+async fn validate(ctx: &Plugins, pkg: &PluginPackage) -> Result<String, InstallError> {
+    let runtime = ctx.runtime.clone();
     let (manifest, wasm) = (pkg.manifest.clone(), pkg.wasm.clone());
     let loaded =
         tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &Grants::default()))
@@ -178,7 +178,7 @@ async fn validate(app: &App, pkg: &PluginPackage) -> Result<String, InstallError
 }
 
 async fn install_inner(
-    app: &App,
+    ctx: &Plugins,
     pkg: &PluginPackage,
     source: &InstallSource,
     activate: bool,
@@ -187,8 +187,8 @@ async fn install_inner(
     let m = &pkg.manifest;
     if activate
         && source.kind != "builtin"
-        && let Some(installed) = app
-            .db
+        && let Some(installed) = ctx
+            .store
             .get_plugin(&m.id)
             .await?
             .and_then(|p| p.current_version)
@@ -205,13 +205,13 @@ async fn install_inner(
     let trust_level = if source.kind == "builtin" {
         "builtin"
     } else {
-        app.config
+        ctx.config
             .trust
             .check_package(pkg, source.kind)
             .map_err(InstallError::Refused)?
             .level
     };
-    let api_version = validate(app, pkg).await?;
+    let api_version = validate(ctx, pkg).await?;
     let point = |name: &str| {
         if activate && source.kind != "builtin" {
             crate::crashpoint::reach(name);
@@ -220,7 +220,7 @@ async fn install_inner(
     point("install.validated");
 
     // 2. Files: staging, then one rename into the immutable version directory.
-    let dir = version_dir(&app.config.plugins_dir, &m.id, &m.version);
+    let dir = version_dir(&ctx.config.plugins_dir, &m.id, &m.version);
     let existing = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).ok();
     let same = existing.as_deref().map(str::trim) == Some(pkg.digest.as_str());
     if dir.exists() && !same && source.kind != "builtin" && !replace {
@@ -231,7 +231,7 @@ async fn install_inner(
     }
     if !same {
         // Built-ins are part of the binary: a rebuilt built-in replaces its version directory.
-        let staging = app
+        let staging = ctx
             .config
             .staging_dir
             .join(uuid::Uuid::new_v4().to_string());
@@ -268,7 +268,7 @@ async fn install_inner(
         source_json: Some(&source_json),
     };
     if !activate {
-        app.db.record_version(&record).await?;
+        ctx.store.record_version(&record).await?;
         return Ok(InstallReport {
             plugin_id: m.id.clone(),
             version: m.version.clone(),
@@ -278,14 +278,14 @@ async fn install_inner(
             disclosures: m.disclosures(),
         });
     }
-    set_current(&app.config.plugins_dir.join(&m.id), &m.version)?;
+    set_current(&ctx.config.plugins_dir.join(&m.id), &m.version)?;
     point("install.current");
 
     // 3. Database: plugin, version + artifact, one disclosure row per declared capability.
-    app.db.record_install(&record).await?;
-    let _ = std::fs::remove_file(app.config.plugins_dir.join(&m.id).join(UNINSTALLED_MARKER));
+    ctx.store.record_install(&record).await?;
+    let _ = std::fs::remove_file(ctx.config.plugins_dir.join(&m.id).join(UNINSTALLED_MARKER));
     let disclosures = m.disclosures();
-    app.db.ensure_disclosures(&m.id, &disclosures).await?;
+    ctx.store.ensure_disclosures(&m.id, &disclosures).await?;
     Ok(InstallReport {
         plugin_id: m.id.clone(),
         version: m.version.clone(),
@@ -350,13 +350,14 @@ pub fn ensure_current(plugin_dir: &Path, version: &str) -> std::io::Result<bool>
 /// Reads the active component of an installed version, verifying its checksum; re-materializes
 /// the files from the stored artifact when they are missing or do not match.
 pub async fn read_verified_component(
-    app: &App,
+    store: &dyn nitejar_store::Store,
+    config: &super::PluginSettings,
     id: &str,
     version: &str,
     manifest: &nitejar_sandbox::manifest::Manifest,
     checksum: &str,
 ) -> Result<Vec<u8>, String> {
-    let dir = version_dir(&app.config.plugins_dir, id, version);
+    let dir = version_dir(&config.plugins_dir, id, version);
     let entry = dir.join(manifest.entry.trim_start_matches("./"));
     if let Ok(bytes) = std::fs::read(&entry) {
         if super::package::sha256_hex(&bytes) == checksum {
@@ -368,8 +369,7 @@ pub async fn read_verified_component(
             entry.display()
         );
     }
-    let (stored_checksum, bytes) = app
-        .db
+    let (stored_checksum, bytes) = store
         .get_artifact(id, version)
         .await
         .map_err(|e| e.to_string())?
@@ -384,10 +384,7 @@ pub async fn read_verified_component(
         bytes.clone(),
     )
     .map_err(|e| e.to_string())?;
-    let staging = app
-        .config
-        .staging_dir
-        .join(uuid::Uuid::new_v4().to_string());
+    let staging = config.staging_dir.join(uuid::Uuid::new_v4().to_string());
     write_version_files(&staging, &pkg).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.parent().expect("version dir has a parent"))
@@ -401,15 +398,15 @@ pub async fn read_verified_component(
 /// permission diff. The component is fully validated (compiled and checked against its
 /// manifest), so a package that previews cleanly installs cleanly; nothing is written.
 pub async fn preview(
-    app: &App,
+    ctx: &Plugins,
     pkg: &PluginPackage,
     source: &InstallSource,
 ) -> Result<Preview, InstallError> {
     let m = &pkg.manifest;
-    let api_version = validate(app, pkg).await?;
+    let api_version = validate(ctx, pkg).await?;
     let signed = pkg.signature.is_some();
-    let mode = app.config.trust.mode.as_str().to_string();
-    let trust = match app.config.trust.check_package(pkg, source.kind) {
+    let mode = ctx.config.trust.mode.as_str().to_string();
+    let trust = match ctx.config.trust.check_package(pkg, source.kind) {
         Ok(v) => TrustVerdict {
             mode,
             allowed: true,
@@ -428,11 +425,11 @@ pub async fn preview(
         },
     };
     let declared = m.disclosures();
-    let installed = app.db.get_plugin(&m.id).await?;
+    let installed = ctx.store.get_plugin(&m.id).await?;
     let (action, installed_state, permission_diff) = match &installed {
         None => ("install", None, None),
         Some(row) => {
-            let granted = app.db.granted_permissions(&m.id).await?;
+            let granted = ctx.store.granted_permissions(&m.id).await?;
             let old: std::collections::BTreeSet<String> =
                 nitejar_sandbox::manifest::Manifest::parse(row.manifest_json.as_bytes())
                     .map(|m| m.disclosures().into_iter().collect())
@@ -499,9 +496,9 @@ pub async fn preview(
 /// plugin row (an install killed before its database write; not the files an uninstall kept,
 /// see [`UNINSTALLED_MARKER`]) and version directories with no version row, and recreates missing disclosure rows of active manifests, so files and
 /// database agree. Returns what it removed (for the startup receipt).
-pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
+pub async fn reconcile(ctx: &Plugins) -> Result<Vec<String>, InstallError> {
     let mut removed = Vec::new();
-    let config = &app.config;
+    let config = &ctx.config;
     if let Ok(entries) = std::fs::read_dir(&config.staging_dir) {
         for e in entries.flatten() {
             let path = e.path();
@@ -515,10 +512,12 @@ pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
             }
         }
     }
-    let plugins = app.db.list_plugins().await?;
+    let plugins = ctx.store.list_plugins().await?;
     for row in &plugins {
         if let Ok(m) = nitejar_sandbox::manifest::Manifest::parse(row.manifest_json.as_bytes()) {
-            app.db.ensure_disclosures(&row.id, &m.disclosures()).await?;
+            ctx.store
+                .ensure_disclosures(&row.id, &m.disclosures())
+                .await?;
         }
     }
     let Ok(entries) = std::fs::read_dir(&config.plugins_dir) else {
@@ -541,8 +540,8 @@ pub async fn reconcile(app: &App) -> Result<Vec<String>, InstallError> {
             }
             continue;
         }
-        let known: Vec<String> = app
-            .db
+        let known: Vec<String> = ctx
+            .store
             .list_versions(&name)
             .await?
             .into_iter()

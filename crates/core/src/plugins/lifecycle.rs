@@ -20,7 +20,7 @@
 
 use super::installer::{InstallError, InstallSource, set_current, stage};
 use super::package::PluginPackage;
-use crate::app::App;
+use crate::plugins::Plugins;
 use crate::receipts::Receipt;
 use nitejar_sandbox::manifest::Manifest;
 use nitejar_store::{Purge, VersionRow};
@@ -36,6 +36,19 @@ pub enum LifecycleError {
     /// The action does not apply in the plugin's state; the message says why and what to do.
     #[error("{0}")]
     Conflict(String),
+    /// The request is not valid for this plugin (no consent, a permission or secret it does
+    /// not declare); the message says what to send.
+    #[error("{0}")]
+    Invalid(String),
+    /// The trust mode requires every declared permission to be granted first.
+    #[error("{0}")]
+    GrantsRequired(String),
+    /// Safe mode: only built-in plugins are enabled.
+    #[error("{0}")]
+    SafeMode(String),
+    /// The plugin was enabled but failed to load (it stays disabled).
+    #[error("{0}")]
+    LoadFailed(String),
     /// The operator's consent does not match the added permissions.
     #[error("{0}")]
     Consent(String),
@@ -66,20 +79,20 @@ fn manifest_of(row: &VersionRow) -> Result<Manifest, LifecycleError> {
         .map_err(|e| LifecycleError::Conflict(format!("stored manifest unreadable: {e}")))
 }
 
-async fn granted(app: &App, id: &str) -> Result<BTreeSet<String>, LifecycleError> {
-    Ok(app.db.granted_permissions(id).await?)
+async fn granted(ctx: &Plugins, id: &str) -> Result<BTreeSet<String>, LifecycleError> {
+    Ok(ctx.store.granted_permissions(id).await?)
 }
 
 /// Stages `pkg` as the next version of an installed plugin and activates it unless it needs
 /// consent to added permissions.
 pub async fn upgrade(
-    app: &App,
+    ctx: &Plugins,
     pkg: PluginPackage,
     source: InstallSource,
 ) -> Result<UpgradeReport, LifecycleError> {
     let id = pkg.manifest.id.clone();
-    let row = app
-        .db
+    let row = ctx
+        .store
         .get_plugin(&id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.clone()))?;
@@ -104,9 +117,9 @@ pub async fn upgrade(
         .map(|m| m.disclosures().into_iter().collect())
         .unwrap_or_default();
     let declared_new: BTreeSet<String> = pkg.manifest.disclosures().into_iter().collect();
-    stage(app, pkg, source).await?;
+    stage(ctx, pkg, source).await?;
     crate::crashpoint::reach("upgrade.staged");
-    let have = granted(app, &id).await?;
+    let have = granted(ctx, &id).await?;
     let added: Vec<String> = declared_new.difference(&have).cloned().collect();
     let removed: Vec<String> = declared_old.difference(&declared_new).cloned().collect();
     let mut report = UpgradeReport {
@@ -118,13 +131,13 @@ pub async fn upgrade(
         removed_permissions: removed,
     };
     if added.is_empty() {
-        activate_version(app, &id, &version, "upgrade").await?;
+        activate_version(ctx, &id, &version, "upgrade").await?;
     } else {
         // The disclosure rows appear (not granted) so the operator sees what is asked.
-        app.db.ensure_disclosures(&id, &added).await?;
-        app.db.set_pending_version(&id, Some(&version)).await?;
+        ctx.store.ensure_disclosures(&id, &added).await?;
+        ctx.store.set_pending_version(&id, Some(&version)).await?;
         report.status = "pending_consent".into();
-        app.receipts.emit(
+        ctx.receipts.emit(
             Receipt::new(&id, "upgrade", "pending_consent")
                 .version(&version)
                 .detail(
@@ -137,25 +150,25 @@ pub async fn upgrade(
 
 /// Activates the pending upgrade once the operator consents to exactly its added permissions.
 pub async fn approve(
-    app: &App,
+    ctx: &Plugins,
     id: &str,
     consent: &[String],
 ) -> Result<UpgradeReport, LifecycleError> {
-    let row = app
-        .db
+    let row = ctx
+        .store
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
     let pending = row.pending_version.clone().ok_or_else(|| {
         LifecycleError::Conflict(format!("{id} has no upgrade waiting for consent"))
     })?;
-    let v = app
-        .db
+    let v = ctx
+        .store
         .get_version(id, &pending)
         .await?
         .ok_or_else(|| LifecycleError::Conflict(format!("{id} {pending} is not installed")))?;
     let declared: BTreeSet<String> = manifest_of(&v)?.disclosures().into_iter().collect();
-    let have = granted(app, id).await?;
+    let have = granted(ctx, id).await?;
     let added: BTreeSet<String> = declared.difference(&have).cloned().collect();
     let given: BTreeSet<String> = consent.iter().cloned().collect();
     if given != added {
@@ -165,8 +178,8 @@ pub async fn approve(
         )));
     }
     let list: Vec<String> = added.iter().cloned().collect();
-    app.db.acknowledge(id, &list).await?;
-    activate_version(app, id, &pending, "upgrade").await?;
+    ctx.store.acknowledge(id, &list).await?;
+    activate_version(ctx, id, &pending, "upgrade").await?;
     Ok(UpgradeReport {
         plugin_id: id.into(),
         from_version: row.current_version.unwrap_or_default(),
@@ -178,13 +191,13 @@ pub async fn approve(
 }
 
 /// Discards a pending upgrade (its files stay installed, like any inactive version).
-pub async fn discard_pending(app: &App, id: &str) -> Result<(), LifecycleError> {
-    if app.db.pending_version(id).await?.is_none() {
+pub async fn discard_pending(ctx: &Plugins, id: &str) -> Result<(), LifecycleError> {
+    if ctx.store.pending_version(id).await?.is_none() {
         return Err(LifecycleError::Conflict(format!(
             "{id} has no upgrade waiting for consent"
         )));
     }
-    app.db.set_pending_version(id, None).await?;
+    ctx.store.set_pending_version(id, None).await?;
     Ok(())
 }
 
@@ -193,9 +206,9 @@ pub async fn discard_pending(app: &App, id: &str) -> Result<(), LifecycleError> 
 /// version (a new version is an upgrade); new content is validated and trust-checked like an
 /// install, replaces the active version's files, artifact and manifest, and is activated at once
 /// when the plugin is enabled. Permissions it newly declares start ungranted.
-pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError> {
-    let row = app
-        .db
+pub async fn reload(ctx: &Plugins, id: &str) -> Result<ReloadReport, LifecycleError> {
+    let row = ctx
+        .store
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
@@ -226,16 +239,16 @@ pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError>
             reference: Some(dir),
             commit: None,
         };
-        super::installer::replace_active(app, pkg, source).await?;
+        super::installer::replace_active(ctx, pkg, source).await?;
     }
     if row.enabled {
-        app.registry
-            .activate(app, id)
+        ctx.registry
+            .activate(id)
             .await
             .map_err(LifecycleError::Activation)?;
     }
-    let ungranted = app
-        .db
+    let ungranted = ctx
+        .store
         .list_disclosures(id)
         .await?
         .into_iter()
@@ -253,17 +266,17 @@ pub async fn reload(app: &App, id: &str) -> Result<ReloadReport, LifecycleError>
 
 /// Rolls back to `version`, or to the newest installed version older than the active one.
 pub async fn rollback(
-    app: &App,
+    ctx: &Plugins,
     id: &str,
     version: Option<&str>,
 ) -> Result<VersionRow, LifecycleError> {
-    let row = app
-        .db
+    let row = ctx
+        .store
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
     let current = row.current_version.clone().unwrap_or_default();
-    let versions = app.db.list_versions(id).await?;
+    let versions = ctx.store.list_versions(id).await?;
     let target = match version {
         Some(v) if v == current => {
             return Err(LifecycleError::Conflict(format!(
@@ -295,50 +308,50 @@ pub async fn rollback(
                 })?
         }
     };
-    activate_version(app, id, &target.version, "rollback").await?;
+    activate_version(ctx, id, &target.version, "rollback").await?;
     Ok(target)
 }
 
 /// Makes `version` the active one: database, then pointer, then (when enabled) the registry.
 /// Restores the previous version if the new one fails to load.
 async fn activate_version(
-    app: &App,
+    ctx: &Plugins,
     id: &str,
     version: &str,
     kind: &str,
 ) -> Result<(), LifecycleError> {
     let started = Instant::now();
-    let row = app
-        .db
+    let row = ctx
+        .store
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
-    let target = app
-        .db
+    let target = ctx
+        .store
         .get_version(id, version)
         .await?
         .ok_or_else(|| LifecycleError::Conflict(format!("{id} {version} is not installed")))?;
     let previous = match &row.current_version {
-        Some(v) => app.db.get_version(id, v).await?,
+        Some(v) => ctx.store.get_version(id, v).await?,
         None => None,
     };
     let manifest = manifest_of(&target)?;
-    app.db.set_active_version(&target).await?;
+    ctx.store.set_active_version(&target).await?;
     crate::crashpoint::reach("upgrade.db_active");
-    app.db
+    ctx.store
         .ensure_disclosures(id, &manifest.disclosures())
         .await?;
-    let plugin_dir = app.config.plugins_dir.join(id);
+    let plugin_dir = ctx.config.plugins_dir.join(id);
     set_current(&plugin_dir, version)?;
     let mut outcome = Ok(());
     if row.enabled
-        && let Err(e) = app.registry.activate(app, id).await
+        && let Err(e) = ctx.registry.activate(id).await
     {
         // Put the previous version back in service.
         if let Some(prev) = &previous {
-            app.db.set_active_version(prev).await?;
+            ctx.store.set_active_version(prev).await?;
             set_current(&plugin_dir, &prev.version)?;
-            let _ = app.registry.activate(app, id).await;
+            let _ = ctx.registry.activate(id).await;
         }
         outcome = Err(LifecycleError::Activation(e));
     }
@@ -350,7 +363,7 @@ async fn activate_version(
             serde_json::json!({ "from": from, "to": version, "error": e.to_string() }),
         ),
     };
-    app.receipts.emit(
+    ctx.receipts.emit(
         Receipt::new(id, kind, status)
             .version(version)
             .duration(started.elapsed())
@@ -361,13 +374,13 @@ async fn activate_version(
 
 /// Uninstalls a plugin (see the module docs).
 pub async fn uninstall(
-    app: &App,
+    ctx: &Plugins,
     id: &str,
     options: UninstallOptions,
 ) -> Result<(), LifecycleError> {
     let started = Instant::now();
-    let row = app
-        .db
+    let row = ctx
+        .store
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
@@ -377,8 +390,8 @@ pub async fn uninstall(
         )));
     }
     // Stop it first: no new calls reach it from here on.
-    app.registry.deactivate(id);
-    let plugin_dir = app.config.plugins_dir.join(id);
+    ctx.registry.deactivate(id);
+    let plugin_dir = ctx.config.plugins_dir.join(id);
     if !options.purge_files && plugin_dir.is_dir() {
         // Marked before the rows go, so boot never mistakes kept files for a killed install.
         std::fs::write(
@@ -386,7 +399,7 @@ pub async fn uninstall(
             nitejar_store::now_ms().to_string(),
         )?;
     }
-    app.db
+    ctx.store
         .delete_plugin(
             id,
             Purge {
@@ -394,23 +407,23 @@ pub async fn uninstall(
             },
         )
         .await?;
-    crate::skills::remove_plugin(app, id).await?;
+    crate::skills::remove_plugin(&ctx.skills, id).await?;
     let mut removed = Vec::new();
     if options.purge_files {
-        let dir = app.config.plugins_dir.join(id);
+        let dir = ctx.config.plugins_dir.join(id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
             removed.push(dir.display().to_string());
         }
     }
     if options.purge_data {
-        let dir = app.config.data_dir.join("plugin-files").join(id);
+        let dir = ctx.config.data_dir.join("plugin-files").join(id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
             removed.push(dir.display().to_string());
         }
     }
-    app.receipts.emit(
+    ctx.receipts.emit(
         Receipt::new(id, "uninstall", "ok")
             .version(row.current_version.as_deref().unwrap_or(""))
             .duration(started.elapsed())

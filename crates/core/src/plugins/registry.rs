@@ -7,11 +7,14 @@
 
 use super::installer::read_verified_component;
 use super::trust::PackageSignature;
-use crate::app::App;
+use crate::crypto::SecretBox;
 use crate::hooks::{HookName, HookOverride, HookTable, table::TableEntry};
-use crate::receipts::Receipt;
+use crate::plugins::PluginSettings;
+use crate::receipts::{Receipt, ReceiptSink};
+use crate::skills::SkillCatalog;
 use nitejar_sandbox::manifest::Manifest;
-use nitejar_sandbox::runtime::{Grants, LoadedPlugin};
+use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime};
+use nitejar_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,22 +30,43 @@ struct Entry {
     overrides: Vec<(HookName, HookOverride)>,
 }
 
+/// What activating a plugin needs: its rows, files, grants and secrets, the policy in force, the
+/// sandbox to load it into, and the skills index its version registers into.
+pub struct RegistryDeps {
+    /// The store (plugin rows, versions, grants, secrets, hook overrides).
+    pub store: Arc<dyn Store>,
+    /// The sandbox plugins are loaded into.
+    pub runtime: Arc<PluginRuntime>,
+    /// Decrypts granted secret values.
+    pub secrets: SecretBox,
+    /// Load receipts.
+    pub receipts: ReceiptSink,
+    /// Where a version registers its skills.
+    pub skills: Arc<SkillCatalog>,
+    /// The trust policy in force (checked at every load, not only at install), safe mode, and
+    /// where versions are installed (a missing or tampered component is restored from its
+    /// stored artifact).
+    pub settings: Arc<PluginSettings>,
+    /// Timeout of a hook that declares none.
+    pub default_hook_timeout_ms: u64,
+}
+
 /// Loaded plugins by id, and the hook table built from them.
 pub struct PluginRegistry {
     plugins: RwLock<HashMap<String, Entry>>,
     hooks: RwLock<Arc<HookTable>>,
     next_seq: AtomicU64,
-    default_hook_timeout_ms: u64,
+    deps: RegistryDeps,
 }
 
 impl PluginRegistry {
-    /// An empty registry; hooks without a timeout get `default_hook_timeout_ms`.
-    pub fn new(default_hook_timeout_ms: u64) -> PluginRegistry {
+    /// An empty registry that loads plugins with `deps`.
+    pub fn new(deps: RegistryDeps) -> PluginRegistry {
         PluginRegistry {
             plugins: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Arc::new(HookTable::default())),
             next_seq: AtomicU64::new(0),
-            default_hook_timeout_ms,
+            deps,
         }
     }
 
@@ -105,12 +129,8 @@ impl PluginRegistry {
     }
 
     /// Re-reads `id`'s hook overrides and re-registers its hooks (no-op when not loaded).
-    pub async fn reload_overrides(
-        &self,
-        app: &App,
-        id: &str,
-    ) -> Result<(), nitejar_store::DbError> {
-        let overrides = app.db.list_hook_overrides(id).await?;
+    pub async fn reload_overrides(&self, id: &str) -> Result<(), nitejar_store::DbError> {
+        let overrides = self.deps.store.list_hook_overrides(id).await?;
         let mut plugins = self.plugins.write().expect("registry lock");
         if let Some(e) = plugins.get_mut(id) {
             e.overrides = overrides;
@@ -126,16 +146,16 @@ impl PluginRegistry {
                 seq: e.seq,
                 overrides: &e.overrides,
             }),
-            self.default_hook_timeout_ms,
+            self.deps.default_hook_timeout_ms,
         );
         *self.hooks.write().expect("hook table lock") = Arc::new(table);
     }
 
     /// Loads the current version of `id` with its grants and puts it in service.
     /// A failure is recorded on the plugin row and as a `load` receipt; it never panics.
-    pub async fn activate(&self, app: &App, id: &str) -> Result<Arc<LoadedPlugin>, String> {
+    pub async fn activate(&self, id: &str) -> Result<Arc<LoadedPlugin>, String> {
         let started = Instant::now();
-        let result = self.activate_inner(app, id).await;
+        let result = self.activate_inner(id).await;
         let (status, detail, version) = match &result {
             Ok(p) => (
                 "ok",
@@ -144,13 +164,14 @@ impl PluginRegistry {
             ),
             Err(e) if e.starts_with(TRUST_REFUSAL) => (
                 "blocked",
-                serde_json::json!({ "error": e, "trustMode": app.config.trust.mode.as_str() }),
+                serde_json::json!({ "error": e, "trustMode": self.deps.settings.trust.mode.as_str() }),
                 None,
             ),
             Err(e) => ("error", serde_json::json!({ "error": e }), None),
         };
-        let _ = app
-            .db
+        let _ = self
+            .deps
+            .store
             .set_plugin_load_error(id, result.as_ref().err().map(String::as_str))
             .await;
         let mut r = Receipt::new(id, "load", status)
@@ -159,18 +180,19 @@ impl PluginRegistry {
         if let Some(v) = version {
             r = r.version(&v);
         }
-        app.receipts.emit(r);
+        self.deps.receipts.emit(r);
         result
     }
 
-    async fn activate_inner(&self, app: &App, id: &str) -> Result<Arc<LoadedPlugin>, String> {
-        let row = app
-            .db
+    async fn activate_inner(&self, id: &str) -> Result<Arc<LoadedPlugin>, String> {
+        let row = self
+            .deps
+            .store
             .get_plugin(id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("plugin {id} is not installed"))?;
-        if app.config.safe_mode && row.trust_level != "builtin" {
+        if self.deps.settings.safe_mode && row.trust_level != "builtin" {
             return Err("safe mode: only built-in plugins are loaded".into());
         }
         let (Some(version), Some(checksum)) =
@@ -179,17 +201,27 @@ impl PluginRegistry {
             return Err(format!("plugin {id} has no active version"));
         };
         let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(|e| e.to_string())?;
-        let wasm = read_verified_component(app, id, &version, &manifest, &checksum).await?;
+        let wasm = read_verified_component(
+            &*self.deps.store,
+            &self.deps.settings,
+            id,
+            &version,
+            &manifest,
+            &checksum,
+        )
+        .await?;
         if row.trust_level != "builtin" {
             // The policy in force decides, not the one at install time (a revoked key or a
             // stricter mode stops the plugin here).
-            let stored = app
-                .db
+            let stored = self
+                .deps
+                .store
                 .get_version(id, &version)
                 .await
                 .map_err(|e| e.to_string())?;
-            let verdict = app
-                .config
+            let verdict = self
+                .deps
+                .settings
                 .trust
                 .check(
                     id,
@@ -200,10 +232,10 @@ impl PluginRegistry {
                 )
                 .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;
             if verdict.level != row.trust_level {
-                let _ = app.db.set_trust_level(id, verdict.level).await;
+                let _ = self.deps.store.set_trust_level(id, verdict.level).await;
             }
         }
-        let grants = grants_for(app, &manifest).await?;
+        let grants = grants_for(&self.deps, &manifest).await?;
         for t in &manifest.contributes.integrations {
             if let Some(other) = self.by_integration_type(t).filter(|p| p.id() != id) {
                 return Err(format!(
@@ -212,13 +244,14 @@ impl PluginRegistry {
                 ));
             }
         }
-        let runtime = app.runtime.clone();
+        let runtime = self.deps.runtime.clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &grants))
             .await
             .map_err(|e| format!("load task failed: {e}"))?
             .map_err(|e| e.to_string())?;
-        let overrides = app
-            .db
+        let overrides = self
+            .deps
+            .store
             .list_hook_overrides(id)
             .await
             .map_err(|e| e.to_string())?;
@@ -235,9 +268,9 @@ impl PluginRegistry {
             );
             self.rebuild_hooks(&plugins);
         }
-        app.runtime.prewarm(&loaded);
+        self.deps.runtime.prewarm(&loaded);
         // Registers this version's skills (and drops the ones it no longer has).
-        crate::skills::register_plugin(app, &loaded)
+        crate::skills::register_plugin(&self.deps.skills, &loaded)
             .await
             .map_err(|e| format!("registering skills failed: {e}"))?;
         Ok(loaded)
@@ -245,9 +278,9 @@ impl PluginRegistry {
 }
 
 /// The operator's grants for a plugin, with its secret values decrypted.
-async fn grants_for(app: &App, manifest: &Manifest) -> Result<Grants, String> {
-    let acks = app
-        .db
+async fn grants_for(deps: &RegistryDeps, manifest: &Manifest) -> Result<Grants, String> {
+    let acks = deps
+        .store
         .list_disclosures(&manifest.id)
         .await
         .map_err(|e| e.to_string())?;
@@ -257,13 +290,13 @@ async fn grants_for(app: &App, manifest: &Manifest) -> Result<Grants, String> {
         .map(|a| a.permission)
         .collect();
     let mut secret_values = std::collections::BTreeMap::new();
-    for (key, enc) in app
-        .db
+    for (key, enc) in deps
+        .store
         .list_secrets(&manifest.id)
         .await
         .map_err(|e| e.to_string())?
     {
-        let value = app
+        let value = deps
             .secrets
             .decrypt(&enc)
             .map_err(|e| format!("secret {key}: {e}"))?;

@@ -16,8 +16,8 @@
 
 use super::installer::InstallSource;
 use super::package::{PackageError, PluginPackage};
-use crate::app::App;
 use crate::limits::MAX_UPLOAD_BYTES;
+use crate::plugins::Plugins;
 use crate::plugins::trust::TrustMode;
 use base64::Engine as _;
 use nitejar_sandbox::manifest::MANIFEST_FILE;
@@ -63,7 +63,7 @@ pub struct Fetched {
 /// Reads a package from `kind` (`local`, `npm`, `git`) and `reference`. The staging
 /// directory used is removed before returning.
 pub async fn fetch(
-    app: &App,
+    ctx: &Plugins,
     kind: &str,
     reference: &str,
     options: &SourceOptions,
@@ -88,18 +88,18 @@ pub async fn fetch(
             )));
         }
     };
-    app.config
+    ctx.config
         .trust
         .check_source(kind)
         .map_err(SourceError::Refused)?;
-    let staging = app
+    let staging = ctx
         .config
         .staging_dir
         .join(uuid::Uuid::new_v4().to_string());
     let result = match kind {
         "local" => local(reference).await,
-        "npm" => npm(app, reference, options, &staging).await,
-        _ => git(app, reference, options, &staging).await,
+        "npm" => npm(ctx, reference, options, &staging).await,
+        _ => git(ctx, reference, options, &staging).await,
     };
     let cleanup = staging.clone();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(cleanup)).await;
@@ -108,15 +108,15 @@ pub async fn fetch(
 
 /// Reads an uploaded body: a `.tgz` (npm layout) or a bare `.wasm`.
 pub async fn upload(
-    app: &App,
+    ctx: &Plugins,
     bytes: Vec<u8>,
     name: Option<String>,
 ) -> Result<Fetched, SourceError> {
-    app.config
+    ctx.config
         .trust
         .check_source("upload")
         .map_err(SourceError::Refused)?;
-    let staging = app
+    let staging = ctx
         .config
         .staging_dir
         .join(uuid::Uuid::new_v4().to_string());
@@ -257,7 +257,7 @@ fn check_integrity(bytes: &[u8], integrity: &str) -> Result<(), String> {
 }
 
 async fn npm(
-    app: &App,
+    ctx: &Plugins,
     reference: &str,
     options: &SourceOptions,
     staging: &Path,
@@ -266,7 +266,7 @@ async fn npm(
     let registry = options
         .registry
         .as_deref()
-        .unwrap_or(&app.config.npm_registry)
+        .unwrap_or(&ctx.config.npm_registry)
         .trim_end_matches('/')
         .to_string();
     let registry_url = reqwest::Url::parse(&registry)
@@ -281,7 +281,7 @@ async fn npm(
         .build()
         .map_err(|e| SourceError::Fetch(format!("building the HTTP client failed: {e}")))?;
     // The token only ever goes to the registry's own host.
-    let auth = |req: reqwest::RequestBuilder, url: &reqwest::Url| match &app.config.npm_token {
+    let auth = |req: reqwest::RequestBuilder, url: &reqwest::Url| match &ctx.config.npm_token {
         Some(t) if url.host_str() == registry_url.host_str() => req.bearer_auth(&t.0),
         _ => req,
     };
@@ -469,7 +469,7 @@ fn git_target<'a>(
 }
 
 async fn git(
-    app: &App,
+    ctx: &Plugins,
     reference: &str,
     options: &SourceOptions,
     staging: &Path,
@@ -535,7 +535,7 @@ async fn git(
                 .unwrap_or_default()
         ))));
     }
-    build_if_needed(app, &dir, staging).await?;
+    build_if_needed(ctx, &dir, staging).await?;
     let read = dir.clone();
     let pkg = blocking(move || PluginPackage::from_dir(&read)).await?;
     let mut shown = url.to_string();
@@ -554,7 +554,7 @@ async fn git(
 
 /// Builds the component with cargo when the entry is missing and the directory is a cargo
 /// project (only in `self_host_open`, with the toolchain and target present).
-async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), SourceError> {
+async fn build_if_needed(ctx: &Plugins, dir: &Path, staging: &Path) -> Result<(), SourceError> {
     let text = std::fs::read(dir.join(MANIFEST_FILE)).map_err(PackageError::Io)?;
     let manifest = nitejar_sandbox::manifest::Manifest::parse(&text).map_err(PackageError::from)?;
     let entry = dir.join(manifest.entry.trim_start_matches("./"));
@@ -570,12 +570,12 @@ async fn build_if_needed(app: &App, dir: &Path, staging: &Path) -> Result<(), So
     if !dir.join("Cargo.toml").is_file() {
         return Err(missing("is not a cargo project"));
     }
-    if app.config.trust.mode != TrustMode::SelfHostOpen {
+    if ctx.config.trust.mode != TrustMode::SelfHostOpen {
         return Err(missing(
             "building from source runs the project's build scripts on the host, which only self_host_open allows",
         ));
     }
-    if !app.config.git_build {
+    if !ctx.config.git_build {
         return Err(missing(
             "building from source is turned off (NITEJAR_PLUGIN_GIT_BUILD=0)",
         ));

@@ -1,0 +1,198 @@
+//! Enable, disable, grants and secrets: the rules an operator's consent goes through (spec
+//! §15: consent for third-party plugins, grants required by the trust mode, safe mode, the
+//! crash-loop alert cleared by an explicit enable). Every decision leaves a receipt; the HTTP
+//! layer only maps [`LifecycleError`] to a status.
+
+use super::Plugins;
+use super::lifecycle::LifecycleError;
+use crate::receipts::Receipt;
+use nitejar_sandbox::manifest::Manifest;
+use nitejar_store::PluginRow;
+use serde_json::json;
+use std::time::Instant;
+
+/// The trust level of plugins the host ships.
+pub const BUILTIN: &str = "builtin";
+
+/// The plugin row of `id`, or [`LifecycleError::NotInstalled`].
+pub async fn installed(ctx: &Plugins, id: &str) -> Result<PluginRow, LifecycleError> {
+    ctx.store
+        .get_plugin(id)
+        .await?
+        .ok_or_else(|| LifecycleError::NotInstalled(id.to_string()))
+}
+
+/// A lifecycle receipt for `row`: its active version and the time since `started`.
+fn action_receipt(row: &PluginRow, kind: &str, status: &str, started: Instant) -> Receipt {
+    let r = Receipt::new(&row.id, kind, status).duration(started.elapsed());
+    match &row.current_version {
+        Some(v) => r.version(v),
+        None => r,
+    }
+}
+
+/// Reloads `id` when it is in service, so a new grant or secret takes effect at once.
+async fn reload_if_loaded(ctx: &Plugins, id: &str) {
+    if ctx.registry.get(id).is_some() {
+        let _ = ctx.registry.activate(id).await;
+    }
+}
+
+/// Enables `id` and puts it in service; returns the version that loaded.
+///
+/// A third-party plugin needs `consent`; in a trust mode that requires grants, every declared
+/// permission must be granted first; in safe mode only built-ins are enabled. Enabling clears a
+/// crash-loop alert. A plugin that fails to load stays disabled.
+pub async fn enable(ctx: &Plugins, id: &str, consent: bool) -> Result<String, LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    let third_party = row.trust_level != BUILTIN;
+    if third_party && !consent {
+        return Err(LifecycleError::Invalid(
+            "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions".into(),
+        ));
+    }
+    let mode = ctx.config.trust.mode;
+    if third_party && mode.grants_required() {
+        let missing: Vec<String> = ctx
+            .store
+            .list_disclosures(id)
+            .await?
+            .into_iter()
+            .filter(|d| !d.acknowledged)
+            .map(|d| d.permission)
+            .collect();
+        if !missing.is_empty() {
+            ctx.receipts.emit(
+                action_receipt(&row, "enable", "blocked", started).detail(json!({
+                    "reason": "permissions not granted", "missing": missing,
+                    "trustMode": mode.as_str(),
+                })),
+            );
+            return Err(LifecycleError::GrantsRequired(format!(
+                "trust mode {} requires every declared permission to be granted before enable; not granted: {}",
+                mode.as_str(),
+                missing.join(", ")
+            )));
+        }
+    }
+    if ctx.config.safe_mode && third_party {
+        ctx.receipts.emit(
+            action_receipt(&row, "enable", "blocked", started)
+                .detail(json!({ "reason": "safe mode: only built-in plugins are loaded" })),
+        );
+        return Err(LifecycleError::SafeMode(
+            "the host runs in safe mode (NITEJAR_SAFE_MODE=1, or SLOPBOT_SAFE_MODE=1): only built-in plugins are loaded; restart without it to enable third-party plugins".into(),
+        ));
+    }
+    ctx.store.set_plugin_enabled(id, true).await?;
+    ctx.store.set_plugin_alert(id, None).await?;
+    ctx.crash_guard.clear(id);
+    let result = ctx.registry.activate(id).await;
+    let status = if result.is_ok() { "ok" } else { "error" };
+    ctx.receipts.emit(
+        action_receipt(&row, "enable", status, started).detail(json!({ "consent": consent })),
+    );
+    match result {
+        Ok(p) => Ok(p.version().to_string()),
+        Err(e) => {
+            ctx.store.set_plugin_enabled(id, false).await?;
+            Err(LifecycleError::LoadFailed(e))
+        }
+    }
+}
+
+/// Disables `id`: new calls stop reaching it at once (calls in flight finish).
+pub async fn disable(ctx: &Plugins, id: &str) -> Result<(), LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    ctx.store.set_plugin_enabled(id, false).await?;
+    ctx.registry.deactivate(id);
+    ctx.receipts
+        .emit(action_receipt(&row, "disable", "ok", started));
+    Ok(())
+}
+
+/// Grants declared permissions of `id` (each must be one it declares); returns how many changed.
+pub async fn grant(ctx: &Plugins, id: &str, permissions: &[String]) -> Result<u64, LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    let known = ctx.store.list_disclosures(id).await?;
+    if let Some(unknown) = permissions
+        .iter()
+        .find(|p| !known.iter().any(|k| &k.permission == *p))
+    {
+        return Err(LifecycleError::Invalid(format!(
+            "{unknown:?} is not a permission {id} declares"
+        )));
+    }
+    let changed = ctx.store.acknowledge(id, permissions).await?;
+    ctx.receipts.emit(
+        action_receipt(&row, "grant", "ok", started).detail(json!({ "granted": permissions })),
+    );
+    reload_if_loaded(ctx, id).await;
+    Ok(changed)
+}
+
+/// Stores the value of a secret `id` declares (encrypted at rest; never echoed or logged).
+pub async fn set_secret(
+    ctx: &Plugins,
+    id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    let manifest = Manifest::parse(row.manifest_json.as_bytes()).map_err(|e| {
+        LifecycleError::Conflict(format!("the stored manifest of {id} is unreadable: {e}"))
+    })?;
+    if !manifest.permissions.secrets.iter().any(|s| s == key) {
+        return Err(LifecycleError::Invalid(format!(
+            "{id} does not declare the secret {key:?}"
+        )));
+    }
+    ctx.store
+        .set_secret(id, key, &ctx.secrets.encrypt(value))
+        .await?;
+    ctx.receipts
+        .emit(action_receipt(&row, "secret_set", "ok", started).detail(json!({ "key": key })));
+    reload_if_loaded(ctx, id).await;
+    Ok(())
+}
+
+/// Disables a plugin the crash guard tripped on: out of the registry (no new calls), disabled
+/// in the store with an alert, and an `auto_disable` receipt. Enabling it again clears it.
+pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) {
+    let version = ctx.registry.get(id).map(|p| p.version().to_string());
+    ctx.registry.deactivate(id);
+    let window_ms = ctx.crash_guard.window().as_millis() as u64;
+    let alert = nitejar_api::plugins::PluginAlert {
+        kind: "crash_loop".into(),
+        message: format!(
+            "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
+            window_ms / 1000
+        ),
+        failures: failures as u64,
+        threshold: ctx.crash_guard.threshold() as u64,
+        window_ms,
+        at: nitejar_store::now_ms(),
+    };
+    let alert = serde_json::to_value(&alert).expect("an alert serializes");
+    if let Err(e) = ctx
+        .store
+        .set_plugin_alert(id, Some(&alert.to_string()))
+        .await
+    {
+        tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
+    }
+    tracing::warn!(
+        plugin.id = id,
+        failures,
+        "crash-loop protection disabled the plugin"
+    );
+    let mut r = Receipt::new(id, "auto_disable", "error").detail(alert);
+    if let Some(v) = version {
+        r = r.version(&v);
+    }
+    ctx.receipts.emit(r);
+}

@@ -1,0 +1,76 @@
+//! The receipts aggregate: every action a plugin or the host took, as stored rows.
+
+use crate::DbResult;
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::FromRow;
+
+/// A receipt as stored in `plugin_events`.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRow {
+    /// UUIDv7 id (time-ordered).
+    pub id: String,
+    /// Plugin id.
+    pub plugin_id: String,
+    /// Plugin version.
+    pub plugin_version: Option<String>,
+    /// Kind of action.
+    pub kind: String,
+    /// Outcome.
+    pub status: String,
+    /// Correlated work item.
+    pub work_item_id: Option<String>,
+    /// Correlated job.
+    pub job_id: Option<String>,
+    /// Hook event name, for hook receipts.
+    pub hook_name: Option<String>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Always `wasm_sandbox` for plugin code.
+    pub execution_mode: String,
+    /// Structured detail (JSON).
+    pub detail_json: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
+    fn from(r: nitejar_sandbox::receipts::Receipt) -> Self {
+        EventRow {
+            id: r.id,
+            plugin_id: r.plugin_id,
+            plugin_version: r.plugin_version,
+            kind: r.kind,
+            status: r.status,
+            work_item_id: r.work_item_id,
+            job_id: r.job_id,
+            hook_name: r.hook_name,
+            duration_ms: r.duration_ms,
+            execution_mode: r.execution_mode,
+            detail_json: r.detail_json,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Stored receipts: written in batches by the receipt writer, read newest first.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes a batch of receipts with one multi-row insert.
+    async fn insert_events(&self, events: &[EventRow]) -> DbResult<()>;
+
+    /// A page of a plugin's receipts, newest first; pass the last id as `before` for the next.
+    async fn list_events(
+        &self,
+        plugin_id: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> DbResult<Vec<EventRow>>;
+
+    /// Receipts of a job, oldest first.
+    async fn events_for_job(&self, job_id: &str) -> DbResult<Vec<super::EventRow>>;
+
+    /// Receipts of a work item, oldest first.
+    async fn events_for_work_item(&self, work_item_id: &str) -> DbResult<Vec<super::EventRow>>;
+}

@@ -1,0 +1,162 @@
+//! The integration aggregate: configured instances of an integration type, and the work items
+//! their webhooks create (idempotent per instance and key).
+
+use crate::DbResult;
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::FromRow;
+
+/// A `plugin_instances` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct InstanceRow {
+    /// Instance id.
+    pub id: String,
+    /// Owning plugin.
+    pub plugin_id: String,
+    /// Integration type.
+    #[sqlx(rename = "type")]
+    pub integration_type: String,
+    /// Display name.
+    pub name: String,
+    /// Config JSON with sensitive fields encrypted.
+    pub config_json: String,
+    /// Whether webhooks are accepted.
+    pub enabled: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// A work item to create.
+#[derive(Debug, Clone)]
+pub struct NewWorkItem {
+    /// Instance it came from.
+    pub plugin_instance_id: String,
+    /// Integration type.
+    pub integration_type: String,
+    /// Title.
+    pub title: String,
+    /// Message text.
+    pub text: String,
+    /// Session key.
+    pub session_key: String,
+    /// Platform reference.
+    pub source_ref: String,
+    /// Sender as JSON.
+    pub sender_json: Option<String>,
+    /// Command, if any.
+    pub command: Option<String>,
+    /// Payload JSON.
+    pub payload_json: String,
+    /// Response context JSON.
+    pub response_context_json: Option<String>,
+}
+
+/// A `work_items` row.
+#[derive(Debug, Clone, FromRow, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkItemRow {
+    /// Id.
+    pub id: String,
+    /// Instance it came from.
+    pub plugin_instance_id: String,
+    /// Integration type.
+    pub integration_type: String,
+    /// Title.
+    pub title: String,
+    /// Message text.
+    pub text: String,
+    /// Session key.
+    pub session_key: String,
+    /// Platform reference.
+    pub source_ref: String,
+    /// Command, if any.
+    pub command: Option<String>,
+    /// Payload JSON.
+    pub payload_json: String,
+    /// Opaque JSON the integration gets back when replying.
+    #[serde(skip)]
+    pub response_context_json: Option<String>,
+    /// Status (`pending`, `running`, `done`, `failed`, `blocked`).
+    pub status: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Whether an idempotent create made a new row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// A new work item with this id.
+    Created(String),
+    /// The key was seen before; this is the work item it created.
+    Duplicate(String),
+}
+
+/// Integration instances (config JSON with sensitive fields already encrypted by the caller).
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
+    /// Creates an integration instance.
+    async fn insert_instance(
+        &self,
+        id: &str,
+        plugin_id: &str,
+        integration_type: &str,
+        name: &str,
+        config_json: &str,
+        enabled: bool,
+    ) -> DbResult<()>;
+
+    /// One instance.
+    async fn get_instance(&self, id: &str) -> DbResult<Option<InstanceRow>>;
+
+    /// Changes an instance's name and/or stored config (each only when given).
+    async fn update_instance(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        config_json: Option<&str>,
+    ) -> DbResult<()>;
+
+    /// Enables or disables an instance.
+    async fn set_instance_enabled(&self, id: &str, enabled: bool) -> DbResult<()>;
+
+    /// Deletes an instance and its agent assignment (work items, runs and idempotency keys
+    /// stay: they are history). Returns whether it existed.
+    async fn delete_instance(&self, id: &str) -> DbResult<bool>;
+
+    /// All instances.
+    async fn list_instances(&self) -> DbResult<Vec<InstanceRow>>;
+}
+
+/// Work items; creating one also queues its agent-run job in the same transaction.
+#[async_trait]
+pub trait WorkItemStore: Send + Sync {
+    /// Creates a work item unless `idempotency_key` was already used on this instance.
+    ///
+    /// Atomic: the key row and the work item are written in one transaction, and the key's
+    /// primary key (not a check-then-insert) decides which of concurrent deliveries wins.
+    /// With `agent_id`, the agent's job is queued in the same transaction, so a created work
+    /// item always has its job.
+    /// The job, when given as `(job id, agent id)`, starts `held`: the ingress releases it after
+    /// `work_item.post_create` and boot releases any a stopped process left held.
+    async fn create_work_item_idempotent(
+        &self,
+        id: &str,
+        item: &NewWorkItem,
+        idempotency_key: &str,
+        job: Option<(&str, &str)>,
+    ) -> DbResult<CreateOutcome>;
+
+    /// The work item an idempotency key already created, if any.
+    async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>>;
+
+    /// One work item.
+    async fn get_work_item(&self, id: &str) -> DbResult<Option<WorkItemRow>>;
+
+    /// Work items of an instance, oldest first.
+    async fn list_work_items(&self, instance_id: &str) -> DbResult<Vec<WorkItemRow>>;
+
+    /// Sets a work item's status.
+    async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()>;
+}

@@ -1,0 +1,70 @@
+//! SQL of the receipts aggregate.
+
+use super::SqliteStore;
+use crate::*;
+use async_trait::async_trait;
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn insert_events(&self, events: &[EventRow]) -> DbResult<()> {
+        // 12 columns per row keeps each statement far below SQLite's bound-variable limit.
+        for chunk in events.chunks(256) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
+                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.id)
+                    .push_bind(&e.plugin_id)
+                    .push_bind(&e.plugin_version)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.status)
+                    .push_bind(&e.work_item_id)
+                    .push_bind(&e.job_id)
+                    .push_bind(&e.hook_name)
+                    .push_bind(e.duration_ms)
+                    .push_bind(&e.execution_mode)
+                    .push_bind(&e.detail_json)
+                    .push_bind(e.created_at);
+            });
+            q.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        plugin_id: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> DbResult<Vec<EventRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM plugin_events WHERE plugin_id = ? AND (? IS NULL OR id < ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(plugin_id)
+        .bind(before)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn events_for_job(&self, job_id: &str) -> DbResult<Vec<super::EventRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM plugin_events WHERE job_id = ? ORDER BY id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn events_for_work_item(&self, work_item_id: &str) -> DbResult<Vec<super::EventRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM plugin_events WHERE work_item_id = ? ORDER BY id")
+                .bind(work_item_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,252 @@
+//! The embedded SQLite backend (WAL) via sqlx: every aggregate trait of this crate, implemented
+//! in one module per aggregate. The migrations in the repository's `migrations/` are compiled in
+//! and run at open.
+
+use crate::*;
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::time::Duration;
+
+mod events;
+mod instances;
+mod plugins;
+mod runs;
+mod skills;
+
+/// The SQLite store (cheap to clone: a connection pool).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the SQLite database at `path` and runs migrations.
+    pub async fn open(path: &Path) -> DbResult<SqliteStore> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("../../migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A plugin's kv value.
+    pub async fn kv_get(&self, plugin_id: &str, key: &str) -> DbResult<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+                .bind(plugin_id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets a plugin's kv value unless the plugin would then hold more than `max_keys` keys or
+    /// `max_bytes` bytes (keys and values; a replaced value counts once, at its new size). The
+    /// check and the write are one statement, so concurrent sets cannot overshoot together.
+    /// Returns `Ok(None)` when written, `Ok(Some(quota))` naming the quota that refused it.
+    pub async fn kv_set_within(
+        &self,
+        plugin_id: &str,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+        max_bytes: u64,
+    ) -> DbResult<Option<KvQuotaHit>> {
+        let size = (key.len() + value.len()) as i64;
+        let written = sqlx::query(
+            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at)
+             SELECT ?1, ?2, ?3, ?4
+             WHERE (SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) < ?5
+               AND (SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0)
+                    FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) + ?6 <= ?7
+             ON CONFLICT(plugin_id, key) DO UPDATE
+               SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .bind(max_keys as i64)
+        .bind(size)
+        .bind(max_bytes as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if written > 0 {
+            return Ok(None);
+        }
+        let (keys,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ? AND key <> ?")
+                .bind(plugin_id)
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(if keys as u64 >= max_keys {
+            KvQuotaHit::Keys
+        } else {
+            KvQuotaHit::Bytes
+        }))
+    }
+
+    /// Deletes a plugin's kv key; returns whether it existed.
+    pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> DbResult<bool> {
+        let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+            .bind(plugin_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A plugin's kv keys with `prefix`, in byte order.
+    pub async fn kv_list(
+        &self,
+        plugin_id: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> DbResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM plugin_kv WHERE plugin_id = ? AND substr(key, 1, length(?)) = ?
+             ORDER BY key LIMIT ?",
+        )
+        .bind(plugin_id)
+        .bind(prefix)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The database as the sandbox's kv store: every call scoped to the plugin id the sandbox
+/// passes, quotas checked in the same statement as the write.
+impl nitejar_sandbox::capabilities::kv::KvStore for SqliteStore {
+    fn get<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, KvStoreError>> {
+        Box::pin(async move { self.kv_get(plugin_id, key).await.map_err(kv_storage) })
+    }
+
+    fn set<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+        value: &'a [u8],
+        quota: KvQuota,
+    ) -> BoxFuture<'a, Result<(), KvStoreError>> {
+        Box::pin(async move {
+            match self
+                .kv_set_within(plugin_id, key, value, quota.max_keys, quota.max_bytes)
+                .await
+                .map_err(kv_storage)?
+            {
+                None => Ok(()),
+                Some(KvQuotaHit::Keys) => Err(KvStoreError::TooManyKeys {
+                    max: quota.max_keys,
+                }),
+                Some(KvQuotaHit::Bytes) => Err(KvStoreError::TooManyBytes {
+                    max: quota.max_bytes,
+                }),
+            }
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, KvStoreError>> {
+        Box::pin(async move { self.kv_delete(plugin_id, key).await.map_err(kv_storage) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin_id: &'a str,
+        prefix: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<String>, KvStoreError>> {
+        Box::pin(async move {
+            self.kv_list(plugin_id, prefix, limit)
+                .await
+                .map_err(kv_storage)
+        })
+    }
+}
+
+fn kv_storage(e: DbError) -> KvStoreError {
+    KvStoreError::Storage(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kv_quotas_count_keys_and_bytes_and_a_replaced_value_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let set = |key: &'static str, value: &'static [u8]| {
+            let db = db.clone();
+            async move { db.kv_set_within("p", key, value, 3, 30).await.unwrap() }
+        };
+        // Three keys of 6 bytes each (key + value).
+        for key in ["a", "b", "c"] {
+            assert_eq!(set(key, b"12345").await, None);
+        }
+        assert_eq!(set("d", b"1").await, Some(KvQuotaHit::Keys));
+        assert_eq!(db.kv_get("p", "d").await.unwrap(), None, "nothing written");
+        // Replacing "a" counts its new size only: 12 + 1 + 17 = 30 fits, 31 does not.
+        assert_eq!(set("a", b"12345678901234567").await, None);
+        assert_eq!(
+            set("a", b"123456789012345678").await,
+            Some(KvQuotaHit::Bytes)
+        );
+        assert_eq!(
+            db.kv_get("p", "a").await.unwrap().as_deref(),
+            Some(&b"12345678901234567"[..]),
+            "the refused value did not replace the stored one"
+        );
+        // Keys are counted in bytes, not characters: with "c" gone, 24 bytes are stored, and a
+        // key of four two-byte characters (8 bytes, 4 characters) would make 32.
+        db.kv_delete("p", "c").await.unwrap();
+        assert_eq!(
+            db.kv_set_within("p", "éééé", b"", 3, 30).await.unwrap(),
+            Some(KvQuotaHit::Bytes)
+        );
+        assert_eq!(
+            db.kv_set_within("p", "ééé", b"", 3, 30).await.unwrap(),
+            None
+        );
+        // Another plugin's quota is its own.
+        assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,238 @@
+//! SQL of the agent and job aggregates.
+
+use super::SqliteStore;
+use crate::*;
+use async_trait::async_trait;
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn insert_agent(&self, a: &AgentFields<'_>, is_default: bool) -> DbResult<String> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO agents (id, name, system_prompt, model_json, team, is_default, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(a.name)
+        .bind(a.system_prompt)
+        .bind(a.model_json)
+        .bind(a.team)
+        .bind(is_default)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn update_agent(&self, id: &str, a: &AgentFields<'_>) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE agents SET name = ?, system_prompt = ?, model_json = ?, team = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(a.name)
+        .bind(a.system_prompt)
+        .bind(a.model_json)
+        .bind(a.team)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn get_agent(&self, id: &str) -> DbResult<Option<AgentRow>> {
+        Ok(sqlx::query_as("SELECT * FROM agents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn get_agent_by_name(&self, name: &str) -> DbResult<Option<AgentRow>> {
+        Ok(sqlx::query_as("SELECT * FROM agents WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_agents(&self) -> DbResult<Vec<AgentRow>> {
+        Ok(sqlx::query_as("SELECT * FROM agents ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn assign_agent(&self, instance_id: &str, agent_id: &str) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO agent_assignments (plugin_instance_id, agent_id, created_at) VALUES (?, ?, ?)
+             ON CONFLICT(plugin_instance_id) DO UPDATE SET agent_id = excluded.agent_id",
+        )
+        .bind(instance_id)
+        .bind(agent_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn agent_for_instance(&self, instance_id: &str) -> DbResult<Option<AgentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT a.* FROM agents a
+             LEFT JOIN agent_assignments s ON s.agent_id = a.id AND s.plugin_instance_id = ?
+             WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
+             ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn requeue_orphaned_jobs(&self) -> DbResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET status = 'queued', claimed_by = NULL, updated_at = ?
+             WHERE status IN ('running', 'held')",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn release_job(&self, job_id: &str) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', updated_at = ? WHERE id = ? AND status = 'held'",
+        )
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
+        let now = now_ms();
+        Ok(sqlx::query_as(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?,
+               started_at = ?, updated_at = ?
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
+               AND status = 'queued'
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn finish_job(
+        &self,
+        job: &JobRow,
+        status: &str,
+        work_item_status: &str,
+        result_json: Option<&str>,
+        error: Option<&str>,
+    ) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE jobs SET status = ?, result_json = ?, last_error = ?, finished_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(result_json)
+        .bind(error)
+        .bind(now)
+        .bind(now)
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE work_items SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(work_item_status)
+            .bind(now)
+            .bind(&job.work_item_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn job_for_work_item(&self, work_item_id: &str) -> DbResult<Option<JobRow>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE work_item_id = ?")
+            .bind(work_item_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn insert_step(
+        &self,
+        job_id: &str,
+        attempt: i64,
+        turn: u32,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(turn)
+        .bind(kind)
+        .bind(detail.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_steps(&self, job_id: &str) -> DbResult<Vec<StepRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM run_steps WHERE job_id = ? ORDER BY id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn get_delivery(&self, job_id: &str) -> DbResult<Option<DeliveryRow>> {
+        Ok(sqlx::query_as("SELECT * FROM deliveries WHERE job_id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn upsert_delivery(&self, d: &DeliveryRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
+               created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
+               attempts = excluded.attempts, external_id = excluded.external_id,
+               error = excluded.error, updated_at = excluded.updated_at",
+        )
+        .bind(&d.job_id)
+        .bind(&d.work_item_id)
+        .bind(&d.status)
+        .bind(&d.content)
+        .bind(d.attempts)
+        .bind(&d.external_id)
+        .bind(&d.error)
+        .bind(d.created_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! SQL of the skills aggregate.
+
+use super::SqliteStore;
+use crate::*;
+use async_trait::async_trait;
+
+#[async_trait]
+impl SkillStore for SqliteStore {
+    async fn upsert_skill(&self, s: &NewSkill<'_>) -> DbResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO skills (skill_id, name, description, tags_json, source, plugin_id, plugin_version,
+               content, checksum, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(skill_id) DO UPDATE SET name = excluded.name, description = excluded.description,
+               tags_json = excluded.tags_json, plugin_version = excluded.plugin_version,
+               content = excluded.content, checksum = excluded.checksum, updated_at = excluded.updated_at",
+        )
+        .bind(s.skill_id)
+        .bind(s.name)
+        .bind(s.description)
+        .bind(serde_json::to_string(s.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(s.source)
+        .bind(s.plugin_id)
+        .bind(s.plugin_version)
+        .bind(s.content)
+        .bind(s.checksum())
+        .bind(s.enabled)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM skill_files WHERE skill_id = ?")
+            .bind(s.skill_id)
+            .execute(&mut *tx)
+            .await?;
+        for (path, bytes) in s.files {
+            sqlx::query("INSERT INTO skill_files (skill_id, path, content) VALUES (?, ?, ?)")
+                .bind(s.skill_id)
+                .bind(path)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_skill(&self, skill_id: &str) -> DbResult<Option<SkillRow>> {
+        Ok(sqlx::query_as("SELECT * FROM skills WHERE skill_id = ?")
+            .bind(skill_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_skills(&self) -> DbResult<Vec<SkillRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM skills ORDER BY name, skill_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn skills_of(&self, source: &str, plugin_id: Option<&str>) -> DbResult<Vec<SkillRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM skills WHERE source = ? AND COALESCE(plugin_id, '') = COALESCE(?, '')
+             ORDER BY name",
+        )
+        .bind(source)
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn skill_file_paths(&self, skill_id: &str) -> DbResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT path FROM skill_files WHERE skill_id = ? ORDER BY path")
+                .bind(skill_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn delete_skill(&self, skill_id: &str) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["skill_files", "skill_assignments"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE skill_id = ?"))
+                .bind(skill_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let r = sqlx::query("DELETE FROM skills WHERE skill_id = ?")
+            .bind(skill_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_skill_enabled(&self, skill_id: &str, enabled: bool) -> DbResult<bool> {
+        Ok(
+            sqlx::query("UPDATE skills SET enabled = ?, updated_at = ? WHERE skill_id = ?")
+                .bind(enabled)
+                .bind(now_ms())
+                .bind(skill_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    async fn set_skill_assignment(
+        &self,
+        skill_id: &str,
+        scope: &str,
+        scope_ref: &str,
+        assigned: bool,
+    ) -> DbResult<()> {
+        if assigned {
+            sqlx::query(
+                "INSERT OR IGNORE INTO skill_assignments (skill_id, scope, scope_ref, created_at)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(skill_id)
+            .bind(scope)
+            .bind(scope_ref)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        } else {
+            sqlx::query(
+                "DELETE FROM skill_assignments WHERE skill_id = ? AND scope = ? AND scope_ref = ?",
+            )
+            .bind(skill_id)
+            .bind(scope)
+            .bind(scope_ref)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn skill_assignments(&self, skill_id: &str) -> DbResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT scope, scope_ref FROM skill_assignments WHERE skill_id = ? ORDER BY scope, scope_ref",
+        )
+        .bind(skill_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn assigned_skills(&self, scopes: &[(&str, &str)]) -> DbResult<Vec<SkillRow>> {
+        let mut out: Vec<SkillRow> = Vec::new();
+        for (scope, scope_ref) in scopes {
+            let rows: Vec<SkillRow> = sqlx::query_as(
+                "SELECT s.* FROM skills s JOIN skill_assignments a ON a.skill_id = s.skill_id
+                 WHERE s.enabled = 1 AND a.scope = ? AND a.scope_ref = ?",
+            )
+            .bind(scope)
+            .bind(scope_ref)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                if !out.iter().any(|o| o.skill_id == r.skill_id) {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.skill_id.cmp(&b.skill_id)));
+        Ok(out)
+    }
+}
