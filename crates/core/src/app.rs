@@ -216,7 +216,7 @@ impl App {
             if !row.enabled {
                 continue;
             }
-            if app.config.safe_mode && row.trust_level != crate::plugins::access::BUILTIN {
+            if app.config.safe_mode && !row.is_builtin() {
                 app.receipts
                     .emit(
                         Receipt::new(&row.id, "load", "blocked").detail(serde_json::json!({

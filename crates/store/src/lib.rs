@@ -24,18 +24,10 @@ pub use instances::{
     CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, WorkItemRow, WorkItemStore,
 };
 pub use plugins::{
-    DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, VersionRow,
+    DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,
 };
 pub use runs::{AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, StepRow};
 pub use skills::{NewSkill, SkillRow, SkillStore};
-
-/// Every aggregate trait, for `use nitejar_store::prelude::*` where a `dyn Store` is called.
-pub mod prelude {
-    pub use crate::{
-        AgentStore, EventStore, GrantStore, InstanceStore, JobStore, PluginStore, SkillStore,
-        Store, WorkItemStore,
-    };
-}
 
 /// A database failure. Handlers map it to a 500 without leaking the SQL.
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,59 @@ pub struct PluginRow {
     pub alert_json: Option<String>,
 }
 
+/// How far a plugin is trusted, as stored in `plugins.trust_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustLevel {
+    /// Shipped inside the host binary (registered at boot from the bundled packages).
+    Builtin,
+    /// Allowed by the trust policy (signed by a trusted key, or a source the mode trusts).
+    Trusted,
+    /// Installed, but not vouched for.
+    Untrusted,
+    /// A stored value this version does not know.
+    Unknown,
+}
+
+impl TrustLevel {
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustLevel::Builtin => "builtin",
+            TrustLevel::Trusted => "trusted",
+            TrustLevel::Untrusted => "untrusted",
+            TrustLevel::Unknown => "unknown",
+        }
+    }
+
+    /// Reads a stored value (anything unrecognised is [`TrustLevel::Unknown`], never built-in).
+    pub fn parse(s: &str) -> TrustLevel {
+        match s {
+            "builtin" => TrustLevel::Builtin,
+            "trusted" => TrustLevel::Trusted,
+            "untrusted" => TrustLevel::Untrusted,
+            _ => TrustLevel::Unknown,
+        }
+    }
+}
+
+impl Serialize for TrustLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PluginRow {
+    /// The plugin's trust level.
+    pub fn trust(&self) -> TrustLevel {
+        TrustLevel::parse(&self.trust_level)
+    }
+
+    /// Whether the plugin is one the host ships.
+    pub fn is_builtin(&self) -> bool {
+        self.trust() == TrustLevel::Builtin
+    }
+}
+
 /// Everything recorded about one installed plugin version.
 #[derive(Debug, Clone, Copy)]
 pub struct InstallRecord<'a> {

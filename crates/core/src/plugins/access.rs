@@ -11,9 +11,6 @@ use nitejar_store::PluginRow;
 use serde_json::json;
 use std::time::Instant;
 
-/// The trust level of plugins the host ships.
-pub const BUILTIN: &str = "builtin";
-
 /// The plugin row of `id`, or [`LifecycleError::NotInstalled`].
 pub async fn installed(ctx: &Plugins, id: &str) -> Result<PluginRow, LifecycleError> {
     ctx.store
@@ -46,7 +43,7 @@ async fn reload_if_loaded(ctx: &Plugins, id: &str) {
 pub async fn enable(ctx: &Plugins, id: &str, consent: bool) -> Result<String, LifecycleError> {
     let started = Instant::now();
     let row = installed(ctx, id).await?;
-    let third_party = row.trust_level != BUILTIN;
+    let third_party = !row.is_builtin();
     if third_party && !consent {
         return Err(LifecycleError::Invalid(
             "enabling a third-party plugin needs explicit consent: send {\"consent\": true} after reviewing its permissions".into(),

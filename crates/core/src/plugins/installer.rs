@@ -203,7 +203,7 @@ async fn install_inner(
     // 1. Trust policy, then validate: compile (cached by digest), check exports/imports and
     //    contributions.
     let trust_level = if source.kind == "builtin" {
-        "builtin"
+        super::trust::TrustLevel::Builtin
     } else {
         ctx.config
             .trust
@@ -255,7 +255,7 @@ async fn install_inner(
     let record = InstallRecord {
         plugin_id: &m.id,
         name: &m.name,
-        trust_level,
+        trust_level: trust_level.as_str(),
         source_kind: source.kind,
         source_ref: source.reference.as_deref(),
         version: &m.version,
@@ -410,7 +410,7 @@ pub async fn preview(
         Ok(v) => TrustVerdict {
             mode,
             allowed: true,
-            level: Some(v.level.into()),
+            level: Some(v.level.as_str().into()),
             basis: Some(v.basis.into()),
             reason: None,
             signed,

@@ -96,7 +96,7 @@ pub async fn upgrade(
         .get_plugin(&id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.clone()))?;
-    if row.trust_level == "builtin" {
+    if row.is_builtin() {
         return Err(LifecycleError::Conflict(format!(
             "{id} is a built-in: it is upgraded with the nitejar binary"
         )));
@@ -384,7 +384,7 @@ pub async fn uninstall(
         .get_plugin(id)
         .await?
         .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
-    if row.trust_level == "builtin" {
+    if row.is_builtin() {
         return Err(LifecycleError::Conflict(format!(
             "{id} is a built-in and cannot be uninstalled; disable it instead"
         )));

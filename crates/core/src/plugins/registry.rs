@@ -192,7 +192,7 @@ impl PluginRegistry {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("plugin {id} is not installed"))?;
-        if self.deps.settings.safe_mode && row.trust_level != "builtin" {
+        if self.deps.settings.safe_mode && !row.is_builtin() {
             return Err("safe mode: only built-in plugins are loaded".into());
         }
         let (Some(version), Some(checksum)) =
@@ -210,7 +210,7 @@ impl PluginRegistry {
             &checksum,
         )
         .await?;
-        if row.trust_level != "builtin" {
+        if !row.is_builtin() {
             // The policy in force decides, not the one at install time (a revoked key or a
             // stricter mode stops the plugin here).
             let stored = self
@@ -231,8 +231,12 @@ impl PluginRegistry {
                     &row.source_kind,
                 )
                 .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;
-            if verdict.level != row.trust_level {
-                let _ = self.deps.store.set_trust_level(id, verdict.level).await;
+            if verdict.level != row.trust() {
+                let _ = self
+                    .deps
+                    .store
+                    .set_trust_level(id, verdict.level.as_str())
+                    .await;
             }
         }
         let grants = grants_for(&self.deps, &manifest).await?;

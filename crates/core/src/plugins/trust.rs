@@ -20,6 +20,7 @@ use super::package::{PluginPackage, sha256_hex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+pub use nitejar_store::TrustLevel;
 use serde::{Deserialize, Serialize};
 
 /// The signature file in a package directory or `.tgz`.
@@ -95,8 +96,8 @@ impl PackageSignature {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrustVerdict {
-    /// `builtin` | `trusted` | `untrusted`: the plugin's trust level.
-    pub level: &'static str,
+    /// The plugin's trust level.
+    pub level: TrustLevel,
     /// `builtin` | `platform_key` | `trusted_key` | `allowlist` | `open_mode`.
     pub basis: &'static str,
 }
@@ -265,7 +266,7 @@ impl TrustPolicy {
     ) -> Result<TrustVerdict, String> {
         if source_kind == "builtin" {
             return Ok(TrustVerdict {
-                level: "builtin",
+                level: TrustLevel::Builtin,
                 basis: "builtin",
             });
         }
@@ -284,7 +285,7 @@ impl TrustPolicy {
         };
         if signed_by(&self.platform_keys).is_some() {
             return Ok(TrustVerdict {
-                level: "trusted",
+                level: TrustLevel::Trusted,
                 basis: "platform_key",
             });
         }
@@ -295,7 +296,7 @@ impl TrustPolicy {
         }
         if signed_by(&self.trusted_keys).is_some() {
             return Ok(TrustVerdict {
-                level: "trusted",
+                level: TrustLevel::Trusted,
                 basis: "trusted_key",
             });
         }
@@ -305,13 +306,13 @@ impl TrustPolicy {
             .any(|(a, sum)| a == id && sum == component_sha256)
         {
             return Ok(TrustVerdict {
-                level: "trusted",
+                level: TrustLevel::Trusted,
                 basis: "allowlist",
             });
         }
         match self.mode {
             TrustMode::SelfHostOpen => Ok(TrustVerdict {
-                level: "untrusted",
+                level: TrustLevel::Untrusted,
                 basis: "open_mode",
             }),
             _ => Err(format!(
@@ -397,7 +398,10 @@ mod tests {
         );
 
         p.signature = Some(sign(&p, &trusted));
-        assert_eq!(open.check_package(&p, "upload").unwrap().level, "trusted");
+        assert_eq!(
+            open.check_package(&p, "upload").unwrap().level,
+            TrustLevel::Trusted
+        );
         assert_eq!(
             guarded.check_package(&p, "npm").unwrap().basis,
             "trusted_key"
@@ -425,7 +429,7 @@ mod tests {
                 .check(&p.manifest.id, "1.0.0", "x", None, "builtin")
                 .unwrap()
                 .level,
-            "builtin"
+            TrustLevel::Builtin
         );
     }
 
