@@ -17,6 +17,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("tests/plugins/hostile", false),
     ("tests/plugins/chain", false),
     ("tests/plugins/skills", false),
+    ("tests/plugins/hijack", false),
 ];
 
 fn main() {

@@ -33,11 +33,19 @@ async fn upload(host: &TestHost, bytes: Vec<u8>) -> (u16, Value) {
 #[tokio::test]
 async fn uploads_install_disabled_into_the_versioned_layout() {
     let host = TestHost::start().await;
-    let pkg = package_with_manifest("webhook", |m| {
-        m["id"] = "com.acme.hook-relay".into();
+    // A package declaring the bundled example's integration type is refused at install
+    // (decided here, not by which one happens to load first).
+    let clone = package_with_manifest("webhook", |m| {
+        m["id"] = "com.acme.webhook-clone".into();
         m["contributes"]["integrations"] = json!(["webhook"]);
     });
-    // Same integration type as the bundled example: it installs, but cannot be enabled beside it.
+    let (status, v) = upload(&host, npm_tgz(clone.path())).await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "integration_type_taken");
+
+    let pkg = package_with_manifest("hostile", |m| {
+        m["id"] = "com.acme.hook-relay".into();
+    });
     let (status, v) = upload(&host, npm_tgz(pkg.path())).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["pluginId"], "com.acme.hook-relay");
@@ -75,21 +83,6 @@ async fn uploads_install_disabled_into_the_versioned_layout() {
         )
         .await;
     assert!(v["error"]["message"].as_str().unwrap().contains("consent"));
-    let v = host
-        .admin_json(
-            Method::POST,
-            "/plugins/com.acme.hook-relay/enable",
-            Some(json!({"consent": true})),
-            422,
-        )
-        .await;
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already provided by nitejar.example.webhook"),
-        "{v}"
-    );
     assert_eq!(
         host.admin_json(Method::GET, "/plugins/com.acme.hook-relay", None, 200)
             .await["enabled"],
@@ -185,11 +178,12 @@ async fn mismatched_or_unsafe_packages_are_refused_with_actionable_errors() {
             422,
             "does not implement it (it implements [])",
         ),
+        // A component that describes a type its manifest does not declare.
         (
             "webhook",
             Box::new(|m| m["contributes"]["integrations"] = json!(["jira"])),
             422,
-            "does not implement it",
+            "integration.describe returned type \"webhook\", which the manifest does not declare",
         ),
         (
             "webhook",

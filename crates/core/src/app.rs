@@ -163,6 +163,7 @@ impl App {
                 runtime: runtime.clone(),
                 secrets: secrets.clone(),
                 workers: workers.clone(),
+                receipts: receipts.clone(),
                 integration_timeout_ms: config.integration_timeout_ms,
             }),
             runner: Arc::new(Runner {
@@ -201,7 +202,11 @@ impl App {
         let mut loaded = Vec::new();
         let mut failed = Vec::new();
         let mut skipped = Vec::new();
-        for row in app.store.list_plugins().await? {
+        // Built-ins first, then in install order: deterministic, and a built-in's integration
+        // types are never taken by a plugin that happened to load before it.
+        let mut rows = app.store.list_plugins().await?;
+        rows.sort_by_key(|r| (!r.is_builtin(), r.installed_at, r.id.clone()));
+        for row in rows {
             if let Some(v) = &row.current_version {
                 let dir = app.config.plugins_dir.join(&row.id);
                 match crate::plugins::installer::ensure_current(&dir, v) {

@@ -19,6 +19,7 @@ use crate::hooks::HookDispatcher;
 use crate::hooks::RunScope;
 use crate::limits::MAX_WORK_ITEM_TITLE_BYTES;
 use crate::plugins::registry::PluginRegistry;
+use crate::receipts::{Receipt, ReceiptSink};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as h;
 use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{self as wit, ParseOutcome};
 use nitejar_sandbox::bindings::nitejar::plugin::types::Header;
@@ -45,6 +46,8 @@ pub struct Ingress {
     pub secrets: SecretBox,
     /// Woken when a job is queued.
     pub workers: Workers,
+    /// Receipts of what the host changed in a plugin's answer.
+    pub receipts: ReceiptSink,
     /// Deadline of a `parse-webhook` call.
     pub integration_timeout_ms: u64,
 }
@@ -202,9 +205,23 @@ pub async fn handle_webhook(
                     format!("the plugin asked for status {}", r.status),
                 );
             }
+            let (headers, dropped) = crate::response_headers::filter(
+                r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            );
+            if !dropped.is_empty() {
+                ctx.receipts.emit(
+                    Receipt::new(plugin.id(), "webhook_response", "blocked")
+                        .version(plugin.version())
+                        .detail(json!({
+                            "instanceId": instance.id,
+                            "reason": "headers a plugin may not set were dropped",
+                            "dropped": dropped,
+                        })),
+                );
+            }
             WebhookReply {
                 status: r.status,
-                headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                headers,
                 body: r.body,
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! [`plugins`] (packages, install sources, trust, installation, lifecycle, registry, doctor),
 //! [`hooks`] (the hook table, the result rules of each event, the dispatcher), [`ingress`]
-//! (webhooks to work items), [`agent`] (durable runs, models, tools), [`instances`]
+//! (webhooks to work items; [`response_headers`] for a plugin's own answer), [`agent`] (durable runs, models, tools), [`instances`]
 //! (integration instances), [`skills`], [`receipts`] (the writer), [`config`] and [`app`] (the
 //! wiring of one host process). It depends on `nitejar-sandbox`, `nitejar-store` and
 //! `nitejar-api`, never on the server or the CLI.
@@ -20,4 +20,5 @@ pub mod instances;
 pub mod limits;
 pub mod plugins;
 pub mod receipts;
+pub mod response_headers;
 pub mod skills;

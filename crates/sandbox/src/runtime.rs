@@ -1061,6 +1061,26 @@ fn check_component_shape(
 fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
     let m = &plugin.manifest.contributes;
     let c = &plugin.contributions;
+    // A plugin provides exactly the integration types its manifest declares: a descriptor for
+    // an undeclared type (another plugin's, a built-in's) or a second one for the same type
+    // refuses the component, so what the operator reviewed is what it serves. (A component may
+    // implement more than its manifest enables; the host never calls what is not declared.)
+    let mut described = std::collections::BTreeSet::new();
+    for d in &plugin.integrations {
+        let t = &d.integration_type;
+        if !m.integrations.contains(t) {
+            return Err(LoadError::Mismatch(format!(
+                "integration.describe returned type {:?}, which the manifest does not declare (it declares {:?})",
+                crate::capabilities::log::sanitize(t, 64),
+                m.integrations
+            )));
+        }
+        if !described.insert(t.as_str()) {
+            return Err(LoadError::Mismatch(format!(
+                "integration.describe returned type {t:?} more than once"
+            )));
+        }
+    }
     for t in &m.integrations {
         if !c.integrations.contains(t) {
             return Err(LoadError::Mismatch(format!(

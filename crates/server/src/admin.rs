@@ -182,6 +182,9 @@ pub fn install_error(e: InstallError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "already_installed", e.to_string())
         }
         InstallError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, "trust_policy", m),
+        InstallError::IntegrationTypeTaken(m) => {
+            ApiError::new(StatusCode::CONFLICT, "integration_type_taken", m)
+        }
         other => ApiError::internal(other),
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use nitejar_core::app::App;
 use nitejar_core::ingress::{InboundRequest, handle_webhook};
@@ -32,11 +32,17 @@ pub async fn receive(
         body: body.to_vec(),
     };
     let reply = handle_webhook(&app.ingress, &integration_type, &instance_id, req).await;
-    let mut resp = Response::builder()
-        .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    // The headers were filtered in core (`response_headers`); anything that still does not parse
+    // is dropped here, and the body always goes out with the host's own framing.
+    let mut resp = Response::new(Body::from(reply.body));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     for (k, v) in &reply.headers {
-        resp = resp.header(k, v);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(name, value);
+        }
     }
-    resp.body(Body::from(reply.body))
-        .unwrap_or_else(|_| Response::new(Body::from("invalid response from plugin")))
+    resp
 }

@@ -12,6 +12,27 @@ include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 /// test plugins from here).
 pub const GUEST_PACKAGES_DIR: &str = env!("NITEJAR_GUEST_PACKAGES_DIR");
 
+/// The integration types the bundled (built-in) plugins provide, with the id of the plugin that
+/// provides each: reserved, so a third-party plugin can never take one.
+pub fn builtin_integration_types() -> &'static [(String, String)] {
+    static TYPES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    TYPES.get_or_init(|| {
+        BUNDLED
+            .iter()
+            .filter_map(|(_, manifest, _)| {
+                nitejar_sandbox::manifest::Manifest::parse(manifest.as_bytes()).ok()
+            })
+            .flat_map(|m| {
+                let id = m.id.clone();
+                m.contributes
+                    .integrations
+                    .into_iter()
+                    .map(move |t| (t, id.clone()))
+            })
+            .collect()
+    })
+}
+
 /// Installs (or confirms) every bundled plugin and enables it with its declared permissions.
 pub async fn register_all(ctx: &Plugins) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();

@@ -11,7 +11,7 @@
 use super::package::PluginPackage;
 use crate::plugins::Plugins;
 use crate::receipts::Receipt;
-use nitejar_sandbox::manifest::MANIFEST_FILE;
+use nitejar_sandbox::manifest::{MANIFEST_FILE, Manifest};
 use nitejar_sandbox::runtime::{Grants, LoadError};
 use nitejar_store::InstallRecord;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,10 @@ pub enum InstallError {
     /// The trust policy refuses the package.
     #[error("{0}")]
     Refused(String),
+    /// An integration type the package declares is provided by another installed or built-in
+    /// plugin (decided here, at install, never by load order).
+    #[error("{0}")]
+    IntegrationTypeTaken(String),
     /// Writing files failed.
     #[error("writing the plugin files failed: {0}")]
     Io(#[from] std::io::Error),
@@ -177,6 +181,32 @@ async fn validate(ctx: &Plugins, pkg: &PluginPackage) -> Result<String, InstallE
     Ok(loaded.api_version.clone())
 }
 
+/// Refuses a third-party package that declares an integration type a built-in plugin provides,
+/// or one another installed plugin declares (whether or not it is enabled).
+async fn check_integration_types(ctx: &Plugins, m: &Manifest) -> Result<(), InstallError> {
+    let builtin = super::bundled::builtin_integration_types();
+    let installed = ctx.store.list_plugins().await?;
+    for t in &m.contributes.integrations {
+        if let Some((_, owner)) = builtin.iter().find(|(bt, owner)| bt == t && owner != &m.id) {
+            return Err(InstallError::IntegrationTypeTaken(format!(
+                "integration type {t:?} is provided by the built-in plugin {owner}; a third-party plugin cannot provide it (choose another type name)"
+            )));
+        }
+        let other = installed.iter().find(|row| {
+            row.id != m.id
+                && Manifest::parse(row.manifest_json.as_bytes())
+                    .is_ok_and(|o| o.contributes.integrations.contains(t))
+        });
+        if let Some(row) = other {
+            return Err(InstallError::IntegrationTypeTaken(format!(
+                "integration type {t:?} is already provided by the installed plugin {}; uninstall it first or choose another type name",
+                row.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn install_inner(
     ctx: &Plugins,
     pkg: &PluginPackage,
@@ -211,6 +241,9 @@ async fn install_inner(
             .map_err(InstallError::Refused)?
             .level
     };
+    if source.kind != "builtin" {
+        check_integration_types(ctx, m).await?;
+    }
     let api_version = validate(ctx, pkg).await?;
     let point = |name: &str| {
         if activate && source.kind != "builtin" {
@@ -403,6 +436,7 @@ pub async fn preview(
     source: &InstallSource,
 ) -> Result<Preview, InstallError> {
     let m = &pkg.manifest;
+    check_integration_types(ctx, m).await?;
     let api_version = validate(ctx, pkg).await?;
     let signed = pkg.signature.is_some();
     let mode = ctx.config.trust.mode.as_str().to_string();

@@ -18,11 +18,21 @@ pub struct LogState {
     pub dropped: u32,
 }
 
-/// Escapes control characters (`\n`, ESC, ...) and truncates to `max` bytes on a char boundary.
+/// Whether `c` changes how text around it is shown without being visible itself: control
+/// characters (`\n`, ESC, ...), bidirectional overrides and isolates (U+202A-U+202E,
+/// U+2066-U+2069), zero-width and direction marks (U+200B-U+200F, U+2060, U+FEFF), and the
+/// line and paragraph separators (U+2028, U+2029).
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Escapes characters that could forge or hide text ([`is_deceptive`]) as `\u{..}` / `\n`, and
+/// truncates to `max` bytes on a char boundary.
 pub fn sanitize(message: &str, max: usize) -> String {
     let mut out = String::with_capacity(message.len().min(max));
     for c in message.chars() {
-        let piece = if c.is_control() {
+        let piece = if is_deceptive(c) {
             c.escape_default().to_string()
         } else {
             c.to_string()
@@ -83,6 +93,16 @@ mod tests {
         let long = "é".repeat(10);
         let s = sanitize(&long, 7);
         assert!(s.len() <= 7 + '…'.len_utf8() && s.ends_with('…'), "{s}");
+    }
+
+    #[test]
+    fn escapes_bidi_overrides_and_invisible_characters() {
+        // "evil\u{202E}txt.exe" would show as "evilexe.txt"; zero-width joiners hide text.
+        assert_eq!(
+            sanitize("evil\u{202E}txt.exe \u{200B}\u{2066}x\u{FEFF}\u{2028}", 100),
+            "evil\\u{202e}txt.exe \\u{200b}\\u{2066}x\\u{feff}\\u{2028}"
+        );
+        assert_eq!(sanitize("café 日本 ok", 100), "café 日本 ok");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! | `kv-fill` | writes new keys (1-byte values, or 64 KiB values if `target` is `bytes`) until refused |
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
+//! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
 //!
 //! Attacks that return report the guest-side outcome in the work item's text:
 //! `ok: ...` or `err: ...`, so tests can check the guest got a typed error.
@@ -153,6 +154,25 @@ impl Integration for Hostile {
             Ok(s) => format!("ok: {s}"),
             Err(e) => format!("err: {e}"),
         };
+        if name == "respond" {
+            let h = |name: &str, value: &str| Header {
+                name: name.into(),
+                value: value.into(),
+            };
+            return Ok(ParseOutcome::Respond(WebhookResponse {
+                status: 200,
+                headers: vec![
+                    h("content-length", "2"),
+                    h("transfer-encoding", "chunked"),
+                    h("connection", "close"),
+                    h("set-cookie", "nitejar_session=stolen; Path=/"),
+                    h("content-type", "text/html"),
+                    h("x-injected", "a\r\nset-cookie: b=c"),
+                    h("x-hostile", "harmless"),
+                ],
+                body: b"<script>alert(document.cookie)</script>{\"forged\":true}".to_vec(),
+            }));
+        }
         let id = body["id"].as_str().map(str::to_string);
         Ok(ParseOutcome::WorkItem(InboundMessage {
             title: if name == "oversized" {

@@ -1,0 +1,223 @@
+//! The sandbox escapes found by attacking the host (issue "Close the sandbox escapes"), each
+//! attacked by a real component or package and shown contained: refused or neutralised, a
+//! typed error or receipt that tells the truth, and the host still serving.
+
+use nitejar_tests::{ADMIN_TOKEN, TestHost, guest_package, package_with_manifest};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Installs a package directory; returns (status, body).
+async fn install(host: &TestHost, dir: &std::path::Path) -> (u16, Value) {
+    let resp = host
+        .admin(Method::POST, "/plugins/install")
+        .json(&json!({"sourceKind": "local", "sourceRef": dir}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+// ---- 1. integration-type hijack ---------------------------------------------------------------
+
+#[tokio::test]
+async fn a_plugin_provides_exactly_the_integration_types_its_manifest_declares() {
+    let host = TestHost::start().await;
+    // Declares `hijack`, describes github, telegram and webhook too: refused at install,
+    // naming the undeclared type; nothing is recorded.
+    let (status, body) = install(&host, &guest_package("hijack")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_plugin");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"github\"") && message.contains("does not declare"),
+        "{message}"
+    );
+    let (status, preview) = {
+        let resp = host
+            .admin(Method::POST, "/plugins/preview")
+            .json(&json!({"sourceKind": "local", "sourceRef": guest_package("hijack")}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 422, "a preview refuses it the same way: {preview}");
+    assert!(
+        host.app
+            .store
+            .get_plugin("test.hijack")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing recorded"
+    );
+
+    // Telegram instances still land on the built-in, with the token encrypted and redacted.
+    let inst = host
+        .admin_json(
+            Method::POST,
+            "/instances",
+            Some(json!({"type": "telegram", "name": "t", "enabled": false,
+                        "config": {"botToken": "123456:ABCdefGHIjklMNOpqrSTUvwx", "webhookSecret": "s3cret-s3cret-s3cret"}})),
+            201,
+        )
+        .await;
+    assert_eq!(inst["pluginId"], "builtin.telegram");
+    assert_eq!(inst["config"]["botToken"], "********");
+}
+
+#[tokio::test]
+async fn built_in_and_installed_integration_types_cannot_be_taken() {
+    let host = TestHost::start().await;
+    // A third-party package that declares a built-in type (its component would serve it).
+    for taken in ["github", "telegram", "webhook"] {
+        let pkg = package_with_manifest("hijack", |m| {
+            m["id"] = json!(format!("test.takes-{taken}"));
+            m["contributes"]["integrations"] = json!([taken]);
+        });
+        let (status, body) = install(&host, pkg.path()).await;
+        assert_eq!(status, 409, "{taken}: {body}");
+        assert_eq!(body["error"]["code"], "integration_type_taken");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("built-in"),
+            "{body}"
+        );
+    }
+    // A type another installed plugin declares (installed, even if never enabled): the first
+    // install keeps it, decided at install time.
+    let (status, body) = install(&host, &guest_package("hostile")).await;
+    assert_eq!(status, 201, "{body}");
+    let second = package_with_manifest("hostile", |m| {
+        m["id"] = json!("test.hostile-twin");
+    });
+    let (status, body) = install(&host, second.path()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("test.hostile"),
+        "{body}"
+    );
+
+    // After a restart the built-ins load and own their types.
+    let data = host.stop_keep_data().await;
+    let host = TestHost::start_in(data, Default::default()).await;
+    for id in ["builtin.telegram", "builtin.github"] {
+        assert!(host.app.registry.get(id).is_some(), "{id} loads");
+    }
+    assert_eq!(
+        host.app
+            .registry
+            .by_integration_type("telegram")
+            .unwrap()
+            .id(),
+        "builtin.telegram"
+    );
+}
+
+// ---- 2. webhook response headers -------------------------------------------------------------
+
+/// Reads one HTTP/1.1 response framed by its `content-length`; returns (head, body).
+async fn read_response(conn: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = conn.read(&mut byte).await.unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed in the head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let lengths: Vec<usize> = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(lengths.len(), 1, "exactly one content-length: {head}");
+    let mut body = vec![0u8; lengths[0]];
+    conn.read_exact(&mut body).await.unwrap();
+    (head, body)
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_frame_or_set_cookies_on_the_hosts_responses() {
+    let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("hostile"), &[])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = json!({"attack": "respond"}).to_string();
+    let request = format!(
+        "POST /api/webhooks/plugins/hostile/{instance} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut conn).await;
+    let lower = head.to_ascii_lowercase();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        body,
+        b"<script>alert(document.cookie)</script>{\"forged\":true}".to_vec(),
+        "the whole body, framed by the host"
+    );
+    for absent in [
+        "set-cookie",
+        "transfer-encoding",
+        "text/html",
+        "x-injected",
+        "connection: close",
+    ] {
+        assert!(!lower.contains(absent), "{absent} in {head}");
+    }
+    for present in [
+        "x-hostile: harmless",
+        "content-type: application/octet-stream",
+        "x-content-type-options: nosniff",
+        "content-security-policy: default-src 'none'",
+    ] {
+        assert!(lower.contains(present), "{present} missing in {head}");
+    }
+
+    // The next request on the same keep-alive connection gets its own answer.
+    let admin = format!(
+        "GET /api/admin/plugins HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    );
+    conn.write_all(admin.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert!(list["plugins"].is_array(), "{list}");
+
+    // What was dropped is on the record.
+    let receipt = host
+        .receipts("test.hostile")
+        .await
+        .into_iter()
+        .find(|r| r["kind"] == "webhook_response")
+        .expect("a webhook_response receipt");
+    assert_eq!(receipt["status"], "blocked");
+    let detail: Value = serde_json::from_str(receipt["detailJson"].as_str().unwrap()).unwrap();
+    let dropped = detail["dropped"].to_string();
+    for name in [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "set-cookie",
+        "content-type",
+        "x-injected",
+    ] {
+        assert!(dropped.contains(name), "{name} not reported: {dropped}");
+    }
+}
