@@ -5,6 +5,7 @@
 use nitejar_tests::{ADMIN_TOKEN, TestHost, guest_package, package_with_manifest};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::io::Read as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Installs a package directory; returns (status, body).
@@ -220,4 +221,65 @@ async fn a_plugin_cannot_frame_or_set_cookies_on_the_hosts_responses() {
     ] {
         assert!(dropped.contains(name), "{name} not reported: {dropped}");
     }
+}
+
+// ---- 4. archive bombs ---------------------------------------------------------------------------
+
+/// A `.tgz` whose first entry is a GNU long name of `name_bytes` bytes (compressing to almost
+/// nothing), followed by an ordinary file.
+fn long_name_bomb(name_bytes: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::best(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(name_bytes as u64);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    b.append(&h, std::io::repeat(b'n').take(name_bytes as u64))
+        .unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_size(1);
+    f.set_path("package/x").unwrap();
+    f.set_cksum();
+    b.append(&f, &b"x"[..]).unwrap();
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn archive_bombs_are_refused_with_bounded_memory_and_short_errors() {
+    let host = TestHost::start().await;
+    // 256 MiB of name in a few hundred KiB: read whole, this took the host down.
+    let bomb = long_name_bomb(256 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    for path in ["/plugins/preview/upload", "/plugins/upload"] {
+        let resp = host
+            .admin(Method::POST, path)
+            .body(bomb.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 422, "{path}: {text}");
+        assert!(
+            text.len() < 1024,
+            "{path}: a short error ({} bytes)",
+            text.len()
+        );
+        assert!(text.contains("extended header"), "{text}");
+    }
+    // A 64 KiB name (within the header bound) is refused by the path bound, not echoed.
+    let resp = host
+        .admin(Method::POST, "/plugins/preview/upload")
+        .body(long_name_bomb(60 << 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 1024 && text.contains("path of"), "{text}");
+    // Still serving.
+    host.admin_json(Method::GET, "/plugins", None, 200).await;
 }

@@ -28,6 +28,16 @@ pub const MAX_PACKAGE_UNPACKED_BYTES: u64 = 100 << 20;
 /// Most entries in a plugin package archive.
 pub const MAX_PACKAGE_ENTRIES: usize = 2_000;
 
+/// Largest decompressed `.tgz` stream (the unpacked files plus headers and padding); reading
+/// stops here whatever the headers claim.
+pub const MAX_PACKAGE_STREAM_BYTES: u64 = MAX_PACKAGE_UNPACKED_BYTES + (16 << 20);
+
+/// Largest extended archive header (GNU long name, PAX record) read into memory.
+pub const MAX_ARCHIVE_HEADER_BYTES: u64 = 64 << 10;
+
+/// Longest path inside a package.
+pub const MAX_PACKAGE_PATH_BYTES: usize = 1024;
+
 /// Largest total size of the files a package keeps under `skills/`.
 pub const MAX_PACKAGE_FILES_BYTES: u64 = 8 << 20;
 

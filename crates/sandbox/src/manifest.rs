@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The manifest file name at a package's root.
 pub const MANIFEST_FILE: &str = "nitejar.plugin.json";
+
+/// Largest manifest accepted (bytes): a manifest is a few KiB; anything near this is hostile.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
 /// Longest hook timeout a manifest may ask for.
 pub const MAX_MANIFEST_HOOK_TIMEOUT_MS: u64 = 60_000;
 
@@ -218,6 +221,12 @@ pub fn parse_npm_range(range: &str) -> Result<Vec<semver::VersionReq>, semver::E
 impl Manifest {
     /// Parses and validates manifest JSON.
     pub fn parse(json: &[u8]) -> Result<Manifest, ManifestError> {
+        if json.len() > MAX_MANIFEST_BYTES {
+            return err(format!(
+                "the manifest is {} bytes; at most {MAX_MANIFEST_BYTES}",
+                json.len()
+            ));
+        }
         let m: Manifest = serde_json::from_slice(json).map_err(|e| ManifestError(e.to_string()))?;
         m.validate()?;
         Ok(m)
@@ -379,6 +388,15 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_manifest_is_refused_before_it_is_parsed() {
+        let mut m = base();
+        m["description"] = serde_json::json!("x".repeat(MAX_MANIFEST_BYTES));
+        let e = Manifest::parse(m.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        assert!(e.to_string().len() < 200);
+    }
 
     fn base() -> serde_json::Value {
         serde_json::json!({

@@ -9,7 +9,10 @@
 //! [`MAX_PACKAGE_ENTRIES`] entries and [`MAX_PACKAGE_UNPACKED_BYTES`] in total. Nothing in a
 //! package is ever executed on the host (there are no install scripts).
 
-use crate::limits::{MAX_PACKAGE_ENTRIES, MAX_PACKAGE_UNPACKED_BYTES};
+use crate::limits::{
+    MAX_ARCHIVE_HEADER_BYTES, MAX_PACKAGE_ENTRIES, MAX_PACKAGE_PATH_BYTES,
+    MAX_PACKAGE_STREAM_BYTES, MAX_PACKAGE_UNPACKED_BYTES,
+};
 use nitejar_sandbox::manifest::{MANIFEST_FILE, Manifest, ManifestError, safe_relative_path};
 use std::io::Read;
 use std::path::Path;
@@ -166,33 +169,93 @@ impl PluginPackage {
     }
 
     /// Extracts a `.tgz` (npm layout) into `staging` (which must be empty) and reads it.
+    ///
+    /// Every size is bounded before it is read: the decompressed stream as a whole
+    /// ([`MAX_PACKAGE_STREAM_BYTES`]), each extended header (GNU long names, PAX records:
+    /// [`MAX_ARCHIVE_HEADER_BYTES`]), each path ([`MAX_PACKAGE_PATH_BYTES`]), the entries and
+    /// the unpacked total. Error messages show at most a short, escaped prefix of a name.
     pub fn from_tgz(bytes: &[u8], staging: &Path) -> Result<PluginPackage, PackageError> {
         std::fs::create_dir_all(staging)?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let stream = Bounded {
+            inner: flate2::read::GzDecoder::new(bytes),
+            left: MAX_PACKAGE_STREAM_BYTES,
+        };
+        let mut archive = tar::Archive::new(stream);
         let mut total: u64 = 0;
-        for (count, entry) in archive.entries()?.enumerate() {
-            if count >= MAX_PACKAGE_ENTRIES {
+        let mut files = 0usize;
+        // A long name from a GNU `L` entry or a PAX `path` record, for the next entry.
+        let mut long_name: Option<String> = None;
+        // Raw entries: the extended headers come to us, and we bound them before reading.
+        for (count, entry) in archive.entries()?.raw(true).enumerate() {
+            if count >= 3 * MAX_PACKAGE_ENTRIES {
                 return invalid(format!(
                     "the archive has more than {MAX_PACKAGE_ENTRIES} entries"
                 ));
             }
             let mut entry = entry?;
-            let path = entry.path()?.to_string_lossy().into_owned();
             let kind = entry.header().entry_type();
+            let size = entry.size();
+            if matches!(
+                kind,
+                tar::EntryType::GNULongName
+                    | tar::EntryType::GNULongLink
+                    | tar::EntryType::XHeader
+                    | tar::EntryType::XGlobalHeader
+            ) {
+                if size > MAX_ARCHIVE_HEADER_BYTES {
+                    return invalid(format!(
+                        "the archive has an extended header of {size} bytes (at most {MAX_ARCHIVE_HEADER_BYTES})"
+                    ));
+                }
+                let mut data = Vec::with_capacity(size as usize);
+                entry.by_ref().take(size).read_to_end(&mut data)?;
+                match kind {
+                    tar::EntryType::GNULongName => {
+                        let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                        long_name = Some(entry_name(&data[..end])?);
+                    }
+                    tar::EntryType::XHeader => {
+                        for ext in tar::PaxExtensions::new(&data) {
+                            let ext = ext.map_err(|_| {
+                                PackageError::Invalid(
+                                    "the archive has a malformed PAX header".into(),
+                                )
+                            })?;
+                            if ext.key_bytes() == b"path" {
+                                long_name = Some(entry_name(ext.value_bytes())?);
+                            }
+                        }
+                    }
+                    // Link targets do not matter (links are refused); global records are ignored.
+                    _ => {}
+                }
+                continue;
+            }
+            let path = match long_name.take() {
+                Some(name) => name,
+                None => entry_name(&entry.path_bytes())?,
+            };
             if kind.is_dir() {
                 continue;
             }
             if !kind.is_file() {
                 return invalid(format!(
-                    "{path:?} is a link or special file; packages may only contain regular files"
+                    "{} is a link or special file; packages may only contain regular files",
+                    shown(&path)
+                ));
+            }
+            files += 1;
+            if files > MAX_PACKAGE_ENTRIES {
+                return invalid(format!(
+                    "the archive has more than {MAX_PACKAGE_ENTRIES} entries"
                 ));
             }
             // npm packs everything under `package/`; accept a bare layout too.
             let rel = path.strip_prefix("package/").unwrap_or(&path);
             if !safe_relative_path(rel) {
-                return invalid(format!("{path:?} escapes the package directory"));
+                return invalid(format!("{} escapes the package directory", shown(&path)));
             }
-            total += entry.size();
+            total += size;
             if total > MAX_PACKAGE_UNPACKED_BYTES {
                 return invalid(format!(
                     "the archive unpacks to more than {MAX_PACKAGE_UNPACKED_BYTES} bytes"
@@ -202,13 +265,53 @@ impl PluginPackage {
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let size = entry.size();
-            let mut data = Vec::with_capacity(size as usize);
-            // Never trust the header size alone: read at most the declared size.
-            entry.by_ref().take(size).read_to_end(&mut data)?;
-            std::fs::write(dest, data)?;
+            let mut out = std::fs::File::create(&dest)?;
+            // Never trust the header size alone: copy at most the declared size.
+            std::io::copy(&mut entry.by_ref().take(size), &mut out)?;
         }
         Self::from_dir(staging)
+    }
+}
+
+/// A name from an archive: UTF-8 and at most [`MAX_PACKAGE_PATH_BYTES`].
+fn entry_name(bytes: &[u8]) -> Result<String, PackageError> {
+    if bytes.len() > MAX_PACKAGE_PATH_BYTES {
+        return invalid(format!(
+            "the archive has a path of {} bytes (at most {MAX_PACKAGE_PATH_BYTES})",
+            bytes.len()
+        ));
+    }
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| PackageError::Invalid("the archive has a path that is not UTF-8".into()))
+}
+
+/// A name as an error message shows it: escaped and short.
+fn shown(name: &str) -> String {
+    format!(
+        "{:?}",
+        nitejar_sandbox::capabilities::log::sanitize(name, 120)
+    )
+}
+
+/// A reader that fails once it has given `left` bytes: the decompressed archive stream is
+/// bounded as a whole, whatever its headers claim.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(format!(
+                "the archive decompresses to more than {MAX_PACKAGE_STREAM_BYTES} bytes"
+            )));
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -366,6 +469,107 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unpacks to more than"), "{e}");
+    }
+
+    /// One PAX record: `<len> key=value\n`, where `<len>` counts itself.
+    fn pax(key: &str, value: &[u8]) -> Vec<u8> {
+        let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
+        let mut len = body_len + 1;
+        while len.to_string().len() + body_len != len {
+            len = len.to_string().len() + body_len;
+        }
+        let mut out = format!("{len} {key}=").into_bytes();
+        out.extend_from_slice(value);
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn long_names_from_gnu_and_pax_headers_are_honoured() {
+        let m = manifest();
+        let bytes = tgz(&[
+            (
+                "PaxHeader/m",
+                &pax("path", b"package/nitejar.plugin.json"),
+                tar::EntryType::XHeader,
+            ),
+            ("garbage-name-1", &m, tar::EntryType::Regular),
+            (
+                "././@LongLink",
+                b"package/dist/plugin.wasm\0",
+                tar::EntryType::GNULongName,
+            ),
+            ("garbage-name-2", EMPTY_COMPONENT, tar::EntryType::Regular),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = PluginPackage::from_tgz(&bytes, dir.path()).unwrap();
+        assert_eq!(pkg.manifest.id, "t.pkg");
+        assert!(!dir.path().join("garbage-name-1").exists());
+    }
+
+    #[test]
+    fn extended_headers_and_names_are_bounded_before_they_are_read() {
+        // 1 MiB of one byte compresses to about 1 KiB; unbounded readers take it whole.
+        let huge = vec![b'a'; 1 << 20];
+        let long_path = format!("package/{}", "d".repeat(5000));
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                tgz(&[
+                    ("././@LongLink", &huge, tar::EntryType::GNULongName),
+                    ("x", b"", tar::EntryType::Regular),
+                ]),
+                "extended header of 1048576 bytes",
+            ),
+            (
+                tgz(&[
+                    ("PaxHeader/x", &huge, tar::EntryType::XHeader),
+                    ("x", b"", tar::EntryType::Regular),
+                ]),
+                "extended header of 1048576 bytes",
+            ),
+            (
+                tgz(&[
+                    (
+                        "PaxHeader/x",
+                        &pax("path", long_path.as_bytes()),
+                        tar::EntryType::XHeader,
+                    ),
+                    ("x", b"", tar::EntryType::Regular),
+                ]),
+                "path of 5008 bytes",
+            ),
+            (
+                tgz(&[
+                    ("PaxHeader/x", b"99999 path=x\n", tar::EntryType::XHeader),
+                    ("x", b"", tar::EntryType::Regular),
+                ]),
+                "malformed PAX header",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let e = PluginPackage::from_tgz(&bytes, dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(expected), "{e} should mention {expected}");
+            assert!(e.len() < 300, "the error stays short: {} bytes", e.len());
+        }
+        // A refused name is shown short and escaped, never echoed whole.
+        let evil = format!("package/../{}\u{1b}[2J", "e".repeat(900));
+        let bytes = tgz(&[
+            (
+                "././@LongLink",
+                evil.as_bytes(),
+                tar::EntryType::GNULongName,
+            ),
+            ("x", b"x", tar::EntryType::Regular),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let e = PluginPackage::from_tgz(&bytes, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("escapes the package directory"), "{e}");
+        assert!(e.len() < 300 && !e.contains('\u{1b}'), "{e}");
     }
 
     #[test]
