@@ -6,6 +6,7 @@
 pub mod platforms;
 pub mod sources;
 
+use futures::StreamExt as _;
 use hmac::{Hmac, Mac};
 use nitejar_core::app::{App, Shutdown};
 use nitejar_core::config::{Config, OutboundOverrides};
@@ -374,7 +375,8 @@ pub struct Recorded {
 }
 
 /// A local HTTP server standing in for a platform API; answers `200 {"ok":true}` (or a `302` to
-/// `http://evil.test/stolen` for paths starting with `/redirect`) and records every request.
+/// `http://evil.test/stolen` for paths starting with `/redirect`, or for `/stall` a `200` whose
+/// body sends a few bytes and then stalls for ten minutes) and records every request.
 pub struct StandIn {
     /// Its address.
     pub addr: SocketAddr,
@@ -411,6 +413,7 @@ impl StandIn {
                     .await
                     .unwrap_or_default();
                 let redirect = path.starts_with("/redirect");
+                let stall = path.starts_with("/stall");
                 rec.lock().unwrap().push(Recorded {
                     method,
                     path,
@@ -424,6 +427,16 @@ impl StandIn {
                         [("location", "http://evil.test/stolen")],
                         "",
                     ));
+                }
+                if stall {
+                    let body = futures::stream::once(async {
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"partial\":"))
+                    })
+                    .chain(futures::stream::once(async {
+                        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                        Ok(axum::body::Bytes::from_static(b"1}"))
+                    }));
+                    return axum::response::Response::new(axum::body::Body::from_stream(body));
                 }
                 axum::response::IntoResponse::into_response(axum::Json(
                     json!({"ok": true, "from": "stand-in"}),

@@ -283,3 +283,132 @@ async fn archive_bombs_are_refused_with_bounded_memory_and_short_errors() {
     // Still serving.
     host.admin_json(Method::GET, "/plugins", None, 200).await;
 }
+
+// ---- 3. deadlines while a guest waits in a host call ------------------------------------------
+
+#[tokio::test]
+async fn a_guest_waiting_in_the_host_is_stopped_at_its_deadline() {
+    use nitejar_tests::{HostOptions, StandIn};
+    let stand_in = StandIn::start().await;
+    let host = TestHost::start_with(HostOptions {
+        integration_timeout_ms: Some(500),
+        overrides: [("allowed.test".to_string(), stand_in.addr.into())].into(),
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    host.install_and_enable(&guest_package("hostile"), &["network:http://allowed.test"])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    // A 60 s sleep on the WASI clock, and a response body that stalls for ten minutes after
+    // its first bytes: both end at the 500 ms deadline, as timeouts, with truthful receipts.
+    for (attack, target) in [("sleep", "60"), ("http", "http://allowed.test/stall")] {
+        let started = std::time::Instant::now();
+        let body = json!({"attack": attack, "target": target}).to_string();
+        let (status, v) = host
+            .webhook("hostile", &instance, &[], body.into_bytes())
+            .await;
+        let waited = started.elapsed();
+        assert_eq!(status, 502, "{attack}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("timeout"),
+            "{attack}: {v}"
+        );
+        assert!(
+            waited < std::time::Duration::from_secs(30),
+            "{attack}: not stopped ({waited:?})"
+        );
+        let receipt = host
+            .receipts("test.hostile")
+            .await
+            .into_iter()
+            .rev()
+            .find(|r| r["kind"] == "integration")
+            .unwrap();
+        assert_eq!(receipt["status"], "timeout", "{attack}: {receipt}");
+        let ms = receipt["durationMs"].as_i64().unwrap();
+        assert!((500..30_000).contains(&ms), "{attack}: stopped at {ms} ms");
+    }
+    assert_eq!(
+        host.work_item(
+            host.webhook(
+                "hostile",
+                &instance,
+                &[],
+                json!({"attack": "ok", "id": "after"})
+                    .to_string()
+                    .into_bytes()
+            )
+            .await
+            .1["workItemId"]
+                .as_str()
+                .unwrap()
+        )
+        .await["text"],
+        "ok: served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_plugins_waiting_calls_cannot_starve_another_plugins_webhooks() {
+    use nitejar_tests::HostOptions;
+    const SECRET: &str = "fairness-secret-0123456789";
+    let host = TestHost::start_with(HostOptions {
+        integration_timeout_ms: Some(3_000),
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    host.install_and_enable(&guest_package("hostile"), &[])
+        .await;
+    let hostile = host.create_instance("hostile", json!({})).await;
+    let webhook = host
+        .create_instance("webhook", json!({ "secret": SECRET }))
+        .await;
+    // 300 calls of one plugin that each wait in the host until their deadline: more than the
+    // whole shared instance pool.
+    let sleepers: Vec<_> = (0..300)
+        .map(|_| {
+            let client = host.client.clone();
+            let url = format!("{}/api/webhooks/plugins/hostile/{hostile}", host.base);
+            tokio::spawn(async move {
+                let body = json!({"attack": "sleep", "target": "60"}).to_string();
+                client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Another plugin's webhook is served meanwhile.
+    let body = json!({"id": "fair-1", "text": "still served"}).to_string();
+    let sig = nitejar_tests::sign(SECRET, body.as_bytes());
+    let (status, v) = host
+        .webhook(
+            "webhook",
+            &webhook,
+            &[("x-signature-256", &sig)],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let mut by_status = std::collections::BTreeMap::new();
+    for s in sleepers {
+        *by_status.entry(s.await.unwrap()).or_insert(0) += 1;
+    }
+    // The flooding plugin got its own slots (each call stopped at its deadline) and 503 busy
+    // for the rest (a call arriving after a slot freed may get one too).
+    let limit = nitejar_sandbox::limits::MAX_CONCURRENT_CALLS_PER_PLUGIN;
+    let (timed_out, busy) = (by_status.get(&502).copied(), by_status.get(&503).copied());
+    assert_eq!(
+        timed_out.unwrap_or(0) + busy.unwrap_or(0),
+        300,
+        "{by_status:?}"
+    );
+    assert!(timed_out.unwrap_or(0) >= limit, "{by_status:?}");
+    assert!(busy.unwrap_or(0) >= 300 - 2 * limit, "{by_status:?}");
+}

@@ -65,6 +65,8 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
     let (host, instance) = hostile_host(&[], opts).await;
     let cases = [
         ("loop", "timeout", "timeout"),
+        // Waiting inside the host (a 60 s WASI sleep) is stopped at the deadline too.
+        ("sleep", "timeout", "timeout"),
         ("memory", "resource_limit", "error"),
         ("recursion", "stack_overflow", "error"),
         // The shadow stack lives in linear memory: running off its end is a memory fault.

@@ -115,6 +115,12 @@ impl PluginFailure {
                 detail: hit.to_string(),
             };
         }
+        if err
+            .downcast_ref::<crate::capabilities::blocking::DeadlineHit>()
+            .is_some()
+        {
+            return PluginFailure::Timeout { timeout_ms };
+        }
         if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
             return match trap {
                 wasmtime::Trap::Interrupt => PluginFailure::Timeout { timeout_ms },

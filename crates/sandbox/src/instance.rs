@@ -122,6 +122,8 @@ impl StoreFactory {
                 log: LogState::default(),
                 ctx: ctx.clone(),
             },
+            // Instantiation runs under the inspection deadline; every call sets its own.
+            deadline: Instant::now() + Duration::from_millis(DEFAULT_INSPECT_TIMEOUT_MS),
         };
         let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -178,7 +180,9 @@ pub(crate) fn invoke<R: OutputSize>(
         job_id: spec.correlation.job_id.clone(),
         hook_name: spec.hook.map(HookName::as_str),
     });
-    store.data_mut().caps.network.deadline = start + Duration::from_millis(spec.timeout_ms);
+    let deadline = start + Duration::from_millis(spec.timeout_ms);
+    store.data_mut().caps.network.deadline = deadline;
+    store.data_mut().deadline = deadline;
     store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
     let outcome = f(store, &warm.instance);
     let result = match outcome {

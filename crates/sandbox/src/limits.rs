@@ -31,6 +31,11 @@ pub const MAX_GUEST_STACK_BYTES: usize = 512 << 10;
 /// Component instances alive at once in the pooling allocator (back-pressure beyond).
 pub const POOL_TOTAL_COMPONENT_INSTANCES: u32 = 256;
 
+/// Most calls one plugin may have in progress on fresh instances (webhooks, config checks):
+/// an eighth of the pool, so one plugin's slow or waiting calls leave room for everyone else.
+/// Over it, that plugin's calls are refused as busy (503) at once.
+pub const MAX_CONCURRENT_CALLS_PER_PLUGIN: usize = POOL_TOTAL_COMPONENT_INSTANCES as usize / 8;
+
 /// Linear memories alive at once in the pool.
 pub const POOL_TOTAL_MEMORIES: u32 = 512;
 

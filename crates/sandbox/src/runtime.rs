@@ -22,7 +22,7 @@ use crate::bindings::nitejar::plugin::types::PluginError as WitPluginError;
 pub use crate::failure::PluginFailure;
 use crate::hooks::{HookEvent, HookName};
 use crate::instance::{Prewarmer, StoreFactory, Warm, invoke};
-use crate::limits::DEFAULT_INSPECT_TIMEOUT_MS;
+use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_CONCURRENT_CALLS_PER_PLUGIN};
 use crate::manifest::Manifest;
 use crate::output::OutputSize;
 use crate::receipts::{Receipt, ReceiptSink};
@@ -121,9 +121,29 @@ pub struct LoadedPlugin {
     pub(crate) secrets: Arc<SecretsPolicy>,
     pub(crate) filesystem: FilesystemPolicy,
     pool: Mutex<Vec<Warm>>,
+    /// Calls on fresh instances in progress (bounded by [`MAX_CONCURRENT_CALLS_PER_PLUGIN`]).
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// A call slot of one plugin, released when dropped.
+struct Admitted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl LoadedPlugin {
+    /// Takes one of the plugin's call slots, or `None` when all are in use: one plugin's slow
+    /// calls fill its own slots, never the host's shared instance pool.
+    fn admit(&self) -> Option<Admitted<'_>> {
+        use std::sync::atomic::Ordering;
+        let n = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Admitted(&self.in_flight);
+        (n < MAX_CONCURRENT_CALLS_PER_PLUGIN).then_some(slot)
+    }
+
     /// Plugin id.
     pub fn id(&self) -> &str {
         &self.id
@@ -244,6 +264,7 @@ impl PluginRuntime {
         crate::capabilities::filesystem::link_open_guard(&mut linker)?;
         crate::capabilities::network::link_name_lookup_refusal(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        crate::capabilities::blocking::link_bounded_waits(&mut linker)?;
         crate::bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -355,6 +376,7 @@ impl PluginRuntime {
             secrets: Arc::new(policy_for(&p.secrets, granted_secrets)),
             filesystem,
             pool: Mutex::new(Vec::new()),
+            in_flight: Default::default(),
         };
         self.inspect(&mut plugin)?;
         Ok(plugin)
@@ -424,6 +446,13 @@ impl PluginRuntime {
                 logs: LogState::default(),
             };
         }
+        let Some(_slot) = plugin.admit() else {
+            return Finished {
+                result: Err(PluginFailure::Busy),
+                duration: start.elapsed(),
+                logs: LogState::default(),
+            };
+        };
         match self.factory.instantiate(plugin) {
             Err(failure) => Finished {
                 result: Err(failure),

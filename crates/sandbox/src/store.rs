@@ -38,6 +38,9 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: GuestLimiter,
     pub(crate) caps: Capabilities,
+    /// When the current call must end; host waits end here too
+    /// ([`crate::capabilities::blocking`]).
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl WasiView for HostState {

@@ -6,6 +6,7 @@
 //! writes a `permission_denied`/`blocked` receipt naming the capability, the target and the grant
 //! that would allow it, and logs the same.
 
+pub mod blocking;
 pub mod filesystem;
 pub mod kv;
 pub mod log;

@@ -18,6 +18,7 @@
 //! | `kv-fill` | writes new keys (1-byte values, or 64 KiB values if `target` is `bytes`) until refused |
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
+//! | `sleep` | sleeps `target` seconds (60 if empty) on the WASI clock, waiting inside the host |
 //! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
 //!
 //! Attacks that return report the guest-side outcome in the work item's text:
@@ -79,6 +80,11 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
         "stack-smash" => Ok(smash(0, [0; 16]).to_string()),
         "oversized" => Ok("x".repeat(8 << 20)),
         "trap" => panic!("hostile plugin trapped on purpose"),
+        "sleep" => {
+            let secs = target.parse().unwrap_or(60);
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            Ok(format!("slept {secs} s"))
+        }
         "http" => http::Request::get(target)
             .send()
             .map(|r| format!("status {} body {}", r.status, r.text()))
