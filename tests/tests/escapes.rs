@@ -412,3 +412,77 @@ async fn one_plugins_waiting_calls_cannot_starve_another_plugins_webhooks() {
     assert!(timed_out.unwrap_or(0) >= limit, "{by_status:?}");
     assert!(busy.unwrap_or(0) >= 300 - 2 * limit, "{by_status:?}");
 }
+
+// ---- 5. large return values ------------------------------------------------------------------
+
+/// The process's peak resident memory (kB), from `/proc/self/status`.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn return_values_are_bounded_while_they_are_copied_out_of_the_guest() {
+    use nitejar_tests::HostOptions;
+    let host = TestHost::start_with(HostOptions {
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    host.install_and_enable(&guest_package("hostile"), &[])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let before = peak_rss_kb();
+    // 40 concurrent answers of 60 headers aliasing one 1 MiB buffer: 4.7 GiB if each alias
+    // were copied before the size check.
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let client = host.client.clone();
+            let url = format!("{}/api/webhooks/plugins/hostile/{instance}", host.base);
+            tokio::spawn(async move {
+                let resp = client
+                    .post(url)
+                    .body(json!({"attack": "alias"}).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    for c in calls {
+        let (status, text) = c.await.unwrap();
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("output_too_large"), "{text}");
+    }
+    let grew_mib = peak_rss_kb().saturating_sub(before) / 1024;
+    assert!(grew_mib < 1024, "peak memory grew by {grew_mib} MiB");
+    let receipt = host
+        .receipts("test.hostile")
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| r["kind"] == "integration")
+        .unwrap();
+    let detail: Value = serde_json::from_str(receipt["detailJson"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        detail["failure"]["failure"], "transfer_too_large",
+        "{receipt}"
+    );
+    // Still serving.
+    let (status, _) = host
+        .webhook(
+            "hostile",
+            &instance,
+            &[],
+            json!({"attack": "ok", "id": "after-alias"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202);
+}

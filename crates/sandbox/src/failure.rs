@@ -36,6 +36,13 @@ pub enum PluginFailure {
         /// The limit.
         limit: usize,
     },
+    /// The plugin tried to move more data into the host in one call (a return value, or the
+    /// arguments of one host call) than the host copies; stopped while it was being copied.
+    #[error("the plugin tried to pass more than {limit} bytes to the host in one transfer")]
+    TransferTooLarge {
+        /// The limit (bytes copied per transfer, every alias counted).
+        limit: usize,
+    },
     /// The plugin returned an error of its own.
     #[error("the plugin reported an error ({code}): {message}")]
     PluginError {
@@ -89,7 +96,9 @@ impl PluginFailure {
             PluginFailure::ResourceLimit { .. } => "resource_limit",
             PluginFailure::StackOverflow => "stack_overflow",
             PluginFailure::Trap { .. } => "trap",
-            PluginFailure::OutputTooLarge { .. } => "output_too_large",
+            PluginFailure::OutputTooLarge { .. } | PluginFailure::TransferTooLarge { .. } => {
+                "output_too_large"
+            }
             PluginFailure::PluginError { .. } => "plugin_error",
             PluginFailure::MissingExport { .. } => "missing_export",
             PluginFailure::Busy => "busy",
@@ -139,6 +148,13 @@ impl PluginFailure {
             };
         }
         let text = format!("{err:#}");
+        // wasmtime's "hostcall fuel" (its error type is private): a lift over the per-store
+        // transfer limit.
+        if text.contains("fuel allocated for hostcalls has been exhausted") {
+            return PluginFailure::TransferTooLarge {
+                limit: crate::limits::MAX_TRANSFER_BYTES,
+            };
+        }
         if text.contains("maximum concurrent") || text.contains("limit reached") {
             return PluginFailure::Busy;
         }

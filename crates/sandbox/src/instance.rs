@@ -20,7 +20,9 @@ use crate::capabilities::{CallContext, CallScope};
 use crate::engine;
 use crate::failure::PluginFailure;
 use crate::hooks::HookName;
-use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, PREWARMED_INSTANCES};
+use crate::limits::{
+    DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, MAX_TRANSFER_BYTES, PREWARMED_INSTANCES,
+};
 use crate::output::OutputSize;
 use crate::receipts::ReceiptSink;
 use crate::runtime::{CallSpec, Finished, LoadedPlugin};
@@ -127,6 +129,8 @@ impl StoreFactory {
         };
         let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        // Bounds what one lift may copy into host memory, before the output cap is checked.
+        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         store.set_epoch_deadline(engine::deadline_ticks(DEFAULT_INSPECT_TIMEOUT_MS));
         store.epoch_deadline_trap();
         match plugin.pre.instantiate(&mut store) {

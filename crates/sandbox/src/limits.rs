@@ -56,6 +56,12 @@ pub const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 /// Largest data a plugin may return from one call (all strings and lists of the result).
 pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;
 
+/// Most bytes the host copies out of a guest in one transfer (a call's return value, or the
+/// arguments of one host call), counted while copying and every alias of the same guest bytes
+/// counted again (wasmtime's per-store "hostcall fuel"). Twice the output cap, so a value just
+/// under the cap always lifts; the host memory in flight is at most this per instance.
+pub const MAX_TRANSFER_BYTES: usize = 2 * MAX_GUEST_OUTPUT_BYTES;
+
 /// Longest guest log line kept; longer lines are truncated.
 pub const MAX_LOG_LINE_BYTES: usize = 4 << 10;
 

@@ -18,6 +18,7 @@
 //! | `kv-fill` | writes new keys (1-byte values, or 64 KiB values if `target` is `bytes`) until refused |
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
+//! | `alias` | answers the webhook with 60 headers whose names and values all point at one 1 MiB buffer (120 MiB to copy out of 1 MiB of guest memory) |
 //! | `sleep` | sleeps `target` seconds (60 if empty) on the WASI clock, waiting inside the host |
 //! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
 //!
@@ -160,6 +161,26 @@ impl Integration for Hostile {
             Ok(s) => format!("ok: {s}"),
             Err(e) => format!("err: {e}"),
         };
+        if name == "alias" {
+            // Every header's name and value is the same 1 MiB of guest memory: small for the
+            // guest, 120 MiB for a host that copies each one.
+            let buf: &'static mut [u8] = Box::leak(vec![b'a'; 1 << 20].into_boxed_slice());
+            let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+            // SAFETY: deliberately aliased for the attack; the strings are handed to the host
+            // and never used or freed by this code.
+            let alias = || unsafe { String::from_raw_parts(ptr, len, len) };
+            let headers = (0..60)
+                .map(|_| Header {
+                    name: alias(),
+                    value: alias(),
+                })
+                .collect();
+            return Ok(ParseOutcome::Respond(WebhookResponse {
+                status: 200,
+                headers,
+                body: Vec::new(),
+            }));
+        }
         if name == "respond" {
             let h = |name: &str, value: &str| Header {
                 name: name.into(),
