@@ -387,6 +387,11 @@ pub struct StandIn {
 impl StandIn {
     /// Starts the stand-in on a free loopback port.
     pub async fn start() -> StandIn {
+        StandIn::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the stand-in on `bind` (e.g. `[::1]:0` for the IPv6 loopback).
+    pub async fn start_on(bind: &str) -> StandIn {
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let rec = requests.clone();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -443,7 +448,7 @@ impl StandIn {
                 ))
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();

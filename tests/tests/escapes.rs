@@ -486,3 +486,42 @@ async fn return_values_are_bounded_while_they_are_copied_out_of_the_guest() {
         .await;
     assert_eq!(status, 202);
 }
+
+// ---- weaker spots ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_ipv6_literal_grant_reaches_exactly_that_address() {
+    use nitejar_tests::StandIn;
+    let stand_in = StandIn::start_on("[::1]:0").await;
+    let port = stand_in.addr.port();
+    let rule = format!("http://[::1]:{port}");
+    let pkg = package_with_manifest("hostile", |m| {
+        m["permissions"]["network"] = json!([rule]);
+    });
+    let host = TestHost::start().await;
+    host.install_and_enable(pkg.path(), &[&format!("network:{rule}")])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let report = |target: String| {
+        let host = &host;
+        let instance = instance.clone();
+        async move {
+            let body = json!({"attack": "http", "target": target, "id": target}).to_string();
+            let (status, v) = host
+                .webhook("hostile", &instance, &[], body.into_bytes())
+                .await;
+            assert_eq!(status, 202, "{v}");
+            host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let ok = report(format!("http://[::1]:{port}/v6")).await;
+    assert!(ok.starts_with("ok: status 200"), "{ok}");
+    assert_eq!(stand_in.requests.lock().unwrap()[0].path, "/v6");
+    // The same port on the IPv4 loopback is another address: refused.
+    let refused = report(format!("http://127.0.0.1:{port}/v4")).await;
+    assert!(refused.starts_with("err:"), "{refused}");
+    assert_eq!(stand_in.count(), 1);
+}

@@ -22,3 +22,9 @@ pub mod plugins;
 pub mod receipts;
 pub mod response_headers;
 pub mod skills;
+
+/// Text from plugins and packages as the host shows it: what counts as deceptive (control,
+/// bidirectional-override and invisible characters) and how it is escaped.
+pub mod text {
+    pub use nitejar_sandbox::capabilities::log::{is_deceptive, sanitize};
+}

@@ -195,9 +195,11 @@ pub(crate) fn invoke<R: OutputSize>(
             let text = String::from_utf8_lossy(&warm.stderr.contents()).into_owned();
             Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
         }
+        // A plugin's own error text reaches receipts, logs and the operator's screens: escaped
+        // and bounded here, once.
         Ok(Err(pe)) => Err(PluginFailure::PluginError {
-            code: pe.code,
-            message: pe.message,
+            code: crate::capabilities::log::sanitize(&pe.code, 64),
+            message: crate::capabilities::log::sanitize(&pe.message, 1024),
             retryable: pe.retryable,
         }),
         Ok(Ok(value)) => {

@@ -22,7 +22,7 @@ pub async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !token_matches(presented.trim(), &app.admin_token) {
+    if !token_matches(presented, &app.admin_token) {
         let mut resp = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -44,5 +44,9 @@ mod tests {
         assert!(!super::token_matches("abd", "abc"));
         assert!(!super::token_matches("ab", "abc"));
         assert!(!super::token_matches("", "abc"));
+        assert!(
+            !super::token_matches("abc ", "abc"),
+            "no trailing whitespace"
+        );
     }
 }

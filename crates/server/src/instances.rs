@@ -64,7 +64,10 @@ pub async fn list_types(State(app): State<Arc<App>>) -> Json<IntegrationTypeList
 
 /// A display name: 1-200 characters, no control characters.
 fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.len() > 200
+        || name.chars().any(nitejar_core::text::is_deceptive)
+    {
         return Err(ApiError::bad_request(
             "name must be 1-200 characters without control characters",
         ));

@@ -35,12 +35,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Text for the terminal: control characters (escape sequences, carriage returns, ...) that a
 /// plugin could put in a name, an error or a receipt are shown escaped, never interpreted.
 fn safe(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    use nitejar_core::text::is_deceptive;
+    if !s.chars().any(is_deceptive) {
         return s.to_string();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if is_deceptive(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -582,5 +583,11 @@ mod tests {
         assert_eq!(shown, "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\rname");
         assert_eq!(cell(&json!(hostile)), shown);
         assert_eq!(safe("plain, ünïcode"), "plain, ünïcode");
+        // A right-to-left override makes "network: exe.evil" read differently; zero-width
+        // characters hide text.
+        assert_eq!(
+            safe("http://ok\u{202E}live\u{200B}.test"),
+            "http://ok\\u{202e}live\\u{200b}.test"
+        );
     }
 }

@@ -425,7 +425,15 @@ async fn resolve_checked(
     port: u16,
     remaining: Duration,
 ) -> Result<SocketAddr, HttpError> {
-    let addrs: Vec<SocketAddr> =
+    // An IP literal (IPv6 in brackets, as URIs write it) needs no lookup.
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<std::net::IpAddr>();
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = literal {
+        vec![SocketAddr::new(ip, port)]
+    } else {
         match tokio::time::timeout(remaining, tokio::net::lookup_host((host, port))).await {
             Err(_) => return Err(HttpError::DnsTimeout),
             Ok(Err(e)) => {
@@ -435,7 +443,8 @@ async fn resolve_checked(
                 });
             }
             Ok(Ok(a)) => a.collect(),
-        };
+        }
+    };
     // Every address must pass: otherwise a name with one public and one private record could
     // be steered to the private one.
     for addr in &addrs {
