@@ -525,3 +525,120 @@ async fn an_ipv6_literal_grant_reaches_exactly_that_address() {
     assert!(refused.starts_with("err:"), "{refused}");
     assert_eq!(stand_in.count(), 1);
 }
+
+// ---- instruction budgets (fuel) ----------------------------------------------------------------
+
+#[tokio::test]
+async fn instruction_budgets_come_from_the_manifest_or_the_operator_and_are_receipted() {
+    use nitejar_tests::HostOptions;
+    let host = TestHost::start_with(HostOptions {
+        integration_timeout_ms: Some(20_000),
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    // Out-of-range manifest budgets are refused at install.
+    for bad in [
+        json!(0),
+        json!(nitejar_sandbox::limits::MAX_FUEL_PER_CALL + 1),
+    ] {
+        let pkg = package_with_manifest("hostile", |m| {
+            m["limits"] = json!({ "fuelPerCall": bad });
+        });
+        let (status, body) = install(&host, pkg.path()).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("fuelPerCall")
+        );
+    }
+    // A plugin that asks for one million instructions per call.
+    let pkg = package_with_manifest("hostile", |m| {
+        m["limits"] = json!({ "fuelPerCall": 1_000_000 });
+    });
+    host.install_and_enable(pkg.path(), &[]).await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let spin = |n: u64| {
+        let host = &host;
+        let instance = instance.clone();
+        async move {
+            let body = json!({"attack": "spin", "target": n.to_string(), "id": format!("spin-{n}-{}", rand_id())});
+            host.webhook("hostile", &instance, &[], body.to_string().into_bytes())
+                .await
+        }
+    };
+    let (status, v) = spin(1_000).await;
+    assert_eq!(status, 202, "a small call fits: {v}");
+    let (status, v) = spin(50_000_000).await;
+    assert_eq!(status, 502, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fuel_exhausted"),
+        "{v}"
+    );
+    let receipts = host.receipts("test.hostile").await;
+    let last = receipts
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "integration")
+        .unwrap();
+    let detail: Value = serde_json::from_str(last["detailJson"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["failure"]["failure"], "fuel_exhausted", "{last}");
+    assert_eq!(detail["failure"]["budget"], 1_000_000);
+    assert!(
+        detail["instructions"].as_u64().unwrap() >= 1_000_000,
+        "{detail}"
+    );
+
+    // The operator raises it for this plugin: the same call now fits.
+    let set = |fuel: Value, status: u16| {
+        let host = &host;
+        async move {
+            host.admin_json(
+                Method::PUT,
+                "/plugins/test.hostile/limits",
+                Some(json!({ "fuelPerCall": fuel })),
+                status,
+            )
+            .await
+        }
+    };
+    set(json!(0), 400).await;
+    set(json!(nitejar_sandbox::limits::MAX_FUEL_PER_CALL + 1), 400).await;
+    let v = set(json!(2_000_000_000u64), 200).await;
+    assert_eq!(v["fuelPerCall"], 2_000_000_000u64);
+    let (status, v) = spin(50_000_000).await;
+    assert_eq!(status, 202, "{v}");
+    let detail = host
+        .admin_json(Method::GET, "/plugins/test.hostile", None, 200)
+        .await;
+    let usage = &detail["instructions"];
+    assert_eq!(usage["budgetPerCall"], 2_000_000_000u64, "{detail}");
+    assert_eq!(usage["source"], "operator");
+    assert!(
+        usage["calls"].as_u64().unwrap() >= 1 && usage["total"].as_u64().unwrap() > 50_000_000,
+        "{usage}"
+    );
+    // Cleared: back to the manifest's budget.
+    set(Value::Null, 200).await;
+    let (status, _) = spin(50_000_000).await;
+    assert_eq!(status, 502);
+    host.admin_json(
+        Method::PUT,
+        "/plugins/test.nope/limits",
+        Some(json!({"fuelPerCall": 5})),
+        404,
+    )
+    .await;
+}
+
+/// A short unique suffix for idempotency keys.
+fn rand_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string()
+}

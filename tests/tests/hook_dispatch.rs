@@ -11,6 +11,9 @@ async fn install_handler(host: &TestHost, id: &str, hooks: Value) {
     let pkg = chain_package(|m| {
         m["id"] = id.into();
         m["contributes"] = json!({ "hooks": hooks });
+        // The largest instruction budget, so deadlines (not budgets) stop the looping handlers
+        // these tests are about.
+        m["limits"] = json!({ "fuelPerCall": nitejar_sandbox::limits::MAX_FUEL_PER_CALL });
     });
     host.install_and_enable(pkg.path(), &[]).await;
 }

@@ -88,7 +88,7 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
         let public = v["error"]["message"].as_str().unwrap();
         assert!(
             public.contains(failure) && !public.contains("on purpose"),
-            "{public}"
+            "{name}: {public}"
         );
         let receipts = host.receipts(PLUGIN).await;
         let last = receipts

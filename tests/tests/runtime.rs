@@ -32,6 +32,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         kv_quota: Default::default(),
         receipts: sink.clone(),
         crash_guard: None,
+        fuel: true,
     })
     .unwrap();
     Rig {

@@ -204,6 +204,16 @@ pub const OPERATIONS: &[Operation] = &[
         response: Body::Empty,
     },
     Operation {
+        method: "put",
+        path: "/api/admin/plugins/{id}/limits",
+        tag: "plugins",
+        summary: "Set the operator's instruction budget per call for a plugin (null: manifest or defaults)",
+        status: 200,
+        query: None,
+        request: Body::Json(json::<plugins::LimitsRequest>),
+        response: Body::Json(json::<plugins::LimitsResponse>),
+    },
+    Operation {
         method: "post",
         path: "/api/admin/plugins/{id}/enable",
         tag: "plugins",

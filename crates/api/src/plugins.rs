@@ -158,6 +158,9 @@ pub struct PluginSummary {
     /// The integration types it provides (when loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrations: Option<Vec<IntegrationSummary>>,
+    /// Instruction budgets and what its calls used (when loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<InstructionUsage>,
     /// The runtime posture, repeated on every plugin.
     #[serde(flatten)]
     pub posture: RuntimePosture,
@@ -258,6 +261,46 @@ pub struct GrantRequest {
 pub struct GrantResponse {
     /// How many permissions changed from not granted to granted.
     pub granted: u64,
+}
+
+/// Instruction budgets (wasmtime fuel, about one unit per wasm instruction) of a loaded plugin
+/// and what its calls used since it was loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstructionUsage {
+    /// The budget of every call when the operator or the manifest set one; otherwise each call
+    /// kind has the host's default (`defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_per_call: Option<u64>,
+    /// Where `budgetPerCall` comes from: `operator`, `manifest` or `default`.
+    pub source: String,
+    /// The host's default budget per call kind (`hook`, `integration`, `tool`, `load`).
+    pub defaults: std::collections::BTreeMap<String, u64>,
+    /// Calls metered since the plugin was loaded.
+    pub calls: u64,
+    /// Instructions those calls used in total.
+    pub total: u64,
+    /// Average instructions per call.
+    pub average: u64,
+}
+
+/// `PUT /api/admin/plugins/{id}/limits`: the operator's budgets for one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// Instructions each call may use (1 to the host maximum); `null` goes back to the
+    /// manifest's value or the defaults.
+    pub fuel_per_call: Option<u64>,
+}
+
+/// What `PUT /api/admin/plugins/{id}/limits` stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsResponse {
+    /// The operator's budget now in force (`null`: none).
+    pub fuel_per_call: Option<u64>,
+    /// The host's maximum per call.
+    pub max_fuel_per_call: u64,
 }
 
 /// `PUT /api/admin/plugins/{id}/secrets/{key}`.

@@ -13,6 +13,8 @@
 //!   receipt queued to the batch writer (which writes to SQLite on another thread).
 //! - runtime, receipts not written: the same call with a sink that drops receipts, to show what
 //!   the concurrent batch writer costs the call path on this machine.
+//! - runtime, fuel off: the same call on an engine without instruction budgets (wasmtime fuel),
+//!   to show what the budgets cost (the product always runs with them).
 
 use nitejar_core::plugins::package::PluginPackage;
 use nitejar_core::receipts::{ReceiptSink, ReceiptWriter};
@@ -90,6 +92,7 @@ fn runtime_in(
     dir: &Path,
     db: Option<std::sync::Arc<dyn nitejar_store::Store>>,
     receipts: ReceiptSink,
+    fuel: bool,
 ) -> PluginRuntime {
     PluginRuntime::new(RuntimeOptions {
         memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
@@ -100,6 +103,7 @@ fn runtime_in(
         kv_quota: Default::default(),
         receipts,
         crash_guard: None,
+        fuel,
     })
     .unwrap()
 }
@@ -117,7 +121,7 @@ fn main() {
         .unwrap();
     let (sink, _writer) = ReceiptWriter::start(db.clone());
     let db_for_probe = db.clone();
-    let runtime = runtime_in(dir.path(), Some(db), sink.clone());
+    let runtime = runtime_in(dir.path(), Some(db), sink.clone(), true);
     let pkg = PluginPackage::from_dir(
         &Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("hooks"),
     )
@@ -154,8 +158,16 @@ fn main() {
     let pre = linker.instantiate_pre(&component).unwrap();
     let indices = hooks::GuestIndices::new(&pre).unwrap();
 
-    let quiet = runtime_in(dir.path(), None, ReceiptSink::discard());
+    let quiet = runtime_in(dir.path(), None, ReceiptSink::discard(), true);
     let quiet_plugin = quiet
+        .load(
+            &pkg.manifest,
+            &pkg.wasm,
+            &Grants::all_declared(&pkg.manifest),
+        )
+        .unwrap();
+    let unmetered = runtime_in(dir.path(), None, ReceiptSink::discard(), false);
+    let unmetered_plugin = unmetered
         .load(
             &pkg.manifest,
             &pkg.wasm,
@@ -176,6 +188,7 @@ fn main() {
                 },
             );
             store.set_epoch_deadline(1_000_000);
+            store.set_fuel(u64::MAX).unwrap();
             let instance = pre.instantiate(&mut store).unwrap();
             let guest = indices.load(&mut store, &instance).unwrap();
             let out = guest
@@ -190,6 +203,11 @@ fn main() {
         }),
         measure("runtime, receipts not written", || {
             quiet.call_hook(&quiet_plugin, &ctx, &input, 1_500).unwrap();
+        }),
+        measure("runtime, receipts not written, fuel off", || {
+            unmetered
+                .call_hook(&unmetered_plugin, &ctx, &input, 1_500)
+                .unwrap();
         }),
     ];
     tokio_rt.block_on(sink.flush());
@@ -237,5 +255,12 @@ fn main() {
     println!(
         "ratio bare / native:           {:.1}x",
         bare.as_secs_f64() / native.as_secs_f64()
+    );
+    let (metered, unmetered) = (results[3].1, results[4].1);
+    let (calls, used) = quiet_plugin.instructions_used();
+    println!(
+        "instruction budgets (fuel) on / off: {:.2}x ({} instructions per call)",
+        metered.as_secs_f64() / unmetered.as_secs_f64(),
+        used / calls.max(1)
     );
 }

@@ -321,45 +321,61 @@ fn main() {
         .block_on(nitejar_store::open(&dir.path().join("bench.db")))
         .unwrap();
     let (sink, _writer) = ReceiptWriter::start(db.clone());
-    let runtime = Arc::new(
-        PluginRuntime::new(RuntimeOptions {
-            memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
-            cache_dir: dir.path().join("cache"),
-            files_root: dir.path().join("files"),
-            outbound_overrides: Default::default(),
-            kv: Some(db),
-            kv_quota: Default::default(),
-            receipts: sink,
-            crash_guard: None,
-        })
-        .unwrap(),
-    );
     let pkg = PluginPackage::from_dir(
         &Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("chain"),
     )
     .unwrap();
-    let plugin = Arc::new(
-        runtime
-            .load(
-                &pkg.manifest,
-                &pkg.wasm,
-                &Grants::all_declared(&pkg.manifest),
-            )
+    // The product's runtime (instruction budgets on), and one without them to show their cost.
+    let setup = |fuel: bool| {
+        let runtime = Arc::new(
+            PluginRuntime::new(RuntimeOptions {
+                memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
+                cache_dir: dir.path().join("cache"),
+                files_root: dir.path().join("files"),
+                outbound_overrides: Default::default(),
+                kv: Some(db.clone()),
+                kv_quota: Default::default(),
+                receipts: sink.clone(),
+                crash_guard: None,
+                fuel,
+            })
             .unwrap(),
-    );
-    runtime.prewarm(&plugin);
-    let table = HookTable::build(
-        [TableEntry {
-            plugin: &plugin,
-            seq: 0,
-            overrides: &[],
-        }],
-        nitejar_core::limits::DEFAULT_HOOK_TIMEOUT_MS,
-    );
+        );
+        let plugin = Arc::new(
+            runtime
+                .load(
+                    &pkg.manifest,
+                    &pkg.wasm,
+                    &Grants::all_declared(&pkg.manifest),
+                )
+                .unwrap(),
+        );
+        runtime.prewarm(&plugin);
+        (runtime, plugin)
+    };
+    let (runtime, plugin) = setup(true);
+    let (unmetered, unmetered_plugin) = setup(false);
+    let table_of = |plugin| {
+        HookTable::build(
+            [TableEntry {
+                plugin,
+                seq: 0,
+                overrides: &[],
+            }],
+            nitejar_core::limits::DEFAULT_HOOK_TIMEOUT_MS,
+        )
+    };
+    let table = table_of(&plugin);
+    let unmetered_table = table_of(&unmetered_plugin);
     let empty = HookTable::default();
     let guard = Arc::new(CrashGuard::new(Duration::from_secs(300), 0));
     let dispatcher = HookDispatcher::new(
         runtime.clone(),
+        nitejar_core::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
+        guard.clone(),
+    );
+    let unmetered_dispatcher = HookDispatcher::new(
+        unmetered.clone(),
         nitejar_core::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS,
         guard,
     );
@@ -411,6 +427,15 @@ fn main() {
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
     let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
+    let (fuel_off_med, fuel_off_p90) = measure(|| {
+        let mut scope = RunScope::new(ctx());
+        template.each(&mut Dispatch {
+            dispatcher: &unmetered_dispatcher,
+            table: &unmetered_table,
+            scope: &mut scope,
+        });
+        scope.finish(&unmetered);
+    });
     let (call_med, call_p90) = measure(|| {
         template.each(&mut PerCall {
             runtime: &runtime,
@@ -426,6 +451,7 @@ fn main() {
         ("no hooks (empty table)", none_med, none_p90),
         ("native Rust handlers", native_med, native_p90),
         ("sandboxed, instance per run (product)", run_med, run_p90),
+        ("  the same with fuel off", fuel_off_med, fuel_off_p90),
         ("sandboxed, instance per call", call_med, call_p90),
     ] {
         println!("{name:<44} {:>12.1} {:>12.1}", us(med), us(p90));
@@ -449,5 +475,11 @@ fn main() {
         us(added) / 9.0,
         us(run_med) / us(native_med).max(0.001),
         us(call_med.saturating_sub(none_med)),
+    );
+    let (calls, used) = plugin.instructions_used();
+    println!(
+        "instruction budgets (fuel) on / off per run: {:.2}x ({} instructions per hook call)",
+        us(run_med) / us(fuel_off_med).max(0.001),
+        used / calls.max(1)
     );
 }

@@ -114,6 +114,7 @@ impl App {
             kv_quota: config.kv_quota,
             receipts: receipts.clone(),
             crash_guard: Some(crash_guard.clone()),
+            fuel: true,
         })?);
         let dispatcher = Arc::new(HookDispatcher::new(
             runtime.clone(),

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Builds the engine. `memory_bytes` is the per-instance memory limit (also the pool's slot size).
-pub fn build_engine(memory_bytes: usize) -> wasmtime::Result<Engine> {
+/// Builds the engine. `memory_bytes` is the per-instance memory limit (also the pool's slot size);
+/// `fuel` turns on instruction budgets (always on in the product; benchmarks compare).
+pub fn build_engine(memory_bytes: usize, fuel: bool) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_TOTAL_COMPONENT_INSTANCES)
         .total_memories(POOL_TOTAL_MEMORIES)
@@ -28,6 +29,7 @@ pub fn build_engine(memory_bytes: usize) -> wasmtime::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(fuel)
         .max_wasm_stack(MAX_GUEST_STACK_BYTES)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)

@@ -43,6 +43,12 @@ pub enum PluginFailure {
         /// The limit (bytes copied per transfer, every alias counted).
         limit: usize,
     },
+    /// The call used its whole instruction budget.
+    #[error("the plugin used its whole instruction budget of {budget}")]
+    FuelExhausted {
+        /// The budget (wasmtime fuel units, about one per wasm instruction).
+        budget: u64,
+    },
     /// The plugin returned an error of its own.
     #[error("the plugin reported an error ({code}): {message}")]
     PluginError {
@@ -93,6 +99,7 @@ impl PluginFailure {
     pub fn kind(&self) -> &'static str {
         match self {
             PluginFailure::Timeout { .. } => "timeout",
+            PluginFailure::FuelExhausted { .. } => "fuel_exhausted",
             PluginFailure::ResourceLimit { .. } => "resource_limit",
             PluginFailure::StackOverflow => "stack_overflow",
             PluginFailure::Trap { .. } => "trap",
@@ -133,6 +140,8 @@ impl PluginFailure {
         if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
             return match trap {
                 wasmtime::Trap::Interrupt => PluginFailure::Timeout { timeout_ms },
+                // The budget is filled in by the caller, who knows it.
+                wasmtime::Trap::OutOfFuel => PluginFailure::FuelExhausted { budget: 0 },
                 wasmtime::Trap::StackOverflow => PluginFailure::StackOverflow,
                 other => {
                     let mut detail = other.to_string();

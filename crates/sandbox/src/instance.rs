@@ -51,6 +51,8 @@ pub struct Warm {
     poisoned: bool,
     /// The hooks export's typed functions, looked up once per instance.
     hooks: Option<HooksGuest>,
+    /// The plugin's instruction budget per call, when set (else the default of the call kind).
+    fuel_per_call: Option<u64>,
 }
 
 impl Warm {
@@ -133,6 +135,9 @@ impl StoreFactory {
         store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         store.set_epoch_deadline(engine::deadline_ticks(DEFAULT_INSPECT_TIMEOUT_MS));
         store.epoch_deadline_trap();
+        // Instantiation runs start functions: budgeted like a load call (an error here only
+        // means budgets are off).
+        let _ = store.set_fuel(plugin.fuel_budget("load"));
         match plugin.pre.instantiate(&mut store) {
             Ok(instance) => {
                 let hooks = plugin
@@ -147,6 +152,7 @@ impl StoreFactory {
                     ctx,
                     poisoned: false,
                     hooks,
+                    fuel_per_call: plugin.fuel_per_call,
                 })
             }
             Err(e) => {
@@ -176,6 +182,7 @@ pub(crate) fn invoke<R: OutputSize>(
             }),
             duration: start.elapsed(),
             logs: LogState::default(),
+            fuel_used: None,
         };
     }
     let store = warm.store.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -188,12 +195,34 @@ pub(crate) fn invoke<R: OutputSize>(
     store.data_mut().caps.network.deadline = deadline;
     store.data_mut().deadline = deadline;
     store.set_epoch_deadline(engine::deadline_ticks(spec.timeout_ms));
+    let budget = warm
+        .fuel_per_call
+        .unwrap_or_else(|| crate::limits::default_fuel(spec.kind));
+    let metered = store.set_fuel(budget).is_ok();
     let outcome = f(store, &warm.instance);
+    let mut fuel_used = metered
+        .then(|| store.get_fuel().ok())
+        .flatten()
+        .map(|left| budget.saturating_sub(left));
     let result = match outcome {
         Err(e) => {
             warm.poisoned = true;
             let text = String::from_utf8_lossy(&warm.stderr.contents()).into_owned();
-            Err(PluginFailure::classify(&e, spec.timeout_ms, &text))
+            match PluginFailure::classify(&e, spec.timeout_ms, &text) {
+                // With fuel on, wasmtime delivers an epoch interrupt through the fuel check
+                // (the remaining fuel reads zero): past the deadline it is the deadline that
+                // stopped the call, and the count is not the guest's.
+                PluginFailure::FuelExhausted { .. } | PluginFailure::Timeout { .. }
+                    if start.elapsed() >= Duration::from_millis(spec.timeout_ms) =>
+                {
+                    fuel_used = None;
+                    Err(PluginFailure::Timeout {
+                        timeout_ms: spec.timeout_ms,
+                    })
+                }
+                PluginFailure::FuelExhausted { .. } => Err(PluginFailure::FuelExhausted { budget }),
+                other => Err(other),
+            }
         }
         // A plugin's own error text reaches receipts, logs and the operator's screens: escaped
         // and bounded here, once.
@@ -219,6 +248,7 @@ pub(crate) fn invoke<R: OutputSize>(
         result,
         duration: start.elapsed(),
         logs,
+        fuel_used,
     }
 }
 

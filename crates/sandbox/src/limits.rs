@@ -56,6 +56,33 @@ pub const POOL_TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 /// Largest data a plugin may return from one call (all strings and lists of the result).
 pub const MAX_GUEST_OUTPUT_BYTES: usize = 1 << 20;
 
+/// Instruction budget of a hook call (wasmtime fuel, about one unit per wasm instruction).
+/// Hooks sit on every run's path, so theirs is the smallest.
+pub const DEFAULT_FUEL_HOOK: u64 = 1_000_000_000;
+
+/// Instruction budget of an integration call (parse-webhook, validate-config, test-connection,
+/// post-response, acknowledge-receipt).
+pub const DEFAULT_FUEL_INTEGRATION: u64 = 5_000_000_000;
+
+/// Instruction budget of a tool call or prompt section.
+pub const DEFAULT_FUEL_TOOL: u64 = 5_000_000_000;
+
+/// Instruction budget of load-time calls (describe) and of instantiation.
+pub const DEFAULT_FUEL_LOAD: u64 = 1_000_000_000;
+
+/// The most a manifest (`limits.fuelPerCall`) or an operator override may give one call.
+pub const MAX_FUEL_PER_CALL: u64 = 50_000_000_000;
+
+/// The default instruction budget of a call of `kind` (`hook`, `integration`, `tool`, `load`).
+pub fn default_fuel(kind: &str) -> u64 {
+    match kind {
+        "hook" => DEFAULT_FUEL_HOOK,
+        "tool" => DEFAULT_FUEL_TOOL,
+        "load" => DEFAULT_FUEL_LOAD,
+        _ => DEFAULT_FUEL_INTEGRATION,
+    }
+}
+
 /// Most bytes the host copies out of a guest in one transfer (a call's return value, or the
 /// arguments of one host call), counted while copying and every alias of the same guest bytes
 /// counted again (wasmtime's per-store "hostcall fuel"). Twice the output cap, so a value just

@@ -67,6 +67,19 @@ pub struct Manifest {
     /// Declared contributions.
     #[serde(default)]
     pub contributes: Contributes,
+    /// Resource budgets the plugin asks for (within the host's maximums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ManifestLimits>,
+}
+
+/// `limits`: budgets a plugin asks for instead of the host's defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestLimits {
+    /// Instructions (wasmtime fuel) each call may use, at most
+    /// [`crate::limits::MAX_FUEL_PER_CALL`]; the operator may override it per plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_per_call: Option<u64>,
 }
 
 /// `engine`: which hosts the plugin runs on.
@@ -238,6 +251,14 @@ impl Manifest {
             return err(format!(
                 "schemaVersion {} is not supported; use 1",
                 self.schema_version
+            ));
+        }
+        if let Some(fuel) = self.limits.as_ref().and_then(|l| l.fuel_per_call)
+            && !(1..=crate::limits::MAX_FUEL_PER_CALL).contains(&fuel)
+        {
+            return err(format!(
+                "limits.fuelPerCall must be between 1 and {} (got {fuel})",
+                crate::limits::MAX_FUEL_PER_CALL
             ));
         }
         if !valid_id(&self.id) {

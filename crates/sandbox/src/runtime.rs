@@ -61,6 +61,9 @@ pub struct Grants {
     pub permissions: BTreeSet<String>,
     /// Decrypted values of the plugin's secrets (only declared + granted ones are used).
     pub secret_values: BTreeMap<String, String>,
+    /// The operator's instruction budget per call for this plugin, overriding the manifest's
+    /// and the defaults (capped at [`crate::limits::MAX_FUEL_PER_CALL`]).
+    pub fuel_per_call: Option<u64>,
 }
 
 impl Grants {
@@ -69,6 +72,7 @@ impl Grants {
         Grants {
             permissions: manifest.disclosures().into_iter().collect(),
             secret_values: BTreeMap::new(),
+            fuel_per_call: None,
         }
     }
 }
@@ -123,6 +127,10 @@ pub struct LoadedPlugin {
     pool: Mutex<Vec<Warm>>,
     /// Calls on fresh instances in progress (bounded by [`MAX_CONCURRENT_CALLS_PER_PLUGIN`]).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// The instruction budget of every call, when the operator or the manifest set one.
+    pub(crate) fuel_per_call: Option<u64>,
+    /// Instructions used by this version's calls so far (calls, total).
+    metered: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
 }
 
 /// A call slot of one plugin, released when dropped.
@@ -135,6 +143,35 @@ impl Drop for Admitted<'_> {
 }
 
 impl LoadedPlugin {
+    /// The instruction budget of one call of `kind` (`hook`, `integration`, `tool`, `load`).
+    pub fn fuel_budget(&self, kind: &str) -> u64 {
+        self.fuel_per_call
+            .unwrap_or_else(|| crate::limits::default_fuel(kind))
+    }
+
+    /// The instruction budget of every call set by the operator or the manifest, if any.
+    pub fn fuel_per_call(&self) -> Option<u64> {
+        self.fuel_per_call
+    }
+
+    /// Instructions this loaded version used: (calls metered, total instructions).
+    pub fn instructions_used(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.metered.0.load(Ordering::Relaxed),
+            self.metered.1.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts one call's instructions.
+    fn meter(&self, used: Option<u64>) {
+        use std::sync::atomic::Ordering;
+        if let Some(used) = used {
+            self.metered.0.fetch_add(1, Ordering::Relaxed);
+            self.metered.1.fetch_add(used, Ordering::Relaxed);
+        }
+    }
+
     /// Takes one of the plugin's call slots, or `None` when all are in use: one plugin's slow
     /// calls fill its own slots, never the host's shared instance pool.
     fn admit(&self) -> Option<Admitted<'_>> {
@@ -230,6 +267,9 @@ pub struct RuntimeOptions {
     /// Crash-loop protection: crashes of non-hook calls are counted here, and no call is made
     /// to a plugin it tripped on.
     pub crash_guard: Option<Arc<crate::crash_guard::CrashGuard>>,
+    /// Instruction budgets (wasmtime fuel). On in the product; benchmarks turn it off to
+    /// measure what it costs.
+    pub fuel: bool,
 }
 
 /// The plugin runtime (one per process).
@@ -253,12 +293,14 @@ pub(crate) struct Finished<R> {
     pub(crate) result: Result<R, PluginFailure>,
     pub(crate) duration: Duration,
     pub(crate) logs: LogState,
+    /// Instructions the call used (none when budgets are off or the call never ran).
+    pub(crate) fuel_used: Option<u64>,
 }
 
 impl PluginRuntime {
     /// Builds the engine, linker, cache and epoch ticker.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<PluginRuntime> {
-        let engine = crate::engine::build_engine(opts.memory_bytes)?;
+        let engine = crate::engine::build_engine(opts.memory_bytes, opts.fuel)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::capabilities::filesystem::link_open_guard(&mut linker)?;
@@ -377,6 +419,11 @@ impl PluginRuntime {
             filesystem,
             pool: Mutex::new(Vec::new()),
             in_flight: Default::default(),
+            fuel_per_call: grants
+                .fuel_per_call
+                .or(manifest.limits.as_ref().and_then(|l| l.fuel_per_call))
+                .map(|f| f.clamp(1, crate::limits::MAX_FUEL_PER_CALL)),
+            metered: Default::default(),
         };
         self.inspect(&mut plugin)?;
         Ok(plugin)
@@ -444,6 +491,7 @@ impl PluginRuntime {
                 result: Err(PluginFailure::Disabled),
                 duration: start.elapsed(),
                 logs: LogState::default(),
+                fuel_used: None,
             };
         }
         let Some(_slot) = plugin.admit() else {
@@ -451,6 +499,7 @@ impl PluginRuntime {
                 result: Err(PluginFailure::Busy),
                 duration: start.elapsed(),
                 logs: LogState::default(),
+                fuel_used: None,
             };
         };
         match self.factory.instantiate(plugin) {
@@ -458,6 +507,7 @@ impl PluginRuntime {
                 result: Err(failure),
                 duration: start.elapsed(),
                 logs: LogState::default(),
+                fuel_used: None,
             },
             Ok(mut warm) => {
                 let mut done = invoke(&mut warm, spec, f);
@@ -511,6 +561,10 @@ impl PluginRuntime {
         if let Some(extra) = extra {
             detail["result"] = extra;
         }
+        if let Some(used) = done.fuel_used {
+            detail["instructions"] = used.into();
+        }
+        plugin.meter(done.fuel_used);
         self.receipts.emit(
             Receipt::new(&plugin.id, spec.kind, status)
                 .version(&plugin.version)
@@ -731,6 +785,7 @@ impl PluginRuntime {
             result: done.result,
             duration: done.duration,
             logs: done.logs,
+            fuel_used: done.fuel_used,
         }
     }
 
@@ -753,6 +808,10 @@ impl PluginRuntime {
             detail["logs"] = serde_json::json!(call.logs.lines);
             detail["logsDropped"] = call.logs.dropped.into();
         }
+        if let Some(used) = call.fuel_used {
+            detail["instructions"] = used.into();
+        }
+        plugin.meter(call.fuel_used);
         if let serde_json::Value::Object(extra) = extra {
             for (k, v) in extra {
                 detail[k] = v;
@@ -965,6 +1024,7 @@ pub struct HookCall<O> {
     /// Wall time of the call.
     pub duration: Duration,
     logs: LogState,
+    fuel_used: Option<u64>,
 }
 
 impl<O> HookCall<O> {
@@ -974,6 +1034,7 @@ impl<O> HookCall<O> {
             result: Err(failure),
             duration: Duration::ZERO,
             logs: LogState::default(),
+            fuel_used: None,
         }
     }
 
@@ -984,6 +1045,7 @@ impl<O> HookCall<O> {
             result,
             duration: self.duration,
             logs: self.logs,
+            fuel_used: self.fuel_used,
         }
     }
 
@@ -993,6 +1055,7 @@ impl<O> HookCall<O> {
             result,
             duration,
             logs: LogState::default(),
+            fuel_used: None,
         }
     }
 }

@@ -15,7 +15,8 @@ use nitejar_api::instances::WorkItemList;
 use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
 use nitejar_api::plugins::{
     Disclosure, EnableRequest, EnableResponse, EventPage, EventsQuery, GrantRequest, GrantResponse,
-    IntegrationSummary, PluginDetail, PluginList, PluginSummary, RuntimePosture, SecretRequest,
+    InstructionUsage, IntegrationSummary, LimitsRequest, LimitsResponse, PluginDetail, PluginList,
+    PluginSummary, RuntimePosture, SecretRequest,
 };
 use nitejar_core::app::App;
 use nitejar_core::app::HOST_RECEIPT_ID;
@@ -101,7 +102,38 @@ fn plugin_summary(app: &App, row: &nitejar_store::PluginRow) -> PluginSummary {
                 })
                 .collect()
         }),
+        instructions: loaded
+            .as_ref()
+            .map(|p| instruction_usage(p, &row.manifest_json)),
         posture: posture(app),
+    }
+}
+
+/// A loaded plugin's instruction budgets and use.
+fn instruction_usage(
+    p: &nitejar_sandbox::runtime::LoadedPlugin,
+    manifest_json: &str,
+) -> InstructionUsage {
+    let (calls, total) = p.instructions_used();
+    let manifest_fuel = Manifest::parse(manifest_json.as_bytes())
+        .ok()
+        .and_then(|m| m.limits.and_then(|l| l.fuel_per_call));
+    let budget = p.fuel_per_call();
+    let source = match (budget, manifest_fuel) {
+        (None, _) => "default",
+        (Some(b), Some(m)) if b == m => "manifest",
+        (Some(_), _) => "operator",
+    };
+    InstructionUsage {
+        budget_per_call: budget,
+        source: source.into(),
+        defaults: ["hook", "integration", "tool", "load"]
+            .into_iter()
+            .map(|k| (k.to_string(), nitejar_sandbox::limits::default_fuel(k)))
+            .collect(),
+        calls,
+        total,
+        average: total / calls.max(1),
     }
 }
 
@@ -419,6 +451,19 @@ pub async fn set_secret(
 ) -> ApiResult<StatusCode> {
     access::set_secret(&app.plugins, &id, &key, &body.value).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /api/admin/plugins/{id}/limits` with `{"fuelPerCall": n | null}`.
+pub async fn set_limits(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LimitsRequest>,
+) -> ApiResult<Json<LimitsResponse>> {
+    access::set_fuel_override(&app.plugins, &id, body.fuel_per_call).await?;
+    Ok(Json(LimitsResponse {
+        fuel_per_call: body.fuel_per_call,
+        max_fuel_per_call: nitejar_sandbox::limits::MAX_FUEL_PER_CALL,
+    }))
 }
 
 /// `POST /api/admin/plugins/{id}/enable` with `{"consent": true}` for third-party plugins.

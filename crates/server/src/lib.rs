@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}/events", get(admin::list_events))
         .route("/plugins/{id}/grants", post(admin::grant))
         .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
+        .route("/plugins/{id}/limits", put(admin::set_limits))
         .route("/plugins/{id}/enable", post(admin::enable_plugin))
         .route("/plugins/{id}/disable", post(admin::disable_plugin))
         .route("/plugins/{id}/versions", get(lifecycle::versions))

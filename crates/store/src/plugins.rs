@@ -234,6 +234,12 @@ pub trait PluginStore: Send + Sync {
     /// work items and runs are never touched.
     async fn delete_plugin(&self, plugin_id: &str, purge: Purge) -> DbResult<bool>;
 
+    /// The operator's instruction budget per call for a plugin, if set.
+    async fn fuel_override(&self, plugin_id: &str) -> DbResult<Option<u64>>;
+
+    /// Sets (or with `None` removes) the operator's instruction budget per call.
+    async fn set_fuel_override(&self, plugin_id: &str, fuel: Option<u64>) -> DbResult<()>;
+
     /// The operator's hook overrides of a plugin.
     async fn list_hook_overrides(&self, plugin_id: &str)
     -> DbResult<Vec<(HookName, HookOverride)>>;

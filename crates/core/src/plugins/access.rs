@@ -193,3 +193,28 @@ pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) 
     }
     ctx.receipts.emit(r);
 }
+
+/// Sets (or with `None` clears) the operator's instruction budget per call for `id`, within
+/// the host's maximum; a loaded plugin is reloaded so the budget applies at once.
+pub async fn set_fuel_override(
+    ctx: &Plugins,
+    id: &str,
+    fuel: Option<u64>,
+) -> Result<(), LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    let max = nitejar_sandbox::limits::MAX_FUEL_PER_CALL;
+    if let Some(f) = fuel
+        && !(1..=max).contains(&f)
+    {
+        return Err(LifecycleError::Invalid(format!(
+            "fuelPerCall must be between 1 and {max} (got {f})"
+        )));
+    }
+    ctx.store.set_fuel_override(id, fuel).await?;
+    ctx.receipts.emit(
+        action_receipt(&row, "limits_set", "ok", started).detail(json!({ "fuelPerCall": fuel })),
+    );
+    reload_if_loaded(ctx, id).await;
+    Ok(())
+}

@@ -309,5 +309,10 @@ async fn grants_for(deps: &RegistryDeps, manifest: &Manifest) -> Result<Grants, 
     Ok(Grants {
         permissions,
         secret_values,
+        fuel_per_call: deps
+            .store
+            .fuel_override(&manifest.id)
+            .await
+            .map_err(|e| e.to_string())?,
     })
 }

@@ -226,6 +226,7 @@ impl PluginStore for SqliteStore {
             "plugin_artifacts",
             "plugin_disclosure_acks",
             "plugin_hook_overrides",
+            "plugin_limits",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE plugin_id = ?"))
                 .bind(plugin_id)
@@ -246,6 +247,29 @@ impl PluginStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn fuel_override(&self, plugin_id: &str) -> DbResult<Option<u64>> {
+        let v: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT fuel_per_call FROM plugin_limits WHERE plugin_id = ?")
+                .bind(plugin_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.flatten().map(|f| f.max(0) as u64))
+    }
+
+    async fn set_fuel_override(&self, plugin_id: &str, fuel: Option<u64>) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO plugin_limits (plugin_id, fuel_per_call, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT(plugin_id) DO UPDATE
+               SET fuel_per_call = excluded.fuel_per_call, updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(fuel.map(|f| f.min(i64::MAX as u64) as i64))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn list_hook_overrides(

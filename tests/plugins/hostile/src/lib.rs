@@ -19,6 +19,7 @@
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
 //! | `alias` | answers the webhook with 60 headers whose names and values all point at one 1 MiB buffer (120 MiB to copy out of 1 MiB of guest memory) |
+//! | `spin` | counts to `target` (an instruction budget test: about 3 instructions per step) |
 //! | `sleep` | sleeps `target` seconds (60 if empty) on the WASI clock, waiting inside the host |
 //! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
 //!
@@ -81,6 +82,14 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
         "stack-smash" => Ok(smash(0, [0; 16]).to_string()),
         "oversized" => Ok("x".repeat(8 << 20)),
         "trap" => panic!("hostile plugin trapped on purpose"),
+        "spin" => {
+            let n: u64 = target.parse().unwrap_or(1_000);
+            let mut x = 0u64;
+            for i in 0..n {
+                x = black_box(x.wrapping_add(i));
+            }
+            Ok(format!("spun {n}: {x}"))
+        }
         "sleep" => {
             let secs = target.parse().unwrap_or(60);
             std::thread::sleep(std::time::Duration::from_secs(secs));
