@@ -39,7 +39,11 @@ pub const HOST_ENFORCED_CONTROLS: &[&str] = &[
     "secrets readable only when declared and granted",
     "filesystem limited to preopened, granted directories (read-only or read-write as declared)",
     "no process spawning, no host environment variables, no inherited stdio",
-    "per-call deadline (epoch interruption), memory, table, instance and output-size limits",
+    "per-call deadline (epoch interruption), also on host calls a plugin waits in (clock sleeps, stalled HTTP bodies)",
+    "per-call instruction budget (wasmtime fuel), memory, table, instance and output-size limits; returned values bounded while they are copied",
+    "at most 32 calls of one plugin in progress at once, so one plugin cannot take the whole instance pool",
+    "a plugin provides exactly the integration types its manifest declares; built-in types are reserved",
+    "a plugin's own webhook answer cannot set framing, cookies or active content types",
     "fresh instance per integration call and per agent run: no guest state crosses integration calls or runs (a run's hook, tool and delivery calls share its instance)",
 ];
 
