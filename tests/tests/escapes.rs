@@ -642,3 +642,107 @@ fn rand_id() -> String {
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         .to_string()
 }
+
+#[tokio::test]
+async fn filesystem_changes_are_receipted_when_refused_and_symlinks_are_never_created() {
+    use nitejar_tests::HostOptions;
+    let host = TestHost::start_with(HostOptions {
+        crash_threshold: Some(0),
+        ..Default::default()
+    })
+    .await;
+    host.install_and_enable(
+        &guest_package("hostile"),
+        &["fs:read:shared", "fs:write:scratch"],
+    )
+    .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let files = host.app.runtime.files_dir("test.hostile");
+    std::fs::write(files.join("shared/keep.txt"), "host data").unwrap();
+    std::fs::write(files.join("scratch/mine.txt"), "plugin data").unwrap();
+    let report = |attack: &'static str, target: &'static str| {
+        let host = &host;
+        let instance = instance.clone();
+        async move {
+            let body =
+                json!({"attack": attack, "target": target, "id": format!("{attack}-{target}")});
+            let (status, v) = host
+                .webhook("hostile", &instance, &[], body.to_string().into_bytes())
+                .await;
+            assert_eq!(status, 202, "{v}");
+            host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    // Changes through the read-only preopen are refused, and each leaves a receipt.
+    for (attack, target) in [
+        ("fs-mkdir", "/shared/newdir"),
+        ("fs-unlink", "/shared/keep.txt"),
+        ("fs-rename", "/shared/keep.txt>/shared/moved.txt"),
+    ] {
+        let text = report(attack, target).await;
+        assert!(text.starts_with("err:"), "{attack} {target}: {text}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(files.join("shared/keep.txt")).unwrap(),
+        "host data"
+    );
+    assert!(!files.join("shared/newdir").exists());
+    // A symlink is refused even in the writable directory, whatever it points at.
+    for target in ["/scratch/link>/etc/passwd", "/scratch/rel>mine.txt"] {
+        let text = report("fs-symlink", target).await;
+        assert!(text.starts_with("err:"), "{target}: {text}");
+    }
+    assert!(std::fs::symlink_metadata(files.join("scratch/link")).is_err());
+    assert!(std::fs::symlink_metadata(files.join("scratch/rel")).is_err());
+    // Ordinary changes in the writable directory still work.
+    assert_eq!(report("fs-mkdir", "/scratch/sub").await, "ok: created");
+    assert_eq!(
+        report("fs-rename", "/scratch/mine.txt>/scratch/sub/mine.txt").await,
+        "ok: renamed"
+    );
+    assert_eq!(
+        report("fs-unlink", "/scratch/sub/mine.txt").await,
+        "ok: removed"
+    );
+
+    let denied: Vec<Value> = host
+        .receipts("test.hostile")
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "permission_denied")
+        .map(|r| serde_json::from_str(r["detailJson"].as_str().unwrap()).unwrap())
+        .collect();
+    let reasons: Vec<String> = denied
+        .iter()
+        .filter(|d| d["capability"] == "filesystem")
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["reason"].as_str().unwrap(),
+                d["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "create-directory refused",
+        "unlink refused",
+        "rename refused",
+        "symlink refused",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.starts_with(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.starts_with("symlink refused"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+}

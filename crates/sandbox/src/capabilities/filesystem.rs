@@ -12,7 +12,11 @@
 //!
 //! [`link_open_guard`] wraps `descriptor.open-at` so that every path the host refuses (an escape
 //! through `..` or a symlink, a write through a read-only preopen) also writes a
-//! `permission_denied` receipt; the guest still gets the usual WASI error code.
+//! `permission_denied` receipt; the guest still gets the usual WASI error code. The path-based
+//! changes (`create-directory-at`, `remove-directory-at`, `unlink-file-at`, `rename-at`,
+//! `link-at`, `set-times-at`) are wrapped the same way, and `symlink-at` is refused outright with
+//! a receipt: a plugin never needs a symlink, and one planted in its writable directory could
+//! point anywhere on the host for whatever reads that directory later.
 
 use super::Denial;
 use crate::store::HostState;
@@ -141,6 +145,140 @@ pub fn link_open_guard(
                     Ok((Err(code),))
                 }
             }
+        },
+    )?;
+    linker.allow_shadowing(false);
+    link_change_guards(linker)
+}
+
+/// The receipt of a path-based change the host refused (only refusals, not "no such file").
+fn deny_change(
+    state: &mut HostState,
+    op: &str,
+    path: &str,
+    code: &wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode,
+) {
+    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+    if matches!(
+        code,
+        ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly
+    ) {
+        state.caps.ctx.deny(&Denial {
+            capability: "filesystem",
+            target: crate::capabilities::log::sanitize(path, 512),
+            required_grant:
+                "a directory in permissions.filesystemWrite, granted by the operator (no .. or symlink escapes)"
+                    .into(),
+            reason: format!("{op} refused by the host ({code:?})"),
+        });
+    }
+}
+
+/// Wraps the path-based changes of `wasi:filesystem` (receipts on refusal) and refuses
+/// `symlink-at`.
+fn link_change_guards(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::StoreContextMut as Ctx;
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+        Descriptor, HostDescriptor, NewTimestamp, PathFlags,
+    };
+    type Fd = Resource<Descriptor>;
+    type Out = wasmtime::Result<(Result<(), ErrorCode>,)>;
+    /// The WASI result of a wrapped call, with a receipt when the host refused it.
+    fn settle(
+        state: &mut HostState,
+        op: &str,
+        path: &str,
+        r: wasmtime_wasi::p2::FsResult<()>,
+    ) -> Out {
+        match r {
+            Ok(()) => Ok((Ok(()),)),
+            Err(e) => {
+                let code: ErrorCode = e.downcast()?;
+                deny_change(state, op, path, &code);
+                Ok((Err(code),))
+            }
+        }
+    }
+    linker.allow_shadowing(true);
+    let mut fs = linker.instance(FILESYSTEM_TYPES)?;
+    fs.func_wrap(
+        "[method]descriptor.create-directory-at",
+        |mut s: Ctx<'_, HostState>, (fd, path): (Fd, String)| -> Out {
+            let st = s.data_mut();
+            let r = HostDescriptor::create_directory_at(&mut st.filesystem(), fd, path.clone());
+            settle(st, "create-directory", &path, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.remove-directory-at",
+        |mut s: Ctx<'_, HostState>, (fd, path): (Fd, String)| -> Out {
+            let st = s.data_mut();
+            let r = HostDescriptor::remove_directory_at(&mut st.filesystem(), fd, path.clone());
+            settle(st, "remove-directory", &path, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.unlink-file-at",
+        |mut s: Ctx<'_, HostState>, (fd, path): (Fd, String)| -> Out {
+            let st = s.data_mut();
+            let r = HostDescriptor::unlink_file_at(&mut st.filesystem(), fd, path.clone());
+            settle(st, "unlink", &path, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.rename-at",
+        |mut s: Ctx<'_, HostState>, (fd, old, new_fd, new): (Fd, String, Fd, String)| -> Out {
+            let st = s.data_mut();
+            let r = HostDescriptor::rename_at(&mut st.filesystem(), fd, old.clone(), new_fd, new);
+            settle(st, "rename", &old, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.link-at",
+        |mut s: Ctx<'_, HostState>,
+         (fd, flags, old, new_fd, new): (Fd, PathFlags, String, Fd, String)|
+         -> Out {
+            let st = s.data_mut();
+            let r =
+                HostDescriptor::link_at(&mut st.filesystem(), fd, flags, old.clone(), new_fd, new);
+            settle(st, "link", &old, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.set-times-at",
+        |mut s: Ctx<'_, HostState>,
+         (fd, flags, path, atime, mtime): (Fd, PathFlags, String, NewTimestamp, NewTimestamp)|
+         -> Out {
+            let st = s.data_mut();
+            let r = HostDescriptor::set_times_at(
+                &mut st.filesystem(),
+                fd,
+                flags,
+                path.clone(),
+                atime,
+                mtime,
+            );
+            settle(st, "set-times", &path, r)
+        },
+    )?;
+    fs.func_wrap(
+        "[method]descriptor.symlink-at",
+        |mut s: Ctx<'_, HostState>, (_fd, target, path): (Fd, String, String)| -> Out {
+            let st = s.data_mut();
+            st.caps.ctx.deny(&Denial {
+                capability: "filesystem",
+                target: format!(
+                    "{} -> {}",
+                    crate::capabilities::log::sanitize(&path, 256),
+                    crate::capabilities::log::sanitize(&target, 256)
+                ),
+                required_grant: "none: plugins cannot create symbolic links".into(),
+                reason: "symlink refused by the host".into(),
+            });
+            Ok((Err(ErrorCode::NotPermitted),))
         },
     )?;
     linker.allow_shadowing(false);

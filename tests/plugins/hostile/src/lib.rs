@@ -19,6 +19,9 @@
 //! | `tcp` / `dns` | opens a raw TCP connection to / resolves `target` |
 //! | `counter` | increments a global and reports it (1 every time if no state survives calls) |
 //! | `alias` | answers the webhook with 60 headers whose names and values all point at one 1 MiB buffer (120 MiB to copy out of 1 MiB of guest memory) |
+//! | `fs-mkdir` / `fs-unlink` | creates directory / removes file `target` |
+//! | `fs-rename` | renames `from>to` (`target`) |
+//! | `fs-symlink` | creates `link>destination` (`target`) as a symlink through raw wasi:filesystem |
 //! | `spin` | counts to `target` (an instruction budget test: about 3 instructions per step) |
 //! | `sleep` | sleeps `target` seconds (60 if empty) on the WASI clock, waiting inside the host |
 //! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
@@ -82,6 +85,35 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
         "stack-smash" => Ok(smash(0, [0; 16]).to_string()),
         "oversized" => Ok("x".repeat(8 << 20)),
         "trap" => panic!("hostile plugin trapped on purpose"),
+        "fs-mkdir" => std::fs::create_dir(target)
+            .map(|_| "created".into())
+            .map_err(|e| e.to_string()),
+        "fs-unlink" => std::fs::remove_file(target)
+            .map(|_| "removed".into())
+            .map_err(|e| e.to_string()),
+        "fs-rename" => {
+            let (from, to) = target.split_once('>').unwrap_or((target, ""));
+            std::fs::rename(from, to)
+                .map(|_| "renamed".into())
+                .map_err(|e| e.to_string())
+        }
+        "fs-symlink" => {
+            // std has no stable symlink on wasip2: go through the preopen directly.
+            let (link, dest) = target.split_once('>').unwrap_or((target, "/"));
+            let (dir, name) = link
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or((link, ""));
+            let preopen = wasip2::filesystem::preopens::get_directories()
+                .into_iter()
+                .find(|(_, guest)| guest.trim_start_matches('/') == dir)
+                .map(|(d, _)| d)
+                .ok_or_else(|| format!("no preopen {dir}"))?;
+            preopen
+                .symlink_at(dest, name)
+                .map(|_| "linked".into())
+                .map_err(|e| format!("{e:?}"))
+        }
         "spin" => {
             let n: u64 = target.parse().unwrap_or(1_000);
             let mut x = 0u64;
