@@ -746,3 +746,40 @@ async fn filesystem_changes_are_receipted_when_refused_and_symlinks_are_never_cr
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn a_hook_is_not_blamed_for_a_title_another_plugin_produced() {
+    // Default crash-loop protection (5 failures in the window).
+    let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("hostile"), &[])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    // The hostile integration titles its work items "attack <name>": here with a bell, a
+    // carriage return and an escape in it. The bundled example hook prefixes every title and
+    // hands it back; before, the host refused that patch (control characters) and counted a
+    // crash against the hook until it was disabled.
+    for i in 0..7 {
+        let body = json!({"attack": format!("ok\u{7}\r\u{1b}[2J{i}"), "id": format!("title-{i}")});
+        let (status, v) = host
+            .webhook("hostile", &instance, &[], body.to_string().into_bytes())
+            .await;
+        assert_eq!(status, 202, "{v}");
+        let item = host.work_item(v["workItemId"].as_str().unwrap()).await;
+        let title = item["title"].as_str().unwrap();
+        assert!(!title.chars().any(char::is_control), "{title:?}");
+        assert!(
+            title.starts_with("[ext] attack ok"),
+            "the hook's change applied: {title:?}"
+        );
+    }
+    assert_eq!(
+        host.app
+            .crash_guard
+            .recent_failures("nitejar.example.hooks"),
+        0
+    );
+    assert!(
+        host.app.registry.get("nitejar.example.hooks").is_some(),
+        "still enabled"
+    );
+}

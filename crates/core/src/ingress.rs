@@ -284,7 +284,7 @@ async fn create_work_item(
     };
     let work_item_id = uuid::Uuid::now_v7().to_string();
     let job_id = uuid::Uuid::now_v7().to_string();
-    let title = truncate_utf8(&msg.title, MAX_WORK_ITEM_TITLE_BYTES).to_string();
+    let title = work_item_title(&msg.title);
     let mut item = NewWorkItem {
         plugin_instance_id: instance_id.to_string(),
         integration_type: integration_type.to_string(),
@@ -423,6 +423,23 @@ async fn in_scope<T: Send + 'static>(
     .map_err(|e| anyhow::anyhow!("hook task failed: {e}"))
 }
 
+/// A work item title as stored: control characters (which the hook rules refuse in a title)
+/// become spaces and the title is cut to [`MAX_WORK_ITEM_TITLE_BYTES`], so an integration's
+/// title always satisfies the rules a hook that passes it on is held to; a hook is never blamed
+/// (and crash-loop disabled) for a value another plugin produced.
+fn work_item_title(raw: &str) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut = truncate_utf8(clean.trim(), MAX_WORK_ITEM_TITLE_BYTES).trim_end();
+    if cut.is_empty() {
+        "(untitled)".to_string()
+    } else {
+        cut.to_string()
+    }
+}
+
 /// The longest prefix of `s` that is at most `max_bytes` bytes and ends on a character boundary.
 fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
     if s.len() <= max_bytes {
@@ -437,7 +454,16 @@ fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
 
 #[cfg(test)]
 mod title_tests {
-    use super::truncate_utf8;
+    use super::{truncate_utf8, work_item_title};
+
+    #[test]
+    fn titles_satisfy_the_hook_rules_whatever_the_integration_sent() {
+        assert_eq!(work_item_title("deploy\u{7}\r\ndone"), "deploy   done");
+        assert_eq!(work_item_title(" \n\t "), "(untitled)");
+        let long = format!("{}\u{1b}", "x".repeat(600));
+        let t = work_item_title(&long);
+        assert!(t.len() <= 512 && !t.chars().any(char::is_control));
+    }
 
     #[test]
     fn titles_are_cut_in_bytes_on_a_character_boundary() {
