@@ -67,10 +67,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     axum::serve(listener, nitejar_server::router(app.clone()))
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down: flushing receipts");
+            let signal = stop_signal().await;
+            tracing::info!("{signal}: shutting down (finishing requests, flushing receipts)");
         })
         .await?;
     shutdown.run(app).await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (`docker stop`, systemd, Kubernetes); both stop the
+/// server the same clean way. As PID 1 in a container an unhandled SIGTERM would be ignored.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
