@@ -107,3 +107,26 @@ async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert!(kinds.contains(&"disable"), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_data_dir_that_cannot_be_written_is_named_with_what_to_do() {
+    // A path below a regular file can never be created (works as root too, unlike chmod).
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let data = blocker.path().join("data");
+    let out = Command::new(server_binary())
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("NITEJAR_DATA_DIR", &data)
+        .env("NITEJAR_BIND", "127.0.0.1:0")
+        .env("NITEJAR_ADMIN_TOKEN", "process-test-admin-token-0123")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&data.display().to_string())
+            && stderr.contains("not writable")
+            && stderr.contains("NITEJAR_DATA_DIR"),
+        "{stderr}"
+    );
+}

@@ -86,15 +86,27 @@ impl App {
     /// Boots the application.
     pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, Shutdown)> {
         let config = Arc::new(config);
-        std::fs::create_dir_all(&config.data_dir)?;
+        writable_data_dir(&config)?;
         for dir in [&config.plugins_dir, &config.staging_dir, &config.cache_dir] {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create {} ({e}); check that it is writable or set the variable that moves it",
+                    dir.display()
+                )
+            })?;
         }
         // A crash mid-install leaves only staging leftovers: clear them.
         for entry in std::fs::read_dir(&config.staging_dir)?.flatten() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-        let store = nitejar_store::open(&config.database_path).await?;
+        let store = nitejar_store::open(&config.database_path)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the database {} ({e}); it must be a writable file in a writable directory (DATABASE_URL moves it)",
+                    config.database_path.display()
+                )
+            })?;
         let (receipts, writer) =
             ReceiptWriter::start(store.clone() as Arc<dyn nitejar_store::EventStore>);
         let secrets = SecretBox::from_config(config.encryption_key.as_deref(), &config.data_dir)?;
@@ -277,6 +289,22 @@ impl App {
             },
         ))
     }
+}
+
+/// Makes sure the data directory exists and is writable, or says which path and what to do
+/// (instead of a bare "Read-only file system (os error 30)").
+fn writable_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let probe = dir.join(".nitejar-write-check");
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&probe, b"ok"))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the data directory {} is not writable ({e}): nitejar keeps its database, plugins, keys and receipts there; set NITEJAR_DATA_DIR to a writable directory, or mount a writable volume there (Docker: -v nitejar-data:/app/data)",
+                dir.display()
+            )
+        })
 }
 
 /// Name of the agent created at first boot; it answers instances without an assignment.
