@@ -20,6 +20,48 @@ async fn install(host: &TestHost, dir: &std::path::Path) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends the hostile plugin attack `name` on `target` (a fresh idempotency key each time).
+async fn attack(host: &TestHost, instance: &str, name: &str, target: &str) -> (u16, Value) {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = json!({"attack": name, "target": target, "id": format!("e{id}")});
+    host.webhook("hostile", instance, &[], body.to_string().into_bytes())
+        .await
+}
+
+/// An attack that returns: the guest's own report (`ok: ...` / `err: ...`).
+async fn report(host: &TestHost, instance: &str, name: &str, target: &str) -> String {
+    let (status, v) = attack(host, instance, name, target).await;
+    assert_eq!(status, 202, "{name} {target}: {v}");
+    host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Sends `n` concurrent attacks `name` on `target`; each task gives (status, body).
+fn flood(
+    host: &TestHost,
+    instance: &str,
+    n: usize,
+    name: &str,
+    target: &str,
+) -> Vec<tokio::task::JoinHandle<(u16, String)>> {
+    (0..n)
+        .map(|_| {
+            let client = host.client.clone();
+            let url = format!("{}/api/webhooks/plugins/hostile/{instance}", host.base);
+            let body = json!({"attack": name, "target": target}).to_string();
+            tokio::spawn(async move {
+                match client.post(url).body(body).send().await {
+                    Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                }
+            })
+        })
+        .collect()
+}
+
 // ---- 1. integration-type hijack ---------------------------------------------------------------
 
 #[tokio::test]
@@ -367,23 +409,20 @@ async fn one_plugins_waiting_calls_cannot_starve_another_plugins_webhooks() {
         .await;
     // 300 calls of one plugin that each wait in the host until their deadline: more than the
     // whole shared instance pool.
-    let sleepers: Vec<_> = (0..300)
-        .map(|_| {
-            let client = host.client.clone();
-            let url = format!("{}/api/webhooks/plugins/hostile/{hostile}", host.base);
-            tokio::spawn(async move {
-                let body = json!({"attack": "sleep", "target": "60"}).to_string();
-                client
-                    .post(url)
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            })
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let sleepers = flood(&host, &hostile, 300, "sleep", "60");
+    // Proof the plugin's slots are full: one of its own calls is refused as busy (the 300
+    // sleepers hold their slots until the 3 s deadline).
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = attack(&host, &hostile, "ok", "").await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the flooding plugin never reached its limit (last answer {status})"
+        );
+    }
     // Another plugin's webhook is served meanwhile.
     let body = json!({"id": "fair-1", "text": "still served"}).to_string();
     let sig = nitejar_tests::sign(SECRET, body.as_bytes());
@@ -398,7 +437,7 @@ async fn one_plugins_waiting_calls_cannot_starve_another_plugins_webhooks() {
     assert_eq!(status, 202, "{v}");
     let mut by_status = std::collections::BTreeMap::new();
     for s in sleepers {
-        *by_status.entry(s.await.unwrap()).or_insert(0) += 1;
+        *by_status.entry(s.await.unwrap().0).or_insert(0) += 1;
     }
     // The flooding plugin got its own slots (each call stopped at its deadline) and 503 busy
     // for the rest (a call arriving after a slot freed may get one too).
@@ -439,21 +478,7 @@ async fn return_values_are_bounded_while_they_are_copied_out_of_the_guest() {
     let before = peak_rss_kb();
     // 40 concurrent answers of 60 headers aliasing one 1 MiB buffer: 4.7 GiB if each alias
     // were copied before the size check.
-    let calls: Vec<_> = (0..40)
-        .map(|_| {
-            let client = host.client.clone();
-            let url = format!("{}/api/webhooks/plugins/hostile/{instance}", host.base);
-            tokio::spawn(async move {
-                let resp = client
-                    .post(url)
-                    .body(json!({"attack": "alias"}).to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                (resp.status().as_u16(), resp.text().await.unwrap())
-            })
-        })
-        .collect();
+    let calls = flood(&host, &instance, 40, "alias", "");
     for c in calls {
         let (status, text) = c.await.unwrap();
         assert_eq!(status, 502, "{text}");
@@ -502,26 +527,17 @@ async fn an_ipv6_literal_grant_reaches_exactly_that_address() {
     host.install_and_enable(pkg.path(), &[&format!("network:{rule}")])
         .await;
     let instance = host.create_instance("hostile", json!({})).await;
-    let report = |target: String| {
-        let host = &host;
-        let instance = instance.clone();
-        async move {
-            let body = json!({"attack": "http", "target": target, "id": target}).to_string();
-            let (status, v) = host
-                .webhook("hostile", &instance, &[], body.into_bytes())
-                .await;
-            assert_eq!(status, 202, "{v}");
-            host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
-    let ok = report(format!("http://[::1]:{port}/v6")).await;
+    let ok = report(&host, &instance, "http", &format!("http://[::1]:{port}/v6")).await;
     assert!(ok.starts_with("ok: status 200"), "{ok}");
     assert_eq!(stand_in.requests.lock().unwrap()[0].path, "/v6");
     // The same port on the IPv4 loopback is another address: refused.
-    let refused = report(format!("http://127.0.0.1:{port}/v4")).await;
+    let refused = report(
+        &host,
+        &instance,
+        "http",
+        &format!("http://127.0.0.1:{port}/v4"),
+    )
+    .await;
     assert!(refused.starts_with("err:"), "{refused}");
     assert_eq!(stand_in.count(), 1);
 }
@@ -561,13 +577,8 @@ async fn instruction_budgets_come_from_the_manifest_or_the_operator_and_are_rece
     host.install_and_enable(pkg.path(), &[]).await;
     let instance = host.create_instance("hostile", json!({})).await;
     let spin = |n: u64| {
-        let host = &host;
-        let instance = instance.clone();
-        async move {
-            let body = json!({"attack": "spin", "target": n.to_string(), "id": format!("spin-{n}-{}", rand_id())});
-            host.webhook("hostile", &instance, &[], body.to_string().into_bytes())
-                .await
-        }
+        let (host, instance) = (&host, instance.clone());
+        async move { attack(host, &instance, "spin", &n.to_string()).await }
     };
     let (status, v) = spin(1_000).await;
     assert_eq!(status, 202, "a small call fits: {v}");
@@ -636,13 +647,6 @@ async fn instruction_budgets_come_from_the_manifest_or_the_operator_and_are_rece
     .await;
 }
 
-/// A short unique suffix for idempotency keys.
-fn rand_id() -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        .to_string()
-}
-
 #[tokio::test]
 async fn filesystem_changes_are_receipted_when_refused_and_symlinks_are_never_created() {
     use nitejar_tests::HostOptions;
@@ -660,21 +664,9 @@ async fn filesystem_changes_are_receipted_when_refused_and_symlinks_are_never_cr
     let files = host.app.runtime.files_dir("test.hostile");
     std::fs::write(files.join("shared/keep.txt"), "host data").unwrap();
     std::fs::write(files.join("scratch/mine.txt"), "plugin data").unwrap();
-    let report = |attack: &'static str, target: &'static str| {
-        let host = &host;
-        let instance = instance.clone();
-        async move {
-            let body =
-                json!({"attack": attack, "target": target, "id": format!("{attack}-{target}")});
-            let (status, v) = host
-                .webhook("hostile", &instance, &[], body.to_string().into_bytes())
-                .await;
-            assert_eq!(status, 202, "{v}");
-            host.work_item(v["workItemId"].as_str().unwrap()).await["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
+    let report = |name: &'static str, target: &'static str| {
+        let (host, instance) = (&host, instance.clone());
+        async move { report(host, &instance, name, target).await }
     };
     // Changes through the read-only preopen are refused, and each leaves a receipt.
     for (attack, target) in [

@@ -129,6 +129,8 @@ pub struct LoadedPlugin {
     in_flight: std::sync::atomic::AtomicUsize,
     /// The instruction budget of every call, when the operator or the manifest set one.
     pub(crate) fuel_per_call: Option<u64>,
+    /// Who set it: `operator`, `manifest`, or `default` (none set).
+    fuel_source: &'static str,
     /// Instructions used by this version's calls so far (calls, total).
     metered: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
 }
@@ -152,6 +154,11 @@ impl LoadedPlugin {
     /// The instruction budget of every call set by the operator or the manifest, if any.
     pub fn fuel_per_call(&self) -> Option<u64> {
         self.fuel_per_call
+    }
+
+    /// Who set [`Self::fuel_per_call`]: `operator`, `manifest`, or `default` (none set).
+    pub fn fuel_source(&self) -> &'static str {
+        self.fuel_source
     }
 
     /// Instructions this loaded version used: (calls metered, total instructions).
@@ -423,6 +430,11 @@ impl PluginRuntime {
                 .fuel_per_call
                 .or(manifest.limits.as_ref().and_then(|l| l.fuel_per_call))
                 .map(|f| f.clamp(1, crate::limits::MAX_FUEL_PER_CALL)),
+            fuel_source: match (grants.fuel_per_call, &manifest.limits) {
+                (Some(_), _) => "operator",
+                (None, Some(l)) if l.fuel_per_call.is_some() => "manifest",
+                _ => "default",
+            },
             metered: Default::default(),
         };
         self.inspect(&mut plugin)?;

@@ -106,31 +106,17 @@ fn plugin_summary(app: &App, row: &nitejar_store::PluginRow) -> PluginSummary {
                 })
                 .collect()
         }),
-        instructions: loaded
-            .as_ref()
-            .map(|p| instruction_usage(p, &row.manifest_json)),
+        instructions: loaded.as_ref().map(|p| instruction_usage(p)),
         posture: posture(app),
     }
 }
 
 /// A loaded plugin's instruction budgets and use.
-fn instruction_usage(
-    p: &nitejar_sandbox::runtime::LoadedPlugin,
-    manifest_json: &str,
-) -> InstructionUsage {
+fn instruction_usage(p: &nitejar_sandbox::runtime::LoadedPlugin) -> InstructionUsage {
     let (calls, total) = p.instructions_used();
-    let manifest_fuel = Manifest::parse(manifest_json.as_bytes())
-        .ok()
-        .and_then(|m| m.limits.and_then(|l| l.fuel_per_call));
-    let budget = p.fuel_per_call();
-    let source = match (budget, manifest_fuel) {
-        (None, _) => "default",
-        (Some(b), Some(m)) if b == m => "manifest",
-        (Some(_), _) => "operator",
-    };
     InstructionUsage {
-        budget_per_call: budget,
-        source: source.into(),
+        budget_per_call: p.fuel_per_call(),
+        source: p.fuel_source().into(),
         defaults: ["hook", "integration", "tool", "load"]
             .into_iter()
             .map(|k| (k.to_string(), nitejar_sandbox::limits::default_fuel(k)))
