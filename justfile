@@ -8,6 +8,10 @@ serve *ARGS:
 test:
     bash scripts/test.sh
 
+# Coverage-guided fuzzing: SECONDS per target (default 60), optional target names, --keep.
+fuzz *ARGS:
+    bash scripts/fuzz.sh {{ARGS}}
+
 # What CI runs: tests, formatting, lints.
 ci:
     bash .ci/run

@@ -51,6 +51,7 @@ fn main() {
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
         "CARGO_TARGET_DIR",
+        "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
         "CLIPPY_ARGS",
         "CARGO_PRIMARY_PACKAGE",

@@ -63,6 +63,22 @@ pub mod integration {
         PostOptions, PostResult, ResponseMode, Sender, WebhookRequest, WebhookResponse,
     };
     pub use crate::{Header, PluginError};
+
+    /// Answers a correctly authenticated request the plugin cannot use (a body that is not
+    /// JSON, a required field missing) with 400 and the host's error shape
+    /// `{"error": {"code", "message"}}`, so the sender learns it was not delivered. (`Ignored`
+    /// answers 200: right for events the plugin chooses to skip, wrong for a malformed body.)
+    pub fn bad_request(code: &str, message: &str) -> ParseOutcome {
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        ParseOutcome::Respond(WebhookResponse {
+            status: 400,
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }],
+            body: body.to_string().into_bytes(),
+        })
+    }
 }
 
 /// Hook types: one event record per hook, patch records and block decisions.
@@ -466,6 +482,10 @@ macro_rules! export_plugin {
         $crate::__default_impl!(Hooks, $ty; $($($kind)*)?);
         $crate::__default_impl!(Tools, $ty; $($($kind)*)?);
         $crate::__default_impl!(Skills, $ty; $($($kind)*)?);
+        // The component's exports exist only in the wasm build: a native build (unit tests,
+        // the fuzz targets) calls the traits directly, and a native shared library could not
+        // carry export names like `nitejar:plugin/integration@0.1.0#parse-webhook`.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_plugin_world!($ty with_types_in $crate::bindings);
     };
 }

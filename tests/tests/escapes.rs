@@ -775,3 +775,49 @@ async fn a_hook_is_not_blamed_for_a_title_another_plugin_produced() {
         "still enabled"
     );
 }
+
+/// A hook that hands back what another plugin produced is not blamed for its size: the
+/// generic webhook puts a body near the 1 MiB webhook limit into the payload, the bundled
+/// example hook returns that payload with one field added. Before, the hook's output went over
+/// the 1 MiB output cap and every such delivery counted a crash against the hook until it was
+/// disabled; now a call's output cap is 1 MiB more than what it was given.
+#[tokio::test]
+async fn a_hook_is_not_blamed_for_the_size_of_a_value_another_plugin_produced() {
+    let host = TestHost::start().await;
+    let secret = "echo-signing-secret-0123";
+    let instance = host
+        .create_instance("webhook", json!({ "secret": secret }))
+        .await;
+    let limit = nitejar_core::limits::MAX_WEBHOOK_BODY_BYTES;
+    for i in 0..7 {
+        let mut body = json!({ "id": format!("big-{i}"), "text": "summarize this", "blob": "" });
+        let pad = limit - 16 - body.to_string().len();
+        body["blob"] = json!("x".repeat(pad));
+        let body = body.to_string().into_bytes();
+        assert!(body.len() <= limit && body.len() > limit - 64);
+        let (status, v) = host
+            .webhook(
+                "webhook",
+                &instance,
+                &[("x-signature-256", &nitejar_tests::sign(secret, &body))],
+                body,
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        let item = host.work_item(v["workItemId"].as_str().unwrap()).await;
+        let payload: Value =
+            serde_json::from_str(item["payloadJson"].as_str().expect("payload")).unwrap();
+        assert_eq!(
+            payload["tagged_by"], "nitejar.example.hooks",
+            "the hook's change applied"
+        );
+    }
+    assert_eq!(
+        host.app
+            .crash_guard
+            .recent_failures("nitejar.example.hooks"),
+        0
+    );
+    assert!(host.app.registry.get("nitejar.example.hooks").is_some());
+    host.stop().await;
+}

@@ -29,6 +29,19 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
         "host",
         &["nitejar-api", "nitejar-core", "nitejar-server"],
     ),
+    // Beside the host, not under it: fuzz targets over the lower layers and the built-ins.
+    (
+        "nitejar-fuzz",
+        "fuzz",
+        &[
+            "nitejar-sandbox",
+            "nitejar-core",
+            "nitejar-plugin-sdk",
+            "nitejar-builtin-telegram",
+            "nitejar-builtin-github",
+            "nitejar-example-webhook",
+        ],
+    ),
 ];
 
 /// Every crate named in a manifest's `[dependencies]` (not dev- or build-dependencies).

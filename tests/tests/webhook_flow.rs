@@ -156,17 +156,27 @@ async fn bad_signatures_and_bad_requests_create_nothing() {
         .await;
     assert_eq!(status, 413);
 
-    // A signed body without `text` is acknowledged and ignored.
-    let ignored = json!({"id": "x"}).to_string().into_bytes();
-    let (status, v) = host
-        .webhook(
-            "webhook",
-            &instance,
-            &[("x-signature-256", &sign(SECRET, &ignored))],
-            ignored,
-        )
-        .await;
-    assert_eq!((status, v["ignored"].clone()), (200, json!(true)));
+    // A correctly signed body the integration cannot use (not JSON, empty, no `text`) is
+    // answered 400 in the error shape, never 200 `ignored`: the sender must learn it was not
+    // delivered (and may fix and resend it).
+    for bad in [
+        b"not json at all".to_vec(),
+        Vec::new(),
+        b"[1, 2]".to_vec(),
+        json!({"id": "x"}).to_string().into_bytes(),
+    ] {
+        let (status, v) = host
+            .webhook(
+                "webhook",
+                &instance,
+                &[("x-signature-256", &sign(SECRET, &bad))],
+                bad.clone(),
+            )
+            .await;
+        assert_eq!(status, 400, "{:?} -> {v}", String::from_utf8_lossy(&bad));
+        assert_eq!(v["error"]["code"], "invalid_body", "{v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
 
     assert!(
         host.app
@@ -176,6 +186,38 @@ async fn bad_signatures_and_bad_requests_create_nothing() {
             .unwrap()
             .is_empty()
     );
+    host.stop().await;
+}
+
+/// Deliveries without an id (neither `id` nor `X-Delivery-Id`) are told apart by their bytes:
+/// distinct messages each make a work item, the same bytes again are a redelivery.
+#[tokio::test]
+async fn deliveries_without_an_id_are_not_collapsed_into_one() {
+    let (host, instance) = host_with_instance().await;
+    let send = |text: &str| {
+        let body = json!({"text": text, "session": "s1"})
+            .to_string()
+            .into_bytes();
+        let sig = sign(SECRET, &body);
+        let host = &host;
+        let instance = instance.clone();
+        async move {
+            host.webhook(
+                "webhook",
+                &instance,
+                &[("x-signature-256", &sig), ("x-delivery-id", "")],
+                body,
+            )
+            .await
+        }
+    };
+    let (a, va) = send("first").await;
+    let (b, vb) = send("second").await;
+    let (c, vc) = send("first").await;
+    assert_eq!((a, b, c), (202, 202, 200), "{va} {vb} {vc}");
+    assert_eq!(vc["duplicate"], true, "{vc}");
+    assert_eq!(vc["workItemId"], va["workItemId"]);
+    assert_ne!(va["workItemId"], vb["workItemId"]);
     host.stop().await;
 }
 

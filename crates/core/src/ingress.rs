@@ -427,7 +427,7 @@ async fn in_scope<T: Send + 'static>(
 /// become spaces and the title is cut to [`MAX_WORK_ITEM_TITLE_BYTES`], so an integration's
 /// title always satisfies the rules a hook that passes it on is held to; a hook is never blamed
 /// (and crash-loop disabled) for a value another plugin produced.
-fn work_item_title(raw: &str) -> String {
+pub fn work_item_title(raw: &str) -> String {
     let clean: String = raw
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

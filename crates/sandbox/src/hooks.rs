@@ -121,7 +121,7 @@ pub struct HookOverride {
 }
 
 /// One hook event: implemented by each of the nine WIT event records.
-pub trait HookEvent: Clone + std::fmt::Debug + Send + Sync + 'static {
+pub trait HookEvent: Clone + std::fmt::Debug + OutputSize + Send + Sync + 'static {
     /// The event's name.
     const NAME: HookName;
     /// What a handler returns: the hook's decision or patch type (only the fields that hook may

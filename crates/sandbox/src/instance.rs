@@ -199,6 +199,8 @@ pub(crate) fn invoke<R: OutputSize>(
         .fuel_per_call
         .unwrap_or_else(|| crate::limits::default_fuel(spec.kind));
     let metered = store.set_fuel(budget).is_ok();
+    let cap = output_cap(spec.input_bytes);
+    store.set_hostcall_fuel(transfer_limit(cap));
     let outcome = f(store, &warm.instance);
     let mut fuel_used = metered
         .then(|| store.get_fuel().ok())
@@ -221,6 +223,9 @@ pub(crate) fn invoke<R: OutputSize>(
                     })
                 }
                 PluginFailure::FuelExhausted { .. } => Err(PluginFailure::FuelExhausted { budget }),
+                PluginFailure::TransferTooLarge { .. } => Err(PluginFailure::TransferTooLarge {
+                    limit: transfer_limit(cap),
+                }),
                 other => Err(other),
             }
         }
@@ -233,11 +238,8 @@ pub(crate) fn invoke<R: OutputSize>(
         }),
         Ok(Ok(value)) => {
             let bytes = value.output_bytes();
-            if bytes > MAX_GUEST_OUTPUT_BYTES {
-                Err(PluginFailure::OutputTooLarge {
-                    bytes,
-                    limit: MAX_GUEST_OUTPUT_BYTES,
-                })
+            if bytes > cap {
+                Err(PluginFailure::OutputTooLarge { bytes, limit: cap })
             } else {
                 Ok(value)
             }
@@ -250,6 +252,17 @@ pub(crate) fn invoke<R: OutputSize>(
         logs,
         fuel_used,
     }
+}
+
+/// The most bytes a call may return: [`MAX_GUEST_OUTPUT_BYTES`] more than it was given.
+fn output_cap(input_bytes: usize) -> usize {
+    MAX_GUEST_OUTPUT_BYTES.saturating_add(input_bytes)
+}
+
+/// What one lift may copy for a call whose output cap is `cap` (see [`MAX_TRANSFER_BYTES`]:
+/// twice the cap, so a value just under it always lifts).
+fn transfer_limit(cap: usize) -> usize {
+    cap.saturating_mul(MAX_TRANSFER_BYTES / MAX_GUEST_OUTPUT_BYTES)
 }
 
 /// Work for the prewarm thread.

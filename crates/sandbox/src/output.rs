@@ -45,11 +45,16 @@ impl OutputSize for () {
         0
     }
 }
-impl OutputSize for bool {
-    fn output_bytes(&self) -> usize {
-        0
-    }
+macro_rules! fixed_size {
+    ($($t:ty),*) => {$(
+        impl OutputSize for $t {
+            fn output_bytes(&self) -> usize {
+                0
+            }
+        }
+    )*};
 }
+fixed_size!(bool, u32, u64, f64);
 
 macro_rules! list_size {
     ($($t:ty),*) => {$(
@@ -93,6 +98,13 @@ record_size!(
         response_context
     },
     i::WebhookResponse { headers, body },
+    i::WebhookRequest {
+        method,
+        path,
+        query,
+        headers,
+        body
+    },
     i::Descriptor {
         integration_type,
         display_name,
@@ -137,6 +149,78 @@ record_size!(
         description,
         source,
         tags
+    },
+    // The hook events (what a handler is given: its output cap grows by this much, so a
+    // handler may hand back what another plugin produced, changed).
+    h::WorkItemDraft {
+        title,
+        text,
+        session_key,
+        source_ref,
+        payload
+    },
+    h::WorkItem {
+        id,
+        title,
+        text,
+        session_key,
+        source_ref,
+        payload,
+        status
+    },
+    h::WorkItemPreCreateEvent {
+        work_item,
+        integration_type,
+        plugin_instance_id
+    },
+    h::WorkItemPostCreateEvent {
+        work_item,
+        integration_type,
+        plugin_instance_id
+    },
+    h::AgentInfo { id, name, model },
+    h::RunPrePromptEvent {
+        system_prompt,
+        user_message,
+        agent,
+        work_item
+    },
+    h::ModelPreCallEvent {
+        model,
+        messages,
+        tools
+    },
+    h::Usage { cost_usd },
+    h::ModelPostCallEvent {
+        response,
+        model,
+        usage
+    },
+    h::ToolPreExecEvent {
+        tool_name,
+        tool_input,
+        tool_call_id
+    },
+    h::ToolResult { output },
+    h::ToolPostExecEvent {
+        tool_name,
+        tool_input,
+        tool_call_id,
+        tool_result
+    },
+    h::ResponsePreDeliverEvent {
+        content,
+        integration_type,
+        plugin_instance_id,
+        work_item_id
+    },
+    h::DeliveryResult { external_id, error },
+    h::ResponsePostDeliverEvent {
+        content,
+        delivery,
+        integration_type,
+        plugin_instance_id,
+        work_item_id
     },
 );
 

@@ -235,6 +235,9 @@ pub(crate) struct CallSpec<'a> {
     pub(crate) hook: Option<HookName>,
     pub(crate) timeout_ms: u64,
     pub(crate) correlation: &'a Correlation,
+    /// Bytes of strings and lists the call hands the guest; the output cap grows by this much
+    /// (a hook may return what it was given, changed, without being blamed for its size).
+    pub(crate) input_bytes: usize,
 }
 
 impl<'a> CallSpec<'a> {
@@ -251,6 +254,7 @@ impl<'a> CallSpec<'a> {
             hook: None,
             timeout_ms,
             correlation,
+            input_bytes: 0,
         }
     }
 }
@@ -647,12 +651,17 @@ impl PluginRuntime {
         self.call::<IntegrationExport, _>(
             plugin,
             On::Fresh,
-            &CallSpec::new(
-                "integration",
-                "parse-webhook",
-                timeout_ms,
-                &Correlation::default(),
-            ),
+            &CallSpec {
+                // A work item carries what the platform sent (text, payload): the cap grows
+                // with the request.
+                input_bytes: request.output_bytes(),
+                ..CallSpec::new(
+                    "integration",
+                    "parse-webhook",
+                    timeout_ms,
+                    &Correlation::default(),
+                )
+            },
             Receipted::Always(&outcome),
             |x, store, inst| {
                 x.load(&mut *store, inst)?
@@ -776,6 +785,7 @@ impl PluginRuntime {
             hook: Some(E::NAME),
             timeout_ms,
             correlation: &corr,
+            input_bytes: event.output_bytes(),
         };
         let Some(idx) = plugin.exports.hooks.as_ref() else {
             return HookCall::failed(PluginFailure::MissingExport {

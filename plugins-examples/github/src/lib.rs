@@ -43,7 +43,8 @@ const FAILING_CONCLUSIONS: &[&str] = &[
     "startup_failure",
 ];
 
-struct GitHub;
+/// The integration (public for the native fuzz targets in `fuzz/`).
+pub struct GitHub;
 
 impl Plugin for GitHub {
     fn contributions() -> Contributions {
@@ -604,7 +605,7 @@ impl Integration for GitHub {
         let delivery = header(&req, "x-github-delivery").filter(|d| !d.is_empty());
         let body: Value = match serde_json::from_slice(&req.body) {
             Ok(v @ Value::Object(_)) => v,
-            _ => return Ok(ParseOutcome::Ignored("body is not a JSON object".into())),
+            _ => return Ok(bad_request("invalid_body", "the body is not a JSON object")),
         };
         if event == "ping" {
             return Ok(ParseOutcome::Respond(WebhookResponse {

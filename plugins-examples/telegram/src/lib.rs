@@ -35,7 +35,8 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 const DEFAULT_API: &str = "https://api.telegram.org";
 const ACK_EMOJI: &str = "👀";
 
-struct Telegram;
+/// The integration (public for the native fuzz targets in `fuzz/`).
+pub struct Telegram;
 
 impl Plugin for Telegram {
     fn contributions() -> Contributions {
@@ -539,8 +540,9 @@ impl Integration for Telegram {
         let update: Value = match serde_json::from_slice(&req.body) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
-                return Ok(ParseOutcome::Ignored(
-                    "body is not a Telegram update".into(),
+                return Ok(bad_request(
+                    "invalid_body",
+                    "the body is not a Telegram update (a JSON object)",
                 ));
             }
         };

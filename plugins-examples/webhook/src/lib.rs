@@ -3,18 +3,21 @@
 //! The sender signs the raw body with HMAC-SHA256 using the instance's `secret` and sends
 //! `X-Signature-256: sha256=<hex>`. The body is a JSON object:
 //! `{"id": "evt-1", "text": "...", "session": "optional", "title": "optional", "sender": "optional"}`.
-//! The optional `X-Delivery-Id` header (else `id`) is the idempotency key.
+//! The optional `X-Delivery-Id` header (else `id`, else the body's SHA-256) is the idempotency
+//! key. A correctly signed body that is not such an object is answered 400 (not 200 `ignored`:
+//! the sender must learn it was not delivered).
 
 use hmac::{Hmac, Mac};
 use nitejar_plugin_sdk::integration::*;
 use nitejar_plugin_sdk::{Contributions, Integration, Plugin, export_plugin};
 use serde_json::Value;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 const TYPE: &str = "webhook";
 const SIGNATURE_HEADER: &str = "x-signature-256";
 
-struct Webhook;
+/// The integration (public for the native fuzz targets in `fuzz/`).
+pub struct Webhook;
 
 impl Plugin for Webhook {
     fn contributions() -> Contributions {
@@ -88,12 +91,19 @@ impl Integration for Webhook {
         }
         let body: Value = match serde_json::from_slice(&req.body) {
             Ok(v @ Value::Object(_)) => v,
-            _ => return Ok(ParseOutcome::Ignored("body is not a JSON object".into())),
+            _ => return Ok(bad_request("invalid_body", "the body is not a JSON object")),
         };
         let Some(text) = body.get("text").and_then(Value::as_str) else {
-            return Ok(ParseOutcome::Ignored("no `text` field".into()));
+            return Ok(bad_request("invalid_body", "the body has no `text` string"));
         };
-        let id = body.get("id").and_then(Value::as_str).unwrap_or("");
+        // Without a delivery id or `id`, the body's digest identifies the delivery: a
+        // redelivery (same bytes) is recognised, distinct messages never collapse into one.
+        let digest = hex::encode(Sha256::digest(&req.body));
+        let id = body
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.trim().is_empty())
+            .map_or_else(|| format!("sha256:{digest}"), str::to_string);
         let session = body
             .get("session")
             .and_then(Value::as_str)
@@ -104,8 +114,8 @@ impl Integration for Webhook {
             .map(str::to_string)
             .unwrap_or_else(|| text.chars().take(60).collect());
         let idempotency_key = header(&req, "x-delivery-id")
-            .map(str::to_string)
-            .or_else(|| (!id.is_empty()).then(|| id.to_string()));
+            .filter(|d| !d.trim().is_empty())
+            .map_or_else(|| id.clone(), str::to_string);
         let sender = body.get("sender").and_then(Value::as_str).map(|s| Sender {
             id: s.into(),
             name: s.into(),
@@ -118,7 +128,7 @@ impl Integration for Webhook {
             source_ref: format!("webhook:{id}"),
             sender,
             command: None,
-            idempotency_key,
+            idempotency_key: Some(idempotency_key),
             payload: body.to_string(),
             response_context: None,
         }))

@@ -14,7 +14,7 @@ use crate::limits::{
     MAX_PACKAGE_STREAM_BYTES, MAX_PACKAGE_UNPACKED_BYTES,
 };
 use nitejar_sandbox::manifest::{MANIFEST_FILE, Manifest, ManifestError, safe_relative_path};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// The custom section a bare `.wasm` package carries its manifest in.
@@ -186,13 +186,13 @@ impl PluginPackage {
         // A long name from a GNU `L` entry or a PAX `path` record, for the next entry.
         let mut long_name: Option<String> = None;
         // Raw entries: the extended headers come to us, and we bound them before reading.
-        for (count, entry) in archive.entries()?.raw(true).enumerate() {
+        for (count, entry) in archive.entries().map_err(malformed)?.raw(true).enumerate() {
             if count >= 3 * MAX_PACKAGE_ENTRIES {
                 return invalid(format!(
                     "the archive has more than {MAX_PACKAGE_ENTRIES} entries"
                 ));
             }
-            let mut entry = entry?;
+            let mut entry = entry.map_err(malformed)?;
             let kind = entry.header().entry_type();
             let size = entry.size();
             if matches!(
@@ -208,7 +208,11 @@ impl PluginPackage {
                     ));
                 }
                 let mut data = Vec::with_capacity(size as usize);
-                entry.by_ref().take(size).read_to_end(&mut data)?;
+                entry
+                    .by_ref()
+                    .take(size)
+                    .read_to_end(&mut data)
+                    .map_err(malformed)?;
                 match kind {
                     tar::EntryType::GNULongName => {
                         let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
@@ -266,8 +270,17 @@ impl PluginPackage {
                 std::fs::create_dir_all(parent)?;
             }
             let mut out = std::fs::File::create(&dest)?;
-            // Never trust the header size alone: copy at most the declared size.
-            std::io::copy(&mut entry.by_ref().take(size), &mut out)?;
+            // Never trust the header size alone: copy at most the declared size. A read error
+            // is the archive's fault (422), a write error the host's.
+            let mut from = entry.by_ref().take(size);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = from.read(&mut buf).map_err(malformed)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+            }
         }
         Self::from_dir(staging)
     }
@@ -284,6 +297,15 @@ fn entry_name(bytes: &[u8]) -> Result<String, PackageError> {
     std::str::from_utf8(bytes)
         .map(str::to_string)
         .map_err(|_| PackageError::Invalid("the archive has a path that is not UTF-8".into()))
+}
+
+/// An archive the reader cannot read: the reader's message may quote header fields, so it is
+/// escaped and cut like a name.
+fn malformed(e: std::io::Error) -> PackageError {
+    PackageError::Invalid(format!(
+        "the archive cannot be read: {}",
+        nitejar_sandbox::capabilities::log::sanitize(&e.to_string(), 240)
+    ))
 }
 
 /// A name as an error message shows it: escaped and short.

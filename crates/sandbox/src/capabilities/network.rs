@@ -121,14 +121,32 @@ impl NetworkRule {
             .to_ascii_lowercase();
         match &self.host {
             HostPattern::Name(n) => *n == host,
+            // The name must be a host name too: a URI allows `!`, `%`, `'`, ... in a name, and
+            // the request goes to whatever the resolver makes of them.
             HostPattern::Wildcard(s) => {
-                host.len() > s.len() + 1 && host.ends_with(&format!(".{s}"))
+                host.len() > s.len() + 1
+                    && host.ends_with(&format!(".{s}"))
+                    && valid_hostname(&host)
             }
             HostPattern::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
         }
     }
 
     /// Whether the rule names `ip` explicitly, which allows a special-range address.
+    /// The host part as matched: a lowercase name, `*.suffix` for a wildcard, or an address.
+    pub fn host(&self) -> String {
+        match &self.host {
+            HostPattern::Name(n) => n.clone(),
+            HostPattern::Wildcard(s) => format!("*.{s}"),
+            HostPattern::Ip(ip) => ip.to_string(),
+        }
+    }
+
+    /// The port the rule allows.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     fn names_address(&self, ip: IpAddr) -> bool {
         match &self.host {
             HostPattern::Ip(rule_ip) => *rule_ip == ip,
@@ -378,12 +396,7 @@ impl WasiHttpHooks for NetworkGuard {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("https").to_string();
-        let host = uri.host().unwrap_or("").to_string();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let (scheme, host, port) = request_target(request.uri());
         let rule = match self.policy.check(&scheme, &host, port) {
             Ok(rule) => rule.clone(),
             Err(denial) => {
@@ -414,6 +427,17 @@ impl WasiHttpHooks for NetworkGuard {
             ))
         })
     }
+}
+
+/// The `(scheme, host, port)` a guest's request goes to, as the policy checks it and the
+/// connection is made (default port by scheme; the host as the URI spells it, IPv6 in brackets).
+pub fn request_target(uri: &http::Uri) -> (String, String, u16) {
+    let scheme = uri.scheme_str().unwrap_or("https").to_string();
+    let host = uri.host().unwrap_or("").to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    (scheme, host, port)
 }
 
 /// Resolves `host` and returns the first address, refusing the request if any address is special.
@@ -561,6 +585,17 @@ mod tests {
             ("*.example.com", "https", "a.b.example.com", 443, true),
             ("*.example.com", "https", "example.com", 443, false),
             ("*.example.com", "https", "badexample.com", 443, false),
+            // Found by fuzzing (fuzz/regressions/network): URI names a resolver may not take
+            // as written.
+            ("*.example.com", "https", "a!b.example.com", 443, false),
+            (
+                "*.example.com",
+                "https",
+                "evil.test%00.example.com",
+                443,
+                false,
+            ),
+            ("*.example.com", "https", "a..example.com", 443, false),
             ("http://127.0.0.1:8080", "http", "127.0.0.1", 8080, true),
             ("http://127.0.0.1:8080", "http", "127.0.0.1", 8081, false),
             ("https://[::1]:9443", "https", "[::1]", 9443, true),
