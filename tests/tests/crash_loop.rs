@@ -155,3 +155,82 @@ async fn a_crashing_hook_plugin_is_stopped_mid_run() {
     assert_eq!(p["alert"]["kind"], "crash_loop");
     host.stop().await;
 }
+
+/// A plugin that guarded an operation with a fail-closed hook does not open it by crashing:
+/// when crash-loop protection disables it, its fail-closed handlers of blocking hooks stay in
+/// place, held (never called), and block until an operator enables, disables or uninstalls it,
+/// across a restart too. The alert says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looped_plugins_fail_closed_hooks_keep_blocking_until_an_operator_acts() {
+    let opts = || HostOptions {
+        crash_threshold: Some(2),
+        ..Default::default()
+    };
+    let host = TestHost::start_with(opts()).await;
+    host.disable("nitejar.example.hooks").await;
+    let pkg = chain_package(|m| {
+        m["contributes"]["hooks"] = json!([
+            { "event": "work_item.pre_create", "failPolicy": "fail_closed", "timeoutMs": 2000 }
+        ]);
+    });
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    const SECRET: &str = "held-hook-signing-secret";
+    let instance = host
+        .create_instance("webhook", json!({ "secret": SECRET }))
+        .await;
+    async fn send(host: &TestHost, instance: &str, id: &str, text: &str) -> (u16, Value) {
+        let body = json!({ "id": id, "text": text }).to_string().into_bytes();
+        let sig = nitejar_tests::sign(SECRET, &body);
+        host.webhook("webhook", instance, &[("x-signature-256", &sig)], body)
+            .await
+    }
+    // `!trap` makes the guard trap: fail-closed, so each delivery is blocked; two trip it.
+    for i in 0..2 {
+        let (status, v) = send(&host, &instance, &format!("trap-{i}"), "!trap now").await;
+        assert_eq!((status, &v["ignored"]), (200, &json!(true)), "{v}");
+    }
+    let p = wait_disabled(&host, "test.chain").await;
+    let alert = p["alert"]["message"].as_str().unwrap();
+    assert!(alert.contains("1 fail-closed handler"), "{alert}");
+
+    // A harmless delivery is still blocked: by the held handler, without calling the plugin
+    // (its receipt says `disabled`, held, blocked; receipts are written in batches).
+    let (status, v) = send(&host, &instance, "ok-1", "hello").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["blockedBy"], "test.chain", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("held"), "{v}");
+    let mut held = None;
+    for _ in 0..100 {
+        held = host
+            .receipts("test.chain")
+            .await
+            .into_iter()
+            .filter(|r| r["kind"] == "hook")
+            .map(|r| serde_json::from_str::<Value>(r["detailJson"].as_str().unwrap()).unwrap())
+            .find(|d| d["held"] == true);
+        if held.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let detail = held.expect("a receipt of the held handler");
+    assert_eq!(detail["effect"], "blocked", "{detail}");
+    assert_eq!(detail["failure"]["failure"], "disabled", "{detail}");
+
+    // Still held after a restart.
+    let data = host.stop_keep_data().await;
+    let host = TestHost::start_in(data, opts()).await;
+    let (status, v) = send(&host, &instance, "ok-2", "hello").await;
+    assert_eq!(
+        (status, &v["blockedBy"]),
+        (200, &json!("test.chain")),
+        "{v}"
+    );
+
+    // The operator disables it: what it guarded is now the operator's decision, and open.
+    host.disable("test.chain").await;
+    let (status, v) = send(&host, &instance, "ok-3", "hello").await;
+    assert_eq!(status, 202, "{v}");
+    host.stop().await;
+}

@@ -361,6 +361,7 @@ fn main() {
                 plugin,
                 seq: 0,
                 overrides: &[],
+                held: false,
             }],
             nitejar_core::limits::DEFAULT_HOOK_TIMEOUT_MS,
         )

@@ -232,6 +232,13 @@ impl App {
                 }
             }
             if !row.enabled {
+                // Held across restarts: a plugin crash-loop protection disabled keeps its
+                // fail-closed handlers of blocking hooks in place, blocking, until an operator
+                // acts (PluginRegistry::hold).
+                if row.crash_loop_disabled() && app.registry.activate(&row.id).await.is_ok() {
+                    let held = app.registry.hold(&row.id);
+                    tracing::warn!(plugin.id = %row.id, held, "disabled by crash-loop protection; fail-closed handlers held");
+                }
                 continue;
             }
             if app.config.safe_mode && !row.is_builtin() {

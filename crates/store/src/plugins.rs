@@ -94,6 +94,16 @@ impl PluginRow {
     pub fn is_builtin(&self) -> bool {
         self.trust() == TrustLevel::Builtin
     }
+
+    /// Whether crash-loop protection disabled it (and no operator has acted since).
+    pub fn crash_loop_disabled(&self) -> bool {
+        !self.enabled
+            && self
+                .alert_json
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+                .is_some_and(|a| a["kind"] == "crash_loop")
+    }
 }
 
 /// Everything recorded about one installed plugin version.

@@ -183,7 +183,13 @@ where
             plugin.status = tracing::field::Empty,
         );
         let _entered = span.enter();
-        let mut call = caller.call(&h.plugin, &out.event, timeout_ms);
+        // A held handler is never called: it fails at once, and being fail-closed on a
+        // blocking hook, blocks (see `Handler::held`).
+        let mut call = if h.held {
+            HookCall::failed(PluginFailure::Disabled)
+        } else {
+            caller.call(&h.plugin, &out.event, timeout_ms)
+        };
         let mut block_reason = None;
         // The output is applied (or refused) here; the receipt records the outcome.
         let applied = match std::mem::replace(&mut call.result, Err(PluginFailure::Disabled)) {
@@ -245,9 +251,18 @@ where
             && h.fail_policy == FailPolicy::FailClosed
         {
             if name.is_blocking() {
+                let reason = if h.held {
+                    format!(
+                        "{} is held: crash-loop protection disabled it, and its fail-closed {} handler blocks this until an operator enables, disables or uninstalls it",
+                        h.plugin.id(),
+                        name.as_str()
+                    )
+                } else {
+                    format!("fail-closed handler failed: {f}")
+                };
                 out.blocked = Some(Blocked {
                     plugin_id: h.plugin.id().to_string(),
-                    reason: format!("fail-closed handler failed: {f}"),
+                    reason,
                     by_failure: true,
                 });
             }
@@ -292,13 +307,17 @@ fn budget_exceeded<P: HandlerPlugin, E: HookEvent, C: HookCaller<P>>(
 }
 
 fn handler_detail<P>(h: &Handler<P>, timeout_ms: u64, effect: &str) -> serde_json::Value {
-    serde_json::json!({
+    let mut detail = serde_json::json!({
         "operation": h.event.as_str(),
         "priority": h.priority,
         "failPolicy": h.fail_policy,
         "timeoutMs": timeout_ms,
         "effect": effect,
-    })
+    });
+    if h.held {
+        detail["held"] = true.into();
+    }
+    detail
 }
 
 /// Runs hook chains in the sandbox; one per process.
@@ -505,6 +524,7 @@ mod tests {
             fail_policy,
             timeout_ms: 1_000,
             seq: 0,
+            held: false,
         }
     }
 

@@ -44,6 +44,10 @@ pub struct Handler<P = Arc<LoadedPlugin>> {
     pub timeout_ms: u64,
     /// Registration order (activation sequence of the plugin).
     pub seq: u64,
+    /// A fail-closed handler of a blocking hook whose plugin crash-loop protection disabled:
+    /// never called, it blocks its operation until an operator enables, disables or
+    /// uninstalls the plugin (disabling a plugin must not silently open what it guarded).
+    pub held: bool,
 }
 
 impl<P: HandlerPlugin> std::fmt::Debug for Handler<P> {
@@ -54,6 +58,7 @@ impl<P: HandlerPlugin> std::fmt::Debug for Handler<P> {
             .field("priority", &self.priority)
             .field("fail_policy", &self.fail_policy)
             .field("timeout_ms", &self.timeout_ms)
+            .field("held", &self.held)
             .finish()
     }
 }
@@ -83,6 +88,9 @@ pub struct TableEntry<'a> {
     pub seq: u64,
     /// The operator's overrides by event.
     pub overrides: &'a [(HookName, HookOverride)],
+    /// Disabled by crash-loop protection: only its fail-closed handlers of blocking hooks are
+    /// registered, as held ([`Handler::held`]).
+    pub held: bool,
 }
 
 impl HookTable {
@@ -110,16 +118,22 @@ impl HookTable {
                 if ov.enabled == Some(false) {
                     continue;
                 }
+                let fail_policy = ov.fail_policy.unwrap_or(reg.fail_policy);
+                if entry.held && !(fail_policy == FailPolicy::FailClosed && reg.event.is_blocking())
+                {
+                    continue;
+                }
                 table.by_event[reg.event as usize].push(Handler {
                     plugin: entry.plugin.clone(),
                     event: reg.event,
                     priority: ov.priority.unwrap_or(reg.priority),
-                    fail_policy: ov.fail_policy.unwrap_or(reg.fail_policy),
+                    fail_policy,
                     timeout_ms: ov
                         .timeout_ms
                         .or(reg.timeout_ms)
                         .unwrap_or(default_timeout_ms),
                     seq: entry.seq,
+                    held: entry.held,
                 });
             }
         }
@@ -132,6 +146,15 @@ impl HookTable {
     /// The handlers of `event`, in dispatch order.
     pub fn handlers(&self, event: HookName) -> &[Handler] {
         &self.by_event[event as usize]
+    }
+
+    /// How many held handlers `plugin_id` has (see [`Handler::held`]).
+    pub fn held_count(&self, plugin_id: &str) -> usize {
+        self.by_event
+            .iter()
+            .flatten()
+            .filter(|h| h.held && h.plugin.id() == plugin_id)
+            .count()
     }
 
     /// Whether any handler is registered for `event`.

@@ -104,6 +104,9 @@ pub async fn disable(ctx: &Plugins, id: &str) -> Result<(), LifecycleError> {
     let started = Instant::now();
     let row = installed(ctx, id).await?;
     ctx.store.set_plugin_enabled(id, false).await?;
+    // The operator has acted on a crash-loop alert: its held handlers are released, here and
+    // at the next boot.
+    ctx.store.set_plugin_alert(id, None).await?;
     ctx.registry.deactivate(id);
     ctx.receipts
         .emit(action_receipt(&row, "disable", "ok", started));
@@ -161,14 +164,11 @@ pub async fn set_secret(
 /// in the store with an alert, and an `auto_disable` receipt. Enabling it again clears it.
 pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) {
     let version = ctx.registry.get(id).map(|p| p.version().to_string());
-    ctx.registry.deactivate(id);
+    let held = ctx.registry.hold(id);
     let window_ms = ctx.crash_guard.window().as_millis() as u64;
     let alert = nitejar_api::plugins::PluginAlert {
         kind: "crash_loop".into(),
-        message: format!(
-            "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
-            window_ms / 1000
-        ),
+        message: crash_loop_message(failures, window_ms, held),
         failures: failures as u64,
         threshold: ctx.crash_guard.threshold() as u64,
         window_ms,
@@ -192,6 +192,20 @@ pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) 
         r = r.version(&v);
     }
     ctx.receipts.emit(r);
+}
+
+/// The alert of a crash-loop disable; says what its held fail-closed handlers do meanwhile.
+pub fn crash_loop_message(failures: usize, window_ms: u64, held: usize) -> String {
+    let mut msg = format!(
+        "disabled after {failures} failures within {} s; see its receipts, fix or roll back, then enable it again",
+        window_ms / 1000
+    );
+    if held > 0 {
+        msg.push_str(&format!(
+            ". Its {held} fail-closed handler(s) of blocking hooks stay in place and block their operations until you enable, disable or uninstall it"
+        ));
+    }
+    msg
 }
 
 /// Sets (or with `None` clears) the operator's instruction budget per call for `id`, within

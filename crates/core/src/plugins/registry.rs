@@ -54,6 +54,10 @@ pub struct RegistryDeps {
 /// Loaded plugins by id, and the hook table built from them.
 pub struct PluginRegistry {
     plugins: RwLock<HashMap<String, Entry>>,
+    /// Plugins out of service after crash-loop protection tripped whose fail-closed handlers
+    /// of blocking hooks stay registered, held (see [`PluginRegistry::hold`]). Lock order:
+    /// `plugins`, then `held`.
+    held: RwLock<HashMap<String, Entry>>,
     hooks: RwLock<Arc<HookTable>>,
     next_seq: AtomicU64,
     deps: RegistryDeps,
@@ -64,6 +68,7 @@ impl PluginRegistry {
     pub fn new(deps: RegistryDeps) -> PluginRegistry {
         PluginRegistry {
             plugins: RwLock::new(HashMap::new()),
+            held: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Arc::new(HookTable::default())),
             next_seq: AtomicU64::new(0),
             deps,
@@ -120,12 +125,49 @@ impl PluginRegistry {
         self.hooks.read().expect("hook table lock").clone()
     }
 
-    /// Removes a plugin from service (new calls no longer reach it) and unregisters its hooks.
+    /// Removes a plugin from service (new calls no longer reach it) and unregisters its hooks,
+    /// held ones included (an operator's disable, uninstall, upgrade or rollback).
     pub fn deactivate(&self, id: &str) -> bool {
         let mut plugins = self.plugins.write().expect("registry lock");
         let removed = plugins.remove(id).is_some();
+        let was_held = self.held.write().expect("held lock").remove(id).is_some();
         self.rebuild_hooks(&plugins);
-        removed
+        removed || was_held
+    }
+
+    /// Takes a plugin crash-loop protection tripped on out of service like
+    /// [`Self::deactivate`], except that its fail-closed handlers of blocking hooks stay
+    /// registered, held: never called, each blocks its operation until an operator enables,
+    /// disables or uninstalls the plugin. (A plugin that guarded something with a fail-closed
+    /// hook must not open it by failing.) Returns how many handlers are held.
+    pub fn hold(&self, id: &str) -> usize {
+        let mut plugins = self.plugins.write().expect("registry lock");
+        let Some(entry) = plugins.remove(id) else {
+            return 0;
+        };
+        self.held
+            .write()
+            .expect("held lock")
+            .insert(id.to_string(), entry);
+        self.rebuild_hooks(&plugins);
+        let held = self.hook_table().held_count(id);
+        if held == 0 {
+            self.held.write().expect("held lock").remove(id);
+        }
+        held
+    }
+
+    /// Ids of plugins with held handlers.
+    pub fn held_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .held
+            .read()
+            .expect("held lock")
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Re-reads `id`'s hook overrides and re-registers its hooks (no-op when not loaded).
@@ -140,12 +182,20 @@ impl PluginRegistry {
     }
 
     fn rebuild_hooks(&self, plugins: &HashMap<String, Entry>) {
-        let table = HookTable::build(
-            plugins.values().map(|e| TableEntry {
+        let held = self.held.read().expect("held lock");
+        fn entry(e: &Entry, held: bool) -> TableEntry<'_> {
+            TableEntry {
                 plugin: &e.plugin,
                 seq: e.seq,
                 overrides: &e.overrides,
-            }),
+                held,
+            }
+        }
+        let table = HookTable::build(
+            plugins
+                .values()
+                .map(|e| entry(e, false))
+                .chain(held.values().map(|e| entry(e, true))),
             self.deps.default_hook_timeout_ms,
         );
         *self.hooks.write().expect("hook table lock") = Arc::new(table);
@@ -262,6 +312,7 @@ impl PluginRegistry {
         let loaded = Arc::new(loaded);
         {
             let mut plugins = self.plugins.write().expect("registry lock");
+            self.held.write().expect("held lock").remove(id);
             plugins.insert(
                 id.to_string(),
                 Entry {
