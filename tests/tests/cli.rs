@@ -52,6 +52,67 @@ async fn plugins_instances_and_runs_from_the_cli() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not installed"), "{out}");
 
+    // Instruction budgets: shown, set and reset from the CLI; out of range is refused.
+    assert!(
+        out_has(
+            &host,
+            "builtin.telegram",
+            "instructions: budget host defaults"
+        )
+        .await
+    );
+    let (code, out) = cli(
+        &host,
+        &[
+            "plugin",
+            "limits",
+            "builtin.telegram",
+            "--fuel-per-call",
+            "7000000000",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("at most 7000000000 instructions per call"),
+        "{out}"
+    );
+    assert!(
+        out_has(
+            &host,
+            "builtin.telegram",
+            "instructions: budget 7000000000 per call (operator)"
+        )
+        .await
+    );
+    let (code, out) = cli(
+        &host,
+        &[
+            "plugin",
+            "limits",
+            "builtin.telegram",
+            "--fuel-per-call",
+            "0",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("fuelPerCall must be between 1"), "{out}");
+    let (code, out) = cli(
+        &host,
+        &["plugin", "limits", "builtin.telegram", "--default"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out_has(
+            &host,
+            "builtin.telegram",
+            "instructions: budget host defaults"
+        )
+        .await
+    );
+
     // Fields come from the schema: required and secret flags, no per-type code.
     let (code, out) = cli(&host, &["instance", "types"]).await;
     assert_eq!(code, 0);
@@ -438,4 +499,11 @@ async fn unreachable_server_and_bad_token_exit_codes() {
         nitejar::cli::run(&parsed.connection, parsed.command, &mut out).await,
         3
     );
+}
+
+/// Whether `plugin show <id>` prints `needle`.
+async fn out_has(host: &TestHost, id: &str, needle: &str) -> bool {
+    let (code, out) = cli(host, &["plugin", "show", id]).await;
+    assert_eq!(code, 0, "{out}");
+    out.contains(needle) || panic!("`plugin show {id}` lacks {needle:?}:\n{out}")
 }

@@ -159,6 +159,12 @@ impl Client {
             .await
     }
 
+    /// `PUT` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// `PATCH` with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(body))

@@ -31,7 +31,8 @@ use nitejar_api::lifecycle::{
     UninstallResponse, UpgradeReport, VersionList,
 };
 use nitejar_api::plugins::{
-    EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, PluginDetail, PluginList,
+    EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, LimitsRequest,
+    LimitsResponse, PluginDetail, PluginList,
 };
 use nitejar_api::skills::{
     AssignSkillRequest, CreateSkillRequest, Skill, SkillList, SyncReport, UpdateSkillRequest,
@@ -213,6 +214,19 @@ pub enum PluginCommand {
     Disable {
         /// Plugin id.
         id: String,
+    },
+    /// Set the plugin's instruction budget per call (wasmtime fuel), overriding its manifest
+    /// and the host's defaults; `--default` removes the override. `plugin show` prints the
+    /// budget in force and what its calls used.
+    Limits {
+        /// Plugin id.
+        id: String,
+        /// Instructions each call may use (1 to the host's maximum).
+        #[arg(long, conflicts_with = "default", required_unless_present = "default")]
+        fuel_per_call: Option<u64>,
+        /// Remove the override (back to the manifest's value or the defaults).
+        #[arg(long)]
+        default: bool,
     },
     /// Upgrade to a newer version (default: from the source it was installed from: npm's
     /// newest release, the git ref again, the same directory); asks for consent when it adds
@@ -861,6 +875,23 @@ async fn plugin(
                 )
                 .await?;
             emit_typed(out, json, &v, |_| format!("disabled {id}"))
+        }
+        PluginCommand::Limits {
+            id,
+            fuel_per_call,
+            default: _,
+        } => {
+            let body = serde_json::to_value(LimitsRequest { fuel_per_call })
+                .map_err(|e| CliError::Local(format!("encoding the request failed: {e}")))?;
+            let v: LimitsResponse = client::decode(
+                client
+                    .put(&format!("/plugins/{}/limits", client::seg(&id)), &body)
+                    .await?,
+            )?;
+            emit_typed(out, json, &v, |v| match v.fuel_per_call {
+                Some(n) => format!("{id}: at most {n} instructions per call (operator)"),
+                None => format!("{id}: no operator budget; the manifest's or the defaults apply"),
+            })
         }
         PluginCommand::Upgrade { id, source, yes } => {
             let base = format!("/plugins/{}", client::seg(&id));

@@ -136,6 +136,23 @@ pub fn plugin(d: &PluginDetail) -> String {
         out.push_str(&table(&["PERMISSION", "GRANT"], &rows));
         out.push('\n');
     }
+    if let Some(i) = &p.instructions {
+        let budget = match i.budget_per_call {
+            Some(n) => format!("{n} per call ({})", safe(&i.source)),
+            None => {
+                let defaults: Vec<String> = i
+                    .defaults
+                    .iter()
+                    .map(|(k, v)| format!("{} {v}", safe(k)))
+                    .collect();
+                format!("host defaults ({})", defaults.join(", "))
+            }
+        };
+        out.push_str(&format!(
+            "instructions: budget {budget}; {} calls, {} total, {} average\n",
+            i.calls, i.total, i.average
+        ));
+    }
     if let Some(a) = &p.alert {
         out.push_str(&format!("ALERT: {}\n", safe(&a.message)));
     }
