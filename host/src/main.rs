@@ -36,7 +36,9 @@ async fn main() -> anyhow::Result<()> {
         let code = nitejar::cli::run(&cli.connection, command, &mut std::io::stdout()).await;
         std::process::exit(code);
     }
+    // Colour only on a terminal: logs redirected to a file or a collector stay plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn".into()),

@@ -37,6 +37,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
     let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::NamedTempFile::new().unwrap();
     let port = free_port();
     let token = "process-test-admin-token-0123";
     let mut child = Command::new(server_binary())
@@ -49,7 +50,8 @@ async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
             "NITEJAR_PLUGIN_CACHE_DIR",
             nitejar_tests::shared_compile_cache(),
         )
-        .stdout(Stdio::null())
+        // The log goes to a file, as under a service manager: plain text, no colour codes.
+        .stdout(Stdio::from(logs.reopen().unwrap()))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -106,6 +108,20 @@ async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
         .unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert!(kinds.contains(&"disable"), "{kinds:?}");
+
+    // The database (secrets, configs, receipts) is readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.path().join("nitejar.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "nitejar.db mode {:o}", mode & 0o777);
+    let log = std::fs::read_to_string(logs.path()).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
 }
 
 #[tokio::test]
