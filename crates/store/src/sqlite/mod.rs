@@ -207,6 +207,46 @@ fn kv_storage(e: DbError) -> KvStoreError {
     KvStoreError::Storage(e.to_string())
 }
 
+/// The database holds encrypted secrets, configs and every receipt: it is created readable by
+/// its owner only (SQLite gives its `-wal` and `-shm` files the same mode), and an existing file
+/// readable by others is narrowed to the owner, with a warning.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+        }
+        let with = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
+        for file in [with(""), with("-wal"), with("-shm")] {
+            let file = file.as_path();
+            let Ok(m) = std::fs::metadata(file) else {
+                continue;
+            };
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %file.display(),
+                    mode = format!("{mode:o}"),
+                    "readable by other users; narrowing it to the owner (0600)"
+                );
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,44 +290,4 @@ mod tests {
         // Another plugin's quota is its own.
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
-}
-
-/// The database holds encrypted secrets, configs and every receipt: it is created readable by
-/// its owner only (SQLite gives its `-wal` and `-shm` files the same mode), and an existing file
-/// readable by others is narrowed to the owner, with a warning.
-fn owner_only(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        if !path.exists() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-        }
-        let with = |suffix: &str| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            std::path::PathBuf::from(name)
-        };
-        for file in [with(""), with("-wal"), with("-shm")] {
-            let file = file.as_path();
-            let Ok(m) = std::fs::metadata(file) else {
-                continue;
-            };
-            let mode = m.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %file.display(),
-                    mode = format!("{mode:o}"),
-                    "readable by other users; narrowing it to the owner (0600)"
-                );
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
