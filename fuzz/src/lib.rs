@@ -8,7 +8,7 @@
 //!
 //! | target | input | properties |
 //! |---|---|---|
-//! | [`manifest`] | `nitejar.plugin.json` bytes | no panic; an accepted manifest survives a round trip and every network entry it declares is a usable rule |
+//! | [`manifest`] | `nitejar.plugin.json` bytes | no panic; errors short and escaped; an accepted manifest survives a round trip and every network entry it declares is a usable rule |
 //! | [`package`] | tar bytes (gzipped here) | no panic; nothing written outside the staging directory; errors short and escaped |
 //! | [`webhook`] | plugin selector, headers, body | the built-in parsers never panic on platform input, even correctly signed; what they return is what the host accepts |
 //! | [`network`] | a grant and a request URL | an allowed request goes exactly where the grant names |
@@ -58,8 +58,9 @@ fn assert_safe_message(what: &str, message: &str) {
 pub fn manifest(data: &[u8]) {
     use nitejar_sandbox::capabilities::network::NetworkRule;
     use nitejar_sandbox::manifest::Manifest;
-    let Ok(m) = Manifest::parse(data) else {
-        return;
+    let m = match Manifest::parse(data) {
+        Ok(m) => m,
+        Err(e) => return assert_safe_message("manifest", &e.to_string()),
     };
     let json = serde_json::to_vec(&m).expect("an accepted manifest serializes");
     let again = Manifest::parse(&json).expect("an accepted manifest parses again");

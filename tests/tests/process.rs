@@ -34,61 +34,93 @@ fn free_port() -> u16 {
         .port()
 }
 
+const TOKEN: &str = "process-test-admin-token-0123";
+
+/// A `nitejar serve` process on `data`, its log on `stdout`, answering `/healthz`.
+struct Server {
+    child: std::process::Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(data: &std::path::Path, stdout: Stdio) -> Server {
+        let port = free_port();
+        let mut child = Command::new(server_binary())
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env("NITEJAR_DATA_DIR", data)
+            .env("NITEJAR_BIND", format!("127.0.0.1:{port}"))
+            .env("NITEJAR_ADMIN_TOKEN", TOKEN)
+            .env(
+                "NITEJAR_PLUGIN_CACHE_DIR",
+                nitejar_tests::shared_compile_cache(),
+            )
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not come up"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "the server exited");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Server {
+            child,
+            base,
+            client,
+        }
+    }
+
+    fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}/api/admin{path}", self.base))
+            .bearer_auth(TOKEN)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
     let data = tempfile::tempdir().unwrap();
+    // The log goes to a file, as under a service manager: plain text, no colour codes.
     let logs = tempfile::NamedTempFile::new().unwrap();
-    let port = free_port();
-    let token = "process-test-admin-token-0123";
-    let mut child = Command::new(server_binary())
-        .arg("serve")
-        .env_remove("DATABASE_URL")
-        .env("NITEJAR_DATA_DIR", data.path())
-        .env("NITEJAR_BIND", format!("127.0.0.1:{port}"))
-        .env("NITEJAR_ADMIN_TOKEN", token)
-        .env(
-            "NITEJAR_PLUGIN_CACHE_DIR",
-            nitejar_tests::shared_compile_cache(),
-        )
-        // The log goes to a file, as under a service manager: plain text, no colour codes.
-        .stdout(Stdio::from(logs.reopen().unwrap()))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server did not come up"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the server exited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut server = Server::start(data.path(), Stdio::from(logs.reopen().unwrap())).await;
     // An action whose receipt is queued right before the signal.
-    let r = client
-        .post(format!(
-            "{base}/api/admin/plugins/nitejar.example.hooks/disable"
-        ))
-        .bearer_auth(token)
+    let r = server
+        .admin(
+            reqwest::Method::POST,
+            "/plugins/nitejar.example.hooks/disable",
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = server.child.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
@@ -134,7 +166,7 @@ async fn a_data_dir_that_cannot_be_written_is_named_with_what_to_do() {
         .env_remove("DATABASE_URL")
         .env("NITEJAR_DATA_DIR", &data)
         .env("NITEJAR_BIND", "127.0.0.1:0")
-        .env("NITEJAR_ADMIN_TOKEN", "process-test-admin-token-0123")
+        .env("NITEJAR_ADMIN_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -145,4 +177,108 @@ async fn a_data_dir_that_cannot_be_written_is_named_with_what_to_do() {
             && stderr.contains("NITEJAR_DATA_DIR"),
         "{stderr}"
     );
+}
+
+/// Another process holds the database's write lock for longer than the host waits for it: a
+/// webhook and an admin write are answered 503 with `Retry-After` (not 500), nothing half
+/// accepted stays behind, the receipts of that time are written once the lock is gone, and the
+/// same delivery then succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
+    use sqlx::Connection;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), Stdio::null()).await;
+    let secret = "locked-db-signing-secret";
+    let r = server
+        .admin(reqwest::Method::POST, "/instances")
+        .json(&serde_json::json!({"type": "webhook", "name": "lock test", "config": {"secret": secret}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let instance = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({"id": "locked-1", "text": "hello"}).to_string();
+    let webhook = || {
+        server
+            .client
+            .post(format!(
+                "{}/api/webhooks/plugins/webhook/{instance}",
+                server.base
+            ))
+            .header(
+                "x-signature-256",
+                nitejar_tests::sign(secret, body.as_bytes()),
+            )
+            .body(body.clone())
+            .send()
+    };
+    let integration_receipts = || async {
+        let store = nitejar_store::open(&data.path().join("nitejar.db"))
+            .await
+            .unwrap();
+        let n = store
+            .list_events("nitejar.example.webhook", 500, None)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "integration")
+            .count();
+        store.close().await;
+        n
+    };
+    let before = integration_receipts().await;
+
+    // Another process takes the write lock and keeps it past the host's 10 s busy timeout.
+    let mut locker = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        data.path().join("nitejar.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let (hook, admin) = tokio::join!(
+        webhook(),
+        server
+            .admin(
+                reqwest::Method::POST,
+                "/plugins/nitejar.example.hooks/disable"
+            )
+            .send()
+    );
+    for (what, r) in [("webhook", hook.unwrap()), ("admin write", admin.unwrap())] {
+        assert_eq!(r.status().as_u16(), 503, "{what}");
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("5"),
+            "{what}"
+        );
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unavailable", "{what}: {v}");
+    }
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+
+    // The lock is gone: the same delivery is accepted (nothing of the first one stayed), and
+    // the receipt of the call made while the database was locked is written.
+    let r = webhook().await.unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = integration_receipts().await;
+        if n >= before + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "receipts were lost: {n} integration receipts, expected {}",
+            before + 2
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -77,7 +77,44 @@ impl WebhookReply {
             json!({ "error": { "code": code, "message": message.into() } }),
         )
     }
+
+    /// The answer when the database failed: 503 with `Retry-After` when it is busy or full
+    /// (the platform redelivers; nothing was accepted), else 500.
+    fn db_failed(what: &str, e: &nitejar_store::DbError) -> WebhookReply {
+        if e.is_transient() {
+            tracing::warn!("{what}: {e}; answered 503");
+            let mut reply = Self::error(
+                503,
+                "unavailable",
+                "the database is busy or full; retry shortly",
+            );
+            reply
+                .headers
+                .push(("retry-after".into(), RETRY_AFTER_SECS.to_string()));
+            reply
+        } else {
+            tracing::error!("{what}: {e}");
+            Self::error(500, "internal", "internal error")
+        }
+    }
+
+    /// The answer for a failed work item task: a database failure as [`Self::db_failed`].
+    fn task_failed(e: &anyhow::Error) -> WebhookReply {
+        match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<nitejar_store::DbError>())
+        {
+            Some(db) => Self::db_failed("webhook work item", db),
+            None => {
+                tracing::error!("webhook work item: {e:#}");
+                Self::error(500, "internal", "internal error")
+            }
+        }
+    }
 }
+
+/// The `Retry-After` of a webhook answered 503 because the database is busy or full.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// An inbound request as the router saw it.
 pub struct InboundRequest {
@@ -109,10 +146,7 @@ pub async fn handle_webhook(
                 "no enabled integration instance with this id",
             );
         }
-        Err(e) => {
-            tracing::error!("webhook instance lookup failed: {e}");
-            return WebhookReply::error(500, "internal", "internal error");
-        }
+        Err(e) => return WebhookReply::db_failed("webhook instance lookup", &e),
     };
     if instance.integration_type != integration_type {
         return WebhookReply::error(
@@ -270,17 +304,11 @@ async fn create_work_item(
             return WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }));
         }
         Ok(None) => {}
-        Err(e) => {
-            tracing::error!("idempotency lookup failed: {e}");
-            return WebhookReply::error(500, "internal", "internal error");
-        }
+        Err(e) => return WebhookReply::db_failed("idempotency lookup", &e),
     }
     let agent = match ctx.store.agent_for_instance(instance_id).await {
         Ok(a) => a,
-        Err(e) => {
-            tracing::error!("agent lookup failed: {e}");
-            return WebhookReply::error(500, "internal", "internal error");
-        }
+        Err(e) => return WebhookReply::db_failed("agent lookup", &e),
     };
     let work_item_id = uuid::Uuid::now_v7().to_string();
     let job_id = uuid::Uuid::now_v7().to_string();
@@ -345,7 +373,7 @@ async fn create_work_item(
             .store
             .create_work_item_idempotent(&work_item_id, &item, &key, job)
             .await
-            .map_err(|e| anyhow::anyhow!("creating a work item failed: {e}"))?;
+            .map_err(|e| anyhow::Error::from(e).context("creating a work item failed"))?;
         let id = match created {
             CreateOutcome::Duplicate(id) => {
                 return Ok(WebhookReply::json(
@@ -385,7 +413,7 @@ async fn create_work_item(
             ctx.store
                 .release_job(&job_id)
                 .await
-                .map_err(|e| anyhow::anyhow!("releasing the job failed: {e}"))?;
+                .map_err(|e| anyhow::Error::from(e).context("releasing the job failed"))?;
             ctx.workers.wake();
         }
         Ok::<_, anyhow::Error>(WebhookReply::json(
@@ -395,10 +423,7 @@ async fn create_work_item(
     });
     match task.await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => {
-            tracing::error!("webhook work item: {e:#}");
-            WebhookReply::error(500, "internal", "internal error")
-        }
+        Ok(Err(e)) => WebhookReply::task_failed(&e),
         Err(e) => {
             tracing::error!("webhook task failed: {e}");
             WebhookReply::error(500, "internal", "internal error")

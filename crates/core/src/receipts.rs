@@ -44,16 +44,22 @@ async fn write_loop(
     mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {
     let interval = Duration::from_millis(RECEIPT_FLUSH_INTERVAL_MS);
+    // Receipts not written yet, oldest first: a batch the database refused (locked, full) is
+    // kept and written again, never dropped, up to MAX_PENDING_RECEIPTS.
     let mut batch: Vec<EventRow> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut shutdown_tries = 0;
     loop {
-        // Wake for the first receipt of a batch, or a flush request.
+        // Wake for the first receipt of a batch, or a flush request; with receipts waiting
+        // for the database, also to try them again.
+        let retry = !batch.is_empty();
         let closed = tokio::select! {
             r = rx.recv() => match r {
                 Some(r) => { batch.push(EventRow::from(r)); false }
                 None => true,
             },
             Some(w) = flush_rx.recv() => { waiters.push(w); false }
+            _ = tokio::time::sleep(RECEIPT_RETRY_INTERVAL), if retry => false,
         };
         // Collect for the interval without listening on the receipt channel, so the many
         // `emit`s of busy plugin calls cause no cross-thread wake-ups; a flush cuts it short.
@@ -71,17 +77,53 @@ async fn write_loop(
         while let Ok(w) = flush_rx.try_recv() {
             waiters.push(w);
         }
+        let mut written = 0;
         for chunk in batch.chunks(RECEIPT_BATCH_SIZE) {
-            if let Err(e) = db.insert_events(chunk).await {
-                tracing::error!("writing {} receipts failed: {e}", chunk.len());
+            match db.insert_events(chunk).await {
+                Ok(_) => written += chunk.len(),
+                Err(e) => {
+                    tracing::warn!(
+                        "writing {} receipts failed ({e}); they are kept and written again",
+                        batch.len() - written
+                    );
+                    break;
+                }
             }
         }
-        batch.clear();
+        batch.drain(..written);
+        if batch.len() > MAX_PENDING_RECEIPTS {
+            let over = batch.len() - MAX_PENDING_RECEIPTS;
+            batch.drain(..over);
+            tracing::error!(
+                "the database has refused receipts for too long: the oldest {over} were dropped (at most {MAX_PENDING_RECEIPTS} are kept waiting)"
+            );
+        }
+        // A flush waits for the write attempt, not for a database that may stay locked.
         for w in waiters.drain(..) {
             let _ = w.send(());
         }
         if closed {
-            return;
+            shutdown_tries += 1;
+            if batch.is_empty() || shutdown_tries > SHUTDOWN_RETRIES {
+                if !batch.is_empty() {
+                    tracing::error!(
+                        "stopping with {} receipts the database would not take",
+                        batch.len()
+                    );
+                }
+                return;
+            }
+            tokio::time::sleep(RECEIPT_RETRY_INTERVAL).await;
         }
     }
 }
+
+/// How long the writer waits before writing refused receipts again.
+const RECEIPT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Receipts kept waiting for a database that refuses them (about 100 MB at the most); past
+/// that the oldest are dropped, with an error in the log.
+pub const MAX_PENDING_RECEIPTS: usize = 200_000;
+
+/// Write attempts at shutdown before giving up on refused receipts.
+const SHUTDOWN_RETRIES: u32 = 6;

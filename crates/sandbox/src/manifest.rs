@@ -240,7 +240,10 @@ impl Manifest {
                 json.len()
             ));
         }
-        let m: Manifest = serde_json::from_slice(json).map_err(|e| ManifestError(e.to_string()))?;
+        // serde's message quotes the offending field name or value: escaped and bounded, as
+        // it reaches API answers and terminals.
+        let m: Manifest = serde_json::from_slice(json)
+            .map_err(|e| ManifestError(crate::capabilities::log::sanitize(&e.to_string(), 1024)))?;
         m.validate()?;
         Ok(m)
     }

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message (safe to show).
     pub message: String,
+    /// Seconds to wait before retrying (`Retry-After`), for 503s.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -27,6 +29,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 503 with `Retry-After`: the host cannot take this now (database locked or full), and
+    /// the same request later may succeed.
+    pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
+        tracing::warn!("request refused for now: {cause}");
+        ApiError {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is busy or full; retry shortly",
+            )
         }
     }
     /// 404.
@@ -48,15 +64,22 @@ impl ApiError {
     }
 }
 
+/// The `Retry-After` of a 503 for a database that is busy or full.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
 impl From<nitejar_store::DbError> for ApiError {
     fn from(e: nitejar_store::DbError) -> Self {
-        ApiError::internal(e)
+        if e.is_transient() {
+            ApiError::unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             Json(ErrorBody {
                 error: ErrorDetail {
@@ -65,7 +88,12 @@ impl IntoResponse for ApiError {
                 },
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

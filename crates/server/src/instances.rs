@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 impl From<InstanceError> for ApiError {
     fn from(e: InstanceError) -> Self {
+        let e = match e {
+            InstanceError::Db(db) => return ApiError::from(db),
+            other => other,
+        };
         let (status, code) = match &e {
             InstanceError::UnknownType(_) => (StatusCode::BAD_REQUEST, "unknown_type"),
             InstanceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -28,7 +32,7 @@ impl From<InstanceError> for ApiError {
             }
             InstanceError::Plugin(_) => (StatusCode::BAD_GATEWAY, "plugin_failed"),
             InstanceError::Undecryptable => (StatusCode::CONFLICT, "undecryptable"),
-            InstanceError::Db(db) => return ApiError::internal(db),
+            InstanceError::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -42,7 +42,7 @@ impl From<LifecycleError> for ApiError {
                 e.to_string(),
             ),
             LifecycleError::Io(io) => ApiError::internal(io),
-            LifecycleError::Db(db) => ApiError::internal(db),
+            LifecycleError::Db(db) => ApiError::from(db),
         }
     }
 }

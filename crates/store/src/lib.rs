@@ -43,6 +43,32 @@ pub enum DbError {
     Io(#[from] std::io::Error),
 }
 
+impl DbError {
+    /// Whether the failure is the database's state right now, not the request's: locked or
+    /// busy (another writer), full (disk space), or no connection free in time. Such a request
+    /// can be retried later unchanged; the API answers it 503 with `Retry-After`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::PoolTimedOut) => true,
+            DbError::Sqlx(sqlx::Error::Database(db)) => {
+                // SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_FULL (13), and the extended codes
+                // built on them (code + n * 256).
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6 | 13))
+                    || db.message().contains("database is locked")
+                    || db.message().contains("disk is full")
+            }
+            DbError::Sqlx(sqlx::Error::Io(e)) | DbError::Io(e) => {
+                e.raw_os_error() == Some(28) // ENOSPC
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which kv quota refused a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvQuotaHit {
