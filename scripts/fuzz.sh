@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing with libFuzzer on the stable toolchain (no nightly, no cargo-fuzz).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET ...] [--keep]
+#   scripts/fuzz.sh [SECONDS] [TARGET ...] [--keep] [--seed N]
 #
 # Builds the targets of fuzz/ with coverage instrumentation (debug assertions and overflow
 # checks on; only the code under test is rebuilt, the rest is the test build's) and
@@ -11,15 +11,22 @@
 # add coverage are merged into fuzz/corpus/<target> (commit them). A crash stops the script
 # with the input saved under target/fuzz/artifacts/<target>/: copy it into
 # fuzz/regressions/<target>/, fix the bug, and `cargo test -p nitejar-fuzz` replays it forever.
+# --seed N makes a run repeatable: libFuzzer's seed is fixed and the run starts from the
+# repository's corpus alone (.ci/run uses it, so CI explores what a local run with the same seed
+# for at least as long has explored; without it every run explores somewhere new).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 secs=60
 keep=0
+seed=""
 targets=()
+next_is_seed=0
 for arg in "$@"; do
+  if [ "$next_is_seed" = 1 ]; then seed=$arg; next_is_seed=0; continue; fi
   case "$arg" in
     --keep) keep=1 ;;
+    --seed) next_is_seed=1 ;;
     ''|*[!0-9]*) targets+=("$arg") ;;
     *) secs=$arg ;;
   esac
@@ -51,12 +58,18 @@ bin_dir="${CARGO_TARGET_DIR:-$repo/target}/debug"
 for t in "${targets[@]}"; do
   bin="$bin_dir/fuzz-$t"
   [ -x "$bin" ] || { echo "error: no fuzz target $t (fuzz/Cargo.toml lists them)" >&2; exit 2; }
+  seed_arg=()
+  if [ -n "$seed" ]; then
+    rm -rf "$out/corpus/$t"
+    seed_arg=(-seed="$seed")
+  fi
   mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
   dirs=("$out/corpus/$t" "fuzz/corpus/$t")
   [ -d "fuzz/regressions/$t" ] && dirs+=("fuzz/regressions/$t")
   echo "== fuzz $t for ${secs}s"
   if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
-      -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" "${dirs[@]}" 2>"$out/$t.log"; then
+      -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" "${seed_arg[@]}" "${dirs[@]}" \
+      2>"$out/$t.log"; then
     tail -n 60 "$out/$t.log" >&2
     echo "error: fuzz target $t found a crash; the input is in $out/artifacts/$t/." >&2
     echo "Copy it into fuzz/regressions/$t/, fix the bug, run cargo test -p nitejar-fuzz." >&2

@@ -244,7 +244,9 @@ impl Manifest {
         // it reaches API answers and terminals.
         let m: Manifest = serde_json::from_slice(json)
             .map_err(|e| ManifestError(crate::capabilities::log::sanitize(&e.to_string(), 1024)))?;
-        m.validate()?;
+        // Validation messages quote the offending values: bounded the same way.
+        m.validate()
+            .map_err(|e| ManifestError(crate::capabilities::log::sanitize(&e.0, 1024)))?;
         Ok(m)
     }
 
