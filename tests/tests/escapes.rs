@@ -821,3 +821,50 @@ async fn a_hook_is_not_blamed_for_the_size_of_a_value_another_plugin_produced() 
     assert!(host.app.registry.get("nitejar.example.hooks").is_some());
     host.stop().await;
 }
+
+/// A parse result the host refuses after the call itself succeeded (a payload that is not
+/// JSON, a redirect status, a response context that is not JSON) is answered 502 and leaves a
+/// receipt saying why: before, the only receipt of such a webhook was the call's own `ok`.
+#[tokio::test]
+async fn refused_plugin_output_is_receipted_not_just_answered() {
+    let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("hostile"), &[])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let cases = [
+        ("", "a payload that is not a JSON object"),
+        ("status", "asked for status 302"),
+        ("context", "a response context that is not JSON"),
+    ];
+    for (target, reason) in cases {
+        let (status, v) = attack(&host, &instance, "bad-output", target).await;
+        assert_eq!(status, 502, "{target}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(reason),
+            "{target}: {v}"
+        );
+    }
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = host
+            .receipts("test.hostile")
+            .await
+            .into_iter()
+            .filter(|r| r["kind"] == "webhook_output" && r["status"] == "invalid_output")
+            .map(|r| r["detailJson"].as_str().unwrap().to_string())
+            .collect();
+        if found.len() == cases.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (_, reason) in cases {
+        assert!(
+            found.iter().any(|d| d.contains(reason)),
+            "no receipt says {reason:?}: {found:?}"
+        );
+    }
+    // Still serving.
+    assert_eq!(report(&host, &instance, "ok", "").await, "ok: served");
+    host.stop().await;
+}

@@ -233,9 +233,10 @@ pub async fn handle_webhook(
         ParseOutcome::Respond(r) => {
             let ok = (200..300).contains(&r.status) || (400..500).contains(&r.status);
             if !ok {
-                return WebhookReply::error(
-                    502,
-                    "plugin_failed",
+                return refuse_output(
+                    ctx,
+                    (plugin.id(), plugin.version()),
+                    &instance.id,
                     format!("the plugin asked for status {}", r.status),
                 );
             }
@@ -260,31 +261,57 @@ pub async fn handle_webhook(
             }
         }
         ParseOutcome::WorkItem(msg) => {
-            create_work_item(ctx, &instance.id, integration_type, msg).await
+            create_work_item(
+                ctx,
+                (plugin.id(), plugin.version()),
+                &instance.id,
+                integration_type,
+                msg,
+            )
+            .await
         }
     }
 }
 
+/// A parse-webhook result the host refuses (the call itself succeeded): 502 to the sender,
+/// and a receipt that says why, so the operator sees the plugin's fault where its calls are.
+fn refuse_output(
+    ctx: &Ingress,
+    (plugin_id, version): (&str, &str),
+    instance_id: &str,
+    reason: String,
+) -> WebhookReply {
+    ctx.receipts.emit(
+        Receipt::new(plugin_id, "webhook_output", "invalid_output")
+            .version(version)
+            .detail(json!({ "instanceId": instance_id, "reason": reason })),
+    );
+    WebhookReply::error(502, "plugin_failed", reason)
+}
+
 async fn create_work_item(
     ctx: &Arc<Ingress>,
+    plugin: (&str, &str),
     instance_id: &str,
     integration_type: &str,
     msg: wit::InboundMessage,
 ) -> WebhookReply {
     if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&msg.payload).is_err() {
-        return WebhookReply::error(
-            502,
-            "plugin_failed",
-            "the plugin returned a payload that is not a JSON object",
+        return refuse_output(
+            ctx,
+            plugin,
+            instance_id,
+            "the plugin returned a payload that is not a JSON object".into(),
         );
     }
-    if let Some(ctx) = &msg.response_context
-        && serde_json::from_str::<serde_json::Value>(ctx).is_err()
+    if let Some(rc) = &msg.response_context
+        && serde_json::from_str::<serde_json::Value>(rc).is_err()
     {
-        return WebhookReply::error(
-            502,
-            "plugin_failed",
-            "the plugin returned a response context that is not JSON",
+        return refuse_output(
+            ctx,
+            plugin,
+            instance_id,
+            "the plugin returned a response context that is not JSON".into(),
         );
     }
     let key = msg
@@ -293,10 +320,11 @@ async fn create_work_item(
         .filter(|k| !k.is_empty())
         .unwrap_or_else(|| msg.source_ref.clone());
     if key.is_empty() {
-        return WebhookReply::error(
-            502,
-            "plugin_failed",
-            "the plugin returned neither an idempotency key nor a source reference",
+        return refuse_output(
+            ctx,
+            plugin,
+            instance_id,
+            "the plugin returned neither an idempotency key nor a source reference".into(),
         );
     }
     match ctx.store.find_idempotent(instance_id, &key).await {

@@ -24,6 +24,7 @@
 //! | `fs-symlink` | creates `link>destination` (`target`) as a symlink through raw wasi:filesystem |
 //! | `spin` | counts to `target` (an instruction budget test: about 3 instructions per step) |
 //! | `sleep` | sleeps `target` seconds (60 if empty) on the WASI clock, waiting inside the host |
+//! | `bad-output` | returns what the host must refuse after a successful call: a payload that is not JSON (`target` empty), a 302 answer (`status`), a response context that is not JSON (`context`) |
 //! | `respond` | answers the webhook itself with forged framing headers (`content-length: 2`, `transfer-encoding`, `connection`), `set-cookie`, `content-type: text/html` with a script, a header with a CR/LF, and one harmless `x-hostile` header |
 //!
 //! Attacks that return report the guest-side outcome in the work item's text:
@@ -222,6 +223,13 @@ impl Integration for Hostile {
                 body: Vec::new(),
             }));
         }
+        if name == "bad-output" && body["target"] == "status" {
+            return Ok(ParseOutcome::Respond(WebhookResponse {
+                status: 302,
+                headers: vec![],
+                body: vec![],
+            }));
+        }
         if name == "respond" {
             let h = |name: &str, value: &str| Header {
                 name: name.into(),
@@ -254,8 +262,13 @@ impl Integration for Hostile {
             sender: None,
             command: None,
             idempotency_key: id,
-            payload: "{}".into(),
-            response_context: None,
+            payload: if name == "bad-output" && body["target"] == "" {
+                "not json".into()
+            } else {
+                "{}".into()
+            },
+            response_context: (name == "bad-output" && body["target"] == "context")
+                .then(|| "{unclosed".into()),
         }))
     }
 }
