@@ -88,9 +88,10 @@ impl WebhookReply {
                 "unavailable",
                 "the database is busy or full; retry shortly",
             );
-            reply
-                .headers
-                .push(("retry-after".into(), RETRY_AFTER_SECS.to_string()));
+            reply.headers.push((
+                "retry-after".into(),
+                crate::limits::DB_RETRY_AFTER_SECS.to_string(),
+            ));
             reply
         } else {
             tracing::error!("{what}: {e}");
@@ -112,9 +113,6 @@ impl WebhookReply {
         }
     }
 }
-
-/// The `Retry-After` of a webhook answered 503 because the database is busy or full.
-pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// An inbound request as the router saw it.
 pub struct InboundRequest {

@@ -74,3 +74,6 @@ pub const MAX_WORK_ITEM_TITLE_BYTES: usize = 512;
 
 /// Longest session key or model name a hook handler may set, in bytes.
 pub const MAX_HOOK_KEY_BYTES: usize = 512;
+
+/// The `Retry-After` (seconds) of a 503 answered because the database is busy or full.
+pub const DB_RETRY_AFTER_SECS: u32 = 5;

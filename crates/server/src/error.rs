@@ -37,7 +37,7 @@ impl ApiError {
     pub fn unavailable(cause: impl std::fmt::Display) -> ApiError {
         tracing::warn!("request refused for now: {cause}");
         ApiError {
-            retry_after: Some(RETRY_AFTER_SECS),
+            retry_after: Some(nitejar_core::limits::DB_RETRY_AFTER_SECS),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -63,9 +63,6 @@ impl ApiError {
         )
     }
 }
-
-/// The `Retry-After` of a 503 for a database that is busy or full.
-pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl From<nitejar_store::DbError> for ApiError {
     fn from(e: nitejar_store::DbError) -> Self {

@@ -157,19 +157,6 @@ impl PluginRegistry {
         held
     }
 
-    /// Ids of plugins with held handlers.
-    pub fn held_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .held
-            .read()
-            .expect("held lock")
-            .keys()
-            .cloned()
-            .collect();
-        ids.sort();
-        ids
-    }
-
     /// Re-reads `id`'s hook overrides and re-registers its hooks (no-op when not loaded).
     pub async fn reload_overrides(&self, id: &str) -> Result<(), nitejar_store::DbError> {
         let overrides = self.deps.store.list_hook_overrides(id).await?;
