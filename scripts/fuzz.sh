@@ -6,7 +6,7 @@
 # Builds the targets of fuzz/ with coverage instrumentation (debug assertions and overflow
 # checks on; only the code under test is rebuilt, the rest is the test build's) and
 # runs each for SECONDS (default 60) over its seed corpus fuzz/corpus/<target> plus the fixed
-# findings in fuzz/regressions/<target>. Targets: manifest package webhook network outputs
+# findings in fuzz/regressions/<target>. Targets: manifest package webhook network outputs lift
 # (all by default). New inputs go to target/fuzz/corpus/<target>; with --keep, the ones that
 # add coverage are merged into fuzz/corpus/<target> (commit them). A crash stops the script
 # with the input saved under target/fuzz/artifacts/<target>/: copy it into
@@ -31,7 +31,7 @@ for arg in "$@"; do
     *) secs=$arg ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(manifest package webhook network outputs)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest package webhook network outputs lift)
 
 bash scripts/setup.sh
 out="${CARGO_TARGET_DIR:-$repo/target}/fuzz"

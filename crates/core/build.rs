@@ -18,6 +18,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("tests/plugins/chain", false),
     ("tests/plugins/skills", false),
     ("tests/plugins/hijack", false),
+    ("tests/plugins/lift", false),
 ];
 
 fn main() {

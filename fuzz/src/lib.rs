@@ -13,6 +13,7 @@
 //! | [`webhook`] | plugin selector, headers, body | the built-in parsers never panic on platform input, even correctly signed; what they return is what the host accepts |
 //! | [`network`] | a grant and a request URL | an allowed request goes exactly where the grant names |
 //! | [`outputs`] | values a plugin returns | response headers the host sends are safe to frame; titles satisfy the hook rules; an invalid hook patch changes nothing |
+//! | [`lift`] | a plugin's raw canonical-ABI return area | a malformed value is refused as the plugin's invalid output, never a host panic or a misattributed failure; an accepted one is within the output cap |
 
 use std::path::Path;
 
@@ -26,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("webhook", webhook),
     ("network", network),
     ("outputs", outputs),
+    ("lift", lift),
 ];
 
 /// The fields of an input, split at `0xFF` (a byte no UTF-8 text contains), as text.
@@ -431,4 +433,123 @@ fn apply(
 ) -> Result<Option<String>, String> {
     use nitejar_core::hooks::events::ApplyHook;
     event.apply(decision)
+}
+
+/// The runtime and the raw-return test plugin (`tests/plugins/lift`), built once per process.
+struct LiftRig {
+    runtime: nitejar_sandbox::runtime::PluginRuntime,
+    plugin: nitejar_sandbox::runtime::LoadedPlugin,
+    _dir: tempfile::TempDir,
+}
+
+fn lift_rig() -> &'static LiftRig {
+    use nitejar_core::plugins::package::PluginPackage;
+    use nitejar_sandbox::receipts::ReceiptSink;
+    use nitejar_sandbox::runtime::{Grants, PluginRuntime, RuntimeOptions};
+    static RIG: std::sync::OnceLock<LiftRig> = std::sync::OnceLock::new();
+    RIG.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let runtime = PluginRuntime::new(RuntimeOptions {
+            memory_bytes: nitejar_core::limits::DEFAULT_GUEST_MEMORY_BYTES,
+            cache_dir: dir.path().join("cache"),
+            files_root: dir.path().join("files"),
+            outbound_overrides: Default::default(),
+            kv: None,
+            kv_quota: Default::default(),
+            receipts: ReceiptSink::discard(),
+            crash_guard: None,
+            fuel: true,
+        })
+        .expect("the plugin runtime starts");
+        let package = Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("lift");
+        let pkg = PluginPackage::from_dir(&package).expect("the lift test plugin was built");
+        let plugin = runtime
+            .load(
+                &pkg.manifest,
+                &pkg.wasm,
+                &Grants::all_declared(&pkg.manifest),
+            )
+            .expect("the lift test plugin loads");
+        LiftRig {
+            runtime,
+            plugin,
+            _dir: dir,
+        }
+    })
+}
+
+/// A `parse-webhook` result lifted from bytes the plugin chose (the request body becomes the
+/// canonical-ABI return area; see `tests/plugins/lift` for the layout, pointers relocated).
+///
+/// Properties: no host panic; a malformed value is refused as the plugin's fault
+/// (`invalid_output`, or `output_too_large` when it claims more than the host copies), never
+/// blamed on instantiation; an accepted value is within the call's output cap, and what the
+/// host does next with it (response headers, titles) holds; the error text is bounded and
+/// escaped; and the next call works.
+pub fn lift(data: &[u8]) {
+    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
+        Instance, ParseOutcome, WebhookRequest,
+    };
+    use nitejar_sandbox::output::OutputSize;
+    use nitejar_sandbox::runtime::PluginFailure;
+    let rig = lift_rig();
+    let instance = Instance {
+        id: "inst-fuzz".into(),
+        integration_type: "lift".into(),
+        config: "{}".into(),
+    };
+    let request = WebhookRequest {
+        method: "POST".into(),
+        path: "/webhooks/lift/inst-fuzz".into(),
+        query: String::new(),
+        headers: vec![],
+        body: data.to_vec(),
+    };
+    let cap = nitejar_sandbox::limits::MAX_GUEST_OUTPUT_BYTES + request.output_bytes();
+    match rig
+        .runtime
+        .parse_webhook(&rig.plugin, &instance, &request, 2_000)
+    {
+        Ok(outcome) => {
+            let bytes = outcome.output_bytes();
+            assert!(
+                bytes <= cap,
+                "a {bytes}-byte outcome passed a {cap}-byte cap"
+            );
+            match outcome {
+                ParseOutcome::Respond(r) => {
+                    let (headers, _) = nitejar_core::response_headers::filter(
+                        r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    );
+                    for (name, value) in headers {
+                        assert!(
+                            http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                                && http::HeaderValue::from_str(&value).is_ok(),
+                            "an unframeable header passed the filter: {name:?}"
+                        );
+                    }
+                }
+                ParseOutcome::WorkItem(m) => {
+                    let title = nitejar_core::ingress::work_item_title(&m.title);
+                    assert_eq!(title, nitejar_core::ingress::work_item_title(&title));
+                }
+                ParseOutcome::Ignored(_) | ParseOutcome::Unauthorized(_) => {}
+            }
+        }
+        Err(failure) => {
+            assert!(
+                matches!(
+                    failure,
+                    PluginFailure::InvalidOutput { .. }
+                        | PluginFailure::OutputTooLarge { .. }
+                        | PluginFailure::TransferTooLarge { .. }
+                        | PluginFailure::PluginError { .. }
+                        | PluginFailure::Trap { .. }
+                ),
+                "a malformed return value was classified as {}: {failure}",
+                failure.kind()
+            );
+            assert_safe_message("lift", &failure.to_string());
+        }
+    }
 }

@@ -868,3 +868,71 @@ async fn refused_plugin_output_is_receipted_not_just_answered() {
     assert_eq!(report(&host, &instance, "ok", "").await, "ok: served");
     host.stop().await;
 }
+
+/// A seed of the `lift` fuzz target: a raw canonical-ABI return area for the lift test plugin.
+fn lift_seed(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus/lift")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_return_value_is_the_plugins_invalid_output_not_an_instantiation_failure() {
+    let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("lift"), &[]).await;
+    let instance = host.create_instance("lift", json!({})).await;
+    let cases = [
+        ("bad-discriminant", "unexpected discriminant"),
+        ("bad-utf8", "utf-8"),
+        ("out-of-bounds", "out of bounds"),
+    ];
+    for (seed, _) in cases {
+        let (status, v) = host.webhook("lift", &instance, &[], lift_seed(seed)).await;
+        assert_eq!(status, 502, "{seed}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("(invalid_output)"),
+            "{seed}: {v}"
+        );
+    }
+    let (status, v) = host
+        .webhook("lift", &instance, &[], lift_seed("aliased-headers"))
+        .await;
+    assert_eq!(status, 502, "aliased-headers: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(output_too_large)"),
+        "{v}"
+    );
+    // The receipts name the plugin's fault and what was wrong with the value.
+    let failures: Vec<Value> = host
+        .receipts("test.lift")
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "parse-webhook" || r["kind"] == "integration")
+        .filter_map(|r| serde_json::from_str(r["detailJson"].as_str()?).ok())
+        .filter_map(|d: Value| d.get("failure").cloned())
+        .collect();
+    for (seed, says) in cases {
+        assert!(
+            failures.iter().any(|d| d["failure"] == "invalid_output"
+                && d["detail"].as_str().unwrap_or("").contains(says)),
+            "no invalid_output receipt says {says:?} ({seed}): {failures:?}"
+        );
+    }
+    assert!(
+        failures.iter().all(|d| d["failure"] != "instantiate"),
+        "a malformed value was blamed on instantiation: {failures:?}"
+    );
+    // A well-formed value from the same plugin still goes through.
+    let (status, v) = host
+        .webhook("lift", &instance, &[], lift_seed("ignored"))
+        .await;
+    assert_eq!((status, &v["reason"]), (200, &json!("bot sender")), "{v}");
+    host.stop().await;
+}

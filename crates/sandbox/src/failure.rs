@@ -65,7 +65,9 @@ pub enum PluginFailure {
         /// The missing export.
         export: String,
     },
-    /// The plugin returned a value the host rejects (a hook patch that breaks a field's rules).
+    /// The plugin returned a value the host rejects: malformed at the component boundary (a bad
+    /// discriminant, a pointer out of bounds, a string that is not UTF-8) or breaking a rule of
+    /// its own (a hook patch that breaks a field's rules).
     #[error("the plugin returned an invalid value: {detail}")]
     InvalidOutput {
         /// What is wrong with it.

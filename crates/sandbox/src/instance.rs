@@ -226,6 +226,13 @@ pub(crate) fn invoke<R: OutputSize>(
                 PluginFailure::TransferTooLarge { .. } => Err(PluginFailure::TransferTooLarge {
                     limit: transfer_limit(cap),
                 }),
+                // The instance exists: what failed is a value crossing the boundary (a bad
+                // discriminant, a pointer out of bounds, a string that is not UTF-8 in what
+                // the plugin returned, or its allocator's answer while the host passed the
+                // arguments). The plugin's fault, not instantiation's.
+                PluginFailure::Instantiate { detail } => {
+                    Err(PluginFailure::InvalidOutput { detail })
+                }
                 other => Err(other),
             }
         }
