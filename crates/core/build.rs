@@ -11,7 +11,7 @@ use std::process::Command;
 /// Guest crates (directory relative to the repo root) and whether the binary embeds them.
 const GUESTS: &[(&str, bool)] = &[
     ("plugins-examples/webhook", true),
-    ("plugins-examples/hooks", true),
+    ("plugins-examples/hooks", false),
     ("plugins-examples/telegram", true),
     ("plugins-examples/github", true),
     ("tests/plugins/hostile", false),

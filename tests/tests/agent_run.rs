@@ -18,7 +18,6 @@ fn overrides(chat: &StandIn) -> OutboundOverrides {
 
 /// Installs the chain plugin (optionally with other hook registrations) and a `chat` instance.
 async fn setup(host: &TestHost, hooks: Option<Value>) -> String {
-    host.disable("nitejar.example.hooks").await;
     let pkg = chain_package(|m| {
         if let Some(h) = hooks {
             m["contributes"]["hooks"] = h;

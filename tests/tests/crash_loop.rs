@@ -108,7 +108,6 @@ async fn a_crashing_hook_plugin_is_stopped_mid_run() {
         ..Default::default()
     })
     .await;
-    host.disable("nitejar.example.hooks").await;
     let pkg = chain_package(|_| {});
     host.install_and_enable(pkg.path(), &["network:http://chat.test"])
         .await;
@@ -167,7 +166,6 @@ async fn a_crash_looped_plugins_fail_closed_hooks_keep_blocking_until_an_operato
         ..Default::default()
     };
     let host = TestHost::start_with(opts()).await;
-    host.disable("nitejar.example.hooks").await;
     let pkg = chain_package(|m| {
         m["contributes"]["hooks"] = json!([
             { "event": "work_item.pre_create", "failPolicy": "fail_closed", "timeoutMs": 2000 }

@@ -743,11 +743,12 @@ async fn filesystem_changes_are_receipted_when_refused_and_symlinks_are_never_cr
 async fn a_hook_is_not_blamed_for_a_title_another_plugin_produced() {
     // Default crash-loop protection (5 failures in the window).
     let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("hooks"), &[]).await;
     host.install_and_enable(&guest_package("hostile"), &[])
         .await;
     let instance = host.create_instance("hostile", json!({})).await;
     // The hostile integration titles its work items "attack <name>": here with a bell, a
-    // carriage return and an escape in it. The bundled example hook prefixes every title and
+    // carriage return and an escape in it. The example hook prefixes every title and
     // hands it back; before, the host refused that patch (control characters) and counted a
     // crash against the hook until it was disabled.
     for i in 0..7 {
@@ -777,13 +778,14 @@ async fn a_hook_is_not_blamed_for_a_title_another_plugin_produced() {
 }
 
 /// A hook that hands back what another plugin produced is not blamed for its size: the
-/// generic webhook puts a body near the 1 MiB webhook limit into the payload, the bundled
+/// generic webhook puts a body near the 1 MiB webhook limit into the payload, the
 /// example hook returns that payload with one field added. Before, the hook's output went over
 /// the 1 MiB output cap and every such delivery counted a crash against the hook until it was
 /// disabled; now a call's output cap is 1 MiB more than what it was given.
 #[tokio::test]
 async fn a_hook_is_not_blamed_for_the_size_of_a_value_another_plugin_produced() {
     let host = TestHost::start().await;
+    host.install_and_enable(&guest_package("hooks"), &[]).await;
     let secret = "echo-signing-secret-0123";
     let instance = host
         .create_instance("webhook", json!({ "secret": secret }))

@@ -19,10 +19,7 @@ async fn install_handler(host: &TestHost, id: &str, hooks: Value) {
 }
 
 async fn start(opts: HostOptions) -> TestHost {
-    let host = TestHost::start_with(opts).await;
-    // The bundled example registers tool.pre_exec too; keep each chain exact.
-    host.disable("nitejar.example.hooks").await;
-    host
+    TestHost::start_with(opts).await
 }
 
 fn ctx() -> h::HookContext {

@@ -61,7 +61,6 @@ async fn run_versions(host: &TestHost, instance: &str, msg: &str) -> Vec<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_waits_for_consent_to_exactly_the_additions_then_rolls_back() {
     let host = TestHost::start().await;
-    host.disable("nitejar.example.hooks").await;
     let v1 = version_pkg("0.1.0", &["http://chat.test"]);
     host.install_and_enable(v1.path(), &["network:http://chat.test"])
         .await;
@@ -227,7 +226,6 @@ async fn upgrade_waits_for_consent_to_exactly_the_additions_then_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uninstall_with_each_purge_option_keeps_integration_data() {
     let host = TestHost::start().await;
-    host.disable("nitejar.example.hooks").await;
     let v = post(&host, "/plugins/builtin.telegram/uninstall", json!({}), 409).await;
     assert!(
         v["error"]["message"].as_str().unwrap().contains("disable"),
@@ -443,5 +441,66 @@ async fn doctor_reports_problems_and_a_restart_repairs_them() {
     assert_eq!(d["healthy"], true, "{d}");
     assert_eq!(d["cache"], "compiled");
     assert_active(&host, "0.2.0").await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_embedded_integrations_are_built_in_and_enabled_at_first_boot() {
+    let host = TestHost::start().await;
+    let list = host.admin_json(Method::GET, "/plugins", None, 200).await;
+    let mut builtin: Vec<(String, bool, String)> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["enabled"].as_bool().unwrap(),
+                p["trustLevel"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    builtin.sort();
+    let expected = [
+        "builtin.github",
+        "builtin.telegram",
+        "nitejar.example.webhook",
+    ];
+    assert_eq!(
+        builtin,
+        expected.map(|id| (id.to_string(), true, "builtin".to_string())),
+        "{list}"
+    );
+
+    // A data directory where an earlier version shipped the example hooks plugin as built in
+    // (installed, enabled, trust `builtin`): the next boot demotes it, disabled until reviewed.
+    host.install_and_enable(&nitejar_tests::guest_package("hooks"), &[])
+        .await;
+    host.app
+        .store
+        .set_trust_level("nitejar.example.hooks", "builtin")
+        .await
+        .unwrap();
+    let data = host.stop_keep_data().await;
+    let host = TestHost::start_in(data, Default::default()).await;
+    let p = host
+        .admin_json(Method::GET, "/plugins/nitejar.example.hooks", None, 200)
+        .await;
+    assert_eq!(p["enabled"], false, "{p}");
+    assert_eq!(p["trustLevel"], "untrusted", "{p}");
+    assert!(
+        p.to_string().contains("no longer") || p.to_string().contains("does not"),
+        "the alert says why: {p}"
+    );
+    assert!(host.app.registry.get("nitejar.example.hooks").is_none());
+    // The operator can enable it like any installed plugin.
+    host.admin_json(
+        Method::POST,
+        "/plugins/nitejar.example.hooks/enable",
+        Some(json!({ "consent": true })),
+        200,
+    )
+    .await;
+    assert!(host.app.registry.get("nitejar.example.hooks").is_some());
     host.stop().await;
 }

@@ -130,6 +130,8 @@ fn check(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
 async fn answers_match_the_documented_schemas() {
     use reqwest::Method;
     let host = TestHost::start().await;
+    host.install_and_enable(&nitejar_tests::guest_package("hooks"), &[])
+        .await;
     let doc = served_document(&host).await;
     let call = async |method: Method, path: &str, body: Option<Value>| -> (u16, Value) {
         let mut req = host.admin(method, path);

@@ -46,7 +46,6 @@ async fn spec_26_operator_flow_through_the_cli() {
         ..Default::default()
     })
     .await;
-    host.disable("nitejar.example.hooks").await;
     let plugin_dir = host.app.config.plugins_dir.join(ID);
 
     // 3-4. Preview from npm, then install: disabled, declared capabilities shown.

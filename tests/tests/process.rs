@@ -105,10 +105,7 @@ async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
     let mut server = Server::start(data.path(), Stdio::from(logs.reopen().unwrap())).await;
     // An action whose receipt is queued right before the signal.
     let r = server
-        .admin(
-            reqwest::Method::POST,
-            "/plugins/nitejar.example.hooks/disable",
-        )
+        .admin(reqwest::Method::POST, "/plugins/builtin.telegram/disable")
         .send()
         .await
         .unwrap();
@@ -135,7 +132,7 @@ async fn sigterm_stops_the_server_cleanly_and_flushes_receipts() {
         .await
         .unwrap();
     let events = store
-        .list_events("nitejar.example.hooks", 50, None)
+        .list_events("builtin.telegram", 50, None)
         .await
         .unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -245,10 +242,7 @@ async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
     let (hook, admin) = tokio::join!(
         webhook(),
         server
-            .admin(
-                reqwest::Method::POST,
-                "/plugins/nitejar.example.hooks/disable"
-            )
+            .admin(reqwest::Method::POST, "/plugins/builtin.telegram/disable")
             .send()
     );
     for (what, r) in [("webhook", hook.unwrap()), ("admin write", admin.unwrap())] {

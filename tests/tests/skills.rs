@@ -86,7 +86,6 @@ async fn resolved(host: &TestHost, agent: &str, instance: &str) -> Vec<String> {
 
 async fn setup(data: tempfile::TempDir) -> (TestHost, String, String, String) {
     let host = TestHost::start_in(data, HostOptions::default()).await;
-    host.disable("nitejar.example.hooks").await;
     host.install_and_enable(&guest_package("skills"), &[]).await;
     let instance = host
         .create_instance("webhook", json!({ "secret": SECRET }))

@@ -39,7 +39,6 @@ async fn npm_preview_install_and_upgrade_from_a_local_registry() {
     registry.publish(PKG, "0.1.0", v1.path());
     registry.publish(PKG, "0.2.0", v2.path());
     let host = host_with_registry(&registry).await;
-    host.disable("nitejar.example.hooks").await;
 
     // Preview: identity, permissions, contributions, trust; nothing installed.
     let p = post(

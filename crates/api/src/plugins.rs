@@ -96,19 +96,20 @@ pub struct IntegrationSummary {
     pub sensitive_fields: Vec<String>,
 }
 
-/// Why the host disabled a plugin on its own (crash-loop protection); cleared by enabling it.
+/// Why the host disabled a plugin on its own; cleared by enabling it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginAlert {
-    /// `crash_loop`.
+    /// `crash_loop` (crash-loop protection) or `no_longer_builtin` (an earlier version of the
+    /// host shipped it as built in; this one does not).
     pub kind: String,
     /// What happened, for the operator.
     pub message: String,
-    /// Failures inside the window.
+    /// Failures inside the window (`crash_loop`; 0 otherwise).
     pub failures: u64,
-    /// The failure count that trips the protection.
+    /// The failure count that trips the protection (`crash_loop`; 0 otherwise).
     pub threshold: u64,
-    /// The sliding window.
+    /// The sliding window (`crash_loop`; 0 otherwise).
     pub window_ms: u64,
     /// When (ms since the epoch).
     pub at: i64,

@@ -239,6 +239,10 @@ pub trait PluginStore: Send + Sync {
     /// Disables a plugin and records why (crash-loop protection), or clears the alert.
     async fn set_plugin_alert(&self, plugin_id: &str, alert: Option<&str>) -> DbResult<()>;
 
+    /// Makes a plugin recorded as built in an ordinary untrusted one, disabled with `alert`
+    /// (its package is no longer embedded in the binary). False when it was not built in.
+    async fn demote_builtin(&self, plugin_id: &str, alert: &str) -> DbResult<bool>;
+
     /// Removes a plugin's rows (versions, artifacts, grants and hook overrides with it), and
     /// with `purge.data` its stored data and secret values. Receipts, integration instances,
     /// work items and runs are never touched.

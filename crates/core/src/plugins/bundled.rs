@@ -1,6 +1,10 @@
 //! Plugins bundled in the binary: built from source in `plugins-examples/` by `crates/core/build.rs`,
 //! embedded, and installed at boot through exactly the same installer, sandbox and receipts as
 //! any third-party plugin (they only skip the operator's consent, being part of the binary).
+//!
+//! Built-in means embedded: `crates/core/build.rs` embeds the built-in integrations (generic
+//! webhook, Telegram, GitHub) and nothing else. The example hooks plugin and the test plugins
+//! are packages beside the binary, installed and consented to like any other.
 
 use super::installer::{InstallSource, install};
 use super::package::PluginPackage;
@@ -58,5 +62,36 @@ pub async fn register_all(ctx: &Plugins) -> anyhow::Result<Vec<String>> {
         }
         ids.push(id);
     }
+    demote_former_builtins(ctx, &ids).await?;
     Ok(ids)
+}
+
+/// A plugin recorded as built in whose package this binary does not embed (an earlier version
+/// shipped it, e.g. the example hooks plugin) is built in no longer: it becomes untrusted and
+/// disabled, with an alert, until the operator reviews and enables it like any installed plugin.
+async fn demote_former_builtins(ctx: &Plugins, bundled: &[String]) -> anyhow::Result<()> {
+    for row in ctx.store.list_plugins().await? {
+        if !row.is_builtin() || bundled.contains(&row.id) {
+            continue;
+        }
+        let alert = nitejar_api::plugins::PluginAlert {
+            kind: "no_longer_builtin".into(),
+            message: "an earlier version of the host shipped this plugin as built in; this one \
+                      does not, so it was disabled: review its permissions and enable it to use it"
+                .into(),
+            failures: 0,
+            threshold: 0,
+            window_ms: 0,
+            at: nitejar_store::now_ms(),
+        };
+        let alert = serde_json::to_string(&alert).expect("an alert serializes");
+        if !ctx.store.demote_builtin(&row.id, &alert).await? {
+            continue;
+        }
+        tracing::warn!(
+            plugin.id = %row.id,
+            "no longer built in: disabled until the operator reviews and enables it"
+        );
+    }
+    Ok(())
 }

@@ -204,6 +204,19 @@ impl PluginStore for SqliteStore {
         Ok(())
     }
 
+    async fn demote_builtin(&self, plugin_id: &str, alert: &str) -> DbResult<bool> {
+        let r = sqlx::query(
+            "UPDATE plugins SET trust_level = 'untrusted', enabled = 0, alert_json = ?, updated_at = ?
+             WHERE id = ? AND trust_level = 'builtin'",
+        )
+        .bind(alert)
+        .bind(now_ms())
+        .bind(plugin_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn set_plugin_alert(&self, plugin_id: &str, alert: Option<&str>) -> DbResult<()> {
         let sql = if alert.is_some() {
             "UPDATE plugins SET alert_json = ?, enabled = 0, updated_at = ? WHERE id = ?"
