@@ -39,10 +39,9 @@ async fn main() -> anyhow::Result<()> {
     // Colour only on a terminal: logs redirected to a file or a collector stay plain text.
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime=warn".into()),
-        )
+        .with_env_filter(nitejar_core::logging::filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+        ))
         .init();
     match cli.command {
         Command::Client(_) => unreachable!("handled above"),

@@ -40,7 +40,8 @@ fn capture_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+            // The host's own filter at the most verbose level an operator can ask for.
+            .with_env_filter(nitejar_core::logging::filter(Some("trace")))
             .with_ansi(false)
             .with_writer(|| LogSink)
             .try_init();
@@ -936,6 +937,10 @@ async fn assert_no_secret_anywhere(host: &TestHost, secrets: &[&str]) {
         String::from_utf8_lossy(&logs).contains("builtin."),
         "the host's logs are captured (else the grep proves nothing)"
     );
+    assert!(
+        String::from_utf8_lossy(&logs).contains(" TRACE "),
+        "the logs are captured at trace level"
+    );
     places.push(("logs".into(), logs));
     for path in ["/plugins", "/instances", "/integration-types", "/hooks"] {
         let v = host.admin_json(Method::GET, path, None, 200).await;
@@ -955,7 +960,12 @@ async fn assert_no_secret_anywhere(host: &TestHost, secrets: &[&str]) {
     for secret in secrets {
         for (place, bytes) in &places {
             let hay = String::from_utf8_lossy(bytes);
-            assert!(!hay.contains(secret), "a secret appears in {place}");
+            if let Some(at) = hay.find(secret) {
+                let line_start = hay[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = hay[at..].find('\n').map_or(hay.len(), |i| at + i);
+                let line: String = hay[line_start..line_end].chars().take(400).collect();
+                panic!("a secret appears in {place}: {line}");
+            }
         }
     }
 }

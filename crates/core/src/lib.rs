@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod ingress;
 pub mod instances;
 pub mod limits;
+pub mod logging;
 pub mod plugins;
 pub mod receipts;
 pub mod response_headers;
