@@ -614,3 +614,247 @@ pub mod random {
         }
     }
 }
+
+/// Replies posted once per idempotency key, across host crashes and deadlines.
+///
+/// The host passes every `post-response` call the reply's idempotency key (the job id; the same
+/// on every attempt, in this process or after a restart). [`Guard`] keeps, in the plugin's kv
+/// under [`KEY_PREFIX`]`<key>`, how far earlier attempts got: which parts of the reply were
+/// sent, and whether one was handed to the platform without an answer (the process was killed,
+/// or the call ran past its deadline). The plugin then skips what was sent, and for a part whose
+/// outcome is unknown asks the platform where it can (GitHub: find the comment carrying the
+/// reply's marker) or applies its documented policy where it cannot (Telegram: at most once).
+/// The host deletes the entry once it has recorded the reply's outcome, so entries exist only
+/// for replies in flight.
+///
+/// ```ignore
+/// let mut guard = delivery::Guard::new(&options);
+/// if guard.part(0) == delivery::Part::Sent { /* answer with guard.external_id() */ }
+/// guard.sending(0);
+/// match post(...) {
+///     Ok(id) => guard.sent(0, Some(&id)),
+///     Err(refused) => guard.not_sent(0), // the platform answered: it has nothing
+/// }
+/// ```
+pub mod delivery {
+    use crate::integration::PostOptions;
+
+    /// Where the guard keeps its entries in the plugin's kv (`nitejar/delivery/<key>`); the
+    /// host removes a reply's entry after recording the reply's outcome.
+    pub const KEY_PREFIX: &str = "nitejar/delivery/";
+
+    /// What earlier attempts did with one part of a reply.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Part {
+        /// Not handed to the platform yet: send it.
+        NotSent,
+        /// Sent and answered by the platform: do not send it again.
+        Sent,
+        /// Handed to the platform, with no answer recorded: it may or may not have arrived.
+        Uncertain,
+    }
+
+    /// The progress of one reply (see the module docs).
+    #[derive(Debug)]
+    pub struct Guard {
+        key: Option<String>,
+        /// Parts sent, in order.
+        sent: usize,
+        /// Whether part `sent` was handed to the platform without an answer.
+        started: bool,
+        /// The platform's id of the first part.
+        external_id: Option<String>,
+        /// When part `sent` was handed over (Unix seconds), if it was.
+        started_at: Option<u64>,
+    }
+
+    impl Guard {
+        /// The guard for the reply `options` names (no key: a guard that remembers nothing).
+        pub fn new(options: &PostOptions) -> Guard {
+            let key = options
+                .idempotency_key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .map(|k| format!("{KEY_PREFIX}{k}"));
+            let mut guard = Guard {
+                key,
+                sent: 0,
+                started: false,
+                external_id: None,
+                started_at: None,
+            };
+            if let Some(k) = &guard.key
+                && let Ok(Some(v)) = crate::kv::get(k)
+            {
+                guard.load(&String::from_utf8_lossy(&v));
+            }
+            guard
+        }
+
+        /// Parses `<sent> <started 0|1> <started-at> <external id>`.
+        fn load(&mut self, text: &str) {
+            let mut fields = text.splitn(4, ' ');
+            self.sent = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+            self.started = fields.next() == Some("1");
+            self.started_at = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .filter(|t| *t > 0);
+            self.external_id = fields.next().filter(|f| !f.is_empty()).map(str::to_string);
+        }
+
+        fn save(&self) {
+            let Some(k) = &self.key else {
+                return;
+            };
+            let value = format!(
+                "{} {} {} {}",
+                self.sent,
+                u8::from(self.started),
+                self.started_at.unwrap_or(0),
+                self.external_id.as_deref().unwrap_or("")
+            );
+            if let Err(e) = crate::kv::set(k, value.as_bytes()) {
+                crate::log::warn(&format!(
+                    "recording the reply's progress failed ({e:?}); a retry may repeat a part"
+                ));
+            }
+        }
+
+        /// What earlier attempts did with part `i` (0-based; parts are sent in order).
+        pub fn part(&self, i: usize) -> Part {
+            if i < self.sent {
+                Part::Sent
+            } else if i == self.sent && self.started {
+                Part::Uncertain
+            } else {
+                Part::NotSent
+            }
+        }
+
+        /// The platform's id of the first part, when an earlier attempt recorded it.
+        pub fn external_id(&self) -> Option<&str> {
+            self.external_id.as_deref()
+        }
+
+        /// When the part whose outcome is unknown was handed to the platform (Unix seconds).
+        pub fn started_at(&self) -> Option<u64> {
+            self.started_at
+        }
+
+        /// Records that part `i` is about to be handed to the platform. Call it right before
+        /// the request: from here until [`Guard::sent`] or [`Guard::not_sent`], a crash leaves
+        /// the part [`Part::Uncertain`].
+        pub fn sending(&mut self, i: usize) {
+            self.sent = i;
+            self.started = true;
+            self.started_at = Some(now_secs());
+            self.save();
+        }
+
+        /// Records that the platform accepted part `i` (`external_id`: its id for the part).
+        /// Also for a part found on the platform, or one given up under an at-most-once policy.
+        pub fn sent(&mut self, i: usize, external_id: Option<&str>) {
+            self.sent = i + 1;
+            self.started = false;
+            self.started_at = None;
+            if self.external_id.is_none() {
+                self.external_id = external_id.map(str::to_string);
+            }
+            self.save();
+        }
+
+        /// Records that part `i` did not reach the platform (it answered with an error), so the
+        /// next attempt sends it again.
+        pub fn not_sent(&mut self, i: usize) {
+            self.sent = i;
+            self.started = false;
+            self.started_at = None;
+            self.save();
+        }
+    }
+
+    fn now_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// `secs` (Unix time) as an RFC 3339 UTC timestamp, e.g. for an API's `since` parameter.
+    pub fn rfc3339(secs: u64) -> String {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3_600,
+            rem % 3_600 / 60,
+            rem % 60
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::testing::{MockHost, with_host};
+
+        fn options(key: &str) -> PostOptions {
+            PostOptions {
+                hit_limit: false,
+                idempotency_key: Some(key.into()),
+            }
+        }
+
+        #[test]
+        fn progress_survives_a_new_guard_and_an_interrupted_part_is_uncertain() {
+            MockHost::default().install();
+            let mut g = Guard::new(&options("job-1"));
+            assert_eq!(g.part(0), Part::NotSent);
+            g.sending(0);
+            g.sent(0, Some("m-1"));
+            g.sending(1);
+            // The process dies here; the next attempt reads what was recorded.
+            let g = Guard::new(&options("job-1"));
+            assert_eq!(g.part(0), Part::Sent);
+            assert_eq!(g.part(1), Part::Uncertain);
+            assert_eq!(g.part(2), Part::NotSent);
+            assert_eq!(g.external_id(), Some("m-1"));
+            assert!(g.started_at().is_some());
+            // Another reply is unaffected; a refused part is sent again.
+            let mut other = Guard::new(&options("job-2"));
+            assert_eq!(other.part(0), Part::NotSent);
+            other.sending(0);
+            other.not_sent(0);
+            assert_eq!(Guard::new(&options("job-2")).part(0), Part::NotSent);
+            let keys: Vec<String> = with_host(|h| h.kv.keys().cloned().collect());
+            assert_eq!(keys, ["nitejar/delivery/job-1", "nitejar/delivery/job-2"]);
+        }
+
+        #[test]
+        fn without_a_key_nothing_is_remembered() {
+            MockHost::default().install();
+            let mut g = Guard::new(&PostOptions {
+                hit_limit: false,
+                idempotency_key: None,
+            });
+            g.sending(0);
+            assert!(with_host(|h| h.kv.is_empty()));
+        }
+
+        #[test]
+        fn timestamps_are_rfc3339() {
+            assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+            assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+            assert_eq!(rfc3339(1_796_091_128), "2026-12-01T02:12:08Z");
+        }
+    }
+}

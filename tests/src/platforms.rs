@@ -44,6 +44,14 @@ pub struct ApiState {
     pub reject_html: AtomicBool,
     /// GitHub: installation tokens issued.
     pub tokens_issued: AtomicU64,
+    /// While set, replies (Telegram `sendMessage`, GitHub comment creation) are taken in and
+    /// recorded but not answered: a process killed meanwhile has handed its reply over
+    /// without getting the answer.
+    pub hold_replies: AtomicBool,
+    /// Replies taken in and waiting for their answer (see `hold_replies`).
+    pub held_replies: AtomicU64,
+    /// GitHub: the comments created, as (`owner/repo/number`, comment).
+    pub comments: Mutex<Vec<(String, Value)>>,
     next_id: AtomicU64,
 }
 
@@ -115,6 +123,15 @@ impl PlatformApi {
                 };
                 st.calls.lock().unwrap().push(call.clone());
                 let (status, body) = handler(&st, &call);
+                let reply = call.method == "POST"
+                    && (call.path.ends_with("/sendMessage") || call.path.ends_with("/comments"));
+                if reply && st.hold_replies.load(Ordering::SeqCst) {
+                    st.held_replies.fetch_add(1, Ordering::SeqCst);
+                    while st.hold_replies.load(Ordering::SeqCst) {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    st.held_replies.fetch_sub(1, Ordering::SeqCst);
+                }
                 (
                     axum::http::StatusCode::from_u16(status).unwrap(),
                     axum::Json(body),
@@ -194,7 +211,8 @@ impl PlatformApi {
                 return (403, json!({"message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header"}));
             }
             let unauthorized = (401, json!({"message": "Bad credentials"}));
-            let segments: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
+            let path = call.path.split('?').next().unwrap_or_default();
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
             match (call.method.as_str(), segments.as_slice()) {
                 ("GET", ["app"]) => {
                     if !jwt_ok() {
@@ -226,10 +244,28 @@ impl PlatformApi {
                         return (422, json!({"message": "Validation Failed"}));
                     }
                     let id = st.next_id.fetch_add(1, Ordering::SeqCst);
-                    (
-                        201,
-                        json!({"id": id, "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}#issuecomment-{id}"), "body": call.body["body"]}),
-                    )
+                    let comment = json!({"id": id, "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}#issuecomment-{id}"), "body": call.body["body"]});
+                    st.comments
+                        .lock()
+                        .unwrap()
+                        .push((format!("{owner}/{repo}/{number}"), comment.clone()));
+                    (201, comment)
+                }
+                ("GET", ["repos", owner, repo, "issues", number, "comments"]) => {
+                    let known = bearer == pat || issued.lock().unwrap().iter().any(|t| t == bearer);
+                    if !known {
+                        return unauthorized;
+                    }
+                    let issue = format!("{owner}/{repo}/{number}");
+                    let list: Vec<Value> = st
+                        .comments
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|(i, _)| *i == issue)
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    (200, Value::Array(list))
                 }
                 _ => (404, json!({"message": "Not Found"})),
             }

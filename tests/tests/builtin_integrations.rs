@@ -428,9 +428,15 @@ async fn github_fixtures_end_to_end_as_an_app() {
         let posted = api.calls_to(&format!("/repos/acme/widgets/issues/{number}/comments"));
         assert_eq!(posted.len(), 1, "{event}");
         assert_eq!(posted[0].method, "POST");
+        // The model's answer, then the reply's hidden marker (the job id), by which an
+        // attempt that lost GitHub's answer finds the comment instead of posting it twice.
         assert_eq!(
             posted[0].body,
-            json!({ "body": format!("Received: {}", item["text"].as_str().unwrap()) })
+            json!({ "body": format!(
+                "Received: {}\n\n<!-- nitejar-reply:{} -->",
+                item["text"].as_str().unwrap(),
+                v["jobId"].as_str().unwrap()
+            ) })
         );
         assert_eq!(
             posted[0].header("accept"),

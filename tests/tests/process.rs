@@ -45,8 +45,14 @@ struct Server {
 
 impl Server {
     async fn start(data: &std::path::Path, stdout: Stdio) -> Server {
+        Self::start_env(data, stdout, &[]).await
+    }
+
+    /// Starts the server with extra environment variables.
+    async fn start_env(data: &std::path::Path, stdout: Stdio, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut child = Command::new(server_binary())
+            .envs(env.iter().copied())
             .arg("serve")
             .env_remove("DATABASE_URL")
             .env("NITEJAR_DATA_DIR", data)
@@ -275,4 +281,211 @@ async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+const TG_TOKEN: &str = "987654321:AAFkill9-process-test-token";
+const TG_SECRET: &str = "tg-kill9-secret";
+const GH_SECRET: &str = "gh-kill9-signing-secret";
+const GH_PAT: &str = "ghp_kill9ProcessTestToken0123";
+/// Deliveries per platform.
+const N: usize = 8;
+
+/// The run of work item `id` once its job has finished (done or failed).
+async fn finished_run(server: &Server, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = server
+            .admin(reqwest::Method::GET, &format!("/work-items/{id}/run"))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            let v: serde_json::Value = r.json().await.unwrap();
+            if matches!(v["job"]["status"].as_str(), Some("done" | "failed")) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run of {id} did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILL while replies are on the wire (the platform stand-ins have taken a reply in and not
+/// answered yet), then a restart on the same data directory: every accepted delivery
+/// is answered, each GitHub reply is one comment (the re-run finds the comment carrying the
+/// reply's marker instead of posting again), and each Telegram message gets exactly one
+/// reply message: one whose send was interrupted is not sent again (at most once; Telegram
+/// cannot be asked) and its delivery says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_replies_are_on_the_wire_posts_each_reply_once() {
+    use nitejar_tests::platforms::PlatformApi;
+    use serde_json::{Value, json};
+    let key = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github-app-test-key.pem"),
+    )
+    .unwrap();
+    let tg = PlatformApi::telegram(TG_TOKEN).await;
+    let gh = PlatformApi::github(4242, &key, GH_PAT).await;
+    let overrides = format!(
+        "api.telegram.org=http://{},api.github.com=http://{}",
+        tg.addr, gh.addr
+    );
+    let env = [
+        ("NITEJAR_OUTBOUND_OVERRIDES", overrides.as_str()),
+        // Runs of both platforms at once, so both have a reply on the wire at the kill.
+        ("NITEJAR_RUN_WORKERS", "4"),
+    ];
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_env(data.path(), Stdio::null(), &env).await;
+    let create = async |server: &Server, body: Value| -> String {
+        let r = server
+            .admin(reqwest::Method::POST, "/instances")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let tg_id = create(
+        &server,
+        json!({"type": "telegram", "name": "tg", "config": {"botToken": TG_TOKEN, "webhookSecret": TG_SECRET}}),
+    )
+    .await;
+    let gh_id = create(
+        &server,
+        json!({"type": "github", "name": "gh", "config": {"webhookSecret": GH_SECRET, "token": GH_PAT}}),
+    )
+    .await;
+    use std::sync::atomic::Ordering::SeqCst;
+    tg.state.hold_replies.store(true, SeqCst);
+    gh.state.hold_replies.store(true, SeqCst);
+
+    // N messages to the Telegram bot and N GitHub comments mentioning it, each accepted.
+    let comment: Value = serde_json::from_slice(&nitejar_tests::webhook_fixture(
+        "github",
+        "issue_comment.created.json",
+    ))
+    .unwrap();
+    let mut items = Vec::new();
+    for i in 0..N {
+        let update = json!({
+            "update_id": 5000 + i,
+            "message": {
+                "message_id": 700 + i,
+                "from": {"id": 88123, "is_bot": false, "first_name": "Lee"},
+                "chat": {"id": 88123, "first_name": "Lee", "type": "private"},
+                "date": 1763900301,
+                "text": format!("question {i}"),
+            }
+        });
+        let r = server
+            .client
+            .post(format!(
+                "{}/api/webhooks/plugins/telegram/{tg_id}",
+                server.base
+            ))
+            .header("x-telegram-bot-api-secret-token", TG_SECRET)
+            .header("content-type", "application/json")
+            .body(update.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let v: Value = r.json().await.unwrap();
+        items.push((
+            "telegram",
+            700 + i,
+            v["workItemId"].as_str().unwrap().to_string(),
+        ));
+
+        let mut c = comment.clone();
+        c["issue"]["number"] = json!(2000 + i);
+        c["comment"]["id"] = json!(9_000_000 + i);
+        let body = c.to_string();
+        let r = server
+            .client
+            .post(format!(
+                "{}/api/webhooks/plugins/github/{gh_id}",
+                server.base
+            ))
+            .header("x-github-event", "issue_comment")
+            .header("x-github-delivery", format!("kill9-{i}"))
+            .header(
+                "x-hub-signature-256",
+                nitejar_tests::sign(GH_SECRET, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let v: Value = r.json().await.unwrap();
+        items.push((
+            "github",
+            2000 + i,
+            v["workItemId"].as_str().unwrap().to_string(),
+        ));
+    }
+
+    // Killed while replies are on the wire: both platforms have taken one in, not answered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tg.state.held_replies.load(SeqCst) == 0 || gh.state.held_replies.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no replies were posted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tg.state.hold_replies.store(false, SeqCst);
+    gh.state.hold_replies.store(false, SeqCst);
+    let server = Server::start_env(data.path(), Stdio::null(), &env).await;
+
+    let mut uncertain = 0;
+    for (platform, n, id) in &items {
+        let run = finished_run(&server, id).await;
+        let delivery = &run["delivery"];
+        match *platform {
+            "github" => {
+                assert_eq!(delivery["status"], "delivered", "{run}");
+                let comments: Vec<Value> = gh
+                    .state
+                    .comments
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(issue, _)| issue.ends_with(&format!("/{n}")))
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                assert_eq!(comments.len(), 1, "issue {n}: {comments:?}");
+            }
+            _ => {
+                let sent = tg
+                    .calls_to("/sendMessage")
+                    .iter()
+                    .filter(|c| c.body["reply_parameters"]["message_id"] == json!(n))
+                    .count();
+                assert_eq!(sent, 1, "message {n}: {run}");
+                if delivery["status"] == "failed" {
+                    let error = delivery["error"].as_str().unwrap_or("");
+                    assert!(error.contains("at most once"), "{run}");
+                    uncertain += 1;
+                } else {
+                    assert_eq!(delivery["status"], "delivered", "{run}");
+                }
+            }
+        }
+    }
+    // The kill did hit replies on the wire: GitHub was asked for an interrupted reply's
+    // comment, and a Telegram reply's delivery says it was not sent again.
+    assert!(
+        gh.calls()
+            .iter()
+            .any(|c| c.method == "GET" && c.path.contains("/comments?")),
+        "no interrupted GitHub reply was looked for"
+    );
+    assert!(uncertain >= 1, "no interrupted Telegram reply");
 }

@@ -186,7 +186,9 @@ pub struct Delivery {
     pub job_id: String,
     /// Work item.
     pub work_item_id: String,
-    /// `pending`, `delivered`, `failed`, `blocked`.
+    /// `pending` (between attempts), `posting` (an attempt handed the reply to the integration;
+    /// its outcome is not recorded yet: after a crash, the next run of the job checks what
+    /// reached the platform), `delivered`, `failed`, `blocked`, `unsupported`.
     pub status: String,
     /// Text posted (after `response.pre_deliver`).
     pub content: Option<String>,

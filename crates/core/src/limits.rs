@@ -53,6 +53,11 @@ pub use nitejar_api::runs::DEFAULT_MAX_TURNS;
 /// Delivery attempts of one reply before the job fails.
 pub const DELIVERY_ATTEMPTS: u32 = 3;
 
+/// Where an integration's delivery guard keeps a reply's progress in the plugin's kv (the SDK's
+/// `delivery::KEY_PREFIX`, followed by the job id); the host removes the entry once it has
+/// recorded the reply's outcome.
+pub const DELIVERY_GUARD_PREFIX: &str = "nitejar/delivery/";
+
 /// Job attempts (a restart or crash counts as one) before a job is given up.
 pub const JOB_ATTEMPTS: u32 = 3;
 

@@ -26,7 +26,7 @@ use auth::Auth;
 use hmac::{Hmac, Mac};
 use nitejar_plugin_sdk::http::{Request, Response};
 use nitejar_plugin_sdk::integration::*;
-use nitejar_plugin_sdk::{Contributions, Integration, Plugin, export_plugin};
+use nitejar_plugin_sdk::{Contributions, Integration, Plugin, delivery, export_plugin};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -463,6 +463,67 @@ fn api(method: &str, url: &str, bearer: &str) -> Request {
         .header("authorization", &format!("Bearer {bearer}"))
 }
 
+/// The hidden marker a reply's comment carries (an HTML comment GitHub does not render), so an
+/// attempt that lost GitHub's answer can find the comment instead of posting it twice.
+fn reply_marker(idempotency_key: &str) -> String {
+    let key: String = idempotency_key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        .take(128)
+        .collect();
+    format!("<!-- nitejar-reply:{key} -->")
+}
+
+/// What a created (or found) comment says about itself.
+fn posted(comment: &Value) -> PostResult {
+    PostResult {
+        delivered: true,
+        external_id: comment.get("id").map(|id| id.to_string()),
+        detail: comment
+            .get("html_url")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+/// Looks for the comment carrying `marker` among the issue's comments updated since shortly
+/// before `since` (Unix seconds; the whole list when unknown), newest pages included.
+fn find_comment(
+    url: &str,
+    token: &str,
+    marker: &str,
+    since: Option<u64>,
+) -> Result<Option<PostResult>, PluginError> {
+    let mut query = String::from("per_page=100");
+    if let Some(t) = since {
+        query.push_str(&format!(
+            "&since={}",
+            delivery::rfc3339(t.saturating_sub(300))
+        ));
+    }
+    for page in 1..=10 {
+        let resp = api("GET", &format!("{url}?{query}&page={page}"), token).send()?;
+        if resp.status != 200 {
+            return Err(api_error("list comments", &resp));
+        }
+        let list = resp.json().unwrap_or(Value::Null);
+        let Some(items) = list.as_array() else {
+            return Ok(None);
+        };
+        if let Some(c) = items.iter().find(|c| {
+            c.get("body")
+                .and_then(Value::as_str)
+                .is_some_and(|b| b.contains(marker))
+        }) {
+            return Ok(Some(posted(c)));
+        }
+        if items.len() < 100 {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 /// Maps a non-success answer to a plugin error (never including credentials).
 fn api_error(what: &str, resp: &Response) -> PluginError {
     let message = resp
@@ -627,7 +688,7 @@ impl Integration for GitHub {
         _work_item_id: String,
         content: String,
         response_context: Option<String>,
-        _options: PostOptions,
+        options: PostOptions,
     ) -> Result<PostResult, PluginError> {
         let cfg = Config::from_instance(&instance.config)?;
         let ctx: Value = response_context
@@ -644,10 +705,24 @@ impl Integration for GitHub {
                 "the response context lacks owner, repo or issueNumber",
             ));
         };
+        let mut guard = delivery::Guard::new(&options);
+        if guard.part(0) == delivery::Part::Sent {
+            // Posted by an earlier attempt whose outcome the host did not record.
+            return Ok(PostResult {
+                delivered: true,
+                external_id: guard.external_id().map(str::to_string),
+                detail: Some("already posted by an earlier attempt".into()),
+            });
+        }
         let mut body = content;
         if body.chars().count() > MAX_COMMENT_CHARS {
             body = body.chars().take(MAX_COMMENT_CHARS).collect();
             body.push_str("\n\n…(truncated)");
+        }
+        let marker = options.idempotency_key.as_deref().map(reply_marker);
+        if let Some(m) = &marker {
+            body.push_str("\n\n");
+            body.push_str(m);
         }
         let (token, installation) =
             bearer(&cfg, ctx.get("installationId").and_then(Value::as_u64))?;
@@ -655,12 +730,26 @@ impl Integration for GitHub {
             "{}/repos/{owner}/{repo}/issues/{number}/comments",
             cfg.api_base_url
         );
+        if guard.part(0) == delivery::Part::Uncertain
+            && let Some(m) = &marker
+        {
+            // An earlier attempt handed the comment to GitHub and got no answer: look for it
+            // before posting again.
+            if let Some(found) = find_comment(&url, &token, m, guard.started_at())? {
+                guard.sent(0, found.external_id.as_deref());
+                return Ok(found);
+            }
+        }
+        guard.sending(0);
+        // No answer (`?`): GitHub may have the comment; the guard stays uncertain, so the next
+        // attempt looks for it first.
         let resp = api("POST", &url, &token)
             .json(&json!({ "body": body }))
             .send()?;
         if resp.status == 401
             && let Some(id) = installation
         {
+            guard.not_sent(0);
             // A revoked or expired installation token: forget it, let the host retry.
             auth::forget_token(id);
             return Err(PluginError::retryable(
@@ -669,17 +758,12 @@ impl Integration for GitHub {
             ));
         }
         if resp.status != 201 && resp.status != 200 {
+            guard.not_sent(0);
             return Err(api_error("comment", &resp));
         }
-        let v = resp.json().unwrap_or(Value::Null);
-        Ok(PostResult {
-            delivered: true,
-            external_id: v.get("id").map(|id| id.to_string()),
-            detail: v
-                .get("html_url")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
+        let result = posted(&resp.json().unwrap_or(Value::Null));
+        guard.sent(0, result.external_id.as_deref());
+        Ok(result)
     }
 
     fn test_connection(_t: String, config: String) -> Result<ConnectionStatus, PluginError> {

@@ -272,3 +272,63 @@ fn app_auth_exchanges_once_and_caches_the_token_encrypted() {
         json!({ "iat": 999_940, "exp": 1_000_540, "iss": 123 })
     );
 }
+
+#[test]
+fn a_comment_posted_without_an_answer_is_found_not_posted_twice() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    // The stand-in keeps the comments; the first POST reaches it but its answer is lost.
+    let comments: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let posts = Rc::new(RefCell::new(0));
+    let (c, p) = (comments.clone(), posts.clone());
+    MockHost::default()
+        .responder(move |req| {
+            if req.method == "POST" {
+                *p.borrow_mut() += 1;
+                let body: Value = serde_json::from_slice(&req.body).unwrap();
+                let id = 500 + c.borrow().len();
+                c.borrow_mut().push(json!({
+                    "id": id,
+                    "body": body["body"],
+                    "html_url": format!("https://github.com/acme/widgets/issues/7#issuecomment-{id}"),
+                }));
+                if *p.borrow() == 1 {
+                    return Err(HttpError::Transport("timed out reading the answer".into()));
+                }
+                return created(c.borrow().last().unwrap().clone());
+            }
+            assert!(req.url.contains("/issues/7/comments?per_page=100&since="), "{}", req.url);
+            Ok(Response {
+                status: 200,
+                headers: vec![],
+                body: Value::Array(c.borrow().clone()).to_string().into_bytes(),
+            })
+        })
+        .install();
+    let inst = instance(json!({ "token": "ghp_pat" }));
+    let ctx = Some(json!({ "owner": "acme", "repo": "widgets", "issueNumber": 7 }).to_string());
+    let post = |key: &str| {
+        GitHub::post_response(
+            inst.clone(),
+            "wi".into(),
+            "the answer".into(),
+            ctx.clone(),
+            PostOptions {
+                hit_limit: false,
+                idempotency_key: Some(key.into()),
+            },
+        )
+    };
+    assert!(post("job-1").unwrap_err().retryable);
+    let found = post("job-1").unwrap();
+    assert_eq!(found.external_id.as_deref(), Some("500"));
+    assert_eq!(*posts.borrow(), 1, "found, not posted again");
+    let body = comments.borrow()[0]["body"].as_str().unwrap().to_string();
+    assert!(
+        body.starts_with("the answer\n\n<!-- nitejar-reply:job-1 -->"),
+        "{body}"
+    );
+    // Another reply on the same issue is posted (its marker is its own).
+    post("job-2").unwrap();
+    assert_eq!(*posts.borrow(), 2);
+}

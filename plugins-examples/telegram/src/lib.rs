@@ -25,7 +25,7 @@ mod format;
 
 use nitejar_plugin_sdk::http::{HttpError, Request, Response};
 use nitejar_plugin_sdk::integration::*;
-use nitejar_plugin_sdk::{Contributions, Integration, Plugin, export_plugin, kv, log};
+use nitejar_plugin_sdk::{Contributions, Integration, Plugin, delivery, export_plugin, log};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -365,6 +365,12 @@ enum ApiError {
 }
 
 impl ApiError {
+    /// Whether the outcome is known to be "not sent": Telegram answered, or the request never
+    /// left the host. A transport failure may have happened after Telegram got the message.
+    fn answered(&self) -> bool {
+        !matches!(self, ApiError::Http(HttpError::Transport(_)))
+    }
+
     fn into_plugin_error(self, method: &str) -> PluginError {
         match self {
             ApiError::Http(e) => e.into(),
@@ -465,10 +471,6 @@ fn is_markup_error(e: &ApiError) -> bool {
 
 /// KV key holding how many pieces of a reply were already sent (so a retried delivery of a
 /// long reply does not repeat the pieces Telegram accepted).
-fn progress_key(idempotency_key: &str) -> String {
-    format!("sent:{idempotency_key}")
-}
-
 impl Integration for Telegram {
     fn describe() -> Vec<Descriptor> {
         vec![Descriptor {
@@ -584,19 +586,36 @@ impl Integration for Telegram {
         if pieces.is_empty() {
             return Err(PluginError::new("invalid_input", "the reply is empty"));
         }
-        let progress = options.idempotency_key.as_deref().map(progress_key);
-        let already: usize = progress
-            .as_deref()
-            .and_then(|k| kv::get(k).ok().flatten())
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let mut guard = delivery::Guard::new(&options);
+        let n = pieces.len();
+        if (0..n).all(|i| guard.part(i) == delivery::Part::Sent) {
+            // Sent by an earlier attempt whose outcome the host did not record.
+            return Ok(PostResult {
+                delivered: true,
+                external_id: guard
+                    .external_id()
+                    .map(|id| format!("{}:{id}", target.chat_id)),
+                detail: Some("already sent by an earlier attempt".into()),
+            });
+        }
         let mut action = target.base();
         action["action"] = json!("typing");
         best_effort(&cfg, "sendChatAction", &action);
-        let mut first_id = None;
+        let mut sent_now = 0;
         let mut plain = 0;
-        for (i, piece) in pieces.iter().enumerate().skip(already) {
+        // Telegram cannot be asked whether a message arrived: a part handed over without an
+        // answer is not sent again (at most once), and the result says so.
+        let mut uncertain = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            match guard.part(i) {
+                delivery::Part::Sent => continue,
+                delivery::Part::Uncertain => {
+                    uncertain = Some(i);
+                    guard.sent(i, None);
+                    continue;
+                }
+                delivery::Part::NotSent => {}
+            }
             let mut body = target.base();
             body["text"] = json!(format::to_telegram_html(piece));
             body["parse_mode"] = json!("HTML");
@@ -604,6 +623,7 @@ impl Integration for Telegram {
                 body["reply_parameters"] =
                     json!({ "message_id": m, "allow_sending_without_reply": true });
             }
+            guard.sending(i);
             let sent = match call(&cfg, "sendMessage", &body) {
                 Err(e) if is_markup_error(&e) => {
                     log::warn("Telegram refused the HTML reply; sending it as plain text");
@@ -615,20 +635,32 @@ impl Integration for Telegram {
                     call(&cfg, "sendMessage", &body)
                 }
                 other => other,
-            }
-            .map_err(|e| e.into_plugin_error("sendMessage"))?;
-            if first_id.is_none() {
-                first_id = sent.get("message_id").and_then(Value::as_i64);
-            }
-            if let Some(k) = &progress
-                && i + 1 < pieces.len()
-            {
-                // Best effort: losing it only risks repeating a piece on a retry.
-                let _ = kv::set(k, (i + 1).to_string().as_bytes());
-            }
+            };
+            let sent = match sent {
+                Ok(v) => v,
+                Err(e) => {
+                    if e.answered() {
+                        guard.not_sent(i);
+                    }
+                    return Err(e.into_plugin_error("sendMessage"));
+                }
+            };
+            sent_now += 1;
+            let id = sent.get("message_id").and_then(Value::as_i64);
+            guard.sent(i, id.map(|id| id.to_string()).as_deref());
         }
-        if let Some(k) = &progress {
-            let _ = kv::delete(k);
+        if sent_now == 0
+            && let Some(i) = uncertain
+        {
+            return Err(PluginError::new(
+                "delivery_uncertain",
+                format!(
+                    "part {} of {n} of this reply was handed to Telegram by an earlier attempt \
+                     that got no answer; Telegram cannot be asked whether it arrived, so it is \
+                     not sent again (at most once)",
+                    i + 1
+                ),
+            ));
         }
         if let Some(m) = target.message_id {
             best_effort(
@@ -638,13 +670,20 @@ impl Integration for Telegram {
             );
         }
         let mode = if plain > 0 { "plain text" } else { "HTML" };
+        let mut detail = format!("{sent_now} message(s) sent as {mode}");
+        if let Some(i) = uncertain {
+            detail.push_str(&format!(
+                "; part {} of {n} was handed to Telegram by an earlier attempt that got no \
+                 answer and was not sent again (at most once)",
+                i + 1
+            ));
+        }
         Ok(PostResult {
             delivered: true,
-            external_id: first_id.map(|id| format!("{}:{id}", target.chat_id)),
-            detail: Some(format!(
-                "{} message(s) sent as {mode}",
-                pieces.len().saturating_sub(already)
-            )),
+            external_id: guard
+                .external_id()
+                .map(|id| format!("{}:{id}", target.chat_id)),
+            detail: Some(detail),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Native unit tests over the repository's webhook fixtures (`tests/fixtures/webhooks/telegram`).
 
 use super::*;
+use nitejar_plugin_sdk::http::HttpError;
 use nitejar_plugin_sdk::testing::MockHost;
 
 const TOKEN: &str = "123456789:AAEhBOweik9ai3Fs2yZ-test_token_x";
@@ -287,5 +288,58 @@ fn long_replies_resume_after_a_partial_failure() {
     assert!(again.delivered);
     // 3 pieces: piece 1 once, piece 2 failed then sent, piece 3 once.
     assert_eq!(sends.get(), 4);
-    assert!(nitejar_plugin_sdk::testing::with_host(|h| h.kv.is_empty()));
+    // The guard's entry says all three were sent (the host deletes it once it has recorded the
+    // delivery); a third attempt sends nothing.
+    let again = Telegram::post_response(
+        instance(json!({})),
+        "wi".into(),
+        vec!["word ".repeat(500); 3].join("\n\n"),
+        Some(json!({ "chatId": 1, "messageId": 2 }).to_string()),
+        PostOptions {
+            hit_limit: false,
+            idempotency_key: Some("job-9".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        again.detail.as_deref(),
+        Some("already sent by an earlier attempt")
+    );
+    assert_eq!(sends.get(), 4);
+}
+
+#[test]
+fn a_message_handed_over_without_an_answer_is_not_sent_again() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let sends = Rc::new(Cell::new(0));
+    let s = sends.clone();
+    MockHost::default()
+        .responder(move |req| {
+            if req.url.ends_with("/sendMessage") {
+                s.set(s.get() + 1);
+                // Telegram got it; the answer never came back.
+                return Err(HttpError::Transport("connection reset".into()));
+            }
+            ok(json!(true))
+        })
+        .install();
+    let post = || {
+        Telegram::post_response(
+            instance(json!({})),
+            "wi".into(),
+            "hello".into(),
+            Some(json!({ "chatId": 1, "messageId": 2 }).to_string()),
+            PostOptions {
+                hit_limit: false,
+                idempotency_key: Some("job-5".into()),
+            },
+        )
+    };
+    assert!(post().unwrap_err().retryable);
+    // The retry (in this process or after a restart) does not send it again: at most once.
+    let err = post().unwrap_err();
+    assert_eq!(err.code, "delivery_uncertain", "{err:?}");
+    assert!(!err.retryable);
+    assert_eq!(sends.get(), 1);
 }

@@ -4,7 +4,9 @@ use super::Runner;
 use super::model::{ChatRequest, ModelSettings};
 use super::tools::{Builtin, ToolCatalog, ToolTarget};
 use crate::hooks::{ApplyHook, Dispatched, RunScope};
-use crate::limits::{DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, JOB_ATTEMPTS};
+use crate::limits::{
+    DEFAULT_TOOL_TIMEOUT_MS, DELIVERY_ATTEMPTS, DELIVERY_GUARD_PREFIX, JOB_ATTEMPTS,
+};
 use anyhow::{Context, anyhow};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
 use nitejar_sandbox::runtime::{Correlation, LoadedPlugin, PluginFailure};
@@ -569,19 +571,42 @@ impl Run {
         Ok(post.tool_result.output)
     }
 
+    /// Removes the integration's delivery-guard entry for this job (`nitejar/delivery/<job id>`
+    /// in its kv, see the SDK's `delivery` module) once the outcome is recorded: the job never
+    /// posts again, so the entry is no longer needed. Best effort: a leftover entry only costs
+    /// kv space.
+    async fn forget_delivery_guard(&self, plugin_id: &str) {
+        use nitejar_sandbox::capabilities::kv::KvStore;
+        let key = format!("{DELIVERY_GUARD_PREFIX}{}", self.job.id);
+        if let Err(e) = KvStore::delete(&*self.runner.store, plugin_id, &key).await {
+            tracing::warn!(job.id = %self.job.id, "removing the delivery guard entry failed: {e}");
+        }
+    }
+
     /// `response.pre_deliver`, post-response with retries, `response.post_deliver`.
     async fn deliver(&mut self, content: String, hit_limit: bool) -> anyhow::Result<DeliveryRow> {
+        // An earlier run of this job (before a restart) may have handed the reply to the
+        // platform without recording the answer (`posting`): its attempts count on, and the
+        // integration's delivery guard (keyed by the job id) decides what to send again.
+        let earlier = self.runner.store.get_delivery(&self.job.id).await?;
+        let interrupted = earlier.as_ref().is_some_and(|d| d.status == "posting");
         let mut row = DeliveryRow {
             job_id: self.job.id.clone(),
             work_item_id: self.item.id.clone(),
             status: "pending".into(),
             content: None,
-            attempts: 0,
+            attempts: earlier.as_ref().map_or(0, |d| d.attempts),
             external_id: None,
             error: None,
-            created_at: now_ms(),
+            created_at: earlier.as_ref().map_or_else(now_ms, |d| d.created_at),
             updated_at: now_ms(),
         };
+        if interrupted {
+            tracing::warn!(
+                job.id = %self.job.id,
+                "an earlier attempt to post this reply was interrupted; the integration checks what reached the platform"
+            );
+        }
         let d = self
             .dispatch(h::ResponsePreDeliverEvent {
                 content,
@@ -624,7 +649,11 @@ impl Run {
             if attempt > 1 {
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
-            row.attempts = i64::from(attempt);
+            // Recorded before the post: a crash from here on leaves `posting`, which the next
+            // run of the job sees.
+            row.attempts += 1;
+            row.status = "posting".into();
+            self.runner.store.upsert_delivery(&row).await?;
             let (p, i, c, rc, o, co) = (
                 plugin.clone(),
                 instance.clone(),
@@ -659,6 +688,7 @@ impl Run {
                     row.status = "unsupported".into();
                     row.error = Some(format!("the integration cannot post replies: {message}"));
                     self.runner.store.upsert_delivery(&row).await?;
+                    self.forget_delivery_guard(plugin.id()).await;
                     return Ok(row);
                 }
                 Err(PluginFailure::PluginError {
@@ -671,6 +701,7 @@ impl Run {
                 }
                 Err(f) => row.error = Some(f.to_string()),
             }
+            row.status = "pending".into();
             self.runner.store.upsert_delivery(&row).await?;
         }
         let delivery = match &result {
@@ -694,6 +725,7 @@ impl Run {
             }
         };
         self.runner.store.upsert_delivery(&row).await?;
+        self.forget_delivery_guard(plugin.id()).await;
         self.dispatch(h::ResponsePostDeliverEvent {
             content: pre.content,
             delivery,
