@@ -489,3 +489,175 @@ async fn kill_9_while_replies_are_on_the_wire_posts_each_reply_once() {
     );
     assert!(uncertain >= 1, "no interrupted Telegram reply");
 }
+
+/// A filesystem of its own for a data directory: a small tmpfs, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts `size` (e.g. `32m`); `None` when this machine does not allow it (not root).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Writes a filler file until the filesystem is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    /// Frees the space the filler took.
+    fn free(&self) {
+        std::fs::remove_file(self.dir.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk under the data directory: webhooks and admin writes are answered 503 with
+/// `Retry-After` (never 500, never a hang), `/readyz` says why while it lasts (`/healthz` keeps
+/// saying the process is alive), and once space is freed the host serves again by itself: no
+/// restart, nothing accepted lost, the receipts of that time written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_reported_and_heals_without_a_restart() {
+    let Some(disk) = SmallDisk::mount("32m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    let server = Server::start(&data, Stdio::null()).await;
+    let ready = async || {
+        let r = server
+            .client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").is_some();
+        (status, retry, r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    let secret = "full-disk-signing-secret";
+    let r = server
+        .admin(reqwest::Method::POST, "/instances")
+        .json(&serde_json::json!({"type": "webhook", "name": "disk", "config": {"secret": secret}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let instance = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let webhook = async |id: &str| {
+        let body = serde_json::json!({"id": id, "text": format!("hello {id}")}).to_string();
+        let started = Instant::now();
+        let r = server
+            .client
+            .post(format!(
+                "{}/api/webhooks/plugins/webhook/{instance}",
+                server.base
+            ))
+            .header(
+                "x-signature-256",
+                nitejar_tests::sign(secret, body.as_bytes()),
+            )
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").is_some();
+        let v: serde_json::Value = r.json().await.unwrap();
+        (status, retry, v, started.elapsed())
+    };
+    let mut accepted = Vec::new();
+    let (s, _, v, _) = webhook("before").await;
+    assert_eq!(s, 202, "{v}");
+    accepted.push(v["workItemId"].as_str().unwrap().to_string());
+
+    disk.fill();
+    let mut refused = Vec::new();
+    for i in 0..4 {
+        let id = format!("during-{i}");
+        let (s, retry, v, took) = webhook(&id).await;
+        assert!(took < Duration::from_secs(15), "{id} took {took:?}");
+        match s {
+            202 => accepted.push(v["workItemId"].as_str().unwrap().to_string()),
+            503 => {
+                assert!(retry, "{id}: 503 without Retry-After");
+                assert_eq!(v["error"]["code"], "unavailable", "{v}");
+                refused.push(id);
+            }
+            other => panic!("{id}: {other} {v}"),
+        }
+    }
+    assert!(!refused.is_empty(), "the full disk refused nothing");
+    let (s, retry, v) = ready().await;
+    assert_eq!((s, retry), (503, true), "{v}");
+    assert_eq!(v["error"]["code"], "not_ready", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("full"),
+        "{v}"
+    );
+    let alive = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status().as_u16(), 200);
+
+    // Space is freed: the host heals by itself.
+    disk.free();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready().await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still not ready after space was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The senders retry what was refused, and new traffic goes through.
+    for id in refused.iter().map(String::as_str).chain(["after"]) {
+        let (s, _, v, took) = webhook(id).await;
+        assert_eq!(s, 202, "{id}: {v}");
+        assert!(took < Duration::from_secs(5), "{id} took {took:?}");
+        accepted.push(v["workItemId"].as_str().unwrap().to_string());
+    }
+    let r = server
+        .admin(reqwest::Method::POST, "/plugins/builtin.telegram/disable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "admin writes work again");
+    // Nothing accepted was lost: every work item's run finishes.
+    for id in &accepted {
+        let run = finished_run(&server, id).await;
+        assert_eq!(run["job"]["status"], "done", "{run}");
+    }
+}

@@ -82,3 +82,8 @@ pub const MAX_HOOK_KEY_BYTES: usize = 512;
 
 /// The `Retry-After` (seconds) of a 503 answered because the database is busy or full.
 pub const DB_RETRY_AFTER_SECS: u32 = 5;
+
+/// Below this much free space on the data directory's filesystem, `/readyz` says the host is
+/// not ready: the database may still take a small write into space its log already holds, but
+/// webhooks and runs would start failing.
+pub const MIN_FREE_DISK_BYTES: u64 = 4 << 20;

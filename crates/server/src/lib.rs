@@ -16,10 +16,11 @@ pub mod skills;
 pub mod views;
 pub mod webhooks;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Json, Router};
 use nitejar_core::app::App;
 use nitejar_core::limits::{MAX_UPLOAD_BYTES, MAX_WEBHOOK_BODY_BYTES};
 use std::sync::Arc;
@@ -102,6 +103,7 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi::serve))
         .nest("/api/admin", admin)
         .route(
@@ -112,6 +114,46 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(unknown_route)
         .with_state(app)
 }
+
+/// Readiness: 200 `{"ready": true}` when the host can take work now (the database takes a
+/// write within [`READY_PROBE_TIMEOUT`], and the data directory's filesystem has
+/// [`nitejar_core::limits::MIN_FREE_DISK_BYTES`] free), else 503 with `Retry-After` and the
+/// reason. A full
+/// disk or a database locked by another process shows here while it lasts; `/healthz` only
+/// says the process is alive.
+async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    let free = rustix::fs::statvfs(&app.config.data_dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    let reason = match tokio::time::timeout(READY_PROBE_TIMEOUT, app.store.probe_write()).await {
+        Ok(Ok(())) if free.is_some_and(|f| f < nitejar_core::limits::MIN_FREE_DISK_BYTES) => {
+            "the disk holding the database is full (under 4 MiB free)"
+        }
+        Ok(Ok(())) => return Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(_) => "the database did not take a write within 2 s (locked by another writer?)",
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("full") || text.contains("No space") {
+                "the disk holding the database is full"
+            } else if text.contains("locked") || text.contains("busy") {
+                "the database is locked by another writer"
+            } else if text.contains("readonly") || text.contains("read-only") {
+                "the database is read-only"
+            } else {
+                "the database cannot be written"
+            }
+        }
+    };
+    tracing::warn!("not ready: {reason}");
+    error::ApiError {
+        retry_after: Some(nitejar_core::limits::DB_RETRY_AFTER_SECS),
+        ..error::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)
+    }
+    .into_response()
+}
+
+/// How long the readiness probe waits for its write.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A path no route serves: the documented error body, not an empty 404.
 async fn unknown_route() -> error::ApiError {

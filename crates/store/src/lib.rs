@@ -106,6 +106,10 @@ pub trait Store:
 {
     /// Closes the backend (waits for connections in use to be returned).
     async fn close(&self);
+
+    /// Writes one small row (the readiness probe): fails while the database cannot take a
+    /// write (full disk, locked by another process, read-only).
+    async fn probe_write(&self) -> DbResult<()>;
 }
 
 /// Opens the embedded default store (SQLite at `path`, created and migrated as needed).

@@ -39,6 +39,27 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A connection can come back still inside a transaction when its COMMIT or
+                    // ROLLBACK failed (a full disk: SQLite may already have rolled back, and the
+                    // driver's own bookkeeping then disagrees). Kept, it would hold the write lock
+                    // or start every later transaction as a savepoint of a dead one: every
+                    // writer would get "database is locked" until a restart. Closed, SQLite
+                    // rolls back whatever is open and the pool opens a clean connection.
+                    // The ping goes through the connection's command queue, so a rollback
+                    // queued by a dropped transaction has run before the check.
+                    sqlx::Connection::ping(&mut *conn).await?;
+                    if sqlx::Connection::is_in_transaction(conn) {
+                        tracing::warn!(
+                            "a database connection came back inside a transaction (a commit or \
+                             rollback failed); it is closed and replaced"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
@@ -143,6 +164,17 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn probe_write(&self) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO host_health (id, checked_at) VALUES (1, ?)
+             ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 
