@@ -94,6 +94,40 @@ impl Server {
             .request(method, format!("{}/api/admin{path}", self.base))
             .bearer_auth(TOKEN)
     }
+
+    /// Creates an integration instance (`{"type", "name", "config"}`); its id.
+    async fn create_instance(&self, body: serde_json::Value) -> String {
+        let r = self
+            .admin(reqwest::Method::POST, "/instances")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A delivery to the generic webhook integration's `instance`, signed with `secret`.
+    fn generic_webhook(
+        &self,
+        instance: &str,
+        secret: &str,
+        body: String,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!(
+                "{}/api/webhooks/plugins/webhook/{instance}",
+                self.base
+            ))
+            .header(
+                "x-signature-256",
+                nitejar_tests::sign(secret, body.as_bytes()),
+            )
+            .body(body)
+    }
 }
 
 impl Drop for Server {
@@ -192,30 +226,13 @@ async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), Stdio::null()).await;
     let secret = "locked-db-signing-secret";
-    let r = server
-        .admin(reqwest::Method::POST, "/instances")
-        .json(&serde_json::json!({"type": "webhook", "name": "lock test", "config": {"secret": secret}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let instance = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let instance = server
+        .create_instance(serde_json::json!({"type": "webhook", "name": "lock test", "config": {"secret": secret}}))
+        .await;
     let body = serde_json::json!({"id": "locked-1", "text": "hello"}).to_string();
     let webhook = || {
         server
-            .client
-            .post(format!(
-                "{}/api/webhooks/plugins/webhook/{instance}",
-                server.base
-            ))
-            .header(
-                "x-signature-256",
-                nitejar_tests::sign(secret, body.as_bytes()),
-            )
-            .body(body.clone())
+            .generic_webhook(&instance, secret, body.clone())
             .send()
     };
     let integration_receipts = || async {
@@ -337,29 +354,12 @@ async fn kill_9_while_replies_are_on_the_wire_posts_each_reply_once() {
     ];
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start_env(data.path(), Stdio::null(), &env).await;
-    let create = async |server: &Server, body: Value| -> String {
-        let r = server
-            .admin(reqwest::Method::POST, "/instances")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let tg_id = create(
-        &server,
-        json!({"type": "telegram", "name": "tg", "config": {"botToken": TG_TOKEN, "webhookSecret": TG_SECRET}}),
-    )
-    .await;
-    let gh_id = create(
-        &server,
-        json!({"type": "github", "name": "gh", "config": {"webhookSecret": GH_SECRET, "token": GH_PAT}}),
-    )
-    .await;
+    let tg_id = server
+        .create_instance(json!({"type": "telegram", "name": "tg", "config": {"botToken": TG_TOKEN, "webhookSecret": TG_SECRET}}))
+        .await;
+    let gh_id = server
+        .create_instance(json!({"type": "github", "name": "gh", "config": {"webhookSecret": GH_SECRET, "token": GH_PAT}}))
+        .await;
     use std::sync::atomic::Ordering::SeqCst;
     tg.state.hold_replies.store(true, SeqCst);
     gh.state.hold_replies.store(true, SeqCst);
@@ -561,31 +561,16 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
     };
     assert_eq!(ready().await.0, 200);
     let secret = "full-disk-signing-secret";
-    let r = server
-        .admin(reqwest::Method::POST, "/instances")
-        .json(&serde_json::json!({"type": "webhook", "name": "disk", "config": {"secret": secret}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let instance = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let instance = server
+        .create_instance(
+            serde_json::json!({"type": "webhook", "name": "disk", "config": {"secret": secret}}),
+        )
+        .await;
     let webhook = async |id: &str| {
         let body = serde_json::json!({"id": id, "text": format!("hello {id}")}).to_string();
         let started = Instant::now();
         let r = server
-            .client
-            .post(format!(
-                "{}/api/webhooks/plugins/webhook/{instance}",
-                server.base
-            ))
-            .header(
-                "x-signature-256",
-                nitejar_tests::sign(secret, body.as_bytes()),
-            )
-            .body(body)
+            .generic_webhook(&instance, secret, body)
             .timeout(Duration::from_secs(30))
             .send()
             .await
