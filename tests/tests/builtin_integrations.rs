@@ -975,3 +975,63 @@ async fn assert_no_secret_anywhere(host: &TestHost, secrets: &[&str]) {
         }
     }
 }
+
+/// An instance whose stored config holds Nitejar's `enc:` values (AES-256-GCM, 16-byte IV,
+/// written here by Node.js `crypto` exactly as Nitejar does, with this host's key): the blob is
+/// used as it is, never rewritten, and the webhook secret and bot token decrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_nitejar_encrypted_secrets_works_as_stored() {
+    // `TestHost`'s key ("ab" x 32), the values TG_TOKEN and TG_SECRET.
+    const TOKEN_ENC: &str = "enc:ISIjJCUmJygpKissLS4vMPJOq80XGIl2RnierUeXX9l344wjVjv94ZPAeIQloPvB8qISa5RorHqiHsRdFbfMEjNF7IJ8m9zOCJcKOh7J";
+    const SECRET_ENC: &str =
+        "enc:MTIzNDU2Nzg5Ojs8PT4/QNtIQJrVv1LJWC8lPzO+QLFKUTZfZncfpXa+/aIbrV1eK8JY9ZGGtygI";
+    let api = PlatformApi::telegram(TG_TOKEN).await;
+    let host = telegram_host(&api).await;
+    let inst = create(&host, "telegram", "moved bot", tg_config(), 201).await;
+    let id = inst["id"].as_str().unwrap().to_string();
+    let stored = json!({ "botToken": TOKEN_ENC, "webhookSecret": SECRET_ENC }).to_string();
+    let db = host.app.config.data_dir.join("nitejar.db");
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE plugin_instances SET config_json = ? WHERE id = ?")
+            .bind(&stored)
+            .bind(&id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (status, v) = host
+        .webhook(
+            "telegram",
+            &id,
+            &[(SECRET_HEADER, TG_SECRET)],
+            fixture("telegram", "private-command.json"),
+        )
+        .await;
+    assert_eq!(status, 202, "the enc: webhook secret verified: {v}");
+    let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
+    assert_eq!(run["delivery"]["status"], "delivered", "{run}");
+    assert_eq!(
+        api.calls_to("/sendMessage").len(),
+        1,
+        "posted with the enc: bot token"
+    );
+    // A wrong secret is still refused, and the stored blob was not rewritten.
+    let (status, _) = host
+        .webhook(
+            "telegram",
+            &id,
+            &[(SECRET_HEADER, "wrong")],
+            fixture("telegram", "group-text.json"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let row = host.app.store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(row.config_json, stored);
+    host.stop().await;
+}
