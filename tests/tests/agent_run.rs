@@ -256,7 +256,10 @@ async fn a_trapping_fail_closed_pre_deliver_hook_suppresses_delivery() {
     .await;
     let instance = setup(
         &host,
-        Some(json!([{ "event": "response.pre_deliver", "failPolicy": "fail_closed" }])),
+        Some(json!([
+            { "event": "response.pre_deliver", "failPolicy": "fail_closed" },
+            "response.post_deliver"
+        ])),
     )
     .await;
     let v = send(&host, &instance, "m3", "please !trap").await;
@@ -270,6 +273,14 @@ async fn a_trapping_fail_closed_pre_deliver_hook_suppresses_delivery() {
             .contains("trapped")
     );
     assert_eq!(sent_texts(&chat).len(), 0, "nothing was posted");
+    // `response.post_deliver` fires for a blocked delivery too (spec: every outcome).
+    let post_deliver = run["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "hook" && r["hookName"] == "response.post_deliver")
+        .count();
+    assert_eq!(post_deliver, 1, "{run}");
     // The host keeps serving: the next message is delivered.
     let v = send(&host, &instance, "m4", "hello").await;
     let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;

@@ -583,6 +583,33 @@ impl Run {
         }
     }
 
+    /// `response.post_deliver` with the recorded outcome, whatever it is: `delivered` (with the
+    /// platform's id), or not delivered with the error prefixed by the status (`failed: ...`,
+    /// `blocked: ...`, `unsupported: ...`), so a handler tells them apart.
+    async fn post_deliver(&mut self, content: String, row: &DeliveryRow) -> anyhow::Result<()> {
+        let delivered = row.status == "delivered";
+        let delivery = h::DeliveryResult {
+            delivered,
+            external_id: row.external_id.clone(),
+            error: (!delivered).then(|| {
+                format!(
+                    "{}: {}",
+                    row.status,
+                    row.error.as_deref().unwrap_or("not delivered")
+                )
+            }),
+        };
+        self.dispatch(h::ResponsePostDeliverEvent {
+            content,
+            delivery,
+            integration_type: self.integration_type.clone(),
+            plugin_instance_id: self.item.plugin_instance_id.clone(),
+            work_item_id: self.item.id.clone(),
+        })
+        .await?;
+        Ok(())
+    }
+
     /// `response.pre_deliver`, post-response with retries, `response.post_deliver`.
     async fn deliver(&mut self, content: String, hit_limit: bool) -> anyhow::Result<DeliveryRow> {
         // An earlier run of this job (before a restart) may have handed the reply to the
@@ -623,6 +650,7 @@ impl Run {
             row.status = "blocked".into();
             row.error = Some(format!("blocked by plugin {}: {}", b.plugin_id, b.reason));
             self.runner.store.upsert_delivery(&row).await?;
+            self.post_deliver(pre.content, &row).await?;
             return Ok(row);
         }
         let Some((plugin, instance)) = self.integration()? else {
@@ -632,6 +660,7 @@ impl Run {
                 self.integration_type
             ));
             self.runner.store.upsert_delivery(&row).await?;
+            self.post_deliver(pre.content, &row).await?;
             return Ok(row);
         };
         let options = integration::PostOptions {
@@ -689,6 +718,7 @@ impl Run {
                     row.error = Some(format!("the integration cannot post replies: {message}"));
                     self.runner.store.upsert_delivery(&row).await?;
                     self.forget_delivery_guard(plugin.id()).await;
+                    self.post_deliver(pre.content, &row).await?;
                     return Ok(row);
                 }
                 Err(PluginFailure::PluginError {
@@ -704,36 +734,17 @@ impl Run {
             row.status = "pending".into();
             self.runner.store.upsert_delivery(&row).await?;
         }
-        let delivery = match &result {
+        match &result {
             Some(res) => {
                 row.status = "delivered".into();
                 row.external_id = res.external_id.clone();
                 row.error = None;
-                h::DeliveryResult {
-                    delivered: true,
-                    external_id: res.external_id.clone(),
-                    error: None,
-                }
             }
-            None => {
-                row.status = "failed".into();
-                h::DeliveryResult {
-                    delivered: false,
-                    external_id: None,
-                    error: row.error.clone(),
-                }
-            }
-        };
+            None => row.status = "failed".into(),
+        }
         self.runner.store.upsert_delivery(&row).await?;
         self.forget_delivery_guard(plugin.id()).await;
-        self.dispatch(h::ResponsePostDeliverEvent {
-            content: pre.content,
-            delivery,
-            integration_type: self.integration_type.clone(),
-            plugin_instance_id: self.item.plugin_instance_id.clone(),
-            work_item_id: self.item.id.clone(),
-        })
-        .await?;
+        self.post_deliver(pre.content, &row).await?;
         Ok(row)
     }
 }
