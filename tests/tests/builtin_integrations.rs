@@ -103,6 +103,33 @@ async fn work_item_count(host: &TestHost, instance: &str) -> usize {
         .len()
 }
 
+/// A correctly authenticated Telegram delivery of fixture `name` to instance `id`.
+async fn tg_update(host: &TestHost, id: &str, name: &str) -> (u16, Value) {
+    host.webhook(
+        "telegram",
+        id,
+        &[(SECRET_HEADER, TG_SECRET)],
+        fixture("telegram", name),
+    )
+    .await
+}
+
+/// Runs one statement on the host's database file behind its back (what an older build, or
+/// Nitejar, left there); the rows it changed.
+async fn raw_sql(host_db: &std::path::Path, statement: &str, binds: &[&str]) -> u64 {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(host_db)
+        .connect()
+        .await
+        .unwrap();
+    let mut q = sqlx::query(statement);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&mut conn).await.unwrap().rows_affected()
+}
+
 fn tg_config() -> Value {
     json!({ "botToken": TG_TOKEN, "webhookSecret": TG_SECRET })
 }
@@ -248,14 +275,7 @@ async fn telegram_fixtures_end_to_end() {
             .await;
         assert_eq!(status, 401);
     }
-    let (status, v) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "group-text.json"),
-        )
-        .await;
+    let (status, v) = tg_update(&host, &id, "group-text.json").await;
     assert_eq!((status, v["duplicate"].clone()), (200, json!(true)));
     assert_eq!(work_item_count(&host, &id).await, before);
 
@@ -289,14 +309,7 @@ async fn telegram_markup_refused_falls_back_to_plain_text() {
         .as_str()
         .unwrap()
         .to_string();
-    let (status, v) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "group-text.json"),
-        )
-        .await;
+    let (status, v) = tg_update(&host, &id, "group-text.json").await;
     assert_eq!(status, 202, "{v}");
     let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
     assert_eq!(run["delivery"]["status"], "delivered", "{run}");
@@ -698,14 +711,7 @@ async fn instance_lifecycle() {
         .await;
     let id = inst["id"].as_str().unwrap().to_string();
     assert_eq!(api.calls_to("/getMe").len(), 0);
-    let (status, _) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "group-text.json"),
-        )
-        .await;
+    let (status, _) = tg_update(&host, &id, "group-text.json").await;
     assert_eq!(status, 404);
     let stored = |host: &TestHost, id: String| {
         let db = host.app.store.clone();
@@ -781,14 +787,7 @@ async fn instance_lifecycle() {
         )
         .await;
     assert_eq!(t["ok"], false, "{t}");
-    let (status, v) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "group-text.json"),
-        )
-        .await;
+    let (status, v) = tg_update(&host, &id, "group-text.json").await;
     assert_eq!(status, 202, "{v}");
     let item = v["workItemId"].as_str().unwrap().to_string();
     host.wait_for_run(&item).await;
@@ -796,14 +795,7 @@ async fn instance_lifecycle() {
     // Disable: webhooks 404. Delete: gone, its work items stay.
     host.admin_json(Method::POST, &format!("/instances/{id}/disable"), None, 200)
         .await;
-    let (status, _) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "private-command.json"),
-        )
-        .await;
+    let (status, _) = tg_update(&host, &id, "private-command.json").await;
     assert_eq!(status, 404);
     let resp = host
         .admin(Method::DELETE, &format!("/instances/{id}"))
@@ -874,23 +866,13 @@ async fn instances_survive_host_and_builtin_upgrades_byte_for_byte() {
 
     // A built-in upgrade: the database says an older build of each built-in is installed, so
     // the next boot installs the bundled one over it (the path a new binary takes).
-    let db_path = data.path().join("nitejar.db");
-    {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db_path)
-            .connect()
-            .await
-            .unwrap();
-        let changed = sqlx::query(
-            "UPDATE plugins SET current_checksum = 'sha256:older-build' WHERE id IN ('builtin.telegram', 'builtin.github')",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap()
-        .rows_affected();
-        assert_eq!(changed, 2);
-    }
+    let changed = raw_sql(
+        &data.path().join("nitejar.db"),
+        "UPDATE plugins SET current_checksum = 'sha256:older-build' WHERE id IN ('builtin.telegram', 'builtin.github')",
+        &[],
+    )
+    .await;
+    assert_eq!(changed, 2);
     let host = TestHost::start_in(data, opts).await;
     let installs = host
         .receipts("builtin.telegram")
@@ -912,14 +894,7 @@ async fn instances_survive_host_and_builtin_upgrades_byte_for_byte() {
     };
     assert_eq!(urls(&urls_before), urls(&urls_after));
     // And the old webhook URL still works with the old, still-encrypted config.
-    let (status, v) = host
-        .webhook(
-            "telegram",
-            &tg_id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "group-text.json"),
-        )
-        .await;
+    let (status, v) = tg_update(&host, &tg_id, "group-text.json").await;
     assert_eq!(status, 202, "{v}");
     host.stop().await;
 }
@@ -990,29 +965,13 @@ async fn an_instance_with_nitejar_encrypted_secrets_works_as_stored() {
     let inst = create(&host, "telegram", "moved bot", tg_config(), 201).await;
     let id = inst["id"].as_str().unwrap().to_string();
     let stored = json!({ "botToken": TOKEN_ENC, "webhookSecret": SECRET_ENC }).to_string();
-    let db = host.app.config.data_dir.join("nitejar.db");
-    {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("UPDATE plugin_instances SET config_json = ? WHERE id = ?")
-            .bind(&stored)
-            .bind(&id)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    let (status, v) = host
-        .webhook(
-            "telegram",
-            &id,
-            &[(SECRET_HEADER, TG_SECRET)],
-            fixture("telegram", "private-command.json"),
-        )
-        .await;
+    raw_sql(
+        &host.app.config.data_dir.join("nitejar.db"),
+        "UPDATE plugin_instances SET config_json = ? WHERE id = ?",
+        &[&stored, &id],
+    )
+    .await;
+    let (status, v) = tg_update(&host, &id, "private-command.json").await;
     assert_eq!(status, 202, "the enc: webhook secret verified: {v}");
     let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
     assert_eq!(run["delivery"]["status"], "delivered", "{run}");

@@ -587,7 +587,12 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
 
     disk.fill();
     let mut refused = Vec::new();
-    for i in 0..4 {
+    // SQLite may still fit a few writes into space its log already holds: deliveries go on
+    // until the disk refuses some (each answered 202 or 503, never a hang or a 500).
+    for i in 0..300 {
+        if refused.len() >= 3 {
+            break;
+        }
         let id = format!("during-{i}");
         let (s, retry, v, took) = webhook(&id).await;
         assert!(took < Duration::from_secs(15), "{id} took {took:?}");

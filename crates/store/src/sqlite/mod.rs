@@ -39,17 +39,16 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .after_release(|conn, _| {
+            .before_acquire(|conn, _| {
                 Box::pin(async move {
                     // A connection can come back still inside a transaction when its COMMIT or
                     // ROLLBACK failed (a full disk: SQLite may already have rolled back, and the
-                    // driver's own bookkeeping then disagrees). Kept, it would hold the write lock
-                    // or start every later transaction as a savepoint of a dead one: every
+                    // driver's own bookkeeping then disagrees). Reused, it would hold the write
+                    // lock or start every later transaction as a savepoint of a dead one: every
                     // writer would get "database is locked" until a restart. Closed, SQLite
-                    // rolls back whatever is open and the pool opens a clean connection.
-                    // The ping goes through the connection's command queue, so a rollback
-                    // queued by a dropped transaction has run before the check.
-                    sqlx::Connection::ping(&mut *conn).await?;
+                    // rolls back whatever is open and the pool opens a clean connection. (Checked
+                    // on reuse: the pool's release ping has run any rollback queued by a dropped
+                    // transaction by then, so the check costs no round trip.)
                     if sqlx::Connection::is_in_transaction(conn) {
                         tracing::warn!(
                             "a database connection came back inside a transaction (a commit or \
