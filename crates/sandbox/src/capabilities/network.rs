@@ -115,9 +115,11 @@ impl NetworkRule {
         if scheme != self.scheme || port != self.port {
             return false;
         }
+        // Brackets only around an IPv6 literal, both or neither: `a]` is not the host `a`.
         let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
             .to_ascii_lowercase();
         match &self.host {
             HostPattern::Name(n) => *n == host,
