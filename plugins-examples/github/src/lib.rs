@@ -1,20 +1,28 @@
 //! Built-in GitHub integration (`builtin.github`, type `github`), a sandboxed component like any
 //! third-party plugin: its only network grant is `api.github.com`.
 //!
-//! Inbound (`parse-webhook`):
+//! Inbound (`parse-webhook`), read as Nitejar reads it (keys and fields from
+//! `../shared/spec/nitejar-data.md`, so history imported from Nitejar continues):
 //! - `X-Hub-Signature-256` is verified in constant time (HMAC-SHA256 over the raw body with
-//!   `webhookSecret`); a missing secret or a mismatch is 401, before anything is parsed;
-//! - `ping` is acknowledged (200) and creates nothing;
+//!   `webhookSecret`); a missing secret or a mismatch is 401, before anything is parsed
+//!   (Nitejar answers 200 `{"ignored": true}`: a deliberate difference);
+//! - `X-GitHub-Event` is required; `ping` is acknowledged (200) and creates nothing;
+//! - `installation` and `installation_repositories` keep the App's installations and their
+//!   repositories in the plugin's storage (`installation:<id>`), no work item;
+//! - work-item events need `X-GitHub-Delivery`; the idempotency key is `github:<delivery>`
+//!   (GitHub redelivers with the same id);
 //! - `issue_comment` `created` becomes a work item when not sent by a bot and, with
-//!   `commentPolicy: "mentions"` (the default), when the comment mentions `mentionHandle`
-//!   (default `@<appSlug>`, else `@nitejar`);
+//!   `commentPolicy: "mentions"`, when the comment mentions `mentionHandle` (default
+//!   `@nitejar`); the default policy is `all`, as in Nitejar;
 //! - `issues` `opened`/`reopened` (unless `trackIssueOpen` is false; bot senders ignored);
 //! - `check_run` `completed` on a pull request with a failing conclusion (`failure`,
 //!   `timed_out`, `cancelled`, `action_required`, `startup_failure`) unless `trackCheckRun` is
 //!   false; bots are allowed here, since CI is a bot;
 //! - repositories outside `allowedRepos` (when set) and every other event are ignored;
-//! - the idempotency key is `X-GitHub-Delivery` (GitHub redelivers with the same id); the
-//!   session key is `github:<owner>/<repo>#<issue or PR number>`.
+//! - session key `<owner>/<repo>#issue:<n>` (a pull request's number for a check run); source
+//!   refs `<owner>/<repo>#issue:<n>#comment:<id>`, `<owner>/<repo>#issue:<n>`,
+//!   `<owner>/<repo>#pr:<n>#check:<id>`; titles `[<owner>/<repo>#<n>] <issue title>` and
+//!   `[<owner>/<repo>#<n>] CI: <name> — <conclusion>`, cut to 200 characters.
 //!
 //! Outbound: `post-response` posts an issue comment (`POST /repos/{o}/{r}/issues/{n}/comments`)
 //! authenticated with `token`, or as a GitHub App (`appId` + `privateKey`; the installation id
@@ -26,7 +34,7 @@ use auth::Auth;
 use hmac::{Hmac, Mac};
 use nitejar_plugin_sdk::http::{Request, Response};
 use nitejar_plugin_sdk::integration::*;
-use nitejar_plugin_sdk::{Contributions, Integration, Plugin, delivery, export_plugin};
+use nitejar_plugin_sdk::{Contributions, Integration, Plugin, delivery, export_plugin, kv};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -89,17 +97,45 @@ impl Config {
         let v: Value = serde_json::from_str(config)
             .map_err(|e| vec![format!("the config is not JSON: {e}")])?;
         let mut problems = Vec::new();
+        let manifest_pending = v.get("manifestPending").and_then(Value::as_bool) == Some(true);
         let webhook_secret = string_field(&v, "webhookSecret").map(str::to_string);
-        if strict && webhook_secret.as_deref().is_none_or(|s| s.len() < 16) {
+        if strict && !manifest_pending && webhook_secret.is_none() {
             problems.push(
-                "`webhookSecret` is required (16+ characters): set the same secret in the \
-                 GitHub webhook settings"
+                "`webhookSecret` is required (unless `manifestPending`): set the same secret \
+                 in the GitHub webhook settings"
                     .into(),
             );
         }
+        // Nitejar's pair rules: appId + privateKey and clientId + clientSecret come together,
+        // and one pair (or, here, a `token`) is complete unless the App is still being set up.
+        let has = |k: &str| match v.get(k) {
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(Value::Number(_)) => true,
+            _ => false,
+        };
+        for (a, b) in [("appId", "privateKey"), ("clientId", "clientSecret")] {
+            if has(a) != has(b) {
+                let (set, missing) = if has(a) { (a, b) } else { (b, a) };
+                problems.push(format!("`{missing}` is required with `{set}`"));
+            }
+        }
+        let complete = has("token")
+            || (has("appId") && has("privateKey"))
+            || (has("clientId") && has("clientSecret"));
+        if strict && !manifest_pending && !complete {
+            problems.push(
+                "set `token`, or `appId` and `privateKey` (GitHub App), or `clientId` and \
+                 `clientSecret`"
+                    .into(),
+            );
+        }
+        let app_id = match v.get("appId") {
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => string_field(&v, "appId").map(str::to_string),
+        };
         let auth = match (
             string_field(&v, "token"),
-            string_field(&v, "appId"),
+            app_id.as_deref(),
             string_field(&v, "privateKey"),
         ) {
             (Some(t), _, _) => Some(Auth::Token(t.to_string())),
@@ -115,19 +151,8 @@ impl Config {
                     private_key: key.to_string(),
                 })
             }
-            (None, Some(_), None) => {
-                problems.push("`privateKey` is required with `appId`".into());
-                None
-            }
-            (None, None, _) => {
-                if strict {
-                    problems.push(
-                        "set `token`, or `appId` and `privateKey` (GitHub App) to post replies"
-                            .into(),
-                    );
-                }
-                None
-            }
+            // Incomplete pairs are reported above; replies then say what is missing.
+            _ => None,
         };
         let allowed_repos = match v.get("allowedRepos") {
             None | Some(Value::Null) => vec![],
@@ -146,24 +171,21 @@ impl Config {
                 vec![]
             }
         };
+        // Nitejar's defaults: every comment, handle `@nitejar`.
         let comment_policy = match string_field(&v, "commentPolicy") {
-            None | Some("mentions") => CommentPolicy::Mentions,
-            Some("all") => CommentPolicy::All,
+            None | Some("all") => CommentPolicy::All,
+            Some("mentions") => CommentPolicy::Mentions,
             Some(other) => {
                 problems.push(format!(
                     "`commentPolicy` {other:?} is not \"mentions\" or \"all\""
                 ));
-                CommentPolicy::Mentions
+                CommentPolicy::All
             }
         };
-        let mention_handle = match (
-            string_field(&v, "mentionHandle"),
-            string_field(&v, "appSlug"),
-        ) {
-            (Some(h), _) if h.starts_with('@') => h.to_string(),
-            (Some(h), _) => format!("@{h}"),
-            (None, Some(slug)) => format!("@{slug}"),
-            (None, None) => "@nitejar".to_string(),
+        let mention_handle = match string_field(&v, "mentionHandle") {
+            Some(h) if h.starts_with('@') => h.to_string(),
+            Some(h) => format!("@{h}"),
+            None => "@nitejar".to_string(),
         };
         let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(true);
         let api_base_url = match string_field(&v, "apiBaseUrl") {
@@ -263,7 +285,7 @@ struct Item<'a> {
     text: String,
     source_ref: String,
     kind: &'a str,
-    delivery: Option<&'a str>,
+    delivery: &'a str,
 }
 
 fn work_item(item: Item<'_>) -> ParseOutcome {
@@ -298,17 +320,120 @@ fn work_item(item: Item<'_>) -> ParseOutcome {
     ParseOutcome::WorkItem(InboundMessage {
         title: item.title,
         text: item.text,
-        session_key: format!("github:{}#{}", item.repo, item.number),
+        session_key: format!("{}#issue:{}", item.repo, item.number),
         source_ref: item.source_ref,
         sender: item.body.get("sender").and_then(sender_of),
         command: None,
-        idempotency_key: item.delivery.map(str::to_string),
+        idempotency_key: Some(format!("github:{}", item.delivery)),
         payload: payload.to_string(),
         response_context: Some(context.to_string()),
     })
 }
 
-fn parse_event(cfg: &Config, event: &str, delivery: Option<&str>, body: &Value) -> ParseOutcome {
+/// Nitejar's title rule: at most `max` characters, else the first `max - 3` and `...`.
+fn cut_title(title: &str, max: usize) -> String {
+    if title.chars().count() <= max {
+        return title.to_string();
+    }
+    let mut out: String = title.chars().take(max - 3).collect();
+    out.push_str("...");
+    out
+}
+
+/// The kv key of a GitHub App installation this integration has seen.
+fn installation_key(id: u64) -> String {
+    format!("installation:{id}")
+}
+
+/// Keeps the App's installations and their repositories (`installation` and
+/// `installation_repositories` events) in the plugin's storage, as Nitejar keeps them; no work
+/// item. The answer says what was recorded; a storage failure is the plugin's error (502).
+fn installation_event(event: &str, body: &Value) -> Result<ParseOutcome, PluginError> {
+    let action = body.get("action").and_then(Value::as_str).unwrap_or("");
+    let Some(id) = body.pointer("/installation/id").and_then(Value::as_u64) else {
+        return Ok(ParseOutcome::Ignored(format!(
+            "{event} event without an installation id"
+        )));
+    };
+    let names = |key: &str| -> Vec<String> {
+        body.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("full_name").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let key = installation_key(id);
+    let stored: Value = kv::get(&key)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let mut repos: Vec<String> = stored
+        .get("repositories")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let deleted = event == "installation" && action == "deleted";
+    match (event, action) {
+        ("installation", "created") => repos = names("repositories"),
+        ("installation_repositories", _) => {
+            let removed = names("repositories_removed");
+            repos.retain(|r| !removed.contains(r));
+            for r in names("repositories_added") {
+                if !repos.contains(&r) {
+                    repos.push(r);
+                }
+            }
+        }
+        _ => {}
+    }
+    repos.sort();
+    let result = if deleted {
+        kv::delete(&key).map(|_| ())
+    } else {
+        let record = json!({
+            "id": id,
+            "account": body.pointer("/installation/account/login"),
+            "repositorySelection": body.pointer("/installation/repository_selection"),
+            "suspended": action == "suspend"
+                || (action != "unsuspend" && stored.get("suspended") == Some(&json!(true))),
+            "repositories": repos,
+        });
+        kv::set(&key, record.to_string().as_bytes())
+    };
+    result.map_err(|e| {
+        PluginError::retryable(
+            "storage_error",
+            format!("could not record installation {id}: {e}"),
+        )
+    })?;
+    Ok(ParseOutcome::Respond(WebhookResponse {
+        status: 200,
+        headers: vec![Header {
+            name: "content-type".into(),
+            value: "application/json".into(),
+        }],
+        body: json!({
+            "ok": true,
+            "event": event,
+            "action": action,
+            "installationId": id,
+            "repositories": if deleted { 0 } else { repos.len() },
+        })
+        .to_string()
+        .into_bytes(),
+    }))
+}
+
+fn parse_event(cfg: &Config, event: &str, delivery: &str, body: &Value) -> ParseOutcome {
     let ignored = |why: String| ParseOutcome::Ignored(why);
     let action = body.get("action").and_then(Value::as_str).unwrap_or("");
     let repo = body
@@ -351,12 +476,9 @@ fn parse_event(cfg: &Config, event: &str, delivery: Option<&str>, body: &Value) 
                 body,
                 repo,
                 number,
-                title: format!("{repo}#{number}: {issue_title}"),
+                title: cut_title(&format!("[{repo}#{number}] {issue_title}"), 200),
                 text: text.to_string(),
-                source_ref: format!(
-                    "github:{repo}/issues/{number}#comment-{}",
-                    comment_id.unwrap_or(0)
-                ),
+                source_ref: format!("{repo}#issue:{number}#comment:{}", comment_id.unwrap_or(0)),
                 kind: event,
                 delivery,
             })
@@ -387,9 +509,9 @@ fn parse_event(cfg: &Config, event: &str, delivery: Option<&str>, body: &Value) 
                 body,
                 repo,
                 number,
-                title: format!("{repo}#{number}: {title}"),
+                title: cut_title(&format!("[{repo}#{number}] {title}"), 200),
                 text: format!("{title}\n\n{issue_body}").trim().to_string(),
-                source_ref: format!("github:{repo}/issues/{number}#{action}"),
+                source_ref: format!("{repo}#issue:{number}"),
                 kind: event,
                 delivery,
             })
@@ -440,10 +562,13 @@ fn parse_event(cfg: &Config, event: &str, delivery: Option<&str>, body: &Value) 
                 body,
                 repo,
                 number,
-                title: format!("{repo}#{number}: check {name} {conclusion}"),
+                title: cut_title(
+                    &format!("[{repo}#{number}] CI: {name} \u{2014} {conclusion}"),
+                    200,
+                ),
                 text,
                 source_ref: format!(
-                    "github:{repo}/check-runs/{}",
+                    "{repo}#pr:{number}#check:{}",
                     run.get("id").and_then(Value::as_u64).unwrap_or(0)
                 ),
                 kind: event,
@@ -553,7 +678,8 @@ fn bearer(
     match &cfg.auth {
         None => Err(PluginError::new(
             "invalid_config",
-            "no credentials: set `token`, or `appId` and `privateKey`",
+            "no credentials to post replies: set `token`, or `appId` and `privateKey` \
+             (`clientId` and `clientSecret` alone cannot post)",
         )),
         Some(Auth::Token(t)) => Ok((t.clone(), None)),
         Some(Auth::App {
@@ -605,9 +731,8 @@ impl Integration for GitHub {
             response_mode: ResponseMode::Final,
             config_schema: json!({
                 "type": "object",
-                "required": ["webhookSecret"],
                 "properties": {
-                    "webhookSecret": {"type": "string", "minLength": 16, "title": "Webhook secret"},
+                    "webhookSecret": {"type": "string", "title": "Webhook secret", "description": "Required unless manifestPending; the same secret as in the GitHub webhook settings."},
                     "token": {"type": "string", "title": "Token", "description": "A personal access or fine-grained token; or use a GitHub App below."},
                     "appId": {"type": ["string", "integer"], "title": "GitHub App id"},
                     "appSlug": {"type": "string", "title": "GitHub App slug"},
@@ -615,16 +740,17 @@ impl Integration for GitHub {
                     "clientSecret": {"type": "string", "title": "GitHub App client secret"},
                     "privateKey": {"type": "string", "title": "GitHub App private key (PEM)"},
                     "allowedRepos": {"type": "array", "items": {"type": "string", "pattern": "^[^/]+/[^/]+$"}, "title": "Allowed repositories (owner/repo)"},
-                    "commentPolicy": {"enum": ["mentions", "all"], "default": "mentions", "title": "Issue comments"},
-                    "mentionHandle": {"type": "string", "title": "Mention handle", "description": "Default @<appSlug>, else @nitejar."},
+                    "commentPolicy": {"enum": ["mentions", "all"], "default": "all", "title": "Issue comments"},
+                    "mentionHandle": {"type": "string", "default": "@nitejar", "title": "Mention handle", "description": "With commentPolicy mentions, the handle a comment must mention."},
                     "trackIssueOpen": {"type": "boolean", "default": true, "title": "Answer opened issues"},
                     "trackCheckRun": {"type": "boolean", "default": true, "title": "Answer failed checks on pull requests"},
-                    "tokenTTL": {"type": "integer", "minimum": 60},
+                    "tokenTTL": {"type": "integer"},
                     "permissions": {"type": "object"},
                     "manifestPending": {"type": "boolean"},
                     "apiBaseUrl": {"type": "string", "title": "API base URL", "description": "Default https://api.github.com (GitHub Enterprise: https://HOST/api/v3; that host must also be granted)."}
                 },
-                "additionalProperties": false
+                // Fields Nitejar or a newer version wrote are kept, not refused.
+                "additionalProperties": true
             })
             .to_string(),
             ui_schema: Some(
@@ -662,8 +788,13 @@ impl Integration for GitHub {
                 "X-Hub-Signature-256 does not match the body".into(),
             ));
         }
-        let event = header(&req, "x-github-event").unwrap_or("");
-        let delivery = header(&req, "x-github-delivery").filter(|d| !d.is_empty());
+        let Some(event) = header(&req, "x-github-event").filter(|e| !e.is_empty()) else {
+            return Ok(bad_request(
+                "missing_event",
+                "the X-GitHub-Event header is required",
+            ));
+        };
+        let delivery = header(&req, "x-github-delivery").filter(|d| !d.trim().is_empty());
         let body: Value = match serde_json::from_slice(&req.body) {
             Ok(v @ Value::Object(_)) => v,
             _ => return Ok(bad_request("invalid_body", "the body is not a JSON object")),
@@ -680,6 +811,15 @@ impl Integration for GitHub {
                     .into_bytes(),
             }));
         }
+        if matches!(event, "installation" | "installation_repositories") {
+            return installation_event(event, &body);
+        }
+        let Some(delivery) = delivery else {
+            return Ok(bad_request(
+                "missing_delivery",
+                "the X-GitHub-Delivery header is required (it identifies a redelivery)",
+            ));
+        };
         Ok(parse_event(&cfg, event, delivery, &body))
     }
 
@@ -784,7 +924,11 @@ impl Integration for GitHub {
         };
         let (url, bearer, what) = match &cfg.auth {
             None => {
-                return failed("no credentials: set `token`, or `appId` and `privateKey`".into());
+                return failed(
+                    "no credentials to post replies: set `token`, or `appId` and \
+                     `privateKey` (`clientId` and `clientSecret` alone cannot post)"
+                        .into(),
+                );
             }
             Some(Auth::Token(t)) => (format!("{}/user", cfg.api_base_url), t.clone(), "token"),
             Some(Auth::App {

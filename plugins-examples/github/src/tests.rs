@@ -76,21 +76,30 @@ fn item(o: ParseOutcome) -> InboundMessage {
 #[test]
 fn issue_comment_mentioning_the_bot() {
     let m = item(parse("issue_comment", "issue_comment.created.json"));
-    assert_eq!(m.session_key, "github:acme/widgets#412");
-    assert_eq!(m.idempotency_key.as_deref(), Some("d-1"));
+    assert_eq!(m.session_key, "acme/widgets#issue:412");
+    assert_eq!(m.idempotency_key.as_deref(), Some("github:d-1"));
+    let comment_id = serde_json::from_slice::<Value>(&fixture("issue_comment.created.json"))
+        .unwrap()["comment"]["id"]
+        .clone();
+    assert_eq!(
+        m.source_ref,
+        format!("acme/widgets#issue:412#comment:{comment_id}")
+    );
+    assert!(m.title.starts_with("[acme/widgets#412] "), "{}", m.title);
     assert!(m.text.starts_with("@nitejar can you look"));
     let ctx: Value = serde_json::from_str(m.response_context.as_deref().unwrap()).unwrap();
     assert_eq!(
         ctx,
         json!({ "owner": "acme", "repo": "widgets", "issueNumber": 412, "installationId": 51234987 })
     );
-    // Another handle: not mentioned, ignored; policy `all`: answered.
+    // Another handle with policy `mentions`: not mentioned, ignored; the default policy is
+    // Nitejar's `all`: answered.
     let body = fixture("issue_comment.created.json");
     assert!(matches!(
         parse_with(
             "issue_comment",
             body.clone(),
-            json!({ "mentionHandle": "ops-bot" })
+            json!({ "mentionHandle": "ops-bot", "commentPolicy": "mentions" })
         ),
         ParseOutcome::Ignored(_)
     ));
@@ -98,10 +107,29 @@ fn issue_comment_mentioning_the_bot() {
         parse_with(
             "issue_comment",
             body.clone(),
-            json!({ "mentionHandle": "ops-bot", "commentPolicy": "all" })
+            json!({ "mentionHandle": "ops-bot" })
         ),
         ParseOutcome::WorkItem(_)
     ));
+    // The default handle is `@nitejar`, whatever the App's slug.
+    assert!(matches!(
+        parse_with(
+            "issue_comment",
+            body.clone(),
+            json!({ "appSlug": "ops-bot", "commentPolicy": "mentions" })
+        ),
+        ParseOutcome::WorkItem(_)
+    ));
+    // A long issue title is cut to 200 characters as Nitejar cuts it.
+    let mut v: Value = serde_json::from_slice(&body).unwrap();
+    v["issue"]["title"] = json!("x".repeat(300));
+    let m = item(parse_with(
+        "issue_comment",
+        v.to_string().into_bytes(),
+        json!({}),
+    ));
+    assert_eq!(m.title.chars().count(), 200);
+    assert!(m.title.ends_with("x..."));
     // A bot's comment is ignored.
     let mut v: Value = serde_json::from_slice(&body).unwrap();
     v["sender"]["type"] = json!("Bot");
@@ -114,10 +142,29 @@ fn issue_comment_mentioning_the_bot() {
 #[test]
 fn issues_opened_and_check_runs() {
     let m = item(parse("issues", "issues.opened.json"));
-    assert_eq!(m.session_key, "github:acme/widgets#415");
+    assert_eq!(m.session_key, "acme/widgets#issue:415");
+    assert_eq!(m.source_ref, "acme/widgets#issue:415");
+    assert!(
+        m.title
+            .starts_with("[acme/widgets#415] Crash when importing"),
+        "{}",
+        m.title
+    );
     assert!(m.text.starts_with("Crash when importing a CSV with BOM"));
     let m = item(parse("check_run", "check_run.completed.json"));
-    assert_eq!(m.session_key, "github:acme/widgets#416");
+    assert_eq!(m.session_key, "acme/widgets#issue:416");
+    let run: Value = serde_json::from_slice(&fixture("check_run.completed.json")).unwrap();
+    assert_eq!(
+        m.source_ref,
+        format!("acme/widgets#pr:416#check:{}", run["check_run"]["id"])
+    );
+    assert_eq!(
+        m.title,
+        format!(
+            "[acme/widgets#416] CI: {} \u{2014} failure",
+            run["check_run"]["name"].as_str().unwrap()
+        )
+    );
     assert!(
         m.sender.unwrap().is_bot,
         "check runs come from bots and are kept"
@@ -188,15 +235,90 @@ fn mention_matching() {
 
 #[test]
 fn config_validation() {
-    assert!(GitHub::validate_config(TYPE.into(), instance(json!({})).config).is_ok());
+    let valid = |c: Value| GitHub::validate_config(TYPE.into(), c.to_string());
+    assert!(valid(serde_json::from_str(&instance(json!({})).config).unwrap()).is_ok());
     let app = json!({ "webhookSecret": SECRET, "appId": "123", "privateKey": test_key() });
-    assert!(GitHub::validate_config(TYPE.into(), app.to_string()).is_ok());
-    let problems = GitHub::validate_config(
-        TYPE.into(),
-        json!({ "appId": "x", "privateKey": "nope", "commentPolicy": "some" }).to_string(),
-    )
-    .unwrap_err();
+    assert!(valid(app).is_ok());
+    let problems =
+        valid(json!({ "appId": "x", "privateKey": "nope", "commentPolicy": "some" })).unwrap_err();
     assert_eq!(problems.len(), 4, "{problems:?}");
+    // Nitejar's rules: a numeric appId, the client pair alone, a short secret, unknown fields
+    // Nitejar's setup flow wrote.
+    assert!(
+        valid(
+            json!({ "webhookSecret": "short", "appId": 123, "privateKey": test_key(),
+                      "appSlug": "acme-nitejar", "permissions": {"preset": "robust"},
+                      "manifestPending": false, "somethingNew": 1 })
+        )
+        .is_ok()
+    );
+    assert!(
+        valid(json!({ "webhookSecret": SECRET, "clientId": "Iv1.a", "clientSecret": "c" })).is_ok()
+    );
+    // Manifest pending: no secret and no credentials yet.
+    assert!(valid(json!({ "manifestPending": true })).is_ok());
+    // Pairs come together; a secret is required once the App is set up.
+    let problems =
+        valid(json!({ "webhookSecret": SECRET, "token": "t", "clientId": "Iv1.a" })).unwrap_err();
+    assert_eq!(problems, ["`clientSecret` is required with `clientId`"]);
+    let problems = valid(json!({ "token": "t", "manifestPending": false })).unwrap_err();
+    assert!(
+        problems[0].contains("`webhookSecret` is required"),
+        "{problems:?}"
+    );
+    let problems = valid(json!({ "webhookSecret": SECRET })).unwrap_err();
+    assert!(problems[0].contains("set `token`"), "{problems:?}");
+}
+
+#[test]
+fn installations_are_kept_without_a_work_item() {
+    MockHost::default().install();
+    let created = json!({
+        "action": "created",
+        "installation": {"id": 777, "account": {"login": "acme"}, "repository_selection": "selected"},
+        "repositories": [{"id": 1, "full_name": "acme/widgets"}, {"id": 2, "full_name": "acme/api"}],
+        "sender": {"login": "ana", "type": "User"}
+    });
+    let out = parse_with("installation", created.to_string().into_bytes(), json!({}));
+    assert!(
+        matches!(&out, ParseOutcome::Respond(r) if r.status == 200),
+        "{out:?}"
+    );
+    let stored = |host: &mut MockHost| -> Option<Value> {
+        host.kv
+            .get("installation:777")
+            .map(|b| serde_json::from_slice(b).unwrap())
+    };
+    let v = with_host(stored).unwrap();
+    assert_eq!(v["repositories"], json!(["acme/api", "acme/widgets"]));
+    assert_eq!(v["account"], "acme");
+    let changed = json!({
+        "action": "added",
+        "installation": {"id": 777},
+        "repositories_added": [{"full_name": "acme/web"}],
+        "repositories_removed": [{"full_name": "acme/api"}]
+    });
+    let body = changed.to_string().into_bytes();
+    let sig = sign(&body);
+    let mut req = request("installation_repositories", body, sig);
+    req.headers.retain(|h| h.name != "x-github-delivery");
+    let out = GitHub::parse_webhook(instance(json!({})), req).unwrap();
+    assert!(matches!(out, ParseOutcome::Respond(r) if r.status == 200));
+    let v = with_host(stored).unwrap();
+    assert_eq!(v["repositories"], json!(["acme/web", "acme/widgets"]));
+    let deleted = json!({"action": "deleted", "installation": {"id": 777}});
+    parse_with("installation", deleted.to_string().into_bytes(), json!({}));
+    assert!(with_host(stored).is_none());
+}
+
+#[test]
+fn work_item_events_need_a_delivery_id() {
+    let body = fixture("issues.opened.json");
+    let sig = sign(&body);
+    let mut req = request("issues", body, sig);
+    req.headers.retain(|h| h.name != "x-github-delivery");
+    let out = GitHub::parse_webhook(instance(json!({})), req).unwrap();
+    assert!(matches!(out, ParseOutcome::Respond(r) if r.status == 400));
 }
 
 fn created(v: Value) -> Result<Response, HttpError> {

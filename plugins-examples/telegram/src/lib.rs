@@ -1,19 +1,22 @@
 //! Built-in Telegram integration (`builtin.telegram`, type `telegram`), a sandboxed component
 //! like any third-party plugin: its only network grant is `api.telegram.org`.
 //!
-//! Inbound (`parse-webhook`), one Bot API `Update` per request:
+//! Inbound (`parse-webhook`), one Bot API `Update` per request, read as Nitejar reads it (keys
+//! and payload fields from `../shared/spec/nitejar-data.md`, so history imported from Nitejar
+//! continues):
 //! - with `webhookSecret` set, the `X-Telegram-Bot-Api-Secret-Token` header must match
 //!   (compared in constant time over SHA-256 digests), else the host answers 401;
-//! - `message` becomes a work item: text or photo caption (the largest photo size is chosen and
-//!   described), the replied-to message quoted as context, `/command@bot` reported as the
-//!   command `command` (arguments stay in the text);
+//! - `message` and `edited_message` become work items when they carry trimmed text, a caption
+//!   or an attachment (photo, document, audio, voice, video, video note, animation, sticker:
+//!   one `payload.attachments` item per kind, the largest photo size, each described in the
+//!   text the agent reads); the replied-to message is quoted as context; the first `/word` of
+//!   the text is the work item's `command` (`/clear@bot` -> `clear`);
 //! - ignored: messages from bots, channel posts, other update types, chats not in
-//!   `allowedChatIds` (when set), messages with neither text, caption nor photo, and
-//!   **edited messages** (chosen: the original was already answered; answering an edit would
-//!   reply twice to one question);
-//! - session key `telegram:<chat>` or `telegram:<chat>:<thread>` for forum topics (unless
-//!   `useMessageThreads` is false); idempotency key `update:<update_id>` (the host scopes it per
-//!   instance).
+//!   `allowedChatIds` (when set), messages with nothing to answer;
+//! - idempotency key `telegram:<update_id>` (the host scopes it per instance); session key
+//!   `telegram:<chat>`, or `telegram:<chat>:thread:<thread>` when the message has a thread
+//!   (unless `useMessageThreads` is false); source ref `telegram:<chat>[:<thread>]:<message>`;
+//!   title the text, else `<kind> from <chat name>`, cut to 100 characters.
 //!
 //! Outbound: `acknowledge-receipt` reacts with 👀 and shows "typing"; `post-response` shows
 //! "typing", sends the reply as Telegram HTML converted from Markdown (resent as plain text if
@@ -182,20 +185,125 @@ fn largest_photo(photos: &[Value]) -> Option<&Value> {
     })
 }
 
-/// `/clear@nitejar_bot args` -> `clear`.
-fn command_of(text: &str, entities: Option<&Vec<Value>>) -> Option<String> {
-    let starts_with_command = entities.is_some_and(|es| {
-        es.iter().any(|e| {
-            e.get("type").and_then(Value::as_str) == Some("bot_command")
-                && e.get("offset").and_then(Value::as_u64) == Some(0)
+/// The attachment kinds a message can carry, in the order Nitejar lists them (the first one
+/// present names an attachment-only message's title).
+const ATTACHMENT_KINDS: [&str; 8] = [
+    "photo",
+    "document",
+    "audio",
+    "voice",
+    "video",
+    "video_note",
+    "animation",
+    "sticker",
+];
+
+/// Bot API field -> payload field, for the optional attachment fields (present only when the
+/// Bot API sent them).
+const ATTACHMENT_FIELDS: [(&str, &str); 11] = [
+    ("file_name", "fileName"),
+    ("mime_type", "mimeType"),
+    ("width", "width"),
+    ("height", "height"),
+    ("file_size", "fileSize"),
+    ("duration", "duration"),
+    ("performer", "performer"),
+    ("title", "title"),
+    ("emoji", "emoji"),
+    ("is_animated", "isAnimated"),
+    ("is_video", "isVideo"),
+];
+
+/// One item per attachment kind present: `{type, fileId, fileUniqueId, ...}` (Nitejar's shape;
+/// for photos the largest size, for a video note width = height = `length`).
+fn attachments(msg: &Value) -> Vec<Value> {
+    let caption = msg.get("caption").and_then(Value::as_str);
+    ATTACHMENT_KINDS
+        .iter()
+        .filter_map(|kind| {
+            let raw = msg.get(*kind)?;
+            let file = match raw {
+                Value::Array(sizes) => largest_photo(sizes)?,
+                Value::Object(_) => raw,
+                _ => return None,
+            };
+            let file_id = file.get("file_id").and_then(Value::as_str)?;
+            let mut item = serde_json::Map::new();
+            item.insert("type".into(), json!(kind));
+            item.insert("fileId".into(), json!(file_id));
+            item.insert(
+                "fileUniqueId".into(),
+                file.get("file_unique_id").cloned().unwrap_or(Value::Null),
+            );
+            for (from, to) in ATTACHMENT_FIELDS {
+                if let Some(v) = file.get(from).filter(|v| !v.is_null()) {
+                    item.insert(to.into(), v.clone());
+                }
+            }
+            // A video note is square: its side is `length`.
+            if let Some(side) = file.get("length").filter(|v| !v.is_null()) {
+                item.insert("width".into(), side.clone());
+                item.insert("height".into(), side.clone());
+            }
+            if let Some(c) = caption {
+                item.insert("caption".into(), json!(c));
+            }
+            Some(Value::Object(item))
         })
-    });
-    if !starts_with_command {
-        return None;
+        .collect()
+}
+
+/// A line the agent reads for an attachment: `[Video note attached: 240x240, 9 s, file_id …]`.
+fn describe_attachment(a: &Value) -> String {
+    let kind = a["type"].as_str().unwrap_or("file");
+    let mut label: String = kind.replace('_', " ");
+    if let Some(first) = label.get(..1) {
+        label = first.to_uppercase() + &label[1..];
     }
-    let word = text.split_whitespace().next()?.strip_prefix('/')?;
-    let name = word.split('@').next().unwrap_or(word);
-    (!name.is_empty()).then(|| name.to_string())
+    let mut parts = Vec::new();
+    if let (Some(w), Some(h)) = (a["width"].as_u64(), a["height"].as_u64()) {
+        parts.push(format!("{w}x{h}"));
+    }
+    if let Some(d) = a["duration"].as_u64() {
+        parts.push(format!("{d} s"));
+    }
+    for key in ["fileName", "mimeType", "emoji"] {
+        if let Some(s) = a[key].as_str() {
+            parts.push(s.to_string());
+        }
+    }
+    parts.push(format!("file_id {}", a["fileId"].as_str().unwrap_or("")));
+    format!("[{label} attached: {}]", parts.join(", "))
+}
+
+/// The chat's name as Nitejar shows it: its title, else the username, else `Chat <id>`.
+fn chat_name(chat: &Value, chat_id: i64) -> String {
+    chat.get("title")
+        .or_else(|| chat.get("username"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Chat {chat_id}"))
+}
+
+/// Nitejar's title rule: at most 100 characters, else the first 97 and `...`.
+fn cut_title(title: &str, max: usize) -> String {
+    if title.chars().count() <= max {
+        return title.to_string();
+    }
+    let mut out: String = title.chars().take(max - 3).collect();
+    out.push_str("...");
+    out
+}
+
+/// The first `^/(\w+)` of the text (`/clear@nitejar_bot args` -> `clear`), as Nitejar reads it.
+fn command_of(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('/')?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 fn first_line(text: &str, max: usize) -> String {
@@ -207,8 +315,10 @@ fn first_line(text: &str, max: usize) -> String {
     out
 }
 
-/// Turns one `message` into a work item, or says why not.
-fn message_outcome(cfg: &Config, update_id: i64, msg: &Value) -> ParseOutcome {
+/// Turns one `message` (or `edited_message`) into a work item, or says why not. The keys and
+/// payload fields are Nitejar's (`../shared/spec/nitejar-data.md`), so history imported from
+/// Nitejar continues in the same sessions and a redelivery is recognised.
+fn message_outcome(cfg: &Config, update_id: i64, msg: &Value, edited: bool) -> ParseOutcome {
     let ignored = |why: &str| ParseOutcome::Ignored(why.to_string());
     let Some(from) = msg.get("from") else {
         return ignored("message without a sender");
@@ -230,38 +340,25 @@ fn message_outcome(cfg: &Config, update_id: i64, msg: &Value) -> ParseOutcome {
         .get("text")
         .or_else(|| msg.get("caption"))
         .and_then(Value::as_str)
-        .unwrap_or("");
-    let photo = msg
-        .get("photo")
-        .and_then(Value::as_array)
-        .and_then(|p| largest_photo(p))
-        .map(|p| {
-            json!({
-                "fileId": p.get("file_id"),
-                "fileUniqueId": p.get("file_unique_id"),
-                "width": p.get("width"),
-                "height": p.get("height"),
-                "fileSize": p.get("file_size"),
-            })
-        });
-    if body.trim().is_empty() && photo.is_none() {
-        return ignored("no text, caption or photo");
+        .unwrap_or("")
+        .trim();
+    let attachments = attachments(msg);
+    if body.is_empty() && attachments.is_empty() {
+        return ignored("no text, caption or attachment");
     }
-    let entities = msg
-        .get("entities")
-        .or_else(|| msg.get("caption_entities"))
-        .and_then(Value::as_array);
-    let command = command_of(body, entities);
+    let command = command_of(body);
+    // Nitejar keys a session by the message's thread whenever it has one (threads on).
     let thread_id = msg
         .get("message_thread_id")
         .and_then(Value::as_i64)
-        .filter(|_| {
-            cfg.use_message_threads
-                && msg
-                    .get("is_topic_message")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)
-        });
+        .filter(|_| cfg.use_message_threads);
+    // Replies go into the thread only for forum topics (a reply thread in a plain supergroup
+    // is followed by replying to the message).
+    let topic_id = thread_id.filter(|_| {
+        msg.get("is_topic_message")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    });
     let reply = msg.get("reply_to_message").map(|r| {
         let from = r.get("from").cloned().unwrap_or(Value::Null);
         json!({
@@ -282,70 +379,77 @@ fn message_outcome(cfg: &Config, update_id: i64, msg: &Value) -> ParseOutcome {
         ));
     }
     text.push_str(body);
-    if let Some(p) = &photo {
+    for a in &attachments {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&format!(
-            "[Photo attached: {}x{}, file_id {}]",
-            p["width"],
-            p["height"],
-            p["fileId"].as_str().unwrap_or("")
-        ));
+        text.push_str(&describe_attachment(a));
     }
-    let chat_title = chat
-        .get("title")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| "private chat".into());
-    let title = if body.trim().is_empty() {
-        format!("Photo from {sender_name} in {chat_title}")
+    let chat_name = chat_name(&chat, chat_id);
+    let title = if body.is_empty() {
+        let kind = attachments[0]["type"].as_str().unwrap_or("attachment");
+        cut_title(&format!("{kind} from {chat_name}"), 100)
     } else {
-        format!("{sender_name} in {chat_title}: {}", first_line(body, 80))
+        cut_title(body, 100)
     };
-    let session_key = match thread_id {
-        Some(t) => format!("telegram:{chat_id}:{t}"),
-        None => format!("telegram:{chat_id}"),
+    let (session_key, source_ref) = match thread_id {
+        Some(t) => (
+            format!("telegram:{chat_id}:thread:{t}"),
+            format!("telegram:{chat_id}:{t}:{message_id}"),
+        ),
+        None => (
+            format!("telegram:{chat_id}"),
+            format!("telegram:{chat_id}:{message_id}"),
+        ),
     };
     let mut context = json!({ "chatId": chat_id, "messageId": message_id });
-    if let Some(t) = thread_id {
+    if let Some(t) = topic_id {
         context["messageThreadId"] = json!(t);
     }
     if let Some(r) = reply.as_ref().and_then(|r| r["messageId"].as_i64()) {
         context["replyToMessageId"] = json!(r);
     }
+    let sender_id = from.get("id").map(|v| v.to_string()).unwrap_or_default();
+    let username = from.get("username").and_then(Value::as_str);
     let payload = json!({
-        "updateId": update_id,
+        "body": body,
+        "source": "telegram",
+        "actor": {
+            "kind": "human",
+            "externalId": sender_id,
+            "handle": username,
+            "displayName": sender_name,
+            "source": "telegram",
+        },
+        "chatId": chat_id,
+        "chatType": chat.get("type"),
+        "chatName": chat_name,
         "messageId": message_id,
-        "date": msg.get("date"),
-        "chat": {
-            "id": chat_id,
-            "type": chat.get("type"),
-            "title": chat.get("title"),
-            "isForum": chat.get("is_forum").and_then(Value::as_bool).unwrap_or(false),
-        },
-        "threadId": thread_id,
-        "from": {
-            "id": from.get("id"),
-            "name": sender_name,
-            "username": from.get("username"),
-            "languageCode": from.get("language_code"),
-        },
-        "photo": photo,
+        "messageThreadId": thread_id,
+        "senderId": from.get("id"),
+        "senderName": sender_name,
+        "senderUsername": username,
+        "timestamp": msg.get("date"),
+        "replyToMessageId": reply.as_ref().map(|r| r["messageId"].clone()),
+        "replyToMessageText": reply.as_ref().map(|r| r["text"].clone()),
+        "attachments": attachments,
+        "updateId": update_id,
+        "edited": edited,
+        "isForum": chat.get("is_forum").and_then(Value::as_bool).unwrap_or(false),
         "replyTo": reply,
     });
     ParseOutcome::WorkItem(InboundMessage {
         title,
         text,
         session_key,
-        source_ref: format!("telegram:chat:{chat_id}/message:{message_id}"),
+        source_ref,
         sender: Some(Sender {
-            id: from.get("id").map(|v| v.to_string()).unwrap_or_default(),
+            id: sender_id,
             name: sender_name,
             is_bot: false,
         }),
         command,
-        idempotency_key: Some(format!("update:{update_id}")),
+        idempotency_key: Some(format!("telegram:{update_id}")),
         payload: payload.to_string(),
         response_context: Some(context.to_string()),
     })
@@ -509,7 +613,8 @@ impl Integration for Telegram {
                         "description": "Default https://api.telegram.org. Any other host must also be granted to the plugin."
                     }
                 },
-                "additionalProperties": false
+                // Fields Nitejar or a newer version wrote are kept, not refused.
+                "additionalProperties": true
             })
             .to_string(),
             ui_schema: Some(
@@ -550,11 +655,12 @@ impl Integration for Telegram {
         };
         let update_id = update.get("update_id").and_then(Value::as_i64).unwrap_or(0);
         if let Some(msg) = update.get("message") {
-            return Ok(message_outcome(&cfg, update_id, msg));
+            return Ok(message_outcome(&cfg, update_id, msg, false));
         }
-        let why = if update.get("edited_message").is_some() {
-            "edited message (edits of answered messages are ignored)".to_string()
-        } else if update.get("channel_post").is_some()
+        if let Some(msg) = update.get("edited_message") {
+            return Ok(message_outcome(&cfg, update_id, msg, true));
+        }
+        let why = if update.get("channel_post").is_some()
             || update.get("edited_channel_post").is_some()
         {
             "channel post".to_string()

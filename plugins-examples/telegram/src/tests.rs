@@ -57,14 +57,19 @@ fn work_item(outcome: ParseOutcome) -> InboundMessage {
 }
 
 #[test]
-fn group_text_becomes_a_work_item() {
+fn group_text_becomes_a_work_item_with_nitejars_keys() {
     let m = work_item(parse("group-text.json", json!({})));
     assert_eq!(
         m.text,
         "@nitejar_bot can you summarize the deploy failures from last night?"
     );
     assert_eq!(m.session_key, "telegram:-1001748203311");
-    assert_eq!(m.idempotency_key.as_deref(), Some("update:730918401"));
+    assert_eq!(m.source_ref, "telegram:-1001748203311:1893");
+    assert_eq!(m.idempotency_key.as_deref(), Some("telegram:730918401"));
+    assert_eq!(
+        m.title,
+        "@nitejar_bot can you summarize the deploy failures from last night?"
+    );
     assert_eq!(m.command, None);
     assert_eq!(m.sender.as_ref().unwrap().name, "Ana Ruiz");
     let ctx: Value = serde_json::from_str(m.response_context.as_deref().unwrap()).unwrap();
@@ -72,30 +77,154 @@ fn group_text_becomes_a_work_item() {
         ctx,
         json!({ "chatId": -1001748203311i64, "messageId": 1893 })
     );
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    assert_eq!(p["body"], m.text);
+    assert_eq!(p["source"], "telegram");
+    assert_eq!(
+        p["actor"],
+        json!({"kind": "human", "externalId": "5120348812", "handle": "anaruiz",
+               "displayName": "Ana Ruiz", "source": "telegram"})
+    );
+    assert_eq!(p["chatId"], -1001748203311i64);
+    assert_eq!(p["chatType"], "supergroup");
+    assert_eq!(p["chatName"], "Ops Room");
+    assert_eq!(p["messageId"], 1893);
+    assert_eq!(p["messageThreadId"], Value::Null);
+    assert_eq!(p["senderId"], 5120348812i64);
+    assert_eq!(p["senderName"], "Ana Ruiz");
+    assert_eq!(p["senderUsername"], "anaruiz");
+    assert!(p["timestamp"].is_u64());
+    assert_eq!(p["replyToMessageId"], Value::Null);
+    assert_eq!(p["attachments"], json!([]));
 }
 
 #[test]
 fn forum_photo_reply_carries_thread_reply_and_largest_photo() {
     let m = work_item(parse("forum-thread-photo-reply.json", json!({})));
-    assert_eq!(m.session_key, "telegram:-1001748203311:1877");
+    assert_eq!(m.session_key, "telegram:-1001748203311:thread:1877");
+    assert_eq!(m.source_ref, "telegram:-1001748203311:1877:1901");
+    assert_eq!(m.title, "this one, the red panel");
     let ctx: Value = serde_json::from_str(m.response_context.as_deref().unwrap()).unwrap();
     assert_eq!(
         ctx,
         json!({ "chatId": -1001748203311i64, "messageId": 1901, "messageThreadId": 1877, "replyToMessageId": 1899 })
     );
     let payload: Value = serde_json::from_str(&m.payload).unwrap();
-    assert_eq!(payload["photo"]["fileId"], "AgACAgQAAxkBAAIBm2VYlarge");
-    assert_eq!(payload["photo"]["width"], 1280);
+    assert_eq!(
+        payload["attachments"],
+        json!([{"type": "photo", "fileId": "AgACAgQAAxkBAAIBm2VYlarge", "fileUniqueId": "AQADlg1",
+                "width": 1280, "height": 720, "fileSize": 88231,
+                "caption": "this one, the red panel"}])
+    );
+    assert_eq!(payload["messageThreadId"], 1877);
+    assert_eq!(payload["replyToMessageId"], 1899);
+    assert_eq!(
+        payload["replyToMessageText"],
+        "Which dashboard do you mean?"
+    );
     assert_eq!(payload["replyTo"]["fromBot"], true);
     assert!(m.text.contains("this one, the red panel"));
     assert!(m.text.contains("Which dashboard do you mean?"));
-    assert!(m.text.contains("AgACAgQAAxkBAAIBm2VYlarge"));
+    assert!(
+        m.text
+            .contains("[Photo attached: 1280x720, file_id AgACAgQAAxkBAAIBm2VYlarge]")
+    );
     // Threads can be turned off per instance.
     let m = work_item(parse(
         "forum-thread-photo-reply.json",
         json!({ "useMessageThreads": false }),
     ));
     assert_eq!(m.session_key, "telegram:-1001748203311");
+    assert_eq!(m.source_ref, "telegram:-1001748203311:1901");
+}
+
+/// Every attachment kind, in the shapes the Bot API sends (a video note in a forum topic was
+/// answered `ignored` before).
+#[test]
+fn every_attachment_kind_becomes_a_work_item() {
+    let cases = [
+        (
+            "video-note-forum-topic.json",
+            "video_note",
+            "video_note from Ops Room",
+        ),
+        (
+            "document-caption.json",
+            "document",
+            "runbook, page 3 is wrong",
+        ),
+        ("voice-private.json", "voice", "voice from anaruiz"),
+        (
+            "sticker-group.json",
+            "sticker",
+            "sticker from Chat -4099887766",
+        ),
+        ("animation.json", "document", "document from Ops Room"),
+        ("audio.json", "audio", "audio from Ops Room"),
+        ("video.json", "video", "video from Ops Room"),
+    ];
+    for (name, kind, title) in cases {
+        let m = work_item(parse(name, json!({})));
+        let p: Value = serde_json::from_str(&m.payload).unwrap();
+        assert_eq!(p["attachments"][0]["type"], kind, "{name}");
+        assert_eq!(m.title, title, "{name}");
+        assert!(m.text.contains("attached: "), "{name}: {}", m.text);
+    }
+    let m = work_item(parse("video-note-forum-topic.json", json!({})));
+    assert_eq!(m.session_key, "telegram:-1001748203311:thread:1877");
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    assert_eq!(
+        p["attachments"],
+        json!([{"type": "video_note", "fileId": "DQACAgQAAxkBAAIBnWVnote", "fileUniqueId": "AgADnote",
+                "width": 240, "height": 240, "duration": 9, "fileSize": 310442}])
+    );
+    assert!(
+        m.text
+            .contains("[Video note attached: 240x240, 9 s, file_id DQACAgQAAxkBAAIBnWVnote]")
+    );
+    let m = work_item(parse("document-caption.json", json!({})));
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    let doc = &p["attachments"][0];
+    assert_eq!(doc["fileName"], "runbook.pdf");
+    assert_eq!(doc["mimeType"], "application/pdf");
+    assert_eq!(doc["caption"], "runbook, page 3 is wrong");
+    let m = work_item(parse("sticker-group.json", json!({})));
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    let s = &p["attachments"][0];
+    assert_eq!(
+        (&s["emoji"], &s["isAnimated"], &s["isVideo"]),
+        (&json!("👍"), &json!(false), &json!(true))
+    );
+    // One item per kind present, in Nitejar's order (Telegram sends an animation twice).
+    let m = work_item(parse("animation.json", json!({})));
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    let kinds: Vec<&str> = p["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["document", "animation"]);
+    let m = work_item(parse("audio.json", json!({})));
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    assert_eq!(p["attachments"][0]["performer"], "Ops Band");
+    assert_eq!(p["attachments"][0]["title"], "Rollback Blues");
+}
+
+#[test]
+fn titles_are_cut_as_nitejar_cuts_them() {
+    let long = "é".repeat(150);
+    let update = json!({"update_id": 9, "message": {"message_id": 3, "date": 1,
+        "from": {"id": 1, "is_bot": false, "first_name": "A"},
+        "chat": {"id": 5, "type": "private", "username": "a"}, "text": format!("  {long}  ")}});
+    let out = Telegram::parse_webhook(
+        instance(json!({})),
+        request(update.to_string().into_bytes(), Some("s3cret-token")),
+    );
+    let m = work_item(out.unwrap());
+    assert_eq!(m.title.chars().count(), 100);
+    assert!(m.title.ends_with("é..."));
+    assert_eq!(m.text, long, "the body is the trimmed text");
 }
 
 #[test]
@@ -103,20 +232,41 @@ fn command_is_reported() {
     let m = work_item(parse("private-command.json", json!({})));
     assert_eq!(m.command.as_deref(), Some("clear"));
     assert_eq!(m.session_key, "telegram:88123");
+    assert_eq!(command_of("/clear@nitejar_bot now"), Some("clear".into()));
+    assert_eq!(
+        command_of("/summarize_all please"),
+        Some("summarize_all".into())
+    );
+    assert_eq!(command_of("please /clear"), None);
+    assert_eq!(command_of("/ clear"), None);
+}
+
+#[test]
+fn edited_messages_are_answered_like_nitejar_does() {
+    let m = work_item(parse("edited-message.json", json!({})));
+    assert_eq!(m.idempotency_key.as_deref(), Some("telegram:730918405"));
+    assert_eq!(m.source_ref, "telegram:-1001748203311:1893");
+    let p: Value = serde_json::from_str(&m.payload).unwrap();
+    assert_eq!(p["edited"], true);
 }
 
 #[test]
 fn ignored_updates() {
-    for name in [
-        "from-bot-ignored.json",
-        "channel-post-ignored.json",
-        "edited-message.json",
-    ] {
+    for name in ["from-bot-ignored.json", "channel-post-ignored.json"] {
         assert!(
             matches!(parse(name, json!({})), ParseOutcome::Ignored(_)),
             "{name}"
         );
     }
+    // Nothing to answer: whitespace only, no attachment.
+    let update = json!({"update_id": 9, "message": {"message_id": 3, "date": 1,
+        "from": {"id": 1, "is_bot": false, "first_name": "A"},
+        "chat": {"id": 5, "type": "private"}, "text": "  \n "}});
+    let out = Telegram::parse_webhook(
+        instance(json!({})),
+        request(update.to_string().into_bytes(), Some("s3cret-token")),
+    );
+    assert!(matches!(out, Ok(ParseOutcome::Ignored(r)) if r.contains("no text")));
     // Chat allowlist.
     let out = parse("group-text.json", json!({ "allowedChatIds": [42] }));
     assert!(matches!(out, ParseOutcome::Ignored(r) if r.contains("allowedChatIds")));
@@ -124,7 +274,7 @@ fn ignored_updates() {
         "group-text.json",
         json!({ "allowedChatIds": ["-1001748203311"] }),
     ));
-    assert_eq!(m.idempotency_key.as_deref(), Some("update:730918401"));
+    assert_eq!(m.idempotency_key.as_deref(), Some("telegram:730918401"));
 }
 
 #[test]

@@ -321,4 +321,164 @@ mod tests {
         // Another plugin's quota is its own.
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
+
+    /// An install of an earlier version upgrades to Nitejar's keys (migration 0008): a
+    /// redelivery of an update stored as `update:<id>` is still recognised, and conversations
+    /// keep one session.
+    #[tokio::test]
+    async fn keys_stored_in_the_earlier_formats_are_rewritten_to_nitejars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            // The database as the version before 0008 left it.
+            let pool = SqlitePoolOptions::new()
+                .connect_with(
+                    SqliteConnectOptions::new()
+                        .filename(&path)
+                        .create_if_missing(true),
+                )
+                .await
+                .unwrap();
+            let mut before = sqlx::migrate!("../../migrations");
+            before.migrations = before
+                .migrations
+                .iter()
+                .filter(|m| m.version < 8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            before.run(&pool).await.unwrap();
+            for (id, kind) in [("tg", "telegram"), ("gh", "github"), ("wh", "webhook")] {
+                sqlx::query(
+                    "INSERT INTO plugin_instances (id, plugin_id, type, name, config_json,
+                       created_at, updated_at) VALUES (?, ?, ?, ?, '{}', 0, 0)",
+                )
+                .bind(id)
+                .bind(format!("builtin.{kind}"))
+                .bind(kind)
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            let rows = [
+                (
+                    "w1",
+                    "tg",
+                    "telegram",
+                    "telegram:-100",
+                    "telegram:chat:-100/message:5",
+                    None,
+                ),
+                (
+                    "w2",
+                    "tg",
+                    "telegram",
+                    "telegram:-100:77",
+                    "telegram:chat:-100/message:6",
+                    Some(r#"{"chatId":-100,"messageId":6,"messageThreadId":77}"#),
+                ),
+                (
+                    "w3",
+                    "gh",
+                    "github",
+                    "github:acme/api#12",
+                    "github:acme/api/issues/12#comment-999",
+                    None,
+                ),
+                (
+                    "w4",
+                    "gh",
+                    "github",
+                    "github:acme/api#13",
+                    "github:acme/api/issues/13#opened",
+                    None,
+                ),
+                (
+                    "w5",
+                    "gh",
+                    "github",
+                    "github:acme/api#14",
+                    "github:acme/api/check-runs/4242",
+                    None,
+                ),
+                (
+                    "w6",
+                    "wh",
+                    "webhook",
+                    "github:acme/api#15",
+                    "update:1",
+                    None,
+                ),
+            ];
+            for (id, inst, kind, session, source, ctx) in rows {
+                sqlx::query(
+                    "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
+                       session_key, source_ref, payload_json, response_context_json, created_at,
+                       updated_at) VALUES (?, ?, ?, 't', 't', ?, ?, '{}', ?, 0, 0)",
+                )
+                .bind(id)
+                .bind(inst)
+                .bind(kind)
+                .bind(session)
+                .bind(source)
+                .bind(ctx)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            for (inst, key) in [
+                ("tg", "update:730918401"),
+                ("gh", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                ("wh", "update:1"),
+            ] {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id,
+                       created_at) VALUES (?, ?, 'w1', 0)",
+                )
+                .bind(inst)
+                .bind(key)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        let db = SqliteStore::open(&path).await.unwrap();
+        let items: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, session_key, source_ref FROM work_items ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        let expected = [
+            ("w1", "telegram:-100", "telegram:-100:5"),
+            ("w2", "telegram:-100:thread:77", "telegram:-100:77:6"),
+            ("w3", "acme/api#issue:12", "acme/api#issue:12#comment:999"),
+            ("w4", "acme/api#issue:13", "acme/api#issue:13"),
+            ("w5", "acme/api#issue:14", "acme/api#pr:14#check:4242"),
+            // Another integration's rows are not touched, whatever they look like.
+            ("w6", "github:acme/api#15", "update:1"),
+        ];
+        let got: Vec<(&str, &str, &str)> = items
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(got, expected);
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT plugin_instance_id, key FROM idempotency_keys ORDER BY 1")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "gh".into(),
+                    "github:72d3162e-cc78-11e3-81ab-4c9367dc0958".into()
+                ),
+                ("tg".into(), "telegram:730918401".into()),
+                ("wh".into(), "update:1".into()),
+            ]
+        );
+    }
 }
