@@ -101,6 +101,8 @@ pub struct HostOptions {
     pub npm_registry: Option<String>,
     /// Every plugin's kv quota (default: the product's).
     pub kv_quota: Option<nitejar_sandbox::capabilities::kv::KvQuota>,
+    /// `ENCRYPTION_KEY` in any accepted form (default: 64 hex characters, `ab` x 32).
+    pub encryption_key: Option<String>,
 }
 
 impl TestHost {
@@ -128,7 +130,7 @@ impl TestHost {
         config.admin_token = Some(ADMIN_TOKEN.into());
         config.outbound_overrides = opts.overrides;
         config.integration_timeout_ms = opts.integration_timeout_ms.unwrap_or(2_000);
-        config.encryption_key = Some("ab".repeat(32));
+        config.encryption_key = Some(opts.encryption_key.unwrap_or_else(|| "ab".repeat(32)));
         config.safe_mode = opts.safe_mode;
         if let Some(t) = opts.trust {
             config.trust = t;

@@ -7,6 +7,7 @@
 //! of its request and answer.
 
 use crate::error::ErrorBody;
+use crate::import as M;
 use crate::instances as I;
 use crate::lifecycle as L;
 use crate::plugins;
@@ -372,6 +373,16 @@ pub const OPERATIONS: &[Operation] = &[
         query: None,
         request: Body::Empty,
         response: Body::Json(json::<I::IntegrationTypeList>),
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/import/nitejar",
+        tag: "instances",
+        summary: "Import a Nitejar database: instances (same ids and webhook URLs), agent assignments, work items and idempotency keys; third-party plugins reported (dryRun: write nothing)",
+        status: 200,
+        query: None,
+        request: Body::Json(json::<M::ImportRequest>),
+        response: Body::Json(json::<M::ImportReport>),
     },
     Operation {
         method: "get",

@@ -157,7 +157,10 @@ fn every_string_field(stored: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn provider(ctx: &Instances, integration_type: &str) -> Result<Arc<LoadedPlugin>, InstanceError> {
+pub(crate) fn provider(
+    ctx: &Instances,
+    integration_type: &str,
+) -> Result<Arc<LoadedPlugin>, InstanceError> {
     ctx.registry
         .by_integration_type(integration_type)
         .ok_or_else(|| InstanceError::UnknownType(integration_type.into()))
@@ -228,7 +231,7 @@ async fn in_sandbox<T: Send + 'static>(
 }
 
 /// Schema, then the plugin's `validate-config`.
-async fn validate(
+pub(crate) async fn validate(
     ctx: &Instances,
     plugin: &Arc<LoadedPlugin>,
     integration_type: &str,

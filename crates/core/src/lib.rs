@@ -19,6 +19,7 @@ pub mod ingress;
 pub mod instances;
 pub mod limits;
 pub mod logging;
+pub mod nitejar_import;
 pub mod plugins;
 pub mod receipts;
 pub mod response_headers;

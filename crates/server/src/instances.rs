@@ -7,12 +7,14 @@ use crate::error::{ApiError, ApiJson, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use nitejar_api::import::{ImportReport, ImportRequest};
 use nitejar_api::instances::{
     CreateInstanceRequest, Instance, InstanceList, IntegrationType, IntegrationTypeList,
     TestConfigRequest, UpdateInstanceRequest,
 };
 use nitejar_core::app::App;
 use nitejar_core::instances::{self, ConnectionCheck, InstanceError};
+use nitejar_core::nitejar_import::{self, ImportError};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -207,4 +209,24 @@ pub async fn test_unsaved(
         )
         .await?,
     ))
+}
+
+/// `POST /api/admin/import/nitejar`: imports a Nitejar database (see
+/// [`nitejar_core::nitejar_import`]); a source that cannot be read is 400 `bad_source`.
+pub async fn import_nitejar(
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson<ImportRequest>,
+) -> ApiResult<Json<ImportReport>> {
+    if body.from.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`from` is required: the Nitejar SQLite file",
+        ));
+    }
+    match nitejar_import::import(&app.instances, &body).await {
+        Ok(report) => Ok(Json(report)),
+        Err(ImportError::Source(why)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_source", why))
+        }
+        Err(ImportError::Db(e)) => Err(ApiError::from(e)),
+    }
 }

@@ -66,6 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/integration-types", get(instances::list_types))
         .route("/instances", get(instances::list).post(instances::create))
         .route("/instances/test", post(instances::test_unsaved))
+        .route("/import/nitejar", post(instances::import_nitejar))
         .route(
             "/instances/{id}",
             get(instances::get)

@@ -13,13 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod events;
+pub mod import;
 pub mod instances;
+pub mod nitejar_source;
 pub mod plugins;
 pub mod runs;
 pub mod skills;
 pub mod sqlite;
 
 pub use events::{EventRow, EventStore};
+pub use import::{ImportStore, ImportedCounts, ImportedInstance, ImportedWorkItem};
 pub use instances::{
     CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, WorkItemRow, WorkItemStore,
 };
@@ -100,6 +103,7 @@ pub trait Store:
     + AgentStore
     + JobStore
     + SkillStore
+    + ImportStore
     + nitejar_sandbox::capabilities::kv::KvStore
     + Send
     + Sync

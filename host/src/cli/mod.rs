@@ -83,6 +83,26 @@ pub enum ClientCommand {
     /// Skills: list, show, assign, admin skills.
     #[command(subcommand)]
     Skill(SkillCommand),
+    /// Bring another product's data here.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `nitejar import ...`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ImportCommand {
+    /// Import a Nitejar database: integration instances (same ids, types, config blobs and
+    /// webhook URLs), agent assignments, work items and idempotency keys; lists the
+    /// third-party plugins installed there. Safe to run again: rows already here are left as
+    /// they are.
+    Nitejar {
+        /// The Nitejar SQLite file, as a path on the server's machine.
+        #[arg(long)]
+        from: String,
+        /// Only show what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `nitejar skill ...`.
@@ -590,6 +610,20 @@ pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write)
             ClientCommand::Plugin(c) => plugin(&client, conn, c, out).await,
             ClientCommand::Instance(c) => instance(&client, conn, c, out).await,
             ClientCommand::Skill(c) => skill(&client, conn.json, c, out).await,
+            ClientCommand::Import(ImportCommand::Nitejar { from, dry_run }) => {
+                // The server opens the file: a path that exists here is made absolute (the
+                // server's working directory is not the caller's).
+                let from = std::fs::canonicalize(&from)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or(from);
+                let v: nitejar_api::import::ImportReport = client
+                    .post_as(
+                        "/import/nitejar",
+                        &nitejar_api::import::ImportRequest { from, dry_run },
+                    )
+                    .await?;
+                emit_typed(out, conn.json, &v, render::import)
+            }
             ClientCommand::Run(RunCommand::Show { work_item_id }) => {
                 let v: nitejar_api::runs::RunView = client
                     .get_as(&format!("/work-items/{}/run", client::seg(&work_item_id)))

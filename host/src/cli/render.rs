@@ -1,5 +1,6 @@
 //! Human-readable tables for the CLI (the `--json` output is the API's own).
 
+use nitejar_api::import::{Counts, ImportReport, RowAction};
 use nitejar_api::instances::{Instance, InstanceList, IntegrationTypeList};
 use nitejar_api::lifecycle::{PluginHealth, Preview, UpgradeReport, VersionList};
 use nitejar_api::plugins::{EventPage, HookDeclaration, PluginDetail, PluginList};
@@ -607,4 +608,85 @@ mod tests {
             "http://ok\\u{202e}live\\u{200b}.test"
         );
     }
+}
+
+/// `import nitejar`: counts, then every listed row, then the third-party plugins.
+pub fn import(r: &ImportReport) -> String {
+    let verb = if r.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    let counts = |name: &str, c: &Counts| {
+        vec![
+            name.to_string(),
+            c.read.to_string(),
+            c.created.to_string(),
+            c.unchanged.to_string(),
+            c.skipped.to_string(),
+        ]
+    };
+    let mut out = format!(
+        "{} from {}{}\n\n",
+        verb,
+        safe(&r.source),
+        if r.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    let created = if r.dry_run { "to create" } else { "created" };
+    out.push_str(&table(
+        &["rows", "read", created, "unchanged", "skipped"],
+        &[
+            counts("instances", &r.instances),
+            counts("agent assignments", &r.assignments),
+            counts("work items", &r.work_items),
+            counts("idempotency keys", &r.idempotency_keys),
+        ],
+    ));
+    if !r.rows.is_empty() {
+        out.push_str("\n\n");
+        let rows: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .map(|row| {
+                let action = match row.action {
+                    RowAction::Created if r.dry_run => "create",
+                    RowAction::Created => "created",
+                    RowAction::Unchanged => "unchanged",
+                    RowAction::Skipped => "skipped",
+                };
+                vec![
+                    safe(&row.table),
+                    safe(&row.id),
+                    action.into(),
+                    opt(&row.reason),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["table", "id", "action", "note"], &rows));
+    }
+    if !r.third_party_plugins.is_empty() {
+        out.push_str("\n\nthird-party Nitejar plugins (JavaScript; they do not run here):\n");
+        let rows: Vec<Vec<String>> = r
+            .third_party_plugins
+            .iter()
+            .map(|p| {
+                vec![
+                    safe(&p.id),
+                    opt(&p.version),
+                    format!("{} {}", safe(&p.source_kind), opt(&p.source_ref)),
+                    p.instances.to_string(),
+                    safe(&p.replacement),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["plugin", "version", "source", "instances", "replacement"],
+            &rows,
+        ));
+    }
+    out
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod events;
+mod import;
 mod instances;
 mod plugins;
 mod runs;
