@@ -121,9 +121,10 @@ async fn nitejar_db(dir: &Path) -> PathBuf {
     for (id, name, kind, trust, source_ref) in [
         ("builtin.telegram", "Telegram", "builtin", "builtin", ""),
         ("builtin.github", "GitHub", "builtin", "builtin", ""),
+        // A name a terminal would interpret (the CLI must show it escaped).
         (
             "com.acme.slack",
-            "Slack for Nitejar",
+            "Slack \u{1b}[2J for Nitejar",
             "npm",
             "untrusted",
             "@acme/nitejar-slack",
@@ -213,6 +214,60 @@ async fn nitejar_db(dir: &Path) -> PathBuf {
         &[],
     )
     .await;
+    for (id, slug, kind, plugin, content) in [
+        (
+            "sk-1",
+            "escalation",
+            "admin",
+            "",
+            "Page the on-call engineer, then post in #ops.",
+        ),
+        (
+            "sk-2",
+            "slack-etiquette",
+            "plugin",
+            "com.acme.slack",
+            "Thread replies in Slack.",
+        ),
+    ] {
+        exec(
+            &db,
+            "INSERT INTO skills (id, name, slug, description, category, source_kind, plugin_id,
+               content, is_directory, enabled, tags_json, created_at, updated_at)
+             VALUES (?, ?, ?, 'How we escalate', 'ops', ?, NULLIF(?, ''), ?, 1, 1,
+               '[\"ops\"]', 1763000000, 1763000000)",
+            &[id, slug, slug, kind, plugin, content],
+        )
+        .await;
+    }
+    for (id, path, content) in [
+        ("sf-1", "contacts/oncall.md", "Primary: +1 555 0100"),
+        ("sf-2", "../../etc/cron.d/evil", "* * * * * root sh"),
+    ] {
+        exec(
+            &db,
+            "INSERT INTO skill_files (id, skill_id, relative_path, content, content_type,
+               size_bytes, created_at, updated_at)
+             VALUES (?, 'sk-1', ?, ?, 'text/markdown', 20, 1763000000, 1763000000)",
+            &[id, path, content],
+        )
+        .await;
+    }
+    for (id, scope, scope_id, enabled) in [
+        ("sa-1", "global", "", "1"),
+        ("sa-2", "agent", "agent-nitejar-1", "1"),
+        ("sa-3", "team", "team-7", "1"),
+        ("sa-4", "global", "", "0"),
+    ] {
+        exec(
+            &db,
+            "INSERT INTO skill_assignments (id, skill_id, skill_slug, scope, scope_id, priority,
+               auto_inject, enabled, created_at, updated_at)
+             VALUES (?, 'sk-1', 'escalation', ?, NULLIF(?, ''), 0, 1, ?, 1763000000, 1763000000)",
+            &[id, scope, scope_id, enabled],
+        )
+        .await;
+    }
     exec(
         &db,
         "INSERT INTO agents (id, handle, name, created_at, updated_at)
@@ -359,6 +414,39 @@ async fn a_nitejar_database_is_imported_with_nothing_lost_and_nothing_twice() {
         "{plain}"
     );
 
+    // Skills: admin skills with their files (never a path outside the skill).
+    assert_eq!(
+        report["skills"],
+        json!({"read": 2, "created": 2, "unchanged": 0, "skipped": 0})
+    );
+    let skill = host
+        .admin_json(Method::GET, "/skills/admin:sk-1", None, 200)
+        .await;
+    assert_eq!(skill["name"], "escalation");
+    assert_eq!(skill["source"], "admin");
+    assert_eq!(skill["files"], json!(["contacts/oncall.md"]), "{skill}");
+    assert!(
+        row(&report, "skills", "sk-1")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a plain relative path")
+    );
+    assert!(
+        row(&report, "skills", "sk-2")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("com.acme.slack")
+    );
+    assert_eq!(
+        report["skillAssignments"],
+        json!({"read": 4, "created": 1, "unchanged": 0, "skipped": 3})
+    );
+    assert_eq!(
+        skill["assignments"],
+        json!([{"scope": "global", "ref": ""}]),
+        "{skill}"
+    );
+
     // Config blobs byte for byte (checksums), except the plaintext one, now encrypted.
     for (id, config) in &before_configs {
         if id == SLACK_ID {
@@ -462,11 +550,35 @@ async fn a_nitejar_database_is_imported_with_nothing_lost_and_nothing_twice() {
             200,
         )
         .await;
-    for kind in ["instances", "workItems", "idempotencyKeys"] {
+    for kind in [
+        "instances",
+        "workItems",
+        "idempotencyKeys",
+        "skills",
+        "skillAssignments",
+    ] {
         assert_eq!(again[kind]["created"], 0, "{kind}: {again}");
     }
     assert_eq!(again["instances"]["unchanged"], 3);
     assert_eq!(again["workItems"]["unchanged"], 2);
+
+    // The CLI runs the same operation (a dry run here) and prints the report as tables,
+    // source strings escaped.
+    let (code, out) = nitejar_tests::cli(
+        &host,
+        &["import", "nitejar", "--from", &source, "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("would import from "), "{out}");
+    assert!(
+        out.contains("com.acme.slack") && out.contains("\\u{1b}[2J"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "no raw escape reaches the terminal: {out}"
+    );
 
     // The source was only read.
     assert_eq!(

@@ -96,8 +96,13 @@ pub struct ImportReport {
     pub work_items: Counts,
     /// Idempotency keys (a platform redelivery after the move creates nothing new).
     pub idempotency_keys: Counts,
+    /// Skills with their files (admin skills here, id `admin:<id there>`).
+    pub skills: Counts,
+    /// Skill assignments.
+    pub skill_assignments: Counts,
     /// Third-party plugins installed there.
     pub third_party_plugins: Vec<ThirdPartyPlugin>,
-    /// Every instance and assignment row, and every work item or key row that was skipped.
+    /// Every instance, assignment and skill row, and every work item or key row that was
+    /// skipped.
     pub rows: Vec<RowReport>,
 }

@@ -70,6 +70,9 @@ pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// Agent-run workers per process.
 pub const RUN_WORKERS: usize = 4;
 
+/// Largest admin skill content (also what an import brings over).
+pub const MAX_SKILL_CONTENT_BYTES: usize = 256 << 10;
+
 /// Most bytes of the system-prompt section listing a run's skills.
 pub const MAX_SKILLS_PROMPT_BYTES: usize = 4096;
 

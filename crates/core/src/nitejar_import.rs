@@ -18,6 +18,11 @@
 //! - **Work items** with their ids, keys, titles, payloads, statuses (lowercased) and times:
 //!   history, never run here. **Idempotency keys** (global in Nitejar) are kept under the
 //!   instance of their work item, so a platform redelivery after the move creates nothing.
+//! - **Skills** become admin skills (`admin:<id there>`, named by their slug) with their files
+//!   (a file whose path is not a plain relative path is left out and reported); a skill a
+//!   Nitejar plugin contributed is imported the same way and says so. **Skill assignments**
+//!   follow: global ones, and agent ones whose agent exists here; team scopes and disabled
+//!   assignments are reported.
 //! - **Third-party plugins** are listed with what replaces them here; they are JavaScript
 //!   packages and never run here. Their instances are imported only if a plugin here provides
 //!   the type.
@@ -32,7 +37,7 @@ use nitejar_api::import::{
     Counts, ImportReport, ImportRequest, RowAction, RowReport, ThirdPartyPlugin,
 };
 use nitejar_store::nitejar_source::{NitejarSource, SourceError, SourceInstance};
-use nitejar_store::{ImportedInstance, ImportedWorkItem};
+use nitejar_store::{ImportedInstance, ImportedWorkItem, NewSkill};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -111,6 +116,8 @@ async fn run(
         assignments: Counts::default(),
         work_items: Counts::default(),
         idempotency_keys: Counts::default(),
+        skills: Counts::default(),
+        skill_assignments: Counts::default(),
         third_party_plugins: vec![],
         rows: vec![],
     };
@@ -286,9 +293,159 @@ async fn run(
         }
     }
 
+    import_skills(ctx, source, req.dry_run, &mut report, &mut rows).await?;
     report.third_party_plugins = third_party_plugins(ctx, source, &source_instances).await?;
     report.rows = rows.rows;
     Ok(report)
+}
+
+/// Whether a skill file's path is a plain relative path (no `..`, no root, no backslash, no
+/// control characters).
+fn safe_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 512
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.chars().any(char::is_control)
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// Skills become admin skills here (`admin:<id there>`, named by their slug), with their
+/// files; assignments follow their skill. A skill changed here since an earlier import, or
+/// whose name another admin skill here has, is left as it is and reported.
+async fn import_skills(
+    ctx: &Instances,
+    source: &NitejarSource,
+    dry_run: bool,
+    report: &mut ImportReport,
+    rows: &mut Rows,
+) -> Result<(), ImportError> {
+    let admin_here = ctx.store.skills_of("admin", None).await?;
+    let mut imported: HashSet<String> = HashSet::new();
+    for s in source.skills().await? {
+        report.skills.read += 1;
+        let skill_id = format!("admin:{}", s.id);
+        let mut notes = Vec::new();
+        let files: Vec<(String, Vec<u8>)> = s
+            .files
+            .iter()
+            .filter(|(path, _)| {
+                let ok = safe_relative_path(path);
+                if !ok {
+                    notes.push(format!(
+                        "file {:?} left out: not a plain relative path",
+                        path.escape_debug().to_string()
+                    ));
+                }
+                ok
+            })
+            .map(|(p, c)| (p.clone(), c.clone().into_bytes()))
+            .collect();
+        let new = NewSkill {
+            skill_id: &skill_id,
+            name: &s.slug,
+            description: &s.description,
+            tags: &s.tags,
+            source: "admin",
+            plugin_id: None,
+            plugin_version: None,
+            content: &s.content,
+            files: &files,
+            enabled: s.enabled,
+        };
+        if s.source_kind == "plugin" {
+            notes.push(format!(
+                "from Nitejar plugin {} (it does not run here): imported as an admin skill",
+                s.plugin_id.as_deref().unwrap_or("?")
+            ));
+        }
+        let (action, reason) = if !crate::skills::valid_name(&s.slug) {
+            (
+                RowAction::Skipped,
+                Some(format!(
+                    "its slug {:?} is not a valid skill name here",
+                    s.slug
+                )),
+            )
+        } else if s.content.trim().is_empty()
+            || s.content.len() > crate::limits::MAX_SKILL_CONTENT_BYTES
+        {
+            (
+                RowAction::Skipped,
+                Some("its content is empty or larger than 256 KiB".into()),
+            )
+        } else if let Some(existing) = ctx.store.get_skill(&skill_id).await? {
+            imported.insert(s.id.clone());
+            if existing.checksum == new.checksum() && existing.name == s.slug {
+                (RowAction::Unchanged, None)
+            } else {
+                (
+                    RowAction::Skipped,
+                    Some("changed here since it was imported; left as it is".into()),
+                )
+            }
+        } else if admin_here.iter().any(|a| a.name == s.slug) {
+            (
+                RowAction::Skipped,
+                Some(format!("an admin skill named {:?} exists here", s.slug)),
+            )
+        } else {
+            if !dry_run {
+                ctx.store.upsert_skill(&new).await?;
+            }
+            imported.insert(s.id.clone());
+            (RowAction::Created, None)
+        };
+        count(&mut report.skills, action);
+        let reason = match (reason, notes.is_empty()) {
+            (Some(r), _) => Some(r),
+            (None, false) => Some(notes.join("; ")),
+            (None, true) => None,
+        };
+        rows.push("skills", &s.id, action, reason);
+    }
+    for a in source.skill_assignments().await? {
+        report.skill_assignments.read += 1;
+        let skill_id = format!("admin:{}", a.skill_id);
+        let scope_ref = a.scope_id.clone().unwrap_or_default();
+        let skipped = |why: String| (RowAction::Skipped, Some(why));
+        let (action, reason) = if !imported.contains(&a.skill_id) {
+            skipped(format!("skill {} was not imported", a.skill_id))
+        } else if !a.enabled {
+            skipped("disabled there".into())
+        } else if !matches!(a.scope.as_str(), "global" | "agent") {
+            skipped(format!(
+                "scope {:?}: Nitejar's teams are not imported; assign it here by team name",
+                a.scope
+            ))
+        } else if a.scope == "agent" && ctx.store.get_agent(&scope_ref).await?.is_none() {
+            skipped(format!(
+                "agent {scope_ref} is not defined here (agents are not imported)"
+            ))
+        } else {
+            let scope_ref = if a.scope == "global" {
+                String::new()
+            } else {
+                scope_ref
+            };
+            let existing = ctx.store.skill_assignments(&skill_id).await?;
+            if existing.contains(&(a.scope.clone(), scope_ref.clone())) {
+                (RowAction::Unchanged, None)
+            } else {
+                if !dry_run {
+                    ctx.store
+                        .set_skill_assignment(&skill_id, &a.scope, &scope_ref, true)
+                        .await?;
+                }
+                (RowAction::Created, None)
+            }
+        };
+        count(&mut report.skill_assignments, action);
+        rows.push("skill_assignments", &a.id, action, reason);
+    }
+    Ok(())
 }
 
 /// Brings one instance over (or says what would happen).

@@ -68,7 +68,7 @@ fn check(name: &str, content: &str) -> ApiResult<()> {
             "name must be 1-64 lower-case letters, digits, `-`, `_` or `.`",
         ));
     }
-    if content.trim().is_empty() || content.len() > 256 << 10 {
+    if content.trim().is_empty() || content.len() > nitejar_core::limits::MAX_SKILL_CONTENT_BYTES {
         return Err(ApiError::bad_request("content must be 1 byte to 256 KiB"));
     }
     Ok(())

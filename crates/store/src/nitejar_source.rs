@@ -124,6 +124,44 @@ pub struct SourcePlugin {
     pub current_version: Option<String>,
 }
 
+/// A `skills` row with its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSkill {
+    /// Id there.
+    pub id: String,
+    /// Slug (`^[a-z][a-z0-9-]*$`, unique there).
+    pub slug: String,
+    /// Description.
+    pub description: String,
+    /// `admin` or `plugin`.
+    pub source_kind: String,
+    /// The plugin it came from (plugin skills).
+    pub plugin_id: Option<String>,
+    /// Markdown content.
+    pub content: String,
+    /// Whether it was enabled.
+    pub enabled: bool,
+    /// Tags (from `tags_json`; not a list reads as none).
+    pub tags: Vec<String>,
+    /// Files as (relative path, content).
+    pub files: Vec<(String, String)>,
+}
+
+/// A `skill_assignments` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSkillAssignment {
+    /// Id there.
+    pub id: String,
+    /// The skill.
+    pub skill_id: String,
+    /// `global`, `team` or `agent`.
+    pub scope: String,
+    /// Team or agent id (none for global).
+    pub scope_id: Option<String>,
+    /// Whether it was enabled.
+    pub enabled: bool,
+}
+
 /// An open Nitejar database.
 pub struct NitejarSource {
     pool: SqlitePool,
@@ -322,6 +360,84 @@ impl NitejarSource {
                         .unwrap_or_default(),
                     source_ref: r.try_get("source_ref")?,
                     current_version: r.try_get("current_version")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every skill with its files.
+    pub async fn skills(&self) -> Result<Vec<SourceSkill>, SourceError> {
+        if !self.has_table("skills") {
+            return Ok(vec![]);
+        }
+        let mut conn = self.conn().await?;
+        let rows = query_all(
+            &mut conn,
+            "SELECT id, slug, description, source_kind, plugin_id, content, enabled, tags_json
+             FROM skills ORDER BY slug, id",
+        )
+        .await?;
+        let mut skills: Vec<SourceSkill> = rows
+            .iter()
+            .map(|r| {
+                let tags: Option<String> = r.try_get("tags_json")?;
+                Ok(SourceSkill {
+                    id: r.try_get("id")?,
+                    slug: r.try_get("slug")?,
+                    description: r
+                        .try_get::<Option<String>, _>("description")?
+                        .unwrap_or_default(),
+                    source_kind: r
+                        .try_get::<Option<String>, _>("source_kind")?
+                        .unwrap_or_default(),
+                    plugin_id: r.try_get("plugin_id")?,
+                    content: r.try_get("content")?,
+                    enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
+                    tags: tags
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
+                    files: vec![],
+                })
+            })
+            .collect::<Result<_, SourceError>>()?;
+        if self.has_table("skill_files") {
+            let rows = query_all(
+                &mut conn,
+                "SELECT skill_id, relative_path, content FROM skill_files
+                 ORDER BY skill_id, relative_path",
+            )
+            .await?;
+            for r in &rows {
+                let skill_id: String = r.try_get("skill_id")?;
+                if let Some(s) = skills.iter_mut().find(|s| s.id == skill_id) {
+                    s.files
+                        .push((r.try_get("relative_path")?, r.try_get("content")?));
+                }
+            }
+        }
+        Ok(skills)
+    }
+
+    /// Every skill assignment.
+    pub async fn skill_assignments(&self) -> Result<Vec<SourceSkillAssignment>, SourceError> {
+        if !self.has_table("skill_assignments") {
+            return Ok(vec![]);
+        }
+        let mut conn = self.conn().await?;
+        let rows = query_all(
+            &mut conn,
+            "SELECT id, skill_id, scope, scope_id, enabled FROM skill_assignments
+             ORDER BY skill_id, priority DESC, id",
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceSkillAssignment {
+                    id: r.try_get("id")?,
+                    skill_id: r.try_get("skill_id")?,
+                    scope: r.try_get("scope")?,
+                    scope_id: r.try_get("scope_id")?,
+                    enabled: r.try_get::<Option<i64>, _>("enabled")?.unwrap_or(1) != 0,
                 })
             })
             .collect()

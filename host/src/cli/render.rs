@@ -644,6 +644,8 @@ pub fn import(r: &ImportReport) -> String {
             counts("agent assignments", &r.assignments),
             counts("work items", &r.work_items),
             counts("idempotency keys", &r.idempotency_keys),
+            counts("skills", &r.skills),
+            counts("skill assignments", &r.skill_assignments),
         ],
     ));
     if !r.rows.is_empty() {
@@ -676,6 +678,7 @@ pub fn import(r: &ImportReport) -> String {
             .map(|p| {
                 vec![
                     safe(&p.id),
+                    safe(&p.name),
                     opt(&p.version),
                     format!("{} {}", safe(&p.source_kind), opt(&p.source_ref)),
                     p.instances.to_string(),
@@ -684,7 +687,14 @@ pub fn import(r: &ImportReport) -> String {
             })
             .collect();
         out.push_str(&table(
-            &["plugin", "version", "source", "instances", "replacement"],
+            &[
+                "plugin",
+                "name",
+                "version",
+                "source",
+                "instances",
+                "replacement",
+            ],
             &rows,
         ));
     }
