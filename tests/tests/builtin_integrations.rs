@@ -1029,3 +1029,93 @@ async fn an_instance_with_nitejar_encrypted_secrets_works_as_stored() {
     assert_eq!(row.config_json, stored);
     host.stop().await;
 }
+
+/// Conversation memory by session (issue 15): a run's model input holds the earlier messages
+/// and replies of its session (same instance and session key), and `/clear` starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_session_remembers_until_clear() {
+    let api = PlatformApi::telegram(TG_TOKEN).await;
+    let model = nitejar_tests::ScriptedModel::start(|_, i| {
+        Some(nitejar_tests::completion_text(&format!("answer {}", i + 1)))
+    })
+    .await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: [("api.telegram.org".to_string(), api.target())].into(),
+        model_base_url: Some(model.base_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let id = create(&host, "telegram", "memory", tg_config(), 201).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let say = |update_id: i64, chat: i64, text: &str| {
+        let body = json!({"update_id": update_id, "message": {
+            "message_id": update_id, "date": 1763900000 + update_id,
+            "from": {"id": 5120348812i64, "is_bot": false, "first_name": "Ana"},
+            "chat": {"id": chat, "type": "private", "first_name": "Ana"},
+            "text": text,
+        }});
+        let host = &host;
+        let id = id.clone();
+        async move {
+            let (status, v) = host
+                .webhook(
+                    "telegram",
+                    &id,
+                    &[(SECRET_HEADER, TG_SECRET)],
+                    body.to_string().into_bytes(),
+                )
+                .await;
+            assert_eq!(status, 202, "{v}");
+            let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
+            assert_eq!(run["delivery"]["status"], "delivered", "{run}");
+        }
+    };
+    let conversation = |i: usize| -> Vec<(String, String)> {
+        model.requests.lock().unwrap()[i]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1) // the system prompt
+            .map(|m| {
+                (
+                    m["role"].as_str().unwrap().to_string(),
+                    m["content"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    say(1, 88123, "my name is Ana").await;
+    say(2, 88123, "I work on payments").await;
+    // Another chat is another session.
+    say(3, 99001, "unrelated").await;
+    say(4, 88123, "what do you know about me?").await;
+    assert_eq!(conversation(2), pairs(&[("user", "unrelated")]));
+    assert_eq!(
+        conversation(3),
+        pairs(&[
+            ("user", "my name is Ana"),
+            ("assistant", "answer 1"),
+            ("user", "I work on payments"),
+            ("assistant", "answer 2"),
+            ("user", "what do you know about me?"),
+        ])
+    );
+    // `/clear` is answered without the model; the next message starts afresh.
+    say(5, 88123, "/clear").await;
+    assert_eq!(model.count(), 4, "the model is not called for /clear");
+    let sends = api.calls_to("/sendMessage");
+    assert_eq!(
+        sends.last().unwrap().body["text"],
+        nitejar_core::limits::CLEAR_REPLY
+    );
+    say(6, 88123, "who am I?").await;
+    assert_eq!(conversation(4), pairs(&[("user", "who am I?")]));
+    host.stop().await;
+}

@@ -70,6 +70,21 @@ pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// Agent-run workers per process.
 pub const RUN_WORKERS: usize = 4;
 
+/// Earlier messages of its conversation (same instance and session key) a run reads: each
+/// with the reply delivered for it, newest kept when there are more.
+pub const SESSION_HISTORY_TURNS: u32 = 20;
+
+/// Most bytes of conversation history a run is given (messages and replies); the oldest
+/// exchanges are dropped first to fit, as a chat user expects.
+pub const SESSION_HISTORY_MAX_BYTES: usize = 32 << 10;
+
+/// The command that starts a conversation afresh (Telegram `/clear`): later runs see nothing
+/// before it.
+pub const CLEAR_COMMAND: &str = "clear";
+
+/// The reply to [`CLEAR_COMMAND`] (the model is not called for it).
+pub const CLEAR_REPLY: &str = "New conversation: I no longer see the earlier messages.";
+
 /// Largest admin skill content (also what an import brings over).
 pub const MAX_SKILL_CONTENT_BYTES: usize = 256 << 10;
 

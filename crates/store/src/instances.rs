@@ -84,6 +84,19 @@ pub struct WorkItemRow {
     pub created_at: i64,
 }
 
+/// An earlier message of a conversation and the reply delivered for it.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct SessionTurn {
+    /// The work item.
+    pub work_item_id: String,
+    /// What the user wrote (the work item's text).
+    pub text: String,
+    /// Its command (`clear` starts the conversation afresh).
+    pub command: Option<String>,
+    /// The reply delivered for it, if one was.
+    pub reply: Option<String>,
+}
+
 /// Whether an idempotent create made a new row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
@@ -159,4 +172,8 @@ pub trait WorkItemStore: Send + Sync {
 
     /// Sets a work item's status.
     async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()>;
+
+    /// The conversation before `item`: at most `limit` earlier work items of its instance and
+    /// session key, newest first, each with the reply delivered for it.
+    async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>>;
 }

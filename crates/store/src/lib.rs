@@ -24,7 +24,7 @@ pub mod sqlite;
 pub use events::{EventRow, EventStore};
 pub use import::{ImportStore, ImportedCounts, ImportedInstance, ImportedWorkItem};
 pub use instances::{
-    CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, WorkItemRow, WorkItemStore,
+    CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, SessionTurn, WorkItemRow, WorkItemStore,
 };
 pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,

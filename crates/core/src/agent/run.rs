@@ -107,7 +107,35 @@ struct Run {
     /// The skills assigned to this run (by precedence) and their file names.
     skills: Vec<nitejar_store::SkillRow>,
     skill_files: Vec<(String, Vec<String>)>,
+    /// The earlier exchanges of the conversation, oldest first, as chat messages.
+    history: Vec<Value>,
     scope: Option<RunScope>,
+}
+
+/// The conversation before a run as chat messages, oldest first: `turns` come newest first;
+/// reading stops at a `/clear` (the run after it starts afresh) and before the exchange that
+/// would pass `max_bytes` (the oldest are dropped).
+pub fn conversation(turns: &[nitejar_store::SessionTurn], max_bytes: usize) -> Vec<Value> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for t in turns {
+        if t.command.as_deref() == Some(crate::limits::CLEAR_COMMAND) {
+            break;
+        }
+        bytes += t.text.len() + t.reply.as_deref().map_or(0, str::len);
+        if bytes > max_bytes {
+            break;
+        }
+        kept.push(t);
+    }
+    let mut messages = Vec::new();
+    for t in kept.into_iter().rev() {
+        messages.push(json!({ "role": "user", "content": t.text }));
+        if let Some(r) = &t.reply {
+            messages.push(json!({ "role": "assistant", "content": r }));
+        }
+    }
+    messages
 }
 
 impl Run {
@@ -144,6 +172,15 @@ impl Run {
             ));
         }
         let catalog = ToolCatalog::build(&runner.registry.all(), !skills.is_empty());
+        let history = if item.command.as_deref() == Some(crate::limits::CLEAR_COMMAND) {
+            vec![]
+        } else {
+            let turns = runner
+                .store
+                .session_history(&item, crate::limits::SESSION_HISTORY_TURNS)
+                .await?;
+            conversation(&turns, crate::limits::SESSION_HISTORY_MAX_BYTES)
+        };
         let scope = RunScope::new(h::HookContext {
             plugin_instance_id: Some(instance.id.clone()),
             work_item_id: Some(item.id.clone()),
@@ -162,6 +199,7 @@ impl Run {
             catalog,
             skills,
             skill_files,
+            history,
             scope: Some(scope),
         })
     }
@@ -321,6 +359,27 @@ impl Run {
 
     async fn execute(&mut self) -> anyhow::Result<Value> {
         self.acknowledge().await?;
+        if self.item.command.as_deref() == Some(crate::limits::CLEAR_COMMAND) {
+            // `/clear`: the conversation starts afresh; later runs read nothing before this
+            // work item. Confirmed without calling the model.
+            let content = crate::limits::CLEAR_REPLY.to_string();
+            self.step(
+                0,
+                "note",
+                json!({ "sessionCleared": self.item.session_key }),
+            )
+            .await;
+            self.step(0, "final", json!({ "content": content, "hitLimit": false }))
+                .await;
+            let delivery = self.deliver(content.clone(), false).await?;
+            return Ok(json!({
+                "finalResponse": content,
+                "hitLimit": false,
+                "sessionCleared": true,
+                "delivery": delivery.status,
+                "deliveryError": delivery.error,
+            }));
+        }
         // run.pre_prompt
         let system = self.system_prompt().await?;
         let d = self
@@ -339,13 +398,15 @@ impl Run {
         self.step(
             0,
             "prompt",
-            json!({ "systemPrompt": prompt.system_prompt, "userMessage": prompt.user_message, "hooks": d.handlers }),
+            json!({
+                "systemPrompt": prompt.system_prompt, "userMessage": prompt.user_message,
+                "historyMessages": self.history.len(), "hooks": d.handlers,
+            }),
         )
         .await;
-        let mut messages = vec![
-            json!({ "role": "system", "content": prompt.system_prompt }),
-            json!({ "role": "user", "content": prompt.user_message }),
-        ];
+        let mut messages = vec![json!({ "role": "system", "content": prompt.system_prompt })];
+        messages.append(&mut self.history);
+        messages.push(json!({ "role": "user", "content": prompt.user_message }));
         let tools = self.catalog.openai_tools();
         let mut final_response: Option<String> = None;
         let mut last_content: Option<String> = None;
@@ -746,5 +807,47 @@ impl Run {
         self.forget_delivery_guard(plugin.id()).await;
         self.post_deliver(pre.content, &row).await?;
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversation;
+    use nitejar_store::SessionTurn;
+    use serde_json::json;
+
+    fn turn(text: &str, command: Option<&str>, reply: Option<&str>) -> SessionTurn {
+        SessionTurn {
+            work_item_id: text.into(),
+            text: text.into(),
+            command: command.map(str::to_string),
+            reply: reply.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn history_is_oldest_first_stops_at_clear_and_drops_the_oldest_to_fit() {
+        // Newest first, as the store returns them.
+        let turns = [
+            turn("c", None, None),
+            turn("b", None, Some("B")),
+            turn("/clear", Some("clear"), Some("cleared")),
+            turn("a", None, Some("A")),
+        ];
+        assert_eq!(
+            conversation(&turns, 1000),
+            [
+                json!({"role": "user", "content": "b"}),
+                json!({"role": "assistant", "content": "B"}),
+                json!({"role": "user", "content": "c"}),
+            ]
+        );
+        // 3 bytes fit "c" and "b"+"B" (1 + 2); 2 bytes only the newest.
+        assert_eq!(conversation(&turns, 3).len(), 3);
+        assert_eq!(
+            conversation(&turns, 2),
+            [json!({"role": "user", "content": "c"})]
+        );
+        assert!(conversation(&turns[2..], 1000).is_empty());
     }
 }

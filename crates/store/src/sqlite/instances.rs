@@ -191,6 +191,29 @@ impl WorkItemStore for SqliteStore {
         .await?)
     }
 
+    async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
+        Ok(sqlx::query_as(
+            "SELECT w.id AS work_item_id, w.text, w.command,
+                    (SELECT d.content FROM deliveries d
+                     WHERE d.work_item_id = w.id AND d.status = 'delivered'
+                     ORDER BY d.updated_at DESC LIMIT 1) AS reply
+             FROM work_items w
+             WHERE w.plugin_instance_id = ? AND w.session_key = ? AND w.id <> ?
+               AND (w.created_at < ? OR (w.created_at = ? AND w.id < ?))
+             ORDER BY w.created_at DESC, w.id DESC
+             LIMIT ?",
+        )
+        .bind(&item.plugin_instance_id)
+        .bind(&item.session_key)
+        .bind(&item.id)
+        .bind(item.created_at)
+        .bind(item.created_at)
+        .bind(&item.id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()> {
         sqlx::query("UPDATE work_items SET status = ?, updated_at = ? WHERE id = ?")
             .bind(status)
