@@ -571,45 +571,6 @@ pub fn run(v: &RunView) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn tables_pad_columns() {
-        let t = table(
-            &["A", "LONG HEADER"],
-            &[vec!["xyz".into(), "1".into()], vec!["q".into(), "".into()]],
-        );
-        assert_eq!(t, "A    LONG HEADER\nxyz  1\nq");
-    }
-
-    #[test]
-    fn cells() {
-        assert_eq!(cell(&json!(null)), "-");
-        assert_eq!(cell(&json!(true)), "yes");
-        assert_eq!(cell(&json!("s")), "s");
-        assert_eq!(cell(&json!(3)), "3");
-    }
-
-    #[test]
-    fn terminal_control_characters_are_shown_escaped() {
-        let hostile = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\rname";
-        let shown = safe(hostile);
-        assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert_eq!(shown, "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\rname");
-        assert_eq!(cell(&json!(hostile)), shown);
-        assert_eq!(safe("plain, ünïcode"), "plain, ünïcode");
-        // A right-to-left override makes "network: exe.evil" read differently; zero-width
-        // characters hide text.
-        assert_eq!(
-            safe("http://ok\u{202E}live\u{200B}.test"),
-            "http://ok\\u{202e}live\\u{200b}.test"
-        );
-    }
-}
-
 /// `import nitejar`: counts, then every listed row, then the third-party plugins.
 pub fn import(r: &ImportReport) -> String {
     let verb = if r.dry_run {
@@ -699,4 +660,43 @@ pub fn import(r: &ImportReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_pad_columns() {
+        let t = table(
+            &["A", "LONG HEADER"],
+            &[vec!["xyz".into(), "1".into()], vec!["q".into(), "".into()]],
+        );
+        assert_eq!(t, "A    LONG HEADER\nxyz  1\nq");
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(cell(&json!(null)), "-");
+        assert_eq!(cell(&json!(true)), "yes");
+        assert_eq!(cell(&json!("s")), "s");
+        assert_eq!(cell(&json!(3)), "3");
+    }
+
+    #[test]
+    fn terminal_control_characters_are_shown_escaped() {
+        let hostile = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\rname";
+        let shown = safe(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\rname");
+        assert_eq!(cell(&json!(hostile)), shown);
+        assert_eq!(safe("plain, ünïcode"), "plain, ünïcode");
+        // A right-to-left override makes "network: exe.evil" read differently; zero-width
+        // characters hide text.
+        assert_eq!(
+            safe("http://ok\u{202E}live\u{200B}.test"),
+            "http://ok\\u{202e}live\\u{200b}.test"
+        );
+    }
 }
