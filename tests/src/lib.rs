@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod platforms;
+pub mod postgres;
 pub mod sources;
 
 use futures::StreamExt as _;

@@ -34,44 +34,29 @@ fn secrets() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn exec(db: &Path, sql: &str, binds: &[&str]) {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .connect()
-        .await
-        .unwrap();
-    if binds.is_empty() {
-        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    } else {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(*b);
-        }
-        q.execute(&mut conn).await.unwrap();
-    }
+/// A SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The Nitejar database: two built-in instances with `enc:` secrets, one Telegram instance
-/// stored without a key (plaintext token), a third-party Slack plugin with an instance,
-/// an agent assignment, work items with their idempotency keys, and a key whose work item is
-/// gone.
-async fn nitejar_db(dir: &Path) -> PathBuf {
-    let db = dir.join("nitejar.sqlite");
-    let schema =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/nitejar/schema.sql")).unwrap();
-    exec(&db, &schema, &[]).await;
+/// The rows of the Nitejar database, as one SQL script for either backend (booleans 0/1 on
+/// SQLite, TRUE/FALSE on PostgreSQL): two built-in instances with `enc:` secrets, one Telegram
+/// instance stored without a key (plaintext token), a third-party Slack plugin with an
+/// instance, an agent assignment, work items with their idempotency keys, a key whose work item
+/// is gone, skills with files (one with a path that climbs out) and assignments of each scope.
+fn nitejar_rows(postgres: bool) -> String {
+    let b = |v: bool| match (postgres, v) {
+        (true, true) => "TRUE",
+        (true, false) => "FALSE",
+        (false, true) => "1",
+        (false, false) => "0",
+    };
     let s = secrets();
     let tg = json!({
         "botToken": s["telegramBotToken"], "webhookSecret": s["telegramWebhookSecret"],
         "allowedChatIds": [-1001748203311i64, 88123], "useMessageThreads": true
     });
-    // As Nitejar's GitHub App setup flow stores it (and `apiBaseUrl` unknown to Nitejar: kept).
-    let key = std::fs::read_to_string(repo_root().join("tests/fixtures/github-app-test-key.pem"))
-        .unwrap();
-    assert!(!key.is_empty());
+    // As Nitejar's GitHub App setup flow stores it.
     let gh = json!({
         "appId": GH_APP_ID.to_string(), "appSlug": "acme-nitejar", "clientId": "Iv1.0123456789abcdef",
         "clientSecret": s["githubClientSecret"], "privateKey": s["githubPrivateKey"],
@@ -80,73 +65,84 @@ async fn nitejar_db(dir: &Path) -> PathBuf {
     });
     let plain = json!({ "botToken": TG_TOKEN });
     let slack = json!({ "signingSecret": "enc:AAAA", "channel": "#ops" });
+    let mut sql = String::new();
     for (id, plugin, name, config, created) in [
         (
             TG_ID,
             "builtin.telegram",
             "Ops bot",
             tg.to_string(),
-            "1763000000",
+            1763000000,
         ),
         (
             GH_ID,
             "builtin.github",
             "acme/widgets",
             gh.to_string(),
-            "1763000100",
+            1763000100,
         ),
         (
             PLAIN_ID,
             "builtin.telegram",
             "Old bot",
             plain.to_string(),
-            "1763000200",
+            1763000200,
         ),
         (
             SLACK_ID,
             "com.acme.slack",
             "Slack",
             slack.to_string(),
-            "1763000300",
+            1763000300,
         ),
     ] {
-        exec(
-            &db,
+        sql += &format!(
             "INSERT INTO plugin_instances (id, plugin_id, name, config_json, scope, enabled,
-               created_at, updated_at) VALUES (?, ?, ?, ?, 'global', 1, ?, ?)",
-            &[id, plugin, name, &config, created, created],
-        )
-        .await;
+               created_at, updated_at) VALUES ({}, {}, {}, {}, 'global', {}, {created}, {created});\n",
+            lit(id), lit(plugin), lit(name), lit(&config), b(true)
+        );
     }
     for (id, name, kind, trust, source_ref) in [
-        ("builtin.telegram", "Telegram", "builtin", "builtin", ""),
-        ("builtin.github", "GitHub", "builtin", "builtin", ""),
+        (
+            "builtin.telegram",
+            "Telegram",
+            "builtin",
+            "builtin",
+            "NULL".to_string(),
+        ),
+        (
+            "builtin.github",
+            "GitHub",
+            "builtin",
+            "builtin",
+            "NULL".to_string(),
+        ),
         // A name a terminal would interpret (the CLI must show it escaped).
         (
             "com.acme.slack",
             "Slack \u{1b}[2J for Nitejar",
             "npm",
             "untrusted",
-            "@acme/nitejar-slack",
+            lit("@acme/nitejar-slack"),
         ),
     ] {
-        exec(
-            &db,
+        sql += &format!(
             "INSERT INTO plugins (id, name, enabled, trust_level, source_kind, source_ref,
                current_version, manifest_json, installed_at, updated_at, last_loaded_at)
-             VALUES (?, ?, 1, ?, ?, NULLIF(?, ''), '1.4.2', '{}', 1763000000, 1763000000,
-               1763000000123)",
-            &[id, name, trust, kind, source_ref],
-        )
-        .await;
+             VALUES ({}, {}, {}, {}, {}, {source_ref}, '1.4.2', '{{}}', 1763000000, 1763000000,
+               1763000000123);\n",
+            lit(id),
+            lit(name),
+            b(true),
+            lit(trust),
+            lit(kind)
+        );
     }
-    exec(
-        &db,
+    sql += &format!(
         "INSERT INTO agent_plugin_instances (agent_id, plugin_instance_id, policy_json, created_at)
-         VALUES ('agent-nitejar-1', ?, '{}', 1763000000)",
-        &[TG_ID],
-    )
-    .await;
+         VALUES ('agent-nitejar-1', {}, '{{}}', 1763000000);\n",
+        lit(TG_ID)
+    );
     let items = [
         (
             "wi-tg-1",
@@ -183,129 +179,216 @@ async fn nitejar_db(dir: &Path) -> PathBuf {
         ),
     ];
     for (id, inst, session, src, source_ref, status, title, payload, key) in items {
-        exec(
-            &db,
+        sql += &format!(
             "INSERT INTO work_items (id, plugin_instance_id, session_key, source, source_ref,
                status, title, payload, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1763001000, 1763001060)",
-            &[
-                id,
-                inst,
-                session,
-                src,
-                source_ref,
-                status,
-                title,
-                &payload.to_string(),
-            ],
-        )
-        .await;
-        exec(
-            &db,
-            "INSERT INTO idempotency_keys (key, work_item_id, created_at) VALUES (?, ?, 1763001000)",
-            &[key, id],
-        )
-        .await;
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 1763001000, 1763001060);
+             INSERT INTO idempotency_keys (key, work_item_id, created_at)
+             VALUES ({}, {}, 1763001000);\n",
+            lit(id),
+            lit(inst),
+            lit(session),
+            lit(src),
+            lit(source_ref),
+            lit(status),
+            lit(title),
+            lit(&payload.to_string()),
+            lit(key),
+            lit(id)
+        );
     }
-    exec(
-        &db,
-        "INSERT INTO idempotency_keys (key, work_item_id, created_at)
-         VALUES ('telegram:1', 'wi-purged', 1763000000)",
-        &[],
-    )
-    .await;
+    sql += "INSERT INTO idempotency_keys (key, work_item_id, created_at)
+            VALUES ('telegram:1', 'wi-purged', 1763000000);\n";
     for (id, slug, kind, plugin, content) in [
         (
             "sk-1",
             "escalation",
             "admin",
-            "",
+            "NULL",
             "Page the on-call engineer, then post in #ops.",
         ),
         (
             "sk-2",
             "slack-etiquette",
             "plugin",
-            "com.acme.slack",
+            "'com.acme.slack'",
             "Thread replies in Slack.",
         ),
     ] {
-        exec(
-            &db,
+        sql += &format!(
             "INSERT INTO skills (id, name, slug, description, category, source_kind, plugin_id,
                content, is_directory, enabled, tags_json, created_at, updated_at)
-             VALUES (?, ?, ?, 'How we escalate', 'ops', ?, NULLIF(?, ''), ?, 1, 1,
-               '[\"ops\"]', 1763000000, 1763000000)",
-            &[id, slug, slug, kind, plugin, content],
-        )
-        .await;
+             VALUES ({}, {}, {}, 'How we escalate', 'ops', {}, {plugin}, {}, {}, {},
+               '[\"ops\"]', 1763000000, 1763000000);\n",
+            lit(id),
+            lit(slug),
+            lit(slug),
+            lit(kind),
+            lit(content),
+            b(true),
+            b(true)
+        );
     }
     for (id, path, content) in [
         ("sf-1", "contacts/oncall.md", "Primary: +1 555 0100"),
         ("sf-2", "../../etc/cron.d/evil", "* * * * * root sh"),
     ] {
-        exec(
-            &db,
+        sql += &format!(
             "INSERT INTO skill_files (id, skill_id, relative_path, content, content_type,
                size_bytes, created_at, updated_at)
-             VALUES (?, 'sk-1', ?, ?, 'text/markdown', 20, 1763000000, 1763000000)",
-            &[id, path, content],
-        )
-        .await;
+             VALUES ({}, 'sk-1', {}, {}, 'text/markdown', 20, 1763000000, 1763000000);\n",
+            lit(id),
+            lit(path),
+            lit(content)
+        );
     }
     for (id, scope, scope_id, enabled) in [
-        ("sa-1", "global", "", "1"),
-        ("sa-2", "agent", "agent-nitejar-1", "1"),
-        ("sa-3", "team", "team-7", "1"),
-        ("sa-4", "global", "", "0"),
+        ("sa-1", "global", "NULL", true),
+        ("sa-2", "agent", "'agent-nitejar-1'", true),
+        ("sa-3", "team", "'team-7'", true),
+        ("sa-4", "global", "NULL", false),
     ] {
-        exec(
-            &db,
+        sql +=
+            &format!(
             "INSERT INTO skill_assignments (id, skill_id, skill_slug, scope, scope_id, priority,
                auto_inject, enabled, created_at, updated_at)
-             VALUES (?, 'sk-1', 'escalation', ?, NULLIF(?, ''), 0, 1, ?, 1763000000, 1763000000)",
-            &[id, scope, scope_id, enabled],
-        )
-        .await;
+             VALUES ({}, 'sk-1', 'escalation', {}, {scope_id}, 0, {}, {}, 1763000000,
+               1763000000);\n",
+            lit(id), lit(scope), b(true), b(enabled)
+        );
     }
-    exec(
-        &db,
-        "INSERT INTO agents (id, handle, name, created_at, updated_at)
-         VALUES ('agent-nitejar-1', 'ops', 'Ops', 1, 1)",
-        &[],
-    )
-    .await;
-    db
+    sql += "INSERT INTO agents (id, handle, name, created_at, updated_at)
+            VALUES ('agent-nitejar-1', 'ops', 'Ops', 1, 1);\n";
+    sql
 }
 
-/// Every file of the source database, hashed (it must never change).
-fn fingerprint(db: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for suffix in ["", "-wal"] {
-        let path = PathBuf::from(format!("{}{suffix}", db.display()));
-        if let Ok(bytes) = std::fs::read(&path) {
-            out.push((suffix.to_string(), hex::encode(Sha256::digest(&bytes))));
-        }
+/// A Nitejar database to import from, and what proves it was only read.
+#[allow(async_fn_in_trait)]
+trait Source {
+    /// What `--from` takes.
+    fn from(&self) -> String;
+    /// `(id, config_json)` of every instance row.
+    async fn configs(&self) -> Vec<(String, String)>;
+    /// Everything the source holds, hashed.
+    async fn fingerprint(&self) -> Vec<String>;
+}
+
+/// A Nitejar SQLite file (WAL mode, as Nitejar runs it).
+struct SqliteSource(PathBuf);
+
+impl SqliteSource {
+    async fn create(dir: &Path) -> SqliteSource {
+        use sqlx::ConnectOptions;
+        let db = dir.join("nitejar.sqlite");
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
+        let schema =
+            std::fs::read_to_string(repo_root().join("tests/fixtures/nitejar/schema.sql")).unwrap();
+        sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(&nitejar_rows(false))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        SqliteSource(db)
     }
-    out
+}
+
+impl Source for SqliteSource {
+    fn from(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+
+    async fn configs(&self) -> Vec<(String, String)> {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&self.0)
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT id, config_json FROM plugin_instances ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    async fn fingerprint(&self) -> Vec<String> {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::read(format!("{}{suffix}", self.0.display())).ok())
+            .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+            .collect()
+    }
+}
+
+/// A Nitejar PostgreSQL database on a throwaway server.
+struct PostgresSource(nitejar_tests::postgres::TempPostgres);
+
+impl PostgresSource {
+    async fn create(pg: nitejar_tests::postgres::TempPostgres) -> PostgresSource {
+        let pool = sqlx::PgPool::connect(&pg.url).await.unwrap();
+        let schema =
+            std::fs::read_to_string(repo_root().join("tests/fixtures/nitejar/schema.postgres.sql"))
+                .unwrap();
+        sqlx::raw_sql(&schema).execute(&pool).await.unwrap();
+        sqlx::raw_sql(&nitejar_rows(true))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        PostgresSource(pg)
+    }
+}
+
+impl Source for PostgresSource {
+    fn from(&self) -> String {
+        self.0.url.clone()
+    }
+
+    async fn configs(&self) -> Vec<(String, String)> {
+        let pool = sqlx::PgPool::connect(&self.0.url).await.unwrap();
+        let rows = sqlx::query_as("SELECT id, config_json FROM plugin_instances ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    }
+
+    async fn fingerprint(&self) -> Vec<String> {
+        let pool = sqlx::PgPool::connect(&self.0.url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for t in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT row_to_json(x)::text FROM {t} x ORDER BY 1"
+            ))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            out.push(format!(
+                "{t}: {}",
+                hex::encode(Sha256::digest(rows.join("\n").as_bytes()))
+            ));
+        }
+        pool.close().await;
+        out
+    }
 }
 
 fn config_checksum(config: &str) -> String {
     hex::encode(Sha256::digest(config.as_bytes()))
-}
-
-async fn source_configs(db: &Path) -> Vec<(String, String)> {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query_as("SELECT id, config_json FROM plugin_instances ORDER BY id")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
 }
 
 fn row<'a>(report: &'a Value, table: &str, id: &str) -> &'a Value {
@@ -318,11 +401,66 @@ fn row<'a>(report: &'a Value, table: &str, id: &str) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nitejar_database_is_imported_with_nothing_lost_and_nothing_twice() {
+async fn a_nitejar_sqlite_database_is_imported_with_nothing_lost_and_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let db = nitejar_db(dir.path()).await;
-    let source = db.to_string_lossy().to_string();
-    let before_configs = source_configs(&db).await;
+    let src = SqliteSource::create(dir.path()).await;
+    let host = import_and_check(&src).await;
+
+    // Bad sources are the client's mistake, named; nothing panics.
+    for (from, needle) in [
+        ("/nonexistent/nitejar.sqlite", "not a file"),
+        (
+            "postgres://nitejar@127.0.0.1:1/nitejar",
+            "cannot connect to the PostgreSQL",
+        ),
+        ("postgres://nitejar@localhost:notaport/nitejar", "not valid"),
+    ] {
+        let v = host
+            .admin_json(
+                Method::POST,
+                "/import/nitejar",
+                Some(json!({"from": from})),
+                400,
+            )
+            .await;
+        assert_eq!(v["error"]["code"], "bad_source", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{v}"
+        );
+    }
+    let not_sqlite = dir.path().join("notes.txt");
+    std::fs::write(&not_sqlite, "hello").unwrap();
+    let v = host
+        .admin_json(
+            Method::POST,
+            "/import/nitejar",
+            Some(json!({"from": not_sqlite})),
+            400,
+        )
+        .await;
+    assert_eq!(v["error"]["code"], "bad_source", "{v}");
+    host.stop().await;
+}
+
+/// The same database on PostgreSQL (booleans and bigints where SQLite has integers), on a
+/// throwaway server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nitejar_postgres_database_is_imported_with_nothing_lost_and_nothing_twice() {
+    let Some(pg) = nitejar_tests::postgres::TempPostgres::start() else {
+        return;
+    };
+    let src = PostgresSource::create(pg).await;
+    let host = import_and_check(&src).await;
+    host.stop().await;
+}
+
+/// Imports `src` (dry run, import, second import, CLI dry run) and checks what carried over,
+/// that the old webhook URLs answer and reply, that imported keys stop redeliveries, and that
+/// the source was only read. Returns the host for more checks.
+async fn import_and_check(src: &impl Source) -> TestHost {
+    let source = src.from();
+    let before_configs = src.configs().await;
     let tg_api = PlatformApi::telegram(TG_TOKEN).await;
     let key = std::fs::read_to_string(repo_root().join("tests/fixtures/github-app-test-key.pem"))
         .unwrap();
@@ -337,7 +475,7 @@ async fn a_nitejar_database_is_imported_with_nothing_lost_and_nothing_twice() {
         ..Default::default()
     })
     .await;
-    let fingerprint_before = fingerprint(&db);
+    let fingerprint_before = src.fingerprint().await;
 
     // A dry run writes nothing and says what would happen.
     let dry = host
@@ -582,40 +720,10 @@ async fn a_nitejar_database_is_imported_with_nothing_lost_and_nothing_twice() {
 
     // The source was only read.
     assert_eq!(
-        fingerprint(&db),
+        src.fingerprint().await,
         fingerprint_before,
         "the source is untouched"
     );
-    assert_eq!(source_configs(&db).await, before_configs);
-
-    // Bad sources are the client's mistake, named; nothing panics.
-    for (from, needle) in [
-        ("/nonexistent/nitejar.sqlite", "not a file"),
-        ("postgres://nitejar@localhost/nitejar", "PostgreSQL"),
-    ] {
-        let v = host
-            .admin_json(
-                Method::POST,
-                "/import/nitejar",
-                Some(json!({"from": from})),
-                400,
-            )
-            .await;
-        assert!(
-            v["error"]["message"].as_str().unwrap().contains(needle),
-            "{v}"
-        );
-    }
-    let not_sqlite = dir.path().join("notes.txt");
-    std::fs::write(&not_sqlite, "hello").unwrap();
-    let v = host
-        .admin_json(
-            Method::POST,
-            "/import/nitejar",
-            Some(json!({"from": not_sqlite})),
-            400,
-        )
-        .await;
-    assert_eq!(v["error"]["code"], "bad_source", "{v}");
-    host.stop().await;
+    assert_eq!(src.configs().await, before_configs);
+    host
 }

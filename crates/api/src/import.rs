@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImportRequest {
-    /// A SQLite file path on the server's machine (`postgres://...` is refused until the
-    /// PostgreSQL backend exists).
+    /// A SQLite file path on the server's machine, or a `postgres://` URL.
     pub from: String,
     /// Only report what would be done; write nothing.
     #[serde(default)]

@@ -1,6 +1,6 @@
-//! `nitejar import nitejar`: bring a Nitejar database's integrations and history to this host
-//! (spec §20: existing integration rows, ids, types, encrypted config blobs and webhook URLs
-//! keep working).
+//! `nitejar import nitejar`: bring a Nitejar database (SQLite file or PostgreSQL, read only)'s
+//! integrations and history to this host (spec §20: existing integration rows, ids, types,
+//! encrypted config blobs and webhook URLs keep working).
 //!
 //! What carries over, row by row (a row that cannot be brought over is reported with the
 //! reason and does not stop the rest):

@@ -96,7 +96,8 @@ pub enum ImportCommand {
     /// third-party plugins installed there. Safe to run again: rows already here are left as
     /// they are.
     Nitejar {
-        /// The Nitejar SQLite file, as a path on the server's machine.
+        /// The Nitejar database: a SQLite file (a path on the server's machine) or a
+        /// `postgres://user:password@host:port/database` URL.
         #[arg(long)]
         from: String,
         /// Only show what would be done.
@@ -612,8 +613,10 @@ pub async fn run(conn: &Connection, command: ClientCommand, out: &mut dyn Write)
             ClientCommand::Skill(c) => skill(&client, conn.json, c, out).await,
             ClientCommand::Import(ImportCommand::Nitejar { from, dry_run }) => {
                 // The server opens the file: a path that exists here is made absolute (the
-                // server's working directory is not the caller's).
-                let from = std::fs::canonicalize(&from)
+                // server's working directory is not the caller's). A URL is passed as it is.
+                let from = (!from.contains("://"))
+                    .then(|| std::fs::canonicalize(&from).ok())
+                    .flatten()
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or(from);
                 let v: nitejar_api::import::ImportReport = client
