@@ -387,6 +387,45 @@ async fn answers_match_the_documented_schemas() {
     assert_eq!(s, 400, "{v}");
     check(&doc, "post", "/api/admin/instances", s, &v);
 
+    // Readiness, and an import (a Nitejar database with its tables and no rows; then a source
+    // that is not one).
+    let resp = host
+        .client
+        .get(format!("{}/readyz", host.base))
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    check(&doc, "get", "/readyz", s, &v);
+    let nitejar = tempfile::tempdir().unwrap();
+    let db = nitejar.path().join("nitejar.sqlite");
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let schema = std::fs::read_to_string(root.join("fixtures/nitejar/schema.sql")).unwrap();
+        sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
+    }
+    for (from, status) in [
+        (db.to_string_lossy().into_owned(), 200),
+        ("/nope".into(), 400),
+    ] {
+        let (s, v) = call(
+            Method::POST,
+            "/import/nitejar",
+            Some(serde_json::json!({"from": from, "dryRun": true})),
+        )
+        .await;
+        assert_eq!(s, status, "{v}");
+        check(&doc, "post", "/api/admin/import/nitejar", s, &v);
+    }
+
     // Skills: create, edit, assign, resolve for a run, sync, delete.
     let (s, v) = call(
         Method::POST,

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod health;
 pub mod import;
 pub mod instances;
 pub mod lifecycle;

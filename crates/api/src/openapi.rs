@@ -76,6 +76,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/readyz",
+        tag: "health",
+        summary: "Readiness probe: a database write within 2 s and free disk (503 not_ready with Retry-After otherwise)",
+        status: 200,
+        query: None,
+        request: Body::Empty,
+        response: Body::Json(json::<crate::health::Readiness>),
+    },
+    Operation {
+        method: "get",
         path: "/api/openapi.json",
         tag: "health",
         summary: "This document",

@@ -130,7 +130,9 @@ async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Re
         Ok(Ok(())) if free.is_some_and(|f| f < nitejar_core::limits::MIN_FREE_DISK_BYTES) => {
             "the disk holding the database is full (under 4 MiB free)"
         }
-        Ok(Ok(())) => return Json(serde_json::json!({ "ready": true })).into_response(),
+        Ok(Ok(())) => {
+            return Json(nitejar_api::health::Readiness { ready: true }).into_response();
+        }
         Err(_) => "the database did not take a write within 2 s (locked by another writer?)",
         Ok(Err(e)) => {
             let text = e.to_string();
