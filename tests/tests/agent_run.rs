@@ -356,3 +356,88 @@ async fn a_run_interrupted_by_a_restart_is_retried_and_delivered_exactly_once() 
     assert_eq!(sent_texts(&chat).len(), 1, "delivered exactly once");
     host.stop().await;
 }
+
+/// A job given up after its attempts (a run killed mid-delivery every time) leaves nothing of
+/// its delivery guard in the integration plugin's storage.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_given_up_leaves_no_delivery_guard_entry() {
+    let chat = StandIn::start().await;
+    let stuck = ScriptedModel::start(|_, _| None).await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        model_base_url: Some(stuck.base_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(&host, Some(json!([]))).await;
+    let plugin_id = host
+        .app
+        .store
+        .get_instance(&instance)
+        .await
+        .unwrap()
+        .unwrap()
+        .plugin_id;
+    let v = send(&host, &instance, "m9", "never answered").await;
+    let wi = v["workItemId"].as_str().unwrap().to_string();
+    let job = v["jobId"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        if stuck.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stuck.count(), 1, "the run reached the model");
+    let data = host.stop_keep_data().await;
+    // As a process killed mid-delivery on its last attempt leaves it: the guard entry written,
+    // every attempt used.
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(data.path().join("nitejar.db"))
+            .connect()
+            .await
+            .unwrap();
+        let key = format!("{}{job}", nitejar_core::limits::DELIVERY_GUARD_PREFIX);
+        sqlx::query(
+            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES (?, ?, ?, 0)",
+        )
+        .bind(&plugin_id)
+        .bind(&key)
+        .bind(&b"{\"parts\":{\"0\":\"sending\"}}"[..])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE jobs SET attempts = ? WHERE id = ?")
+            .bind(i64::from(nitejar_core::limits::JOB_ATTEMPTS))
+            .bind(&job)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let host = TestHost::start_in(
+        data,
+        HostOptions {
+            overrides: overrides(&chat),
+            model_base_url: Some(stuck.base_url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let run = host.wait_for_run(&wi).await;
+    assert_eq!(run["job"]["status"], "failed", "{run:#}");
+    assert!(
+        run["job"]["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("gave up"),
+        "{run:#}"
+    );
+    let key = format!("{}{job}", nitejar_core::limits::DELIVERY_GUARD_PREFIX);
+    let left = nitejar_sandbox::capabilities::kv::KvStore::get(&*host.app.store, &plugin_id, &key)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the guard entry is removed");
+    assert_eq!(sent_texts(&chat).len(), 0);
+    host.stop().await;
+}

@@ -15,6 +15,16 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Removes a job's delivery guard entry from the integration plugin's kv (its outcome is
+/// recorded, or the job was given up): a failure is logged, the entry is then only stale.
+async fn forget_delivery_guard(runner: &Runner, job_id: &str, plugin_id: &str) {
+    use nitejar_sandbox::capabilities::kv::KvStore;
+    let key = format!("{DELIVERY_GUARD_PREFIX}{job_id}");
+    if let Err(e) = KvStore::delete(&*runner.store, plugin_id, &key).await {
+        tracing::warn!(job.id = %job_id, "removing the delivery guard entry failed: {e}");
+    }
+}
+
 /// Runs `job` (already claimed) to the end and records the outcome.
 pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
@@ -23,6 +33,12 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
             .store
             .finish_job(&job, "failed", "failed", None, Some(&msg))
             .await?;
+        // An attempt that stopped mid-delivery left its guard entry; nothing will read it now.
+        if let Some(item) = runner.store.get_work_item(&job.work_item_id).await?
+            && let Some(instance) = runner.store.get_instance(&item.plugin_instance_id).await?
+        {
+            forget_delivery_guard(runner, &job.id, &instance.plugin_id).await;
+        }
         return Ok(());
     }
     if let Some(d) = runner.store.get_delivery(&job.id).await?
@@ -637,11 +653,7 @@ impl Run {
     /// posts again, so the entry is no longer needed. Best effort: a leftover entry only costs
     /// kv space.
     async fn forget_delivery_guard(&self, plugin_id: &str) {
-        use nitejar_sandbox::capabilities::kv::KvStore;
-        let key = format!("{DELIVERY_GUARD_PREFIX}{}", self.job.id);
-        if let Err(e) = KvStore::delete(&*self.runner.store, plugin_id, &key).await {
-            tracing::warn!(job.id = %self.job.id, "removing the delivery guard entry failed: {e}");
-        }
+        forget_delivery_guard(&self.runner, &self.job.id, plugin_id).await;
     }
 
     /// `response.post_deliver` with the recorded outcome, whatever it is: `delivered` (with the
