@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod runs;
 pub mod skills;
+pub mod ui;
 pub mod views;
 pub mod webhooks;
 
@@ -107,6 +108,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(openapi::serve))
         .nest("/api/admin", admin)
+        .nest_service("/admin", ui::router(app.clone()))
         .route(
             "/api/webhooks/plugins/{integration_type}/{instance_id}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),

@@ -1,0 +1,409 @@
+//! The admin web UI at `/admin`: server-rendered pages (templates compiled into the binary,
+//! every value auto-escaped), one stylesheet, no script, nothing fetched from another host.
+//!
+//! - **Sign-in** with the admin token (compared in constant time) gives a session cookie
+//!   (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` when the request came over TLS:
+//!   `X-Forwarded-Proto: https` or an `https` `NITEJAR_PUBLIC_URL`). Sessions live in memory
+//!   (a restart signs everyone out), end after [`SESSION_IDLE`] without a request, and on
+//!   sign-out. A page requested without a session redirects to sign-in.
+//! - **Every state-changing form** is a POST carrying the session's CSRF token (compared in
+//!   constant time); a POST whose `Origin` is another host is refused before anything else.
+//! - **Headers** on every page: a strict Content-Security-Policy (`default-src 'none'`, the
+//!   stylesheet from this origin only, no script at all, forms to this origin only, no
+//!   framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+//!   `Cache-Control: no-store`.
+//!
+//! Pages read the same typed answers as the API (`nitejar-api`), by calling the API's own
+//! handlers, so what a page shows is what the API reports.
+
+mod pages;
+
+use crate::auth::token_matches;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::Environment;
+use nitejar_core::app::App;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// At most this many sessions at once; signing in beyond it ends the least recently used.
+pub const MAX_SESSIONS: usize = 256;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "nitejar_session";
+
+/// The Content-Security-Policy of every UI answer.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("assets/app.css");
+
+/// One signed-in browser.
+#[derive(Clone)]
+struct Session {
+    csrf: String,
+    last_seen: Instant,
+}
+
+/// The UI's state: the app, the templates, the sessions.
+pub struct Ui {
+    app: Arc<App>,
+    templates: Environment<'static>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// The signed-in session of a request (put there by [`require_session`]).
+#[derive(Clone)]
+pub struct SignedIn {
+    /// The form token of this session.
+    pub csrf: String,
+}
+
+fn random_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The templates, compiled into the binary.
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Names end in .html, so every value is HTML-escaped unless marked safe (none is).
+    for (name, source) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("error.html", include_str!("templates/error.html")),
+        ("overview.html", include_str!("templates/overview.html")),
+        ("plugins.html", include_str!("templates/plugins.html")),
+        ("plugin.html", include_str!("templates/plugin.html")),
+    ] {
+        env.add_template(name, source)
+            .expect("the UI's templates are valid (checked by the tests)");
+    }
+    env
+}
+
+impl Ui {
+    fn new(app: Arc<App>) -> Ui {
+        Ui {
+            app,
+            templates: templates(),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Renders `template` with `ctx`; a rendering failure is a plain 500 page.
+    fn render(&self, template: &str, ctx: minijinja::Value) -> Response {
+        match self
+            .templates
+            .get_template(template)
+            .and_then(|t| t.render(ctx))
+        {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!("rendering {template} failed: {e:#}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page could not be rendered",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// A page telling what went wrong, with `status`.
+    fn error_page(
+        &self,
+        status: StatusCode,
+        signed_in: Option<&SignedIn>,
+        message: &str,
+    ) -> Response {
+        let mut resp = self.render(
+            "error.html",
+            minijinja::context! {
+                title => status.canonical_reason().unwrap_or("Error"),
+                status => status.as_u16(),
+                message => message,
+                csrf => signed_in.map(|s| s.csrf.clone()),
+            },
+        );
+        *resp.status_mut() = status;
+        resp
+    }
+
+    fn session(&self, id: &str) -> Option<Session> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let now = Instant::now();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        let s = sessions.get_mut(id)?;
+        s.last_seen = now;
+        Some(s.clone())
+    }
+
+    fn start_session(&self) -> String {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        let id = random_token();
+        sessions.insert(
+            id.clone(),
+            Session {
+                csrf: random_token(),
+                last_seen: Instant::now(),
+            },
+        );
+        id
+    }
+
+    fn end_session(&self, id: &str) {
+        self.sessions.lock().expect("sessions lock").remove(id);
+    }
+}
+
+/// The session id the request's cookie names, if any.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Whether the request arrived over TLS (directly behind a proxy that says so, or the host's
+/// public URL is https).
+fn over_tls(app: &App, headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+        || app
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// A POST from another site: its `Origin` names a host other than the one it was sent to.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // No Origin (an older browser, or not a browser): the CSRF token decides.
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+}
+
+/// Security headers on every UI answer.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    resp
+}
+
+/// Pages need a session: without one, a redirect to sign-in. A POST also needs the same
+/// origin (checked here) and the session's CSRF token (checked by the form's handler).
+async fn require_session(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST && cross_site(req.headers()) {
+        return ui.error_page(
+            StatusCode::FORBIDDEN,
+            None,
+            "This form was sent from another site; nothing was changed.",
+        );
+    }
+    let Some(session) = session_cookie(req.headers()).and_then(|id| ui.session(&id)) else {
+        return Redirect::to("/admin/login").into_response();
+    };
+    req.extensions_mut().insert(SignedIn { csrf: session.csrf });
+    next.run(req).await
+}
+
+/// Whether a form's `csrf` field is this session's token.
+fn csrf_ok(signed_in: &SignedIn, form: &HashMap<String, String>) -> bool {
+    form.get("csrf")
+        .is_some_and(|t| token_matches(t, &signed_in.csrf))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The UI's routes, to be served under `/admin`.
+pub fn router(app: Arc<App>) -> Router {
+    let ui = Arc::new(Ui::new(app));
+    let pages = Router::new()
+        .route("/", get(pages::overview))
+        .route("/plugins", get(pages::plugins))
+        .route("/plugins/{id}", get(pages::plugin))
+        .route("/plugins/{id}/enable", post(pages::enable))
+        .route("/plugins/{id}/disable", post(pages::disable))
+        .route("/logout", post(pages::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            ui.clone(),
+            require_session,
+        ));
+    Router::new()
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/app.css", get(stylesheet))
+        .merge(pages)
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(ui)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every template renders every branch (a wrong filter or field fails here, not as a 500).
+    #[test]
+    fn every_template_renders_every_branch() {
+        let env = templates();
+        let plugin = serde_json::json!({
+            "id": "a/b c", "name": "<b>", "enabled": false, "loaded": false,
+            "trustLevel": "untrusted", "sourceKind": "npm", "sourceRef": "x", "version": "1.0.0",
+            "pendingVersion": "1.1.0", "lastLoadError": "boom",
+            "alert": {"kind": "crash_loop", "message": "disabled after 5 failures"},
+            "effectiveLimitations": ["a", "b"],
+        });
+        let enabled = serde_json::json!({"id": "c", "name": "c", "enabled": true, "loaded": true,
+            "trustLevel": "builtin", "sourceKind": "builtin", "effectiveLimitations": []});
+        let runtime = serde_json::json!({"executionMode": "wasm_sandbox", "trustMode": "self_host_open",
+            "hostEnforcedControls": ["x"], "effectiveLimitations": ["y"]});
+        let receipts = serde_json::json!([
+            {"kind": "hook", "status": "ok", "hookName": "run.pre_prompt", "durationMs": 0, "detailJson": "{}"},
+            {"kind": "integration", "status": "error", "hookName": null, "durationMs": null, "detailJson": null},
+        ]);
+        let cases = [
+            (
+                "login.html",
+                minijinja::context! { title => "t", error => "e" },
+            ),
+            ("login.html", minijinja::context! { title => "t" }),
+            (
+                "error.html",
+                minijinja::context! { title => "t", message => "m", csrf => "c", safe_mode => true },
+            ),
+            (
+                "overview.html",
+                minijinja::context! {
+                    title => "t", nav => "overview", csrf => "c", safe_mode => true,
+                    runtime => minijinja::Value::from_serialize(&runtime),
+                    attention => minijinja::Value::from_serialize([&plugin, &enabled]),
+                    plugin_count => 2, enabled_count => 1,
+                },
+            ),
+            (
+                "overview.html",
+                minijinja::context! {
+                    title => "t", nav => "overview", csrf => "c",
+                    runtime => minijinja::Value::from_serialize(&runtime),
+                    attention => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    plugin_count => 0, enabled_count => 0,
+                },
+            ),
+            (
+                "plugins.html",
+                minijinja::context! {
+                    title => "t", nav => "plugins", csrf => "c",
+                    plugins => minijinja::Value::from_serialize([&plugin, &enabled]),
+                },
+            ),
+            (
+                "plugin.html",
+                minijinja::context! {
+                    title => "t", nav => "plugins", csrf => "c",
+                    plugin => minijinja::Value::from_serialize(&plugin),
+                    disclosures => minijinja::Value::from_serialize(serde_json::json!([{"permission": "network:x", "acknowledged": false}])),
+                    receipts => minijinja::Value::from_serialize(&receipts),
+                },
+            ),
+            (
+                "plugin.html",
+                minijinja::context! {
+                    title => "t", nav => "plugins", csrf => "c",
+                    plugin => minijinja::Value::from_serialize(&enabled),
+                    disclosures => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    receipts => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                },
+            ),
+        ];
+        for (name, ctx) in cases {
+            let html = env
+                .get_template(name)
+                .unwrap()
+                .render(ctx)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!html.contains("<b>"), "{name}: values are escaped");
+        }
+    }
+
+    #[test]
+    fn origins_of_other_hosts_are_cross_site() {
+        let headers = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:3000"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+            }
+            h
+        };
+        assert!(!cross_site(&headers(None)));
+        assert!(!cross_site(&headers(Some("http://127.0.0.1:3000"))));
+        assert!(!cross_site(&headers(Some("https://127.0.0.1:3000"))));
+        assert!(cross_site(&headers(Some("http://evil.example"))));
+        assert!(cross_site(&headers(Some(
+            "http://127.0.0.1:3000.evil.example"
+        ))));
+        assert!(cross_site(&headers(Some("null"))));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; nitejar_session=abc; b=2"),
+        );
+        assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("nitejar_sessionx=abc"),
+        );
+        assert_eq!(session_cookie(&h), None);
+    }
+}
