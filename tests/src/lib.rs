@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod platforms;
 pub mod postgres;
 pub mod sources;

@@ -310,3 +310,155 @@ async fn hostile_strings_are_escaped_and_forms_need_the_token_and_this_site() {
     assert!(enabled().await);
     host.stop().await;
 }
+
+/// In a real browser (headless chromium over WebDriver), at a desktop and a phone width: sign
+/// in, see the posture, open a plugin whose name and description try to run script, enable it
+/// with consent. No script runs; every page is screenshotted (`target/ui-screenshots/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_sign_in_look_and_enable() {
+    use fantoccini::Locator;
+    for width in [1280u32, 390] {
+        let Some(browser) = nitejar_tests::browser::Browser::start(width).await else {
+            return;
+        };
+        let host = TestHost::start().await;
+        let pwn =
+            "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
+        let pkg = package_with_manifest("hostile", |m| {
+            m["name"] = json!(format!("Hostile {pwn}"));
+            m["description"] = json!(pwn);
+        });
+        host.admin_json(
+            Method::POST,
+            "/plugins/install",
+            Some(json!({"sourceKind": "local", "sourceRef": pkg.path()})),
+            201,
+        )
+        .await;
+        let c = &browser.client;
+        let shot = |name: &str| format!("{name}-{width}");
+
+        // Without a session: the sign-in page.
+        c.goto(&format!("{}/admin/plugins", host.base))
+            .await
+            .unwrap();
+        assert!(
+            c.current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/admin/login")
+        );
+        browser.screenshot(&shot("login")).await;
+        c.find(Locator::Id("token"))
+            .await
+            .unwrap()
+            .send_keys(ADMIN_TOKEN)
+            .await
+            .unwrap();
+        c.find(Locator::Css("form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // The overview, with the posture as the API reports it.
+        if c.wait()
+            .at_most(std::time::Duration::from_secs(10))
+            .for_element(Locator::Css("#enforced"))
+            .await
+            .is_err()
+        {
+            panic!(
+                "no overview after sign-in at {}: {}",
+                c.current_url().await.unwrap(),
+                c.source().await.unwrap()
+            );
+        }
+        let api = host.admin_json(Method::GET, "/plugins", None, 200).await;
+        let shown: Vec<String> = {
+            let mut v = Vec::new();
+            for li in c.find_all(Locator::Css("#enforced li")).await.unwrap() {
+                v.push(li.text().await.unwrap());
+            }
+            v
+        };
+        let expected: Vec<String> = api["runtime"]["hostEnforcedControls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(shown, expected);
+        browser.screenshot(&shot("overview")).await;
+
+        // The plugin list and the hostile plugin's page: its strings shown as text.
+        c.find(Locator::LinkText("Plugins"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser.screenshot(&shot("plugins")).await;
+        let link = c
+            .find(Locator::Css("a[href='/admin/plugins/test.hostile']"))
+            .await
+            .unwrap();
+        assert_eq!(link.text().await.unwrap(), format!("Hostile {pwn}"));
+        link.click().await.unwrap();
+        assert_eq!(
+            c.find(Locator::Css("h1"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            format!("Hostile {pwn} test.hostile")
+        );
+        // The payload would set the title to `pwned`; the title is the page's own, with the
+        // name as text.
+        assert_eq!(
+            c.title().await.unwrap(),
+            format!("Hostile {pwn} · Nitejar"),
+            "no script ran"
+        );
+        assert_eq!(
+            c.find_all(Locator::Css("main img, main script"))
+                .await
+                .unwrap()
+                .len(),
+            0,
+            "no element was injected"
+        );
+        browser.screenshot(&shot("plugin")).await;
+        // Enable with consent.
+        c.find(Locator::Css("input[name=consent]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.find(Locator::Css("form.consent button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // The page comes back offering to disable it.
+        if c.wait()
+            .at_most(std::time::Duration::from_secs(10))
+            .for_element(Locator::Css("form[action$='/disable']"))
+            .await
+            .is_err()
+        {
+            panic!("not enabled: {}", c.source().await.unwrap());
+        }
+        let v = host
+            .admin_json(Method::GET, "/plugins/test.hostile", None, 200)
+            .await;
+        assert_eq!(v["enabled"], true, "enabled from the browser");
+        browser.screenshot(&shot("plugin-enabled")).await;
+        browser.close().await;
+        host.stop().await;
+    }
+}

@@ -10,8 +10,9 @@
 //!   constant time); a POST whose `Origin` is another host is refused before anything else.
 //! - **Headers** on every page: a strict Content-Security-Policy (`default-src 'none'`, the
 //!   stylesheet from this origin only, no script at all, forms to this origin only, no
-//!   framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
-//!   `Cache-Control: no-store`.
+//!   framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
+//!   `no-referrer`: with it browsers send `Origin: null` on the UI's own form posts, which the
+//!   same-origin check must refuse), `Cache-Control: no-store`.
 //!
 //! Pages read the same typed answers as the API (`nitejar-api`), by calling the API's own
 //! handlers, so what a page shows is what the API reports.
@@ -222,7 +223,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     for (name, value) in [
         ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("x-frame-options", "DENY"),
         ("cache-control", "no-store"),
     ] {
