@@ -363,18 +363,7 @@ async fn in_a_browser_sign_in_look_and_enable() {
             .await
             .unwrap();
         // The overview, with the posture as the API reports it.
-        if c.wait()
-            .at_most(std::time::Duration::from_secs(10))
-            .for_element(Locator::Css("#enforced"))
-            .await
-            .is_err()
-        {
-            panic!(
-                "no overview after sign-in at {}: {}",
-                c.current_url().await.unwrap(),
-                c.source().await.unwrap()
-            );
-        }
+        wait_for(c, "#enforced", "the overview after sign-in").await;
         let api = host.admin_json(Method::GET, "/plugins", None, 200).await;
         let shown: Vec<String> = {
             let mut v = Vec::new();
@@ -445,14 +434,12 @@ async fn in_a_browser_sign_in_look_and_enable() {
             .await
             .unwrap();
         // The page comes back offering to disable it.
-        if c.wait()
-            .at_most(std::time::Duration::from_secs(10))
-            .for_element(Locator::Css("form[action$='/disable']"))
-            .await
-            .is_err()
-        {
-            panic!("not enabled: {}", c.source().await.unwrap());
-        }
+        wait_for(
+            c,
+            "form[action$='/disable']",
+            "the page offering to disable",
+        )
+        .await;
         let v = host
             .admin_json(Method::GET, "/plugins/test.hostile", None, 200)
             .await;
@@ -460,5 +447,21 @@ async fn in_a_browser_sign_in_look_and_enable() {
         browser.screenshot(&shot("plugin-enabled")).await;
         browser.close().await;
         host.stop().await;
+    }
+}
+
+/// Waits (up to 10 s) for an element the page navigation leads to; fails with the page shown.
+async fn wait_for(c: &fantoccini::Client, css: &str, what: &str) {
+    if c.wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no {what} at {}: {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
     }
 }

@@ -192,7 +192,7 @@ async fn telegram_fixtures_end_to_end() {
     let forum = host
         .work_item(&items["forum-thread-photo-reply.json"])
         .await;
-    // Nitejar's keys (../shared/spec/nitejar-data.md), so history imported from it continues.
+    // Nitejar's keys (tests/fixtures/nitejar/nitejar-data.md), so history imported from it continues.
     assert_eq!(forum["sessionKey"], "telegram:-1001748203311:thread:1877");
     assert_eq!(forum["sourceRef"], "telegram:-1001748203311:1877:1901");
     let row = host

@@ -2,7 +2,7 @@
 //! `nitejar import nitejar`: a SQLite file or a PostgreSQL database (the same schema on both,
 //! made by one set of migrations). Read only: a SQLite file is opened read-only, a PostgreSQL
 //! session is set read-only, and nothing in the source is changed. The tables and their columns
-//! are those of `../shared/spec/nitejar-data.md`; a table an older Nitejar did not have reads as
+//! are those of `tests/fixtures/nitejar/nitejar-data.md`; a table an older Nitejar did not have reads as
 //! empty. Timestamps there are Unix seconds; the rows returned here carry them as they are.
 //!
 //! Rows are read into [`Record`]s (column name -> value, typed by what the database holds:

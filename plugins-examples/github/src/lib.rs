@@ -2,7 +2,7 @@
 //! third-party plugin: its only network grant is `api.github.com`.
 //!
 //! Inbound (`parse-webhook`), read as Nitejar reads it (keys and fields from
-//! `../shared/spec/nitejar-data.md`, so history imported from Nitejar continues):
+//! `tests/fixtures/nitejar/nitejar-data.md`, so history imported from Nitejar continues):
 //! - `X-Hub-Signature-256` is verified in constant time (HMAC-SHA256 over the raw body with
 //!   `webhookSecret`); a missing secret or a mismatch is 401, before anything is parsed
 //!   (Nitejar answers 200 `{"ignored": true}`: a deliberate difference);

@@ -2,7 +2,7 @@
 //! like any third-party plugin: its only network grant is `api.telegram.org`.
 //!
 //! Inbound (`parse-webhook`), one Bot API `Update` per request, read as Nitejar reads it (keys
-//! and payload fields from `../shared/spec/nitejar-data.md`, so history imported from Nitejar
+//! and payload fields from `tests/fixtures/nitejar/nitejar-data.md`, so history imported from Nitejar
 //! continues):
 //! - with `webhookSecret` set, the `X-Telegram-Bot-Api-Secret-Token` header must match
 //!   (compared in constant time over SHA-256 digests), else the host answers 401;
@@ -316,7 +316,7 @@ fn first_line(text: &str, max: usize) -> String {
 }
 
 /// Turns one `message` (or `edited_message`) into a work item, or says why not. The keys and
-/// payload fields are Nitejar's (`../shared/spec/nitejar-data.md`), so history imported from
+/// payload fields are Nitejar's (`tests/fixtures/nitejar/nitejar-data.md`), so history imported from
 /// Nitejar continues in the same sessions and a redelivery is recognised.
 fn message_outcome(cfg: &Config, update_id: i64, msg: &Value, edited: bool) -> ParseOutcome {
     let ignored = |why: &str| ParseOutcome::Ignored(why.to_string());

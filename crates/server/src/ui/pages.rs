@@ -181,10 +181,8 @@ pub async fn enable(
     let body = Some(crate::error::ApiJson(nitejar_api::plugins::EnableRequest {
         consent,
     }));
-    match crate::admin::enable_plugin(State(ui.app.clone()), Path(id.clone()), body).await {
-        Ok(_) => Redirect::to(&plugin_path(&id)).into_response(),
-        Err(e) => api_error(&ui, &s, e),
-    }
+    let result = crate::admin::enable_plugin(State(ui.app.clone()), Path(id.clone()), body).await;
+    back_to_plugin(&ui, &s, &id, result)
 }
 
 /// `POST /admin/plugins/{id}/disable`.
@@ -197,9 +195,15 @@ pub async fn disable(
     if !csrf_ok(&s, &form) {
         return bad_form(&ui, &s);
     }
-    match crate::admin::disable_plugin(State(ui.app.clone()), Path(id.clone())).await {
-        Ok(_) => Redirect::to(&plugin_path(&id)).into_response(),
-        Err(e) => api_error(&ui, &s, e),
+    let result = crate::admin::disable_plugin(State(ui.app.clone()), Path(id.clone())).await;
+    back_to_plugin(&ui, &s, &id, result)
+}
+
+/// After a plugin action: back to its page, or the API's refusal as a page.
+fn back_to_plugin<T>(ui: &Ui, s: &SignedIn, id: &str, result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&plugin_path(id)).into_response(),
+        Err(e) => api_error(ui, s, e),
     }
 }
 
