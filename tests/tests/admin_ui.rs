@@ -6,7 +6,7 @@
 use nitejar_tests::{ADMIN_TOKEN, TestHost, package_with_manifest};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A hostile string: markup, an attribute break-out and a script URL.
 const HOSTILE: &str = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>'javascript:x";
@@ -464,4 +464,489 @@ async fn wait_for(c: &fantoccini::Client, css: &str, what: &str) {
             c.source().await.unwrap()
         );
     }
+}
+
+/// The `value` of the hidden field `name` in a page's form.
+fn hidden(body: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = body
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name} field in {body}"))
+        + needle.len();
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+/// Posts a multipart form (the wizard's upload) with the session's token and `file`.
+async fn post_file(
+    host: &TestHost,
+    path: &str,
+    cookie: &str,
+    token: &str,
+    file: (&str, Vec<u8>),
+) -> Page {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", token.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file.1).file_name(file.0.to_string()),
+        );
+    let resp = browser()
+        .post(format!("{}{path}", host.base))
+        .header("cookie", cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    Page {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+/// The chain test plugin at `version` declaring `network` and the secret `apiKey`.
+fn chain_at(version: &str, network: &[&str]) -> tempfile::TempDir {
+    let (version, network) = (version.to_string(), json!(network));
+    nitejar_tests::chain_package(move |m| {
+        m["version"] = json!(version);
+        m["permissions"]["network"] = network;
+        m["permissions"]["secrets"] = json!(["apiKey"]);
+    })
+}
+
+/// Every plugin task of the CLI from the pages, over HTTP: the wizard (local source; an
+/// upload that upgrades), grant and revoke, a secret, a hook override, limits, enable with
+/// consent, the upgrade's permission diff and approval, rollback, receipts filtered and paged,
+/// uninstall with a typed confirmation and each purge choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_plugin_task_from_the_pages() {
+    let host = TestHost::start().await;
+    let session = sign_in(&host).await;
+    let s = Some(session.as_str());
+    let id = "test.chain";
+    let page = get(&host, "/admin/install", s).await;
+    assert_eq!(page.status, 200);
+    let token = csrf(&page.body);
+    let api = |path: String| {
+        let host = &host;
+        async move { host.admin_json(Method::GET, &path, None, 200).await }
+    };
+
+    // The wizard with a local directory: preview, then install with the previewed checksum.
+    let v1 = chain_at("1.0.0", &["http://a.example"]);
+    let v1_path = v1.path().to_str().unwrap();
+    let source = [
+        ("csrf", token.as_str()),
+        ("sourceKind", "local"),
+        ("sourceRef", v1_path),
+    ];
+    let preview = post(&host, "/admin/install/preview", s, None, &source).await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    for shown in [
+        "Chain test plugin",
+        "network:http://a.example",
+        "secret:apiKey",
+        "chat",
+    ] {
+        assert!(preview.body.contains(&escaped(shown)), "{shown}");
+    }
+    let checksum = hidden(&preview.body, "checksum");
+    assert_eq!(checksum.len(), 64);
+    let mut install = source.to_vec();
+    install.extend([("checksum", "0000"), ("pluginId", id)]);
+    let stale = post(&host, "/admin/install", s, None, &install).await;
+    assert_eq!(
+        stale.status, 409,
+        "a package that changed since its preview"
+    );
+    assert!(stale.body.contains("changed since its preview"));
+    host.admin_json(Method::GET, &format!("/plugins/{id}"), None, 404)
+        .await;
+    install[3].1 = &checksum;
+    let done = post(&host, "/admin/install", s, None, &install).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.headers[LOCATION], format!("/admin/plugins/{id}"));
+    let page = get(&host, &format!("/admin/plugins/{id}"), s).await;
+    assert!(
+        page.body.contains("Installed test.chain 1.0.0"),
+        "the notice"
+    );
+    let again = get(&host, &format!("/admin/plugins/{id}"), s).await;
+    assert!(!again.body.contains("Installed test.chain"), "shown once");
+    let token = csrf(&page.body);
+    let at = |action: &str| format!("/admin/plugins/{id}/{action}");
+
+    // Grant, revoke, grant; a secret (never shown back); a hook override; limits.
+    let granted = |v: &Value, p: &str| {
+        v["disclosures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["permission"] == p && d["acknowledged"] == true)
+    };
+    let net = "network:http://a.example";
+    for (action, want) in [("grants", true), ("revoke", false), ("grants", true)] {
+        let r = post(
+            &host,
+            &at(action),
+            s,
+            None,
+            &[("csrf", &token), ("permission", net)],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{action}: {}", r.body);
+        assert_eq!(granted(&api(format!("/plugins/{id}")).await, net), want);
+    }
+    let bad = post(
+        &host,
+        &at("grants"),
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("permission", "network:http://evil.example"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "only declared permissions can be granted");
+    let secret = "s3cret-value-never-shown";
+    let r = post(
+        &host,
+        &at("secrets"),
+        s,
+        None,
+        &[("csrf", &token), ("key", "apiKey"), ("value", secret)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let v = api(format!("/plugins/{id}")).await;
+    assert_eq!(v["secrets"], json!([{"key": "apiKey", "set": true}]));
+    let page = get(&host, &format!("/admin/plugins/{id}"), s).await;
+    assert!(!page.body.contains(secret) && !v.to_string().contains(secret));
+    let r = post(
+        &host,
+        &at("secrets"),
+        s,
+        None,
+        &[("csrf", &token), ("key", "undeclared"), ("value", "x")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        &host,
+        &at("limits"),
+        s,
+        None,
+        &[("csrf", &token), ("fuel", "not a number")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = post(
+        &host,
+        &at("limits"),
+        s,
+        None,
+        &[("csrf", &token), ("fuel", "2000000")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        host.app.store.fuel_override(id).await.unwrap(),
+        Some(2_000_000)
+    );
+
+    // Enable with consent (refused without), then a hook override shows in the hook table.
+    let r = post(&host, &at("enable"), s, None, &[("csrf", &token)]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        &host,
+        &at("enable"),
+        s,
+        None,
+        &[("csrf", &token), ("consent", "yes")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let hook = "run.pre_prompt";
+    let priority_of = async || -> Value {
+        let t = api("/hooks".into()).await;
+        t["hooks"][hook]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["pluginId"] == id)
+            .map(|h| h["priority"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let r = post(
+        &host,
+        &at(&format!("hooks/{hook}")),
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("priority", "7"),
+            ("failPolicy", ""),
+            ("timeoutMs", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(priority_of().await, 7);
+    let r = post(
+        &host,
+        &at(&format!("hooks/{hook}")),
+        s,
+        None,
+        &[("csrf", &token), ("priority", "1"), ("unregister", "yes")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(priority_of().await, Value::Null, "unregistered");
+    let r = post(
+        &host,
+        &at(&format!("hooks/{hook}")),
+        s,
+        None,
+        &[("csrf", &token), ("reset", "yes")],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(priority_of().await, 0, "the manifest's again");
+
+    // An upload of 1.1.0, which adds a permission: previewed as an upgrade, staged, then
+    // waiting for consent with the diff side by side.
+    let v2 = chain_at("1.1.0", &["http://a.example", "http://b.example"]);
+    let tgz = nitejar_tests::sources::npm_tgz(v2.path());
+    let preview = post_file(
+        &host,
+        "/admin/install/upload",
+        &session,
+        &token,
+        ("chain-1.1.0.tgz", tgz.clone()),
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(preview.body.contains("Upgrade to 1.1.0"));
+    let staged = hidden(&preview.body, "staged");
+    let checksum = hidden(&preview.body, "checksum");
+    let no_token = post_file(
+        &host,
+        "/admin/install/upload",
+        &session,
+        "x",
+        ("a.tgz", tgz),
+    )
+    .await;
+    assert_eq!(no_token.status, 403);
+    let r = post(
+        &host,
+        "/admin/install",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("staged", &staged),
+            ("checksum", &checksum),
+            ("pluginId", id),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = post(
+        &host,
+        "/admin/install",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("staged", &staged),
+            ("checksum", &checksum),
+            ("pluginId", id),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400, "a staged upload is used once");
+    let page = get(&host, &format!("/admin/plugins/{id}"), s).await;
+    assert!(
+        page.body.contains("waits for your consent"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"pending-upgrade\""));
+    let added = "network:http://b.example";
+    assert!(page.body.contains(&format!(
+        "<tr class=\"added\"><td><code>{}</code></td><td>-</td><td>declared",
+        escaped(added)
+    )));
+    let pending = &page.body[page.body.find("id=\"pending-upgrade\"").unwrap()..];
+    let pending = &pending[..pending.find("</section>").unwrap()];
+    for p in [added, "secret:apiKey"] {
+        assert!(
+            pending.contains(&format!("name=\"permission\" value=\"{}\"", escaped(p))),
+            "{p}: {pending}"
+        );
+    }
+    let r = post(
+        &host,
+        &at("upgrade/approve"),
+        s,
+        None,
+        &[("csrf", &token), ("permission", added)],
+    )
+    .await;
+    assert_eq!(r.status, 422, "consent to exactly the added permissions");
+    let r = post(
+        &host,
+        &at("upgrade/approve"),
+        s,
+        None,
+        // Everything declared and not granted: the new network rule, and the secret that was
+        // given a value but never granted.
+        &[
+            ("csrf", &token),
+            ("permission", added),
+            ("permission", "secret:apiKey"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(api(format!("/plugins/{id}")).await["version"], "1.1.0");
+
+    // Roll back to 1.0.0 from the versions table.
+    let r = post(
+        &host,
+        &at("rollback"),
+        s,
+        None,
+        &[("csrf", &token), ("version", "1.0.0")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(api(format!("/plugins/{id}")).await["version"], "1.0.0");
+
+    // Receipts: hostile details shown as text; filtered by kind; paged 50 at a time.
+    let rows: Vec<nitejar_store::EventRow> = (0..120)
+        .map(|n| nitejar_store::EventRow {
+            id: format!("0000{n:04}-hostile"),
+            plugin_id: id.into(),
+            plugin_version: Some("1.0.0".into()),
+            kind: if n % 2 == 0 { "tool" } else { "integration" }.into(),
+            status: "error".into(),
+            work_item_id: None,
+            job_id: None,
+            hook_name: None,
+            duration_ms: Some(1),
+            execution_mode: "wasm_sandbox".into(),
+            detail_json: Some(json!({ "error": HOSTILE }).to_string()),
+            created_at: 0,
+        })
+        .collect();
+    host.app.store.insert_events(&rows).await.unwrap();
+    let events = get(
+        &host,
+        &format!("/admin/plugins/{id}/events?kind=tool&status=error"),
+        s,
+    )
+    .await;
+    assert_eq!(events.status, 200);
+    let shown = events.body.matches("<tr class=\"status-error\">").count();
+    assert_eq!(shown, 50, "one page");
+    assert!(
+        !events.body.contains("<td>integration</td>"),
+        "filtered by kind"
+    );
+    assert!(!events.body.contains("<script>"), "details are escaped");
+    let next = events
+        .body
+        .split("href=\"?")
+        .find(|s| s.contains("cursor="))
+        .and_then(|s| s.split('"').next())
+        .expect("a link to older receipts")
+        .replace("&amp;", "&");
+    let older = get(&host, &format!("/admin/plugins/{id}/events?{next}"), s).await;
+    assert_eq!(
+        older.body.matches("<tr class=\"status-error\">").count(),
+        10
+    );
+    assert!(!older.body.contains("rel=\"next\""), "the last page");
+
+    // Uninstall: a wrong confirmation changes nothing; the right one with purge choices.
+    let page = get(&host, &at("uninstall"), s).await;
+    assert_eq!(page.status, 200);
+    let r = post(
+        &host,
+        &at("uninstall"),
+        s,
+        None,
+        &[("csrf", &token), ("confirm", "test"), ("purgeFiles", "yes")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    api(format!("/plugins/{id}")).await;
+    let files = host.app.config.plugins_dir.join(id);
+    let r = post(
+        &host,
+        &at("uninstall"),
+        s,
+        None,
+        &[("csrf", &token), ("confirm", id), ("purgeData", "yes")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.headers[LOCATION], "/admin/plugins");
+    host.admin_json(Method::GET, &format!("/plugins/{id}"), None, 404)
+        .await;
+    assert!(files.exists(), "files kept without purgeFiles");
+    assert!(
+        host.app.store.list_secrets(id).await.unwrap().is_empty(),
+        "data purged"
+    );
+    let list = get(&host, "/admin/plugins", s).await;
+    assert!(
+        list.body
+            .contains("Uninstalled test.chain: its data was removed")
+    );
+    // Again from the local directory, then uninstall with both purges: the files go too.
+    let preview = post(
+        &host,
+        "/admin/install/preview",
+        s,
+        None,
+        &source_with(&token, v1_path),
+    )
+    .await;
+    let checksum = hidden(&preview.body, "checksum");
+    let mut install = source_with(&token, v1_path).to_vec();
+    install.extend([("checksum", checksum.as_str()), ("pluginId", id)]);
+    assert_eq!(
+        post(&host, "/admin/install", s, None, &install)
+            .await
+            .status,
+        303
+    );
+    let r = post(
+        &host,
+        &at("uninstall"),
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("confirm", id),
+            ("purgeFiles", "yes"),
+            ("purgeData", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(!files.exists(), "files purged");
+    host.stop().await;
+}
+
+fn source_with<'a>(token: &'a str, path: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("csrf", token),
+        ("sourceKind", "local"),
+        ("sourceRef", path),
+    ]
 }

@@ -188,7 +188,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/api/admin/plugins/{id}/events",
         tag: "plugins",
-        summary: "Receipts, newest first, cursor paginated (limit, cursor)",
+        summary: "Receipts, newest first, cursor paginated (limit, cursor), filtered by kind and status",
         status: 200,
         query: Some(json::<plugins::EventsQuery>),
         request: Body::Empty,
@@ -203,6 +203,16 @@ pub const OPERATIONS: &[Operation] = &[
         query: None,
         request: Body::Json(json::<plugins::GrantRequest>),
         response: Body::Json(json::<plugins::GrantResponse>),
+    },
+    Operation {
+        method: "post",
+        path: "/api/admin/plugins/{id}/revoke",
+        tag: "plugins",
+        summary: "Withdraw grants of declared permissions (a loaded plugin is reloaded without them)",
+        status: 200,
+        query: None,
+        request: Body::Json(json::<plugins::GrantRequest>),
+        response: Body::Json(json::<plugins::RevokeResponse>),
     },
     Operation {
         method: "put",
@@ -794,7 +804,7 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["id", "cursor", "limit"]);
+        assert_eq!(names, ["id", "cursor", "kind", "limit", "status"]);
         let resolve = &doc["paths"]["/api/admin/agents/{id}/skills"]["get"]["parameters"];
         assert_eq!(resolve[1]["name"], "instance");
         assert_eq!(resolve[1]["required"], true);

@@ -197,6 +197,22 @@ pub struct PluginDetail {
     pub plugin: PluginSummary,
     /// Each declared permission with its grant.
     pub disclosures: Vec<Disclosure>,
+    /// Each declared secret and whether a value is stored (values are never returned).
+    #[serde(default)]
+    pub secrets: Vec<SecretState>,
+    /// The upgrade waiting for consent to the permissions it adds, if any.
+    #[serde(default)]
+    pub pending_upgrade: Option<crate::lifecycle::UpgradeReport>,
+}
+
+/// A declared secret: whether a value is stored (the value itself is never returned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretState {
+    /// The key the manifest declares.
+    pub key: String,
+    /// Whether a value is stored.
+    pub set: bool,
 }
 
 /// One receipt: something a plugin did, or something done to it.
@@ -247,6 +263,10 @@ pub struct EventsQuery {
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only receipts of this kind (`hook`, `integration`, `install`, ...).
+    pub kind: Option<String>,
+    /// Only receipts with this outcome (`ok`, `error`, `timeout`, `blocked`, ...).
+    pub status: Option<String>,
 }
 
 /// `POST /api/admin/plugins/{id}/grants`.
@@ -255,6 +275,13 @@ pub struct EventsQuery {
 pub struct GrantRequest {
     /// Declared permissions to grant (`network:api.example.com`, `secret:token`, ...).
     pub permissions: Vec<String>,
+}
+
+/// Answer of `POST /api/admin/plugins/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RevokeResponse {
+    /// How many permissions changed from granted to not granted.
+    pub revoked: u64,
 }
 
 /// Answer of `POST /api/admin/plugins/{id}/grants`.

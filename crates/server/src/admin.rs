@@ -16,7 +16,7 @@ use nitejar_api::lifecycle::{InstallReport, InstallRequest, Preview};
 use nitejar_api::plugins::{
     Disclosure, EnableRequest, EnableResponse, EventPage, EventsQuery, GrantRequest, GrantResponse,
     InstructionUsage, IntegrationSummary, LimitsRequest, LimitsResponse, PluginDetail, PluginList,
-    PluginSummary, RuntimePosture, SecretRequest,
+    PluginSummary, RevokeResponse, RuntimePosture, SecretRequest, SecretState,
 };
 use nitejar_core::app::App;
 use nitejar_core::app::HOST_RECEIPT_ID;
@@ -161,13 +161,34 @@ pub async fn get_plugin(
             acknowledged: d.acknowledged,
         })
         .collect();
+    let stored: std::collections::BTreeSet<String> = app
+        .store
+        .list_secrets(&id)
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let secrets = Manifest::parse(row.manifest_json.as_bytes())
+        .map(|m| m.permissions.secrets)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|key| SecretState {
+            set: stored.contains(&key),
+            key,
+        })
+        .collect();
+    let pending_upgrade =
+        nitejar_core::plugins::lifecycle::pending_upgrade(&app.plugins, &id).await?;
     Ok(Json(PluginDetail {
         plugin: plugin_summary(&app, &row),
         disclosures,
+        secrets,
+        pending_upgrade,
     }))
 }
 
-/// `GET /api/admin/plugins/{id}/events?limit=&cursor=` (newest first; `nextCursor` pages on).
+/// `GET /api/admin/plugins/{id}/events?limit=&cursor=&kind=&status=` (newest first;
+/// `nextCursor` pages on).
 pub async fn list_events(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -175,9 +196,13 @@ pub async fn list_events(
 ) -> ApiResult<Json<EventPage>> {
     app.receipts.flush().await;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = nitejar_store::EventFilter {
+        kind: q.kind.filter(|k| !k.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+    };
     let rows = app
         .store
-        .list_events(&id, limit, q.cursor.as_deref())
+        .search_events(&id, &filter, limit, q.cursor.as_deref())
         .await?;
     let next_cursor = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
@@ -431,6 +456,16 @@ pub async fn grant(
 ) -> ApiResult<Json<GrantResponse>> {
     let granted = access::grant(&app.plugins, &id, &body.permissions).await?;
     Ok(Json(GrantResponse { granted }))
+}
+
+/// `POST /api/admin/plugins/{id}/revoke` with the disclosure keys whose grants to withdraw.
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<GrantRequest>,
+) -> ApiResult<Json<RevokeResponse>> {
+    let revoked = access::revoke(&app.plugins, &id, &body.permissions).await?;
+    Ok(Json(RevokeResponse { revoked }))
 }
 
 /// `PUT /api/admin/plugins/{id}/secrets/{key}`: stores a secret value (encrypted).

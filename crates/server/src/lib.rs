@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}", get(admin::get_plugin))
         .route("/plugins/{id}/events", get(admin::list_events))
         .route("/plugins/{id}/grants", post(admin::grant))
+        .route("/plugins/{id}/revoke", post(admin::revoke))
         .route("/plugins/{id}/secrets/{key}", put(admin::set_secret))
         .route("/plugins/{id}/limits", put(admin::set_limits))
         .route("/plugins/{id}/enable", post(admin::enable_plugin))

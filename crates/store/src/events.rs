@@ -54,6 +54,15 @@ impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
     }
 }
 
+/// Which of a plugin's receipts to list (every field that is set must match).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// Only this kind (`hook`, `integration`, `install`, ...).
+    pub kind: Option<String>,
+    /// Only this outcome (`ok`, `error`, `timeout`, ...).
+    pub status: Option<String>,
+}
+
 /// Stored receipts: written in batches by the receipt writer, read newest first.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -64,6 +73,18 @@ pub trait EventStore: Send + Sync {
     async fn list_events(
         &self,
         plugin_id: &str,
+        limit: u32,
+        before: Option<&str>,
+    ) -> DbResult<Vec<EventRow>> {
+        self.search_events(plugin_id, &EventFilter::default(), limit, before)
+            .await
+    }
+
+    /// A page of a plugin's receipts that match `filter`, newest first.
+    async fn search_events(
+        &self,
+        plugin_id: &str,
+        filter: &EventFilter,
         limit: u32,
         before: Option<&str>,
     ) -> DbResult<Vec<EventRow>>;

@@ -21,7 +21,7 @@ pub mod runs;
 pub mod skills;
 pub mod sqlite;
 
-pub use events::{EventRow, EventStore};
+pub use events::{EventFilter, EventRow, EventStore};
 pub use import::{ImportStore, ImportedCounts, ImportedInstance, ImportedWorkItem};
 pub use instances::{
     CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, SessionTurn, WorkItemRow, WorkItemStore,

@@ -276,6 +276,9 @@ pub trait GrantStore: Send + Sync {
     /// Acknowledges (grants) the listed permissions; returns how many rows changed.
     async fn acknowledge(&self, plugin_id: &str, permissions: &[String]) -> DbResult<u64>;
 
+    /// Withdraws the grants of the listed permissions; returns how many rows changed.
+    async fn revoke(&self, plugin_id: &str, permissions: &[String]) -> DbResult<u64>;
+
     /// The disclosures of a plugin and whether each is granted.
     async fn list_disclosures(&self, plugin_id: &str) -> DbResult<Vec<DisclosureRow>>;
 

@@ -134,6 +134,32 @@ pub async fn grant(ctx: &Plugins, id: &str, permissions: &[String]) -> Result<u6
     Ok(changed)
 }
 
+/// Withdraws grants of `id` (each must be one it declares); returns how many changed. A loaded
+/// plugin is reloaded at once, so the sandbox stops allowing what was revoked.
+pub async fn revoke(
+    ctx: &Plugins,
+    id: &str,
+    permissions: &[String],
+) -> Result<u64, LifecycleError> {
+    let started = Instant::now();
+    let row = installed(ctx, id).await?;
+    let known = ctx.store.list_disclosures(id).await?;
+    if let Some(unknown) = permissions
+        .iter()
+        .find(|p| !known.iter().any(|k| &k.permission == *p))
+    {
+        return Err(LifecycleError::Invalid(format!(
+            "{unknown:?} is not a permission {id} declares"
+        )));
+    }
+    let changed = ctx.store.revoke(id, permissions).await?;
+    ctx.receipts.emit(
+        action_receipt(&row, "revoke", "ok", started).detail(json!({ "revoked": permissions })),
+    );
+    reload_if_loaded(ctx, id).await;
+    Ok(changed)
+}
+
 /// Stores the value of a secret `id` declares (encrypted at rest; never echoed or logged).
 pub async fn set_secret(
     ctx: &Plugins,

@@ -190,6 +190,38 @@ pub async fn approve(
     })
 }
 
+/// The upgrade waiting for consent, if any: its version and the permissions it adds (declared,
+/// not granted) and drops, as [`upgrade`] reported them.
+pub async fn pending_upgrade(
+    ctx: &Plugins,
+    id: &str,
+) -> Result<Option<UpgradeReport>, LifecycleError> {
+    let row = ctx
+        .store
+        .get_plugin(id)
+        .await?
+        .ok_or_else(|| LifecycleError::NotInstalled(id.into()))?;
+    let Some(pending) = row.pending_version.clone() else {
+        return Ok(None);
+    };
+    let Some(v) = ctx.store.get_version(id, &pending).await? else {
+        return Ok(None);
+    };
+    let declared: BTreeSet<String> = manifest_of(&v)?.disclosures().into_iter().collect();
+    let declared_old: BTreeSet<String> = Manifest::parse(row.manifest_json.as_bytes())
+        .map(|m| m.disclosures().into_iter().collect())
+        .unwrap_or_default();
+    let have = granted(ctx, id).await?;
+    Ok(Some(UpgradeReport {
+        plugin_id: id.into(),
+        from_version: row.current_version.unwrap_or_default(),
+        version: pending,
+        status: "pending_consent".into(),
+        added_permissions: declared.difference(&have).cloned().collect(),
+        removed_permissions: declared_old.difference(&declared).cloned().collect(),
+    }))
+}
+
 /// Discards a pending upgrade (its files stay installed, like any inactive version).
 pub async fn discard_pending(ctx: &Plugins, id: &str) -> Result<(), LifecycleError> {
     if ctx.store.pending_version(id).await?.is_none() {

@@ -17,10 +17,14 @@
 //! Pages read the same typed answers as the API (`nitejar-api`), by calling the API's own
 //! handlers, so what a page shows is what the API reports.
 
-mod pages;
+mod forms;
+mod install;
+mod lifecycle;
+mod plugins;
+mod session;
 
-use crate::auth::token_matches;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -51,6 +55,8 @@ const STYLESHEET: &str = include_str!("assets/app.css");
 struct Session {
     csrf: String,
     last_seen: Instant,
+    /// What the last action did, shown once on the next page.
+    notice: Option<String>,
 }
 
 /// The UI's state: the app, the templates, the sessions.
@@ -58,13 +64,18 @@ pub struct Ui {
     app: Arc<App>,
     templates: Environment<'static>,
     sessions: Mutex<HashMap<String, Session>>,
+    staged: install::Staging,
 }
 
 /// The signed-in session of a request (put there by [`require_session`]).
 #[derive(Clone)]
 pub struct SignedIn {
+    /// The session id (the cookie's value).
+    pub id: String,
     /// The form token of this session.
     pub csrf: String,
+    /// What the last action did (taken from the session by the page that shows it).
+    pub notice: Option<String>,
 }
 
 fn random_token() -> String {
@@ -86,11 +97,40 @@ fn templates() -> Environment<'static> {
         ("overview.html", include_str!("templates/overview.html")),
         ("plugins.html", include_str!("templates/plugins.html")),
         ("plugin.html", include_str!("templates/plugin.html")),
+        ("events.html", include_str!("templates/events.html")),
+        ("receipts.html", include_str!("templates/receipts.html")),
+        ("uninstall.html", include_str!("templates/uninstall.html")),
+        ("install.html", include_str!("templates/install.html")),
+        ("preview.html", include_str!("templates/preview.html")),
     ] {
         env.add_template(name, source)
             .expect("the UI's templates are valid (checked by the tests)");
     }
+    env.add_filter("when", when);
+    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (a template filter).
+fn when(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 impl Ui {
@@ -99,6 +139,37 @@ impl Ui {
             app,
             templates: templates(),
             sessions: Mutex::new(HashMap::new()),
+            staged: install::Staging::default(),
+        }
+    }
+
+    /// Renders a signed-in page: `ctx` plus what every page's frame needs (the navigation,
+    /// the form token, the safe-mode banner, the notice of the last action).
+    fn page(
+        &self,
+        s: &SignedIn,
+        template: &str,
+        title: &str,
+        nav: &str,
+        ctx: minijinja::Value,
+    ) -> Response {
+        self.render(
+            template,
+            minijinja::context! {
+                title => title,
+                nav => nav,
+                csrf => s.csrf.clone(),
+                notice => s.notice.clone(),
+                safe_mode => self.app.config.safe_mode,
+                ..ctx
+            },
+        )
+    }
+
+    /// Keeps `message` for the session's next page (after a redirect).
+    fn notify(&self, s: &SignedIn, message: impl Into<String>) {
+        if let Some(session) = self.sessions.lock().expect("sessions lock").get_mut(&s.id) {
+            session.notice = Some(message.into());
         }
     }
 
@@ -141,13 +212,18 @@ impl Ui {
         resp
     }
 
-    fn session(&self, id: &str) -> Option<Session> {
+    /// The live session `id`, touched; `take_notice` moves its notice out (a page shows it).
+    fn session(&self, id: &str, take_notice: bool) -> Option<Session> {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         let now = Instant::now();
         sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
         let s = sessions.get_mut(id)?;
         s.last_seen = now;
-        Some(s.clone())
+        let copy = s.clone();
+        if take_notice {
+            s.notice = None;
+        }
+        Some(copy)
     }
 
     fn start_session(&self) -> String {
@@ -166,6 +242,7 @@ impl Ui {
             Session {
                 csrf: random_token(),
                 last_seen: Instant::now(),
+                notice: None,
             },
         );
         id
@@ -173,6 +250,7 @@ impl Ui {
 
     fn end_session(&self, id: &str) {
         self.sessions.lock().expect("sessions lock").remove(id);
+        self.staged.drop_session(id);
     }
 }
 
@@ -242,17 +320,18 @@ async fn require_session(State(ui): State<Arc<Ui>>, mut req: Request, next: Next
             "This form was sent from another site; nothing was changed.",
         );
     }
-    let Some(session) = session_cookie(req.headers()).and_then(|id| ui.session(&id)) else {
+    let is_get = req.method() == axum::http::Method::GET;
+    let Some((id, session)) =
+        session_cookie(req.headers()).and_then(|id| ui.session(&id, is_get).map(|s| (id, s)))
+    else {
         return Redirect::to("/admin/login").into_response();
     };
-    req.extensions_mut().insert(SignedIn { csrf: session.csrf });
+    req.extensions_mut().insert(SignedIn {
+        id,
+        csrf: session.csrf,
+        notice: session.notice,
+    });
     next.run(req).await
-}
-
-/// Whether a form's `csrf` field is this session's token.
-fn csrf_ok(signed_in: &SignedIn, form: &HashMap<String, String>) -> bool {
-    form.get("csrf")
-        .is_some_and(|t| token_matches(t, &signed_in.csrf))
 }
 
 async fn stylesheet() -> Response {
@@ -266,22 +345,47 @@ async fn stylesheet() -> Response {
 /// The UI's routes, to be served under `/admin`.
 pub fn router(app: Arc<App>) -> Router {
     let ui = Arc::new(Ui::new(app));
+    let upload_limit = DefaultBodyLimit::max(nitejar_core::limits::MAX_UPLOAD_BYTES + 64 * 1024);
     let pages = Router::new()
-        .route("/", get(pages::overview))
-        .route("/plugins", get(pages::plugins))
-        .route("/plugins/{id}", get(pages::plugin))
-        .route("/plugins/{id}/enable", post(pages::enable))
-        .route("/plugins/{id}/disable", post(pages::disable))
-        .route("/logout", post(pages::logout))
+        .route("/", get(plugins::overview))
+        .route("/plugins", get(plugins::plugins))
+        .route("/plugins/{id}", get(plugins::plugin))
+        .route("/plugins/{id}/events", get(plugins::events))
+        .route("/plugins/{id}/enable", post(plugins::enable))
+        .route("/plugins/{id}/disable", post(plugins::disable))
+        .route("/plugins/{id}/grants", post(plugins::grant))
+        .route("/plugins/{id}/revoke", post(plugins::revoke))
+        .route("/plugins/{id}/secrets", post(plugins::set_secret))
+        .route("/plugins/{id}/limits", post(plugins::set_limits))
+        .route("/plugins/{id}/hooks/{hook}", post(plugins::set_hook))
+        .route(
+            "/plugins/{id}/upgrade",
+            get(install::upgrade_start).post(lifecycle::upgrade),
+        )
+        .route("/plugins/{id}/upgrade/approve", post(lifecycle::approve))
+        .route("/plugins/{id}/upgrade/discard", post(lifecycle::discard))
+        .route("/plugins/{id}/rollback", post(lifecycle::rollback))
+        .route("/plugins/{id}/reload", post(lifecycle::reload))
+        .route(
+            "/plugins/{id}/uninstall",
+            get(lifecycle::uninstall_form).post(lifecycle::uninstall),
+        )
+        .route("/install", get(install::start).post(install::install))
+        .route("/install/preview", post(install::preview))
+        .route(
+            "/install/upload",
+            post(install::preview_upload).layer(upload_limit),
+        )
+        .route("/logout", post(session::logout))
         .layer(axum::middleware::from_fn_with_state(
             ui.clone(),
             require_session,
         ));
     Router::new()
-        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/login", get(session::login_form).post(session::login))
         .route("/app.css", get(stylesheet))
         .merge(pages)
-        .fallback(pages::not_found)
+        .fallback(session::not_found)
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(ui)
 }
@@ -289,6 +393,30 @@ pub fn router(app: Arc<App>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A preview as the API answers it.
+    fn preview(allowed: bool, action: &str) -> serde_json::Value {
+        serde_json::json!({
+            "pluginId": "a", "name": "<b>", "version": "1.1.0", "description": "<b>",
+            "author": null, "license": "MIT", "homepage": null, "checksum": "c0ffee",
+            "apiVersion": "0.1.0", "engine": {"nitejar": ">=0.1"},
+            "source": {"kind": "upload", "ref": "a.tgz", "commit": null},
+            "permissions": ["network:x", "secret:k"],
+            "contributes": {"integrations": ["t"], "hooks": ["run.pre_prompt", {"event": "tool.pre_exec", "priority": 2}], "skills": [], "tools": ["x"]},
+            "trust": {"mode": "self_host_guarded", "allowed": allowed, "level": "unsigned", "basis": "open_mode", "reason": "<b>", "signed": false},
+            "action": action, "installed": {"version": "1.0.0", "enabled": true},
+            "permissionDiff": {"added": ["secret:k"], "removed": ["network:z"]},
+            "executionMode": "wasm_sandbox", "consentText": "<b>",
+        })
+    }
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when(1_764_578_400_000), "2025-12-01 08:40:00 UTC");
+        assert_eq!(when(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(when(-1000), "1969-12-31 23:59:59 UTC");
+    }
 
     /// Every template renders every branch (a wrong filter or field fails here, not as a 500).
     #[test]
@@ -299,15 +427,18 @@ mod tests {
             "trustLevel": "untrusted", "sourceKind": "npm", "sourceRef": "x", "version": "1.0.0",
             "pendingVersion": "1.1.0", "lastLoadError": "boom",
             "alert": {"kind": "crash_loop", "message": "disabled after 5 failures"},
-            "effectiveLimitations": ["a", "b"],
+            "effectiveLimitations": ["a", "b"], "recentFailures": 2, "checksum": "c0ffee",
+            "description": "<b>",
+            "contributes": {"integrations": ["t"], "hooks": [], "skills": ["s"], "tools": []},
         });
         let enabled = serde_json::json!({"id": "c", "name": "c", "enabled": true, "loaded": true,
-            "trustLevel": "builtin", "sourceKind": "builtin", "effectiveLimitations": []});
+            "trustLevel": "builtin", "sourceKind": "builtin", "effectiveLimitations": [],
+            "contributes": {"integrations": [], "hooks": [], "skills": [], "tools": []}});
         let runtime = serde_json::json!({"executionMode": "wasm_sandbox", "trustMode": "self_host_open",
             "hostEnforcedControls": ["x"], "effectiveLimitations": ["y"]});
         let receipts = serde_json::json!([
-            {"kind": "hook", "status": "ok", "hookName": "run.pre_prompt", "durationMs": 0, "detailJson": "{}"},
-            {"kind": "integration", "status": "error", "hookName": null, "durationMs": null, "detailJson": null},
+            {"kind": "hook", "status": "ok", "hookName": "run.pre_prompt", "durationMs": 0, "detailJson": "{}", "createdAt": 5},
+            {"kind": "integration", "status": "error", "hookName": null, "durationMs": null, "detailJson": "<b>", "createdAt": 6},
         ]);
         let cases = [
             (
@@ -347,10 +478,34 @@ mod tests {
             (
                 "plugin.html",
                 minijinja::context! {
-                    title => "t", nav => "plugins", csrf => "c",
+                    title => "t", nav => "plugins", csrf => "c", notice => "<b>",
                     plugin => minijinja::Value::from_serialize(&plugin),
-                    disclosures => minijinja::Value::from_serialize(serde_json::json!([{"permission": "network:x", "acknowledged": false}])),
+                    disclosures => minijinja::Value::from_serialize(serde_json::json!([
+                        {"permission": "network:x", "acknowledged": false},
+                        {"permission": "secret:k", "acknowledged": true}])),
+                    secrets => minijinja::Value::from_serialize(serde_json::json!([
+                        {"key": "k", "set": true}, {"key": "<b>", "set": false}])),
+                    pending => minijinja::Value::from_serialize(serde_json::json!({
+                        "pluginId": "a", "fromVersion": "1.0.0", "version": "1.1.0",
+                        "status": "pending_consent", "addedPermissions": ["network:y"],
+                        "removedPermissions": ["network:x"]})),
+                    diff => minijinja::Value::from_serialize(serde_json::json!([
+                        {"permission": "network:x", "active": true, "pending": false, "granted": false, "added": false},
+                        {"permission": "network:y", "active": false, "pending": true, "granted": false, "added": true}])),
+                    versions => minijinja::Value::from_serialize(serde_json::json!({
+                        "pluginId": "a", "active": "1.0.0", "pending": "1.1.0", "versions": [
+                        {"version": "1.0.0", "checksum": "abcdef0123456789", "installedAt": 1_764_578_400_000i64,
+                         "source": {"kind": "git", "ref": "https://x", "commit": "0123456789abcdef"}},
+                        {"version": "1.1.0", "checksum": "ffff", "installedAt": 0, "source": null}]})),
+                    health => minijinja::Value::from_serialize(serde_json::json!({
+                        "healthy": false, "files": "ok", "cache": "compiled",
+                        "problems": [{"check": "load", "detail": "<b>", "fix": "f"}]})),
                     receipts => minijinja::Value::from_serialize(&receipts),
+                    hooks => minijinja::Value::from_serialize(serde_json::json!([
+                        {"event": "run.pre_prompt", "priority": 1, "failPolicy": "fail_open", "timeoutMs": null, "override": null},
+                        {"event": "tool.pre_exec", "priority": 0, "failPolicy": "fail_closed", "timeoutMs": 50,
+                         "override": {"priority": 3, "failPolicy": "fail_open", "enabled": false}}])),
+                    fuel_max => 10, fuel_override => 5,
                 },
             ),
             (
@@ -359,8 +514,54 @@ mod tests {
                     title => "t", nav => "plugins", csrf => "c",
                     plugin => minijinja::Value::from_serialize(&enabled),
                     disclosures => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    secrets => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    diff => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    versions => minijinja::Value::from_serialize(serde_json::json!({"versions": []})),
+                    health => minijinja::Value::from_serialize(serde_json::json!({"healthy": true, "problems": []})),
                     receipts => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    hooks => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
                 },
+            ),
+            (
+                "events.html",
+                minijinja::context! {
+                    title => "t", nav => "plugins", csrf => "c",
+                    plugin => minijinja::Value::from_serialize(&plugin),
+                    events => minijinja::Value::from_serialize(&receipts),
+                    next => "kind=&status=&cursor=x", first_page => false, filter_query => "kind=&status=",
+                    kind => "hook", status => "<b>", kinds => ["hook", "<b>"], statuses => ["ok"],
+                },
+            ),
+            (
+                "uninstall.html",
+                minijinja::context! { title => "t", csrf => "c", plugin => minijinja::Value::from_serialize(&plugin) },
+            ),
+            (
+                "install.html",
+                minijinja::context! { title => "t", csrf => "c", max_mib => 50, trust_mode => "self_host_open" },
+            ),
+            (
+                "install.html",
+                minijinja::context! { title => "t", csrf => "c", max_mib => 50, trust_mode => "x",
+                upgrading => minijinja::Value::from_serialize(&plugin) },
+            ),
+            (
+                "preview.html",
+                minijinja::context! { title => "t", csrf => "c",
+                preview => minijinja::Value::from_serialize(&preview(true, "install")),
+                carry => minijinja::Value::from_serialize(serde_json::json!({"staged": "tok"})) },
+            ),
+            (
+                "preview.html",
+                minijinja::context! { title => "t", csrf => "c",
+                preview => minijinja::Value::from_serialize(&preview(true, "upgrade")),
+                carry => minijinja::Value::from_serialize(serde_json::json!({"sourceKind": "git", "sourceRef": "<b>", "ref": "main"})) },
+            ),
+            (
+                "preview.html",
+                minijinja::context! { title => "t", csrf => "c",
+                preview => minijinja::Value::from_serialize(&preview(false, "older_version")),
+                carry => minijinja::Value::from_serialize(serde_json::json!({})) },
             ),
         ];
         for (name, ctx) in cases {

@@ -32,19 +32,25 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_events(
+    async fn search_events(
         &self,
         plugin_id: &str,
+        filter: &EventFilter,
         limit: u32,
         before: Option<&str>,
     ) -> DbResult<Vec<EventRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM plugin_events WHERE plugin_id = ? AND (? IS NULL OR id < ?)
+               AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)
              ORDER BY id DESC LIMIT ?",
         )
         .bind(plugin_id)
         .bind(before)
         .bind(before)
+        .bind(&filter.kind)
+        .bind(&filter.kind)
+        .bind(&filter.status)
+        .bind(&filter.status)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

@@ -368,6 +368,22 @@ impl GrantStore for SqliteStore {
         Ok(n)
     }
 
+    async fn revoke(&self, plugin_id: &str, permissions: &[String]) -> DbResult<u64> {
+        let mut n = 0;
+        for p in permissions {
+            n += sqlx::query(
+                "UPDATE plugin_disclosure_acks SET acknowledged = 0, acknowledged_at = NULL
+                 WHERE plugin_id = ? AND permission = ? AND acknowledged = 1",
+            )
+            .bind(plugin_id)
+            .bind(p)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+
     async fn list_disclosures(&self, plugin_id: &str) -> DbResult<Vec<DisclosureRow>> {
         Ok(sqlx::query_as(
             "SELECT permission, acknowledged FROM plugin_disclosure_acks WHERE plugin_id = ? ORDER BY permission",
