@@ -100,6 +100,82 @@ impl Browser {
         path
     }
 
+    /// Waits (up to 10 s) for an element the page navigation leads to; fails with the page
+    /// shown.
+    pub async fn wait_for(&self, css: &str, what: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(_) => panic!(
+                "no {what} ({css}) at {}: {}",
+                self.client.current_url().await.expect("url"),
+                self.client.source().await.expect("source")
+            ),
+        }
+    }
+
+    /// Waits (up to 10 s) until the element `css` finds holds `text` (after a navigation, the
+    /// old page may still be there at first); fails with the page shown.
+    pub async fn wait_text(&self, css: &str, text: &str) {
+        for _ in 0..200 {
+            if let Ok(e) = self.client.find(fantoccini::Locator::Css(css)).await
+                && e.text().await.is_ok_and(|t| t.contains(text))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no {css} holding {text:?} at {}: {}",
+            self.client.current_url().await.expect("url"),
+            self.client.source().await.expect("source")
+        );
+    }
+
+    /// Clicks the element `css` finds.
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css, "element to click")
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    /// Types `text` into the field `css` finds.
+    pub async fn fill(&self, css: &str, text: &str) {
+        self.wait_for(css, "field to fill")
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    /// The text of the element `css` finds.
+    pub async fn text(&self, css: &str) -> String {
+        self.wait_for(css, "element to read")
+            .await
+            .text()
+            .await
+            .expect("element text")
+    }
+
+    /// Opens `base/admin/login` and signs in with `token`; waits for the overview.
+    pub async fn sign_in(&self, base: &str, token: &str) {
+        self.client
+            .goto(&format!("{base}/admin/login"))
+            .await
+            .expect("sign-in page");
+        self.fill("#token", token).await;
+        self.click("form button[type=submit]").await;
+        self.wait_for("#enforced", "the overview after sign-in")
+            .await;
+    }
+
     /// Ends the session and stops chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

@@ -950,3 +950,195 @@ fn source_with<'a>(token: &'a str, path: &'a str) -> [(&'a str, &'a str); 3] {
         ("sourceRef", path),
     ]
 }
+
+/// In a real browser at a desktop and a phone width, the plugin lifecycle end to end: the
+/// wizard with an upload, grants and consent, enable; an upgrade by upload whose added
+/// permissions are shown beside the active ones and approved; a rollback; the receipts; an
+/// uninstall with a purge choice; a crash-looping plugin's alert and its re-enable. Every page
+/// is screenshotted (`target/ui-screenshots/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_the_plugin_lifecycle() {
+    let id = "test.chain";
+    for width in [1280u32, 390] {
+        let Some(b) = nitejar_tests::browser::Browser::start(width).await else {
+            return;
+        };
+        let host = TestHost::start_with(nitejar_tests::HostOptions {
+            crash_threshold: Some(3),
+            integration_timeout_ms: Some(300),
+            ..Default::default()
+        })
+        .await;
+        let shot = |name: &str| format!("{name}-{width}");
+        let files = tempfile::tempdir().unwrap();
+        let tgz = |version: &str, network: &[&str]| {
+            let dir = chain_at(version, network);
+            let path = files.path().join(format!("chain-{version}.tgz"));
+            std::fs::write(&path, nitejar_tests::sources::npm_tgz(dir.path())).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let version = async || {
+            host.admin_json(Method::GET, &format!("/plugins/{id}"), None, 200)
+                .await["version"]
+                .clone()
+        };
+        b.sign_in(&host.base, ADMIN_TOKEN).await;
+
+        // The wizard: upload, review, install.
+        b.click("nav a[href='/admin/install']").await;
+        b.wait_for("#upload-form", "the install wizard").await;
+        b.screenshot(&shot("install")).await;
+        b.fill("#file", &tgz("1.0.0", &["http://a.example"])).await;
+        b.click("#upload-form button").await;
+        b.wait_for("#confirm-install", "the preview").await;
+        let checksum = b.text("#checksum").await;
+        assert_eq!(checksum.len(), 64);
+        b.screenshot(&shot("preview")).await;
+        b.click("#confirm-install button").await;
+        // The plugin page: grant both permissions, consent, enable.
+        b.wait_for("#grant-form", "the installed plugin's page")
+            .await;
+        assert!(
+            b.text(".notice")
+                .await
+                .contains("Installed test.chain 1.0.0")
+        );
+        for el in b
+            .client
+            .find_all(fantoccini::Locator::Css("input[form=grant-form]"))
+            .await
+            .unwrap()
+        {
+            el.click().await.unwrap();
+        }
+        b.click("button[form=grant-form]").await;
+        b.wait_text(".notice", "Granted 2 permission(s)").await;
+        b.click("form.consent input[name=consent]").await;
+        b.click("form.consent button").await;
+        b.wait_for("form[action$='/disable']", "the enabled plugin")
+            .await;
+        assert_eq!(
+            checksum,
+            host.admin_json(Method::GET, &format!("/plugins/{id}"), None, 200)
+                .await["checksum"]
+        );
+        b.screenshot(&shot("plugin-installed")).await;
+
+        // Upgrade by upload: 1.1.0 adds a network rule; the diff waits for consent.
+        b.click("a[href$='/upgrade']").await;
+        b.fill(
+            "#file",
+            &tgz("1.1.0", &["http://a.example", "http://b.example"]),
+        )
+        .await;
+        b.click("#upload-form button").await;
+        b.wait_for("#confirm-install", "the upgrade's preview")
+            .await;
+        b.screenshot(&shot("preview-upgrade")).await;
+        b.click("#confirm-install button").await;
+        b.wait_for("#pending-upgrade", "the pending upgrade").await;
+        let added = b.text("#pending-upgrade tr.added").await;
+        assert!(added.contains("network:http://b.example"), "{added}");
+        b.screenshot(&shot("plugin-pending-upgrade")).await;
+        for el in b
+            .client
+            .find_all(fantoccini::Locator::Css(
+                "#pending-upgrade input[name=permission]",
+            ))
+            .await
+            .unwrap()
+        {
+            el.click().await.unwrap();
+        }
+        b.click("#pending-upgrade form.stack button").await;
+        b.wait_text(".notice", "Upgraded test.chain from 1.0.0 to 1.1.0")
+            .await;
+        assert_eq!(version().await, "1.1.0");
+
+        // Roll back from the versions table.
+        b.click("form[action$='/rollback'] button").await;
+        b.wait_text(".notice", "Rolled test.chain back to 1.0.0")
+            .await;
+        assert_eq!(version().await, "1.0.0");
+        b.screenshot(&shot("plugin-versions")).await;
+
+        // The receipts, filtered.
+        b.click("a[href$='/events']").await;
+        b.wait_for("form.filters", "the receipts").await;
+        b.click("#kind option[value=upgrade]").await;
+        b.click("form.filters button").await;
+        // The `selected` attribute comes with the page the filter loads.
+        b.wait_for(
+            "#kind option[value=upgrade][selected]",
+            "the filtered receipts",
+        )
+        .await;
+        assert!(
+            b.client
+                .current_url()
+                .await
+                .unwrap()
+                .query()
+                .unwrap()
+                .contains("kind=upgrade")
+        );
+        b.screenshot(&shot("events")).await;
+
+        // Uninstall, purging the files.
+        b.client
+            .goto(&format!("{}/admin/plugins/{id}/uninstall", host.base))
+            .await
+            .unwrap();
+        b.click("input[name=purgeFiles]").await;
+        b.fill("#confirm", id).await;
+        b.screenshot(&shot("uninstall")).await;
+        b.click("form button.danger").await;
+        b.wait_text(".notice", "Uninstalled test.chain").await;
+        host.admin_json(Method::GET, &format!("/plugins/{id}"), None, 404)
+            .await;
+        assert!(!host.app.config.plugins_dir.join(id).exists());
+
+        // A crash-looping plugin: the alert shows; re-enable clears it.
+        host.install_and_enable(&nitejar_tests::guest_package("hostile"), &[])
+            .await;
+        let instance = host.create_instance("hostile", json!({})).await;
+        for (n, attack) in ["trap", "loop", "trap"].into_iter().enumerate() {
+            let body = json!({"attack": attack, "target": "", "id": format!("a{n}")});
+            host.webhook("hostile", &instance, &[], body.to_string().into_bytes())
+                .await;
+        }
+        for _ in 0..100 {
+            let p = host
+                .admin_json(Method::GET, "/plugins/test.hostile", None, 200)
+                .await;
+            if p["alert"].is_object() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        b.client
+            .goto(&format!("{}/admin", host.base))
+            .await
+            .unwrap();
+        b.click("a[href='/admin/plugins/test.hostile']").await;
+        assert!(b.text(".banner.alert").await.contains("crash_loop"));
+        b.screenshot(&shot("plugin-crash-loop")).await;
+        b.click("#re-enable").await;
+        b.wait_text(".notice", "Enabled test.hostile").await;
+        let p = host
+            .admin_json(Method::GET, "/plugins/test.hostile", None, 200)
+            .await;
+        assert_eq!(
+            (p["enabled"].clone(), p["alert"].clone()),
+            (json!(true), Value::Null)
+        );
+        assert!(
+            b.client
+                .find(fantoccini::Locator::Css(".banner.alert"))
+                .await
+                .is_err()
+        );
+        b.close().await;
+        host.stop().await;
+    }
+}
