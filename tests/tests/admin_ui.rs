@@ -109,10 +109,26 @@ async fn sign_in_sessions_and_headers() {
     assert_eq!(login.status, 200);
     let csp = login.headers["content-security-policy"].to_str().unwrap();
     assert!(
-        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe"),
         "{csp}"
     );
-    assert!(!login.body.contains("<script"), "no script at all");
+    // The one script is the UI's own file: no inline script anywhere.
+    assert_eq!(login.body.matches("<script").count(), 1);
+    assert!(
+        login
+            .body
+            .contains("<script src=\"/admin/app.js\" defer></script>")
+    );
+    let js = get(&host, "/admin/app.js", None).await;
+    assert_eq!(js.status, 200);
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert_eq!(login.headers["x-content-type-options"], "nosniff");
     assert_eq!(login.headers["cache-control"], "no-store");
     let css = get(&host, "/admin/app.css", None).await;
@@ -247,18 +263,27 @@ async fn hostile_strings_are_escaped_and_forms_need_the_token_and_this_site() {
     .await;
     let id = "test.hostile";
     let session = sign_in(&host).await;
-    for path in ["/admin/plugins".to_string(), format!("/admin/plugins/{id}")] {
+    for path in [
+        "/admin".to_string(),
+        "/admin/plugins".to_string(),
+        format!("/admin/plugins/{id}"),
+        format!("/admin/plugins/{id}/events"),
+        format!("/admin/plugins/{id}/uninstall"),
+        format!("/admin/plugins/{id}/upgrade"),
+    ] {
         let page = get(&host, &path, Some(&session)).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
         assert!(
-            page.body.contains(&escaped(HOSTILE)),
+            page.body.contains(&escaped(HOSTILE)) || path == "/admin",
             "{path} shows the name escaped"
         );
+        // The page's own script tag aside, nothing the plugin wrote is markup.
+        let body = page
+            .body
+            .replace(&escaped(HOSTILE), "")
+            .replace("<script src=\"/admin/app.js\" defer></script>", "");
         for raw in ["<script", "<img", "onerror=alert"] {
-            assert!(
-                !page.body.replace(&escaped(HOSTILE), "").contains(raw),
-                "{path}: raw {raw}"
-            );
+            assert!(!body.contains(raw), "{path}: raw {raw}");
         }
     }
 
@@ -1141,4 +1166,273 @@ async fn in_a_browser_the_plugin_lifecycle() {
         b.close().await;
         host.stop().await;
     }
+}
+
+const TG_TOKEN: &str = "123456789:AAEhBOweik9ai3Fs2yZ-uiTestBotToken";
+const TG_SECRET: &str = "ui-webhook-secret-token-7";
+
+/// A host whose Telegram API calls reach a local stand-in.
+async fn telegram_host() -> (TestHost, nitejar_tests::platforms::PlatformApi) {
+    let api = nitejar_tests::platforms::PlatformApi::telegram(TG_TOKEN).await;
+    let host = TestHost::start_with(nitejar_tests::HostOptions {
+        overrides: [("api.telegram.org".to_string(), api.target())].into(),
+        ..Default::default()
+    })
+    .await;
+    (host, api)
+}
+
+/// Instances from the form generated from the Telegram type's schema, over HTTP: a refused
+/// form comes back with what was typed (never a secret); secrets are masked and leaving the
+/// mask keeps them; test connection, disable/enable, agent assignment, delete with a typed
+/// confirmation; a signed delivery's run in the runs list (filtered) and as a timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_from_generated_forms_and_their_runs() {
+    let (host, api) = telegram_host().await;
+    let session = sign_in(&host).await;
+    let s = Some(session.as_str());
+    let list = get(&host, "/admin/instances", s).await;
+    assert!(list.body.contains("/admin/instances/new?type=telegram"));
+    let form = get(&host, "/admin/instances/new?type=telegram", s).await;
+    assert_eq!(form.status, 200);
+    let token = csrf(&form.body);
+    // The schema's ui:order, widgets and defaults.
+    let order: Vec<usize> = [
+        "cfg.botToken",
+        "cfg.webhookSecret",
+        "cfg.allowedChatIds",
+        "cfg.useMessageThreads",
+        "cfg.apiBaseUrl",
+    ]
+    .iter()
+    .map(|n| {
+        form.body
+            .find(&format!("name=\"{n}\""))
+            .unwrap_or_else(|| panic!("{n}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(
+        form.body
+            .contains("id=\"cfg-botToken\" name=\"cfg.botToken\" type=\"password\"")
+    );
+    assert!(
+        form.body
+            .contains("name=\"cfg.useMessageThreads\" value=\"yes\" checked")
+    );
+    assert!(form.body.contains("<details><summary>Advanced</summary>"));
+    let unknown = get(&host, "/admin/instances/new?type=nope", s).await;
+    assert_eq!(unknown.status, 400);
+
+    // Refused: the token is too short; the name and the chat ids come back, the secret not.
+    let refused = post(
+        &host,
+        "/admin/instances",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("type", "telegram"),
+            ("name", "Support bot"),
+            ("cfg.botToken", "short"),
+            ("cfg.webhookSecret", TG_SECRET),
+            ("cfg.allowedChatIds", "-1001, 42"),
+            ("enable", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("value=\"Support bot\""));
+    assert!(refused.body.contains("-1001, 42"));
+    assert!(
+        !refused.body.contains(TG_SECRET),
+        "a typed secret is not echoed"
+    );
+    let bad_type = post(
+        &host,
+        "/admin/instances",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("type", "telegram"),
+            ("name", "x"),
+            ("cfg.botToken", TG_TOKEN),
+            ("cfg.allowedChatIds", "1.5"),
+        ],
+    )
+    .await;
+    assert_eq!(bad_type.status, 422, "{}", bad_type.body);
+    assert!(
+        bad_type.body.contains("is not a chat id"),
+        "{}",
+        bad_type.body
+    );
+
+    let created = post(
+        &host,
+        "/admin/instances",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("type", "telegram"),
+            ("name", "Support bot"),
+            ("cfg.botToken", TG_TOKEN),
+            ("cfg.webhookSecret", TG_SECRET),
+            ("cfg.allowedChatIds", ""),
+            ("cfg.useMessageThreads", "yes"),
+            ("enable", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let path = created.headers[LOCATION].to_str().unwrap().to_string();
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let v = host
+        .admin_json(Method::GET, &format!("/instances/{id}"), None, 200)
+        .await;
+    assert_eq!(v["enabled"], true, "{v}");
+    assert_eq!(api.calls_to("/getMe").len(), 1, "the connection test ran");
+
+    // The page: masked secrets, the webhook URL; saving with the masks keeps the secrets.
+    let page = get(&host, &path, s).await;
+    assert!(page.body.contains("Created Support bot and enabled it"));
+    assert!(!page.body.contains(TG_TOKEN) && !page.body.contains(TG_SECRET));
+    assert!(page.body.contains("value=\"********\""));
+    assert!(
+        page.body.contains(&format!(
+            "value=\"{}&#x2f;api&#x2f;webhooks&#x2f;plugins&#x2f;telegram&#x2f;{id}\"",
+            host.base.replace('/', "&#x2f;")
+        )),
+        "the absolute webhook URL"
+    );
+    let saved = post(
+        &host,
+        &path,
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("name", "Support bot (EU)"),
+            ("cfg.botToken", "********"),
+            ("cfg.webhookSecret", "********"),
+            ("cfg.allowedChatIds", ""),
+            ("cfg.useMessageThreads", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let stored = host.app.store.get_instance(&id).await.unwrap().unwrap();
+    assert!(!stored.config_json.contains(TG_TOKEN), "encrypted at rest");
+    // A signed delivery is accepted: the stored secret is the one typed at creation.
+    let (status, v) = host
+        .webhook(
+            "telegram",
+            &id,
+            &[("x-telegram-bot-api-secret-token", TG_SECRET)],
+            nitejar_tests::webhook_fixture("telegram", "group-text.json"),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let work_item = v["workItemId"].as_str().unwrap().to_string();
+    host.wait_for_run(&work_item).await;
+
+    // Runs: listed under their filter, and the run as a timeline with its delivery.
+    let runs = get(&host, &format!("/admin/runs?instance={id}&status=done"), s).await;
+    assert!(
+        runs.body.contains(&format!("/admin/runs/{work_item}")),
+        "{}",
+        runs.body
+    );
+    let none = get(
+        &host,
+        &format!("/admin/runs?instance={id}&status=failed"),
+        s,
+    )
+    .await;
+    assert!(!none.body.contains(&format!("/admin/runs/{work_item}")));
+    let run = get(&host, &format!("/admin/runs/{work_item}"), s).await;
+    assert_eq!(run.status, 200);
+    assert!(run.body.contains("id=\"timeline\""));
+    for what in [
+        "<strong>integration</strong>",
+        "<strong>model_call</strong>",
+        ">delivered<",
+    ] {
+        assert!(run.body.contains(what), "{what}: {}", run.body);
+    }
+    let bad_cursor = host
+        .admin(Method::GET, "/work-items?cursor=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_cursor.status(), 400);
+
+    // Test connection, disable, enable, the agent, delete.
+    let act = |action: &'static str, extra: Vec<(&'static str, String)>| {
+        let (host, path, session, token) = (&host, &path, &session, &token);
+        async move {
+            let mut form = vec![("csrf", token.clone())];
+            form.extend(extra);
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(
+                host,
+                &format!("{path}/{action}"),
+                Some(session),
+                None,
+                &form,
+            )
+            .await
+        }
+    };
+    assert_eq!(act("test", vec![]).await.status, 303);
+    assert!(
+        get(&host, &path, s)
+            .await
+            .body
+            .contains("Connection test passed")
+    );
+    assert_eq!(act("disable", vec![]).await.status, 303);
+    let (status, _) = host
+        .webhook(
+            "telegram",
+            &id,
+            &[("x-telegram-bot-api-secret-token", TG_SECRET)],
+            nitejar_tests::webhook_fixture("telegram", "private-command.json"),
+        )
+        .await;
+    assert!(status >= 400, "a disabled instance refuses webhooks");
+    assert_eq!(act("enable", vec![]).await.status, 303);
+    let agents = host.admin_json(Method::GET, "/agents", None, 200).await;
+    let agent = agents["agents"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        act("agent", vec![("agentId", agent.clone())]).await.status,
+        303
+    );
+    assert_eq!(
+        host.app
+            .store
+            .agent_for_instance(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        agent
+    );
+    assert_eq!(
+        act("agent", vec![("agentId", "nope".into())]).await.status,
+        400
+    );
+    assert_eq!(
+        act("delete", vec![("confirm", "Support bot".into())])
+            .await
+            .status,
+        400
+    );
+    let deleted = act("delete", vec![("confirm", "Support bot (EU)".into())]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    host.admin_json(Method::GET, &format!("/instances/{id}"), None, 404)
+        .await;
+    host.stop().await;
 }

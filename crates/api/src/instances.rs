@@ -168,3 +168,95 @@ pub struct WorkItemList {
     /// Oldest first.
     pub work_items: Vec<WorkItem>,
 }
+
+/// Query of `GET /work-items`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkItemsQuery {
+    /// Only this instance's work items.
+    pub instance: Option<String>,
+    /// Only work items with this status (`queued`, `running`, `done`, `failed`, ...).
+    pub status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /work-items`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkItemPage {
+    /// Newest first.
+    pub work_items: Vec<WorkItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The JSON types a property accepts, in the order to try them.
+fn types_of(prop: &Value) -> Vec<&str> {
+    if prop.get("enum").is_some() {
+        return vec!["enum"];
+    }
+    match &prop["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => {
+            let mut v: Vec<&str> = ts.iter().filter_map(Value::as_str).collect();
+            // Try the stricter readings first: "42" as an integer before a string.
+            v.sort_by_key(|t| match *t {
+                "integer" => 0,
+                "number" => 1,
+                "boolean" => 2,
+                _ => 3,
+            });
+            v
+        }
+        _ => vec!["string"],
+    }
+}
+
+/// Converts `raw`, typed by a person (a form field, a `--set` value), to the JSON type the
+/// schema property `prop` accepts: an enum member, an integer, a number, a boolean
+/// (`true/yes/1`, `false/no/0`), a comma-separated array of its items, a JSON object, or a
+/// string.
+pub fn typed_value(prop: &Value, raw: &str) -> Result<Value, String> {
+    let bad = |want: &str| format!("{raw:?} is not {want}");
+    for t in types_of(prop) {
+        let v = match t {
+            "enum" => {
+                let options = prop["enum"].as_array().cloned().unwrap_or_default();
+                return options
+                    .iter()
+                    .find(|o| {
+                        o.as_str() == Some(raw)
+                            || serde_json::from_str::<Value>(raw).ok().as_ref() == Some(*o)
+                    })
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!("{raw:?} is not one of {}", Value::Array(options.clone()))
+                    });
+            }
+            "integer" => raw.trim().parse::<i64>().ok().map(Value::from),
+            "number" => raw.trim().parse::<f64>().ok().map(Value::from),
+            "boolean" => match raw.trim() {
+                "true" | "yes" | "1" => Some(Value::Bool(true)),
+                "false" | "no" | "0" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            "array" => {
+                let items = &prop["items"];
+                let mut out = Vec::new();
+                for part in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    out.push(typed_value(items, part)?);
+                }
+                Some(Value::Array(out))
+            }
+            "object" => Some(serde_json::from_str(raw).map_err(|_| bad("a JSON object"))?),
+            _ => Some(Value::String(raw.to_string())),
+        };
+        if let Some(v) = v {
+            return Ok(v);
+        }
+    }
+    Err(bad(&types_of(prop).join(" or ")))
+}

@@ -566,6 +566,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/admin/work-items",
+        tag: "runs",
+        summary: "Work items of every instance, newest first, filtered by instance and status, cursor paginated",
+        status: 200,
+        query: Some(json::<I::WorkItemsQuery>),
+        request: Body::Empty,
+        response: Body::Json(json::<I::WorkItemPage>),
+    },
+    Operation {
+        method: "get",
         path: "/api/admin/work-items/{id}/run",
         tag: "runs",
         summary: "A run: job, steps, receipts in order, delivery",

@@ -92,6 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .delete(skills::delete),
         )
         .route("/skills/{id}/assignments", post(skills::assign))
+        .route("/work-items", get(runs::list_work_items))
         .route("/work-items/{id}/run", get(runs::work_item_run))
         .route("/jobs/{id}", get(runs::get_job))
         .route("/hooks", get(runs::hook_table))

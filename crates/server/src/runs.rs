@@ -9,10 +9,11 @@
 //! - `GET /hooks`: the hook table in dispatch order; `PUT/DELETE /plugins/{id}/hooks/{hook}`:
 //!   the operator's override of one registration (re-registered at once).
 
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use nitejar_api::instances::{WorkItemPage, WorkItemsQuery};
 use nitejar_api::runs::{
     Agent, AgentList, AgentRequest, AssignAgentRequest, AssignAgentResponse, Delivery,
     FailPolicy as ApiFailPolicy, HookHandler, HookOverride as ApiHookOverride,
@@ -21,7 +22,7 @@ use nitejar_api::runs::{
 use nitejar_core::app::App;
 use nitejar_core::hooks::{FailPolicy, HookName, HookOverride};
 use nitejar_core::limits::DEFAULT_HOOK_CHAIN_BUDGET_MS;
-use nitejar_store::{AgentFields, AgentRow, JobRow};
+use nitejar_store::{AgentFields, AgentRow, JobRow, WorkItemFilter};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -274,6 +275,37 @@ pub async fn work_item_run(
     }
     let job = app.store.job_for_work_item(&id).await?;
     Ok(Json(run_view(&app, job, &id).await?))
+}
+
+/// `GET /api/admin/work-items?instance=&status=&limit=&cursor=`: newest first.
+pub async fn list_work_items(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<WorkItemsQuery>,
+) -> ApiResult<Json<WorkItemPage>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => {
+            let parsed = c
+                .split_once(':')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+            Some(parsed.ok_or_else(|| {
+                ApiError::bad_request("cursor is not a nextCursor this listing returned")
+            })?)
+        }
+    };
+    let filter = WorkItemFilter {
+        instance_id: q.instance.filter(|s| !s.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+    };
+    let rows = app.store.search_work_items(&filter, limit, before).await?;
+    let next_cursor = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| format!("{}:{}", r.created_at, r.id)))
+        .flatten();
+    Ok(Json(WorkItemPage {
+        work_items: rows.into_iter().map(crate::views::work_item).collect(),
+        next_cursor,
+    }))
 }
 
 /// `GET /api/admin/jobs/{id}`.

@@ -142,6 +142,15 @@ pub trait InstanceStore: Send + Sync {
     async fn list_instances(&self) -> DbResult<Vec<InstanceRow>>;
 }
 
+/// Which work items to list (every field that is set must match).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkItemFilter {
+    /// Only this instance's.
+    pub instance_id: Option<String>,
+    /// Only those with this status.
+    pub status: Option<String>,
+}
+
 /// Work items; creating one also queues its agent-run job in the same transaction.
 #[async_trait]
 pub trait WorkItemStore: Send + Sync {
@@ -169,6 +178,15 @@ pub trait WorkItemStore: Send + Sync {
 
     /// Work items of an instance, oldest first.
     async fn list_work_items(&self, instance_id: &str) -> DbResult<Vec<WorkItemRow>>;
+
+    /// A page of work items matching `filter`, newest first; pass the last one's
+    /// `(created_at, id)` as `before` for the next page.
+    async fn search_work_items(
+        &self,
+        filter: &WorkItemFilter,
+        limit: u32,
+        before: Option<(i64, String)>,
+    ) -> DbResult<Vec<WorkItemRow>>;
 
     /// Sets a work item's status.
     async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()>;

@@ -24,7 +24,8 @@ pub mod sqlite;
 pub use events::{EventFilter, EventRow, EventStore};
 pub use import::{ImportStore, ImportedCounts, ImportedInstance, ImportedWorkItem};
 pub use instances::{
-    CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, SessionTurn, WorkItemRow, WorkItemStore,
+    CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, SessionTurn, WorkItemFilter,
+    WorkItemRow, WorkItemStore,
 };
 pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,

@@ -6,72 +6,10 @@ use nitejar_api::instances::IntegrationType;
 use serde_json::{Map, Value};
 use std::io::{BufRead, IsTerminal, Write};
 
-/// The JSON types a property accepts, in the order to try them.
-fn types_of(prop: &Value) -> Vec<&str> {
-    if prop.get("enum").is_some() {
-        return vec!["enum"];
-    }
-    match &prop["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => {
-            let mut v: Vec<&str> = ts.iter().filter_map(Value::as_str).collect();
-            // Try the stricter readings first: "42" as an integer before a string.
-            v.sort_by_key(|t| match *t {
-                "integer" => 0,
-                "number" => 1,
-                "boolean" => 2,
-                _ => 3,
-            });
-            v
-        }
-        _ => vec!["string"],
-    }
-}
-
-/// Converts `raw` to the property's type.
+/// Converts `raw` to the property's type (the rules are shared with the admin UI's forms).
 pub fn typed(key: &str, prop: &Value, raw: &str) -> Result<Value, CliError> {
-    let bad = |want: &str| CliError::Local(format!("--set {key}: {raw:?} is not {want}"));
-    for t in types_of(prop) {
-        let v = match t {
-            "enum" => {
-                let options = prop["enum"].as_array().cloned().unwrap_or_default();
-                return options
-                    .iter()
-                    .find(|o| {
-                        o.as_str() == Some(raw)
-                            || serde_json::from_str::<Value>(raw).ok().as_ref() == Some(*o)
-                    })
-                    .cloned()
-                    .ok_or_else(|| {
-                        CliError::Local(format!(
-                            "--set {key}: {raw:?} is not one of {}",
-                            Value::Array(options.clone())
-                        ))
-                    });
-            }
-            "integer" => raw.trim().parse::<i64>().ok().map(Value::from),
-            "number" => raw.trim().parse::<f64>().ok().map(Value::from),
-            "boolean" => match raw.trim() {
-                "true" | "yes" | "1" => Some(Value::Bool(true)),
-                "false" | "no" | "0" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            "array" => {
-                let items = &prop["items"];
-                let mut out = Vec::new();
-                for part in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    out.push(typed(key, items, part)?);
-                }
-                Some(Value::Array(out))
-            }
-            "object" => Some(serde_json::from_str(raw).map_err(|_| bad("a JSON object"))?),
-            _ => Some(Value::String(raw.to_string())),
-        };
-        if let Some(v) = v {
-            return Ok(v);
-        }
-    }
-    Err(bad(&types_of(prop).join(" or ")))
+    nitejar_api::instances::typed_value(prop, raw)
+        .map_err(|m| CliError::Local(format!("--set {key}: {m}")))
 }
 
 fn read_value(key: &str, raw: &str) -> Result<String, CliError> {

@@ -12,6 +12,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
+    /// Fields from name-value pairs (tests).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Fields {
+        Fields(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

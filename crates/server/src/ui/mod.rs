@@ -1,5 +1,7 @@
 //! The admin web UI at `/admin`: server-rendered pages (templates compiled into the binary,
-//! every value auto-escaped), one stylesheet, no script, nothing fetched from another host.
+//! every value auto-escaped), one stylesheet and one small script file (progressive
+//! enhancement only: copy buttons, upload feedback; no inline script), nothing fetched from
+//! another host.
 //!
 //! - **Sign-in** with the admin token (compared in constant time) gives a session cookie
 //!   (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` when the request came over TLS:
@@ -9,8 +11,8 @@
 //! - **Every state-changing form** is a POST carrying the session's CSRF token (compared in
 //!   constant time); a POST whose `Origin` is another host is refused before anything else.
 //! - **Headers** on every page: a strict Content-Security-Policy (`default-src 'none'`, the
-//!   stylesheet from this origin only, no script at all, forms to this origin only, no
-//!   framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
+//!   stylesheet and script from this origin only, no inline script or style, forms to this
+//!   origin only, no framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
 //!   `no-referrer`: with it browsers send `Origin: null` on the UI's own form posts, which the
 //!   same-origin check must refuse), `Cache-Control: no-store`.
 //!
@@ -19,8 +21,10 @@
 
 mod forms;
 mod install;
+mod instances;
 mod lifecycle;
 mod plugins;
+mod schema_form;
 mod session;
 
 use axum::Router;
@@ -46,9 +50,13 @@ pub const MAX_SESSIONS: usize = 256;
 pub const SESSION_COOKIE: &str = "nitejar_session";
 
 /// The Content-Security-Policy of every UI answer.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("assets/app.css");
+
+/// The only script: progressive enhancement (copy buttons, upload feedback); every page works
+/// without it.
+const SCRIPT: &str = include_str!("assets/app.js");
 
 /// One signed-in browser.
 #[derive(Clone)]
@@ -102,6 +110,17 @@ fn templates() -> Environment<'static> {
         ("uninstall.html", include_str!("templates/uninstall.html")),
         ("install.html", include_str!("templates/install.html")),
         ("preview.html", include_str!("templates/preview.html")),
+        ("fields.html", include_str!("templates/fields.html")),
+        ("field.html", include_str!("templates/field.html")),
+        ("instances.html", include_str!("templates/instances.html")),
+        (
+            "instance_form.html",
+            include_str!("templates/instance_form.html"),
+        ),
+        ("instance.html", include_str!("templates/instance.html")),
+        ("work_items.html", include_str!("templates/work_items.html")),
+        ("runs.html", include_str!("templates/runs.html")),
+        ("run.html", include_str!("templates/run.html")),
     ] {
         env.add_template(name, source)
             .expect("the UI's templates are valid (checked by the tests)");
@@ -334,6 +353,14 @@ async fn require_session(State(ui): State<Arc<Ui>>, mut req: Request, next: Next
     next.run(req).await
 }
 
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -376,6 +403,15 @@ pub fn router(app: Arc<App>) -> Router {
             "/install/upload",
             post(install::preview_upload).layer(upload_limit),
         )
+        .route("/instances", get(instances::list).post(instances::create))
+        .route("/instances/new", get(instances::new_form))
+        .route(
+            "/instances/{id}",
+            get(instances::show).post(instances::update),
+        )
+        .route("/instances/{id}/{action}", post(instances::action))
+        .route("/runs", get(instances::runs))
+        .route("/runs/{id}", get(instances::run))
         .route("/logout", post(session::logout))
         .layer(axum::middleware::from_fn_with_state(
             ui.clone(),
@@ -384,6 +420,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/login", get(session::login_form).post(session::login))
         .route("/app.css", get(stylesheet))
+        .route("/app.js", get(script))
         .merge(pages)
         .fallback(session::not_found)
         .layer(axum::middleware::from_fn(security_headers))
@@ -440,6 +477,19 @@ mod tests {
             {"kind": "hook", "status": "ok", "hookName": "run.pre_prompt", "durationMs": 0, "detailJson": "{}", "createdAt": 5},
             {"kind": "integration", "status": "error", "hookName": null, "durationMs": null, "detailJson": "<b>", "createdAt": 6},
         ]);
+        let integration =
+            serde_json::json!({"type": "t", "displayName": "<b>", "description": "<b>"});
+        let form_fields = serde_json::json!([
+            {"key": "a<b>", "label": "<b>", "help": "<b>", "widget": "password", "required": true, "value": "********", "checked": false, "options": [], "advanced": false, "sensitive": true},
+            {"key": "b", "label": "b", "help": null, "widget": "checkbox", "required": false, "value": "", "checked": true, "options": [], "advanced": false, "sensitive": false},
+            {"key": "c", "label": "c", "help": "h", "widget": "select", "required": true, "value": "y", "checked": false, "options": ["x", "y"], "advanced": true, "sensitive": false},
+            {"key": "d", "label": "d", "help": "h", "widget": "list", "required": false, "value": "1, 2", "checked": false, "options": [], "advanced": true, "sensitive": false},
+            {"key": "e", "label": "e", "help": null, "widget": "number", "required": false, "value": "3", "checked": false, "options": [], "advanced": false, "sensitive": false},
+        ]);
+        let work_items = serde_json::json!([
+            {"id": "w", "title": "<b>", "status": "failed", "sessionKey": "s", "createdAt": 0, "text": "<b>",
+             "pluginInstanceId": "i", "integrationType": "t"},
+            {"id": "w2", "title": "", "status": "done", "sessionKey": "s", "createdAt": 1}]);
         let cases = [
             (
                 "login.html",
@@ -562,6 +612,76 @@ mod tests {
                 minijinja::context! { title => "t", csrf => "c",
                 preview => minijinja::Value::from_serialize(&preview(false, "older_version")),
                 carry => minijinja::Value::from_serialize(serde_json::json!({})) },
+            ),
+            (
+                "instances.html",
+                minijinja::context! { title => "t", csrf => "c",
+                instances => minijinja::Value::from_serialize(serde_json::json!([
+                    {"id": "i", "name": "<b>", "type": "t", "enabled": true, "pluginId": "p", "pluginAvailable": false, "updatedAt": 0}])),
+                types => minijinja::Value::from_serialize(serde_json::json!([
+                    {"type": "t", "displayName": "<b>", "description": "d", "pluginId": "p"}])) },
+            ),
+            (
+                "instances.html",
+                minijinja::context! { title => "t", csrf => "c",
+                instances => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                types => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()) },
+            ),
+            (
+                "instance_form.html",
+                minijinja::context! { title => "t", csrf => "c", name => "<b>",
+                integration => minijinja::Value::from_serialize(&integration),
+                fields => minijinja::Value::from_serialize(&form_fields),
+                problems => ["<b>"] },
+            ),
+            (
+                "instance.html",
+                minijinja::context! { title => "t", csrf => "c", webhook => "http://h/<b>", mask => "********",
+                instance => minijinja::Value::from_serialize(serde_json::json!({
+                    "id": "i", "name": "<b>", "type": "t", "enabled": false, "pluginId": "p",
+                    "pluginAvailable": true, "createdAt": 0, "config": {}})),
+                integration => minijinja::Value::from_serialize(&integration),
+                fields => minijinja::Value::from_serialize(&form_fields),
+                agents => minijinja::Value::from_serialize(serde_json::json!([
+                    {"id": "a", "name": "<b>", "isDefault": true}, {"id": "b", "name": "x", "isDefault": false}])),
+                assigned => "b",
+                work_items => minijinja::Value::from_serialize(&work_items) },
+            ),
+            (
+                "instance.html",
+                minijinja::context! { title => "t", csrf => "c", webhook => "x", mask => "********",
+                instance => minijinja::Value::from_serialize(serde_json::json!({
+                    "id": "i", "name": "n", "type": "t", "enabled": true, "pluginId": "p",
+                    "pluginAvailable": false, "createdAt": 0, "config": {}})),
+                integration => minijinja::Value::from_serialize(Option::<serde_json::Value>::None),
+                fields => minijinja::Value::from_serialize(Option::<serde_json::Value>::None),
+                agents => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                work_items => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()) },
+            ),
+            (
+                "runs.html",
+                minijinja::context! { title => "t", csrf => "c",
+                work_items => minijinja::Value::from_serialize(&work_items),
+                instances => minijinja::Value::from_serialize(serde_json::json!([{"id": "i", "name": "<b>"}])),
+                next => "a=b", first_page => false, filter_query => "x", instance => "i", status => "done",
+                statuses => ["done"] },
+            ),
+            (
+                "run.html",
+                minijinja::context! { title => "t", csrf => "c",
+                view => minijinja::Value::from_serialize(serde_json::json!({
+                    "workItem": work_items[0], "job": {"status": "failed", "attempts": 2, "lastError": "<b>"},
+                    "delivery": {"status": "blocked", "attempts": 1, "externalId": "9", "error": "<b>", "content": "<b>"}})),
+                timeline => minijinja::Value::from_serialize(serde_json::json!([
+                    {"source": "step", "what": "prompt", "offset": 0, "turn": 0, "attempt": 1, "detail": "<b>"},
+                    {"source": "receipt", "what": "hook", "hook": "run.pre_prompt", "plugin": "<b>", "status": "error", "duration": 3, "offset": 4, "detail": ""},
+                    {"source": "receipt", "what": "integration", "hook": null, "plugin": "p", "status": "ok", "duration": null, "offset": 5, "detail": "x"}])) },
+            ),
+            (
+                "run.html",
+                minijinja::context! { title => "t", csrf => "c",
+                view => minijinja::Value::from_serialize(serde_json::json!({"workItem": null, "job": null, "delivery": null})),
+                timeline => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()) },
             ),
         ];
         for (name, ctx) in cases {

@@ -191,6 +191,28 @@ impl WorkItemStore for SqliteStore {
         .await?)
     }
 
+    async fn search_work_items(
+        &self,
+        filter: &WorkItemFilter,
+        limit: u32,
+        before: Option<(i64, String)>,
+    ) -> DbResult<Vec<WorkItemRow>> {
+        let (at, id) = before.unzip();
+        Ok(sqlx::query_as(
+            "SELECT * FROM work_items
+             WHERE (?1 IS NULL OR plugin_instance_id = ?1) AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+             ORDER BY created_at DESC, id DESC LIMIT ?5",
+        )
+        .bind(&filter.instance_id)
+        .bind(&filter.status)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
         Ok(sqlx::query_as(
             "SELECT w.id AS work_item_id, w.text, w.command,
