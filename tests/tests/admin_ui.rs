@@ -1436,3 +1436,211 @@ async fn instances_from_generated_forms_and_their_runs() {
         .await;
     host.stop().await;
 }
+
+/// The host-wide pages over HTTP: hooks in dispatch order, the doctor, admin skills (create,
+/// assign, edit, disable, delete), agents (create, edit, refusals), and the overview's hour
+/// (a delivery counted, a failure listed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_skills_agents_doctor_and_the_hour() {
+    let host = TestHost::start().await;
+    let pkg = chain_at("1.0.0", &["http://chat.test"]);
+    host.install_and_enable(pkg.path(), &["network:http://chat.test"])
+        .await;
+    let session = sign_in(&host).await;
+    let s = Some(session.as_str());
+    let page = get(&host, "/admin/hooks", s).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<code>tool.pre_exec</code>"));
+    assert!(page.body.contains("href=\"/admin/plugins/test.chain\""));
+    let token = csrf(&page.body);
+    let doctor = get(&host, "/admin/doctor", s).await;
+    assert_eq!(doctor.status, 200);
+    let api = host.admin_json(Method::GET, "/doctor", None, 200).await;
+    for p in api["plugins"].as_array().unwrap() {
+        assert!(
+            doctor
+                .body
+                .contains(&escaped(p["pluginId"].as_str().unwrap()))
+        );
+    }
+
+    // Skills: an admin skill in Markdown, offered to every agent, edited, disabled, deleted.
+    let created = post(
+        &host,
+        "/admin/skills",
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("name", "triage"),
+            ("description", "How to triage"),
+            ("tags", "support, <b>"),
+            ("content", "# Triage\n\nAsk for the <order id>."),
+        ],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let list = host.admin_json(Method::GET, "/skills", None, 200).await;
+    let skill = list["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "triage")
+        .unwrap()
+        .clone();
+    let sid = skill["skillId"].as_str().unwrap().to_string();
+    let at = format!("/admin/skills/{}", sid.replace(':', "%3A"));
+    let page = get(&host, &at, s).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Ask for the &lt;order id&gt;."));
+    let r = post(
+        &host,
+        &format!("{at}/assignments"),
+        s,
+        None,
+        &[("csrf", &token), ("scope", "global"), ("ref", "")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = post(
+        &host,
+        &format!("{at}/assignments"),
+        s,
+        None,
+        &[("csrf", &token), ("scope", "nowhere"), ("ref", "")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        &host,
+        &at,
+        s,
+        None,
+        &[
+            ("csrf", &token),
+            ("description", "d2"),
+            ("tags", ""),
+            ("content", "Be brief."),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = post(&host, &at, s, None, &[("csrf", &token), ("enabled", "no")]).await;
+    assert_eq!(r.status, 303);
+    let v = host
+        .admin_json(Method::GET, &format!("/skills/{sid}"), None, 200)
+        .await;
+    assert_eq!(
+        (
+            v["content"].clone(),
+            v["enabled"].clone(),
+            v["assignments"].clone()
+        ),
+        (
+            json!("Be brief."),
+            json!(false),
+            json!([{"scope": "global", "ref": ""}])
+        )
+    );
+    let r = post(&host, &format!("{at}/delete"), s, None, &[("csrf", &token)]).await;
+    assert_eq!(r.status, 303);
+    host.admin_json(Method::GET, &format!("/skills/{sid}"), None, 404)
+        .await;
+
+    // Agents: created, edited; a bad number and a bad provider are refused with a page.
+    let fields = |name: &'static str, turns: &'static str, provider: &'static str| {
+        vec![
+            ("name", name),
+            ("systemPrompt", "You help."),
+            ("provider", provider),
+            ("model", "offline"),
+            ("temperature", "0.5"),
+            ("maxTokens", "256"),
+            ("maxTurns", turns),
+            ("team", ""),
+        ]
+    };
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend(fields("helper", "3", "offline"));
+    assert_eq!(
+        post(&host, "/admin/agents", s, None, &form).await.status,
+        303
+    );
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend(fields("helper2", "three", "offline"));
+    assert_eq!(
+        post(&host, "/admin/agents", s, None, &form).await.status,
+        400
+    );
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend(fields("helper2", "3", "skynet"));
+    assert_eq!(
+        post(&host, "/admin/agents", s, None, &form).await.status,
+        400
+    );
+    let agents = host.admin_json(Method::GET, "/agents", None, 200).await;
+    let helper = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "helper")
+        .unwrap()
+        .clone();
+    assert_eq!(helper["model"]["maxTurns"], 3);
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend(fields("helper", "5", "offline"));
+    let r = post(
+        &host,
+        &format!("/admin/agents/{}", helper["id"].as_str().unwrap()),
+        s,
+        None,
+        &form,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let v = host
+        .admin_json(
+            Method::GET,
+            &format!("/agents/{}", helper["id"].as_str().unwrap()),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(v["model"]["maxTurns"], 5);
+    assert!(
+        get(&host, "/admin/agents", s)
+            .await
+            .body
+            .contains("Saved the agent helper.")
+    );
+
+    // The hour: one delivery and its run counted. Every handler traps, so the crash guard
+    // disables the plugin mid-run and its reply cannot be delivered: the run failed, and the
+    // traps are the recent failures.
+    let instance = host
+        .create_instance("chat", json!({ "token": "chat-token-123" }))
+        .await;
+    let body = json!({"id": "m1", "text": "!trap please", "chat": "r"}).to_string();
+    let (status, v) = host
+        .webhook(
+            "chat",
+            &instance,
+            &[("x-chat-token", "chat-token-123")],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    host.wait_for_run(v["workItemId"].as_str().unwrap()).await;
+    let overview = get(&host, "/admin", s).await;
+    assert!(
+        overview
+            .body
+            .contains("1 webhooks became work items; 0 runs done, 1 failed."),
+        "{}",
+        overview.body
+    );
+    let failures = &overview.body[overview.body.find("id=\"failures\"").unwrap()..];
+    assert!(failures.contains("<td>hook <code>"), "{failures}");
+    assert!(failures.contains("href=\"/admin/plugins/test.chain\""));
+    host.stop().await;
+}

@@ -89,6 +89,10 @@ pub trait EventStore: Send + Sync {
         before: Option<&str>,
     ) -> DbResult<Vec<EventRow>>;
 
+    /// The latest receipts of every plugin whose outcome was `error`, `timeout` or `blocked`,
+    /// newest first.
+    async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>>;
+
     /// Receipts of a job, oldest first.
     async fn events_for_job(&self, job_id: &str) -> DbResult<Vec<super::EventRow>>;
 

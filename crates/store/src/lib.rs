@@ -30,7 +30,9 @@ pub use instances::{
 pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,
 };
-pub use runs::{AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, StepRow};
+pub use runs::{
+    ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, StepRow,
+};
 pub use skills::{NewSkill, SkillRow, SkillStore};
 
 /// A database failure. Handlers map it to a 500 without leaking the SQL.

@@ -118,6 +118,20 @@ pub struct AgentFields<'a> {
     pub team: Option<&'a str>,
 }
 
+/// What happened in one minute (the overview's chart).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityMinute {
+    /// The minute (ms since the epoch / 60 000).
+    pub minute: i64,
+    /// Work items received.
+    pub received: i64,
+    /// Runs finished `done`.
+    pub done: i64,
+    /// Runs finished `failed`.
+    pub failed: i64,
+}
+
 /// Agents and which agent answers an instance.
 #[async_trait]
 pub trait AgentStore: Send + Sync {
@@ -146,6 +160,10 @@ pub trait AgentStore: Send + Sync {
 /// Agent-run jobs: claimed by workers, re-queued after a stop, with steps and the delivery record.
 #[async_trait]
 pub trait JobStore: Send + Sync {
+    /// Work items received and runs finished per minute since `since_ms` (ms since the
+    /// epoch), oldest minute first; minutes with nothing are left out.
+    async fn activity(&self, since_ms: i64) -> DbResult<Vec<ActivityMinute>>;
+
     /// Boot: jobs a stopped process left `running` or `held` go back to the queue.
     async fn requeue_orphaned_jobs(&self) -> DbResult<u64>;
 

@@ -26,6 +26,7 @@ mod lifecycle;
 mod plugins;
 mod schema_form;
 mod session;
+mod system;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -121,6 +122,11 @@ fn templates() -> Environment<'static> {
         ("work_items.html", include_str!("templates/work_items.html")),
         ("runs.html", include_str!("templates/runs.html")),
         ("run.html", include_str!("templates/run.html")),
+        ("hooks.html", include_str!("templates/hooks.html")),
+        ("doctor.html", include_str!("templates/doctor.html")),
+        ("skills.html", include_str!("templates/skills.html")),
+        ("skill.html", include_str!("templates/skill.html")),
+        ("agents.html", include_str!("templates/agents.html")),
     ] {
         env.add_template(name, source)
             .expect("the UI's templates are valid (checked by the tests)");
@@ -412,6 +418,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/instances/{id}/{action}", post(instances::action))
         .route("/runs", get(instances::runs))
         .route("/runs/{id}", get(instances::run))
+        .route("/hooks", get(system::hooks))
+        .route("/doctor", get(system::doctor))
+        .route("/skills", get(system::skills).post(system::create_skill))
+        .route("/skills/sync", post(system::sync_skills))
+        .route(
+            "/skills/{id}",
+            get(system::skill).post(system::update_skill),
+        )
+        .route("/skills/{id}/assignments", post(system::assign_skill))
+        .route("/skills/{id}/delete", post(system::delete_skill))
+        .route("/agents", get(system::agents).post(system::create_agent))
+        .route("/agents/{id}", post(system::update_agent))
         .route("/logout", post(session::logout))
         .layer(axum::middleware::from_fn_with_state(
             ui.clone(),
@@ -507,6 +525,10 @@ mod tests {
                     runtime => minijinja::Value::from_serialize(&runtime),
                     attention => minijinja::Value::from_serialize([&plugin, &enabled]),
                     plugin_count => 2, enabled_count => 1,
+                    chart => minijinja::Value::from_serialize(serde_json::json!([
+                        {"x": 0, "received": 60, "done": 30, "failed": 5, "label": "<b>"}])),
+                    totals => (1, 2, 3),
+                    failures => minijinja::Value::from_serialize(&receipts),
                 },
             ),
             (
@@ -516,6 +538,9 @@ mod tests {
                     runtime => minijinja::Value::from_serialize(&runtime),
                     attention => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
                     plugin_count => 0, enabled_count => 0,
+                    chart => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                    totals => (0, 0, 0),
+                    failures => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
                 },
             ),
             (
@@ -682,6 +707,59 @@ mod tests {
                 minijinja::context! { title => "t", csrf => "c",
                 view => minijinja::Value::from_serialize(serde_json::json!({"workItem": null, "job": null, "delivery": null})),
                 timeline => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()) },
+            ),
+            (
+                "hooks.html",
+                minijinja::context! { title => "t", csrf => "c",
+                table => minijinja::Value::from_serialize(serde_json::json!({
+                    "chainBudgetMs": 1000, "defaultTimeoutMs": 100, "hooks": {
+                        "run.pre_prompt": [{"pluginId": "<b>", "version": "1", "priority": 2, "failPolicy": "fail_open", "timeoutMs": 5}],
+                        "tool.pre_exec": []}})) },
+            ),
+            (
+                "doctor.html",
+                minijinja::context! { title => "t", csrf => "c",
+                report => minijinja::Value::from_serialize(serde_json::json!({
+                    "healthy": false, "safeMode": true, "plugins": [
+                    {"pluginId": "<b>", "version": "1", "enabled": true, "loaded": false, "files": "ok", "cache": "none",
+                     "healthy": false, "grants": {"ungranted": ["<b>"]}, "problems": [{"check": "load", "detail": "<b>", "fix": "<b>"}]},
+                    {"pluginId": "x", "version": null, "enabled": false, "loaded": false, "files": "ok", "cache": "none",
+                     "healthy": true, "grants": {"ungranted": []}, "problems": []}]})) },
+            ),
+            (
+                "skills.html",
+                minijinja::context! { title => "t", csrf => "c",
+                skills => minijinja::Value::from_serialize(serde_json::json!([
+                    {"skillId": "admin:1", "name": "<b>", "description": "<b>", "source": "plugin", "pluginId": "p",
+                     "enabled": true, "available": false, "assignments": [{"scope": "agent", "ref": "<b>"}, {"scope": "global", "ref": ""}],
+                     "shadowedBy": "<b>"}])) },
+            ),
+            (
+                "skill.html",
+                minijinja::context! { title => "t", csrf => "c",
+                skill => minijinja::Value::from_serialize(serde_json::json!({
+                    "skillId": "admin:1", "name": "<b>", "description": "<b>", "source": "admin", "tags": ["a", "<b>"],
+                    "enabled": false, "available": true, "assignments": [{"scope": "agent", "ref": "<b>"}],
+                    "shadowedBy": null, "checksum": "abc", "content": "<b>", "files": ["<b>"]})),
+                agents => minijinja::Value::from_serialize(serde_json::json!([{"id": "a", "name": "<b>"}])),
+                types => minijinja::Value::from_serialize(serde_json::json!([{"type": "t", "displayName": "<b>"}])) },
+            ),
+            (
+                "skill.html",
+                minijinja::context! { title => "t", csrf => "c",
+                skill => minijinja::Value::from_serialize(serde_json::json!({
+                    "skillId": "plugin:p:s", "name": "n", "description": "", "source": "plugin", "pluginId": "p",
+                    "tags": [], "enabled": true, "available": true, "assignments": [], "checksum": "abc", "files": []})),
+                agents => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()),
+                types => minijinja::Value::from_serialize(Vec::<serde_json::Value>::new()) },
+            ),
+            (
+                "agents.html",
+                minijinja::context! { title => "t", csrf => "c",
+                agents => minijinja::Value::from_serialize(serde_json::json!([
+                    {"id": "a", "name": "<b>", "systemPrompt": "<b>", "isDefault": true, "team": "<b>",
+                     "model": {"provider": "openai", "model": "<b>", "temperature": 0.2, "maxTokens": 5, "maxTurns": 2}},
+                    {"id": "b", "name": "x", "systemPrompt": "", "isDefault": false, "team": null, "model": null}])) },
             ),
         ];
         for (name, ctx) in cases {

@@ -38,18 +38,80 @@ pub async fn overview(State(ui): State<Arc<Ui>>, Extension(s): Extension<SignedI
                 || (p.enabled && !p.loaded)
         })
         .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let (chart, totals) = match ui.app.store.activity(now - 3_600_000).await {
+        Ok(minutes) => activity_chart(&minutes, now / 60_000),
+        Err(e) => return api_error(&ui, &s, e.into()),
+    };
+    ui.app.receipts.flush().await;
+    let failures: Vec<_> = match ui.app.store.recent_failures(RECENT_FAILURES).await {
+        Ok(rows) => rows.into_iter().map(crate::views::receipt).collect(),
+        Err(e) => return api_error(&ui, &s, e.into()),
+    };
     ui.page(
         &s,
         "overview.html",
         "Overview",
         "overview",
         context! {
+            chart => Value::from_serialize(&chart),
+            totals => Value::from_serialize(totals),
+            failures => Value::from_serialize(&failures),
             runtime => Value::from_serialize(&list.runtime),
             attention => Value::from_serialize(&attention),
             plugin_count => list.plugins.len(),
             enabled_count => list.plugins.iter().filter(|p| p.enabled).count(),
         },
     )
+}
+
+/// Failures listed on the overview.
+const RECENT_FAILURES: u32 = 10;
+
+/// Height of the overview chart's bars area, in SVG units.
+const CHART_HEIGHT: i64 = 60;
+
+/// The overview's chart of the last hour: one slot per minute (oldest first) with the bar
+/// heights of work items received, runs done and runs failed; and the hour's totals
+/// (received, done, failed).
+fn activity_chart(
+    minutes: &[nitejar_store::ActivityMinute],
+    this_minute: i64,
+) -> (Vec<serde_json::Value>, (i64, i64, i64)) {
+    let window = this_minute - 59..=this_minute;
+    let peak = minutes
+        .iter()
+        .filter(|m| window.contains(&m.minute))
+        .map(|m| m.received.max(m.done + m.failed))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let height = |n: i64| (n * CHART_HEIGHT + peak - 1) / peak;
+    let mut totals = (0, 0, 0);
+    let slots = (0..60)
+        .map(|i| {
+            let minute = this_minute - 59 + i;
+            let m = minutes
+                .iter()
+                .find(|m| m.minute == minute)
+                .cloned()
+                .unwrap_or_default();
+            totals.0 += m.received;
+            totals.1 += m.done;
+            totals.2 += m.failed;
+            json!({
+                "x": i * 10,
+                "received": height(m.received),
+                "done": height(m.done),
+                "failed": height(m.failed),
+                "label": format!("{} min ago: {} received, {} done, {} failed", 59 - i, m.received, m.done, m.failed),
+            })
+        })
+        .collect();
+    (slots, totals)
 }
 
 /// `GET /admin/plugins`.
@@ -458,3 +520,50 @@ const RECEIPT_KINDS: &[&str] = &[
 
 /// The receipt outcomes the filter offers.
 const RECEIPT_STATUSES: &[&str] = &["ok", "error", "timeout", "blocked", "pending_consent"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nitejar_store::ActivityMinute;
+
+    #[test]
+    fn the_chart_scales_to_the_busiest_minute_and_sums_the_hour() {
+        let minutes = [
+            ActivityMinute {
+                minute: 100,
+                received: 4,
+                done: 1,
+                failed: 1,
+            },
+            ActivityMinute {
+                minute: 159,
+                received: 1,
+                done: 0,
+                failed: 0,
+            },
+            // Older than the hour: not drawn, not counted.
+            ActivityMinute {
+                minute: 10,
+                received: 99,
+                done: 0,
+                failed: 0,
+            },
+        ];
+        let (slots, totals) = activity_chart(&minutes, 159);
+        assert_eq!(slots.len(), 60);
+        assert_eq!(totals, (5, 1, 1));
+        assert_eq!(slots[59]["received"], 15, "1 of 4, rounded up");
+        assert_eq!(
+            slots[0]["received"], 60,
+            "minute 100, the busiest, is slot 0"
+        );
+        assert_eq!(slots[0]["done"], 15);
+        let (slots, totals) = activity_chart(&minutes, 170);
+        assert_eq!(totals, (1, 0, 0), "minute 100 is out of the window");
+        assert_eq!(
+            slots[48]["received"], 60,
+            "the one minute left is full height"
+        );
+        assert_eq!(activity_chart(&[], 5).1, (0, 0, 0));
+    }
+}

@@ -56,6 +56,22 @@ impl EventStore for SqliteStore {
         .await?)
     }
 
+    async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>> {
+        // One index range per outcome (idx_plugin_events_status), merged newest first.
+        Ok(sqlx::query_as(
+            "SELECT * FROM (
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'error' ORDER BY id DESC LIMIT ?1)
+               UNION ALL
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'timeout' ORDER BY id DESC LIMIT ?1)
+               UNION ALL
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'blocked' ORDER BY id DESC LIMIT ?1)
+             ) ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn events_for_job(&self, job_id: &str) -> DbResult<Vec<super::EventRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM plugin_events WHERE job_id = ? ORDER BY id")

@@ -90,6 +90,38 @@ impl AgentStore for SqliteStore {
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    async fn activity(&self, since_ms: i64) -> DbResult<Vec<ActivityMinute>> {
+        let received: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT created_at / 60000, COUNT(*) FROM work_items WHERE created_at >= ? GROUP BY 1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let finished: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT finished_at / 60000, status, COUNT(*) FROM jobs
+             WHERE finished_at >= ? GROUP BY 1, 2",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_minute = std::collections::BTreeMap::<i64, ActivityMinute>::new();
+        for (minute, n) in received {
+            by_minute.entry(minute).or_default().received += n;
+        }
+        for (minute, status, n) in finished {
+            let m = by_minute.entry(minute).or_default();
+            match status.as_str() {
+                "done" => m.done += n,
+                "failed" => m.failed += n,
+                _ => {}
+            }
+        }
+        Ok(by_minute
+            .into_iter()
+            .map(|(minute, m)| ActivityMinute { minute, ..m })
+            .collect())
+    }
+
     async fn requeue_orphaned_jobs(&self) -> DbResult<u64> {
         Ok(sqlx::query(
             "UPDATE jobs SET status = 'queued', claimed_by = NULL, updated_at = ?
