@@ -19,3 +19,7 @@ ci:
 # Print benchmark medians and ratios (release build).
 bench:
     bash scripts/setup.sh && cargo bench -p nitejar-core --bench hook_chain && cargo bench -p nitejar-core --bench hook_call
+
+# Time the admin UI's pages with 100 plugins and 100,000 receipts (release build).
+bench-ui:
+    bash scripts/setup.sh && cargo bench -p nitejar-tests --bench admin_pages

@@ -90,11 +90,37 @@ impl Browser {
         panic!("chromedriver did not answer: {last:?}");
     }
 
-    /// Saves a PNG of the page to `target/ui-screenshots/<name>.png`; returns the path.
+    /// Runs a Chrome DevTools Protocol command (through chromedriver's `goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &'static str, params: serde_json::Value) -> serde_json::Value {
+        self.client
+            .issue_cmd(Cdp { cmd, params })
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
+    /// Saves a PNG of the whole page (not only the window) to
+    /// `target/ui-screenshots/<name>.png`; returns the path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine as _;
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
-        let png = self.client.screenshot().await.expect("screenshot");
+        let metrics = self
+            .cdp("Page.getLayoutMetrics", serde_json::json!({}))
+            .await;
+        let size = &metrics["cssContentSize"];
+        let shot = self
+            .cdp(
+                "Page.captureScreenshot",
+                serde_json::json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+                }),
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("screenshot base64");
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
@@ -181,6 +207,31 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// A Chrome DevTools Protocol command for chromedriver.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or("")
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

@@ -1644,3 +1644,107 @@ async fn hooks_skills_agents_doctor_and_the_hour() {
     assert!(failures.contains("href=\"/admin/plugins/test.chain\""));
     host.stop().await;
 }
+
+/// In a real browser at a desktop and a phone width: a Telegram instance created from the
+/// form generated from its schema, its webhook URL copied (the UI's script runs under the
+/// CSP), a signed delivery to that URL, and its run opened as a timeline; then the hooks,
+/// skills, agents and doctor pages. Every page is screenshotted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_an_instance_and_its_run() {
+    for width in [1280u32, 390] {
+        let Some(b) = nitejar_tests::browser::Browser::start(width).await else {
+            return;
+        };
+        let (host, _api) = telegram_host().await;
+        let shot = |name: &str| format!("{name}-{width}");
+        b.sign_in(&host.base, ADMIN_TOKEN).await;
+        b.screenshot(&shot("overview-empty")).await;
+        b.click("nav a[href='/admin/instances']").await;
+        b.click("a[href='/admin/instances/new?type=telegram']")
+            .await;
+        b.wait_for("#instance-form", "the generated form").await;
+        b.screenshot(&shot("instance-new")).await;
+        b.fill("#name", "Support bot").await;
+        b.fill("#cfg-botToken", TG_TOKEN).await;
+        b.fill("#cfg-webhookSecret", TG_SECRET).await;
+        b.click("#instance-form button[type=submit]").await;
+        b.wait_text(".notice", "Created Support bot and enabled it")
+            .await;
+        // The copy button: the script ran (the CSP allows the UI's own file).
+        b.click("button[data-copy]").await;
+        let mut label = String::new();
+        for _ in 0..100 {
+            label = b.text("button[data-copy]").await;
+            if label != "Copy" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            label == "Copied" || label == "Press Ctrl+C",
+            "the copy button reacted: {label:?}"
+        );
+        let url = b
+            .wait_for("#webhook-url", "the webhook URL")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(url.starts_with(&host.base), "{url}");
+        assert!(
+            !b.client.source().await.unwrap().contains(TG_TOKEN),
+            "the token is never in the page"
+        );
+        b.screenshot(&shot("instance")).await;
+
+        // A signed delivery to the URL the page shows, then its run.
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .header("x-telegram-bot-api-secret-token", TG_SECRET)
+            .header("content-type", "application/json")
+            .body(nitejar_tests::webhook_fixture(
+                "telegram",
+                "group-text.json",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let v: Value = resp.json().await.unwrap();
+        let work_item = v["workItemId"].as_str().unwrap().to_string();
+        host.wait_for_run(&work_item).await;
+        b.click("nav a[href='/admin/runs']").await;
+        b.wait_for("table.work-items a", "the runs list").await;
+        b.screenshot(&shot("runs")).await;
+        b.click(&format!("a[href='/admin/runs/{work_item}']")).await;
+        b.wait_text("#delivery", "delivered").await;
+        let steps = b
+            .client
+            .find_all(fantoccini::Locator::Css("#timeline li"))
+            .await
+            .unwrap()
+            .len();
+        assert!(steps >= 4, "{steps} timeline entries");
+        b.screenshot(&shot("run")).await;
+
+        // The host-wide pages.
+        for (nav, ready, name) in [
+            ("hooks", "main h1", "hooks"),
+            ("skills", "#new-skill", "skills"),
+            ("agents", "#new-agent", "agents"),
+            ("doctor", "main h1", "doctor"),
+            ("", "#totals", "overview-busy"),
+        ] {
+            b.click(&format!(
+                "nav a[href='/admin{}{nav}']",
+                if nav.is_empty() { "" } else { "/" }
+            ))
+            .await;
+            b.wait_for(ready, name).await;
+            b.screenshot(&shot(name)).await;
+        }
+        b.close().await;
+        host.stop().await;
+    }
+}

@@ -272,6 +272,28 @@ async fn install_needs_consent_to_enable() {
             .iter()
             .all(|d| d["acknowledged"] == true)
     );
+    // Revoke withdraws a grant (and the loaded plugin is reloaded without it); an undeclared
+    // permission is refused.
+    let (code, out) = cli(
+        &host,
+        &["plugin", "revoke", "test.chain", "network:http://chat.test"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("revoked 1 permission(s) of test.chain"),
+        "{out}"
+    );
+    let p = host
+        .admin_json(reqwest::Method::GET, "/plugins/test.chain", None, 200)
+        .await;
+    assert_eq!(p["disclosures"][0]["acknowledged"], false, "{p}");
+    let (code, _) = cli(
+        &host,
+        &["plugin", "revoke", "test.chain", "network:http://evil"],
+    )
+    .await;
+    assert_ne!(code, 0);
     assert_eq!(cli(&host, &["plugin", "disable", "test.chain"]).await.0, 0);
 
     // An uploaded .wasm package (manifest in a custom section is not needed here: a bad file

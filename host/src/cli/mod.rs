@@ -32,7 +32,7 @@ use nitejar_api::lifecycle::{
 };
 use nitejar_api::plugins::{
     EnableRequest, EnableResponse, EventPage, GrantRequest, GrantResponse, LimitsRequest,
-    LimitsResponse, PluginDetail, PluginList,
+    LimitsResponse, PluginDetail, PluginList, RevokeResponse,
 };
 use nitejar_api::skills::{
     AssignSkillRequest, CreateSkillRequest, Skill, SkillList, SyncReport, UpdateSkillRequest,
@@ -235,6 +235,14 @@ pub enum PluginCommand {
     Disable {
         /// Plugin id.
         id: String,
+    },
+    /// Withdraw grants of declared permissions (a loaded plugin is reloaded without them).
+    Revoke {
+        /// Plugin id.
+        id: String,
+        /// Permissions to withdraw, as `plugin show` lists them (`network:...`, `secret:...`).
+        #[arg(required = true)]
+        permissions: Vec<String>,
     },
     /// Set the plugin's instruction budget per call (wasmtime fuel), overriding its manifest
     /// and the host's defaults; `--default` removes the override. `plugin show` prints the
@@ -912,6 +920,17 @@ async fn plugin(
                 )
                 .await?;
             emit_typed(out, json, &v, |_| format!("disabled {id}"))
+        }
+        PluginCommand::Revoke { id, permissions } => {
+            let v: RevokeResponse = client
+                .post_as(
+                    &format!("/plugins/{}/revoke", client::seg(&id)),
+                    &json!({ "permissions": permissions }),
+                )
+                .await?;
+            emit_typed(out, json, &v, |v| {
+                format!("revoked {} permission(s) of {id}", v.revoked)
+            })
         }
         PluginCommand::Limits {
             id,

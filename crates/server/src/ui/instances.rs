@@ -449,7 +449,9 @@ pub async fn run(
         let rc = &r.receipt;
         timeline.push(json!({
             "at": rc.created_at, "offset": rc.created_at - start, "source": "receipt",
-            "what": rc.kind, "hook": rc.hook_name, "plugin": rc.plugin_id,
+            "what": rc.kind, "hook": rc.hook_name.clone().or_else(|| {
+                r.detail["operation"].as_str().map(str::to_string)
+            }), "plugin": rc.plugin_id,
             "status": rc.status, "duration": rc.duration_ms, "detail": pretty(&r.detail),
         }));
     }
