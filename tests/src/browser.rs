@@ -99,7 +99,8 @@ impl Browser {
     }
 
     /// Saves a PNG of the whole page (not only the window) to
-    /// `target/ui-screenshots/<name>.png`; returns the path.
+    /// `target/ui-screenshots/<name>.png`; returns the path. Fails when the page is wider than
+    /// the window.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine as _;
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots");
@@ -108,6 +109,16 @@ impl Browser {
             .cdp("Page.getLayoutMetrics", serde_json::json!({}))
             .await;
         let size = &metrics["cssContentSize"];
+        // A page wider than the window scrolls sideways: at a phone width, that is a layout
+        // bug (wide tables scroll inside their own box instead).
+        let window = metrics["cssLayoutViewport"]["clientWidth"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let width = size["width"].as_f64().unwrap_or(0.0);
+        assert!(
+            width <= window + 1.0,
+            "{name}: the page is {width} px wide in a {window} px window"
+        );
         let shot = self
             .cdp(
                 "Page.captureScreenshot",

@@ -115,23 +115,7 @@ pub async fn disable(ctx: &Plugins, id: &str) -> Result<(), LifecycleError> {
 
 /// Grants declared permissions of `id` (each must be one it declares); returns how many changed.
 pub async fn grant(ctx: &Plugins, id: &str, permissions: &[String]) -> Result<u64, LifecycleError> {
-    let started = Instant::now();
-    let row = installed(ctx, id).await?;
-    let known = ctx.store.list_disclosures(id).await?;
-    if let Some(unknown) = permissions
-        .iter()
-        .find(|p| !known.iter().any(|k| &k.permission == *p))
-    {
-        return Err(LifecycleError::Invalid(format!(
-            "{unknown:?} is not a permission {id} declares"
-        )));
-    }
-    let changed = ctx.store.acknowledge(id, permissions).await?;
-    ctx.receipts.emit(
-        action_receipt(&row, "grant", "ok", started).detail(json!({ "granted": permissions })),
-    );
-    reload_if_loaded(ctx, id).await;
-    Ok(changed)
+    change_grants(ctx, id, permissions, true).await
 }
 
 /// Withdraws grants of `id` (each must be one it declares); returns how many changed. A loaded
@@ -140,6 +124,17 @@ pub async fn revoke(
     ctx: &Plugins,
     id: &str,
     permissions: &[String],
+) -> Result<u64, LifecycleError> {
+    change_grants(ctx, id, permissions, false).await
+}
+
+/// Grants (`granted`) or revokes declared permissions, with a receipt, and reloads a loaded
+/// plugin so its sandbox follows at once.
+async fn change_grants(
+    ctx: &Plugins,
+    id: &str,
+    permissions: &[String],
+    granted: bool,
 ) -> Result<u64, LifecycleError> {
     let started = Instant::now();
     let row = installed(ctx, id).await?;
@@ -152,10 +147,14 @@ pub async fn revoke(
             "{unknown:?} is not a permission {id} declares"
         )));
     }
-    let changed = ctx.store.revoke(id, permissions).await?;
-    ctx.receipts.emit(
-        action_receipt(&row, "revoke", "ok", started).detail(json!({ "revoked": permissions })),
-    );
+    let (changed, kind) = if granted {
+        (ctx.store.acknowledge(id, permissions).await?, "grant")
+    } else {
+        (ctx.store.revoke(id, permissions).await?, "revoke")
+    };
+    let key = if granted { "granted" } else { "revoked" };
+    ctx.receipts
+        .emit(action_receipt(&row, kind, "ok", started).detail(json!({ key: permissions })));
     reload_if_loaded(ctx, id).await;
     Ok(changed)
 }

@@ -288,18 +288,10 @@ pub async fn upgrade_start(
     Extension(s): Extension<SignedIn>,
     Path(id): Path<String>,
 ) -> Response {
-    match crate::admin::get_plugin(State(ui.app.clone()), Path(id)).await {
-        Ok(d) => ui.page(
-            &s,
-            "install.html",
-            &format!("Upgrade {}", d.0.plugin.name),
-            "plugins",
-            context! {
-                upgrading => Value::from_serialize(&d.0.plugin),
-                max_mib => nitejar_core::limits::MAX_UPLOAD_BYTES >> 20,
-                trust_mode => ui.app.config.trust.mode.as_str(),
-            },
-        ),
-        Err(e) => api_error(&ui, &s, e),
-    }
+    let extra = context! {
+        upgrading => true,
+        max_mib => nitejar_core::limits::MAX_UPLOAD_BYTES >> 20,
+        trust_mode => ui.app.config.trust.mode.as_str(),
+    };
+    super::plugins::about_plugin(&ui, &s, id, "install.html", "Upgrade", extra).await
 }

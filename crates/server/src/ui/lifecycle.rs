@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiJson};
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use minijinja::{Value, context};
+use minijinja::context;
 use nitejar_api::lifecycle::{ApproveRequest, RollbackRequest, UninstallRequest, UpgradeReport};
 use std::sync::Arc;
 
@@ -122,16 +122,7 @@ pub async fn uninstall_form(
     Extension(s): Extension<SignedIn>,
     Path(id): Path<String>,
 ) -> Response {
-    match crate::admin::get_plugin(State(ui.app.clone()), Path(id)).await {
-        Ok(d) => ui.page(
-            &s,
-            "uninstall.html",
-            &format!("Uninstall {}", d.0.plugin.name),
-            "plugins",
-            context! { plugin => Value::from_serialize(&d.0.plugin) },
-        ),
-        Err(e) => api_error(&ui, &s, e),
-    }
+    super::plugins::about_plugin(&ui, &s, id, "uninstall.html", "Uninstall", context! {}).await
 }
 
 /// `POST /admin/plugins/{id}/uninstall`: with `confirm` equal to the plugin id, and the

@@ -618,24 +618,24 @@ mod tests {
             (
                 "install.html",
                 minijinja::context! { title => "t", csrf => "c", max_mib => 50, trust_mode => "x",
-                upgrading => minijinja::Value::from_serialize(&plugin) },
+                upgrading => true, plugin => minijinja::Value::from_serialize(&plugin) },
             ),
             (
                 "preview.html",
                 minijinja::context! { title => "t", csrf => "c",
-                preview => minijinja::Value::from_serialize(&preview(true, "install")),
+                preview => minijinja::Value::from_serialize(preview(true, "install")),
                 carry => minijinja::Value::from_serialize(serde_json::json!({"staged": "tok"})) },
             ),
             (
                 "preview.html",
                 minijinja::context! { title => "t", csrf => "c",
-                preview => minijinja::Value::from_serialize(&preview(true, "upgrade")),
+                preview => minijinja::Value::from_serialize(preview(true, "upgrade")),
                 carry => minijinja::Value::from_serialize(serde_json::json!({"sourceKind": "git", "sourceRef": "<b>", "ref": "main"})) },
             ),
             (
                 "preview.html",
                 minijinja::context! { title => "t", csrf => "c",
-                preview => minijinja::Value::from_serialize(&preview(false, "older_version")),
+                preview => minijinja::Value::from_serialize(preview(false, "older_version")),
                 carry => minijinja::Value::from_serialize(serde_json::json!({})) },
             ),
             (

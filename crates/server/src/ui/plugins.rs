@@ -243,6 +243,28 @@ async fn hook_rows(
         .collect())
 }
 
+/// A page about one plugin (`template`, titled `<verb> <name>`): the plugin as `plugin`, and
+/// `extra`.
+pub async fn about_plugin(
+    ui: &Ui,
+    s: &SignedIn,
+    id: String,
+    template: &str,
+    verb: &str,
+    extra: Value,
+) -> Response {
+    match crate::admin::get_plugin(State(ui.app.clone()), Path(id)).await {
+        Ok(d) => ui.page(
+            s,
+            template,
+            &format!("{verb} {}", d.0.plugin.name),
+            "plugins",
+            context! { plugin => Value::from_serialize(&d.0.plugin), ..extra },
+        ),
+        Err(e) => api_error(ui, s, e),
+    }
+}
+
 /// `POST /admin/plugins/{id}/enable`: with `consent` when the plugin's permissions were shown.
 /// Enabling also clears a crash-loop alert (the re-enable of the alert banner).
 pub async fn enable(

@@ -39,21 +39,23 @@ impl EventStore for SqliteStore {
         limit: u32,
         before: Option<&str>,
     ) -> DbResult<Vec<EventRow>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM plugin_events WHERE plugin_id = ? AND (? IS NULL OR id < ?)
-               AND (? IS NULL OR kind = ?) AND (? IS NULL OR status = ?)
-             ORDER BY id DESC LIMIT ?",
-        )
-        .bind(plugin_id)
-        .bind(before)
-        .bind(before)
-        .bind(&filter.kind)
-        .bind(&filter.kind)
-        .bind(&filter.status)
-        .bind(&filter.status)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        // Only the conditions that apply, so the planner picks the index that serves them
+        // (`(plugin_id, kind, id)`, `(plugin_id, status, id)` or `(plugin_id, id)`).
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT * FROM plugin_events WHERE plugin_id = ",
+        );
+        q.push_bind(plugin_id);
+        if let Some(before) = before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind);
+        }
+        if let Some(status) = &filter.status {
+            q.push(" AND status = ").push_bind(status);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>> {

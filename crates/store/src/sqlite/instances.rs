@@ -197,20 +197,26 @@ impl WorkItemStore for SqliteStore {
         limit: u32,
         before: Option<(i64, String)>,
     ) -> DbResult<Vec<WorkItemRow>> {
-        let (at, id) = before.unzip();
-        Ok(sqlx::query_as(
-            "SELECT * FROM work_items
-             WHERE (?1 IS NULL OR plugin_instance_id = ?1) AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
-             ORDER BY created_at DESC, id DESC LIMIT ?5",
-        )
-        .bind(&filter.instance_id)
-        .bind(&filter.status)
-        .bind(at)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        // Only the conditions that apply, so the planner can use the index that serves them.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM work_items WHERE 1 = 1");
+        if let Some(instance) = &filter.instance_id {
+            q.push(" AND plugin_instance_id = ").push_bind(instance);
+        }
+        if let Some(status) = &filter.status {
+            q.push(" AND status = ").push_bind(status);
+        }
+        if let Some((at, id)) = before {
+            q.push(" AND (created_at < ")
+                .push_bind(at)
+                .push(" OR (created_at = ")
+                .push_bind(at)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {

@@ -323,6 +323,101 @@ mod tests {
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
 
+    fn receipt(n: usize, plugin: &str, kind: &str, status: &str) -> EventRow {
+        EventRow {
+            id: format!("{n:08}"),
+            plugin_id: plugin.into(),
+            plugin_version: None,
+            kind: kind.into(),
+            status: status.into(),
+            work_item_id: None,
+            job_id: None,
+            hook_name: None,
+            duration_ms: None,
+            execution_mode: "wasm_sandbox".into(),
+            detail_json: None,
+            created_at: n as i64,
+        }
+    }
+
+    /// Receipts filtered by kind and outcome page newest first, each filter using its index;
+    /// the recent failures merge every plugin's.
+    #[tokio::test]
+    async fn receipts_filter_page_and_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let rows: Vec<EventRow> = (0..300)
+            .map(|n| {
+                let (kind, status) = match n % 3 {
+                    0 => ("hook", "ok"),
+                    1 => ("hook", "timeout"),
+                    _ => ("upgrade", "ok"),
+                };
+                receipt(n, if n % 2 == 0 { "a" } else { "b" }, kind, status)
+            })
+            .collect();
+        db.insert_events(&rows).await.unwrap();
+        let filter = |kind: Option<&str>, status: Option<&str>| EventFilter {
+            kind: kind.map(str::to_string),
+            status: status.map(str::to_string),
+        };
+        let f = filter(Some("hook"), Some("timeout"));
+        let page = db.search_events("a", &f, 20, None).await.unwrap();
+        assert_eq!(page.len(), 20);
+        assert!(page.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+        assert!(
+            page.iter()
+                .all(|r| r.plugin_id == "a" && r.kind == "hook" && r.status == "timeout")
+        );
+        let next = db
+            .search_events("a", &f, 500, Some(&page[19].id))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.len() + next.len(),
+            50,
+            "every 6th receipt is a's hook timeout"
+        );
+        assert!(next[0].id < page[19].id);
+        assert_eq!(
+            db.search_events("b", &filter(Some("upgrade"), None), 500, None)
+                .await
+                .unwrap()
+                .len(),
+            50
+        );
+        assert_eq!(db.list_events("a", 500, None).await.unwrap().len(), 150);
+        let failures = db.recent_failures(7).await.unwrap();
+        assert_eq!(failures.len(), 7);
+        assert_eq!(
+            failures[0].id, "00000298",
+            "the newest failure of any plugin"
+        );
+        // Each filter is served by an index, not by reading the plugin's other receipts.
+        for (sql, index) in [
+            (
+                "plugin_id = 'a' AND kind = 'upgrade'",
+                "idx_plugin_events_plugin_kind",
+            ),
+            (
+                "plugin_id = 'a' AND status = 'timeout'",
+                "idx_plugin_events_plugin_status",
+            ),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+                "EXPLAIN QUERY PLAN SELECT * FROM plugin_events WHERE {sql} ORDER BY id DESC LIMIT 50"
+            ))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            assert!(
+                plan.iter().any(|p| p.3.contains(index))
+                    && !plan.iter().any(|p| p.3.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
     /// An install of an earlier version upgrades to Nitejar's keys (migration 0008): a
     /// redelivery of an update stored as `update:<id>` is still recognised, and conversations
     /// keep one session.
