@@ -1728,12 +1728,25 @@ async fn in_a_browser_an_instance_and_its_run() {
         assert!(steps >= 4, "{steps} timeline entries");
         b.screenshot(&shot("run")).await;
 
-        // The host-wide pages.
+        b.click("nav a[href='/admin/instances']").await;
+        b.wait_for("ul.types", "the instances list").await;
+        b.screenshot(&shot("instances")).await;
+
+        // The host-wide pages (with an admin skill to open).
+        let skill = host
+            .admin_json(
+                Method::POST,
+                "/skills",
+                Some(json!({"name": "triage", "description": "How to triage", "content": "# Triage\n\nAsk for the order id.", "tags": ["support"]})),
+                201,
+            )
+            .await;
         for (nav, ready, name) in [
             ("hooks", "main h1", "hooks"),
             ("skills", "#new-skill", "skills"),
             ("agents", "#new-agent", "agents"),
             ("doctor", "main h1", "doctor"),
+            ("import", "#import-form", "import"),
             ("", "#totals", "overview-busy"),
         ] {
             b.click(&format!(
@@ -1744,7 +1757,96 @@ async fn in_a_browser_an_instance_and_its_run() {
             b.wait_for(ready, name).await;
             b.screenshot(&shot(name)).await;
         }
+        b.client
+            .goto(&format!(
+                "{}/admin/skills/{}",
+                host.base,
+                skill["skillId"].as_str().unwrap().replace(':', "%3A")
+            ))
+            .await
+            .unwrap();
+        b.wait_for("#assign-form", "the skill page").await;
+        b.screenshot(&shot("skill")).await;
         b.close().await;
         host.stop().await;
     }
+}
+
+/// The import of a Nitejar database from its page: a dry run reports without writing, the
+/// import writes, a bad source is shown on the form; the source's strings are escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_nitejar_from_its_page() {
+    use sqlx::ConnectOptions;
+    let host = TestHost::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nitejar.sqlite");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    let schema = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nitejar/schema.sql"),
+    )
+    .unwrap();
+    sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
+    // A third-party plugin with a hostile name, and an instance of its type (not here).
+    sqlx::query(
+        "INSERT INTO plugins (id, name, enabled, trust_level, source_kind, source_ref,
+           current_version, manifest_json, installed_at, updated_at)
+         VALUES ('acme.slack', ?, 1, 'untrusted', 'npm', '@acme/slack', '1.0.0', '{}', 1, 1)",
+    )
+    .bind(HOSTILE)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO plugin_instances (id, plugin_id, name, config_json, enabled, created_at, updated_at)
+         VALUES ('inst-1', 'acme.slack', 'Slack', '{}', 1, 1, 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let session = sign_in(&host).await;
+    let s = Some(session.as_str());
+    let page = get(&host, "/admin/import", s).await;
+    assert_eq!(page.status, 200);
+    let token = csrf(&page.body);
+    let from = db.to_str().unwrap();
+    let dry = post(
+        &host,
+        "/admin/import",
+        s,
+        None,
+        &[("csrf", &token), ("from", from), ("dryRun", "yes")],
+    )
+    .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert!(dry.body.contains("Dry run of "));
+    assert!(dry.body.contains(&escaped(HOSTILE)), "the name, escaped");
+    assert!(!dry.body.contains("<script>alert(1)"));
+    assert!(dry.body.contains("<code>inst-1</code>"), "{}", dry.body);
+    let bad = post(
+        &host,
+        "/admin/import",
+        s,
+        None,
+        &[("csrf", &token), ("from", "/nonexistent/nitejar.sqlite")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("id=\"import-form\"") && bad.body.contains("role=\"alert\""));
+    let done = post(
+        &host,
+        "/admin/import",
+        s,
+        None,
+        &[("csrf", &token), ("from", from)],
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Imported "));
+    host.stop().await;
 }

@@ -127,6 +127,7 @@ fn templates() -> Environment<'static> {
         ("skills.html", include_str!("templates/skills.html")),
         ("skill.html", include_str!("templates/skill.html")),
         ("agents.html", include_str!("templates/agents.html")),
+        ("import.html", include_str!("templates/import.html")),
     ] {
         env.add_template(name, source)
             .expect("the UI's templates are valid (checked by the tests)");
@@ -430,6 +431,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/skills/{id}/delete", post(system::delete_skill))
         .route("/agents", get(system::agents).post(system::create_agent))
         .route("/agents/{id}", post(system::update_agent))
+        .route("/import", get(system::import_form).post(system::import))
         .route("/logout", post(session::logout))
         .layer(axum::middleware::from_fn_with_state(
             ui.clone(),
@@ -760,6 +762,29 @@ mod tests {
                     {"id": "a", "name": "<b>", "systemPrompt": "<b>", "isDefault": true, "team": "<b>",
                      "model": {"provider": "openai", "model": "<b>", "temperature": 0.2, "maxTokens": 5, "maxTurns": 2}},
                     {"id": "b", "name": "x", "systemPrompt": "", "isDefault": false, "team": null, "model": null}])) },
+            ),
+            (
+                "import.html",
+                minijinja::context! { title => "t", csrf => "c" },
+            ),
+            (
+                "import.html",
+                minijinja::context! { title => "t", csrf => "c", from => "<b>", error => "<b>" },
+            ),
+            (
+                "import.html",
+                minijinja::context! { title => "t", csrf => "c", from => "x",
+                report => minijinja::Value::from_serialize(serde_json::json!({
+                    "dryRun": true, "source": "<b>",
+                    "instances": {"read": 1, "created": 0, "unchanged": 0, "skipped": 1},
+                    "assignments": {"read": 0, "created": 0, "unchanged": 0, "skipped": 0},
+                    "workItems": {"read": 0, "created": 0, "unchanged": 0, "skipped": 0},
+                    "idempotencyKeys": {"read": 0, "created": 0, "unchanged": 0, "skipped": 0},
+                    "skills": {"read": 0, "created": 0, "unchanged": 0, "skipped": 0},
+                    "skillAssignments": {"read": 0, "created": 0, "unchanged": 0, "skipped": 0},
+                    "thirdPartyPlugins": [{"id": "<b>", "name": "<b>", "version": null, "sourceKind": "npm",
+                        "sourceRef": "<b>", "enabled": true, "instances": 1, "replacement": "<b>"}],
+                    "rows": [{"table": "plugin_instances", "id": "<b>", "action": "skipped", "reason": "<b>"}]})) },
             ),
         ];
         for (name, ctx) in cases {

@@ -1,13 +1,16 @@
 //! The host-wide pages: hooks in dispatch order, skills (with the assignments editor and
-//! admin skills in Markdown), agents (prompt and model), and the doctor.
+//! admin skills in Markdown), agents (prompt and model), the doctor, and the import of a
+//! Nitejar database.
 
 use super::forms::{Fields, act, api_error, encode};
 use super::{SignedIn, Ui};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use axum::Extension;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::{Value, context};
+use nitejar_api::import::ImportRequest;
 use nitejar_api::runs::{AgentRequest, ModelSettings, Provider};
 use nitejar_api::skills::{
     AssignSkillRequest, CreateSkillRequest, SkillsQuery, UpdateSkillRequest,
@@ -296,4 +299,55 @@ pub async fn update_agent(
         format!("Saved the agent {}.", a.0.name)
     })
     .await
+}
+
+/// `GET /admin/import`: the form to import a Nitejar database.
+pub async fn import_form(State(ui): State<Arc<Ui>>, Extension(s): Extension<SignedIn>) -> Response {
+    ui.page(
+        &s,
+        "import.html",
+        "Import from Nitejar",
+        "import",
+        context! {},
+    )
+}
+
+/// `POST /admin/import`: imports (or with `dryRun`, only reads) a Nitejar SQLite file or
+/// PostgreSQL database (`from`) and shows the report of every row.
+pub async fn import(
+    State(ui): State<Arc<Ui>>,
+    Extension(s): Extension<SignedIn>,
+    form: Fields,
+) -> Response {
+    if !form.csrf_ok(&s) {
+        return super::forms::bad_form(&ui, &s);
+    }
+    let request = ImportRequest {
+        from: form.text("from").unwrap_or_default(),
+        dry_run: form.ticked("dryRun"),
+    };
+    match crate::instances::import_nitejar(State(ui.app.clone()), ApiJson(request.clone())).await {
+        Ok(report) => ui.page(
+            &s,
+            "import.html",
+            "Import from Nitejar",
+            "import",
+            context! {
+                from => request.from,
+                report => Value::from_serialize(&report.0),
+            },
+        ),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            let mut resp = ui.page(
+                &s,
+                "import.html",
+                "Import from Nitejar",
+                "import",
+                context! { from => request.from, error => e.message },
+            );
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            resp
+        }
+        Err(e) => api_error(&ui, &s, e),
+    }
 }
