@@ -1850,3 +1850,53 @@ async fn import_from_nitejar_from_its_page() {
     assert!(done.body.contains("Imported "));
     host.stop().await;
 }
+
+/// What a hostile plugin makes the host record (a refused read of a secret named with markup:
+/// the permission_denied receipt, the work item it returns, the run) is shown as text on every
+/// page that shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_plugins_receipts_and_work_items_are_text() {
+    let host = TestHost::start().await;
+    host.install_and_enable(&nitejar_tests::guest_package("hostile"), &[])
+        .await;
+    let instance = host.create_instance("hostile", json!({})).await;
+    let target = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
+    let body = json!({"attack": "secret", "target": target, "id": "h1"}).to_string();
+    let (status, v) = host
+        .webhook("hostile", &instance, &[], body.into_bytes())
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let work_item = v["workItemId"].as_str().unwrap().to_string();
+    host.wait_for_run(&work_item).await;
+    let receipts = host.receipts("test.hostile").await;
+    assert!(
+        receipts
+            .iter()
+            .any(|r| r["detailJson"].as_str().unwrap_or("").contains("<script>")),
+        "a receipt carries the markup: {receipts:?}"
+    );
+    let session = sign_in(&host).await;
+    for path in [
+        "/admin".to_string(),
+        "/admin/plugins/test.hostile".into(),
+        "/admin/plugins/test.hostile/events".into(),
+        "/admin/runs".into(),
+        format!("/admin/runs/{work_item}"),
+    ] {
+        let page = get(&host, &path, Some(&session)).await;
+        assert_eq!(page.status, 200, "{path}");
+        let body = page
+            .body
+            .replace("<script src=\"/admin/app.js\" defer></script>", "");
+        for raw in ["<script", "<img", "onerror=alert(2)>"] {
+            assert!(!body.contains(raw), "{path}: raw {raw}");
+        }
+        if path.contains("events") || path.contains("runs/") {
+            assert!(
+                body.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+                "{path} shows the markup as text"
+            );
+        }
+    }
+    host.stop().await;
+}
