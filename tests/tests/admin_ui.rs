@@ -598,6 +598,14 @@ async fn every_plugin_task_from_the_pages() {
     );
     let again = get(&host, &format!("/admin/plugins/{id}"), s).await;
     assert!(!again.body.contains("Installed test.chain"), "shown once");
+    let overview = get(&host, "/admin", s).await;
+    assert!(
+        overview
+            .body
+            .contains("<code>test.chain</code>: 2 declared permission(s) not granted"),
+        "needs attention: {}",
+        overview.body
+    );
     let token = csrf(&page.body);
     let at = |action: &str| format!("/admin/plugins/{id}/{action}");
 

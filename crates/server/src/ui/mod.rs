@@ -525,7 +525,8 @@ mod tests {
                 minijinja::context! {
                     title => "t", nav => "overview", csrf => "c", safe_mode => true,
                     runtime => minijinja::Value::from_serialize(&runtime),
-                    attention => minijinja::Value::from_serialize([&plugin, &enabled]),
+                    attention => minijinja::Value::from_serialize(serde_json::json!([
+                        {"id": "a", "name": "<b>", "reasons": ["<b>", "load error: x"]}])),
                     plugin_count => 2, enabled_count => 1,
                     chart => minijinja::Value::from_serialize(serde_json::json!([
                         {"x": 0, "received": 60, "done": 30, "failed": 5, "label": "<b>"}])),

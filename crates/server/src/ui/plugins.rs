@@ -28,14 +28,32 @@ pub async fn overview(State(ui): State<Arc<Ui>>, Extension(s): Extension<SignedI
         Ok(l) => l.0,
         Err(e) => return api_error(&ui, &s, e),
     };
-    let attention: Vec<_> = list
+    let ungranted = match ui.app.store.ungranted_counts().await {
+        Ok(c) => c.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        Err(e) => return api_error(&ui, &s, e.into()),
+    };
+    // Each plugin that needs the operator, with every reason.
+    let attention: Vec<serde_json::Value> = list
         .plugins
         .iter()
-        .filter(|p| {
-            p.alert.is_some()
-                || p.last_load_error.is_some()
-                || p.pending_version.is_some()
-                || (p.enabled && !p.loaded)
+        .filter_map(|p| {
+            let mut reasons = Vec::new();
+            if let Some(a) = &p.alert {
+                reasons.push(a.message.clone());
+            }
+            if let Some(e) = &p.last_load_error {
+                reasons.push(format!("load error: {e}"));
+            }
+            if let Some(v) = &p.pending_version {
+                reasons.push(format!("the upgrade to {v} waits for consent"));
+            }
+            if p.enabled && !p.loaded && p.last_load_error.is_none() {
+                reasons.push("enabled but not loaded".into());
+            }
+            if let Some(n) = ungranted.get(&p.id) {
+                reasons.push(format!("{n} declared permission(s) not granted"));
+            }
+            (!reasons.is_empty()).then(|| json!({ "id": p.id, "name": p.name, "reasons": reasons }))
         })
         .collect();
     let now = std::time::SystemTime::now()

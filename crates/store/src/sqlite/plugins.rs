@@ -384,6 +384,15 @@ impl GrantStore for SqliteStore {
         Ok(n)
     }
 
+    async fn ungranted_counts(&self) -> DbResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT plugin_id, COUNT(*) FROM plugin_disclosure_acks WHERE acknowledged = 0
+             GROUP BY plugin_id ORDER BY plugin_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn list_disclosures(&self, plugin_id: &str) -> DbResult<Vec<DisclosureRow>> {
         Ok(sqlx::query_as(
             "SELECT permission, acknowledged FROM plugin_disclosure_acks WHERE plugin_id = ? ORDER BY permission",
