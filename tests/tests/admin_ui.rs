@@ -857,6 +857,21 @@ async fn every_plugin_task_from_the_pages() {
     .await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(api(format!("/plugins/{id}")).await["version"], "1.0.0");
+    // The versions' history, newest first: the rollback, the upgrade's activation, its wait
+    // for consent, 1.1.0 staged, 1.0.0 installed.
+    let page = get(&host, &format!("/admin/plugins/{id}"), s).await;
+    let history = &page.body[page.body.find("id=\"history\"").expect("a history")..];
+    let history = &history[..history.find("</ol>").unwrap()];
+    let kinds: Vec<&str> = history
+        .split("<strong>")
+        .skip(1)
+        .map(|k| k.split('<').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["rollback", "upgrade", "upgrade", "install"],
+        "{history}"
+    );
 
     // Receipts: hostile details shown as text; filtered by kind; paged 50 at a time.
     let rows: Vec<nitejar_store::EventRow> = (0..120)

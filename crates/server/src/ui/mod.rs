@@ -584,6 +584,7 @@ mod tests {
                         {"event": "tool.pre_exec", "priority": 0, "failPolicy": "fail_closed", "timeoutMs": 50,
                          "override": {"priority": 3, "failPolicy": "fail_open", "enabled": false}}])),
                     fuel_max => 10, fuel_override => 5,
+                    history => minijinja::Value::from_serialize(&receipts),
                 },
             ),
             (

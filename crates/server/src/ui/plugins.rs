@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// Receipts on a plugin's page (the events page pages through all of them).
 const RECENT_RECEIPTS: u32 = 20;
 
+/// The receipt kinds of a plugin's version history.
+const HISTORY_KINDS: [&str; 4] = ["install", "upgrade", "rollback", "reload"];
+
 /// Receipts per page of the events timeline.
 const EVENTS_PAGE: u32 = 50;
 
@@ -214,6 +217,22 @@ async fn plugin_context(ui: &Ui, id: &str) -> Result<(String, Value), ApiError> 
         None => Vec::new(),
     };
     let hooks = hook_rows(ui, id, manifest.as_ref()).await?;
+    // The versions' history: installs, upgrades, rollbacks and reloads, newest first.
+    let mut history = Vec::new();
+    for kind in HISTORY_KINDS {
+        let filter = nitejar_store::EventFilter {
+            kind: Some(kind.to_string()),
+            status: None,
+        };
+        history.extend(
+            app.store
+                .search_events(id, &filter, RECENT_RECEIPTS, None)
+                .await?,
+        );
+    }
+    history.sort_by(|a, b| b.id.cmp(&a.id));
+    history.truncate(RECENT_RECEIPTS as usize);
+    let history: Vec<_> = history.into_iter().map(crate::views::receipt).collect();
     let title = detail.plugin.name.clone();
     Ok((
         title,
@@ -227,6 +246,7 @@ async fn plugin_context(ui: &Ui, id: &str) -> Result<(String, Value), ApiError> 
             health => Value::from_serialize(&health),
             receipts => Value::from_serialize(&receipts),
             hooks => Value::from_serialize(&hooks),
+            history => Value::from_serialize(&history),
             fuel_max => nitejar_sandbox::limits::MAX_FUEL_PER_CALL,
             fuel_override => app.store.fuel_override(id).await?,
         },
@@ -547,15 +567,18 @@ const RECEIPT_KINDS: &[&str] = &[
     "permission_denied",
     "quota_exceeded",
     "install",
+    "load",
     "upgrade",
     "rollback",
+    "reload",
     "enable",
     "disable",
+    "auto_disable",
     "grant",
     "revoke",
     "secret_set",
+    "limits_set",
     "hook_override",
-    "crash_loop",
 ];
 
 /// The receipt outcomes the filter offers.
