@@ -869,7 +869,7 @@ async fn every_plugin_task_from_the_pages() {
         .collect();
     assert_eq!(
         kinds,
-        ["rollback", "upgrade", "upgrade", "install"],
+        ["rollback", "upgrade", "upgrade", "install", "install"],
         "{history}"
     );
 
