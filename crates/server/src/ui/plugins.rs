@@ -345,31 +345,38 @@ pub async fn grant(
     Path(id): Path<String>,
     form: Fields,
 ) -> Response {
-    let body = ApiJson(GrantRequest {
-        permissions: form.all("permission"),
-    });
-    let action = crate::admin::grant(State(ui.app.clone()), Path(id.clone()), body);
-    act(&ui, &s, &form, &plugin_path(&id), action, |r| {
-        format!("Granted {} permission(s).", r.0.granted)
-    })
-    .await
+    change_grants(&ui, &s, id, &form, true).await
 }
 
-/// `POST /admin/plugins/{id}/revoke`: withdraws the grant of one permission.
+/// `POST /admin/plugins/{id}/revoke`: withdraws the grants of the `permission` fields.
 pub async fn revoke(
     State(ui): State<Arc<Ui>>,
     Extension(s): Extension<SignedIn>,
     Path(id): Path<String>,
     form: Fields,
 ) -> Response {
+    change_grants(&ui, &s, id, &form, false).await
+}
+
+async fn change_grants(ui: &Ui, s: &SignedIn, id: String, form: &Fields, grant: bool) -> Response {
     let body = ApiJson(GrantRequest {
         permissions: form.all("permission"),
     });
-    let action = crate::admin::revoke(State(ui.app.clone()), Path(id.clone()), body);
-    act(&ui, &s, &form, &plugin_path(&id), action, |r| {
-        format!("Revoked {} permission(s).", r.0.revoked)
-    })
-    .await
+    let (app, to) = (State(ui.app.clone()), plugin_path(&id));
+    let action = async {
+        Ok(if grant {
+            format!(
+                "Granted {} permission(s).",
+                crate::admin::grant(app, Path(id), body).await?.0.granted
+            )
+        } else {
+            format!(
+                "Revoked {} permission(s).",
+                crate::admin::revoke(app, Path(id), body).await?.0.revoked
+            )
+        })
+    };
+    act(ui, s, form, &to, action, |notice| notice).await
 }
 
 /// `POST /admin/plugins/{id}/secrets`: stores the value of one declared secret (`key`,
