@@ -19,6 +19,15 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// The page's own script tag (`/admin/app.js` with its integrity hash).
+fn own_script(body: &str) -> String {
+    let start = body
+        .find("<script src=\"/admin/app.js\"")
+        .expect("the UI's script tag");
+    let end = start + body[start..].find("</script>").unwrap() + "</script>".len();
+    body[start..end].to_string()
+}
+
 /// The HTML escaping every page applies to a value.
 fn escaped(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -108,21 +117,34 @@ async fn sign_in_sessions_and_headers() {
     let login = get(&host, "/admin/login", None).await;
     assert_eq!(login.status, 200);
     let csp = login.headers["content-security-policy"].to_str().unwrap();
-    assert!(
-        csp.contains("default-src 'none'")
-            && csp.contains("script-src 'self'")
-            && !csp.contains("unsafe"),
-        "{csp}"
-    );
-    // The one script is the UI's own file: no inline script anywhere.
-    assert_eq!(login.body.matches("<script").count(), 1);
-    assert!(
-        login
-            .body
-            .contains("<script src=\"/admin/app.js\" defer></script>")
-    );
+    // The one script is the UI's own file, allowed by its hash (not by this origin, where
+    // plugins answer webhooks): no inline script anywhere.
     let js = get(&host, "/admin/app.js", None).await;
     assert_eq!(js.status, 200);
+    let sri = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha384::digest(js.body.as_bytes()))
+        )
+    };
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains(&format!("script-src '{sri}';"))
+            && !csp.contains("unsafe")
+            && !csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(login.body.matches("<script").count(), 1);
+    assert_eq!(
+        own_script(&login.body),
+        format!(
+            "<script src=\"/admin/app.js\" integrity=\"{}\" defer></script>",
+            escaped(&sri)
+        )
+    );
     assert!(
         js.headers["content-type"]
             .to_str()
@@ -281,7 +303,7 @@ async fn hostile_strings_are_escaped_and_forms_need_the_token_and_this_site() {
         let body = page
             .body
             .replace(&escaped(HOSTILE), "")
-            .replace("<script src=\"/admin/app.js\" defer></script>", "");
+            .replace(&own_script(&page.body), "");
         for raw in ["<script", "<img", "onerror=alert"] {
             assert!(!body.contains(raw), "{path}: raw {raw}");
         }
@@ -1908,9 +1930,7 @@ async fn a_hostile_plugins_receipts_and_work_items_are_text() {
     ] {
         let page = get(&host, &path, Some(&session)).await;
         assert_eq!(page.status, 200, "{path}");
-        let body = page
-            .body
-            .replace("<script src=\"/admin/app.js\" defer></script>", "");
+        let body = page.body.replace(&own_script(&page.body), "");
         for raw in ["<script", "<img", "onerror=alert(2)>"] {
             assert!(!body.contains(raw), "{path}: raw {raw}");
         }

@@ -11,8 +11,8 @@
 //! - **Every state-changing form** is a POST carrying the session's CSRF token (compared in
 //!   constant time); a POST whose `Origin` is another host is refused before anything else.
 //! - **Headers** on every page: a strict Content-Security-Policy (`default-src 'none'`, the
-//!   stylesheet and script from this origin only, no inline script or style, forms to this
-//!   origin only, no framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
+//!   stylesheet from this origin, the one script by its hash, no inline script or style,
+//!   forms to this origin only, no framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
 //!   `no-referrer`: with it browsers send `Origin: null` on the UI's own form posts, which the
 //!   same-origin check must refuse), `Cache-Control: no-store`.
 //!
@@ -50,8 +50,33 @@ pub const MAX_SESSIONS: usize = 256;
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "nitejar_session";
 
-/// The Content-Security-Policy of every UI answer.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every UI answer: nothing from elsewhere, no inline script or
+/// style, and the only script that may run is `app.js` itself (allowed by its hash, not by
+/// origin: every other path of this origin, plugin webhook answers included, stays unable to
+/// serve script to the UI).
+pub fn content_security_policy() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        format!(
+            "default-src 'none'; script-src '{}'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            script_integrity()
+        )
+    })
+}
+
+/// `sha384-<base64>` of `app.js`: its `integrity` attribute and its CSP source.
+pub fn script_integrity() -> &'static str {
+    static SRI: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRI.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha384::digest(SCRIPT.as_bytes());
+        format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    })
+}
 
 const STYLESHEET: &str = include_str!("assets/app.css");
 
@@ -132,6 +157,7 @@ fn templates() -> Environment<'static> {
         env.add_template(name, source)
             .expect("the UI's templates are valid (checked by the tests)");
     }
+    env.add_global("script_integrity", script_integrity());
     env.add_filter("when", when);
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env
@@ -324,8 +350,10 @@ fn cross_site(headers: &HeaderMap) -> bool {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(content_security_policy()) {
+        h.insert("content-security-policy", csp);
+    }
     for (name, value) in [
-        ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "same-origin"),
         ("x-frame-options", "DENY"),
