@@ -63,6 +63,19 @@ async fn runaway_guests_are_stopped_and_the_host_keeps_serving() {
         ..Default::default()
     };
     let (host, instance) = hostile_host(&[], opts).await;
+    // The deadline is what stops these: with the default budget a fast machine runs the
+    // `loop` guest out of instructions first (5e9 in about 210 ms here), so the budget is the
+    // host's maximum (about 2 s of that loop), well past the 300 ms deadline. Instruction
+    // budgets have their own test (escapes.rs).
+    host.admin_json(
+        reqwest::Method::PUT,
+        &format!("/plugins/{PLUGIN}/limits"),
+        Some(serde_json::json!({
+            "fuelPerCall": nitejar_sandbox::limits::MAX_FUEL_PER_CALL
+        })),
+        200,
+    )
+    .await;
     // (attack, the kind said to the sender, the failure in the receipt, the receipt status)
     let cases = [
         ("loop", "timeout", "timeout", "timeout"),

@@ -71,7 +71,25 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Epoch ticks for a deadline `ms` from now (at least one tick).
+/// Epoch ticks for a deadline `ms` from now. The next tick may come at once (the call can
+/// start just before it), so `n` ticks guarantee only `(n - 1)` full tick periods: one more is
+/// added, and the interrupt never fires before `ms` have passed (it would otherwise land up to
+/// one tick early, and a call stopped then would not count as past its deadline).
 pub fn deadline_ticks(ms: u64) -> u64 {
-    (ms / EPOCH_TICK_MS).max(1)
+    ms.div_ceil(EPOCH_TICK_MS) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_never_fires_early() {
+        for ms in [0, 1, 299, 300, 301, 1_500] {
+            let ticks = deadline_ticks(ms);
+            // The first tick may come at once: the rest are whole periods.
+            assert!((ticks - 1) * EPOCH_TICK_MS >= ms, "{ms} ms: {ticks} ticks");
+            assert!((ticks - 1) * EPOCH_TICK_MS < ms + 2 * EPOCH_TICK_MS.max(1));
+        }
+    }
 }
