@@ -177,10 +177,13 @@ async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
 async fn a_looping_hook_is_stopped_by_the_store_deadline() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
     let pkg = package("hostile");
-    let p = rig
-        .runtime
-        .load(&pkg.manifest, &pkg.wasm, &Grants::default())
-        .unwrap();
+    // The largest instruction budget, so the deadline (not the budget) stops the loop: a fast
+    // machine runs this loop through the default hook budget (1e9) in about 45 ms.
+    let grants = Grants {
+        fuel_per_call: Some(nitejar_sandbox::limits::MAX_FUEL_PER_CALL),
+        ..Grants::default()
+    };
+    let p = rig.runtime.load(&pkg.manifest, &pkg.wasm, &grants).unwrap();
     let rt = &rig.runtime;
     let result = tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver("loop"), 50));
     assert_eq!(result, Err(PluginFailure::Timeout { timeout_ms: 50 }));
