@@ -829,6 +829,16 @@ async fn every_plugin_task_from_the_pages() {
         page.body
     );
     assert!(page.body.contains("id=\"pending-upgrade\""));
+    // Needs attention: the pending upgrade, and only what the active 1.0.0 declares and is
+    // not granted (its secret), not the new version's network rule.
+    let overview = get(&host, "/admin", s).await;
+    assert!(
+        overview.body.contains(
+            "<code>test.chain</code>: the upgrade to 1.1.0 waits for consent; 1 declared permission(s) not granted"
+        ),
+        "{}",
+        overview.body
+    );
     let added = "network:http://b.example";
     assert!(page.body.contains(&format!(
         "<tr class=\"added\"><td><code>{}</code></td><td>-</td><td>declared",

@@ -279,8 +279,8 @@ pub trait GrantStore: Send + Sync {
     /// Withdraws the grants of the listed permissions; returns how many rows changed.
     async fn revoke(&self, plugin_id: &str, permissions: &[String]) -> DbResult<u64>;
 
-    /// How many declared permissions are not granted, per plugin that has any.
-    async fn ungranted_counts(&self) -> DbResult<Vec<(String, i64)>>;
+    /// Every granted permission of every plugin, as `(plugin id, permission)`.
+    async fn all_grants(&self) -> DbResult<Vec<(String, String)>>;
 
     /// The disclosures of a plugin and whether each is granted.
     async fn list_disclosures(&self, plugin_id: &str) -> DbResult<Vec<DisclosureRow>>;

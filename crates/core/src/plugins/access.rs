@@ -159,6 +159,31 @@ async fn change_grants(
     Ok(changed)
 }
 
+/// The permissions each plugin's active version declares and the operator has not granted,
+/// for the plugins that have any (a disclosure row left by a pending upgrade or by an older
+/// version is not counted: only what the active manifest declares).
+pub async fn ungranted(
+    ctx: &Plugins,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, LifecycleError> {
+    let granted: std::collections::HashSet<(String, String)> =
+        ctx.store.all_grants().await?.into_iter().collect();
+    let mut out = std::collections::BTreeMap::new();
+    for row in ctx.store.list_plugins().await? {
+        let Ok(manifest) = Manifest::parse(row.manifest_json.as_bytes()) else {
+            continue;
+        };
+        let missing: Vec<String> = manifest
+            .disclosures()
+            .into_iter()
+            .filter(|p| !granted.contains(&(row.id.clone(), p.clone())))
+            .collect();
+        if !missing.is_empty() {
+            out.insert(row.id, missing);
+        }
+    }
+    Ok(out)
+}
+
 /// Stores the value of a secret `id` declares (encrypted at rest; never echoed or logged).
 pub async fn set_secret(
     ctx: &Plugins,

@@ -31,8 +31,8 @@ pub async fn overview(State(ui): State<Arc<Ui>>, Extension(s): Extension<SignedI
         Ok(l) => l.0,
         Err(e) => return api_error(&ui, &s, e),
     };
-    let ungranted = match ui.app.store.ungranted_counts().await {
-        Ok(c) => c.into_iter().collect::<std::collections::HashMap<_, _>>(),
+    let ungranted = match nitejar_core::plugins::access::ungranted(&ui.app.plugins).await {
+        Ok(u) => u,
         Err(e) => return api_error(&ui, &s, e.into()),
     };
     // Each plugin that needs the operator, with every reason.
@@ -53,8 +53,11 @@ pub async fn overview(State(ui): State<Arc<Ui>>, Extension(s): Extension<SignedI
             if p.enabled && !p.loaded && p.last_load_error.is_none() {
                 reasons.push("enabled but not loaded".into());
             }
-            if let Some(n) = ungranted.get(&p.id) {
-                reasons.push(format!("{n} declared permission(s) not granted"));
+            if let Some(missing) = ungranted.get(&p.id) {
+                reasons.push(format!(
+                    "{} declared permission(s) not granted",
+                    missing.len()
+                ));
             }
             (!reasons.is_empty()).then(|| json!({ "id": p.id, "name": p.name, "reasons": reasons }))
         })

@@ -384,10 +384,9 @@ impl GrantStore for SqliteStore {
         Ok(n)
     }
 
-    async fn ungranted_counts(&self) -> DbResult<Vec<(String, i64)>> {
+    async fn all_grants(&self) -> DbResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT plugin_id, COUNT(*) FROM plugin_disclosure_acks WHERE acknowledged = 0
-             GROUP BY plugin_id ORDER BY plugin_id",
+            "SELECT plugin_id, permission FROM plugin_disclosure_acks WHERE acknowledged = 1",
         )
         .fetch_all(&self.pool)
         .await?)
