@@ -170,6 +170,12 @@ pub trait JobStore: Send + Sync {
     /// Releases a `held` job to the queue.
     async fn release_job(&self, job_id: &str) -> DbResult<()>;
 
+    /// Hands a job this worker claimed back to the queue when its run stopped without
+    /// recording an end (a write failed). `host_fault`: the database refused a write (full,
+    /// locked), so the attempt is not counted against the job. Returns whether the job was
+    /// still this worker's and `running` (a job already finished is left as it is).
+    async fn return_job(&self, job_id: &str, worker: &str, host_fault: bool) -> DbResult<bool>;
+
     /// Claims the oldest queued job for `worker` (atomic: one claimer per job).
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>>;
 

@@ -8,7 +8,10 @@
 //! `response.pre_deliver`, the integration's `post-response` (retried, with the job id as the
 //! idempotency key) and `response.post_deliver`.
 //!
-//! Durability: a job left `running` by a stopped process is re-queued at boot and run again;
+//! Durability: a job left `running` by a stopped process is re-queued at boot and run again; a
+//! run that stops because the database refused a write (disk full, locked) is handed back to
+//! the queue by its worker at once, without counting the attempt, and runs again once writes
+//! work;
 //! a job whose delivery is recorded `delivered` (or `blocked`) never posts again, so a reply is
 //! delivered once. The remaining window (the platform accepted the post, the process died
 //! before recording it) is covered by the idempotency key the integration passes on.
@@ -105,6 +108,30 @@ impl Workers {
     }
 }
 
+/// Hands a job whose run ended without recording its outcome back to the queue, trying until
+/// the database takes the write (it may still be full) or the process stops (boot re-queues it
+/// then). Without this the job would stay `running`, claimed by a live worker, until a restart.
+async fn return_job(runner: &Runner, workers: &Workers, job_id: &str, host_fault: bool) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match runner
+            .store
+            .return_job(job_id, workers.worker_id(), host_fault)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => {
+                if workers.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                tracing::warn!(job_id = %job_id, "queueing the job again failed, retrying: {e}");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
 async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
     let workers = &workers;
     loop {
@@ -121,7 +148,13 @@ async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
                     attempt = job.attempts,
                 );
                 if let Err(e) = tracing::Instrument::instrument(run_job(&runner, job), span).await {
-                    tracing::error!(job_id = %id, "run failed: {e:#}");
+                    let host_fault = run::database_refused(&e);
+                    if host_fault {
+                        tracing::warn!(job_id = %id, "the run stopped on a database write; it is queued again: {e:#}");
+                    } else {
+                        tracing::error!(job_id = %id, "run failed: {e:#}");
+                    }
+                    return_job(&runner, workers, &id, host_fault).await;
                 }
                 continue;
             }

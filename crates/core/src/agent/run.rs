@@ -25,7 +25,18 @@ async fn forget_delivery_guard(runner: &Runner, job_id: &str, plugin_id: &str) {
     }
 }
 
-/// Runs `job` (already claimed) to the end and records the outcome.
+/// Whether `e` is the database refusing a write for now (disk full, locked): the host's state,
+/// not the job's, so the run is tried again instead of being recorded as failed.
+pub fn database_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<nitejar_store::DbError>()
+            .is_some_and(nitejar_store::DbError::is_transient)
+    })
+}
+
+/// Runs `job` (already claimed) to the end and records the outcome. An `Err` means the outcome
+/// may not be recorded: the caller hands the job back ([`nitejar_store::Store::return_job`]).
+/// The database refusing a write ([`database_refused`]) is never recorded as the job failing.
 pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
@@ -58,6 +69,8 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         .await?;
     let mut run = match Run::prepare(runner, &job).await {
         Ok(r) => r,
+        // The database refused a write (full, locked): the job goes back to the queue.
+        Err(e) if database_refused(&e) => return Err(e),
         Err(e) => {
             let msg = format!("{e:#}");
             runner
@@ -97,6 +110,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
+        Err(e) if database_refused(&e) => Err(e),
         Err(e) => {
             let msg = format!("{e:#}");
             run.step(0, "note", json!({ "error": msg })).await;

@@ -323,6 +323,63 @@ mod tests {
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
 
+    /// A claimed job whose run could not record its end goes back to the queue: only while it
+    /// is still `running` and claimed by the same worker, and a host fault (the database
+    /// refused a write) does not count the attempt.
+    #[tokio::test]
+    async fn a_claimed_job_is_returned_to_the_queue_by_its_worker_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        sqlx::query(
+            "INSERT INTO agents (id, name, system_prompt, model_json, created_at, updated_at)
+             VALUES ('a', 'a', '', '{}', 0, 0)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let item = NewWorkItem {
+            plugin_instance_id: "i".into(),
+            integration_type: "webhook".into(),
+            title: "t".into(),
+            text: "t".into(),
+            session_key: "s".into(),
+            source_ref: "r".into(),
+            sender_json: None,
+            command: None,
+            payload_json: "{}".into(),
+            response_context_json: None,
+        };
+        db.create_work_item_idempotent("w", &item, "k", Some(("j", "a")))
+            .await
+            .unwrap();
+        db.release_job("j").await.unwrap();
+        let job = db.claim_job("one").await.unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.attempts), ("running", 1));
+        assert!(
+            !db.return_job("j", "other", true).await.unwrap(),
+            "not its job"
+        );
+        assert!(db.return_job("j", "one", true).await.unwrap());
+        let job = db.get_job("j").await.unwrap().unwrap();
+        assert_eq!(
+            (job.status.as_str(), job.attempts, job.claimed_by.as_deref()),
+            ("queued", 0, None),
+            "a host fault does not count"
+        );
+        db.claim_job("two").await.unwrap().unwrap();
+        assert!(db.return_job("j", "two", false).await.unwrap());
+        assert_eq!(db.get_job("j").await.unwrap().unwrap().attempts, 1);
+        let job = db.claim_job("two").await.unwrap().unwrap();
+        db.finish_job(&job, "done", "done", None, None)
+            .await
+            .unwrap();
+        assert!(
+            !db.return_job("j", "two", true).await.unwrap(),
+            "a finished job stays finished"
+        );
+        assert_eq!(db.get_job("j").await.unwrap().unwrap().status, "done");
+    }
+
     fn receipt(n: usize, plugin: &str, kind: &str, status: &str) -> EventRow {
         EventRow {
             id: format!("{n:08}"),

@@ -144,6 +144,22 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn return_job(&self, job_id: &str, worker: &str, host_fault: bool) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET status = 'queued', claimed_by = NULL, updated_at = ?,
+               attempts = CASE WHEN ? THEN MAX(attempts - 1, 0) ELSE attempts END
+             WHERE id = ? AND status = 'running' AND claimed_by = ?",
+        )
+        .bind(now_ms())
+        .bind(host_fault)
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
         let now = now_ms();
         Ok(sqlx::query_as(
