@@ -213,11 +213,13 @@ where
             Ok(_) => {
                 guard.record(h.plugin.id(), true);
             }
-            // A call not made (crash-loop trip) is not another failure of the plugin.
-            Err(PluginFailure::Disabled) => {}
-            Err(_) => {
+            // Only the plugin's own faults count: not a call the crash guard refused, not the
+            // host at capacity (`busy`: capacity is never blamed on a plugin), not an error the
+            // handler returned on purpose.
+            Err(f) if f.is_crash() => {
                 guard.record(h.plugin.id(), false);
             }
+            Err(_) => {}
         }
         let failed = call.result.as_ref().err().cloned();
         let effect = match (&failed, h.fail_policy, name.is_blocking()) {
@@ -720,6 +722,42 @@ mod tests {
         assert!(d.blocked.is_none());
         assert_eq!(fake.receipts.len(), 1);
         assert_eq!(guard.recent_failures("a"), 0);
+    }
+
+    /// The host at capacity (`busy`) and an error the handler returned on purpose are receipted
+    /// and follow the fail policy, but are never counted towards disabling the plugin; a trap is.
+    #[test]
+    fn capacity_and_a_returned_error_are_not_the_plugins_crash() {
+        let returned = PluginFailure::PluginError {
+            code: "nope".into(),
+            message: "refused".into(),
+            retryable: false,
+        };
+        let (d, fake, guard) = run(
+            &[open("a"), closed("b"), open("c")],
+            pre_exec(),
+            8_000,
+            &[
+                ("a", Script::Fail(PluginFailure::Busy)),
+                ("b", Script::Fail(returned)),
+            ],
+        );
+        assert_eq!(fake.failures[..2], [Some("busy"), Some("plugin_error")]);
+        assert_eq!(guard.recent_failures("a"), 0, "capacity is the host's");
+        assert_eq!(guard.recent_failures("b"), 0, "a returned error is no crash");
+        assert!(d.blocked.is_some(), "b's fail-closed policy still applies");
+        let (_, _, guard) = run(
+            &[open("a")],
+            pre_exec(),
+            8_000,
+            &[(
+                "a",
+                Script::Fail(PluginFailure::Trap {
+                    detail: "unreachable".into(),
+                }),
+            )],
+        );
+        assert_eq!(guard.recent_failures("a"), 1);
     }
 
     #[test]

@@ -94,6 +94,19 @@ impl InstanceStore for SqliteStore {
     }
 }
 
+/// A session's turns before a work item, newest first, each with its delivered reply (binds:
+/// instance, session key, the item's created_at and id, limit). Served by
+/// `idx_work_items_session` and `idx_deliveries_work_item` (see the store tests). A work item
+/// has at most one job and a job one delivery, so the reply is one row.
+pub(crate) const SESSION_HISTORY_SQL: &str = "SELECT w.id AS work_item_id, w.text, w.command,
+                    (SELECT d.content FROM deliveries d
+                     WHERE d.work_item_id = w.id AND d.status = 'delivered' LIMIT 1) AS reply
+             FROM work_items w
+             WHERE w.plugin_instance_id = ? AND w.session_key = ?
+               AND (w.created_at, w.id) < (?, ?)
+             ORDER BY w.created_at DESC, w.id DESC
+             LIMIT ?";
+
 #[async_trait]
 impl WorkItemStore for SqliteStore {
     async fn create_work_item_idempotent(
@@ -220,21 +233,9 @@ impl WorkItemStore for SqliteStore {
     }
 
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
-        Ok(sqlx::query_as(
-            "SELECT w.id AS work_item_id, w.text, w.command,
-                    (SELECT d.content FROM deliveries d
-                     WHERE d.work_item_id = w.id AND d.status = 'delivered'
-                     ORDER BY d.updated_at DESC LIMIT 1) AS reply
-             FROM work_items w
-             WHERE w.plugin_instance_id = ? AND w.session_key = ? AND w.id <> ?
-               AND (w.created_at < ? OR (w.created_at = ? AND w.id < ?))
-             ORDER BY w.created_at DESC, w.id DESC
-             LIMIT ?",
-        )
+        Ok(sqlx::query_as(SESSION_HISTORY_SQL)
         .bind(&item.plugin_instance_id)
         .bind(&item.session_key)
-        .bind(&item.id)
-        .bind(item.created_at)
         .bind(item.created_at)
         .bind(&item.id)
         .bind(limit)

@@ -475,6 +475,32 @@ mod tests {
         }
     }
 
+    /// The queries every run makes are served by indexes: a session's turns and their replies
+    /// (no scan of the deliveries, no sort), and the claim of the oldest queued job.
+    #[tokio::test]
+    async fn the_run_path_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        for (sql, binds) in [
+            (instances::SESSION_HISTORY_SQL, 5),
+            (runs::CLAIM_JOB_SQL, 3),
+        ] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+            for _ in 0..binds {
+                q = q.bind("x");
+            }
+            let plan = q.fetch_all(&db.pool).await.unwrap();
+            let text: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+            assert!(
+                !text
+                    .iter()
+                    .any(|t| t.starts_with("SCAN") || t.contains("TEMP B-TREE")),
+                "{sql}: {text:?}"
+            );
+        }
+    }
+
     /// An install of an earlier version upgrades to Nitejar's keys (migration 0008): a
     /// redelivery of an update stored as `update:<id>` is still recognised, and conversations
     /// keep one session.

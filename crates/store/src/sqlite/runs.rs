@@ -88,6 +88,15 @@ impl AgentStore for SqliteStore {
     }
 }
 
+/// Claims the oldest queued job for a worker (binds: worker, now, now); one claimer per job.
+/// The oldest is read from `idx_jobs_status` in order (see the store tests).
+pub(crate) const CLAIM_JOB_SQL: &str =
+    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?,
+       started_at = ?, updated_at = ?
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
+       AND status = 'queued'
+     RETURNING *";
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn activity(&self, since_ms: i64) -> DbResult<Vec<ActivityMinute>> {
@@ -163,11 +172,7 @@ impl JobStore for SqliteStore {
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
         let now = now_ms();
         Ok(sqlx::query_as(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?,
-               started_at = ?, updated_at = ?
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
-               AND status = 'queued'
-             RETURNING *",
+            CLAIM_JOB_SQL,
         )
         .bind(worker)
         .bind(now)

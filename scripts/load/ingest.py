@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Webhook ingest and run throughput of a release `nitejar` server (issue 17's load benchmark).
+
+Started by scripts/bench-ingest.sh, which builds the server and installs wrk. This driver:
+
+1. starts the server on a temporary data directory (SQLite, bundled plugins, offline model),
+2. creates a generic `webhook` instance,
+3. for each concurrency level, drives signed deliveries with distinct ids through wrk for a
+   bounded time and prints throughput, p50/p90/p99, answers by status, connection errors, and
+   the work items stored and runs finished, beside the targets,
+4. then holds a steady rate (default 1,500 deliveries/s for 60 s) and samples the run backlog
+   (queued + running jobs) every 5 s: runs keep pace when it stays bounded,
+5. checks that nothing accepted was lost: one work item per accepted delivery.
+
+Figures depend on the machine and its load: read the ratios and the load average printed with
+them, and compare runs made in the same window.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+TOKEN = "load-bench-admin-token"
+SECRET = "load-bench-signing-secret"
+WRK_THREADS = 2
+# What issue 17 asks for on the 2-core reference machine.
+TARGET_RPS = 3000
+TARGET_P99_MS = 20.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(base, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("authorization", f"Bearer {TOKEN}")
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def start_server(binary, data, log):
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    env.update(
+        NITEJAR_DATA_DIR=data,
+        NITEJAR_BIND=f"127.0.0.1:{port}",
+        NITEJAR_ADMIN_TOKEN=TOKEN,
+        NITEJAR_LOG=env.get("NITEJAR_LOG", "warn"),
+    )
+    proc = subprocess.Popen(
+        [binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc, base
+        except Exception:
+            pass
+        if proc.poll() is not None:
+            sys.exit(f"the server exited ({proc.returncode}); see {log.name}")
+        if time.time() > deadline:
+            sys.exit("the server did not become ready in 120 s")
+        time.sleep(0.1)
+
+
+def write_requests(prefix, tag, per_thread):
+    """Pre-signed deliveries, distinct ids, one file per wrk thread."""
+    key = SECRET.encode()
+    for t in range(WRK_THREADS):
+        with open(f"{prefix}{t}.txt", "w") as f:
+            for i in range(per_thread):
+                body = json.dumps(
+                    {"id": f"{tag}-{t}-{i}", "text": f"load {tag} {t} {i}"},
+                    separators=(",", ":"),
+                )
+                sig = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+                f.write(f"{body}\tsha256={sig}\n")
+
+
+def wrk(url, script, prefix, connections, seconds, delay_ms=0):
+    env = dict(os.environ, LOAD_PREFIX=prefix, LOAD_DELAY_MS=str(delay_ms))
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{WRK_THREADS}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    sys.exit(f"wrk printed no result:\n{out}")
+
+
+class Db:
+    """Read-only counts from the server's database (WAL: readers never block it)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def counts(self):
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            items = con.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
+            jobs = dict(
+                con.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+            )
+        finally:
+            con.close()
+        return items, jobs
+
+
+def load_average():
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+def ms(us):
+    return us / 1000.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--levels", default="16,64,256")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--steady-rate", type=int, default=1500)
+    ap.add_argument("--steady-seconds", type=int, default=60)
+    ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = ap.parse_args()
+
+    # Interrupted (Ctrl-C, `timeout`): still stop the server and remove the data directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("interrupted"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(here, "signed.lua")
+    work = tempfile.mkdtemp(prefix="nitejar-load-")
+    data = os.path.join(work, "data")
+    log = open(os.path.join(work, "server.log"), "w")
+    proc, base = start_server(args.binary, data, log)
+    try:
+        instance = request(
+            base,
+            "POST",
+            "/api/admin/instances",
+            {"type": "webhook", "name": "load", "config": {"secret": SECRET}},
+        )["id"]
+        url = f"{base}/api/webhooks/plugins/webhook/{instance}"
+        db = Db(os.path.join(data, "nitejar.db"))
+        accepted_total = 0
+        print(f"nitejar ingest benchmark: {os.cpu_count()} cores, load average {load_average()}")
+        print(f"server log: {log.name}")
+        print()
+        print(
+            f"{'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+            f"{'202':>7} {'503':>6} {'other':>6} {'errors':>6} {'items':>7} {'runs':>7}  target"
+        )
+        for level in [int(x) for x in args.levels.split(",") if x]:
+            prefix = os.path.join(work, f"c{level}-")
+            # Enough distinct deliveries for 8,000/s: none repeats within the run.
+            write_requests(prefix, f"c{level}", 8000 * args.seconds // WRK_THREADS)
+            r = wrk(url, script, prefix, level, args.seconds)
+            rps = r["requests"] / (r["durationUs"] / 1e6)
+            accepted_total += r["accepted"]
+            items, jobs = db.counts()
+            errors = r["connectErrors"] + r["readErrors"] + r["writeErrors"] + r["timeouts"]
+            target = ""
+            if level == 64:
+                met = rps >= TARGET_RPS and ms(r["p99Us"]) <= TARGET_P99_MS
+                target = f">= {TARGET_RPS}/s, p99 <= {TARGET_P99_MS:.0f} ms: {'met' if met else 'NOT met'}"
+            print(
+                f"{level:>5} {rps:>8.0f} {ms(r['p50Us']):>8.2f} {ms(r['p90Us']):>8.2f} "
+                f"{ms(r['p99Us']):>8.2f} {r['accepted']:>7} {r['refused']:>6} "
+                f"{r['other'] + r['duplicate']:>6} {errors:>6} {items:>7} "
+                f"{jobs.get('done', 0) + jobs.get('failed', 0):>7}  {target}",
+                flush=True,
+            )
+            # Let the backlog drain so levels do not measure each other's runs.
+            drain(db, 120)
+
+        if args.steady_rate > 0 and args.steady_seconds > 0:
+            connections = 64
+            delay_ms = max(1, round(connections * 1000 / args.steady_rate))
+            prefix = os.path.join(work, "steady-")
+            write_requests(
+                prefix, "steady", args.steady_rate * args.steady_seconds // WRK_THREADS * 2
+            )
+            samples = []
+            stop = threading.Event()
+
+            def sample():
+                t0 = time.time()
+                while not stop.wait(5):
+                    _, jobs = db.counts()
+                    samples.append(
+                        (round(time.time() - t0), jobs.get("queued", 0) + jobs.get("running", 0))
+                    )
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            r = wrk(url, script, prefix, connections, args.steady_seconds, delay_ms)
+            stop.set()
+            sampler.join()
+            accepted_total += r["accepted"]
+            rps = r["requests"] / (r["durationUs"] / 1e6)
+            print()
+            print(
+                f"steady load: asked {args.steady_rate}/s for {args.steady_seconds} s, sent "
+                f"{rps:.0f}/s (p99 {ms(r['p99Us']):.2f} ms, {r['refused']} refused)"
+            )
+            print("backlog (queued + running jobs) every 5 s: " + ", ".join(f"{t}s={b}" for t, b in samples))
+            peak = max((b for _, b in samples), default=0)
+            bounded = peak <= args.steady_rate * 2  # at most two seconds of arrivals waiting
+            print(
+                f"peak backlog {peak} ({peak / max(rps, 1):.1f} s of arrivals): "
+                f"{'bounded' if bounded else 'NOT bounded'} (target: at most 2 s of arrivals)"
+            )
+            took = drain(db, 600)
+            print(f"drained {took:.1f} s after the load stopped")
+
+        items, jobs = db.counts()
+        print()
+        print(f"work items {items}, accepted deliveries {accepted_total}, jobs {jobs}")
+        if items != accepted_total:
+            sys.exit(f"LOST OR EXTRA WORK ITEMS: {items} stored, {accepted_total} accepted")
+        print("nothing lost: one work item per accepted delivery")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", work])
+        else:
+            print(f"kept {work}")
+
+
+def drain(db, limit):
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        _, jobs = db.counts()
+        if jobs.get("queued", 0) + jobs.get("running", 0) + jobs.get("held", 0) == 0:
+            return time.time() - t0
+        time.sleep(0.5)
+    print(f"  (backlog not drained after {limit} s)")
+    return time.time() - t0
+
+
+if __name__ == "__main__":
+    main()
