@@ -2,6 +2,11 @@
 //! admin API clients (see [`nitejar::cli`]).
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc malloc: the host allocates on every request, receipt and plugin
+/// call from several threads (see the performance notes in the README).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use nitejar_core::app::App;
 use nitejar_core::config::Config;
 

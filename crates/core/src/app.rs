@@ -177,6 +177,7 @@ impl App {
                 secrets: secrets.clone(),
                 workers: workers.clone(),
                 receipts: receipts.clone(),
+                writer: crate::ingress::writer::WorkItemWriter::start(store.clone()),
                 integration_timeout_ms: config.integration_timeout_ms,
             }),
             runner: Arc::new(Runner {

@@ -36,6 +36,11 @@ pub const POOL_TOTAL_COMPONENT_INSTANCES: u32 = 256;
 /// Over it, that plugin's calls are refused as busy (503) at once.
 pub const MAX_CONCURRENT_CALLS_PER_PLUGIN: usize = POOL_TOTAL_COMPONENT_INSTANCES as usize / 8;
 
+/// How long a webhook waits for one of its plugin's call slots before it is answered busy
+/// (503): long enough for a burst to queue behind calls that take milliseconds, short enough
+/// that a plugin whose calls hang refuses its own traffic quickly.
+pub const CALL_SLOT_WAIT_MS: u64 = 250;
+
 /// Linear memories alive at once in the pool.
 pub const POOL_TOTAL_MEMORIES: u32 = 512;
 

@@ -127,6 +127,8 @@ pub struct LoadedPlugin {
     pool: Mutex<Vec<Warm>>,
     /// Calls on fresh instances in progress (bounded by [`MAX_CONCURRENT_CALLS_PER_PLUGIN`]).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Where async callers (webhooks) wait their turn for one of those slots.
+    call_queue: Arc<tokio::sync::Semaphore>,
     /// The instruction budget of every call, when the operator or the manifest set one.
     pub(crate) fuel_per_call: Option<u64>,
     /// Who set it: `operator`, `manifest`, or `default` (none set).
@@ -177,6 +179,20 @@ impl LoadedPlugin {
             self.metered.0.fetch_add(1, Ordering::Relaxed);
             self.metered.1.fetch_add(used, Ordering::Relaxed);
         }
+    }
+
+    /// Waits up to `wait` for a turn at one of the plugin's call slots, for calls made from
+    /// async code (webhooks): a burst of deliveries queues for the few milliseconds the calls
+    /// ahead take instead of being refused as busy; `None` when the slots stayed full (the
+    /// plugin's calls are slow or stuck: busy, 503). Hold the permit for the call.
+    pub async fn queue_for_call(
+        &self,
+        wait: std::time::Duration,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.call_queue.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Takes one of the plugin's call slots, or `None` when all are in use: one plugin's slow
@@ -430,6 +446,7 @@ impl PluginRuntime {
             filesystem,
             pool: Mutex::new(Vec::new()),
             in_flight: Default::default(),
+            call_queue: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS_PER_PLUGIN)),
             fuel_per_call: grants
                 .fuel_per_call
                 .or(manifest.limits.as_ref().and_then(|l| l.fuel_per_call))

@@ -97,6 +97,53 @@ pub struct SessionTurn {
     pub reply: Option<String>,
 }
 
+/// One work item to create (see [`WorkItemStore::create_work_items`]).
+#[derive(Debug, Clone)]
+pub struct WorkItemCreate {
+    /// The new work item's id.
+    pub id: String,
+    /// Its fields.
+    pub item: NewWorkItem,
+    /// Scoped to the instance: a key seen before creates nothing.
+    pub idempotency_key: String,
+    /// Its agent-run job.
+    pub job: JobPlan,
+}
+
+/// The job a created work item gets, in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobPlan {
+    /// No job (no agent answers the instance).
+    None,
+    /// A job with this id for this agent.
+    Agent {
+        /// Job id.
+        job_id: String,
+        /// Agent id.
+        agent_id: String,
+        /// Stored `held` (released after `work_item.post_create`; boot releases any a
+        /// stopped process left held) instead of `queued`.
+        held: bool,
+    },
+    /// A job with this id for the instance's agent (assigned, else the default), looked up
+    /// in the transaction; none when there is no agent.
+    InstanceAgent {
+        /// Job id.
+        job_id: String,
+        /// As in [`JobPlan::Agent`].
+        held: bool,
+    },
+}
+
+/// What creating one work item did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// A new work item, or the one its key created before.
+    pub outcome: CreateOutcome,
+    /// The new item's job id, when it got one.
+    pub job_id: Option<String>,
+}
+
 /// Whether an idempotent create made a new row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
@@ -154,21 +201,14 @@ pub struct WorkItemFilter {
 /// Work items; creating one also queues its agent-run job in the same transaction.
 #[async_trait]
 pub trait WorkItemStore: Send + Sync {
-    /// Creates a work item unless `idempotency_key` was already used on this instance.
+    /// Creates a batch of work items, each unless its idempotency key was already used on its
+    /// instance (by an earlier batch or an earlier item of this one), with their jobs: one
+    /// transaction for the whole batch, so every item of it is stored or none is.
     ///
-    /// Atomic: the key row and the work item are written in one transaction, and the key's
-    /// primary key (not a check-then-insert) decides which of concurrent deliveries wins.
-    /// With `agent_id`, the agent's job is queued in the same transaction, so a created work
-    /// item always has its job.
-    /// The job, when given as `(job id, agent id)`, starts `held`: the ingress releases it after
-    /// `work_item.post_create` and boot releases any a stopped process left held.
-    async fn create_work_item_idempotent(
-        &self,
-        id: &str,
-        item: &NewWorkItem,
-        idempotency_key: &str,
-        job: Option<(&str, &str)>,
-    ) -> DbResult<CreateOutcome>;
+    /// The key's primary key (not a check-then-insert) decides which of concurrent deliveries
+    /// wins; a created work item always has its job when it gets one (see [`JobPlan`]).
+    /// Outcomes come back in the batch's order.
+    async fn create_work_items(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>>;
 
     /// The work item an idempotency key already created, if any.
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>>;

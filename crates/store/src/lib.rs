@@ -24,8 +24,8 @@ pub mod sqlite;
 pub use events::{EventFilter, EventRow, EventStore};
 pub use import::{ImportStore, ImportedCounts, ImportedInstance, ImportedWorkItem};
 pub use instances::{
-    CreateOutcome, InstanceRow, InstanceStore, NewWorkItem, SessionTurn, WorkItemFilter,
-    WorkItemRow, WorkItemStore,
+    CreateOutcome, Created, InstanceRow, InstanceStore, JobPlan, NewWorkItem, SessionTurn,
+    WorkItemCreate, WorkItemFilter, WorkItemRow, WorkItemStore,
 };
 pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,

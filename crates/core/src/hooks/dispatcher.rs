@@ -744,7 +744,11 @@ mod tests {
         );
         assert_eq!(fake.failures[..2], [Some("busy"), Some("plugin_error")]);
         assert_eq!(guard.recent_failures("a"), 0, "capacity is the host's");
-        assert_eq!(guard.recent_failures("b"), 0, "a returned error is no crash");
+        assert_eq!(
+            guard.recent_failures("b"),
+            0,
+            "a returned error is no crash"
+        );
         assert!(d.blocked.is_some(), "b's fail-closed policy still applies");
         let (_, _, guard) = run(
             &[open("a")],

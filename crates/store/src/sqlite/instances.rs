@@ -107,75 +107,164 @@ pub(crate) const SESSION_HISTORY_SQL: &str = "SELECT w.id AS work_item_id, w.tex
              ORDER BY w.created_at DESC, w.id DESC
              LIMIT ?";
 
+/// The id of the agent that answers an instance (binds: instance): the assigned one, else the
+/// oldest default.
+pub(crate) const AGENT_FOR_INSTANCE_ID_SQL: &str = "SELECT a.id FROM agents a
+     LEFT JOIN agent_assignments s ON s.agent_id = a.id AND s.plugin_instance_id = ?
+     WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
+     ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1";
+
 #[async_trait]
 impl WorkItemStore for SqliteStore {
-    async fn create_work_item_idempotent(
-        &self,
-        id: &str,
-        item: &NewWorkItem,
-        idempotency_key: &str,
-        job: Option<(&str, &str)>,
-    ) -> DbResult<CreateOutcome> {
-        let id = id.to_string();
+    async fn create_work_items(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at)
-             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&item.plugin_instance_id)
-        .bind(idempotency_key)
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let existing: String = sqlx::query_scalar(
-                "SELECT work_item_id FROM idempotency_keys WHERE plugin_instance_id = ? AND key = ?",
-            )
-            .bind(&item.plugin_instance_id)
-            .bind(idempotency_key)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.rollback().await?;
-            return Ok(CreateOutcome::Duplicate(existing));
+        // Which keys are new: SQLite inserts the rows in order, so of two items of this batch
+        // with one key the first wins, as between batches.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at) ",
+        );
+        q.push_values(batch, |mut b, c| {
+            b.push_bind(&c.item.plugin_instance_id)
+                .push_bind(&c.idempotency_key)
+                .push_bind(&c.id)
+                .push_bind(now);
+        });
+        q.push(" ON CONFLICT DO NOTHING RETURNING work_item_id");
+        let inserted: std::collections::HashSet<String> = q
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let new: Vec<&WorkItemCreate> = batch.iter().filter(|c| inserted.contains(&c.id)).collect();
+        if !new.is_empty() {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
+                   session_key, source_ref, sender_json, command, payload_json,
+                   response_context_json, status, created_at, updated_at) ",
+            );
+            q.push_values(&new, |mut b, c| {
+                let i = &c.item;
+                b.push_bind(&c.id)
+                    .push_bind(&i.plugin_instance_id)
+                    .push_bind(&i.integration_type)
+                    .push_bind(&i.title)
+                    .push_bind(&i.text)
+                    .push_bind(&i.session_key)
+                    .push_bind(&i.source_ref)
+                    .push_bind(&i.sender_json)
+                    .push_bind(&i.command)
+                    .push_bind(&i.payload_json)
+                    .push_bind(&i.response_context_json)
+                    .push_bind("pending")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text, session_key,
-               source_ref, sender_json, command, payload_json, response_context_json, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(&id)
-        .bind(&item.plugin_instance_id)
-        .bind(&item.integration_type)
-        .bind(&item.title)
-        .bind(&item.text)
-        .bind(&item.session_key)
-        .bind(&item.source_ref)
-        .bind(&item.sender_json)
-        .bind(&item.command)
-        .bind(&item.payload_json)
-        .bind(&item.response_context_json)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some((job_id, agent)) = job {
-            sqlx::query(
-                "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at)
-                 VALUES (?, ?, ?, 'held', ?, ?)",
-            )
-            .bind(job_id)
-            .bind(&id)
-            .bind(agent)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // The instances' agents, once per instance of the batch, when a plan asks for them.
+        let mut agents = std::collections::HashMap::<&str, Option<String>>::new();
+        for c in &new {
+            if let JobPlan::InstanceAgent { .. } = c.job
+                && !agents.contains_key(c.item.plugin_instance_id.as_str())
+            {
+                let agent: Option<String> = sqlx::query_scalar(AGENT_FOR_INSTANCE_ID_SQL)
+                    .bind(&c.item.plugin_instance_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                agents.insert(&c.item.plugin_instance_id, agent);
+            }
+        }
+        let jobs: Vec<(&str, &str, &str, &str)> = new
+            .iter()
+            .filter_map(|c| {
+                let (job_id, agent, held) = match &c.job {
+                    JobPlan::None => return None,
+                    JobPlan::Agent {
+                        job_id,
+                        agent_id,
+                        held,
+                    } => (job_id.as_str(), agent_id.as_str(), *held),
+                    JobPlan::InstanceAgent { job_id, held } => (
+                        job_id.as_str(),
+                        agents.get(c.item.plugin_instance_id.as_str())?.as_deref()?,
+                        *held,
+                    ),
+                };
+                Some((
+                    job_id,
+                    c.id.as_str(),
+                    agent,
+                    if held { "held" } else { "queued" },
+                ))
+            })
+            .collect();
+        if !jobs.is_empty() {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at) ",
+            );
+            q.push_values(&jobs, |mut b, (job_id, item, agent, status)| {
+                b.push_bind(*job_id)
+                    .push_bind(*item)
+                    .push_bind(*agent)
+                    .push_bind(*status)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        // Keys used before: the work item they created.
+        let mut existing = std::collections::HashMap::<(String, String), String>::new();
+        let dups: Vec<&WorkItemCreate> =
+            batch.iter().filter(|c| !inserted.contains(&c.id)).collect();
+        if !dups.is_empty() {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT plugin_instance_id, key, work_item_id FROM idempotency_keys
+                 WHERE (plugin_instance_id, key) IN (VALUES ",
+            );
+            let mut sep = q.separated(", ");
+            for c in &dups {
+                sep.push("(")
+                    .push_bind_unseparated(&c.item.plugin_instance_id)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(&c.idempotency_key)
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for (instance, key, id) in q
+                .build_query_as::<(String, String, String)>()
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                existing.insert((instance, key), id);
+            }
         }
         tx.commit().await?;
-        Ok(CreateOutcome::Created(id))
+        let job_of: std::collections::HashMap<&str, &str> =
+            jobs.iter().map(|(job, item, _, _)| (*item, *job)).collect();
+        Ok(batch
+            .iter()
+            .map(|c| {
+                if inserted.contains(&c.id) {
+                    Created {
+                        outcome: CreateOutcome::Created(c.id.clone()),
+                        job_id: job_of.get(c.id.as_str()).map(|j| j.to_string()),
+                    }
+                } else {
+                    let key = (c.item.plugin_instance_id.clone(), c.idempotency_key.clone());
+                    Created {
+                        outcome: CreateOutcome::Duplicate(
+                            existing.get(&key).cloned().unwrap_or_default(),
+                        ),
+                        job_id: None,
+                    }
+                }
+            })
+            .collect())
     }
 
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {
@@ -234,13 +323,13 @@ impl WorkItemStore for SqliteStore {
 
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
         Ok(sqlx::query_as(SESSION_HISTORY_SQL)
-        .bind(&item.plugin_instance_id)
-        .bind(&item.session_key)
-        .bind(item.created_at)
-        .bind(&item.id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+            .bind(&item.plugin_instance_id)
+            .bind(&item.session_key)
+            .bind(item.created_at)
+            .bind(&item.id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()> {

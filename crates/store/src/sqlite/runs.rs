@@ -171,14 +171,12 @@ impl JobStore for SqliteStore {
 
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
         let now = now_ms();
-        Ok(sqlx::query_as(
-            CLAIM_JOB_SQL,
-        )
-        .bind(worker)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(CLAIM_JOB_SQL)
+            .bind(worker)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn finish_job(

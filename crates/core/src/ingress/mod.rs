@@ -12,6 +12,13 @@
 //! change title, payload and session key; `work_item.post_create` runs after it is stored. The
 //! job is stored with the work item but held until `work_item.post_create` has run, so the run's
 //! hooks always come after it; a redelivery of a known key runs no hooks.
+//!
+//! Writes: work items are written in batches by one task ([`writer`]): deliveries that arrive
+//! while a batch commits share the next transaction, and each is answered after its batch is
+//! committed. Without `work_item` hooks a delivery is one read (the instance) and its share of
+//! one write transaction (key, work item, and its job queued for the instance's agent).
+
+pub mod writer;
 
 use crate::agent::Workers;
 use crate::crypto::SecretBox;
@@ -26,9 +33,10 @@ use nitejar_sandbox::bindings::nitejar::plugin::types::Header;
 use nitejar_sandbox::runtime::PluginFailure;
 use nitejar_sandbox::runtime::PluginRuntime;
 use nitejar_store::Store;
-use nitejar_store::{CreateOutcome, NewWorkItem};
+use nitejar_store::{CreateOutcome, JobPlan, NewWorkItem, WorkItemCreate};
 use serde_json::json;
 use std::sync::Arc;
+use writer::{WorkItemWriter, WriteFailed};
 
 /// What webhook ingress needs: the store (instance, idempotency, work item and job), the loaded
 /// plugins, the hook dispatcher (`work_item.pre_create` / `post_create`), the sandbox, the secret
@@ -48,6 +56,8 @@ pub struct Ingress {
     pub workers: Workers,
     /// Receipts of what the host changed in a plugin's answer.
     pub receipts: ReceiptSink,
+    /// Writes new work items in batches (group commit).
+    pub writer: WorkItemWriter,
     /// Deadline of a `parse-webhook` call.
     pub integration_timeout_ms: u64,
 }
@@ -95,6 +105,33 @@ impl WebhookReply {
             reply
         } else {
             tracing::error!("{what}: {e}");
+            Self::error(500, "internal", "internal error")
+        }
+    }
+
+    /// The host (or this plugin's share of it) is at capacity: 503 with `Retry-After`.
+    fn busy() -> WebhookReply {
+        let mut reply = Self::error(503, "busy", "the host is at capacity; retry later");
+        reply.headers.push(("retry-after".into(), "1".into()));
+        reply
+    }
+
+    /// The answer when the batch a work item was written in failed: as [`Self::db_failed`].
+    fn write_failed(e: &WriteFailed) -> WebhookReply {
+        if e.transient {
+            tracing::warn!("writing a work item: {e}; answered 503");
+            let mut reply = Self::error(
+                503,
+                "unavailable",
+                "the database is busy or full; retry shortly",
+            );
+            reply.headers.push((
+                "retry-after".into(),
+                crate::limits::DB_RETRY_AFTER_SECS.to_string(),
+            ));
+            reply
+        } else {
+            tracing::error!("writing a work item: {e}");
             Self::error(500, "internal", "internal error")
         }
     }
@@ -198,14 +235,19 @@ pub async fn handle_webhook(
     let runtime = ctx.runtime.clone();
     let call_plugin = plugin.clone();
     let timeout_ms = ctx.integration_timeout_ms;
+    let wait = std::time::Duration::from_millis(nitejar_sandbox::limits::CALL_SLOT_WAIT_MS);
+    let Some(turn) = plugin.queue_for_call(wait).await else {
+        return WebhookReply::busy();
+    };
     let outcome = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, timeout_ms)
     })
     .await;
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(PluginFailure::Busy)) => {
-            return WebhookReply::error(503, "busy", "the host is at capacity; retry later");
+            return WebhookReply::busy();
         }
         Ok(Err(f)) => {
             // The caller is the outside world: name the kind only; details are in the receipt.
@@ -325,16 +367,30 @@ async fn create_work_item(
             "the plugin returned neither an idempotency key nor a source reference".into(),
         );
     }
-    match ctx.store.find_idempotent(instance_id, &key).await {
-        Ok(Some(id)) => {
-            return WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }));
+    // One view of the hook table for the whole delivery: whether the job is held for
+    // `work_item.post_create` and which handlers run are decided once.
+    let table = ctx.registry.hook_table();
+    let pre_create = table.has(crate::hooks::HookName::WorkItemPreCreate);
+    let post_create = table.has(crate::hooks::HookName::WorkItemPostCreate);
+    // Hooks must not run for a redelivery, so with `pre_create` handlers a known key is
+    // answered before them; without, the write itself recognises it.
+    if pre_create {
+        match ctx.store.find_idempotent(instance_id, &key).await {
+            Ok(Some(id)) => {
+                return WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }));
+            }
+            Ok(None) => {}
+            Err(e) => return WebhookReply::db_failed("idempotency lookup", &e),
         }
-        Ok(None) => {}
-        Err(e) => return WebhookReply::db_failed("idempotency lookup", &e),
     }
-    let agent = match ctx.store.agent_for_instance(instance_id).await {
-        Ok(a) => a,
-        Err(e) => return WebhookReply::db_failed("agent lookup", &e),
+    // Hook handlers see the run's agent; without hooks the write looks it up itself.
+    let agent = if pre_create || post_create {
+        match ctx.store.agent_for_instance(instance_id).await {
+            Ok(a) => Some(a),
+            Err(e) => return WebhookReply::db_failed("agent lookup", &e),
+        }
+    } else {
+        None
     };
     let work_item_id = uuid::Uuid::now_v7().to_string();
     let job_id = uuid::Uuid::now_v7().to_string();
@@ -353,10 +409,25 @@ async fn create_work_item(
         payload_json: msg.payload,
         response_context_json: msg.response_context,
     };
+    if agent.is_none() {
+        // No hooks: nothing else to do but write it.
+        let create = WorkItemCreate {
+            id: work_item_id,
+            item,
+            idempotency_key: key,
+            job: JobPlan::InstanceAgent {
+                job_id,
+                held: false,
+            },
+        };
+        return match ctx.writer.create(create).await {
+            Ok(created) => created_reply(ctx, created),
+            Err(e) => WebhookReply::write_failed(&e),
+        };
+    }
     // The rest runs as its own task: a client that hangs up must not leave a held job behind.
     let ctx = ctx.clone();
-    let key = key.clone();
-    let agent_id = agent.map(|a| a.id);
+    let agent_id = agent.flatten().map(|a| a.id);
     let task = tokio::spawn(async move {
         let scope = RunScope::new(h::HookContext {
             plugin_instance_id: Some(item.plugin_instance_id.clone()),
@@ -364,9 +435,8 @@ async fn create_work_item(
             job_id: agent_id.as_ref().map(|_| job_id.clone()),
             agent_id: agent_id.clone(),
         });
-        let table = ctx.registry.hook_table();
         let mut scope = Some(scope);
-        if table.has(crate::hooks::HookName::WorkItemPreCreate) {
+        if pre_create {
             let event = h::WorkItemPreCreateEvent {
                 work_item: h::WorkItemDraft {
                     title: item.title.clone(),
@@ -378,8 +448,9 @@ async fn create_work_item(
                 integration_type: item.integration_type.clone(),
                 plugin_instance_id: item.plugin_instance_id.clone(),
             };
+            let pre_table = table.clone();
             let (s, d) = in_scope(&ctx, scope.take(), move |ctx, s| {
-                ctx.dispatcher.dispatch(&table, s, event)
+                ctx.dispatcher.dispatch(&pre_table, s, event)
             })
             .await?;
             scope = Some(s);
@@ -394,23 +465,29 @@ async fn create_work_item(
             item.session_key = e.work_item.session_key;
             item.payload_json = e.work_item.payload;
         }
-        let job = agent_id.as_deref().map(|a| (job_id.as_str(), a));
-        let created = ctx
-            .store
-            .create_work_item_idempotent(&work_item_id, &item, &key, job)
-            .await
-            .map_err(|e| anyhow::Error::from(e).context("creating a work item failed"))?;
-        let id = match created {
-            CreateOutcome::Duplicate(id) => {
-                return Ok(WebhookReply::json(
-                    200,
-                    json!({ "workItemId": id, "duplicate": true }),
-                ));
-            }
-            CreateOutcome::Created(id) => id,
+        let job = match &agent_id {
+            Some(agent) => JobPlan::Agent {
+                job_id: job_id.clone(),
+                agent_id: agent.clone(),
+                held: post_create,
+            },
+            None => JobPlan::None,
         };
-        let table = ctx.registry.hook_table();
-        if table.has(crate::hooks::HookName::WorkItemPostCreate) {
+        let create = WorkItemCreate {
+            id: work_item_id,
+            item: item.clone(),
+            idempotency_key: key,
+            job,
+        };
+        let created = match ctx.writer.create(create).await {
+            Ok(c) => c,
+            Err(e) => return Ok(WebhookReply::write_failed(&e)),
+        };
+        let id = match &created.outcome {
+            CreateOutcome::Duplicate(_) => return Ok(created_reply(&ctx, created)),
+            CreateOutcome::Created(id) => id.clone(),
+        };
+        if post_create {
             let now = nitejar_store::now_ms().max(0) as u64;
             let event = h::WorkItemPostCreateEvent {
                 work_item: h::WorkItem {
@@ -435,17 +512,13 @@ async fn create_work_item(
         if let Some(s) = scope.take() {
             s.finish(&ctx.runtime);
         }
-        if job.is_some() {
+        if post_create && let Some(job) = &created.job_id {
             ctx.store
-                .release_job(&job_id)
+                .release_job(job)
                 .await
                 .map_err(|e| anyhow::Error::from(e).context("releasing the job failed"))?;
-            ctx.workers.wake();
         }
-        Ok::<_, anyhow::Error>(WebhookReply::json(
-            202,
-            json!({ "workItemId": id, "jobId": job.map(|_| job_id.clone()), "duplicate": false }),
-        ))
+        Ok::<_, anyhow::Error>(created_reply(&ctx, created))
     });
     match task.await {
         Ok(Ok(reply)) => reply,
@@ -453,6 +526,25 @@ async fn create_work_item(
         Err(e) => {
             tracing::error!("webhook task failed: {e}");
             WebhookReply::error(500, "internal", "internal error")
+        }
+    }
+}
+
+/// The answer for a written work item (202, or 200 for a key seen before); wakes a worker for
+/// its job.
+fn created_reply(ctx: &Ingress, created: nitejar_store::Created) -> WebhookReply {
+    match created.outcome {
+        CreateOutcome::Duplicate(id) => {
+            WebhookReply::json(200, json!({ "workItemId": id, "duplicate": true }))
+        }
+        CreateOutcome::Created(id) => {
+            if created.job_id.is_some() {
+                ctx.workers.wake();
+            }
+            WebhookReply::json(
+                202,
+                json!({ "workItemId": id, "jobId": created.job_id, "duplicate": false }),
+            )
         }
     }
 }
