@@ -33,6 +33,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         receipts: sink.clone(),
         crash_guard: None,
         fuel: true,
+        pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
     })
     .unwrap();
     Rig {

@@ -104,6 +104,7 @@ fn runtime_in(
         receipts,
         crash_guard: None,
         fuel,
+        pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
     })
     .unwrap()
 }

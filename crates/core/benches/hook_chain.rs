@@ -338,6 +338,7 @@ fn main() {
                 receipts: sink.clone(),
                 crash_guard: None,
                 fuel,
+                pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
             })
             .unwrap(),
         );

@@ -117,6 +117,10 @@ impl App {
         ));
         let (trips, mut tripped) = tokio::sync::mpsc::unbounded_channel();
         crash_guard.set_notifier(trips);
+        // The instance pool is sized for the plugins installed now, with room for more.
+        let installed = store.list_plugins().await?.len();
+        let pool_instances =
+            nitejar_sandbox::limits::pool_instances_for(installed, config.run_workers);
         let runtime = Arc::new(PluginRuntime::new(RuntimeOptions {
             memory_bytes: config.guest_memory_bytes,
             cache_dir: config.cache_dir.clone(),
@@ -127,6 +131,7 @@ impl App {
             receipts: receipts.clone(),
             crash_guard: Some(crash_guard.clone()),
             fuel: true,
+            pool_instances,
         })?);
         let dispatcher = Arc::new(HookDispatcher::new(
             runtime.clone(),

@@ -8,13 +8,15 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Builds the engine. `memory_bytes` is the per-instance memory limit (also the pool's slot size);
-/// `fuel` turns on instruction budgets (always on in the product; benchmarks compare).
-pub fn build_engine(memory_bytes: usize, fuel: bool) -> wasmtime::Result<Engine> {
+/// `fuel` turns on instruction budgets (always on in the product; benchmarks compare);
+/// `instances` is the pool's size in component instances (see
+/// [`crate::limits::pool_instances_for`]), memories, tables and core instances in proportion.
+pub fn build_engine(memory_bytes: usize, fuel: bool, instances: u32) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_TOTAL_COMPONENT_INSTANCES)
-        .total_memories(POOL_TOTAL_MEMORIES)
-        .total_tables(POOL_TOTAL_TABLES)
-        .total_core_instances(POOL_TOTAL_CORE_INSTANCES)
+    pool.total_component_instances(instances)
+        .total_memories(instances.saturating_mul(POOL_MEMORIES_PER_INSTANCE))
+        .total_tables(instances.saturating_mul(POOL_TABLES_PER_INSTANCE))
+        .total_core_instances(instances.saturating_mul(POOL_CORE_INSTANCES_PER_INSTANCE))
         .max_memory_size(memory_bytes)
         .max_memories_per_component(MAX_GUEST_MEMORIES as u32)
         .max_tables_per_component(MAX_GUEST_TABLES as u32)

@@ -288,6 +288,8 @@ pub(crate) struct Prewarmer {
     tx: mpsc::Sender<Chore>,
     /// Instances handed over for teardown and not yet torn down.
     retiring: Arc<AtomicUsize>,
+    /// The plugins it has prepared instances of (to give them back when the pool is full).
+    prepared: Arc<std::sync::Mutex<Vec<Weak<LoadedPlugin>>>>,
 }
 
 /// Above this many instances waiting for teardown, a finished run tears its own down (so a
@@ -300,6 +302,8 @@ impl Prewarmer {
         let (tx, rx) = mpsc::channel::<Chore>();
         let retiring = Arc::new(AtomicUsize::new(0));
         let counter = retiring.clone();
+        let prepared = Arc::new(std::sync::Mutex::new(Vec::<Weak<LoadedPlugin>>::new()));
+        let known = prepared.clone();
         std::thread::Builder::new()
             .name("nitejar-prewarm".into())
             .spawn(move || {
@@ -316,9 +320,18 @@ impl Prewarmer {
                     let Some(plugin) = weak.upgrade() else {
                         continue;
                     };
+                    if let Ok(mut known) = known.lock()
+                        && !known.iter().any(|k| Weak::ptr_eq(k, &weak))
+                    {
+                        known.retain(|k| k.strong_count() > 0);
+                        known.push(weak);
+                    }
                     while plugin.pool_len() < PREWARMED_INSTANCES {
                         match factory.instantiate(&plugin) {
                             Ok(warm) => plugin.pool_put(warm),
+                            // The pool is full: runs come first; this is retried on the next
+                            // request.
+                            Err(PluginFailure::Busy) => break,
                             Err(e) => {
                                 tracing::warn!(
                                     plugin_id = %plugin.id(),
@@ -331,7 +344,28 @@ impl Prewarmer {
                 }
             })
             .expect("spawning the prewarm thread");
-        Prewarmer { tx, retiring }
+        Prewarmer {
+            tx,
+            retiring,
+            prepared,
+        }
+    }
+
+    /// Tears down every prepared instance (the instance pool is full and a run needs room);
+    /// how many there were.
+    pub(crate) fn release_prepared(&self) -> usize {
+        let plugins: Vec<Arc<LoadedPlugin>> = match self.prepared.lock() {
+            Ok(known) => known.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return 0,
+        };
+        let mut released = 0;
+        for plugin in plugins {
+            while let Some(warm) = plugin.pool_take() {
+                drop(warm);
+                released += 1;
+            }
+        }
+        released
     }
 
     /// Asks for `plugin`'s pool to be topped up.

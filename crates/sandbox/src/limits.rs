@@ -28,12 +28,41 @@ pub const MAX_GUEST_MEMORIES: usize = 4;
 /// Native stack a guest may use; deep recursion traps with a stack overflow.
 pub const MAX_GUEST_STACK_BYTES: usize = 512 << 10;
 
-/// Component instances alive at once in the pooling allocator (back-pressure beyond).
+/// The smallest instance pool: component instances alive at once in the pooling allocator
+/// (back-pressure beyond). The pool is sized at boot by [`pool_instances_for`].
 pub const POOL_TOTAL_COMPONENT_INSTANCES: u32 = 256;
 
+/// The largest instance pool the host sizes itself to: every memory slot reserves address
+/// space (4 GiB plus a guard region, never committed until used), so the total stays well
+/// inside a process's 128 TiB even with a few hosts in one process (tests).
+pub const MAX_POOL_COMPONENT_INSTANCES: u32 = 2_048;
+
+/// Instances a plugin may need at once beyond the run workers' and its prepared ones (a
+/// webhook or configuration call, a run's replacement after a trap).
+const POOL_SPARE_PER_PLUGIN: usize = 1;
+
+/// Plugins the pool leaves room for beyond those installed at boot (installs while running).
+const POOL_HEADROOM_PLUGINS: usize = 32;
+
+/// The instance pool for a host with `plugins` installed and `run_workers` run workers: every
+/// worker's run holds one instance of each plugin it calls, each plugin keeps
+/// [`PREWARMED_INSTANCES`] prepared, plus spare calls and a reserve for webhooks
+/// ([`MAX_CONCURRENT_CALLS_PER_PLUGIN`]) and teardown; between [`POOL_TOTAL_COMPONENT_INSTANCES`]
+/// and [`MAX_POOL_COMPONENT_INSTANCES`].
+pub fn pool_instances_for(plugins: usize, run_workers: usize) -> u32 {
+    let per_plugin = run_workers.saturating_add(PREWARMED_INSTANCES + POOL_SPARE_PER_PLUGIN);
+    let wanted = plugins
+        .saturating_add(POOL_HEADROOM_PLUGINS)
+        .saturating_mul(per_plugin)
+        .saturating_add(4 * MAX_CONCURRENT_CALLS_PER_PLUGIN);
+    u32::try_from(wanted)
+        .unwrap_or(u32::MAX)
+        .clamp(POOL_TOTAL_COMPONENT_INSTANCES, MAX_POOL_COMPONENT_INSTANCES)
+}
+
 /// Most calls one plugin may have in progress on fresh instances (webhooks, config checks):
-/// an eighth of the pool, so one plugin's slow or waiting calls leave room for everyone else.
-/// Over it, that plugin's calls are refused as busy (503) at once.
+/// an eighth of the smallest pool, so one plugin's slow or waiting calls leave room for
+/// everyone else. Over it, that plugin's calls wait briefly, then are refused as busy (503).
 pub const MAX_CONCURRENT_CALLS_PER_PLUGIN: usize = POOL_TOTAL_COMPONENT_INSTANCES as usize / 8;
 
 /// How long a webhook waits for one of its plugin's call slots before it is answered busy
@@ -41,14 +70,17 @@ pub const MAX_CONCURRENT_CALLS_PER_PLUGIN: usize = POOL_TOTAL_COMPONENT_INSTANCE
 /// that a plugin whose calls hang refuses its own traffic quickly.
 pub const CALL_SLOT_WAIT_MS: u64 = 250;
 
-/// Linear memories alive at once in the pool.
-pub const POOL_TOTAL_MEMORIES: u32 = 512;
+/// How long a run waits for room in a full instance pool (after giving back every prepared
+/// instance) before the call is refused as busy.
+pub const CAPACITY_WAIT_MS: u64 = 1_000;
 
-/// Tables alive at once in the pool.
-pub const POOL_TOTAL_TABLES: u32 = 1_024;
-
-/// Core instances alive at once in the pool.
-pub const POOL_TOTAL_CORE_INSTANCES: u32 = 2_048;
+/// Linear memories, tables and core instances of the pool per component instance (a
+/// component made by the usual toolchains has one or two memories and a few core instances).
+pub const POOL_MEMORIES_PER_INSTANCE: u32 = 2;
+/// See [`POOL_MEMORIES_PER_INSTANCE`].
+pub const POOL_TABLES_PER_INSTANCE: u32 = 4;
+/// See [`POOL_MEMORIES_PER_INSTANCE`].
+pub const POOL_CORE_INSTANCES_PER_INSTANCE: u32 = 8;
 
 /// Bytes of each pooled linear memory kept resident (reset in place) when an instance is torn
 /// down, so the next instance in that slot does not page-fault its stack, data and first heap
@@ -130,3 +162,26 @@ pub const DEFAULT_CRASH_THRESHOLD: usize = 5;
 
 /// The crash-loop window (`SLOPBOT_PLUGIN_CRASH_WINDOW_MS`; spec default: five minutes).
 pub const DEFAULT_CRASH_WINDOW_MS: u64 = 300_000;
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    /// The pool grows with the plugins installed and the run workers, within its bounds.
+    #[test]
+    fn the_pool_is_sized_from_plugins_and_workers_within_bounds() {
+        assert_eq!(
+            pool_instances_for(0, 4),
+            POOL_TOTAL_COMPONENT_INSTANCES.max(352)
+        );
+        let hundred = pool_instances_for(100, 4) as usize;
+        // Every worker's run holds an instance of each plugin, each keeps its prepared ones.
+        assert!(hundred >= 100 * (4 + PREWARMED_INSTANCES), "{hundred}");
+        assert!(pool_instances_for(100, 8) > pool_instances_for(100, 4));
+        assert_eq!(pool_instances_for(10_000, 4), MAX_POOL_COMPONENT_INSTANCES);
+        assert_eq!(
+            pool_instances_for(usize::MAX, usize::MAX),
+            MAX_POOL_COMPONENT_INSTANCES
+        );
+    }
+}

@@ -224,7 +224,7 @@ impl LoadedPlugin {
             p.push(warm);
         }
     }
-    fn pool_take(&self) -> Option<Warm> {
+    pub(crate) fn pool_take(&self) -> Option<Warm> {
         self.pool.lock().ok().and_then(|mut p| p.pop())
     }
     /// The descriptor of `integration_type`, if this plugin provides it.
@@ -297,6 +297,10 @@ pub struct RuntimeOptions {
     /// Instruction budgets (wasmtime fuel). On in the product; benchmarks turn it off to
     /// measure what it costs.
     pub fuel: bool,
+    /// Component instances alive at once ([`crate::limits::pool_instances_for`] the plugins
+    /// installed and the run workers; [`crate::limits::POOL_TOTAL_COMPONENT_INSTANCES`] when
+    /// unsure).
+    pub pool_instances: u32,
 }
 
 /// The plugin runtime (one per process).
@@ -327,7 +331,8 @@ pub(crate) struct Finished<R> {
 impl PluginRuntime {
     /// Builds the engine, linker, cache and epoch ticker.
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<PluginRuntime> {
-        let engine = crate::engine::build_engine(opts.memory_bytes, opts.fuel)?;
+        let engine =
+            crate::engine::build_engine(opts.memory_bytes, opts.fuel, opts.pool_instances)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::capabilities::filesystem::link_open_guard(&mut linker)?;
@@ -747,6 +752,12 @@ impl PluginRuntime {
 
     /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
     /// is then made in the background), else a new one. Blocking.
+    ///
+    /// When the instance pool is full, other plugins' prepared instances are given back first
+    /// (they are made again when there is room), then the call waits up to
+    /// [`crate::limits::CAPACITY_WAIT_MS`] for finished runs to return theirs before it is
+    /// refused as busy: capacity is the host's, so a run waits for it rather than skipping a
+    /// handler, and a busy refusal is never counted against the plugin.
     pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
         let warm = plugin.pool_take();
         self.prewarmer.request(plugin);
@@ -756,9 +767,23 @@ impl PluginRuntime {
             &self.pool_misses
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match warm {
-            Some(w) => Ok(w),
-            None => self.factory.instantiate(plugin),
+        if let Some(w) = warm {
+            return Ok(w);
+        }
+        let deadline = Instant::now() + Duration::from_millis(crate::limits::CAPACITY_WAIT_MS);
+        loop {
+            match self.factory.instantiate(plugin) {
+                Err(PluginFailure::Busy) => {
+                    if self.prewarmer.release_prepared() > 0 {
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(PluginFailure::Busy);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
         }
     }
 
