@@ -31,7 +31,8 @@ pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,
 };
 pub use runs::{
-    ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, StepRow,
+    ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, NewStep,
+    StepRow,
 };
 pub use skills::{NewSkill, SkillRow, SkillStore};
 

@@ -158,6 +158,19 @@ pub trait AgentStore: Send + Sync {
 }
 
 /// Agent-run jobs: claimed by workers, re-queued after a stop, with steps and the delivery record.
+/// A run step to record (see [`JobStore::insert_steps`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    /// Model turn (0 before the first).
+    pub turn: u32,
+    /// `prompt`, `model_call`, `tool_call`, `final`, `note`, ...
+    pub kind: String,
+    /// What happened.
+    pub detail: serde_json::Value,
+    /// When (ms since the Unix epoch).
+    pub created_at: i64,
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Work items received and runs finished per minute since `since_ms` (ms since the
@@ -176,18 +189,22 @@ pub trait JobStore: Send + Sync {
     /// still this worker's and `running` (a job already finished is left as it is).
     async fn return_job(&self, job_id: &str, worker: &str, host_fault: bool) -> DbResult<bool>;
 
-    /// Claims the oldest queued job for `worker` (atomic: one claimer per job).
+    /// Claims the oldest queued job for `worker` (atomic: one claimer per job); its work item
+    /// becomes `running` in the same statement.
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>>;
 
-    /// Ends a job (`done` or `failed`) and sets its work item's status.
+    /// Ends a job (`done` or `failed`); its work item gets the same status in the same
+    /// statement.
     async fn finish_job(
         &self,
         job: &JobRow,
         status: &str,
-        work_item_status: &str,
         result_json: Option<&str>,
         error: Option<&str>,
     ) -> DbResult<()>;
+
+    /// Records steps of a run, each with the time it happened (one statement).
+    async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()>;
 
     /// One job.
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>>;

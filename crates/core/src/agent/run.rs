@@ -10,7 +10,7 @@ use crate::limits::{
 use anyhow::{Context, anyhow};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
 use nitejar_sandbox::runtime::{Correlation, LoadedPlugin, PluginFailure};
-use nitejar_store::{AgentRow, DeliveryRow, JobRow, WorkItemRow, now_ms};
+use nitejar_store::{AgentRow, DeliveryRow, JobRow, NewStep, WorkItemRow, now_ms};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
         runner
             .store
-            .finish_job(&job, "failed", "failed", None, Some(&msg))
+            .finish_job(&job, "failed", None, Some(&msg))
             .await?;
         // An attempt that stopped mid-delivery left its guard entry; nothing will read it now.
         if let Some(item) = runner.store.get_work_item(&job.work_item_id).await?
@@ -52,21 +52,20 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if let Some(d) = runner.store.get_delivery(&job.id).await?
+    // Only an earlier attempt can have settled the reply.
+    if job.attempts > 1
+        && let Some(d) = runner.store.get_delivery(&job.id).await?
         && (d.status == "delivered" || d.status == "blocked")
     {
         // The reply was settled by an earlier attempt: never post twice.
         let result = json!({ "delivery": d.status, "resumed": true }).to_string();
         runner
             .store
-            .finish_job(&job, "done", "done", Some(&result), None)
+            .finish_job(&job, "done", Some(&result), None)
             .await?;
         return Ok(());
     }
-    runner
-        .store
-        .set_work_item_status(&job.work_item_id, "running")
-        .await?;
+    // The work item became `running` with the claim.
     let mut run = match Run::prepare(runner, &job).await {
         Ok(r) => r,
         // The database refused a write (full, locked): the job goes back to the queue.
@@ -75,7 +74,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
             let msg = format!("{e:#}");
             runner
                 .store
-                .finish_job(&job, "failed", "failed", None, Some(&msg))
+                .finish_job(&job, "failed", None, Some(&msg))
                 .await?;
             return Err(e);
         }
@@ -87,26 +86,16 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     }
     match outcome {
         Ok(result) => {
-            let wi_status = if result["delivery"] == "failed" {
-                "failed"
-            } else {
-                "done"
-            };
-            let status = if wi_status == "failed" {
+            let status = if result["delivery"] == "failed" {
                 "failed"
             } else {
                 "done"
             };
             let error = result["deliveryError"].as_str().map(str::to_string);
+            run.flush_steps().await;
             runner
                 .store
-                .finish_job(
-                    &job,
-                    status,
-                    wi_status,
-                    Some(&result.to_string()),
-                    error.as_deref(),
-                )
+                .finish_job(&job, status, Some(&result.to_string()), error.as_deref())
                 .await?;
             Ok(())
         }
@@ -114,9 +103,10 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         Err(e) => {
             let msg = format!("{e:#}");
             run.step(0, "note", json!({ "error": msg })).await;
+            run.flush_steps().await;
             runner
                 .store
-                .finish_job(&job, "failed", "failed", None, Some(&msg))
+                .finish_job(&job, "failed", None, Some(&msg))
                 .await?;
             Err(e)
         }
@@ -140,6 +130,8 @@ struct Run {
     /// The earlier exchanges of the conversation, oldest first, as chat messages.
     history: Vec<Value>,
     scope: Option<RunScope>,
+    /// Steps recorded and not written yet (see [`Run::step`]).
+    steps: std::sync::Mutex<Vec<NewStep>>,
 }
 
 /// The conversation before a run as chat messages, oldest first: `turns` come newest first;
@@ -231,6 +223,7 @@ impl Run {
             skill_files,
             history,
             scope: Some(scope),
+            steps: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -265,14 +258,34 @@ impl Run {
             .await
     }
 
+    /// Records a step of this run with the time it happened. Steps are written together (one
+    /// statement) before a network model call, before the reply is posted, and with the end of
+    /// the run: a step is a few microseconds of work, its own write would be most of a run.
     async fn step(&self, turn: u32, kind: &str, detail: Value) {
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.push(NewStep {
+                turn,
+                kind: kind.to_string(),
+                detail,
+                created_at: now_ms(),
+            });
+        }
+    }
+
+    /// Writes the steps recorded since the last write; a failure is logged (steps describe a
+    /// run, they do not decide it).
+    async fn flush_steps(&self) {
+        let steps = match self.steps.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => return,
+        };
         if let Err(e) = self
             .runner
             .store
-            .insert_step(&self.job.id, self.job.attempts, turn, kind, &detail)
+            .insert_steps(&self.job.id, self.job.attempts, &steps)
             .await
         {
-            tracing::error!(job_id = %self.job.id, "recording a run step failed: {e}");
+            tracing::error!(job_id = %self.job.id, "recording {} run steps failed: {e}", steps.len());
         }
     }
 
@@ -485,6 +498,10 @@ impl Run {
                 messages: &messages,
                 tools: &tools,
             };
+            if self.settings.provider != super::model::Provider::Offline {
+                // A network call takes a while: what the run did so far is visible meanwhile.
+                self.flush_steps().await;
+            }
             let reply = self
                 .runner
                 .models
@@ -702,7 +719,11 @@ impl Run {
         // An earlier run of this job (before a restart) may have handed the reply to the
         // platform without recording the answer (`posting`): its attempts count on, and the
         // integration's delivery guard (keyed by the job id) decides what to send again.
-        let earlier = self.runner.store.get_delivery(&self.job.id).await?;
+        let earlier = if self.job.attempts > 1 {
+            self.runner.store.get_delivery(&self.job.id).await?
+        } else {
+            None
+        };
         let interrupted = earlier.as_ref().is_some_and(|d| d.status == "posting");
         let mut row = DeliveryRow {
             job_id: self.job.id.clone(),
@@ -758,7 +779,9 @@ impl Run {
             work_item_id: Some(self.item.id.clone()),
             job_id: Some(self.job.id.clone()),
         };
-        self.runner.store.upsert_delivery(&row).await?;
+        // The steps so far are written before the reply leaves (a crash from here on leaves
+        // them beside the `posting` delivery).
+        self.flush_steps().await;
         let timeout = self.runner.integration_timeout_ms;
         let mut result = None;
         for attempt in 1..=DELIVERY_ATTEMPTS {

@@ -385,9 +385,7 @@ mod tests {
         assert!(db.return_job("j", "two", false).await.unwrap());
         assert_eq!(db.get_job("j").await.unwrap().unwrap().attempts, 1);
         let job = db.claim_job("two").await.unwrap().unwrap();
-        db.finish_job(&job, "done", "done", None, None)
-            .await
-            .unwrap();
+        db.finish_job(&job, "done", None, None).await.unwrap();
         assert!(
             !db.return_job("j", "two", true).await.unwrap(),
             "a finished job stays finished"

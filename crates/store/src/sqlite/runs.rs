@@ -183,12 +183,11 @@ impl JobStore for SqliteStore {
         &self,
         job: &JobRow,
         status: &str,
-        work_item_status: &str,
         result_json: Option<&str>,
         error: Option<&str>,
     ) -> DbResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        // The work item follows (trigger `jobs_status_to_work_item`).
         sqlx::query(
             "UPDATE jobs SET status = ?, result_json = ?, last_error = ?, finished_at = ?, updated_at = ?
              WHERE id = ?",
@@ -199,15 +198,27 @@ impl JobStore for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(&job.id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("UPDATE work_items SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(work_item_status)
-            .bind(now)
-            .bind(&job.work_item_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ",
+        );
+        q.push_values(steps, |mut b, step| {
+            b.push_bind(job_id)
+                .push_bind(attempt)
+                .push_bind(step.turn)
+                .push_bind(step.kind.as_str())
+                .push_bind(step.detail.to_string())
+                .push_bind(step.created_at);
+        });
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 
