@@ -23,3 +23,11 @@ bench:
 # Time the admin UI's pages with 100 plugins and 100,000 receipts (release build).
 bench-ui:
     bash scripts/setup.sh && cargo bench -p nitejar-tests --bench admin_pages
+
+# Webhook ingest and run throughput under wrk (release server; prints figures beside the targets).
+bench-load *ARGS:
+    bash scripts/bench-ingest.sh {{ARGS}}
+
+# Boot time and resident memory with 100 hook plugins (release server).
+bench-boot *ARGS:
+    bash scripts/bench-boot.sh {{ARGS}}

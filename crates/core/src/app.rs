@@ -99,7 +99,7 @@ impl App {
         for entry in std::fs::read_dir(&config.staging_dir)?.flatten() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-        let store = nitejar_store::open(&config.database_path)
+        let store = nitejar_store::open_with(&config.database_path, config.durability)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -66,6 +66,9 @@ pub struct Config {
     pub default_model: String,
     /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
     pub run_workers: usize,
+    /// What a committed write survives (`NITEJAR_DB_SYNC`: `normal`, the default, a process
+    /// crash; `full`, power loss too; see [`nitejar_store::Durability`]).
+    pub durability: nitejar_store::Durability,
     /// Crash-loop protection: failures that disable a plugin (`NITEJAR_PLUGIN_CRASH_THRESHOLD`, alias `SLOPBOT_PLUGIN_CRASH_THRESHOLD`,
     /// default 5; 0 turns it off) ...
     pub crash_threshold: usize,
@@ -296,6 +299,21 @@ impl Config {
                 .map(|(_, v)| v)
                 .unwrap_or_else(|| "nitejar-offline".into()),
             run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
+            durability: match var("DB_SYNC") {
+                None => nitejar_store::Durability::Process,
+                Some((_, v)) if v.trim().eq_ignore_ascii_case("normal") => {
+                    nitejar_store::Durability::Process
+                }
+                Some((_, v)) if v.trim().eq_ignore_ascii_case("full") => {
+                    nitejar_store::Durability::Power
+                }
+                Some((key, v)) => {
+                    return Err(ConfigError::Invalid {
+                        var: key,
+                        problem: format!("expected normal or full, got {v:?}"),
+                    });
+                }
+            },
             crash_threshold: number(
                 "PLUGIN_CRASH_THRESHOLD",
                 crate::limits::DEFAULT_CRASH_THRESHOLD as u64,
@@ -371,6 +389,7 @@ impl Config {
             default_provider: "offline".into(),
             default_model: "nitejar-offline".into(),
             run_workers: crate::limits::RUN_WORKERS,
+            durability: nitejar_store::Durability::Process,
             crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
             crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,
             skills_dir,
@@ -413,6 +432,22 @@ mod tests {
             PathBuf::from("/tmp/x.db")
         );
         unsafe { std::env::remove_var("DATABASE_URL") };
+        assert_eq!(
+            Config::from_env(None).unwrap().durability,
+            nitejar_store::Durability::Process
+        );
+        unsafe { std::env::set_var("NITEJAR_DB_SYNC", "FULL") };
+        assert_eq!(
+            Config::from_env(None).unwrap().durability,
+            nitejar_store::Durability::Power
+        );
+        unsafe { std::env::set_var("NITEJAR_DB_SYNC", "sometimes") };
+        let e = Config::from_env(None).unwrap_err().to_string();
+        assert!(
+            e.contains("NITEJAR_DB_SYNC") && e.contains("normal or full"),
+            "{e}"
+        );
+        unsafe { std::env::remove_var("NITEJAR_DB_SYNC") };
         unsafe { std::env::set_var("SLOPBOT_HOOK_TIMEOUT_MS", "soon") };
         let e = Config::from_env(Some("/x".into())).unwrap_err().to_string();
         assert!(

@@ -122,5 +122,26 @@ pub trait Store:
 
 /// Opens the embedded default store (SQLite at `path`, created and migrated as needed).
 pub async fn open(path: &Path) -> DbResult<Arc<dyn Store>> {
-    Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+    open_with(path, Durability::default()).await
+}
+
+/// Opens the SQLite store at `path` with a chosen [`Durability`].
+pub async fn open_with(path: &Path, durability: Durability) -> DbResult<Arc<dyn Store>> {
+    Ok(Arc::new(
+        sqlite::SqliteStore::open_with(path, durability).await?,
+    ))
+}
+
+/// What a committed write survives (SQLite in WAL mode either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` (the default): a commit survives the process being killed (kill
+    /// -9, out of memory, a panic) the moment it returns; the operating system crashing or
+    /// the power failing can lose the last commits before it (those since the write-ahead log
+    /// was last synced to disk, at most one checkpoint's worth), never corrupt the database.
+    #[default]
+    Process,
+    /// `synchronous=FULL`: every commit is synced to disk before it returns, so it survives an
+    /// operating system crash or power loss too; each commit waits for the disk.
+    Power,
 }

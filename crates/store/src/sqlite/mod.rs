@@ -27,6 +27,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `path` and runs migrations.
     pub async fn open(path: &Path) -> DbResult<SqliteStore> {
+        Self::open_with(path, crate::Durability::default()).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen [`crate::Durability`].
+    pub async fn open_with(path: &Path, durability: crate::Durability) -> DbResult<SqliteStore> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -35,7 +40,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match durability {
+                crate::Durability::Process => SqliteSynchronous::Normal,
+                crate::Durability::Power => SqliteSynchronous::Full,
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
@@ -485,6 +493,27 @@ mod tests {
                     && !plan.iter().any(|p| p.3.contains("TEMP B-TREE")),
                 "{sql}: {plan:?}"
             );
+        }
+    }
+
+    /// The durability setting is the connection's `synchronous` mode: NORMAL (1) by default,
+    /// FULL (2) when commits must survive power loss.
+    #[tokio::test]
+    async fn durability_sets_how_commits_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, mode) in [
+            (crate::Durability::Process, 1),
+            (crate::Durability::Power, 2),
+        ] {
+            let db = SqliteStore::open_with(&dir.path().join("t.db"), durability)
+                .await
+                .unwrap();
+            let got: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert_eq!(got, mode, "{durability:?}");
+            db.close().await;
         }
     }
 

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Boot time and resident memory of a release `nitejar` server with N hook plugins (issue 17).
+
+Started by scripts/bench-boot.sh, which builds the server. This driver:
+
+1. boots the server on a temporary data directory with no plugins of its own and measures the
+   time from start to `/readyz` and its resident memory once idle (the baseline),
+2. installs and enables N copies of the example hooks plugin (distinct ids),
+3. restarts the server on that data directory (the compile cache is warm, as on an
+   operator's restart) and measures the same again, several times; prints medians, the ratio
+   to the baseline, and the memory per plugin, beside the targets.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOKEN = "boot-bench-admin-token"
+TARGET_BOOT_MS = 200
+TARGET_MIB_PER_PLUGIN = 0.25
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def admin(base, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("authorization", f"Bearer {TOKEN}")
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Server:
+    def __init__(self, binary, data, log):
+        port = free_port()
+        env = dict(os.environ)
+        env.pop("DATABASE_URL", None)
+        env.update(
+            NITEJAR_DATA_DIR=data,
+            NITEJAR_BIND=f"127.0.0.1:{port}",
+            NITEJAR_ADMIN_TOKEN=TOKEN,
+            NITEJAR_LOG=env.get("NITEJAR_LOG", "warn"),
+        )
+        self.base = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        while True:
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                pass
+            if self.proc.poll() is not None:
+                sys.exit(f"the server exited ({self.proc.returncode}); see {log.name}")
+            time.sleep(0.002)
+        self.boot_ms = (time.perf_counter() - started) * 1000
+
+    def settled_rss_mib(self):
+        """Resident memory once background work (prepared instances) has settled."""
+        last = -1
+        for _ in range(40):
+            time.sleep(0.25)
+            now = rss_kib(self.proc.pid)
+            if now == last:
+                break
+            last = now
+        return last / 1024
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--package", required=True, help="the built example hooks package")
+    ap.add_argument("--plugins", type=int, default=100)
+    ap.add_argument("--boots", type=int, default=5)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("interrupted"))
+
+    work = tempfile.mkdtemp(prefix="nitejar-boot-")
+    try:
+        log = open(os.path.join(work, "server.log"), "w")
+
+        def measure(data, label):
+            boots, rss = [], []
+            for _ in range(args.boots):
+                s = Server(args.binary, data, log)
+                boots.append(s.boot_ms)
+                rss.append(s.settled_rss_mib())
+                s.stop()
+            return statistics.median(boots), statistics.median(rss)
+
+        empty = os.path.join(work, "empty")
+        full = os.path.join(work, "full")
+        # Compile the bundled plugins into the cache once, then measure warm boots.
+        Server(args.binary, empty, log).stop()
+        base_boot, base_rss = measure(empty, "empty")
+
+        s = Server(args.binary, full, log)
+        manifest = json.load(open(os.path.join(args.package, "nitejar.plugin.json")))
+        for n in range(args.plugins):
+            pkg = os.path.join(work, "packages", f"p{n}")
+            os.makedirs(pkg)
+            shutil.copy(os.path.join(args.package, "plugin.wasm"), pkg)
+            manifest["id"] = f"bench.hooks-{n:03}"
+            json.dump(manifest, open(os.path.join(pkg, "nitejar.plugin.json"), "w"))
+            report = admin(s.base, "POST", "/api/admin/plugins/install",
+                           {"sourceKind": "local", "sourceRef": pkg})
+            admin(s.base, "POST", f"/api/admin/plugins/{report['pluginId']}/enable",
+                  {"consent": True})
+        s.stop()
+        boot, rss = measure(full, "full")
+
+        per_plugin = (rss - base_rss) / max(args.plugins, 1)
+        print(f"nitejar boot benchmark: {os.cpu_count()} cores, load average "
+              f"{open('/proc/loadavg').read().split()[0]}, median of {args.boots} warm boots")
+        print(f"  no plugins installed:    ready in {base_boot:6.1f} ms, {base_rss:6.1f} MiB resident")
+        print(f"  {args.plugins} hook plugins:        ready in {boot:6.1f} ms "
+              f"({boot / base_boot:.2f}x), {rss:6.1f} MiB resident")
+        print(f"  boot with {args.plugins} plugins: {'met' if boot <= TARGET_BOOT_MS else 'NOT met'} "
+              f"(target <= {TARGET_BOOT_MS} ms)")
+        print(f"  memory per idle plugin: {per_plugin:.3f} MiB: "
+              f"{'met' if per_plugin <= TARGET_MIB_PER_PLUGIN else 'NOT met'} "
+              f"(target <= {TARGET_MIB_PER_PLUGIN} MiB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
