@@ -91,7 +91,16 @@ impl WebhookReply {
     /// The answer when the database failed: 503 with `Retry-After` when it is busy or full
     /// (the platform redelivers; nothing was accepted), else 500.
     fn db_failed(what: &str, e: &nitejar_store::DbError) -> WebhookReply {
-        if e.is_transient() {
+        Self::store_failed(what, e.is_transient(), e)
+    }
+
+    /// The answer when the batch a work item was written in failed: as [`Self::db_failed`].
+    fn write_failed(e: &WriteFailed) -> WebhookReply {
+        Self::store_failed("writing a work item", e.transient, e)
+    }
+
+    fn store_failed(what: &str, transient: bool, e: &dyn std::fmt::Display) -> WebhookReply {
+        if transient {
             tracing::warn!("{what}: {e}; answered 503");
             let mut reply = Self::error(
                 503,
@@ -114,26 +123,6 @@ impl WebhookReply {
         let mut reply = Self::error(503, "busy", "the host is at capacity; retry later");
         reply.headers.push(("retry-after".into(), "1".into()));
         reply
-    }
-
-    /// The answer when the batch a work item was written in failed: as [`Self::db_failed`].
-    fn write_failed(e: &WriteFailed) -> WebhookReply {
-        if e.transient {
-            tracing::warn!("writing a work item: {e}; answered 503");
-            let mut reply = Self::error(
-                503,
-                "unavailable",
-                "the database is busy or full; retry shortly",
-            );
-            reply.headers.push((
-                "retry-after".into(),
-                crate::limits::DB_RETRY_AFTER_SECS.to_string(),
-            ));
-            reply
-        } else {
-            tracing::error!("writing a work item: {e}");
-            Self::error(500, "internal", "internal error")
-        }
     }
 
     /// The answer for a failed work item task: a database failure as [`Self::db_failed`].

@@ -87,3 +87,66 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(WorkItemCr
         items.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nitejar_store::{CreateOutcome, JobPlan, NewWorkItem};
+
+    fn create(n: usize, key: &str) -> WorkItemCreate {
+        WorkItemCreate {
+            id: format!("w{n}"),
+            item: NewWorkItem {
+                plugin_instance_id: "i".into(),
+                integration_type: "webhook".into(),
+                title: "t".into(),
+                text: format!("{n}"),
+                session_key: "s".into(),
+                source_ref: key.into(),
+                sender_json: None,
+                command: None,
+                payload_json: "{}".into(),
+                response_context_json: None,
+            },
+            idempotency_key: key.into(),
+            job: JobPlan::None,
+        }
+    }
+
+    /// Many deliveries at once: each is answered with its own outcome (new, or the work item
+    /// its key made first), and exactly one work item per key is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_each_get_their_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = nitejar_store::open(&dir.path().join("t.db")).await.unwrap();
+        let writer = WorkItemWriter::start(store.clone());
+        // 300 deliveries of 200 keys: keys 0..100 are sent twice.
+        let sends = (0..300).map(|n| {
+            let writer = writer.clone();
+            let key = format!("k{}", n % 200);
+            tokio::spawn(async move { (n, writer.create(create(n, &key)).await.unwrap()) })
+        });
+        let mut created = 0;
+        let mut first_of_key = std::collections::HashMap::new();
+        let mut duplicates = Vec::new();
+        for s in sends {
+            let (n, c) = s.await.unwrap();
+            match c.outcome {
+                CreateOutcome::Created(id) => {
+                    assert_eq!(id, format!("w{n}"));
+                    created += 1;
+                    first_of_key.insert(n % 200, id);
+                }
+                CreateOutcome::Duplicate(id) => duplicates.push((n % 200, id)),
+            }
+        }
+        assert_eq!(created, 200);
+        assert_eq!(duplicates.len(), 100);
+        for (key, id) in duplicates {
+            assert_eq!(
+                first_of_key[&key], id,
+                "a duplicate names its key's work item"
+            );
+        }
+    }
+}
