@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,25 +23,15 @@ import tempfile
 import time
 import urllib.request
 
+import common
+
 TOKEN = "boot-bench-admin-token"
 TARGET_BOOT_MS = 200
 TARGET_MIB_PER_PLUGIN = 0.25
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def admin(base, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("authorization", f"Bearer {TOKEN}")
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
+    return common.admin(base, TOKEN, method, path, body)
 
 
 def rss_kib(pid):
@@ -55,7 +44,7 @@ def rss_kib(pid):
 
 class Server:
     def __init__(self, binary, data, log):
-        port = free_port()
+        port = common.free_port()
         env = dict(os.environ)
         env.pop("DATABASE_URL", None)
         env.update(

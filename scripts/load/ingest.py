@@ -22,7 +22,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import common
 
 TOKEN = "load-bench-admin-token"
 SECRET = "load-bench-signing-secret"
@@ -39,24 +40,12 @@ TARGET_RPS = 3000
 TARGET_P99_MS = 20.0
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(base, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("authorization", f"Bearer {TOKEN}")
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
+    return common.admin(base, TOKEN, method, path, body)
 
 
 def start_server(binary, data, log):
-    port = free_port()
+    port = common.free_port()
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
     env.update(
@@ -217,6 +206,8 @@ def main():
             print(f"      then {finished} runs finished in {took:.1f} s ({finished / max(took, 0.1):.0f} runs/s with no webhooks arriving)", flush=True)
 
         if args.steady_rate > 0 and args.steady_seconds > 0:
+            # From an empty backlog, so the samples show how it grows under this load alone.
+            drain(db, 900)
             connections = 64
             delay_ms = max(1, round(connections * 1000 / args.steady_rate))
             prefix = os.path.join(work, "steady-")
@@ -250,8 +241,13 @@ def main():
             print("backlog (queued + running jobs) every 5 s: " + ", ".join(f"{t}s={b}" for t, b in samples))
             peak = max((b for _, b in samples), default=0)
             bounded = peak <= args.steady_rate * 2  # at most two seconds of arrivals waiting
+            growth = 0.0
+            if len(samples) >= 2:
+                (t0, b0), (t1, b1) = samples[0], samples[-1]
+                growth = (b1 - b0) / max(t1 - t0, 1)
             print(
-                f"peak backlog {peak} ({peak / max(rps, 1):.1f} s of arrivals): "
+                f"peak backlog {peak} ({peak / max(rps, 1):.1f} s of arrivals), growing "
+                f"{growth:.0f}/s (runs finished about {rps - growth:.0f}/s meanwhile): "
                 f"{'bounded' if bounded else 'NOT bounded'} (target: at most 2 s of arrivals)"
             )
             took = drain(db, 600)

@@ -20,9 +20,7 @@ use crate::capabilities::{CallContext, CallScope};
 use crate::engine;
 use crate::failure::PluginFailure;
 use crate::hooks::HookName;
-use crate::limits::{
-    DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, MAX_TRANSFER_BYTES, PREWARMED_INSTANCES,
-};
+use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_GUEST_OUTPUT_BYTES, MAX_TRANSFER_BYTES};
 use crate::output::OutputSize;
 use crate::receipts::ReceiptSink;
 use crate::runtime::{CallSpec, Finished, LoadedPlugin};
@@ -280,7 +278,8 @@ enum Chore {
     Retire(Vec<Warm>),
 }
 
-/// Keeps [`PREWARMED_INSTANCES`] instances of each run-serving plugin ready, built on a
+/// Keeps instances of each run-serving plugin ready (one at first, more as runs ask: up to
+/// [`crate::limits::PREWARMED_INSTANCES`]), built on a
 /// background thread, and tears down the instances of finished runs there too, so neither
 /// instantiation nor teardown is on a run's path. Holds plugins weakly: a disabled or replaced
 /// version's pool dies with it.
@@ -326,7 +325,7 @@ impl Prewarmer {
                         known.retain(|k| k.strong_count() > 0);
                         known.push(weak);
                     }
-                    while plugin.pool_len() < PREWARMED_INSTANCES {
+                    while plugin.pool_len() < plugin.prewarm_target() {
                         match factory.instantiate(&plugin) {
                             Ok(warm) => plugin.pool_put(warm),
                             // The pool is full: runs come first; this is retried on the next

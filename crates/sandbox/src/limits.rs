@@ -153,8 +153,13 @@ pub const HTTP_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Outbound HTTP: largest response body a plugin may read.
 pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
 
-/// Instances of each run-serving plugin (hooks, tools) kept instantiated ahead of demand.
-pub const PREWARMED_INSTANCES: usize = 2;
+/// Most instances of a run-serving plugin (hooks, tools) kept instantiated ahead of demand.
+/// Each plugin starts with [`PREWARMED_AT_FIRST`] and gets one more each time a run found none
+/// ready, up to this: capacity follows the runs a plugin serves, and an idle plugin holds one.
+pub const PREWARMED_INSTANCES: usize = 4;
+
+/// Instances of a run-serving plugin kept ready before any run has asked for more.
+pub const PREWARMED_AT_FIRST: usize = 1;
 
 /// Crash-loop protection: this many failures inside the window disable a plugin
 /// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).

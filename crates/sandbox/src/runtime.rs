@@ -129,6 +129,9 @@ pub struct LoadedPlugin {
     in_flight: std::sync::atomic::AtomicUsize,
     /// Where async callers (webhooks) wait their turn for one of those slots.
     call_queue: Arc<tokio::sync::Semaphore>,
+    /// Instances to keep prepared: grows by one each time a run found none ready (see
+    /// [`crate::limits::PREWARMED_INSTANCES`]).
+    prewarm_target: std::sync::atomic::AtomicUsize,
     /// The instruction budget of every call, when the operator or the manifest set one.
     pub(crate) fuel_per_call: Option<u64>,
     /// Who set it: `operator`, `manifest`, or `default` (none set).
@@ -215,6 +218,20 @@ impl LoadedPlugin {
     /// Whether runs call this plugin (hooks or tools), so instances are prepared ahead of demand.
     pub fn serves_runs(&self) -> bool {
         !self.contributions.hooks.is_empty() || !self.tools.is_empty()
+    }
+    /// Instances to keep prepared now.
+    pub(crate) fn prewarm_target(&self) -> usize {
+        self.prewarm_target
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// A run found no instance ready: keep one more prepared (up to the most).
+    fn prewarm_more(&self) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .prewarm_target
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < crate::limits::PREWARMED_INSTANCES).then_some(n + 1)
+            });
     }
     pub(crate) fn pool_len(&self) -> usize {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
@@ -452,6 +469,7 @@ impl PluginRuntime {
             pool: Mutex::new(Vec::new()),
             in_flight: Default::default(),
             call_queue: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS_PER_PLUGIN)),
+            prewarm_target: std::sync::atomic::AtomicUsize::new(crate::limits::PREWARMED_AT_FIRST),
             fuel_per_call: grants
                 .fuel_per_call
                 .or(manifest.limits.as_ref().and_then(|l| l.fuel_per_call))
@@ -760,6 +778,9 @@ impl PluginRuntime {
     /// handler, and a busy refusal is never counted against the plugin.
     pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
         let warm = plugin.pool_take();
+        if warm.is_none() && plugin.serves_runs() {
+            plugin.prewarm_more();
+        }
         self.prewarmer.request(plugin);
         let counter = if warm.is_some() {
             &self.pool_hits
