@@ -175,10 +175,7 @@ mod pool_tests {
     /// The pool grows with the plugins installed and the run workers, within its bounds.
     #[test]
     fn the_pool_is_sized_from_plugins_and_workers_within_bounds() {
-        assert_eq!(
-            pool_instances_for(0, 4),
-            POOL_TOTAL_COMPONENT_INSTANCES.max(352)
-        );
+        assert!(pool_instances_for(0, 4) >= POOL_TOTAL_COMPONENT_INSTANCES);
         let hundred = pool_instances_for(100, 4) as usize;
         // Every worker's run holds an instance of each plugin, each keeps its prepared ones.
         assert!(hundred >= 100 * (4 + PREWARMED_INSTANCES), "{hundred}");
