@@ -44,20 +44,8 @@ def rss_kib(pid):
 
 class Server:
     def __init__(self, binary, data, log):
-        port = common.free_port()
-        env = dict(os.environ)
-        env.pop("DATABASE_URL", None)
-        env.update(
-            NITEJAR_DATA_DIR=data,
-            NITEJAR_BIND=f"127.0.0.1:{port}",
-            NITEJAR_ADMIN_TOKEN=TOKEN,
-            NITEJAR_LOG=env.get("NITEJAR_LOG", "warn"),
-        )
-        self.base = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc, self.base = common.spawn_server(binary, data, log, TOKEN)
         while True:
             try:
                 with urllib.request.urlopen(self.base + "/readyz", timeout=2) as r:
@@ -138,8 +126,9 @@ def main():
         print(f"  no plugins installed:    ready in {base_boot:6.1f} ms, {base_rss:6.1f} MiB resident")
         print(f"  {args.plugins} hook plugins:        ready in {boot:6.1f} ms "
               f"({boot / base_boot:.2f}x), {rss:6.1f} MiB resident")
+        note = "" if args.plugins == 100 else " (the target is for 100 plugins)"
         print(f"  boot with {args.plugins} plugins: {'met' if boot <= TARGET_BOOT_MS else 'NOT met'} "
-              f"(target <= {TARGET_BOOT_MS} ms)")
+              f"(target <= {TARGET_BOOT_MS} ms){note}")
         print(f"  memory per idle plugin: {per_plugin:.3f} MiB: "
               f"{'met' if per_plugin <= TARGET_MIB_PER_PLUGIN else 'NOT met'} "
               f"(target <= {TARGET_MIB_PER_PLUGIN} MiB)")

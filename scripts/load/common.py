@@ -1,7 +1,9 @@
 """Helpers shared by the load benchmarks (ingest.py, boot.py)."""
 
 import json
+import os
 import socket
+import subprocess
 import urllib.request
 
 
@@ -21,3 +23,19 @@ def admin(base, token, method, path, body=None):
         req.add_header("content-type", "application/json")
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read() or b"null")
+
+
+def spawn_server(binary, data, log, token):
+    """`nitejar serve` on `data` (SQLite) on a free port, logging warnings and errors to `log`;
+    (process, base URL). Not waited for."""
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    env.update(
+        NITEJAR_DATA_DIR=data,
+        NITEJAR_BIND=f"127.0.0.1:{port}",
+        NITEJAR_ADMIN_TOKEN=token,
+        RUST_LOG=env.get("RUST_LOG", "warn"),
+    )
+    proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"

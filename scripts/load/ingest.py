@@ -45,19 +45,7 @@ def request(base, method, path, body=None):
 
 
 def start_server(binary, data, log):
-    port = common.free_port()
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    env.update(
-        NITEJAR_DATA_DIR=data,
-        NITEJAR_BIND=f"127.0.0.1:{port}",
-        NITEJAR_ADMIN_TOKEN=TOKEN,
-        NITEJAR_LOG=env.get("NITEJAR_LOG", "warn"),
-    )
-    proc = subprocess.Popen(
-        [binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = common.spawn_server(binary, data, log, TOKEN)
     deadline = time.time() + 120
     while True:
         try:

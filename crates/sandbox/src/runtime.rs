@@ -795,13 +795,14 @@ impl PluginRuntime {
         loop {
             match self.factory.instantiate(plugin) {
                 Err(PluginFailure::Busy) => {
-                    if self.prewarmer.release_prepared() > 0 {
-                        continue;
-                    }
+                    // The deadline bounds the wait even while prepared instances keep being
+                    // made and given back.
                     if Instant::now() >= deadline {
                         return Err(PluginFailure::Busy);
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    if self.prewarmer.release_prepared() == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
                 other => return other,
             }

@@ -228,9 +228,6 @@ pub trait WorkItemStore: Send + Sync {
         before: Option<(i64, String)>,
     ) -> DbResult<Vec<WorkItemRow>>;
 
-    /// Sets a work item's status.
-    async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()>;
-
     /// The conversation before `item`: at most `limit` earlier work items of its instance and
     /// session key, newest first, each with the reply delivered for it.
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>>;

@@ -157,7 +157,6 @@ pub trait AgentStore: Send + Sync {
     async fn agent_for_instance(&self, instance_id: &str) -> DbResult<Option<AgentRow>>;
 }
 
-/// Agent-run jobs: claimed by workers, re-queued after a stop, with steps and the delivery record.
 /// A run step to record (see [`JobStore::insert_steps`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewStep {
@@ -171,6 +170,7 @@ pub struct NewStep {
     pub created_at: i64,
 }
 
+/// Agent-run jobs: claimed by workers, re-queued after a stop, with steps and the delivery record.
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Work items received and runs finished per minute since `since_ms` (ms since the
@@ -211,16 +211,6 @@ pub trait JobStore: Send + Sync {
 
     /// The job of a work item.
     async fn job_for_work_item(&self, work_item_id: &str) -> DbResult<Option<JobRow>>;
-
-    /// Records one step of a run.
-    async fn insert_step(
-        &self,
-        job_id: &str,
-        attempt: i64,
-        turn: u32,
-        kind: &str,
-        detail: &serde_json::Value,
-    ) -> DbResult<()>;
 
     /// The steps of a job, in order.
     async fn list_steps(&self, job_id: &str) -> DbResult<Vec<StepRow>>;

@@ -243,28 +243,31 @@ impl WorkItemStore for SqliteStore {
                 existing.insert((instance, key), id);
             }
         }
-        tx.commit().await?;
         let job_of: std::collections::HashMap<&str, &str> =
             jobs.iter().map(|(job, item, _, _)| (*item, *job)).collect();
-        Ok(batch
+        let outcomes = batch
             .iter()
             .map(|c| {
                 if inserted.contains(&c.id) {
-                    Created {
+                    return Ok(Created {
                         outcome: CreateOutcome::Created(c.id.clone()),
                         job_id: job_of.get(c.id.as_str()).map(|j| j.to_string()),
-                    }
-                } else {
-                    let key = (c.item.plugin_instance_id.clone(), c.idempotency_key.clone());
-                    Created {
-                        outcome: CreateOutcome::Duplicate(
-                            existing.get(&key).cloned().unwrap_or_default(),
-                        ),
-                        job_id: None,
-                    }
+                    });
                 }
+                // A key that was not inserted exists (in this transaction's view).
+                let key = (c.item.plugin_instance_id.clone(), c.idempotency_key.clone());
+                let first = existing
+                    .get(&key)
+                    .cloned()
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                Ok(Created {
+                    outcome: CreateOutcome::Duplicate(first),
+                    job_id: None,
+                })
             })
-            .collect())
+            .collect::<DbResult<Vec<Created>>>()?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {
@@ -330,15 +333,5 @@ impl WorkItemStore for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
-    }
-
-    async fn set_work_item_status(&self, id: &str, status: &str) -> DbResult<()> {
-        sqlx::query("UPDATE work_items SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }

@@ -76,15 +76,14 @@ impl AgentStore for SqliteStore {
     }
 
     async fn agent_for_instance(&self, instance_id: &str) -> DbResult<Option<AgentRow>> {
-        Ok(sqlx::query_as(
-            "SELECT a.* FROM agents a
-             LEFT JOIN agent_assignments s ON s.agent_id = a.id AND s.plugin_instance_id = ?
-             WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
-             ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1",
-        )
-        .bind(instance_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT * FROM agents WHERE id = ({})",
+            super::instances::AGENT_FOR_INSTANCE_ID_SQL
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }
 
@@ -234,29 +233,6 @@ impl JobStore for SqliteStore {
             .bind(work_item_id)
             .fetch_optional(&self.pool)
             .await?)
-    }
-
-    async fn insert_step(
-        &self,
-        job_id: &str,
-        attempt: i64,
-        turn: u32,
-        kind: &str,
-        detail: &serde_json::Value,
-    ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(turn)
-        .bind(kind)
-        .bind(detail.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     async fn list_steps(&self, job_id: &str) -> DbResult<Vec<StepRow>> {
