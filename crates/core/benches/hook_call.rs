@@ -16,6 +16,10 @@
 //! - runtime, fuel off: the same call on an engine without instruction budgets (wasmtime fuel),
 //!   to show what the budgets cost (the product always runs with them).
 
+/// The allocator the `nitejar` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use nitejar_core::plugins::package::PluginPackage;
 use nitejar_core::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::{

@@ -16,6 +16,10 @@
 //! Run: `cargo bench -p nitejar-core --bench hook_chain` (or `just bench`). Prints medians and p90
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
 
+/// The allocator the `nitejar` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use nitejar_core::hooks::table::TableEntry;
 use nitejar_core::hooks::{ApplyHook, CrashGuard, HookDispatcher, HookTable, RunScope};
 use nitejar_core::plugins::package::PluginPackage;

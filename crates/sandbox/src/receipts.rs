@@ -5,6 +5,10 @@
 //! (the host's batch writer into `plugin_events`). Emitting never blocks and never touches
 //! storage on the caller's path.
 
+use crate::capabilities::log::LogState;
+use crate::failure::PluginFailure;
+use crate::hooks::FailPolicy;
+use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,10 +24,11 @@ pub fn now_ms() -> i64 {
 }
 
 /// One receipt: built with the methods below, stored as it is by the writer.
+///
+/// Cheap to build on a plugin call's path: no id and no JSON text yet. The writer gives it its
+/// time-ordered id (in emit order) and serialises its [`Detail`] off the caller's thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
-    /// UUIDv7 id (time-ordered).
-    pub id: String,
     /// Plugin id (`nitejar.host` for refusals before a package is read).
     pub plugin_id: String,
     /// Plugin version, when known.
@@ -41,18 +46,121 @@ pub struct Receipt {
     /// Duration in milliseconds.
     pub duration_ms: Option<i64>,
     /// Always [`EXECUTION_MODE`] for plugin code.
-    pub execution_mode: String,
-    /// Structured detail (JSON text).
-    pub detail_json: Option<String>,
+    pub execution_mode: &'static str,
+    /// Structured detail, serialised to JSON by the writer.
+    pub detail: Detail,
     /// Creation time (ms since the epoch).
     pub created_at: i64,
+}
+
+/// A receipt's structured detail, as it was given: JSON text is made by [`Detail::to_json`]
+/// (the writer), not by whoever emits it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    /// No detail.
+    None,
+    /// Any JSON value (host actions: installs, grants, refusals, ...).
+    Json(serde_json::Value),
+    /// A plugin call (hooks, integrations, tools): the typed record of the hot path.
+    Call(Box<CallDetail>),
+}
+
+impl Detail {
+    /// The detail as stored (`detail_json`): `None` for [`Detail::None`].
+    pub fn to_json(&self) -> Option<String> {
+        match self {
+            Detail::None => None,
+            Detail::Json(v) => Some(v.to_string()),
+            Detail::Call(c) => Some(serde_json::to_string(c).unwrap_or_else(|e| {
+                // Every field serialises (strings, numbers, a tagged enum); kept total anyway.
+                serde_json::json!({ "operation": c.operation, "detailError": e.to_string() })
+                    .to_string()
+            })),
+        }
+    }
+
+    /// The detail as a JSON value (tests and in-process readers).
+    pub fn to_value(&self) -> serde_json::Value {
+        self.to_json()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What one plugin call did, as its receipt's detail (`detail_json`): the same keys for every
+/// kind of call; hooks add their handler's registration and effect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallDetail {
+    /// The export or hook called (`parse-webhook`, `run.pre_prompt`, ...).
+    pub operation: &'static str,
+    /// The failure as text, when the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The failure, typed (`{"failure": "timeout", ...}`), when the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PluginFailure>,
+    /// The guest's log lines (escaped, capped), when it logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Vec<String>>,
+    /// Lines over the per-call cap, when it logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_dropped: Option<u32>,
+    /// A summary of what the call returned, for calls that record one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Instructions the call used (when budgets are on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<u64>,
+    /// For a hook handler in a chain: its registration and what its answer did.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<HandlerDetail>,
+}
+
+impl CallDetail {
+    /// The detail of a call of `operation` that ended with `result`, `logs` and `fuel_used`.
+    pub fn of<R>(
+        operation: &'static str,
+        result: &Result<R, PluginFailure>,
+        logs: &LogState,
+        fuel_used: Option<u64>,
+    ) -> CallDetail {
+        let failure = result.as_ref().err();
+        let logged = !logs.lines.is_empty() || logs.dropped > 0;
+        CallDetail {
+            operation,
+            error: failure.map(|f| f.to_string()),
+            failure: failure.cloned(),
+            logs: logged.then(|| logs.lines.clone()),
+            logs_dropped: logged.then_some(logs.dropped),
+            result: None,
+            instructions: fuel_used,
+            handler: None,
+        }
+    }
+}
+
+/// A hook handler's registration and effect, in its receipt's detail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandlerDetail {
+    /// Its priority (higher runs first).
+    pub priority: i32,
+    /// `fail_open` or `fail_closed`.
+    pub fail_policy: FailPolicy,
+    /// The deadline it was given (its timeout capped by the chain budget left).
+    pub timeout_ms: u64,
+    /// What its answer did: `applied`, `blocked`, `continued`, `chain_stopped`, `not_run`.
+    pub effect: &'static str,
+    /// Set when crash-loop protection held it (never called).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl Receipt {
     /// A receipt of `kind` with `status` for `plugin_id`.
     pub fn new(plugin_id: &str, kind: &str, status: &str) -> Receipt {
         Receipt {
-            id: uuid::Uuid::now_v7().to_string(),
             plugin_id: plugin_id.to_string(),
             plugin_version: None,
             kind: kind.to_string(),
@@ -61,8 +169,8 @@ impl Receipt {
             job_id: None,
             hook_name: None,
             duration_ms: None,
-            execution_mode: EXECUTION_MODE.to_string(),
-            detail_json: None,
+            execution_mode: EXECUTION_MODE,
+            detail: Detail::None,
             created_at: now_ms(),
         }
     }
@@ -89,7 +197,12 @@ impl Receipt {
     }
     /// Sets the structured detail.
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
-        self.detail_json = Some(detail.to_string());
+        self.detail = Detail::Json(detail);
+        self
+    }
+    /// Sets a plugin call's typed detail.
+    pub fn call_detail(mut self, detail: CallDetail) -> Self {
+        self.detail = Detail::Call(Box::new(detail));
         self
     }
 }
@@ -167,6 +280,50 @@ mod tests {
         assert_eq!(first.execution_mode, EXECUTION_MODE);
         waiter.send(()).unwrap();
         flush.await.unwrap();
+    }
+
+    #[test]
+    fn a_call_detail_is_serialised_with_the_keys_readers_expect() {
+        let logs = LogState {
+            lines: vec!["[info] <b>hi</b>".into()],
+            dropped: 2,
+        };
+        let failed: Result<(), PluginFailure> = Err(PluginFailure::Timeout { timeout_ms: 50 });
+        let mut d = CallDetail::of("run.pre_prompt", &failed, &logs, Some(1234));
+        d.handler = Some(HandlerDetail {
+            priority: 7,
+            fail_policy: FailPolicy::FailClosed,
+            timeout_ms: 50,
+            effect: "blocked",
+            held: false,
+        });
+        let r = Receipt::new("p", "hook", "timeout").call_detail(d);
+        let v = r.detail.to_value();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "operation": "run.pre_prompt",
+                "error": PluginFailure::Timeout { timeout_ms: 50 }.to_string(),
+                "failure": { "failure": "timeout", "timeout_ms": 50 },
+                "logs": ["[info] <b>hi</b>"],
+                "logsDropped": 2,
+                "instructions": 1234,
+                "priority": 7,
+                "failPolicy": "fail_closed",
+                "timeoutMs": 50,
+                "effect": "blocked",
+            })
+        );
+        // A successful call without logs: only what happened.
+        let ok: Result<(), PluginFailure> = Ok(());
+        let mut d = CallDetail::of("parse-webhook", &ok, &LogState::default(), None);
+        d.result = Some(serde_json::json!({ "workItems": 1 }));
+        let r = Receipt::new("p", "integration", "ok").call_detail(d);
+        assert_eq!(
+            r.detail.to_json().as_deref(),
+            Some(r#"{"operation":"parse-webhook","result":{"workItems":1}}"#)
+        );
+        assert_eq!(Receipt::new("p", "install", "ok").detail.to_json(), None);
     }
 
     #[tokio::test]

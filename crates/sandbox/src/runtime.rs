@@ -25,7 +25,7 @@ use crate::instance::{Prewarmer, StoreFactory, Warm, invoke};
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_CONCURRENT_CALLS_PER_PLUGIN};
 use crate::manifest::Manifest;
 use crate::output::OutputSize;
-use crate::receipts::{Receipt, ReceiptSink};
+use crate::receipts::{CallDetail, HandlerDetail, Receipt, ReceiptSink};
 use crate::store::HostState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -600,26 +600,12 @@ impl PluginRuntime {
         {
             guard.record(&plugin.id, false);
         }
-        let (status, mut detail) = match &done.result {
-            Ok(_) => (
-                status_ok,
-                serde_json::json!({ "operation": spec.operation }),
-            ),
-            Err(f) => (
-                f.receipt_status(),
-                serde_json::json!({ "operation": spec.operation, "error": f.to_string(), "failure": f }),
-            ),
+        let status = match &done.result {
+            Ok(_) => status_ok,
+            Err(f) => f.receipt_status(),
         };
-        if !done.logs.lines.is_empty() || done.logs.dropped > 0 {
-            detail["logs"] = serde_json::json!(done.logs.lines);
-            detail["logsDropped"] = done.logs.dropped.into();
-        }
-        if let Some(extra) = extra {
-            detail["result"] = extra;
-        }
-        if let Some(used) = done.fuel_used {
-            detail["instructions"] = used.into();
-        }
+        let mut detail = CallDetail::of(spec.operation, &done.result, &done.logs, done.fuel_used);
+        detail.result = extra;
         plugin.meter(done.fuel_used);
         self.receipts.emit(
             Receipt::new(&plugin.id, spec.kind, status)
@@ -630,7 +616,7 @@ impl PluginRuntime {
                 )
                 .hook(spec.hook.map(HookName::as_str))
                 .duration(done.duration)
-                .detail(detail),
+                .call_detail(detail),
         );
     }
 
@@ -875,7 +861,8 @@ impl PluginRuntime {
         }
     }
 
-    /// Writes the receipt of a hook call with `status`; `extra` is merged into its detail.
+    /// Writes the receipt of a hook call with `status`; `handler` (its registration and
+    /// effect in a chain) joins its detail.
     pub fn hook_receipt<O>(
         &self,
         plugin: &LoadedPlugin,
@@ -883,33 +870,18 @@ impl PluginRuntime {
         ctx: &hooks::HookContext,
         call: &HookCall<O>,
         status: &str,
-        extra: serde_json::Value,
+        handler: Option<HandlerDetail>,
     ) {
-        let mut detail = serde_json::json!({ "operation": hook.as_str() });
-        if let Err(f) = &call.result {
-            detail["error"] = f.to_string().into();
-            detail["failure"] = serde_json::to_value(f).unwrap_or_default();
-        }
-        if !call.logs.lines.is_empty() || call.logs.dropped > 0 {
-            detail["logs"] = serde_json::json!(call.logs.lines);
-            detail["logsDropped"] = call.logs.dropped.into();
-        }
-        if let Some(used) = call.fuel_used {
-            detail["instructions"] = used.into();
-        }
+        let mut detail = CallDetail::of(hook.as_str(), &call.result, &call.logs, call.fuel_used);
+        detail.handler = handler;
         plugin.meter(call.fuel_used);
-        if let serde_json::Value::Object(extra) = extra {
-            for (k, v) in extra {
-                detail[k] = v;
-            }
-        }
         self.receipts.emit(
             Receipt::new(&plugin.id, "hook", status)
                 .version(&plugin.version)
                 .correlate(ctx.work_item_id.as_deref(), ctx.job_id.as_deref())
                 .hook(Some(hook.as_str()))
                 .duration(call.duration)
-                .detail(detail),
+                .call_detail(detail),
         );
     }
 
@@ -933,7 +905,7 @@ impl PluginRuntime {
             Ok(_) => "ok",
             Err(f) => f.receipt_status(),
         };
-        self.hook_receipt(plugin, E::NAME, ctx, &call, status, serde_json::json!({}));
+        self.hook_receipt(plugin, E::NAME, ctx, &call, status, None);
         call.result
     }
 

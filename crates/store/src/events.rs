@@ -36,9 +36,11 @@ pub struct EventRow {
 }
 
 impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
+    /// The row of a receipt: its id is made here, so ids follow the order receipts reach the
+    /// writer (the emit order), and its detail is serialised here, off the caller's path.
     fn from(r: nitejar_sandbox::receipts::Receipt) -> Self {
         EventRow {
-            id: r.id,
+            id: uuid::Uuid::now_v7().to_string(),
             plugin_id: r.plugin_id,
             plugin_version: r.plugin_version,
             kind: r.kind,
@@ -47,8 +49,8 @@ impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
             job_id: r.job_id,
             hook_name: r.hook_name,
             duration_ms: r.duration_ms,
-            execution_mode: r.execution_mode,
-            detail_json: r.detail_json,
+            execution_mode: r.execution_mode.to_string(),
+            detail_json: r.detail.to_json(),
             created_at: r.created_at,
         }
     }

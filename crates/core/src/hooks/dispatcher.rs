@@ -30,6 +30,7 @@ use super::{CrashGuard, FailPolicy, HookName};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as wit;
 use nitejar_sandbox::hooks::HookEvent;
 use nitejar_sandbox::instance::Warm;
+use nitejar_sandbox::receipts::HandlerDetail;
 use nitejar_sandbox::runtime::{HookCall, LoadedPlugin, PluginFailure, PluginRuntime};
 use serde::Serialize;
 use std::sync::Arc;
@@ -141,7 +142,7 @@ pub trait HookCaller<P> {
         hook: HookName,
         call: &HookCall<O>,
         status: &str,
-        detail: serde_json::Value,
+        handler: HandlerDetail,
     );
 }
 
@@ -308,18 +309,14 @@ fn budget_exceeded<P: HandlerPlugin, E: HookEvent, C: HookCaller<P>>(
     }
 }
 
-fn handler_detail<P>(h: &Handler<P>, timeout_ms: u64, effect: &str) -> serde_json::Value {
-    let mut detail = serde_json::json!({
-        "operation": h.event.as_str(),
-        "priority": h.priority,
-        "failPolicy": h.fail_policy,
-        "timeoutMs": timeout_ms,
-        "effect": effect,
-    });
-    if h.held {
-        detail["held"] = true.into();
+fn handler_detail<P>(h: &Handler<P>, timeout_ms: u64, effect: &'static str) -> HandlerDetail {
+    HandlerDetail {
+        priority: h.priority,
+        fail_policy: h.fail_policy,
+        timeout_ms,
+        effect,
+        held: h.held,
     }
-    detail
 }
 
 /// Runs hook chains in the sandbox; one per process.
@@ -391,10 +388,10 @@ impl HookCaller<Arc<LoadedPlugin>> for SandboxCaller<'_> {
         hook: HookName,
         call: &HookCall<O>,
         status: &str,
-        detail: serde_json::Value,
+        handler: HandlerDetail,
     ) {
         self.runtime
-            .hook_receipt(plugin, hook, &self.scope.ctx, call, status, detail);
+            .hook_receipt(plugin, hook, &self.scope.ctx, call, status, Some(handler));
     }
 }
 
@@ -506,15 +503,12 @@ mod tests {
             _hook: HookName,
             call: &HookCall<O>,
             status: &str,
-            detail: serde_json::Value,
+            handler: HandlerDetail,
         ) {
             self.failures
                 .push(call.result.as_ref().err().map(PluginFailure::kind));
-            self.receipts.push((
-                plugin.0.into(),
-                status.into(),
-                detail["effect"].as_str().unwrap_or_default().into(),
-            ));
+            self.receipts
+                .push((plugin.0.into(), status.into(), handler.effect.into()));
         }
     }
 
