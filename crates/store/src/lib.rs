@@ -32,7 +32,7 @@ pub use plugins::{
 };
 pub use runs::{
     ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, NewStep,
-    StepRow,
+    RunInputs, StepRow,
 };
 pub use skills::{NewSkill, SkillRow, SkillStore};
 

@@ -193,11 +193,13 @@ pub trait JobStore: Send + Sync {
     /// becomes `running` in the same statement.
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>>;
 
-    /// Ends a job (`done` or `failed`); its work item gets the same status in the same
-    /// statement.
+    /// Ends a job (`done` or `failed`) after writing `steps` (the run's steps not written
+    /// yet, of the job's current attempt); its work item gets the same status in the same
+    /// statement. One round trip to the database.
     async fn finish_job(
         &self,
         job: &JobRow,
+        steps: &[NewStep],
         status: &str,
         result_json: Option<&str>,
         error: Option<&str>,
@@ -205,6 +207,10 @@ pub trait JobStore: Send + Sync {
 
     /// Records steps of a run, each with the time it happened (one statement).
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()>;
+
+    /// What a run reads before it starts, in one round trip: the work item, the instance it
+    /// came from and the agent (each `None` when it is gone).
+    async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs>;
 
     /// One job.
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>>;
@@ -220,4 +226,27 @@ pub trait JobStore: Send + Sync {
 
     /// Writes a job's delivery state (one row per job).
     async fn upsert_delivery(&self, d: &DeliveryRow) -> DbResult<()>;
+
+    /// Writes a job's delivery state after `steps` (of the job's attempt `attempt`), and then
+    /// removes `forget` (plugin id, kv key: the integration's delivery guard entry) from the
+    /// plugin's kv: one round trip. The statements run in that order and each commits on its
+    /// own; the first that fails stops the rest and is the error.
+    async fn record_delivery(
+        &self,
+        d: &DeliveryRow,
+        attempt: i64,
+        steps: &[NewStep],
+        forget: Option<(&str, &str)>,
+    ) -> DbResult<()>;
+}
+
+/// What a run reads before it starts (see [`JobStore::run_inputs`]).
+#[derive(Debug, Clone, Default)]
+pub struct RunInputs {
+    /// The work item.
+    pub item: Option<crate::WorkItemRow>,
+    /// The instance the work item came from.
+    pub instance: Option<crate::InstanceRow>,
+    /// The agent that answers.
+    pub agent: Option<AgentRow>,
 }

@@ -42,7 +42,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
         runner
             .store
-            .finish_job(&job, "failed", None, Some(&msg))
+            .finish_job(&job, &[], "failed", None, Some(&msg))
             .await?;
         // An attempt that stopped mid-delivery left its guard entry; nothing will read it now.
         if let Some(item) = runner.store.get_work_item(&job.work_item_id).await?
@@ -61,7 +61,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         let result = json!({ "delivery": d.status, "resumed": true }).to_string();
         runner
             .store
-            .finish_job(&job, "done", Some(&result), None)
+            .finish_job(&job, &[], "done", Some(&result), None)
             .await?;
         return Ok(());
     }
@@ -74,7 +74,7 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
             let msg = format!("{e:#}");
             runner
                 .store
-                .finish_job(&job, "failed", None, Some(&msg))
+                .finish_job(&job, &[], "failed", None, Some(&msg))
                 .await?;
             return Err(e);
         }
@@ -92,10 +92,16 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
                 "done"
             };
             let error = result["deliveryError"].as_str().map(str::to_string);
-            run.flush_steps().await;
+            // The last steps are written with the end of the run (one round trip).
             runner
                 .store
-                .finish_job(&job, status, Some(&result.to_string()), error.as_deref())
+                .finish_job(
+                    &job,
+                    &run.take_steps(),
+                    status,
+                    Some(&result.to_string()),
+                    error.as_deref(),
+                )
                 .await?;
             Ok(())
         }
@@ -103,10 +109,9 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         Err(e) => {
             let msg = format!("{e:#}");
             run.step(0, "note", json!({ "error": msg })).await;
-            run.flush_steps().await;
             runner
                 .store
-                .finish_job(&job, "failed", None, Some(&msg))
+                .finish_job(&job, &run.take_steps(), "failed", None, Some(&msg))
                 .await?;
             Err(e)
         }
@@ -162,22 +167,21 @@ pub fn conversation(turns: &[nitejar_store::SessionTurn], max_bytes: usize) -> V
 
 impl Run {
     async fn prepare(runner: &Arc<Runner>, job: &JobRow) -> anyhow::Result<Run> {
-        let item = runner
+        // The work item, its instance and the agent: one round trip.
+        let inputs = runner
             .store
-            .get_work_item(&job.work_item_id)
-            .await?
+            .run_inputs(&job.work_item_id, &job.agent_id)
+            .await?;
+        let item = inputs
+            .item
             .ok_or_else(|| anyhow!("work item {} is gone", job.work_item_id))?;
-        let agent = runner
-            .store
-            .get_agent(&job.agent_id)
-            .await?
+        let agent = inputs
+            .agent
             .ok_or_else(|| anyhow!("agent {} is gone", job.agent_id))?;
         let settings: ModelSettings = serde_json::from_str(&agent.model_json)
             .with_context(|| format!("agent {}'s model settings are unreadable", agent.name))?;
-        let instance = runner
-            .store
-            .get_instance(&item.plugin_instance_id)
-            .await?
+        let instance = inputs
+            .instance
             .ok_or_else(|| anyhow!("integration instance {} is gone", item.plugin_instance_id))?;
         let skills = crate::skills::resolve(
             &runner.skills,
@@ -272,13 +276,22 @@ impl Run {
         }
     }
 
+    /// The steps recorded since the last write, taken to be written with another write of
+    /// the run (its delivery, its end).
+    fn take_steps(&self) -> Vec<NewStep> {
+        match self.steps.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Writes the steps recorded since the last write; a failure is logged (steps describe a
     /// run, they do not decide it).
     async fn flush_steps(&self) {
-        let steps = match self.steps.lock() {
-            Ok(mut s) => std::mem::take(&mut *s),
-            Err(_) => return,
-        };
+        let steps = self.take_steps();
+        if steps.is_empty() {
+            return;
+        }
         if let Err(e) = self
             .runner
             .store
@@ -679,12 +692,22 @@ impl Run {
         Ok(post.tool_result.output)
     }
 
-    /// Removes the integration's delivery-guard entry for this job (`nitejar/delivery/<job id>`
-    /// in its kv, see the SDK's `delivery` module) once the outcome is recorded: the job never
-    /// posts again, so the entry is no longer needed. Best effort: a leftover entry only costs
-    /// kv space.
-    async fn forget_delivery_guard(&self, plugin_id: &str) {
-        forget_delivery_guard(&self.runner, &self.job.id, plugin_id).await;
+    /// Records the final state of the reply with the steps not written yet, and removes the
+    /// integration's delivery-guard entry for this job (`nitejar/delivery/<job id>` in its kv,
+    /// see the SDK's `delivery` module) in the same round trip: once the outcome is recorded
+    /// the job never posts again, so the entry is no longer needed.
+    async fn settle_delivery(&self, row: &DeliveryRow, plugin_id: &str) -> anyhow::Result<()> {
+        let key = format!("{DELIVERY_GUARD_PREFIX}{}", self.job.id);
+        self.runner
+            .store
+            .record_delivery(
+                row,
+                self.job.attempts,
+                &self.take_steps(),
+                Some((plugin_id, &key)),
+            )
+            .await?;
+        Ok(())
     }
 
     /// `response.post_deliver` with the recorded outcome, whatever it is: `delivered` (with the
@@ -779,20 +802,20 @@ impl Run {
             work_item_id: Some(self.item.id.clone()),
             job_id: Some(self.job.id.clone()),
         };
-        // The steps so far are written before the reply leaves (a crash from here on leaves
-        // them beside the `posting` delivery).
-        self.flush_steps().await;
         let timeout = self.runner.integration_timeout_ms;
         let mut result = None;
         for attempt in 1..=DELIVERY_ATTEMPTS {
             if attempt > 1 {
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
-            // Recorded before the post: a crash from here on leaves `posting`, which the next
-            // run of the job sees.
+            // Recorded before the post, with the steps so far: a crash from here on leaves
+            // `posting` (and the steps), which the next run of the job sees.
             row.attempts += 1;
             row.status = "posting".into();
-            self.runner.store.upsert_delivery(&row).await?;
+            self.runner
+                .store
+                .record_delivery(&row, self.job.attempts, &self.take_steps(), None)
+                .await?;
             let (p, i, c, rc, o, co) = (
                 plugin.clone(),
                 instance.clone(),
@@ -826,8 +849,7 @@ impl Run {
                 {
                     row.status = "unsupported".into();
                     row.error = Some(format!("the integration cannot post replies: {message}"));
-                    self.runner.store.upsert_delivery(&row).await?;
-                    self.forget_delivery_guard(plugin.id()).await;
+                    self.settle_delivery(&row, plugin.id()).await?;
                     self.post_deliver(pre.content, &row).await?;
                     return Ok(row);
                 }
@@ -852,8 +874,7 @@ impl Run {
             }
             None => row.status = "failed".into(),
         }
-        self.runner.store.upsert_delivery(&row).await?;
-        self.forget_delivery_guard(plugin.id()).await;
+        self.settle_delivery(&row, plugin.id()).await?;
         self.post_deliver(pre.content, &row).await?;
         Ok(row)
     }

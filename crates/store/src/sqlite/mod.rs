@@ -393,12 +393,134 @@ mod tests {
         assert!(db.return_job("j", "two", false).await.unwrap());
         assert_eq!(db.get_job("j").await.unwrap().unwrap().attempts, 1);
         let job = db.claim_job("two").await.unwrap().unwrap();
-        db.finish_job(&job, "done", None, None).await.unwrap();
+        db.finish_job(&job, &[], "done", None, None).await.unwrap();
         assert!(
             !db.return_job("j", "two", true).await.unwrap(),
             "a finished job stays finished"
         );
         assert_eq!(db.get_job("j").await.unwrap().unwrap().status, "done");
+    }
+
+    /// A run reads its work item, instance and agent in one round trip, and writes its reply
+    /// (with the steps so far and, when settled, the removal of the delivery guard) and its end
+    /// (with the last steps) in one round trip each.
+    #[tokio::test]
+    async fn a_run_reads_and_writes_in_few_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        sqlx::query(
+            "INSERT INTO agents (id, name, system_prompt, model_json, created_at, updated_at)
+             VALUES ('a', 'a', '', '{}', 0, 0);
+             INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, created_at, updated_at)
+             VALUES ('i', 'plug', 'webhook', 'i', '{}', 0, 0);",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let item = NewWorkItem {
+            plugin_instance_id: "i".into(),
+            integration_type: "webhook".into(),
+            title: "t".into(),
+            text: "t".into(),
+            session_key: "s".into(),
+            source_ref: "r".into(),
+            sender_json: None,
+            command: None,
+            payload_json: "{}".into(),
+            response_context_json: None,
+        };
+        db.create_work_items(&[WorkItemCreate {
+            id: "w".into(),
+            item,
+            idempotency_key: "k".into(),
+            job: JobPlan::Agent {
+                job_id: "j".into(),
+                agent_id: "a".into(),
+                held: false,
+            },
+        }])
+        .await
+        .unwrap();
+        let job = db.claim_job("one").await.unwrap().unwrap();
+
+        let inputs = db.run_inputs("w", "a").await.unwrap();
+        assert_eq!(inputs.item.unwrap().id, "w");
+        assert_eq!(inputs.instance.unwrap().plugin_id, "plug");
+        assert_eq!(inputs.agent.unwrap().id, "a");
+        let gone = db.run_inputs("nope", "a").await.unwrap();
+        assert!(gone.item.is_none() && gone.instance.is_none());
+        assert_eq!(
+            gone.agent.unwrap().id,
+            "a",
+            "a later statement still answers"
+        );
+        assert!(db.run_inputs("w", "nope").await.unwrap().agent.is_none());
+
+        let step = |kind: &str| NewStep {
+            turn: 1,
+            kind: kind.into(),
+            detail: serde_json::json!({ "k": kind }),
+            created_at: 5,
+        };
+        let guard = "nitejar/delivery/j";
+        assert_eq!(
+            db.kv_set_within("plug", guard, b"1", 10, 1000)
+                .await
+                .unwrap(),
+            None
+        );
+        let mut row = DeliveryRow {
+            job_id: "j".into(),
+            work_item_id: "w".into(),
+            status: "posting".into(),
+            content: Some("hi".into()),
+            attempts: 1,
+            external_id: None,
+            error: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        db.record_delivery(
+            &row,
+            job.attempts,
+            &[step("prompt"), step("model_call")],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.get_delivery("j").await.unwrap().unwrap().status,
+            "posting"
+        );
+        assert!(db.kv_get("plug", guard).await.unwrap().is_some());
+        row.status = "delivered".into();
+        row.external_id = Some("x1".into());
+        db.record_delivery(&row, job.attempts, &[step("final")], Some(("plug", guard)))
+            .await
+            .unwrap();
+        let d = db.get_delivery("j").await.unwrap().unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.external_id.as_deref()),
+            ("delivered", Some("x1"))
+        );
+        assert_eq!(
+            db.kv_get("plug", guard).await.unwrap(),
+            None,
+            "the guard is gone"
+        );
+        db.finish_job(&job, &[step("note")], "done", Some("{}"), None)
+            .await
+            .unwrap();
+        let kinds: Vec<String> = db
+            .list_steps("j")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.kind)
+            .collect();
+        assert_eq!(kinds, ["prompt", "model_call", "final", "note"]);
+        assert_eq!(db.get_job("j").await.unwrap().unwrap().status, "done");
+        assert_eq!(db.get_work_item("w").await.unwrap().unwrap().status, "done");
     }
 
     fn receipt(n: usize, plugin: &str, kind: &str, status: &str) -> EventRow {

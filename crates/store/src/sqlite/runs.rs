@@ -181,24 +181,28 @@ impl JobStore for SqliteStore {
     async fn finish_job(
         &self,
         job: &JobRow,
+        steps: &[NewStep],
         status: &str,
         result_json: Option<&str>,
         error: Option<&str>,
     ) -> DbResult<()> {
         let now = now_ms();
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        push_steps(&mut q, &job.id, job.attempts, steps);
         // The work item follows (trigger `jobs_status_to_work_item`).
-        sqlx::query(
-            "UPDATE jobs SET status = ?, result_json = ?, last_error = ?, finished_at = ?, updated_at = ?
-             WHERE id = ?",
-        )
-        .bind(status)
-        .bind(result_json)
-        .bind(error)
-        .bind(now)
-        .bind(now)
-        .bind(&job.id)
-        .execute(&self.pool)
-        .await?;
+        q.push("UPDATE jobs SET status = ")
+            .push_bind(status)
+            .push(", result_json = ")
+            .push_bind(result_json)
+            .push(", last_error = ")
+            .push_bind(error)
+            .push(", finished_at = ")
+            .push_bind(now)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id = ")
+            .push_bind(&job.id);
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 
@@ -206,19 +210,42 @@ impl JobStore for SqliteStore {
         if steps.is_empty() {
             return Ok(());
         }
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ",
-        );
-        q.push_values(steps, |mut b, step| {
-            b.push_bind(job_id)
-                .push_bind(attempt)
-                .push_bind(step.turn)
-                .push_bind(step.kind.as_str())
-                .push_bind(step.detail.to_string())
-                .push_bind(step.created_at);
-        });
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        push_steps(&mut q, job_id, attempt, steps);
         q.build().execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs> {
+        use futures::TryStreamExt;
+        use sqlx::{Either, FromRow};
+        // Three statements, one round trip; each statement's end is reported in the stream,
+        // so an empty result is told apart from the next statement's row. sqlx 0.8 marks
+        // several statements in one query as deprecated (only its SQLite driver has them);
+        // moving to a later sqlx means a join decoded by position here instead.
+        #[allow(deprecated)]
+        let mut rows = sqlx::query(
+            "SELECT * FROM work_items WHERE id = ?1;
+             SELECT * FROM plugin_instances
+               WHERE id = (SELECT plugin_instance_id FROM work_items WHERE id = ?1);
+             SELECT * FROM agents WHERE id = ?2;",
+        )
+        .bind(work_item_id)
+        .bind(agent_id)
+        .fetch_many(&self.pool);
+        let mut out = RunInputs::default();
+        let mut statement = 0;
+        while let Some(next) = rows.try_next().await? {
+            match next {
+                Either::Left(_) => statement += 1,
+                Either::Right(row) => match statement {
+                    0 => out.item = Some(WorkItemRow::from_row(&row)?),
+                    1 => out.instance = Some(InstanceRow::from_row(&row)?),
+                    _ => out.agent = Some(AgentRow::from_row(&row)?),
+                },
+            }
+        }
+        Ok(out)
     }
 
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>> {
@@ -252,25 +279,68 @@ impl JobStore for SqliteStore {
     }
 
     async fn upsert_delivery(&self, d: &DeliveryRow) -> DbResult<()> {
-        sqlx::query(
+        self.record_delivery(d, 0, &[], None).await
+    }
+
+    async fn record_delivery(
+        &self,
+        d: &DeliveryRow,
+        attempt: i64,
+        steps: &[NewStep],
+        forget: Option<(&str, &str)>,
+    ) -> DbResult<()> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        push_steps(&mut q, &d.job_id, attempt, steps);
+        q.push(
             "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
-               created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
+               created_at, updated_at) VALUES (",
+        );
+        let mut values = q.separated(", ");
+        values
+            .push_bind(&d.job_id)
+            .push_bind(&d.work_item_id)
+            .push_bind(&d.status)
+            .push_bind(&d.content)
+            .push_bind(d.attempts)
+            .push_bind(&d.external_id)
+            .push_bind(&d.error)
+            .push_bind(d.created_at)
+            .push_bind(now_ms());
+        q.push(
+            ") ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
                attempts = excluded.attempts, external_id = excluded.external_id,
-               error = excluded.error, updated_at = excluded.updated_at",
-        )
-        .bind(&d.job_id)
-        .bind(&d.work_item_id)
-        .bind(&d.status)
-        .bind(&d.content)
-        .bind(d.attempts)
-        .bind(&d.external_id)
-        .bind(&d.error)
-        .bind(d.created_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+               error = excluded.error, updated_at = excluded.updated_at;",
+        );
+        if let Some((plugin_id, key)) = forget {
+            q.push("DELETE FROM plugin_kv WHERE plugin_id = ")
+                .push_bind(plugin_id)
+                .push(" AND key = ")
+                .push_bind(key)
+                .push(";");
+        }
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Appends the statement inserting `steps` (none when empty), ended with `;`.
+fn push_steps(
+    q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>,
+    job_id: &str,
+    attempt: i64,
+    steps: &[NewStep],
+) {
+    if steps.is_empty() {
+        return;
+    }
+    q.push("INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ");
+    q.push_values(steps, |mut b, step| {
+        b.push_bind(job_id.to_string())
+            .push_bind(attempt)
+            .push_bind(step.turn)
+            .push_bind(step.kind.clone())
+            .push_bind(step.detail.to_string())
+            .push_bind(step.created_at);
+    });
+    q.push(";");
 }

@@ -152,20 +152,31 @@ impl SkillStore for SqliteStore {
     }
 
     async fn assigned_skills(&self, scopes: &[(&str, &str)]) -> DbResult<Vec<SkillRow>> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every scope in one statement (one round trip); a skill assigned in several scopes
+        // is listed once.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT s.* FROM skills s JOIN skill_assignments a ON a.skill_id = s.skill_id
+             WHERE s.enabled = 1 AND (",
+        );
+        for (i, (scope, scope_ref)) in scopes.iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push("(a.scope = ")
+                .push_bind(*scope)
+                .push(" AND a.scope_ref = ")
+                .push_bind(*scope_ref)
+                .push(")");
+        }
+        q.push(")");
+        let rows: Vec<SkillRow> = q.build_query_as().fetch_all(&self.pool).await?;
         let mut out: Vec<SkillRow> = Vec::new();
-        for (scope, scope_ref) in scopes {
-            let rows: Vec<SkillRow> = sqlx::query_as(
-                "SELECT s.* FROM skills s JOIN skill_assignments a ON a.skill_id = s.skill_id
-                 WHERE s.enabled = 1 AND a.scope = ? AND a.scope_ref = ?",
-            )
-            .bind(scope)
-            .bind(scope_ref)
-            .fetch_all(&self.pool)
-            .await?;
-            for r in rows {
-                if !out.iter().any(|o| o.skill_id == r.skill_id) {
-                    out.push(r);
-                }
+        for r in rows {
+            if !out.iter().any(|o| o.skill_id == r.skill_id) {
+                out.push(r);
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.skill_id.cmp(&b.skill_id)));
