@@ -27,7 +27,7 @@ impl EventStore for SqliteStore {
                     .push_bind(&e.detail_json)
                     .push_bind(e.created_at);
             });
-            q.build().execute(&self.pool).await?;
+            q.build().execute(&self.writer).await?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ impl InstanceStore for SqliteStore {
         .bind(enabled)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -56,7 +56,7 @@ impl InstanceStore for SqliteStore {
         .bind(config_json)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -66,13 +66,13 @@ impl InstanceStore for SqliteStore {
             .bind(enabled)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn delete_instance(&self, id: &str) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM agent_assignments WHERE plugin_instance_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -121,7 +121,7 @@ impl WorkItemStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Which keys are new: SQLite inserts the rows in order, so of two items of this batch
         // with one key the first wins, as between batches.
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(

@@ -46,7 +46,7 @@ pub(super) async fn insert_version(
 impl PluginStore for SqliteStore {
     async fn record_install(&self, v: &InstallRecord<'_>) -> DbResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO plugins (id, name, trust_level, source_kind, source_ref, current_version,
                current_checksum, current_install_path, manifest_json, installed_at, updated_at)
@@ -93,7 +93,7 @@ impl PluginStore for SqliteStore {
             .bind(enabled)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -103,7 +103,7 @@ impl PluginStore for SqliteStore {
             .bind(error)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -123,7 +123,7 @@ impl PluginStore for SqliteStore {
     }
 
     async fn record_version(&self, v: &super::InstallRecord<'_>) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert_version(&mut tx, v, now_ms()).await?;
         tx.commit().await?;
         Ok(())
@@ -170,7 +170,7 @@ impl PluginStore for SqliteStore {
         .bind(&v.source_json)
         .bind(&v.source_json)
         .bind(&v.plugin_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl PluginStore for SqliteStore {
         sqlx::query("UPDATE plugins SET trust_level = ? WHERE id = ? AND trust_level != 'builtin'")
             .bind(level)
             .bind(plugin_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -199,7 +199,7 @@ impl PluginStore for SqliteStore {
             .bind(version)
             .bind(now_ms())
             .bind(plugin_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -212,7 +212,7 @@ impl PluginStore for SqliteStore {
         .bind(alert)
         .bind(now_ms())
         .bind(plugin_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -227,13 +227,13 @@ impl PluginStore for SqliteStore {
             .bind(alert)
             .bind(now_ms())
             .bind(plugin_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn delete_plugin(&self, plugin_id: &str, purge: Purge) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for table in [
             "plugin_versions",
             "plugin_artifacts",
@@ -280,7 +280,7 @@ impl PluginStore for SqliteStore {
         .bind(plugin_id)
         .bind(fuel.map(|f| f.min(i64::MAX as u64) as i64))
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -319,7 +319,7 @@ impl PluginStore for SqliteStore {
                 .bind(hook.as_str())
                 .bind(serde_json::to_string(v).unwrap_or_default())
                 .bind(now_ms())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
             None => {
@@ -328,7 +328,7 @@ impl PluginStore for SqliteStore {
                 )
                 .bind(plugin_id)
                 .bind(hook.as_str())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
         }
@@ -345,7 +345,7 @@ impl GrantStore for SqliteStore {
             )
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         Ok(())
@@ -361,7 +361,7 @@ impl GrantStore for SqliteStore {
             .bind(now_ms())
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         }
@@ -377,7 +377,7 @@ impl GrantStore for SqliteStore {
             )
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         }
@@ -424,7 +424,7 @@ impl GrantStore for SqliteStore {
         .bind(key)
         .bind(value_encrypted)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -21,7 +21,7 @@ impl AgentStore for SqliteStore {
         .bind(is_default)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(id)
     }
@@ -36,7 +36,7 @@ impl AgentStore for SqliteStore {
         .bind(a.team)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             > 0)
@@ -70,7 +70,7 @@ impl AgentStore for SqliteStore {
         .bind(instance_id)
         .bind(agent_id)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -136,7 +136,7 @@ impl JobStore for SqliteStore {
              WHERE status IN ('running', 'held')",
         )
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected())
     }
@@ -147,7 +147,7 @@ impl JobStore for SqliteStore {
         )
         .bind(now_ms())
         .bind(job_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl JobStore for SqliteStore {
         .bind(host_fault)
         .bind(job_id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             == 1)
@@ -174,7 +174,7 @@ impl JobStore for SqliteStore {
             .bind(worker)
             .bind(now)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?)
     }
 
@@ -202,7 +202,7 @@ impl JobStore for SqliteStore {
             .push_bind(now)
             .push(" WHERE id = ")
             .push_bind(&job.id);
-        q.build().execute(&self.pool).await?;
+        q.build().execute(&self.writer).await?;
         Ok(())
     }
 
@@ -212,7 +212,7 @@ impl JobStore for SqliteStore {
         }
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
         push_steps(&mut q, job_id, attempt, steps);
-        q.build().execute(&self.pool).await?;
+        q.build().execute(&self.writer).await?;
         Ok(())
     }
 
@@ -318,7 +318,7 @@ impl JobStore for SqliteStore {
                 .push_bind(key)
                 .push(";");
         }
-        q.build().execute(&self.pool).await?;
+        q.build().execute(&self.writer).await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 impl SkillStore for SqliteStore {
     async fn upsert_skill(&self, s: &NewSkill<'_>) -> DbResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO skills (skill_id, name, description, tags_json, source, plugin_id, plugin_version,
                content, checksum, enabled, created_at, updated_at)
@@ -83,7 +83,7 @@ impl SkillStore for SqliteStore {
     }
 
     async fn delete_skill(&self, skill_id: &str) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for table in ["skill_files", "skill_assignments"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE skill_id = ?"))
                 .bind(skill_id)
@@ -104,7 +104,7 @@ impl SkillStore for SqliteStore {
                 .bind(enabled)
                 .bind(now_ms())
                 .bind(skill_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected()
                 == 1,
@@ -127,7 +127,7 @@ impl SkillStore for SqliteStore {
             .bind(scope)
             .bind(scope_ref)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         } else {
             sqlx::query(
@@ -136,7 +136,7 @@ impl SkillStore for SqliteStore {
             .bind(skill_id)
             .bind(scope)
             .bind(scope_ref)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         Ok(())
