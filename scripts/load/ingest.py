@@ -75,8 +75,9 @@ def write_requests(prefix, tag, per_thread):
                 f.write(f"{body}\tsha256={sig}\n")
 
 
-def wrk(url, script, prefix, connections, seconds, delay_ms=0):
-    env = dict(os.environ, LOAD_PREFIX=prefix, LOAD_DELAY_MS=str(delay_ms))
+def wrk(url, script, prefix, connections, seconds, delay_ms=0, rate=0):
+    env = dict(os.environ, LOAD_PREFIX=prefix, LOAD_DELAY_MS=str(delay_ms),
+               LOAD_THREAD_RATE=str(rate / WRK_THREADS))
     out = subprocess.run(
         [
             "wrk",
@@ -215,7 +216,7 @@ def main():
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            r = wrk(url, script, prefix, connections, args.steady_seconds, delay_ms)
+            r = wrk(url, script, prefix, connections, args.steady_seconds, delay_ms, args.steady_rate)
             in_flight_at_stops += connections
             stop.set()
             sampler.join()

@@ -3,7 +3,9 @@
 -- the run ends with one JSON line (`RESULT {...}`) the driver reads.
 --
 -- Environment: LOAD_PREFIX (files are LOAD_PREFIX<thread>.txt), LOAD_DELAY_MS (pause between a
--- connection's requests: a steady rate instead of as fast as possible; 0 by default).
+-- connection's requests: a steady rate instead of as fast as possible; 0 by default), and with
+-- it LOAD_THREAD_RATE (requests per second this thread should send: once a second the pause is
+-- scaled by what was sent against it, so the rate holds whatever the answers' latency is).
 
 local threads = {}
 
@@ -20,6 +22,8 @@ function init(args)
   end
   n = 0
   pause = tonumber(os.getenv("LOAD_DELAY_MS") or "0")
+  target = tonumber(os.getenv("LOAD_THREAD_RATE") or "0")
+  second, sent = os.time(), 0
   accepted, duplicate, refused, other = 0, 0, 0, 0
 end
 
@@ -34,7 +38,15 @@ end
 
 if (tonumber(os.getenv("LOAD_DELAY_MS") or "0") or 0) > 0 then
   function delay()
-    return pause
+    local now = os.time()
+    if target > 0 and now ~= second then
+      if now == second + 1 and sent > 0 then
+        pause = math.max(0.5, math.min(pause * math.sqrt(sent / target), 10000))
+      end
+      second, sent = now, 0
+    end
+    sent = sent + 1
+    return math.floor(pause + 0.5)
   end
 end
 
