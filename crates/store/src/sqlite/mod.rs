@@ -353,6 +353,35 @@ mod tests {
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
 
+    /// Work item `w` of instance `i` with job `j` for agent `a` (`held`: not claimable yet).
+    async fn work_item_w_with_job_j(db: &SqliteStore, held: bool) -> crate::Created {
+        let item = NewWorkItem {
+            plugin_instance_id: "i".into(),
+            integration_type: "webhook".into(),
+            title: "t".into(),
+            text: "t".into(),
+            session_key: "s".into(),
+            source_ref: "r".into(),
+            sender_json: None,
+            command: None,
+            payload_json: "{}".into(),
+            response_context_json: None,
+        };
+        db.create_work_items(&[WorkItemCreate {
+            id: "w".into(),
+            item,
+            idempotency_key: "k".into(),
+            job: JobPlan::Agent {
+                job_id: "j".into(),
+                agent_id: "a".into(),
+                held,
+            },
+        }])
+        .await
+        .unwrap()
+        .remove(0)
+    }
+
     /// A claimed job whose run could not record its end goes back to the queue: only while it
     /// is still `running` and claimed by the same worker, and a host fault (the database
     /// refused a write) does not count the attempt.
@@ -367,32 +396,8 @@ mod tests {
         .execute(&db.pool)
         .await
         .unwrap();
-        let item = NewWorkItem {
-            plugin_instance_id: "i".into(),
-            integration_type: "webhook".into(),
-            title: "t".into(),
-            text: "t".into(),
-            session_key: "s".into(),
-            source_ref: "r".into(),
-            sender_json: None,
-            command: None,
-            payload_json: "{}".into(),
-            response_context_json: None,
-        };
-        let created = db
-            .create_work_items(&[WorkItemCreate {
-                id: "w".into(),
-                item,
-                idempotency_key: "k".into(),
-                job: JobPlan::Agent {
-                    job_id: "j".into(),
-                    agent_id: "a".into(),
-                    held: true,
-                },
-            }])
-            .await
-            .unwrap();
-        assert_eq!(created[0].job_id.as_deref(), Some("j"));
+        let created = work_item_w_with_job_j(&db, true).await;
+        assert_eq!(created.job_id.as_deref(), Some("j"));
         db.release_job("j").await.unwrap();
         let job = db.claim_job("one").await.unwrap().unwrap();
         assert_eq!((job.status.as_str(), job.attempts), ("running", 1));
@@ -435,30 +440,7 @@ mod tests {
         .execute(&db.pool)
         .await
         .unwrap();
-        let item = NewWorkItem {
-            plugin_instance_id: "i".into(),
-            integration_type: "webhook".into(),
-            title: "t".into(),
-            text: "t".into(),
-            session_key: "s".into(),
-            source_ref: "r".into(),
-            sender_json: None,
-            command: None,
-            payload_json: "{}".into(),
-            response_context_json: None,
-        };
-        db.create_work_items(&[WorkItemCreate {
-            id: "w".into(),
-            item,
-            idempotency_key: "k".into(),
-            job: JobPlan::Agent {
-                job_id: "j".into(),
-                agent_id: "a".into(),
-                held: false,
-            },
-        }])
-        .await
-        .unwrap();
+        work_item_w_with_job_j(&db, false).await;
         let job = db.claim_job("one").await.unwrap().unwrap();
 
         let inputs = db.run_inputs("w", "a").await.unwrap();
