@@ -353,33 +353,38 @@ mod tests {
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
 
+    /// Work item `id` of `instance` with idempotency key `key` and job plan `job`.
+    fn create(id: &str, instance: &str, key: &str, job: JobPlan) -> WorkItemCreate {
+        WorkItemCreate {
+            id: id.into(),
+            item: NewWorkItem {
+                plugin_instance_id: instance.into(),
+                integration_type: "webhook".into(),
+                title: id.into(),
+                text: id.into(),
+                session_key: "s".into(),
+                source_ref: key.into(),
+                sender_json: None,
+                command: None,
+                payload_json: "{}".into(),
+                response_context_json: None,
+            },
+            idempotency_key: key.into(),
+            job,
+        }
+    }
+
     /// Work item `w` of instance `i` with job `j` for agent `a` (`held`: not claimable yet).
     async fn work_item_w_with_job_j(db: &SqliteStore, held: bool) -> crate::Created {
-        let item = NewWorkItem {
-            plugin_instance_id: "i".into(),
-            integration_type: "webhook".into(),
-            title: "t".into(),
-            text: "t".into(),
-            session_key: "s".into(),
-            source_ref: "r".into(),
-            sender_json: None,
-            command: None,
-            payload_json: "{}".into(),
-            response_context_json: None,
+        let job = JobPlan::Agent {
+            job_id: "j".into(),
+            agent_id: "a".into(),
+            held,
         };
-        db.create_work_items(&[WorkItemCreate {
-            id: "w".into(),
-            item,
-            idempotency_key: "k".into(),
-            job: JobPlan::Agent {
-                job_id: "j".into(),
-                agent_id: "a".into(),
-                held,
-            },
-        }])
-        .await
-        .unwrap()
-        .remove(0)
+        db.create_work_items(&[create("w", "i", "k", job)])
+            .await
+            .unwrap()
+            .remove(0)
     }
 
     /// A claimed job whose run could not record its end goes back to the queue: only while it
@@ -660,23 +665,6 @@ mod tests {
         .execute(&db.pool)
         .await
         .unwrap();
-        let create = |id: &str, instance: &str, key: &str, job: JobPlan| WorkItemCreate {
-            id: id.into(),
-            item: NewWorkItem {
-                plugin_instance_id: instance.into(),
-                integration_type: "webhook".into(),
-                title: id.into(),
-                text: id.into(),
-                session_key: "s".into(),
-                source_ref: key.into(),
-                sender_json: None,
-                command: None,
-                payload_json: "{}".into(),
-                response_context_json: None,
-            },
-            idempotency_key: key.into(),
-            job,
-        };
         let by_instance = |job: &str| JobPlan::InstanceAgent {
             job_id: job.into(),
             held: false,

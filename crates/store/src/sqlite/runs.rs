@@ -324,21 +324,21 @@ impl JobStore for SqliteStore {
 }
 
 /// Appends the statement inserting `steps` (none when empty), ended with `;`.
-fn push_steps(
-    q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>,
-    job_id: &str,
+fn push_steps<'a>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    job_id: &'a str,
     attempt: i64,
-    steps: &[NewStep],
+    steps: &'a [NewStep],
 ) {
     if steps.is_empty() {
         return;
     }
     q.push("INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ");
     q.push_values(steps, |mut b, step| {
-        b.push_bind(job_id.to_string())
+        b.push_bind(job_id)
             .push_bind(attempt)
             .push_bind(step.turn)
-            .push_bind(step.kind.clone())
+            .push_bind(step.kind.as_str())
             .push_bind(step.detail.to_string())
             .push_bind(step.created_at);
     });
