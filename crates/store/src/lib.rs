@@ -31,8 +31,8 @@ pub use plugins::{
     DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,
 };
 pub use runs::{
-    ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobRow, JobStore, NewStep,
-    RunInputs, StepRow,
+    ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobEnd, JobRow, JobStore,
+    NewStep, RunInputs, StepRow,
 };
 pub use skills::{NewSkill, SkillRow, SkillStore};
 

@@ -193,17 +193,14 @@ pub trait JobStore: Send + Sync {
     /// becomes `running` in the same statement.
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>>;
 
-    /// Ends a job (`done` or `failed`) after writing `steps` (the run's steps not written
-    /// yet, of the job's current attempt); its work item gets the same status in the same
-    /// statement. One round trip to the database.
-    async fn finish_job(
-        &self,
-        job: &JobRow,
-        steps: &[NewStep],
-        status: &str,
-        result_json: Option<&str>,
-        error: Option<&str>,
-    ) -> DbResult<()>;
+    /// Ends a job as `end` says, in one round trip: its steps not written yet, the reply's
+    /// settled state and the removal of the delivery guard (when the run left them to be
+    /// written with its end), the job's status (its work item gets the same status in the same
+    /// statement), and the claim of the next queued job for `end.claim_next`. The statements
+    /// run in that order and each commits on its own; one that fails stops the rest. An `Err`
+    /// means the job may not be ended; once it is, a failed claim is logged and reads as no
+    /// job claimed. Returns the job claimed next, if any.
+    async fn finish_job(&self, job: &JobRow, end: &JobEnd<'_>) -> DbResult<Option<JobRow>>;
 
     /// Records steps of a run, each with the time it happened (one statement).
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()>;
@@ -238,6 +235,41 @@ pub trait JobStore: Send + Sync {
         steps: &[NewStep],
         forget: Option<(&str, &str)>,
     ) -> DbResult<()>;
+}
+
+/// How a job ends (see [`JobStore::finish_job`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JobEnd<'a> {
+    /// `done` or `failed`.
+    pub status: &'a str,
+    /// The run's steps not written yet (of the job's current attempt).
+    pub steps: &'a [NewStep],
+    /// Outcome JSON.
+    pub result_json: Option<&'a str>,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+    /// The reply's settled state, when the run leaves it to be written with the end (nothing
+    /// ran between the post and the end).
+    pub delivery: Option<&'a DeliveryRow>,
+    /// Plugin id and kv key of the integration's delivery guard entry to remove.
+    pub forget: Option<(&'a str, &'a str)>,
+    /// Claims the next queued job for this worker in the same round trip.
+    pub claim_next: Option<&'a str>,
+}
+
+impl<'a> JobEnd<'a> {
+    /// A job ending with `status` and nothing else to write.
+    pub fn new(status: &'a str) -> JobEnd<'a> {
+        JobEnd {
+            status,
+            steps: &[],
+            result_json: None,
+            error: None,
+            delivery: None,
+            forget: None,
+            claim_next: None,
+        }
+    }
 }
 
 /// What a run reads before it starts (see [`JobStore::run_inputs`]).

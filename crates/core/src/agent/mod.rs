@@ -134,11 +134,21 @@ async fn return_job(runner: &Runner, workers: &Workers, job_id: &str, host_fault
 
 async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
     let workers = &workers;
+    // The job the last run claimed with its end (see [`run_job`]).
+    let mut next: Option<nitejar_store::JobRow> = None;
     loop {
         if workers.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(job) = next.take() {
+                // Claimed, never started: back to the queue, the attempt not counted.
+                return_job(&runner, workers, &job.id, true).await;
+            }
             return;
         }
-        match runner.store.claim_job(workers.worker_id()).await {
+        let claimed = match next.take() {
+            Some(job) => Ok(Some(job)),
+            None => runner.store.claim_job(workers.worker_id()).await,
+        };
+        match claimed {
             Ok(Some(job)) => {
                 let id = job.id.clone();
                 let span = tracing::info_span!(
@@ -147,14 +157,19 @@ async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
                     work_item.id = %job.work_item_id,
                     attempt = job.attempts,
                 );
-                if let Err(e) = tracing::Instrument::instrument(run_job(&runner, job), span).await {
-                    let host_fault = run::database_refused(&e);
-                    if host_fault {
-                        tracing::warn!(job_id = %id, "the run stopped on a database write; it is queued again: {e:#}");
-                    } else {
-                        tracing::error!(job_id = %id, "run failed: {e:#}");
+                let claim_next = Some(workers.worker_id());
+                match tracing::Instrument::instrument(run_job(&runner, job, claim_next), span).await
+                {
+                    Ok(claimed) => next = claimed,
+                    Err(e) => {
+                        let host_fault = run::database_refused(&e);
+                        if host_fault {
+                            tracing::warn!(job_id = %id, "the run stopped on a database write; it is queued again: {e:#}");
+                        } else {
+                            tracing::error!(job_id = %id, "run failed: {e:#}");
+                        }
+                        return_job(&runner, workers, &id, host_fault).await;
                     }
-                    return_job(&runner, workers, &id, host_fault).await;
                 }
                 continue;
             }

@@ -10,7 +10,7 @@ use crate::limits::{
 use anyhow::{Context, anyhow};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::{hooks as h, integration, tools};
 use nitejar_sandbox::runtime::{Correlation, LoadedPlugin, PluginFailure};
-use nitejar_store::{AgentRow, DeliveryRow, JobRow, NewStep, WorkItemRow, now_ms};
+use nitejar_store::{AgentRow, DeliveryRow, JobEnd, JobRow, NewStep, WorkItemRow, now_ms};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,20 +37,28 @@ pub fn database_refused(e: &anyhow::Error) -> bool {
 /// Runs `job` (already claimed) to the end and records the outcome. An `Err` means the outcome
 /// may not be recorded: the caller hands the job back ([`nitejar_store::Store::return_job`]).
 /// The database refusing a write ([`database_refused`]) is never recorded as the job failing.
-pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
+/// With `claim_next` (the worker's id) a run that ends well claims the next queued job in the
+/// same round trip as its end, and returns it: the caller runs it next.
+pub async fn run_job(
+    runner: &Arc<Runner>,
+    job: JobRow,
+    claim_next: Option<&str>,
+) -> anyhow::Result<Option<JobRow>> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
-        runner
-            .store
-            .finish_job(&job, &[], "failed", None, Some(&msg))
-            .await?;
+        let end = JobEnd {
+            error: Some(&msg),
+            claim_next,
+            ..JobEnd::new("failed")
+        };
+        let next = runner.store.finish_job(&job, &end).await?;
         // An attempt that stopped mid-delivery left its guard entry; nothing will read it now.
         if let Some(item) = runner.store.get_work_item(&job.work_item_id).await?
             && let Some(instance) = runner.store.get_instance(&item.plugin_instance_id).await?
         {
             forget_delivery_guard(runner, &job.id, &instance.plugin_id).await;
         }
-        return Ok(());
+        return Ok(next);
     }
     // Only an earlier attempt can have settled the reply.
     if job.attempts > 1
@@ -59,11 +67,12 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     {
         // The reply was settled by an earlier attempt: never post twice.
         let result = json!({ "delivery": d.status, "resumed": true }).to_string();
-        runner
-            .store
-            .finish_job(&job, &[], "done", Some(&result), None)
-            .await?;
-        return Ok(());
+        let end = JobEnd {
+            result_json: Some(&result),
+            claim_next,
+            ..JobEnd::new("done")
+        };
+        return Ok(runner.store.finish_job(&job, &end).await?);
     }
     // The work item became `running` with the claim.
     let mut run = match Run::prepare(runner, &job).await {
@@ -72,10 +81,11 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
         Err(e) if database_refused(&e) => return Err(e),
         Err(e) => {
             let msg = format!("{e:#}");
-            runner
-                .store
-                .finish_job(&job, &[], "failed", None, Some(&msg))
-                .await?;
+            let end = JobEnd {
+                error: Some(&msg),
+                ..JobEnd::new("failed")
+            };
+            runner.store.finish_job(&job, &end).await?;
             return Err(e);
         }
     };
@@ -84,6 +94,16 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
     if let Some(scope) = run.scope.take() {
         scope.finish(&runner.runtime);
     }
+    // The reply's settled state when nothing ran after the post: written with the end.
+    let unsettled = run.unsettled.take();
+    let guard_key = format!("{DELIVERY_GUARD_PREFIX}{}", job.id);
+    let settle = JobEnd {
+        delivery: unsettled.as_ref().map(|(row, _)| row),
+        forget: unsettled
+            .as_ref()
+            .map(|(_, plugin_id)| (plugin_id.as_str(), guard_key.as_str())),
+        ..JobEnd::new("done")
+    };
     match outcome {
         Ok(result) => {
             let status = if result["delivery"] == "failed" {
@@ -92,27 +112,31 @@ pub async fn run_job(runner: &Arc<Runner>, job: JobRow) -> anyhow::Result<()> {
                 "done"
             };
             let error = result["deliveryError"].as_str().map(str::to_string);
+            let result = result.to_string();
             // The last steps are written with the end of the run (one round trip).
-            runner
-                .store
-                .finish_job(
-                    &job,
-                    &run.take_steps(),
-                    status,
-                    Some(&result.to_string()),
-                    error.as_deref(),
-                )
-                .await?;
-            Ok(())
+            let steps = run.take_steps();
+            let end = JobEnd {
+                status,
+                steps: &steps,
+                result_json: Some(&result),
+                error: error.as_deref(),
+                claim_next,
+                ..settle
+            };
+            Ok(runner.store.finish_job(&job, &end).await?)
         }
         Err(e) if database_refused(&e) => Err(e),
         Err(e) => {
             let msg = format!("{e:#}");
             run.step(0, "note", json!({ "error": msg })).await;
-            runner
-                .store
-                .finish_job(&job, &run.take_steps(), "failed", None, Some(&msg))
-                .await?;
+            let steps = run.take_steps();
+            let end = JobEnd {
+                status: "failed",
+                steps: &steps,
+                error: Some(&msg),
+                ..settle
+            };
+            runner.store.finish_job(&job, &end).await?;
             Err(e)
         }
     }
@@ -137,6 +161,9 @@ struct Run {
     scope: Option<RunScope>,
     /// Steps recorded and not written yet (see [`Run::step`]).
     steps: std::sync::Mutex<Vec<NewStep>>,
+    /// The reply's settled state (and the integration plugin's id, whose delivery guard entry
+    /// goes with it) not written yet: see [`Run::settle_delivery`].
+    unsettled: Option<(DeliveryRow, String)>,
 }
 
 /// The conversation before a run as chat messages, oldest first: `turns` come newest first;
@@ -228,6 +255,7 @@ impl Run {
             history,
             scope: Some(scope),
             steps: std::sync::Mutex::new(Vec::new()),
+            unsettled: None,
         })
     }
 
@@ -692,19 +720,31 @@ impl Run {
         Ok(post.tool_result.output)
     }
 
-    /// Records the final state of the reply with the steps not written yet, and removes the
-    /// integration's delivery-guard entry for this job (`nitejar/delivery/<job id>` in its kv,
-    /// see the SDK's `delivery` module) in the same round trip: once the outcome is recorded
-    /// the job never posts again, so the entry is no longer needed.
-    async fn settle_delivery(&self, row: &DeliveryRow, plugin_id: &str) -> anyhow::Result<()> {
+    /// Settles the reply: its final state is recorded and the integration's delivery-guard
+    /// entry for this job (`nitejar/delivery/<job id>` in its kv, see the SDK's `delivery`
+    /// module) removed, in one round trip with the steps not written yet; once the outcome is
+    /// recorded the job never posts again, so the entry is no longer needed. The write is left
+    /// to the end of the run ([`run_job`] writes it with the job's end) unless something runs
+    /// in between: a `response.post_deliver` handler writes it first ([`Run::post_deliver`]).
+    /// Either way nothing else happens between the post and the write, so a crash there leaves
+    /// `posting` exactly as before, and the next attempt asks the delivery guard.
+    fn settle_delivery(&mut self, row: &DeliveryRow, plugin_id: &str) {
+        self.unsettled = Some((row.clone(), plugin_id.to_string()));
+    }
+
+    /// Writes the reply's settled state now (see [`Run::settle_delivery`]).
+    async fn write_settled(&mut self) -> anyhow::Result<()> {
+        let Some((row, plugin_id)) = self.unsettled.take() else {
+            return Ok(());
+        };
         let key = format!("{DELIVERY_GUARD_PREFIX}{}", self.job.id);
         self.runner
             .store
             .record_delivery(
-                row,
+                &row,
                 self.job.attempts,
                 &self.take_steps(),
-                Some((plugin_id, &key)),
+                Some((&plugin_id, &key)),
             )
             .await?;
         Ok(())
@@ -712,8 +752,14 @@ impl Run {
 
     /// `response.post_deliver` with the recorded outcome, whatever it is: `delivered` (with the
     /// platform's id), or not delivered with the error prefixed by the status (`failed: ...`,
-    /// `blocked: ...`, `unsupported: ...`), so a handler tells them apart.
+    /// `blocked: ...`, `unsupported: ...`), so a handler tells them apart. A settled state not
+    /// written yet is written first: a handler may take time, or crash the process.
     async fn post_deliver(&mut self, content: String, row: &DeliveryRow) -> anyhow::Result<()> {
+        let table = self.runner.registry.hook_table();
+        if !table.has(crate::hooks::HookName::ResponsePostDeliver) {
+            return Ok(());
+        }
+        self.write_settled().await?;
         let delivered = row.status == "delivered";
         let delivery = h::DeliveryResult {
             delivered,
@@ -849,7 +895,7 @@ impl Run {
                 {
                     row.status = "unsupported".into();
                     row.error = Some(format!("the integration cannot post replies: {message}"));
-                    self.settle_delivery(&row, plugin.id()).await?;
+                    self.settle_delivery(&row, plugin.id());
                     self.post_deliver(pre.content, &row).await?;
                     return Ok(row);
                 }
@@ -874,7 +920,7 @@ impl Run {
             }
             None => row.status = "failed".into(),
         }
-        self.settle_delivery(&row, plugin.id()).await?;
+        self.settle_delivery(&row, plugin.id());
         self.post_deliver(pre.content, &row).await?;
         Ok(row)
     }

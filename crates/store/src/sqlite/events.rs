@@ -27,7 +27,7 @@ impl EventStore for SqliteStore {
                     .push_bind(&e.detail_json)
                     .push_bind(e.created_at);
             });
-            q.build().execute(&self.writer).await?;
+            q.build().execute(&mut *self.writer.get().await?).await?;
         }
         Ok(())
     }
@@ -55,7 +55,9 @@ impl EventStore for SqliteStore {
             q.push(" AND status = ").push_bind(status);
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        Ok(q.build_query_as()
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?)
     }
 
     async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>> {
@@ -70,7 +72,7 @@ impl EventStore for SqliteStore {
              ) ORDER BY id DESC LIMIT ?1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -78,7 +80,7 @@ impl EventStore for SqliteStore {
         Ok(
             sqlx::query_as("SELECT * FROM plugin_events WHERE job_id = ? ORDER BY id")
                 .bind(job_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -87,7 +89,7 @@ impl EventStore for SqliteStore {
         Ok(
             sqlx::query_as("SELECT * FROM plugin_events WHERE work_item_id = ? ORDER BY id")
                 .bind(work_item_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }

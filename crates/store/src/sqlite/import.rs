@@ -20,7 +20,7 @@ impl ImportStore for SqliteStore {
         .bind(i.enabled)
         .bind(i.created_at)
         .bind(i.updated_at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?
         .rows_affected();
         Ok(written > 0)
@@ -31,7 +31,8 @@ impl ImportStore for SqliteStore {
         w: &ImportedWorkItem,
         idempotency_keys: &[String],
     ) -> DbResult<ImportedCounts> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         let created = sqlx::query(
             "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
                session_key, source_ref, payload_json, status, created_at, updated_at)

@@ -28,7 +28,7 @@ impl InstanceStore for SqliteStore {
         .bind(enabled)
         .bind(now)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -37,7 +37,7 @@ impl InstanceStore for SqliteStore {
         Ok(
             sqlx::query_as("SELECT * FROM plugin_instances WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -56,7 +56,7 @@ impl InstanceStore for SqliteStore {
         .bind(config_json)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -66,13 +66,14 @@ impl InstanceStore for SqliteStore {
             .bind(enabled)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(())
     }
 
     async fn delete_instance(&self, id: &str) -> DbResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM agent_assignments WHERE plugin_instance_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -88,7 +89,7 @@ impl InstanceStore for SqliteStore {
     async fn list_instances(&self) -> DbResult<Vec<InstanceRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM plugin_instances ORDER BY created_at")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -121,7 +122,8 @@ impl WorkItemStore for SqliteStore {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         // Which keys are new: SQLite inserts the rows in order, so of two items of this batch
         // with one key the first wins, as between batches.
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -276,14 +278,14 @@ impl WorkItemStore for SqliteStore {
         )
         .bind(instance_id)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.get().await?)
         .await?)
     }
 
     async fn get_work_item(&self, id: &str) -> DbResult<Option<WorkItemRow>> {
         Ok(sqlx::query_as("SELECT * FROM work_items WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
@@ -292,7 +294,7 @@ impl WorkItemStore for SqliteStore {
             "SELECT * FROM work_items WHERE plugin_instance_id = ? ORDER BY created_at, id",
         )
         .bind(instance_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -321,7 +323,9 @@ impl WorkItemStore for SqliteStore {
         }
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        Ok(q.build_query_as()
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?)
     }
 
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
@@ -331,7 +335,7 @@ impl WorkItemStore for SqliteStore {
             .bind(item.created_at)
             .bind(&item.id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await?)
     }
 }

@@ -4,13 +4,15 @@
 
 use crate::*;
 use async_trait::async_trait;
+use connections::Connections;
 use futures::future::BoxFuture;
 use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+mod connections;
 mod events;
 mod import;
 mod instances;
@@ -21,20 +23,20 @@ mod skills;
 /// Connections for reads; writes have their own one (see [`SqliteStore`]). Four: the run
 /// workers, webhook lookups and the admin API read at once; more only add thread hand-offs on
 /// two cores (measured: 8 finished fewer runs per second than 4).
-const READ_CONNECTIONS: u32 = 4;
+const READ_CONNECTIONS: usize = 4;
 
-/// The SQLite store (cheap to clone: connection pools).
+/// The SQLite store (cheap to clone: shared connections).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     /// Connections for reads (WAL: readers never wait for the writer).
-    pool: SqlitePool,
+    pool: Arc<Connections>,
     /// The one connection every write goes through. SQLite admits one writer at a time, and a
     /// connection that finds the write lock taken sleeps in SQLite's busy handler (1, 2, 5 ms
     /// and more) even when the holder is done a microsecond later: under load the connection
     /// threads spent a quarter of their time asleep that way. Queued here instead, writes wait
     /// for the connection in order and never sleep on the lock (another process can still
     /// hold it: that is what the busy timeout is for).
-    writer: SqlitePool,
+    writer: Arc<Connections>,
 }
 
 impl SqliteStore {
@@ -59,43 +61,18 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool_options = |connections: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(connections)
-                // SQLite connections are files in this process, not sockets that can drop: the
-                // ping sqlx makes before handing one out is a round trip to the connection's
-                // thread on every query (about 7% of the server's CPU under webhook load) for
-                // nothing.
-                .test_before_acquire(false)
-                .before_acquire(|conn, _| {
-                    Box::pin(async move {
-                        // A connection can come back still inside a transaction when its COMMIT
-                        // or ROLLBACK failed (a full disk: SQLite may already have rolled back,
-                        // and the driver's own bookkeeping then disagrees). Reused, it would
-                        // hold the write lock or start every later transaction as a savepoint
-                        // of a dead one: every writer would get "database is locked" until a
-                        // restart. Closed, SQLite rolls back whatever is open and the pool opens
-                        // a clean connection. (Checked on reuse: the pool's release ping has run
-                        // any rollback queued by a dropped transaction by then, so the check
-                        // costs no round trip.)
-                        if sqlx::Connection::is_in_transaction(conn) {
-                            tracing::warn!(
-                                "a database connection came back inside a transaction (a commit \
-                                 or rollback failed); it is closed and replaced"
-                            );
-                            return Ok(false);
-                        }
-                        Ok(true)
-                    })
-                })
-        };
-        let writer = pool_options(1).connect_with(opts.clone()).await?;
-        sqlx::migrate!("../../migrations").run(&writer).await?;
-        let pool = pool_options(READ_CONNECTIONS).connect_with(opts).await?;
-        Ok(SqliteStore { pool, writer })
+        let writer = Connections::open(&opts, 1).await?;
+        sqlx::migrate!("../../migrations")
+            .run(&mut *writer.get().await?)
+            .await?;
+        let pool = Connections::open(&opts, READ_CONNECTIONS).await?;
+        Ok(SqliteStore {
+            pool: Arc::new(pool),
+            writer: Arc::new(writer),
+        })
     }
 
-    /// Closes the pools (waits for connections to be returned).
+    /// Closes the connections (waits for those in use to be given back).
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
@@ -107,7 +84,7 @@ impl SqliteStore {
             sqlx::query_scalar("SELECT value FROM plugin_kv WHERE plugin_id = ? AND key = ?")
                 .bind(plugin_id)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -141,7 +118,7 @@ impl SqliteStore {
         .bind(max_keys as i64)
         .bind(size)
         .bind(max_bytes as i64)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?
         .rows_affected();
         if written > 0 {
@@ -151,7 +128,7 @@ impl SqliteStore {
             sqlx::query_as("SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ? AND key <> ?")
                 .bind(plugin_id)
                 .bind(key)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.pool.get().await?)
                 .await?;
         Ok(Some(if keys as u64 >= max_keys {
             KvQuotaHit::Keys
@@ -165,7 +142,7 @@ impl SqliteStore {
         let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
             .bind(plugin_id)
             .bind(key)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -185,7 +162,7 @@ impl SqliteStore {
         .bind(prefix)
         .bind(prefix)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 }
@@ -202,7 +179,7 @@ impl Store for SqliteStore {
              ON CONFLICT(id) DO UPDATE SET checked_at = excluded.checked_at",
         )
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -398,7 +375,7 @@ mod tests {
             "INSERT INTO agents (id, name, system_prompt, model_json, created_at, updated_at)
              VALUES ('a', 'a', '', '{}', 0, 0)",
         )
-        .execute(&db.pool)
+        .execute(&mut *db.pool.get().await.unwrap())
         .await
         .unwrap();
         let created = work_item_w_with_job_j(&db, true).await;
@@ -421,7 +398,7 @@ mod tests {
         assert!(db.return_job("j", "two", false).await.unwrap());
         assert_eq!(db.get_job("j").await.unwrap().unwrap().attempts, 1);
         let job = db.claim_job("two").await.unwrap().unwrap();
-        db.finish_job(&job, &[], "done", None, None).await.unwrap();
+        db.finish_job(&job, &JobEnd::new("done")).await.unwrap();
         assert!(
             !db.return_job("j", "two", true).await.unwrap(),
             "a finished job stays finished"
@@ -442,7 +419,7 @@ mod tests {
              INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, created_at, updated_at)
              VALUES ('i', 'plug', 'webhook', 'i', '{}', 0, 0);",
         )
-        .execute(&db.pool)
+        .execute(&mut *db.pool.get().await.unwrap())
         .await
         .unwrap();
         work_item_w_with_job_j(&db, false).await;
@@ -513,9 +490,34 @@ mod tests {
             None,
             "the guard is gone"
         );
-        db.finish_job(&job, &[step("note")], "done", Some("{}"), None)
-            .await
-            .unwrap();
+        // A second job is queued: the end of the first claims it in the same round trip.
+        db.create_work_items(&[create(
+            "w2",
+            "i",
+            "k2",
+            JobPlan::Agent {
+                job_id: "j2".into(),
+                agent_id: "a".into(),
+                held: false,
+            },
+        )])
+        .await
+        .unwrap();
+        let end = JobEnd {
+            steps: &[step("note")],
+            result_json: Some("{}"),
+            claim_next: Some("one"),
+            ..JobEnd::new("done")
+        };
+        let next = db.finish_job(&job, &end).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                next.id.as_str(),
+                next.status.as_str(),
+                next.claimed_by.as_deref()
+            ),
+            ("j2", "running", Some("one"))
+        );
         let kinds: Vec<String> = db
             .list_steps("j")
             .await
@@ -526,6 +528,45 @@ mod tests {
         assert_eq!(kinds, ["prompt", "model_call", "final", "note"]);
         assert_eq!(db.get_job("j").await.unwrap().unwrap().status, "done");
         assert_eq!(db.get_work_item("w").await.unwrap().unwrap().status, "done");
+        assert_eq!(
+            db.get_work_item("w2").await.unwrap().unwrap().status,
+            "running"
+        );
+
+        // The reply settled with the end (nothing ran between them): steps, the settled
+        // state, the guard's removal and the end in one round trip; nothing left to claim.
+        assert_eq!(
+            db.kv_set_within("plug", "nitejar/delivery/j2", b"1", 10, 1000)
+                .await
+                .unwrap(),
+            None
+        );
+        let settled = DeliveryRow {
+            job_id: "j2".into(),
+            work_item_id: "w2".into(),
+            status: "unsupported".into(),
+            error: Some("no replies".into()),
+            ..row.clone()
+        };
+        let end = JobEnd {
+            steps: &[step("final")],
+            delivery: Some(&settled),
+            forget: Some(("plug", "nitejar/delivery/j2")),
+            claim_next: Some("one"),
+            ..JobEnd::new("done")
+        };
+        assert!(db.finish_job(&next, &end).await.unwrap().is_none());
+        let d = db.get_delivery("j2").await.unwrap().unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.error.as_deref()),
+            ("unsupported", Some("no replies"))
+        );
+        assert_eq!(
+            db.kv_get("plug", "nitejar/delivery/j2").await.unwrap(),
+            None
+        );
+        assert_eq!(db.list_steps("j2").await.unwrap().len(), 1);
+        assert_eq!(db.get_job("j2").await.unwrap().unwrap().status, "done");
     }
 
     fn receipt(n: usize, plugin: &str, kind: &str, status: &str) -> EventRow {
@@ -612,7 +653,7 @@ mod tests {
             let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
                 "EXPLAIN QUERY PLAN SELECT * FROM plugin_events WHERE {sql} ORDER BY id DESC LIMIT 50"
             ))
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *db.pool.get().await.unwrap())
             .await
             .unwrap();
             assert!(
@@ -636,7 +677,7 @@ mod tests {
                 .await
                 .unwrap();
             let got: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(&db.pool)
+                .fetch_one(&mut *db.pool.get().await.unwrap())
                 .await
                 .unwrap();
             assert_eq!(got, mode, "{durability:?}");
@@ -655,14 +696,14 @@ mod tests {
             "INSERT INTO agents (id, name, system_prompt, model_json, is_default, created_at, updated_at)
              VALUES ('default', 'default', '', '{}', 1, 0, 0), ('assigned', 'assigned', '', '{}', 0, 1, 1)",
         )
-        .execute(&db.pool)
+        .execute(&mut *db.pool.get().await.unwrap())
         .await
         .unwrap();
         sqlx::query(
             "INSERT INTO agent_assignments (plugin_instance_id, agent_id, created_at)
              VALUES ('i2', 'assigned', 0)",
         )
-        .execute(&db.pool)
+        .execute(&mut *db.pool.get().await.unwrap())
         .await
         .unwrap();
         let by_instance = |job: &str| JobPlan::InstanceAgent {
@@ -704,7 +745,7 @@ mod tests {
         );
         let jobs: Vec<(String, String, String)> =
             sqlx::query_as("SELECT id, agent_id, status FROM jobs ORDER BY id")
-                .fetch_all(&db.pool)
+                .fetch_all(&mut *db.pool.get().await.unwrap())
                 .await
                 .unwrap();
         let jobs: Vec<(&str, &str, &str)> = jobs
@@ -730,13 +771,13 @@ mod tests {
         assert_eq!(out[0].outcome, CreateOutcome::Duplicate("w2".into()));
         assert_eq!(out[1].outcome, CreateOutcome::Created("w7".into()));
         let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM work_items")
-            .fetch_one(&db.pool)
+            .fetch_one(&mut *db.pool.get().await.unwrap())
             .await
             .unwrap();
         assert_eq!(items, 5);
         // Without any agent, an instance's item gets no job.
         sqlx::query("DELETE FROM agents")
-            .execute(&db.pool)
+            .execute(&mut *db.pool.get().await.unwrap())
             .await
             .unwrap();
         let out = db
@@ -752,16 +793,17 @@ mod tests {
     async fn the_run_path_queries_use_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        for (sql, binds) in [
-            (instances::SESSION_HISTORY_SQL, 5),
-            (runs::CLAIM_JOB_SQL, 3),
-        ] {
+        let claim = runs::CLAIM_JOB_SQL.join("?");
+        for (sql, binds) in [(instances::SESSION_HISTORY_SQL, 5), (claim.as_str(), 3)] {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
             for _ in 0..binds {
                 q = q.bind("x");
             }
-            let plan = q.fetch_all(&db.pool).await.unwrap();
+            let plan = q
+                .fetch_all(&mut *db.pool.get().await.unwrap())
+                .await
+                .unwrap();
             let text: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
             assert!(
                 !text
@@ -781,7 +823,7 @@ mod tests {
         let path = dir.path().join("t.db");
         {
             // The database as the version before 0008 left it.
-            let pool = SqlitePoolOptions::new()
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .connect_with(
                     SqliteConnectOptions::new()
                         .filename(&path)
@@ -897,7 +939,7 @@ mod tests {
         let db = SqliteStore::open(&path).await.unwrap();
         let items: Vec<(String, String, String)> =
             sqlx::query_as("SELECT id, session_key, source_ref FROM work_items ORDER BY id")
-                .fetch_all(&db.pool)
+                .fetch_all(&mut *db.pool.get().await.unwrap())
                 .await
                 .unwrap();
         let expected = [
@@ -916,7 +958,7 @@ mod tests {
         assert_eq!(got, expected);
         let keys: Vec<(String, String)> =
             sqlx::query_as("SELECT plugin_instance_id, key FROM idempotency_keys ORDER BY 1")
-                .fetch_all(&db.pool)
+                .fetch_all(&mut *db.pool.get().await.unwrap())
                 .await
                 .unwrap();
         assert_eq!(

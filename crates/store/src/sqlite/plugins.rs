@@ -46,7 +46,8 @@ pub(super) async fn insert_version(
 impl PluginStore for SqliteStore {
     async fn record_install(&self, v: &InstallRecord<'_>) -> DbResult<()> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO plugins (id, name, trust_level, source_kind, source_ref, current_version,
                current_checksum, current_install_path, manifest_json, installed_at, updated_at)
@@ -78,13 +79,13 @@ impl PluginStore for SqliteStore {
     async fn get_plugin(&self, id: &str) -> DbResult<Option<PluginRow>> {
         Ok(sqlx::query_as("SELECT * FROM plugins WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
     async fn list_plugins(&self) -> DbResult<Vec<PluginRow>> {
         Ok(sqlx::query_as("SELECT * FROM plugins ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await?)
     }
 
@@ -93,7 +94,7 @@ impl PluginStore for SqliteStore {
             .bind(enabled)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -103,7 +104,7 @@ impl PluginStore for SqliteStore {
             .bind(error)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(())
     }
@@ -118,12 +119,13 @@ impl PluginStore for SqliteStore {
         )
         .bind(plugin_id)
         .bind(version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.get().await?)
         .await?)
     }
 
     async fn record_version(&self, v: &super::InstallRecord<'_>) -> DbResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         insert_version(&mut tx, v, now_ms()).await?;
         tx.commit().await?;
         Ok(())
@@ -136,7 +138,7 @@ impl PluginStore for SqliteStore {
              FROM plugin_versions WHERE plugin_id = ? ORDER BY installed_at",
         )
         .bind(plugin_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -148,7 +150,7 @@ impl PluginStore for SqliteStore {
         )
         .bind(plugin_id)
         .bind(version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -170,7 +172,7 @@ impl PluginStore for SqliteStore {
         .bind(&v.source_json)
         .bind(&v.source_json)
         .bind(&v.plugin_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -179,7 +181,7 @@ impl PluginStore for SqliteStore {
         sqlx::query("UPDATE plugins SET trust_level = ? WHERE id = ? AND trust_level != 'builtin'")
             .bind(level)
             .bind(plugin_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(())
     }
@@ -188,7 +190,7 @@ impl PluginStore for SqliteStore {
         Ok(
             sqlx::query_scalar("SELECT pending_version FROM plugins WHERE id = ?")
                 .bind(plugin_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await?
                 .flatten(),
         )
@@ -199,7 +201,7 @@ impl PluginStore for SqliteStore {
             .bind(version)
             .bind(now_ms())
             .bind(plugin_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(())
     }
@@ -212,7 +214,7 @@ impl PluginStore for SqliteStore {
         .bind(alert)
         .bind(now_ms())
         .bind(plugin_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -227,13 +229,14 @@ impl PluginStore for SqliteStore {
             .bind(alert)
             .bind(now_ms())
             .bind(plugin_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         Ok(())
     }
 
     async fn delete_plugin(&self, plugin_id: &str, purge: Purge) -> DbResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         for table in [
             "plugin_versions",
             "plugin_artifacts",
@@ -266,7 +269,7 @@ impl PluginStore for SqliteStore {
         let v: Option<Option<i64>> =
             sqlx::query_scalar("SELECT fuel_per_call FROM plugin_limits WHERE plugin_id = ?")
                 .bind(plugin_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.get().await?)
                 .await?;
         Ok(v.flatten().map(|f| f.max(0) as u64))
     }
@@ -280,7 +283,7 @@ impl PluginStore for SqliteStore {
         .bind(plugin_id)
         .bind(fuel.map(|f| f.min(i64::MAX as u64) as i64))
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -293,7 +296,7 @@ impl PluginStore for SqliteStore {
             "SELECT hook_name, override_json FROM plugin_hook_overrides WHERE plugin_id = ?",
         )
         .bind(plugin_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -319,7 +322,7 @@ impl PluginStore for SqliteStore {
                 .bind(hook.as_str())
                 .bind(serde_json::to_string(v).unwrap_or_default())
                 .bind(now_ms())
-                .execute(&self.writer)
+                .execute(&mut *self.writer.get().await?)
                 .await?;
             }
             None => {
@@ -328,7 +331,7 @@ impl PluginStore for SqliteStore {
                 )
                 .bind(plugin_id)
                 .bind(hook.as_str())
-                .execute(&self.writer)
+                .execute(&mut *self.writer.get().await?)
                 .await?;
             }
         }
@@ -345,7 +348,7 @@ impl GrantStore for SqliteStore {
             )
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         }
         Ok(())
@@ -361,7 +364,7 @@ impl GrantStore for SqliteStore {
             .bind(now_ms())
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?
             .rows_affected();
         }
@@ -377,7 +380,7 @@ impl GrantStore for SqliteStore {
             )
             .bind(plugin_id)
             .bind(p)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?
             .rows_affected();
         }
@@ -388,7 +391,7 @@ impl GrantStore for SqliteStore {
         Ok(sqlx::query_as(
             "SELECT plugin_id, permission FROM plugin_disclosure_acks WHERE acknowledged = 1",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -397,7 +400,7 @@ impl GrantStore for SqliteStore {
             "SELECT permission, acknowledged FROM plugin_disclosure_acks WHERE plugin_id = ? ORDER BY permission",
         )
         .bind(plugin_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -424,7 +427,7 @@ impl GrantStore for SqliteStore {
         .bind(key)
         .bind(value_encrypted)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -433,7 +436,7 @@ impl GrantStore for SqliteStore {
         Ok(
             sqlx::query_as("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")
                 .bind(plugin_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }

@@ -21,7 +21,7 @@ impl AgentStore for SqliteStore {
         .bind(is_default)
         .bind(now)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(id)
     }
@@ -36,7 +36,7 @@ impl AgentStore for SqliteStore {
         .bind(a.team)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?
         .rows_affected()
             > 0)
@@ -45,20 +45,20 @@ impl AgentStore for SqliteStore {
     async fn get_agent(&self, id: &str) -> DbResult<Option<AgentRow>> {
         Ok(sqlx::query_as("SELECT * FROM agents WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
     async fn get_agent_by_name(&self, name: &str) -> DbResult<Option<AgentRow>> {
         Ok(sqlx::query_as("SELECT * FROM agents WHERE name = ?")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
     async fn list_agents(&self) -> DbResult<Vec<AgentRow>> {
         Ok(sqlx::query_as("SELECT * FROM agents ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await?)
     }
 
@@ -70,7 +70,7 @@ impl AgentStore for SqliteStore {
         .bind(instance_id)
         .bind(agent_id)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -82,19 +82,33 @@ impl AgentStore for SqliteStore {
         );
         Ok(sqlx::query_as(&sql)
             .bind(instance_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 }
 
-/// Claims the oldest queued job for a worker (binds: worker, now, now); one claimer per job.
-/// The oldest is read from `idx_jobs_status` in order (see the store tests).
-pub(crate) const CLAIM_JOB_SQL: &str =
-    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?,
-       started_at = ?, updated_at = ?
-     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
+/// The claim of the oldest queued job, around its three binds (worker, now, now): one claimer
+/// per job. The oldest is read from `idx_jobs_status` in order (see the store tests).
+pub(crate) const CLAIM_JOB_SQL: [&str; 4] = [
+    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ",
+    ", started_at = ",
+    ", updated_at = ",
+    " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
        AND status = 'queued'
-     RETURNING *";
+     RETURNING *;",
+];
+
+/// Appends the claim of the oldest queued job for `worker` (see [`CLAIM_JOB_SQL`]); its work
+/// item becomes `running` with it (trigger `jobs_status_to_work_item`).
+fn push_claim<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, worker: &'a str, now: i64) {
+    q.push(CLAIM_JOB_SQL[0])
+        .push_bind(worker)
+        .push(CLAIM_JOB_SQL[1])
+        .push_bind(now)
+        .push(CLAIM_JOB_SQL[2])
+        .push_bind(now)
+        .push(CLAIM_JOB_SQL[3]);
+}
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -103,14 +117,14 @@ impl JobStore for SqliteStore {
             "SELECT created_at / 60000, COUNT(*) FROM work_items WHERE created_at >= ? GROUP BY 1",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?;
         let finished: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT finished_at / 60000, status, COUNT(*) FROM jobs
              WHERE finished_at >= ? GROUP BY 1, 2",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?;
         let mut by_minute = std::collections::BTreeMap::<i64, ActivityMinute>::new();
         for (minute, n) in received {
@@ -136,7 +150,7 @@ impl JobStore for SqliteStore {
              WHERE status IN ('running', 'held')",
         )
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?
         .rows_affected())
     }
@@ -147,7 +161,7 @@ impl JobStore for SqliteStore {
         )
         .bind(now_ms())
         .bind(job_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
@@ -162,7 +176,7 @@ impl JobStore for SqliteStore {
         .bind(host_fault)
         .bind(job_id)
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?
         .rows_affected()
             == 1)
@@ -170,40 +184,69 @@ impl JobStore for SqliteStore {
 
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
         let now = now_ms();
-        Ok(sqlx::query_as(CLAIM_JOB_SQL)
-            .bind(worker)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.writer)
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        push_claim(&mut q, worker, now);
+        Ok(q.build_query_as()
+            .fetch_optional(&mut *self.writer.get().await?)
             .await?)
     }
 
-    async fn finish_job(
-        &self,
-        job: &JobRow,
-        steps: &[NewStep],
-        status: &str,
-        result_json: Option<&str>,
-        error: Option<&str>,
-    ) -> DbResult<()> {
+    async fn finish_job(&self, job: &JobRow, end: &JobEnd<'_>) -> DbResult<Option<JobRow>> {
+        use futures::TryStreamExt;
+        use sqlx::{Either, FromRow};
         let now = now_ms();
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-        push_steps(&mut q, &job.id, job.attempts, steps);
+        push_steps(&mut q, &job.id, job.attempts, end.steps);
+        if let Some(d) = end.delivery {
+            push_delivery(&mut q, d);
+        }
+        if let Some((plugin_id, key)) = end.forget {
+            push_forget(&mut q, plugin_id, key);
+        }
         // The work item follows (trigger `jobs_status_to_work_item`).
         q.push("UPDATE jobs SET status = ")
-            .push_bind(status)
+            .push_bind(end.status)
             .push(", result_json = ")
-            .push_bind(result_json)
+            .push_bind(end.result_json)
             .push(", last_error = ")
-            .push_bind(error)
+            .push_bind(end.error)
             .push(", finished_at = ")
             .push_bind(now)
             .push(", updated_at = ")
             .push_bind(now)
             .push(" WHERE id = ")
-            .push_bind(&job.id);
-        q.build().execute(&self.writer).await?;
-        Ok(())
+            .push_bind(&job.id)
+            .push(";");
+        // Statements before the claim: once they have all reported their end, the job is ended.
+        let ending = usize::from(!end.steps.is_empty())
+            + usize::from(end.delivery.is_some())
+            + usize::from(end.forget.is_some())
+            + 1;
+        if let Some(worker) = end.claim_next {
+            push_claim(&mut q, worker, now);
+        }
+        // Several statements, one round trip (see `run_inputs` on sqlx's deprecation).
+        let mut conn = self.writer.get().await?;
+        #[allow(deprecated)]
+        let mut results = q.build().fetch_many(&mut *conn);
+        let mut ended = 0;
+        let mut next = None;
+        loop {
+            match results.try_next().await {
+                Ok(Some(Either::Left(_))) => ended += 1,
+                Ok(Some(Either::Right(row))) if ended >= ending => {
+                    next = Some(JobRow::from_row(&row)?)
+                }
+                Ok(Some(Either::Right(_))) => {}
+                Ok(None) => return Ok(next),
+                Err(e) if ended >= ending => {
+                    // The job is ended; the next one stays queued for any worker.
+                    tracing::warn!(job.id = %job.id, "claiming the next job failed: {e}");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()> {
@@ -212,7 +255,7 @@ impl JobStore for SqliteStore {
         }
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
         push_steps(&mut q, job_id, attempt, steps);
-        q.build().execute(&self.writer).await?;
+        q.build().execute(&mut *self.writer.get().await?).await?;
         Ok(())
     }
 
@@ -223,6 +266,7 @@ impl JobStore for SqliteStore {
         // so an empty result is told apart from the next statement's row. sqlx 0.8 marks
         // several statements in one query as deprecated (only its SQLite driver has them);
         // moving to a later sqlx means a join decoded by position here instead.
+        let mut conn = self.pool.get().await?;
         #[allow(deprecated)]
         let mut rows = sqlx::query(
             "SELECT * FROM work_items WHERE id = ?1;
@@ -232,7 +276,7 @@ impl JobStore for SqliteStore {
         )
         .bind(work_item_id)
         .bind(agent_id)
-        .fetch_many(&self.pool);
+        .fetch_many(&mut *conn);
         let mut out = RunInputs::default();
         let mut statement = 0;
         while let Some(next) = rows.try_next().await? {
@@ -251,14 +295,14 @@ impl JobStore for SqliteStore {
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>> {
         Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
     async fn job_for_work_item(&self, work_item_id: &str) -> DbResult<Option<JobRow>> {
         Ok(sqlx::query_as("SELECT * FROM jobs WHERE work_item_id = ?")
             .bind(work_item_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
@@ -266,7 +310,7 @@ impl JobStore for SqliteStore {
         Ok(
             sqlx::query_as("SELECT * FROM run_steps WHERE job_id = ? ORDER BY id")
                 .bind(job_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -274,7 +318,7 @@ impl JobStore for SqliteStore {
     async fn get_delivery(&self, job_id: &str) -> DbResult<Option<DeliveryRow>> {
         Ok(sqlx::query_as("SELECT * FROM deliveries WHERE job_id = ?")
             .bind(job_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
@@ -291,34 +335,11 @@ impl JobStore for SqliteStore {
     ) -> DbResult<()> {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
         push_steps(&mut q, &d.job_id, attempt, steps);
-        q.push(
-            "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
-               created_at, updated_at) VALUES (",
-        );
-        let mut values = q.separated(", ");
-        values
-            .push_bind(&d.job_id)
-            .push_bind(&d.work_item_id)
-            .push_bind(&d.status)
-            .push_bind(&d.content)
-            .push_bind(d.attempts)
-            .push_bind(&d.external_id)
-            .push_bind(&d.error)
-            .push_bind(d.created_at)
-            .push_bind(now_ms());
-        q.push(
-            ") ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
-               attempts = excluded.attempts, external_id = excluded.external_id,
-               error = excluded.error, updated_at = excluded.updated_at;",
-        );
+        push_delivery(&mut q, d);
         if let Some((plugin_id, key)) = forget {
-            q.push("DELETE FROM plugin_kv WHERE plugin_id = ")
-                .push_bind(plugin_id)
-                .push(" AND key = ")
-                .push_bind(key)
-                .push(";");
+            push_forget(&mut q, plugin_id, key);
         }
-        q.build().execute(&self.writer).await?;
+        q.build().execute(&mut *self.writer.get().await?).await?;
         Ok(())
     }
 }
@@ -343,4 +364,37 @@ fn push_steps<'a>(
             .push_bind(step.created_at);
     });
     q.push(";");
+}
+
+/// Appends the upsert of a job's delivery state, ended with `;`.
+fn push_delivery<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, d: &'a DeliveryRow) {
+    q.push(
+        "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
+           created_at, updated_at) VALUES (",
+    );
+    let mut values = q.separated(", ");
+    values
+        .push_bind(&d.job_id)
+        .push_bind(&d.work_item_id)
+        .push_bind(&d.status)
+        .push_bind(&d.content)
+        .push_bind(d.attempts)
+        .push_bind(&d.external_id)
+        .push_bind(&d.error)
+        .push_bind(d.created_at)
+        .push_bind(now_ms());
+    q.push(
+        ") ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
+           attempts = excluded.attempts, external_id = excluded.external_id,
+           error = excluded.error, updated_at = excluded.updated_at;",
+    );
+}
+
+/// Appends the removal of a plugin's kv entry, ended with `;`.
+fn push_forget<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, plugin_id: &'a str, key: &'a str) {
+    q.push("DELETE FROM plugin_kv WHERE plugin_id = ")
+        .push_bind(plugin_id)
+        .push(" AND key = ")
+        .push_bind(key)
+        .push(";");
 }

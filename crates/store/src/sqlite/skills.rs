@@ -8,7 +8,8 @@ use async_trait::async_trait;
 impl SkillStore for SqliteStore {
     async fn upsert_skill(&self, s: &NewSkill<'_>) -> DbResult<()> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO skills (skill_id, name, description, tags_json, source, plugin_id, plugin_version,
                content, checksum, enabled, created_at, updated_at)
@@ -50,14 +51,14 @@ impl SkillStore for SqliteStore {
     async fn get_skill(&self, skill_id: &str) -> DbResult<Option<SkillRow>> {
         Ok(sqlx::query_as("SELECT * FROM skills WHERE skill_id = ?")
             .bind(skill_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await?)
     }
 
     async fn list_skills(&self) -> DbResult<Vec<SkillRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM skills ORDER BY name, skill_id")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }
@@ -69,7 +70,7 @@ impl SkillStore for SqliteStore {
         )
         .bind(source)
         .bind(plugin_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -77,13 +78,14 @@ impl SkillStore for SqliteStore {
         Ok(
             sqlx::query_scalar("SELECT path FROM skill_files WHERE skill_id = ? ORDER BY path")
                 .bind(skill_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
     }
 
     async fn delete_skill(&self, skill_id: &str) -> DbResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.writer.get().await?;
+        let mut tx = conn.begin().await?;
         for table in ["skill_files", "skill_assignments"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE skill_id = ?"))
                 .bind(skill_id)
@@ -104,7 +106,7 @@ impl SkillStore for SqliteStore {
                 .bind(enabled)
                 .bind(now_ms())
                 .bind(skill_id)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.get().await?)
                 .await?
                 .rows_affected()
                 == 1,
@@ -127,7 +129,7 @@ impl SkillStore for SqliteStore {
             .bind(scope)
             .bind(scope_ref)
             .bind(now_ms())
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         } else {
             sqlx::query(
@@ -136,7 +138,7 @@ impl SkillStore for SqliteStore {
             .bind(skill_id)
             .bind(scope)
             .bind(scope_ref)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.get().await?)
             .await?;
         }
         Ok(())
@@ -147,7 +149,7 @@ impl SkillStore for SqliteStore {
             "SELECT scope, scope_ref FROM skill_assignments WHERE skill_id = ? ORDER BY scope, scope_ref",
         )
         .bind(skill_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await?)
     }
 
@@ -172,7 +174,10 @@ impl SkillStore for SqliteStore {
                 .push(")");
         }
         q.push(")");
-        let rows: Vec<SkillRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<SkillRow> = q
+            .build_query_as()
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?;
         let mut out: Vec<SkillRow> = Vec::new();
         for r in rows {
             if !out.iter().any(|o| o.skill_id == r.skill_id) {
