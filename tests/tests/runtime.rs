@@ -79,13 +79,17 @@ async fn components_compile_once_and_stale_cache_files_are_replaced() {
     let second =
         tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
     assert_eq!(second.cache, CacheOutcome::Hit);
-    // A corrupt cache file is detected and rebuilt, and the plugin still works.
+    // A corrupt cache file is detected and rebuilt, and the plugin still works. The garbage
+    // replaces the file (renamed over it): the loaded plugins map the old one, and a cache
+    // file is never written in place while a host runs (see `nitejar_sandbox::cache`).
     let cached = std::fs::read_dir(rig._dir.path().join("cache"))
         .unwrap()
         .flatten()
         .find(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .unwrap();
-    std::fs::write(cached.path(), b"garbage").unwrap();
+    let garbage = rig._dir.path().join("garbage");
+    std::fs::write(&garbage, b"garbage").unwrap();
+    std::fs::rename(&garbage, cached.path()).unwrap();
     let third = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
     assert_eq!(third.cache, CacheOutcome::Compiled);
     let out =
