@@ -121,3 +121,70 @@ impl Connections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transaction dropped uncommitted is rolled back before the connection's next use; a
+    /// connection still inside a transaction (as a failed `COMMIT` leaves it; forgotten here) is
+    /// replaced, which rolls its transaction back and frees the write lock.
+    #[tokio::test]
+    async fn connections_come_back_outside_any_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_millis(100));
+        let db = Connections::open(&options, 1).await.unwrap();
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t")
+                .fetch_one(&mut *db.get().await.unwrap())
+                .await
+                .unwrap()
+        };
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut *db.get().await.unwrap())
+            .await
+            .unwrap();
+
+        {
+            let mut conn = db.get().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        assert_eq!(count().await, 0, "the dropped transaction was rolled back");
+
+        {
+            let mut conn = db.get().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (2)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            std::mem::forget(tx);
+        }
+        let conn = db.get().await.unwrap();
+        assert!(!conn.is_in_transaction(), "a fresh connection");
+        drop(conn);
+        assert_eq!(
+            count().await,
+            0,
+            "the open transaction died with its connection"
+        );
+        // The write lock is free: another connection writes at once.
+        let other = Connections::open(&options, 1).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut *other.get().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(count().await, 1);
+
+        db.close().await;
+        assert!(db.get().await.is_err(), "closed");
+    }
+}
