@@ -15,16 +15,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Removes a job's delivery guard entry from the integration plugin's kv (its outcome is
-/// recorded, or the job was given up): a failure is logged, the entry is then only stale.
-async fn forget_delivery_guard(runner: &Runner, job_id: &str, plugin_id: &str) {
-    use nitejar_sandbox::capabilities::kv::KvStore;
-    let key = format!("{DELIVERY_GUARD_PREFIX}{job_id}");
-    if let Err(e) = KvStore::delete(&*runner.store, plugin_id, &key).await {
-        tracing::warn!(job.id = %job_id, "removing the delivery guard entry failed: {e}");
-    }
-}
-
 /// Whether `e` is the database refusing a write for now (disk full, locked): the host's state,
 /// not the job's, so the run is tried again instead of being recorded as failed.
 pub fn database_refused(e: &anyhow::Error) -> bool {
@@ -46,19 +36,24 @@ pub async fn run_job(
 ) -> anyhow::Result<Option<JobRow>> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
+        // An attempt that stopped mid-delivery left its guard entry; nothing will read it now:
+        // it goes with the end (read first, so nothing fails after the next job is claimed).
+        let guard_key = format!("{DELIVERY_GUARD_PREFIX}{}", job.id);
+        let plugin_id = match runner.store.get_work_item(&job.work_item_id).await? {
+            Some(item) => runner
+                .store
+                .get_instance(&item.plugin_instance_id)
+                .await?
+                .map(|i| i.plugin_id),
+            None => None,
+        };
         let end = JobEnd {
             error: Some(&msg),
+            forget: plugin_id.as_deref().map(|p| (p, guard_key.as_str())),
             claim_next,
             ..JobEnd::new("failed")
         };
-        let next = runner.store.finish_job(&job, &end).await?;
-        // An attempt that stopped mid-delivery left its guard entry; nothing will read it now.
-        if let Some(item) = runner.store.get_work_item(&job.work_item_id).await?
-            && let Some(instance) = runner.store.get_instance(&item.plugin_instance_id).await?
-        {
-            forget_delivery_guard(runner, &job.id, &instance.plugin_id).await;
-        }
-        return Ok(next);
+        return Ok(runner.store.finish_job(&job, &end).await?);
     }
     // Only an earlier attempt can have settled the reply.
     if job.attempts > 1
