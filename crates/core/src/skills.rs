@@ -354,18 +354,11 @@ pub async fn resolve(
         scopes.push(("team", team));
     }
     let rows = ctx.store.assigned_skills(&scopes).await?;
-    Ok(usable(registry, rows))
-}
-
-/// Of the skills assigned to a run's scopes (as [`resolve`] reads them, or
-/// [`nitejar_store::RunInputs::skills`]), those available now (a plugin's skill only while the
-/// plugin is loaded), by precedence.
-pub fn usable(registry: &PluginRegistry, rows: Vec<SkillRow>) -> Vec<SkillRow> {
-    by_precedence(
+    Ok(by_precedence(
         rows.into_iter()
             .filter(|r| available(registry, r))
             .collect(),
-    )
+    ))
 }
 
 /// The API view of a skill (content only when `full`); `all` is the whole index, read once by

@@ -206,14 +206,8 @@ pub trait JobStore: Send + Sync {
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()>;
 
     /// What a run reads before it starts, in one round trip: the work item, the instance it
-    /// came from and the agent (each `None` when it is gone), the skills assigned to the run's
-    /// scopes, and the conversation before the work item (at most `history_turns`).
-    async fn run_inputs(
-        &self,
-        work_item_id: &str,
-        agent_id: &str,
-        history_turns: u32,
-    ) -> DbResult<RunInputs>;
+    /// came from and the agent (each `None` when it is gone).
+    async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs>;
 
     /// One job.
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>>;
@@ -287,10 +281,4 @@ pub struct RunInputs {
     pub instance: Option<crate::InstanceRow>,
     /// The agent that answers.
     pub agent: Option<AgentRow>,
-    /// The enabled skills assigned globally, to the agent, to its team or to the instance's
-    /// integration type: each once, by name (as [`crate::SkillStore::assigned_skills`]).
-    pub skills: Vec<crate::SkillRow>,
-    /// The work items before this one in its instance and session, newest first, with their
-    /// delivered replies (as [`crate::WorkItemStore::session_history`]).
-    pub history: Vec<crate::SessionTurn>,
 }

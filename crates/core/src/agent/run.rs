@@ -189,15 +189,10 @@ pub fn conversation(turns: &[nitejar_store::SessionTurn], max_bytes: usize) -> V
 
 impl Run {
     async fn prepare(runner: &Arc<Runner>, job: &JobRow) -> anyhow::Result<Run> {
-        // The work item, its instance, the agent, the skills of its scopes and the
-        // conversation so far: one round trip.
+        // The work item, its instance and the agent: one round trip.
         let inputs = runner
             .store
-            .run_inputs(
-                &job.work_item_id,
-                &job.agent_id,
-                crate::limits::SESSION_HISTORY_TURNS,
-            )
+            .run_inputs(&job.work_item_id, &job.agent_id)
             .await?;
         let item = inputs
             .item
@@ -210,7 +205,13 @@ impl Run {
         let instance = inputs
             .instance
             .ok_or_else(|| anyhow!("integration instance {} is gone", item.plugin_instance_id))?;
-        let skills = crate::skills::usable(&runner.registry, inputs.skills);
+        let skills = crate::skills::resolve(
+            &runner.skills,
+            &runner.registry,
+            &agent,
+            &instance.integration_type,
+        )
+        .await?;
         let mut skill_files = Vec::new();
         for s in &skills {
             skill_files.push((
@@ -222,7 +223,11 @@ impl Run {
         let history = if item.command.as_deref() == Some(crate::limits::CLEAR_COMMAND) {
             vec![]
         } else {
-            conversation(&inputs.history, crate::limits::SESSION_HISTORY_MAX_BYTES)
+            let turns = runner
+                .store
+                .session_history(&item, crate::limits::SESSION_HISTORY_TURNS)
+                .await?;
+            conversation(&turns, crate::limits::SESSION_HISTORY_MAX_BYTES)
         };
         let scope = RunScope::new(h::HookContext {
             plugin_instance_id: Some(instance.id.clone()),

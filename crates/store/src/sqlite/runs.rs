@@ -87,29 +87,6 @@ impl AgentStore for SqliteStore {
     }
 }
 
-/// The skills assigned to a run's scopes (binds: ?1 work item, ?2 agent): global, the agent,
-/// its team, the integration type of the work item's instance (one row per assignment).
-pub(crate) const RUN_SKILLS_SQL: &str =
-    "SELECT s.* FROM skills s JOIN skill_assignments a ON a.skill_id = s.skill_id
-     WHERE s.enabled = 1 AND (
-       (a.scope = 'global' AND a.scope_ref = '')
-       OR (a.scope = 'agent' AND a.scope_ref = ?2)
-       OR (a.scope = 'team' AND a.scope_ref = (SELECT team FROM agents WHERE id = ?2))
-       OR (a.scope = 'integration_type' AND a.scope_ref = (
-             SELECT i.type FROM plugin_instances i
-             WHERE i.id = (SELECT plugin_instance_id FROM work_items WHERE id = ?1))))";
-
-/// The conversation before a work item (binds: ?1 work item, ?3 turns), as
-/// [`super::instances::SESSION_HISTORY_SQL`] with the work item's own fields read in place.
-pub(crate) const RUN_HISTORY_SQL: &str = "SELECT w.id AS work_item_id, w.text, w.command,
-                    (SELECT d.content FROM deliveries d
-                     WHERE d.work_item_id = w.id AND d.status = 'delivered' LIMIT 1) AS reply
-             FROM work_items me JOIN work_items w
-               ON w.plugin_instance_id = me.plugin_instance_id AND w.session_key = me.session_key
-             WHERE me.id = ?1 AND (w.created_at, w.id) < (me.created_at, me.id)
-             ORDER BY w.created_at DESC, w.id DESC
-             LIMIT ?3";
-
 /// The claim of the oldest queued job, around its three binds (worker, now, now): one claimer
 /// per job. The oldest is read from `idx_jobs_status` in order (see the store tests).
 pub(crate) const CLAIM_JOB_SQL: [&str; 4] = [
@@ -282,36 +259,25 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn run_inputs(
-        &self,
-        work_item_id: &str,
-        agent_id: &str,
-        history_turns: u32,
-    ) -> DbResult<RunInputs> {
+    async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs> {
         use futures::TryStreamExt;
         use sqlx::{Either, FromRow};
-        // Five statements, one round trip; each statement's end is reported in the stream,
-        // so an empty result is told apart from the next statement's rows. sqlx 0.8 marks
+        // Three statements, one round trip; each statement's end is reported in the stream,
+        // so an empty result is told apart from the next statement's row. sqlx 0.8 marks
         // several statements in one query as deprecated (only its SQLite driver has them);
-        // moving to a later sqlx means one round trip per statement here, or joins decoded
-        // by position.
-        let sql = format!(
+        // moving to a later sqlx means a join decoded by position here instead.
+        let mut conn = self.pool.get().await?;
+        #[allow(deprecated)]
+        let mut rows = sqlx::query(
             "SELECT * FROM work_items WHERE id = ?1;
              SELECT * FROM plugin_instances
                WHERE id = (SELECT plugin_instance_id FROM work_items WHERE id = ?1);
-             SELECT * FROM agents WHERE id = ?2;
-             {RUN_SKILLS_SQL};
-             {RUN_HISTORY_SQL};"
-        );
-        let mut conn = self.pool.get().await?;
-        #[allow(deprecated)]
-        let mut rows = sqlx::query(&sql)
-            .bind(work_item_id)
-            .bind(agent_id)
-            .bind(history_turns)
-            .fetch_many(&mut *conn);
+             SELECT * FROM agents WHERE id = ?2;",
+        )
+        .bind(work_item_id)
+        .bind(agent_id)
+        .fetch_many(&mut *conn);
         let mut out = RunInputs::default();
-        let mut skills = Vec::new();
         let mut statement = 0;
         while let Some(next) = rows.try_next().await? {
             match next {
@@ -319,13 +285,10 @@ impl JobStore for SqliteStore {
                 Either::Right(row) => match statement {
                     0 => out.item = Some(WorkItemRow::from_row(&row)?),
                     1 => out.instance = Some(InstanceRow::from_row(&row)?),
-                    2 => out.agent = Some(AgentRow::from_row(&row)?),
-                    3 => skills.push(SkillRow::from_row(&row)?),
-                    _ => out.history.push(SessionTurn::from_row(&row)?),
+                    _ => out.agent = Some(AgentRow::from_row(&row)?),
                 },
             }
         }
-        out.skills = super::skills::once_by_name(skills);
         Ok(out)
     }
 

@@ -178,18 +178,13 @@ impl SkillStore for SqliteStore {
             .build_query_as()
             .fetch_all(&mut *self.pool.get().await?)
             .await?;
-        Ok(once_by_name(rows))
-    }
-}
-
-/// Skill rows (one per matching assignment) with each skill once, by name then id.
-pub(crate) fn once_by_name(rows: Vec<SkillRow>) -> Vec<SkillRow> {
-    let mut out: Vec<SkillRow> = Vec::new();
-    for r in rows {
-        if !out.iter().any(|o| o.skill_id == r.skill_id) {
-            out.push(r);
+        let mut out: Vec<SkillRow> = Vec::new();
+        for r in rows {
+            if !out.iter().any(|o| o.skill_id == r.skill_id) {
+                out.push(r);
+            }
         }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.skill_id.cmp(&b.skill_id)));
+        Ok(out)
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.skill_id.cmp(&b.skill_id)));
-    out
 }
