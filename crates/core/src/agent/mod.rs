@@ -3,9 +3,8 @@
 //! A webhook's work item gets a job in the same transaction (see [`crate::ingress`]). Workers
 //! claim queued jobs atomically (one claimer per job); a run that ends claims the worker's next
 //! job in the same round trip as its end (with a backlog, a claim costs no round trip of its
-//! own). A run builds the system prompt (the
-//! agent's prompt plus the tool providers' sections), dispatches `run.pre_prompt`, then loops up
-//! to the agent's turn limit: `model.pre_call`, the model call, `model.post_call`, and for each
+//! own). A run builds the system prompt (the agent's prompt plus the tool providers' sections),
+//! dispatches `run.pre_prompt`, then loops up to the agent's turn limit: `model.pre_call`, the model call, `model.post_call`, and for each
 //! tool call `tool.pre_exec`, the tool, `tool.post_exec`. The final response goes through
 //! `response.pre_deliver`, the integration's `post-response` (retried, with the job id as the
 //! idempotency key) and `response.post_deliver`.
@@ -17,8 +16,9 @@
 //! back the same way. A job whose delivery is recorded `delivered` (or `blocked`) never posts
 //! again, so a reply is delivered once; the outcome of a post is written right after it (with
 //! the job's end when no `response.post_deliver` handler runs in between, so a crash between
-//! the post and that write leaves `posting` exactly as before). The remaining window (the platform accepted the post, the process died
-//! before recording it) is covered by the idempotency key the integration passes on.
+//! the post and that write leaves `posting` exactly as before). The remaining window (the
+//! platform accepted the post, the process died before recording it) is covered by the
+//! idempotency key the integration passes on.
 
 pub mod model;
 mod run;
