@@ -4,8 +4,9 @@
 //! claim queued jobs atomically (one claimer per job); a run that ends claims the worker's next
 //! job in the same round trip as its end (with a backlog, a claim costs no round trip of its
 //! own). A run builds the system prompt (the agent's prompt plus the tool providers' sections),
-//! dispatches `run.pre_prompt`, then loops up to the agent's turn limit: `model.pre_call`, the model call, `model.post_call`, and for each
-//! tool call `tool.pre_exec`, the tool, `tool.post_exec`. The final response goes through
+//! dispatches `run.pre_prompt`, then loops up to the agent's turn limit: `model.pre_call`, the
+//! model call, `model.post_call`, and for each tool call `tool.pre_exec`, the tool,
+//! `tool.post_exec`. The final response goes through
 //! `response.pre_deliver`, the integration's `post-response` (retried, with the job id as the
 //! idempotency key) and `response.post_deliver`.
 //!
