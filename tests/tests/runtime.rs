@@ -213,3 +213,116 @@ async fn a_looping_hook_is_stopped_by_the_store_deadline() {
         .expect("a timeout receipt");
     assert_eq!(timeout.hook_name.as_deref(), Some("response.pre_deliver"));
 }
+
+/// KiB of this process's pages resident in the mappings that overlap `range`.
+#[cfg(target_os = "linux")]
+fn resident_kib(range: &std::ops::Range<usize>) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut total = 0;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = head.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            inside = a < range.end && b > range.start;
+        } else if inside && let Some(kib) = line.strip_prefix("Rss:") {
+            total += kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    total
+}
+
+/// A plugin's compiled code is mapped from the compile cache; what its calls touched is handed
+/// back to the kernel once it is loaded and whenever it has been idle since the last look, and
+/// read again when it is called.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_plugins_code_is_handed_back_and_read_again_when_called() {
+    let rig = rig_in(tempfile::tempdir().unwrap()).await;
+    let pkg = package("hooks");
+    let rt = &rig.runtime;
+    let grants = Grants::all_declared(&pkg.manifest);
+    let p = Arc::new(
+        tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap(),
+    );
+    let image = p.image_range();
+    let call = |text: &str| {
+        tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver(text), 1_000)).unwrap()
+    };
+    assert!(matches!(
+        call("first"),
+        ResponsePreDeliverDecision::Proceed(_)
+    ));
+    let used = resident_kib(&image);
+    assert!(used > 0, "a call maps code");
+
+    // Its first instance is prepared in the background, then its pages are handed back.
+    rt.prewarm(&p);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while resident_kib(&image) >= used && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let loaded = resident_kib(&image);
+    assert!(
+        loaded < used,
+        "{loaded} KiB resident once loaded, {used} KiB before"
+    );
+
+    // Called: read again, and it works. The next look finds it used (kept), the one after
+    // finds it idle (handed back).
+    let out = call("token: Bearer abc.def done");
+    assert_eq!(
+        out,
+        ResponsePreDeliverDecision::Proceed(ResponsePreDeliverPatch {
+            content: Some("token: Bearer [redacted] done".into())
+        })
+    );
+    let called = resident_kib(&image);
+    assert!(
+        called > loaded,
+        "{called} KiB after a call, {loaded} KiB before"
+    );
+    rt.release_idle_code();
+    assert_eq!(
+        resident_kib(&image),
+        called,
+        "used since the last look: kept"
+    );
+    rt.release_idle_code();
+    let idle = resident_kib(&image);
+    assert!(
+        idle < called,
+        "idle: handed back ({idle} KiB, {called} KiB before)"
+    );
+    assert!(matches!(
+        call("again"),
+        ResponsePreDeliverDecision::Proceed(_)
+    ));
+}
+
+/// Runs reserve room for their instances in the pool up front and wait in turn for it, so
+/// runs holding part of what they need can never fill the pool between them.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_reserve_room_in_the_instance_pool_and_wait_in_turn() {
+    let rig = rig_in(tempfile::tempdir().unwrap()).await;
+    let rt = &rig.runtime;
+    let room = nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES as usize
+        - nitejar_sandbox::limits::POOL_OUTSIDE_RUNS;
+    let first = rt.reserve_instances(room - 10).await;
+    assert_eq!(first.instances(), room - 10);
+    let mut second = Box::pin(rt.reserve_instances(20));
+    assert!(futures::poll!(&mut second).is_pending(), "no room: waits");
+    drop(first);
+    let second = second.await;
+    assert_eq!(second.instances(), 20);
+    drop(second);
+    // More plugins than the pool holds: all the room (the pool itself bounds the rest).
+    assert_eq!(rt.reserve_instances(100_000).await.instances(), room);
+    assert_eq!(rt.reserve_instances(0).await.instances(), 0);
+}

@@ -9,9 +9,10 @@
 //! copy in memory is anonymous memory, which the kernel can never reclaim without swap, of the
 //! whole compiled image of every plugin, used or not (0.37 MiB for the example hooks plugin).
 //! Mapped, the image is clean page cache the kernel can drop under memory pressure and read
-//! again when a call touches it, and boot is faster (no copy). Right after loading, the pages
-//! the load read are handed back (`MADV_PAGEOUT`, only advice). What stays anonymous is
-//! wasmtime's own metadata, about 0.1 MiB per component.
+//! again when a call touches it, and boot is faster (no copy). The pages a plugin's calls
+//! touched are handed back (`MADV_PAGEOUT`, only advice) once its load-time calls are done and
+//! whenever it has been idle a while (see [`crate::instance`]).
+//! What stays anonymous is wasmtime's own metadata, about 0.1 MiB per component.
 //!
 //! The condition of mapping: a cache file is never written in place while the host runs. This
 //! host writes each file once, under a temporary name, and renames it into place (a
@@ -76,10 +77,7 @@ impl ComponentCache {
             // hash, and is never written in place (see the module docs); wasmtime also checks
             // the header and refuses incompatible artifacts.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => {
-                    release_image(&c);
-                    return Ok((c, CacheOutcome::Hit));
-                }
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
                 Err(e) => tracing::warn!(
                     "cached component {} is unusable, recompiling: {e}",
                     path.display()
@@ -90,12 +88,17 @@ impl ComponentCache {
         let tmp = self
             .dir
             .join(format!(".{digest}-{}.tmp", uuid::Uuid::new_v4()));
-        std::fs::write(&tmp, &compiled)?;
+        // Written out before it is used: its pages are clean when mapped (pages still being
+        // written back cannot be handed back to the kernel, see `release_image`), and a crash
+        // never leaves a renamed file whose contents did not reach the disk.
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, &compiled)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, &path)?;
         drop(compiled);
         // SAFETY: just produced by `precompile_component` on this engine and renamed into place.
         let component = unsafe { Component::deserialize_file(engine, &path)? };
-        release_image(&component);
         Ok((component, CacheOutcome::Compiled))
     }
 }
@@ -103,10 +106,20 @@ impl ComponentCache {
 /// Hands the pages of a loaded component's image back to the kernel (see the module docs):
 /// clean file pages only mapped here are dropped and read again when touched; pages wasmtime
 /// wrote, and pages the kernel keeps for other reasons, stay. Only advice: nothing is lost, a
-/// failure changes nothing but the memory kept.
-fn release_image(component: &Component) {
+/// failure changes nothing but the memory kept. Safe while other threads run the code (a page
+/// they touch is faulted back in).
+///
+/// `file` is the cache file the image is mapped from. Pages faulted in lately sit in the
+/// kernel's per-CPU batches until enough follow, and `MADV_PAGEOUT` skips pages not on its
+/// lists yet: telling the kernel first that the file's cached pages are not needed
+/// (`POSIX_FADV_DONTNEED`, which drops the ones nobody maps) drains those batches on every CPU
+/// when some of its pages are mapped, as the image's are.
+pub(crate) fn release_image(component: &Component, file: &Path) {
     #[cfg(target_os = "linux")]
     {
+        if let Ok(f) = std::fs::File::open(file) {
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+        }
         let range = component.image_range();
         let page = rustix::param::page_size();
         let start = (range.start as usize) & !(page - 1);
@@ -124,5 +137,5 @@ fn release_image(component: &Component) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = component;
+    let _ = (component, file);
 }

@@ -7,6 +7,15 @@
 //! Instantiation is the expensive part of a call, so the [`Prewarmer`] keeps a few instances of
 //! each plugin that serves runs ready on a background thread: a run takes one and a replacement
 //! is made off the hot path.
+//!
+//! The same thread hands the code of idle plugins back to the kernel: a plugin's compiled
+//! code is mapped from the compile cache (see [`crate::cache`]) and the pages a call touches
+//! stay resident in the process afterwards. Once a plugin's load-time calls and first prepared
+//! instances are done, and afterwards whenever no instance of it was made and no call ran
+//! for a whole [`IDLE_CODE_RELEASE`], its pages are released (`MADV_PAGEOUT`). So 100 installed
+//! plugins nobody calls cost their metadata and prepared instances, not their code; the first
+//! call after an idle spell reads the pages it needs again (from the page cache, or the disk
+//! if the kernel reclaimed them).
 
 use crate::bindings::exports::nitejar::plugin::hooks::{
     Guest as HooksGuest, GuestIndices as HooksIndices,
@@ -25,7 +34,7 @@ use crate::output::OutputSize;
 use crate::receipts::ReceiptSink;
 use crate::runtime::{CallSpec, Finished, LoadedPlugin};
 use crate::store::{Capabilities, GuestLimiter, HostState};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -51,6 +60,8 @@ pub struct Warm {
     hooks: Option<HooksGuest>,
     /// The plugin's instruction budget per call, when set (else the default of the call kind).
     fuel_per_call: Option<u64>,
+    /// The plugin's [`LoadedPlugin::code_used`] flag.
+    code_used: Arc<AtomicBool>,
 }
 
 impl Warm {
@@ -84,6 +95,7 @@ impl StoreFactory {
     /// Builds a bounded store for `plugin` and instantiates it (start functions run under the
     /// inspection deadline).
     pub(crate) fn instantiate(&self, plugin: &LoadedPlugin) -> Result<Warm, PluginFailure> {
+        mark_used(&plugin.code_used);
         let ctx = Arc::new(CallContext::new(
             plugin.id.clone(),
             plugin.version.clone(),
@@ -151,6 +163,7 @@ impl StoreFactory {
                     poisoned: false,
                     hooks,
                     fuel_per_call: plugin.fuel_per_call,
+                    code_used: plugin.code_used.clone(),
                 })
             }
             Err(e) => {
@@ -183,6 +196,7 @@ pub(crate) fn invoke<R: OutputSize>(
             fuel_used: None,
         };
     }
+    mark_used(&warm.code_used);
     let store = warm.store.get_mut().unwrap_or_else(|e| e.into_inner());
     warm.ctx.set_scope(CallScope {
         work_item_id: spec.correlation.work_item_id.clone(),
@@ -259,6 +273,14 @@ pub(crate) fn invoke<R: OutputSize>(
     }
 }
 
+/// Notes that a plugin's code ran (written only when it changes: every run calls every hook
+/// plugin, and the flag's cache line is shared by the threads that do).
+fn mark_used(flag: &AtomicBool) {
+    if !flag.load(Ordering::Relaxed) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The most bytes a call may return: [`MAX_GUEST_OUTPUT_BYTES`] more than it was given.
 fn output_cap(input_bytes: usize) -> usize {
     MAX_GUEST_OUTPUT_BYTES.saturating_add(input_bytes)
@@ -278,17 +300,30 @@ enum Chore {
     Retire(Vec<Warm>),
 }
 
+/// How long a plugin's code must go unused before its pages are handed back to the kernel
+/// (between one and two of these after its last call: the prewarm thread looks this often).
+pub const IDLE_CODE_RELEASE: Duration = Duration::from_secs(60);
+
 /// Keeps instances of each run-serving plugin ready (one at first, more as runs ask: up to
 /// [`crate::limits::PREWARMED_INSTANCES`]), built on a
 /// background thread, and tears down the instances of finished runs there too, so neither
-/// instantiation nor teardown is on a run's path. Holds plugins weakly: a disabled or replaced
-/// version's pool dies with it.
+/// instantiation nor teardown is on a run's path; hands idle plugins' code back to the kernel
+/// (see the module docs). Holds plugins weakly: a disabled or replaced version's pool dies
+/// with it.
 pub(crate) struct Prewarmer {
     tx: mpsc::Sender<Chore>,
     /// Instances handed over for teardown and not yet torn down.
     retiring: Arc<AtomicUsize>,
-    /// The plugins it has prepared instances of (to give them back when the pool is full).
-    prepared: Arc<std::sync::Mutex<Vec<Weak<LoadedPlugin>>>>,
+    /// Every plugin loaded (to give prepared instances back when the pool is full, and to
+    /// release idle code).
+    known: Arc<std::sync::Mutex<Vec<Known>>>,
+}
+
+/// A plugin the prewarm thread looks after.
+struct Known {
+    plugin: Weak<LoadedPlugin>,
+    /// Its code was handed back and has not run since.
+    released: bool,
 }
 
 /// Above this many instances waiting for teardown, a finished run tears its own down (so a
@@ -298,47 +333,37 @@ const MAX_RETIRING: usize = 32;
 impl Prewarmer {
     /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped.
     pub(crate) fn start(factory: Arc<StoreFactory>) -> Prewarmer {
+        let idle = IDLE_CODE_RELEASE;
         let (tx, rx) = mpsc::channel::<Chore>();
         let retiring = Arc::new(AtomicUsize::new(0));
         let counter = retiring.clone();
-        let prepared = Arc::new(std::sync::Mutex::new(Vec::<Weak<LoadedPlugin>>::new()));
-        let known = prepared.clone();
+        let known = Arc::new(std::sync::Mutex::new(Vec::<Known>::new()));
+        let list = known.clone();
         std::thread::Builder::new()
             .name("nitejar-prewarm".into())
             .spawn(move || {
-                while let Ok(chore) = rx.recv() {
-                    let weak = match chore {
-                        Chore::Retire(instances) => {
+                let mut next_look = Instant::now() + idle;
+                loop {
+                    let wait = next_look.saturating_duration_since(Instant::now());
+                    let chore = match rx.recv_timeout(wait) {
+                        Ok(chore) => Some(chore),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    // Looked at on time even while chores keep coming (one busy plugin must
+                    // not keep the others' idle code resident).
+                    if Instant::now() >= next_look {
+                        release_idle(&list);
+                        next_look = Instant::now() + idle;
+                    }
+                    match chore {
+                        None => {}
+                        Some(Chore::Retire(instances)) => {
                             let n = instances.len();
                             drop(instances);
                             counter.fetch_sub(n, Ordering::Relaxed);
-                            continue;
                         }
-                        Chore::Refill(weak) => weak,
-                    };
-                    let Some(plugin) = weak.upgrade() else {
-                        continue;
-                    };
-                    if let Ok(mut known) = known.lock()
-                        && !known.iter().any(|k| Weak::ptr_eq(k, &weak))
-                    {
-                        known.retain(|k| k.strong_count() > 0);
-                        known.push(weak);
-                    }
-                    while plugin.pool_len() < plugin.prewarm_target() {
-                        match factory.instantiate(&plugin) {
-                            Ok(warm) => plugin.pool_put(warm),
-                            // The pool is full: runs come first; this is retried on the next
-                            // request.
-                            Err(PluginFailure::Busy) => break,
-                            Err(e) => {
-                                tracing::warn!(
-                                    plugin_id = %plugin.id(),
-                                    "preparing an instance ahead of demand failed: {e}"
-                                );
-                                break;
-                            }
-                        }
+                        Some(Chore::Refill(weak)) => refill(&factory, &list, weak),
                     }
                 }
             })
@@ -346,15 +371,15 @@ impl Prewarmer {
         Prewarmer {
             tx,
             retiring,
-            prepared,
+            known,
         }
     }
 
     /// Tears down every prepared instance (the instance pool is full and a run needs room);
     /// how many there were.
     pub(crate) fn release_prepared(&self) -> usize {
-        let plugins: Vec<Arc<LoadedPlugin>> = match self.prepared.lock() {
-            Ok(known) => known.iter().filter_map(Weak::upgrade).collect(),
+        let plugins: Vec<Arc<LoadedPlugin>> = match self.known.lock() {
+            Ok(known) => known.iter().filter_map(|k| k.plugin.upgrade()).collect(),
             Err(_) => return 0,
         };
         let mut released = 0;
@@ -367,7 +392,13 @@ impl Prewarmer {
         released
     }
 
-    /// Asks for `plugin`'s pool to be topped up.
+    /// Looks at every plugin now, as the prewarm thread does each [`IDLE_CODE_RELEASE`].
+    pub(crate) fn release_idle(&self) {
+        release_idle(&self.known);
+    }
+
+    /// Asks for `plugin`'s pool to be topped up (the first time: also for its code to be
+    /// released once that is done).
     pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
         let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
     }
@@ -383,6 +414,66 @@ impl Prewarmer {
         if let Err(mpsc::SendError(Chore::Retire(v))) = self.tx.send(Chore::Retire(instances)) {
             self.retiring.fetch_sub(v.len(), Ordering::Relaxed);
             drop(v);
+        }
+    }
+}
+
+/// Tops up `weak`'s pool; a plugin seen for the first time is remembered, and its code
+/// released once its first instances are made (its load-time calls are over by then).
+fn refill(factory: &StoreFactory, list: &std::sync::Mutex<Vec<Known>>, weak: Weak<LoadedPlugin>) {
+    let Some(plugin) = weak.upgrade() else {
+        return;
+    };
+    let first = match list.lock() {
+        Ok(mut known) if !known.iter().any(|k| Weak::ptr_eq(&k.plugin, &weak)) => {
+            known.retain(|k| k.plugin.strong_count() > 0);
+            known.push(Known {
+                plugin: weak,
+                released: false,
+            });
+            true
+        }
+        _ => false,
+    };
+    if plugin.serves_runs() {
+        while plugin.pool_len() < plugin.prewarm_target() {
+            match factory.instantiate(&plugin) {
+                Ok(warm) => plugin.pool_put(warm),
+                // The pool is full: runs come first; this is retried on the next request.
+                Err(PluginFailure::Busy) => break,
+                Err(e) => {
+                    tracing::warn!(
+                        plugin_id = %plugin.id(),
+                        "preparing an instance ahead of demand failed: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    if first {
+        // Counted as idle from here: the next look releases it again unless it ran.
+        plugin.code_used.store(false, Ordering::Relaxed);
+        crate::cache::release_image(plugin.pre.component(), &plugin.image_file);
+    }
+}
+
+/// Releases the code of every plugin whose code did not run since the last look, once per
+/// idle spell; forgets plugins dropped since.
+fn release_idle(list: &std::sync::Mutex<Vec<Known>>) {
+    let Ok(mut known) = list.lock() else {
+        return;
+    };
+    known.retain(|k| k.plugin.strong_count() > 0);
+    for k in known.iter_mut() {
+        let Some(plugin) = k.plugin.upgrade() else {
+            continue;
+        };
+        if plugin.code_used.swap(false, Ordering::Relaxed) {
+            k.released = false;
+        } else if !k.released {
+            crate::cache::release_image(plugin.pre.component(), &plugin.image_file);
+            k.released = true;
         }
     }
 }

@@ -70,6 +70,11 @@ pub const MAX_CONCURRENT_CALLS_PER_PLUGIN: usize = POOL_TOTAL_COMPONENT_INSTANCE
 /// that a plugin whose calls hang refuses its own traffic quickly.
 pub const CALL_SLOT_WAIT_MS: u64 = 250;
 
+/// Instances of the pool runs never reserve (see `PluginRuntime::reserve_instances`): room for
+/// calls on fresh instances (webhooks, configuration checks) and for finished runs' instances
+/// waiting for teardown.
+pub const POOL_OUTSIDE_RUNS: usize = 2 * MAX_CONCURRENT_CALLS_PER_PLUGIN;
+
 /// How long a run waits for room in a full instance pool (after giving back every prepared
 /// instance) before the call is refused as busy.
 pub const CAPACITY_WAIT_MS: u64 = 1_000;

@@ -138,6 +138,11 @@ pub struct LoadedPlugin {
     fuel_source: &'static str,
     /// Instructions used by this version's calls so far (calls, total).
     metered: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
+    /// Set whenever the plugin's code runs (an instance made, a call); the prewarm thread
+    /// clears it and hands the code of plugins idle since its last look back to the kernel.
+    pub(crate) code_used: Arc<std::sync::atomic::AtomicBool>,
+    /// The compile-cache file the code is mapped from.
+    pub(crate) image_file: PathBuf,
 }
 
 /// A call slot of one plugin, released when dropped.
@@ -215,6 +220,12 @@ impl LoadedPlugin {
     pub fn version(&self) -> &str {
         &self.version
     }
+    /// Where the plugin's compiled image is mapped in this process (its code and data, see
+    /// [`crate::cache`]): for looking at what of it is resident.
+    pub fn image_range(&self) -> std::ops::Range<usize> {
+        let r = self.pre.component().image_range();
+        r.start as usize..r.end as usize
+    }
     /// Whether runs call this plugin (hooks or tools), so instances are prepared ahead of demand.
     pub fn serves_runs(&self) -> bool {
         !self.contributions.hooks.is_empty() || !self.tools.is_empty()
@@ -249,6 +260,18 @@ impl LoadedPlugin {
         self.integrations
             .iter()
             .find(|d| d.integration_type == integration_type)
+    }
+}
+
+/// Room in the instance pool held for one run (see [`PluginRuntime::reserve_instances`]);
+/// given back when dropped.
+#[derive(Debug)]
+pub struct InstanceReservation(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl InstanceReservation {
+    /// Instances reserved.
+    pub fn instances(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.num_permits())
     }
 }
 
@@ -332,6 +355,10 @@ pub struct PluginRuntime {
     factory: Arc<StoreFactory>,
     prewarmer: Prewarmer,
     pool_hits: std::sync::atomic::AtomicU64,
+    /// The instance pool's room for runs and webhook hook chains, one permit per instance
+    /// (see [`PluginRuntime::reserve_instances`]).
+    run_room: Arc<tokio::sync::Semaphore>,
+    run_room_total: usize,
     pool_misses: std::sync::atomic::AtomicU64,
     crash_guard: Option<Arc<crate::crash_guard::CrashGuard>>,
 }
@@ -370,7 +397,12 @@ impl PluginRuntime {
             handle: tokio::runtime::Handle::try_current().ok(),
         });
         let prewarmer = Prewarmer::start(factory.clone());
+        let run_room_total = (opts.pool_instances as usize)
+            .saturating_sub(crate::limits::POOL_OUTSIDE_RUNS)
+            .max(1);
         Ok(PluginRuntime {
+            run_room: Arc::new(tokio::sync::Semaphore::new(run_room_total)),
+            run_room_total,
             engine,
             linker,
             cache,
@@ -446,6 +478,7 @@ impl PluginRuntime {
             .filter(|(k, _)| grants.permissions.contains(&format!("secret:{k}")))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let image_file = self.cache.path_for(&digest);
         let mut plugin = LoadedPlugin {
             manifest: manifest.clone(),
             digest,
@@ -480,6 +513,8 @@ impl PluginRuntime {
                 _ => "default",
             },
             metered: Default::default(),
+            code_used: Default::default(),
+            image_file,
         };
         self.inspect(&mut plugin)?;
         Ok(plugin)
@@ -754,6 +789,26 @@ impl PluginRuntime {
         )
     }
 
+    /// Reserves room in the instance pool for a run (or a webhook's hook chain) that may call
+    /// `plugins` plugins, one instance each, waiting (in turn) while runs in progress hold it.
+    ///
+    /// A run takes its instances one by one as its hooks and tools are called and keeps them
+    /// to its end. Without reserving, runs that each hold part of what they need could fill
+    /// the pool between them (after plugins were installed while running, beyond what the pool
+    /// was sized for at boot) and wait for each other until refused as busy; reserved, as many
+    /// runs proceed at once as the pool has room for and the others start when they end. On a
+    /// pool sized for the plugins installed ([`crate::limits::pool_instances_for`]) this never
+    /// waits. Hold the reservation until the run's instances are given back.
+    pub async fn reserve_instances(&self, plugins: usize) -> InstanceReservation {
+        let n = plugins.min(self.run_room_total);
+        if n == 0 {
+            return InstanceReservation(None);
+        }
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // The semaphore is never closed; if it were, the run would go on unreserved.
+        InstanceReservation(self.run_room.clone().acquire_many_owned(n).await.ok())
+    }
+
     /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
     /// is then made in the background), else a new one. Blocking.
     ///
@@ -801,6 +856,13 @@ impl PluginRuntime {
         (self.pool_hits.load(Relaxed), self.pool_misses.load(Relaxed))
     }
 
+    /// Hands back the code of plugins idle since the last look now, as the prewarm thread does
+    /// every [`crate::instance::IDLE_CODE_RELEASE`]: a plugin whose code ran since is counted
+    /// as idle from now, one that did not is released (see [`crate::instance`]).
+    pub fn release_idle_code(&self) {
+        self.prewarmer.release_idle();
+    }
+
     /// Tears down a finished run's instances on the background thread.
     pub fn retire(&self, instances: Vec<Warm>) {
         if !instances.is_empty() {
@@ -808,11 +870,11 @@ impl PluginRuntime {
         }
     }
 
-    /// Prepares instances of `plugin` ahead of demand when runs call it (hooks or tools).
+    /// Prepares instances of `plugin` ahead of demand when runs call it (hooks or tools), then
+    /// hands its code back to the kernel until it is called (see [`crate::instance`]: the pages
+    /// of a plugin left idle are released). Called once for every plugin loaded.
     pub fn prewarm(&self, plugin: &Arc<LoadedPlugin>) {
-        if plugin.serves_runs() {
-            self.prewarmer.request(plugin);
-        }
+        self.prewarmer.request(plugin);
     }
 
     /// Calls one hook handler in `warm` without writing a receipt (the dispatcher validates the

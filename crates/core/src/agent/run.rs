@@ -219,7 +219,9 @@ impl Run {
                 runner.store.skill_file_paths(&s.skill_id).await?,
             ));
         }
-        let catalog = ToolCatalog::build(&runner.registry.all(), !skills.is_empty());
+        let plugins = runner.registry.all();
+        let catalog = ToolCatalog::build(&plugins, !skills.is_empty());
+        let serving = plugins.iter().filter(|p| p.serves_runs()).count();
         let history = if item.command.as_deref() == Some(crate::limits::CLEAR_COMMAND) {
             vec![]
         } else {
@@ -229,12 +231,18 @@ impl Run {
                 .await?;
             conversation(&turns, crate::limits::SESSION_HISTORY_MAX_BYTES)
         };
-        let scope = RunScope::new(h::HookContext {
-            plugin_instance_id: Some(instance.id.clone()),
-            work_item_id: Some(item.id.clone()),
-            job_id: Some(job.id.clone()),
-            agent_id: Some(agent.id.clone()),
-        });
+        // Room for an instance of every plugin the run may call (see
+        // `PluginRuntime::reserve_instances`): waits only on a pool sized for fewer plugins.
+        let room = runner.runtime.reserve_instances(serving).await;
+        let scope = RunScope::reserved(
+            h::HookContext {
+                plugin_instance_id: Some(instance.id.clone()),
+                work_item_id: Some(item.id.clone()),
+                job_id: Some(job.id.clone()),
+                agent_id: Some(agent.id.clone()),
+            },
+            room,
+        );
         Ok(Run {
             runner: runner.clone(),
             job: job.clone(),

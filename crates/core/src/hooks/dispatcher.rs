@@ -31,7 +31,9 @@ use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks as wit;
 use nitejar_sandbox::hooks::HookEvent;
 use nitejar_sandbox::instance::Warm;
 use nitejar_sandbox::receipts::HandlerDetail;
-use nitejar_sandbox::runtime::{HookCall, LoadedPlugin, PluginFailure, PluginRuntime};
+use nitejar_sandbox::runtime::{
+    HookCall, InstanceReservation, LoadedPlugin, PluginFailure, PluginRuntime,
+};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +49,9 @@ pub struct RunScope {
     pub ctx: wit::HookContext,
     /// One instance per plugin used so far.
     pub instances: RunInstances,
+    /// The room in the instance pool reserved for them, if any (see
+    /// [`PluginRuntime::reserve_instances`]).
+    room: Option<InstanceReservation>,
 }
 
 impl RunScope {
@@ -55,12 +60,23 @@ impl RunScope {
         RunScope {
             ctx,
             instances: RunInstances(Vec::new()),
+            room: None,
         }
     }
 
-    /// Ends the run: its instances are torn down off this thread (never reused).
+    /// An empty scope holding `room` in the instance pool until it finishes.
+    pub fn reserved(ctx: wit::HookContext, room: InstanceReservation) -> RunScope {
+        RunScope {
+            room: Some(room),
+            ..RunScope::new(ctx)
+        }
+    }
+
+    /// Ends the run: its instances are torn down off this thread (never reused), then its
+    /// room in the pool is given back.
     pub fn finish(self, runtime: &PluginRuntime) {
         runtime.retire(self.instances.0.into_iter().map(|(_, w)| w).collect());
+        drop(self.room);
     }
 }
 

@@ -157,6 +157,21 @@ impl HookTable {
             .count()
     }
 
+    /// How many distinct plugins (versions) handle any of `events`: the instances a scope that
+    /// dispatches them may take.
+    pub fn plugins_handling(&self, events: &[HookName]) -> usize {
+        let mut seen: Vec<*const LoadedPlugin> = Vec::new();
+        for event in events {
+            for h in self.handlers(*event) {
+                let p = Arc::as_ptr(&h.plugin);
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+        }
+        seen.len()
+    }
+
     /// Whether any handler is registered for `event`.
     pub fn has(&self, event: HookName) -> bool {
         !self.by_event[event as usize].is_empty()

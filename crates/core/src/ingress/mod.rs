@@ -418,12 +418,20 @@ async fn create_work_item(
     let ctx = ctx.clone();
     let agent_id = agent.flatten().map(|a| a.id);
     let task = tokio::spawn(async move {
-        let scope = RunScope::new(h::HookContext {
-            plugin_instance_id: Some(item.plugin_instance_id.clone()),
-            work_item_id: Some(work_item_id.clone()),
-            job_id: agent_id.as_ref().map(|_| job_id.clone()),
-            agent_id: agent_id.clone(),
-        });
+        use crate::hooks::HookName::{WorkItemPostCreate, WorkItemPreCreate};
+        let room = ctx
+            .runtime
+            .reserve_instances(table.plugins_handling(&[WorkItemPreCreate, WorkItemPostCreate]))
+            .await;
+        let scope = RunScope::reserved(
+            h::HookContext {
+                plugin_instance_id: Some(item.plugin_instance_id.clone()),
+                work_item_id: Some(work_item_id.clone()),
+                job_id: agent_id.as_ref().map(|_| job_id.clone()),
+                agent_id: agent_id.clone(),
+            },
+            room,
+        );
         let mut scope = Some(scope);
         if pre_create {
             let event = h::WorkItemPreCreateEvent {
