@@ -12,10 +12,10 @@
 //! code is mapped from the compile cache (see [`crate::cache`]) and the pages a call touches
 //! stay resident in the process afterwards. Once a plugin's load-time calls and first prepared
 //! instances are done, and afterwards whenever no instance of it was made and no call ran
-//! for a whole [`IDLE_CODE_RELEASE`], its pages are released (`MADV_PAGEOUT`). So 100 installed
-//! plugins nobody calls cost their metadata and prepared instances, not their code; the first
-//! call after an idle spell reads the pages it needs again (from the page cache, or the disk
-//! if the kernel reclaimed them).
+//! for a whole [`crate::limits::IDLE_CODE_RELEASE_MS`], its pages are released
+//! (`MADV_PAGEOUT`). So 100 installed plugins nobody calls cost their metadata and prepared
+//! instances, not their code; the first call after an idle spell reads the pages it needs
+//! again (from the page cache, or the disk if the kernel reclaimed them).
 
 use crate::bindings::exports::nitejar::plugin::hooks::{
     Guest as HooksGuest, GuestIndices as HooksIndices,
@@ -300,10 +300,6 @@ enum Chore {
     Retire(Vec<Warm>),
 }
 
-/// How long a plugin's code must go unused before its pages are handed back to the kernel
-/// (between one and two of these after its last call: the prewarm thread looks this often).
-pub const IDLE_CODE_RELEASE: Duration = Duration::from_secs(60);
-
 /// Keeps instances of each run-serving plugin ready (one at first, more as runs ask: up to
 /// [`crate::limits::PREWARMED_INSTANCES`]), built on a
 /// background thread, and tears down the instances of finished runs there too, so neither
@@ -333,7 +329,7 @@ const MAX_RETIRING: usize = 32;
 impl Prewarmer {
     /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped.
     pub(crate) fn start(factory: Arc<StoreFactory>) -> Prewarmer {
-        let idle = IDLE_CODE_RELEASE;
+        let idle = Duration::from_millis(crate::limits::IDLE_CODE_RELEASE_MS);
         let (tx, rx) = mpsc::channel::<Chore>();
         let retiring = Arc::new(AtomicUsize::new(0));
         let counter = retiring.clone();
@@ -392,7 +388,8 @@ impl Prewarmer {
         released
     }
 
-    /// Looks at every plugin now, as the prewarm thread does each [`IDLE_CODE_RELEASE`].
+    /// Looks at every plugin now, as the prewarm thread does each
+    /// [`crate::limits::IDLE_CODE_RELEASE_MS`].
     pub(crate) fn release_idle(&self) {
         release_idle(&self.known);
     }
@@ -459,21 +456,29 @@ fn refill(factory: &StoreFactory, list: &std::sync::Mutex<Vec<Known>>, weak: Wea
 }
 
 /// Releases the code of every plugin whose code did not run since the last look, once per
-/// idle spell; forgets plugins dropped since.
+/// idle spell; forgets plugins dropped since. The pages are handed back after the list's lock
+/// is let go (a run that finds the pool full takes it to give back prepared instances).
 fn release_idle(list: &std::sync::Mutex<Vec<Known>>) {
-    let Ok(mut known) = list.lock() else {
-        return;
-    };
-    known.retain(|k| k.plugin.strong_count() > 0);
-    for k in known.iter_mut() {
-        let Some(plugin) = k.plugin.upgrade() else {
-            continue;
+    let idle: Vec<Arc<LoadedPlugin>> = {
+        let Ok(mut known) = list.lock() else {
+            return;
         };
-        if plugin.code_used.swap(false, Ordering::Relaxed) {
-            k.released = false;
-        } else if !k.released {
-            crate::cache::release_image(plugin.pre.component(), &plugin.image_file);
-            k.released = true;
+        known.retain(|k| k.plugin.strong_count() > 0);
+        let mut idle = Vec::new();
+        for k in known.iter_mut() {
+            let Some(plugin) = k.plugin.upgrade() else {
+                continue;
+            };
+            if plugin.code_used.swap(false, Ordering::Relaxed) {
+                k.released = false;
+            } else if !k.released {
+                k.released = true;
+                idle.push(plugin);
+            }
         }
+        idle
+    };
+    for plugin in idle {
+        crate::cache::release_image(plugin.pre.component(), &plugin.image_file);
     }
 }

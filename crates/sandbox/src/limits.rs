@@ -166,6 +166,11 @@ pub const PREWARMED_INSTANCES: usize = 4;
 /// Instances of a run-serving plugin kept ready before any run has asked for more.
 pub const PREWARMED_AT_FIRST: usize = 1;
 
+/// How long a plugin's code must go unused (no call, no new instance) before its pages are
+/// handed back to the kernel: between one and two of these after its last call, as the
+/// prewarm thread looks this often (see `nitejar_sandbox::instance`).
+pub const IDLE_CODE_RELEASE_MS: u64 = 60_000;
+
 /// Crash-loop protection: this many failures inside the window disable a plugin
 /// (`SLOPBOT_PLUGIN_CRASH_THRESHOLD`; spec default).
 pub const DEFAULT_CRASH_THRESHOLD: usize = 5;

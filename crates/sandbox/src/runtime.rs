@@ -857,7 +857,7 @@ impl PluginRuntime {
     }
 
     /// Hands back the code of plugins idle since the last look now, as the prewarm thread does
-    /// every [`crate::instance::IDLE_CODE_RELEASE`]: a plugin whose code ran since is counted
+    /// every [`crate::limits::IDLE_CODE_RELEASE_MS`]: a plugin whose code ran since is counted
     /// as idle from now, one that did not is released (see [`crate::instance`]).
     pub fn release_idle_code(&self) {
         self.prewarmer.release_idle();
