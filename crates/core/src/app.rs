@@ -1,9 +1,11 @@
 //! The application: configuration, database, runtime, registry and receipts, booted together.
 //!
 //! Boot (spec §17.2): open the database and run migrations, start the receipt writer, build the
-//! runtime, register bundled plugins, activate every enabled plugin (a plugin that fails to load
-//! is recorded and skipped, never blocking boot; in safe mode only built-ins are activated), re-queue jobs a stopped process left behind,
-//! make sure a default agent exists, start the run workers, and emit a startup receipt summary.
+//! runtime, register bundled plugins, activate every enabled plugin (loaded concurrently, one
+//! per core, and put in service one by one in a fixed order: built-ins first, then by install
+//! time; a plugin that fails to load is recorded and skipped, never blocking boot; in safe mode
+//! only built-ins are activated), re-queue jobs a stopped process left behind, make sure a
+//! default agent exists, start the run workers, and emit a startup receipt summary.
 
 use crate::agent::model::{ModelClient, ModelSettings, Provider};
 use crate::agent::{Runner, Workers};
@@ -16,6 +18,7 @@ use crate::plugins::registry::{PluginRegistry, RegistryDeps};
 use crate::plugins::{PluginSettings, Plugins};
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
 use crate::skills::SkillCatalog;
+use futures::StreamExt;
 use nitejar_sandbox::runtime::{PluginRuntime, RuntimeOptions};
 use nitejar_store::Store;
 use std::sync::Arc;
@@ -225,6 +228,8 @@ impl App {
         // types are never taken by a plugin that happened to load before it.
         let mut rows = app.store.list_plugins().await?;
         rows.sort_by_key(|r| (!r.is_builtin(), r.installed_at, r.id.clone()));
+        // What to activate, in that order (`true`: held after, see below).
+        let mut to_activate: Vec<(String, bool)> = Vec::new();
         for row in rows {
             if let Some(v) = &row.current_version {
                 let dir = app.config.plugins_dir.join(&row.id);
@@ -238,12 +243,9 @@ impl App {
                 }
             }
             if !row.enabled {
-                // Held across restarts: a plugin crash-loop protection disabled keeps its
-                // fail-closed handlers of blocking hooks in place, blocking, until an operator
-                // acts (PluginRegistry::hold).
-                if row.crash_loop_disabled() && app.registry.activate(&row.id).await.is_ok() {
-                    let held = app.registry.hold(&row.id);
-                    tracing::warn!(plugin.id = %row.id, held, "disabled by crash-loop protection; fail-closed handlers held");
+                // Crash-loop protection disabled it: activated, then held (see below).
+                if row.crash_loop_disabled() {
+                    to_activate.push((row.id, true));
                 }
                 continue;
             }
@@ -257,11 +259,42 @@ impl App {
                 skipped.push(row.id);
                 continue;
             }
-            match app.registry.activate(&row.id).await {
-                Ok(_) => loaded.push(row.id),
+            to_activate.push((row.id, false));
+        }
+        // Loaded concurrently (reading, verifying and mapping a component and its describe
+        // calls are most of a boot), put in service one by one in the order above.
+        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let registry = app.registry.clone();
+        let mut prepared = futures::stream::iter(to_activate)
+            .map(move |(id, hold)| {
+                let registry = registry.clone();
+                let task = tokio::spawn({
+                    let id = id.clone();
+                    async move { registry.prepare(&id).await }
+                });
+                async move { (id, task.await, hold) }
+            })
+            .buffered(concurrency);
+        while let Some((id, task, hold)) = prepared.next().await {
+            let result = match task {
+                Ok(prepared) => app.registry.commit(prepared).await,
+                Err(e) => Err(format!("loading stopped unexpectedly: {e}")),
+            };
+            if hold {
+                // Held across restarts: a plugin crash-loop protection disabled keeps its
+                // fail-closed handlers of blocking hooks in place, blocking, until an operator
+                // acts (PluginRegistry::hold).
+                if result.is_ok() {
+                    let held = app.registry.hold(&id);
+                    tracing::warn!(plugin.id = %id, held, "disabled by crash-loop protection; fail-closed handlers held");
+                }
+                continue;
+            }
+            match result {
+                Ok(_) => loaded.push(id),
                 Err(e) => {
-                    tracing::warn!(plugin.id = %row.id, "plugin failed to load: {e}");
-                    failed.push(serde_json::json!({ "pluginId": row.id, "error": e }));
+                    tracing::warn!(plugin.id = %id, "plugin failed to load: {e}");
+                    failed.push(serde_json::json!({ "pluginId": id, "error": e }));
                 }
             }
         }

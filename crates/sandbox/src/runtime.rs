@@ -440,7 +440,20 @@ impl PluginRuntime {
         wasm: &[u8],
         grants: &Grants,
     ) -> Result<LoadedPlugin, LoadError> {
-        let digest = crate::cache::sha256_hex(wasm);
+        self.load_digested(manifest, wasm, &crate::cache::sha256_hex(wasm), grants)
+    }
+
+    /// [`Self::load`] for a component whose SHA-256 (lower-case hex, [`crate::cache::sha256_hex`])
+    /// the caller just checked: `digest` names its compiled copy in the cache, so it must be
+    /// the digest of `wasm` (the compiled file is trusted by its name).
+    pub fn load_digested(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        digest: &str,
+        grants: &Grants,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let digest = digest.to_string();
         let (component, cache) = self
             .cache
             .load(&self.engine, &digest, wasm)

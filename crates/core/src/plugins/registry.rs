@@ -27,7 +27,25 @@ pub const TRUST_REFUSAL: &str = "trust policy: ";
 struct Entry {
     plugin: Arc<LoadedPlugin>,
     seq: u64,
-    overrides: Vec<(HookName, HookOverride)>,
+    overrides: Overrides,
+}
+
+/// A plugin's hook overrides, as stored.
+type Overrides = Vec<(HookName, HookOverride)>;
+
+/// A plugin version [`PluginRegistry::prepare`] loaded (or failed to), not yet in service: hand
+/// it to [`PluginRegistry::commit`].
+pub struct Prepared {
+    id: String,
+    started: Instant,
+    loaded: Result<(LoadedPlugin, Overrides), String>,
+}
+
+impl Prepared {
+    /// The plugin's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 /// What activating a plugin needs: its rows, files, grants and secrets, the policy in force, the
@@ -191,8 +209,38 @@ impl PluginRegistry {
     /// Loads the current version of `id` with its grants and puts it in service.
     /// A failure is recorded on the plugin row and as a `load` receipt; it never panics.
     pub async fn activate(&self, id: &str) -> Result<Arc<LoadedPlugin>, String> {
+        let prepared = self.prepare(id).await;
+        self.commit(prepared).await
+    }
+
+    /// The first half of [`Self::activate`]: reads, verifies and loads the current version of
+    /// `id` into the sandbox without putting it in service. Several may run at once (a boot
+    /// prepares its plugins concurrently); [`Self::commit`] then puts each in service, in
+    /// the order that decides which plugin gets a contested integration type.
+    pub async fn prepare(&self, id: &str) -> Prepared {
         let started = Instant::now();
-        let result = self.activate_inner(id).await;
+        let loaded = self.prepare_inner(id).await;
+        Prepared {
+            id: id.to_string(),
+            started,
+            loaded,
+        }
+    }
+
+    /// The second half of [`Self::activate`]: puts a prepared plugin in service (unless another
+    /// loaded plugin took one of its integration types meanwhile), and records the outcome on
+    /// the plugin row and as a `load` receipt.
+    pub async fn commit(&self, prepared: Prepared) -> Result<Arc<LoadedPlugin>, String> {
+        let Prepared {
+            id,
+            started,
+            loaded,
+        } = prepared;
+        let id = id.as_str();
+        let result = match loaded {
+            Ok((plugin, overrides)) => self.put_in_service(id, plugin, overrides).await,
+            Err(e) => Err(e),
+        };
         let (status, detail, version) = match &result {
             Ok(p) => (
                 "ok",
@@ -221,7 +269,7 @@ impl PluginRegistry {
         result
     }
 
-    async fn activate_inner(&self, id: &str) -> Result<Arc<LoadedPlugin>, String> {
+    async fn prepare_inner(&self, id: &str) -> Result<(LoadedPlugin, Overrides), String> {
         let row = self
             .deps
             .store
@@ -277,6 +325,27 @@ impl PluginRegistry {
             }
         }
         let grants = grants_for(&self.deps, &manifest).await?;
+        // Checked again when it goes into service; here so a refusal costs no load.
+        self.check_integration_types(id, &manifest)?;
+        let runtime = self.deps.runtime.clone();
+        // `wasm` was just checked against `checksum`: its digest, not computed again.
+        let loaded = tokio::task::spawn_blocking(move || {
+            runtime.load_digested(&manifest, &wasm, &checksum, &grants)
+        })
+        .await
+        .map_err(|e| format!("load task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        let overrides = self
+            .deps
+            .store
+            .list_hook_overrides(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((loaded, overrides))
+    }
+
+    /// Refuses a manifest whose integration types another loaded plugin provides.
+    fn check_integration_types(&self, id: &str, manifest: &Manifest) -> Result<(), String> {
         for t in &manifest.contributes.integrations {
             if let Some(other) = self.by_integration_type(t).filter(|p| p.id() != id) {
                 return Err(format!(
@@ -285,17 +354,18 @@ impl PluginRegistry {
                 ));
             }
         }
-        let runtime = self.deps.runtime.clone();
-        let loaded = tokio::task::spawn_blocking(move || runtime.load(&manifest, &wasm, &grants))
-            .await
-            .map_err(|e| format!("load task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
-        let overrides = self
-            .deps
-            .store
-            .list_hook_overrides(id)
-            .await
-            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Puts a loaded plugin in service: registered, its hooks in the table, its instances
+    /// prepared, its skills indexed.
+    async fn put_in_service(
+        &self,
+        id: &str,
+        loaded: LoadedPlugin,
+        overrides: Overrides,
+    ) -> Result<Arc<LoadedPlugin>, String> {
+        self.check_integration_types(id, &loaded.manifest)?;
         let loaded = Arc::new(loaded);
         {
             let mut plugins = self.plugins.write().expect("registry lock");
