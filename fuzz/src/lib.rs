@@ -460,6 +460,7 @@ fn lift_rig() -> &'static LiftRig {
             crash_guard: None,
             fuel: true,
             pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
+            idle_code_release: None,
         })
         .expect("the plugin runtime starts");
         let package = Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("lift");

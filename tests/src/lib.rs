@@ -105,6 +105,8 @@ pub struct HostOptions {
     pub kv_quota: Option<nitejar_sandbox::capabilities::kv::KvQuota>,
     /// `ENCRYPTION_KEY` in any accepted form (default: 64 hex characters, `ab` x 32).
     pub encryption_key: Option<String>,
+    /// Compile cache directory (default: [`shared_compile_cache`], warm after the first test).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl TestHost {
@@ -143,7 +145,9 @@ impl TestHost {
         if let Some(q) = opts.kv_quota {
             config.kv_quota = q;
         }
-        config.cache_dir = shared_compile_cache().to_path_buf();
+        config.cache_dir = opts
+            .cache_dir
+            .unwrap_or_else(|| shared_compile_cache().to_path_buf());
         if let Some(t) = opts.crash_threshold {
             config.crash_threshold = t;
         }

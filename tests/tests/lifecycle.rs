@@ -504,3 +504,59 @@ async fn only_the_embedded_integrations_are_built_in_and_enabled_at_first_boot()
     assert!(host.app.registry.get("nitejar.example.hooks").is_some());
     host.stop().await;
 }
+
+/// A boot loads plugins concurrently but puts them in service in a fixed order: built-ins, then
+/// by install time, whichever finishes loading first. Here the cache is cold, so the first
+/// plugin installed (the largest component) takes longest to compile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_puts_plugins_in_service_in_install_order_whatever_loads_first() {
+    let host = TestHost::start().await;
+    let first_boot = last_startup(&host).await;
+    let builtins = first_boot["loaded"].as_array().unwrap().clone();
+    assert!(!builtins.is_empty());
+    let installed = ["hostile", "lift", "skills"];
+    for name in installed {
+        host.install_and_enable(&nitejar_tests::guest_package(name), &[])
+            .await;
+    }
+    let chain = chain_package(|_| {});
+    host.install_and_enable(chain.path(), &[]).await;
+    let data = host.stop_keep_data().await;
+
+    let cold = tempfile::tempdir().unwrap();
+    let opts = nitejar_tests::HostOptions {
+        cache_dir: Some(cold.path().to_path_buf()),
+        ..Default::default()
+    };
+    let host = TestHost::start_in(data, opts).await;
+    let boot = last_startup(&host).await;
+    assert_eq!(boot["failed"], json!([]));
+    let mut expected = builtins;
+    expected.extend(installed.iter().map(|n| json!(format!("test.{n}"))));
+    expected.push(json!("test.chain"));
+    assert_eq!(boot["loaded"], json!(expected));
+    // Each plugin's `load` receipt was emitted in that order too (receipt ids are UUIDv7s made
+    // in emit order).
+    let mut loads = Vec::new();
+    for id in expected.iter().map(|v| v.as_str().unwrap()) {
+        let r = host.receipts(id).await;
+        let load = r.iter().rfind(|r| r["kind"] == "load").unwrap();
+        assert_eq!(load["status"], "ok", "{load:#}");
+        loads.push(load["id"].as_str().unwrap().to_string());
+    }
+    let mut sorted = loads.clone();
+    sorted.sort();
+    assert_eq!(loads, sorted);
+    host.stop().await;
+}
+
+/// The detail of the host's last `startup` receipt.
+async fn last_startup(host: &TestHost) -> Value {
+    let startup = host
+        .receipts(nitejar_core::app::HOST_RECEIPT_ID)
+        .await
+        .into_iter()
+        .rfind(|r| r["kind"] == "startup")
+        .unwrap();
+    serde_json::from_str(startup["detailJson"].as_str().unwrap()).unwrap()
+}

@@ -34,6 +34,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         crash_guard: None,
         fuel: true,
         pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
+        idle_code_release: None,
     })
     .unwrap();
     Rig {
@@ -240,7 +241,8 @@ fn resident_kib(range: &std::ops::Range<usize>) -> u64 {
 
 /// A plugin's compiled code is mapped from the compile cache; what its calls touched is handed
 /// back to the kernel once it is loaded and whenever it has been idle since the last look, and
-/// read again when it is called.
+/// read again when it is called. (The rig's runtime never looks on its own, so each look here
+/// is the test's.)
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_plugins_code_is_handed_back_and_read_again_when_called() {

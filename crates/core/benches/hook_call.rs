@@ -109,6 +109,7 @@ fn runtime_in(
         crash_guard: None,
         fuel,
         pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
+        idle_code_release: None,
     })
     .unwrap()
 }

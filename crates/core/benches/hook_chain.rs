@@ -343,6 +343,7 @@ fn main() {
                 crash_guard: None,
                 fuel,
                 pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
+                idle_code_release: None,
             })
             .unwrap(),
         );

@@ -14,7 +14,7 @@ use crate::crypto::SecretBox;
 use crate::hooks::{CrashGuard, HookDispatcher};
 use crate::ingress::Ingress;
 use crate::instances::Instances;
-use crate::plugins::registry::{PluginRegistry, RegistryDeps};
+use crate::plugins::registry::{PluginRegistry, Prepared, RegistryDeps};
 use crate::plugins::{PluginSettings, Plugins};
 use crate::receipts::{Receipt, ReceiptSink, ReceiptWriter};
 use crate::skills::SkillCatalog;
@@ -135,6 +135,9 @@ impl App {
             crash_guard: Some(crash_guard.clone()),
             fuel: true,
             pool_instances,
+            idle_code_release: Some(std::time::Duration::from_millis(
+                nitejar_sandbox::limits::IDLE_CODE_RELEASE_MS,
+            )),
         })?);
         let dispatcher = Arc::new(HookDispatcher::new(
             runtime.clone(),
@@ -265,21 +268,26 @@ impl App {
         // calls are most of a boot), put in service one by one in the order above.
         let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
         let registry = app.registry.clone();
-        let mut prepared = futures::stream::iter(to_activate)
+        let mut loads = futures::stream::iter(to_activate)
             .map(move |(id, hold)| {
                 let registry = registry.clone();
+                let started = std::time::Instant::now();
                 let task = tokio::spawn({
                     let id = id.clone();
                     async move { registry.prepare(&id).await }
                 });
-                async move { (id, task.await, hold) }
+                async move {
+                    let prepared = task.await.unwrap_or_else(|e| {
+                        let error = format!("loading stopped unexpectedly: {e}");
+                        Prepared::failed(&id, started, error)
+                    });
+                    (id, prepared, hold)
+                }
             })
             .buffered(concurrency);
-        while let Some((id, task, hold)) = prepared.next().await {
-            let result = match task {
-                Ok(prepared) => app.registry.commit(prepared).await,
-                Err(e) => Err(format!("loading stopped unexpectedly: {e}")),
-            };
+        while let Some((id, prepared, hold)) = loads.next().await {
+            // A failure (a panicked load too) is recorded on the row and as a `load` receipt.
+            let result = app.registry.commit(prepared).await;
             if hold {
                 // Held across restarts: a plugin crash-loop protection disabled keeps its
                 // fail-closed handlers of blocking hooks in place, blocking, until an operator

@@ -327,9 +327,9 @@ struct Known {
 const MAX_RETIRING: usize = 32;
 
 impl Prewarmer {
-    /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped.
-    pub(crate) fn start(factory: Arc<StoreFactory>) -> Prewarmer {
-        let idle = Duration::from_millis(crate::limits::IDLE_CODE_RELEASE_MS);
+    /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped. It looks
+    /// for idle code every `idle` (never on its own when `None`).
+    pub(crate) fn start(factory: Arc<StoreFactory>, idle: Option<Duration>) -> Prewarmer {
         let (tx, rx) = mpsc::channel::<Chore>();
         let retiring = Arc::new(AtomicUsize::new(0));
         let counter = retiring.clone();
@@ -338,19 +338,28 @@ impl Prewarmer {
         std::thread::Builder::new()
             .name("nitejar-prewarm".into())
             .spawn(move || {
-                let mut next_look = Instant::now() + idle;
+                let mut next_look = idle.map(|idle| Instant::now() + idle);
                 loop {
-                    let wait = next_look.saturating_duration_since(Instant::now());
-                    let chore = match rx.recv_timeout(wait) {
-                        Ok(chore) => Some(chore),
-                        Err(mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    let chore = match next_look {
+                        Some(at) => {
+                            match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                                Ok(chore) => Some(chore),
+                                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            }
+                        }
+                        None => match rx.recv() {
+                            Ok(chore) => Some(chore),
+                            Err(mpsc::RecvError) => break,
+                        },
                     };
                     // Looked at on time even while chores keep coming (one busy plugin must
                     // not keep the others' idle code resident).
-                    if Instant::now() >= next_look {
+                    if let (Some(at), Some(idle)) = (next_look, idle)
+                        && Instant::now() >= at
+                    {
                         release_idle(&list);
-                        next_look = Instant::now() + idle;
+                        next_look = Some(Instant::now() + idle);
                     }
                     match chore {
                         None => {}

@@ -341,6 +341,10 @@ pub struct RuntimeOptions {
     /// installed and the run workers; [`crate::limits::POOL_TOTAL_COMPONENT_INSTANCES`] when
     /// unsure).
     pub pool_instances: u32,
+    /// How often the prewarm thread hands idle plugins' code back to the kernel
+    /// ([`crate::limits::IDLE_CODE_RELEASE_MS`] in the product); `None`: only when asked
+    /// ([`PluginRuntime::release_idle_code`]) and once after each plugin's first instances.
+    pub idle_code_release: Option<std::time::Duration>,
 }
 
 /// The plugin runtime (one per process).
@@ -396,7 +400,7 @@ impl PluginRuntime {
             receipts: opts.receipts.clone(),
             handle: tokio::runtime::Handle::try_current().ok(),
         });
-        let prewarmer = Prewarmer::start(factory.clone());
+        let prewarmer = Prewarmer::start(factory.clone(), opts.idle_code_release);
         let run_room_total = (opts.pool_instances as usize)
             .saturating_sub(crate::limits::POOL_OUTSIDE_RUNS)
             .max(1);

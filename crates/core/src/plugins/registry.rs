@@ -42,6 +42,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A load of `id` that began at `started` and stopped with `error` before
+    /// [`PluginRegistry::prepare`] could finish (its task panicked): committing it records the
+    /// failure like any other.
+    pub fn failed(id: &str, started: Instant, error: String) -> Prepared {
+        Prepared {
+            id: id.to_string(),
+            started,
+            loaded: Err(error),
+        }
+    }
+
     /// The plugin's id.
     pub fn id(&self) -> &str {
         &self.id
