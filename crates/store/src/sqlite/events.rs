@@ -7,29 +7,9 @@ use async_trait::async_trait;
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn insert_events(&self, events: &[EventRow]) -> DbResult<()> {
-        // 12 columns per row keeps each statement far below SQLite's bound-variable limit.
-        for chunk in events.chunks(256) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
-                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) ",
-            );
-            q.push_values(chunk, |mut row, e| {
-                row.push_bind(&e.id)
-                    .push_bind(&e.plugin_id)
-                    .push_bind(&e.plugin_version)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.status)
-                    .push_bind(&e.work_item_id)
-                    .push_bind(&e.job_id)
-                    .push_bind(&e.hook_name)
-                    .push_bind(e.duration_ms)
-                    .push_bind(&e.execution_mode)
-                    .push_bind(&e.detail_json)
-                    .push_bind(e.created_at);
-            });
-            q.build().execute(&mut *self.writer.get().await?).await?;
-        }
-        Ok(())
+        let events = events.to_vec();
+        self.on_write_thread(move |store| async move { store.insert_events_now(&events).await })
+            .await
     }
 
     async fn search_events(
@@ -92,5 +72,34 @@ impl EventStore for SqliteStore {
                 .fetch_all(&mut *self.pool.get().await?)
                 .await?,
         )
+    }
+}
+
+impl SqliteStore {
+    /// [`EventStore::insert_events`], run on the write thread.
+    async fn insert_events_now(&self, events: &[EventRow]) -> DbResult<()> {
+        // 12 columns per row keeps each statement far below SQLite's bound-variable limit.
+        for chunk in events.chunks(256) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
+                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.id)
+                    .push_bind(&e.plugin_id)
+                    .push_bind(&e.plugin_version)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.status)
+                    .push_bind(&e.work_item_id)
+                    .push_bind(&e.job_id)
+                    .push_bind(&e.hook_name)
+                    .push_bind(e.duration_ms)
+                    .push_bind(&e.execution_mode)
+                    .push_bind(&e.detail_json)
+                    .push_bind(e.created_at);
+            });
+            q.build().execute(&mut *self.writer.get().await?).await?;
+        }
+        Ok(())
     }
 }

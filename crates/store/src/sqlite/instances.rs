@@ -115,12 +115,9 @@ pub(crate) const AGENT_FOR_INSTANCE_ID_SQL: &str = "SELECT a.id FROM agents a
      WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
      ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1";
 
-#[async_trait]
-impl WorkItemStore for SqliteStore {
-    async fn create_work_items(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
+impl SqliteStore {
+    /// [`WorkItemStore::create_work_items`], run on the write thread.
+    async fn create_work_items_now(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>> {
         let now = now_ms();
         let mut conn = self.writer.get().await?;
         let mut tx = conn.begin().await?;
@@ -270,6 +267,18 @@ impl WorkItemStore for SqliteStore {
             .collect::<DbResult<Vec<Created>>>()?;
         tx.commit().await?;
         Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl WorkItemStore for SqliteStore {
+    async fn create_work_items(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.on_write_thread(move |store| async move { store.create_work_items_now(&batch).await })
+            .await
     }
 
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {

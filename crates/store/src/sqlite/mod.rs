@@ -37,9 +37,64 @@ pub struct SqliteStore {
     /// for the connection in order and never sleep on the lock (another process can still
     /// hold it: that is what the busy timeout is for).
     writer: Arc<Connections>,
+    /// Where the frequent writes run (see [`WriteThread`]).
+    writes: Arc<WriteThread>,
+}
+
+/// A single-threaded runtime on a thread of its own, where the frequent writes (webhook
+/// batches, a run's delivery and end, receipts, claims, kv) hold the writer. A statement is a
+/// round trip to the connection's thread; run on the shared runtime, each return waited in
+/// its queue behind request handlers while the writer stayed taken: under a steady 1,500
+/// webhooks/s the writer was held 0.7 ms per use for 0.1 ms of work, and runs waited 5 ms
+/// for it per write. Here the holder is woken at once, and the next write in line starts as
+/// soon as the last one gives the connection back. The caller waits for the result on its
+/// own runtime; a caller that gives up (a dropped request) no longer cancels a write halfway.
+#[derive(Debug)]
+struct WriteThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the store: the thread ends (writes still running are dropped, as their
+    /// callers are gone).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl WriteThread {
+    fn start() -> std::io::Result<WriteThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("nitejar-db-writes".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(WriteThread {
+            handle,
+            _stop: stop,
+        })
+    }
 }
 
 impl SqliteStore {
+    /// Runs `write` (given a handle on this store) on the write thread ([`WriteThread`]) and
+    /// returns its result.
+    async fn on_write_thread<T, F, Fut>(&self, write: F) -> DbResult<T>
+    where
+        F: FnOnce(SqliteStore) -> Fut,
+        Fut: std::future::Future<Output = DbResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.writes.handle.spawn(write(self.clone())).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The thread stopped: the store is being dropped.
+            Err(_) => Err(sqlx::Error::PoolClosed.into()),
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and runs migrations.
     pub async fn open(path: &Path) -> DbResult<SqliteStore> {
         Self::open_with(path, crate::Durability::default()).await
@@ -69,6 +124,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool: Arc::new(pool),
             writer: Arc::new(writer),
+            writes: Arc::new(WriteThread::start()?),
         })
     }
 
@@ -102,25 +158,30 @@ impl SqliteStore {
         max_bytes: u64,
     ) -> DbResult<Option<KvQuotaHit>> {
         let size = (key.len() + value.len()) as i64;
-        let written = sqlx::query(
-            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at)
-             SELECT ?1, ?2, ?3, ?4
-             WHERE (SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) < ?5
-               AND (SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0)
-                    FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) + ?6 <= ?7
-             ON CONFLICT(plugin_id, key) DO UPDATE
-               SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(plugin_id)
-        .bind(key)
-        .bind(value)
-        .bind(now_ms())
-        .bind(max_keys as i64)
-        .bind(size)
-        .bind(max_bytes as i64)
-        .execute(&mut *self.writer.get().await?)
-        .await?
-        .rows_affected();
+        let (plugin, k, v) = (plugin_id.to_string(), key.to_string(), value.to_vec());
+        let written = self
+            .on_write_thread(move |store| async move {
+                Ok(sqlx::query(
+                    "INSERT INTO plugin_kv (plugin_id, key, value, updated_at)
+                     SELECT ?1, ?2, ?3, ?4
+                     WHERE (SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) < ?5
+                       AND (SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0)
+                            FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) + ?6 <= ?7
+                     ON CONFLICT(plugin_id, key) DO UPDATE
+                       SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(plugin)
+                .bind(k)
+                .bind(v)
+                .bind(now_ms())
+                .bind(max_keys as i64)
+                .bind(size)
+                .bind(max_bytes as i64)
+                .execute(&mut *store.writer.get().await?)
+                .await?
+                .rows_affected())
+            })
+            .await?;
         if written > 0 {
             return Ok(None);
         }
@@ -139,12 +200,16 @@ impl SqliteStore {
 
     /// Deletes a plugin's kv key; returns whether it existed.
     pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> DbResult<bool> {
-        let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
-            .bind(plugin_id)
-            .bind(key)
-            .execute(&mut *self.writer.get().await?)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        let (plugin, key) = (plugin_id.to_string(), key.to_string());
+        self.on_write_thread(move |store| async move {
+            let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
+                .bind(plugin)
+                .bind(key)
+                .execute(&mut *store.writer.get().await?)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+        .await
     }
 
     /// A plugin's kv keys with `prefix`, in byte order.

@@ -100,9 +100,9 @@ pub(crate) const CLAIM_JOB_SQL: [&str; 4] = [
 
 /// Appends the claim of the oldest queued job for `worker` (see [`CLAIM_JOB_SQL`]); its work
 /// item becomes `running` with it (trigger `jobs_status_to_work_item`).
-fn push_claim<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, worker: &'a str, now: i64) {
+fn push_claim(q: &mut Writes, worker: &str, now: i64) {
     q.push(CLAIM_JOB_SQL[0])
-        .push_bind(worker)
+        .push_bind(worker.to_string())
         .push(CLAIM_JOB_SQL[1])
         .push_bind(now)
         .push(CLAIM_JOB_SQL[2])
@@ -184,18 +184,21 @@ impl JobStore for SqliteStore {
 
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
         let now = now_ms();
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        let mut q = Writes::new("");
         push_claim(&mut q, worker, now);
-        Ok(q.build_query_as()
-            .fetch_optional(&mut *self.writer.get().await?)
-            .await?)
+        self.on_write_thread(move |store| async move {
+            Ok(q.build_query_as()
+                .fetch_optional(&mut *store.writer.get().await?)
+                .await?)
+        })
+        .await
     }
 
     async fn finish_job(&self, job: &JobRow, end: &JobEnd<'_>) -> DbResult<Option<JobRow>> {
         use futures::TryStreamExt;
         use sqlx::{Either, FromRow};
         let now = now_ms();
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        let mut q = Writes::new("");
         push_steps(&mut q, &job.id, job.attempts, end.steps);
         if let Some(d) = end.delivery {
             push_delivery(&mut q, d);
@@ -205,17 +208,17 @@ impl JobStore for SqliteStore {
         }
         // The work item follows (trigger `jobs_status_to_work_item`).
         q.push("UPDATE jobs SET status = ")
-            .push_bind(end.status)
+            .push_bind(end.status.to_string())
             .push(", result_json = ")
-            .push_bind(end.result_json)
+            .push_bind(end.result_json.map(str::to_string))
             .push(", last_error = ")
-            .push_bind(end.error)
+            .push_bind(end.error.map(str::to_string))
             .push(", finished_at = ")
             .push_bind(now)
             .push(", updated_at = ")
             .push_bind(now)
             .push(" WHERE id = ")
-            .push_bind(&job.id)
+            .push_bind(job.id.clone())
             .push(";");
         // Statements before the claim: once they have all reported their end, the job is ended.
         let ending = usize::from(!end.steps.is_empty())
@@ -225,38 +228,45 @@ impl JobStore for SqliteStore {
         if let Some(worker) = end.claim_next {
             push_claim(&mut q, worker, now);
         }
-        // Several statements, one round trip (see `run_inputs` on sqlx's deprecation).
-        let mut conn = self.writer.get().await?;
-        #[allow(deprecated)]
-        let mut results = q.build().fetch_many(&mut *conn);
-        let mut ended = 0;
-        let mut next = None;
-        loop {
-            match results.try_next().await {
-                Ok(Some(Either::Left(_))) => ended += 1,
-                Ok(Some(Either::Right(row))) if ended >= ending => {
-                    next = Some(JobRow::from_row(&row)?)
+        let job_id = job.id.clone();
+        self.on_write_thread(move |store| async move {
+            // Several statements, one round trip (see `run_inputs` on sqlx's deprecation).
+            let mut conn = store.writer.get().await?;
+            #[allow(deprecated)]
+            let mut results = q.build().fetch_many(&mut *conn);
+            let mut ended = 0;
+            let mut next = None;
+            loop {
+                match results.try_next().await {
+                    Ok(Some(Either::Left(_))) => ended += 1,
+                    Ok(Some(Either::Right(row))) if ended >= ending => {
+                        next = Some(JobRow::from_row(&row)?)
+                    }
+                    Ok(Some(Either::Right(_))) => {}
+                    Ok(None) => return Ok(next),
+                    Err(e) if ended >= ending => {
+                        // The job is ended; the next one stays queued for any worker.
+                        tracing::warn!(job.id = %job_id, "claiming the next job failed: {e}");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(Some(Either::Right(_))) => {}
-                Ok(None) => return Ok(next),
-                Err(e) if ended >= ending => {
-                    // The job is ended; the next one stays queued for any worker.
-                    tracing::warn!(job.id = %job.id, "claiming the next job failed: {e}");
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
             }
-        }
+        })
+        .await
     }
 
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()> {
         if steps.is_empty() {
             return Ok(());
         }
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        let mut q = Writes::new("");
         push_steps(&mut q, job_id, attempt, steps);
-        q.build().execute(&mut *self.writer.get().await?).await?;
-        Ok(())
+        self.on_write_thread(move |store| async move {
+            q.build().execute(&mut *store.writer.get().await?).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs> {
@@ -333,33 +343,34 @@ impl JobStore for SqliteStore {
         steps: &[NewStep],
         forget: Option<(&str, &str)>,
     ) -> DbResult<()> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        let mut q = Writes::new("");
         push_steps(&mut q, &d.job_id, attempt, steps);
         push_delivery(&mut q, d);
         if let Some((plugin_id, key)) = forget {
             push_forget(&mut q, plugin_id, key);
         }
-        q.build().execute(&mut *self.writer.get().await?).await?;
-        Ok(())
+        self.on_write_thread(move |store| async move {
+            q.build().execute(&mut *store.writer.get().await?).await?;
+            Ok(())
+        })
+        .await
     }
 }
 
+/// Statements built with owned values, to run on the write thread.
+type Writes = sqlx::QueryBuilder<'static, sqlx::Sqlite>;
+
 /// Appends the statement inserting `steps` (none when empty), ended with `;`.
-fn push_steps<'a>(
-    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
-    job_id: &'a str,
-    attempt: i64,
-    steps: &'a [NewStep],
-) {
+fn push_steps(q: &mut Writes, job_id: &str, attempt: i64, steps: &[NewStep]) {
     if steps.is_empty() {
         return;
     }
     q.push("INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ");
     q.push_values(steps, |mut b, step| {
-        b.push_bind(job_id)
+        b.push_bind(job_id.to_string())
             .push_bind(attempt)
             .push_bind(step.turn)
-            .push_bind(step.kind.as_str())
+            .push_bind(step.kind.clone())
             .push_bind(step.detail.to_string())
             .push_bind(step.created_at);
     });
@@ -367,20 +378,20 @@ fn push_steps<'a>(
 }
 
 /// Appends the upsert of a job's delivery state, ended with `;`.
-fn push_delivery<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, d: &'a DeliveryRow) {
+fn push_delivery(q: &mut Writes, d: &DeliveryRow) {
     q.push(
         "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
            created_at, updated_at) VALUES (",
     );
     let mut values = q.separated(", ");
     values
-        .push_bind(&d.job_id)
-        .push_bind(&d.work_item_id)
-        .push_bind(&d.status)
-        .push_bind(&d.content)
+        .push_bind(d.job_id.clone())
+        .push_bind(d.work_item_id.clone())
+        .push_bind(d.status.clone())
+        .push_bind(d.content.clone())
         .push_bind(d.attempts)
-        .push_bind(&d.external_id)
-        .push_bind(&d.error)
+        .push_bind(d.external_id.clone())
+        .push_bind(d.error.clone())
         .push_bind(d.created_at)
         .push_bind(now_ms());
     q.push(
@@ -391,10 +402,10 @@ fn push_delivery<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, d: &'a Delive
 }
 
 /// Appends the removal of a plugin's kv entry, ended with `;`.
-fn push_forget<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, plugin_id: &'a str, key: &'a str) {
+fn push_forget(q: &mut Writes, plugin_id: &str, key: &str) {
     q.push("DELETE FROM plugin_kv WHERE plugin_id = ")
-        .push_bind(plugin_id)
+        .push_bind(plugin_id.to_string())
         .push(" AND key = ")
-        .push_bind(key)
+        .push_bind(key.to_string())
         .push(";");
 }
