@@ -346,6 +346,19 @@ impl TestHost {
         panic!("the run of work item {id} did not finish");
     }
 
+    /// The detail of the host's last `startup` receipt (what the latest boot loaded, failed,
+    /// re-queued, ...).
+    pub async fn last_startup(&self) -> Value {
+        let startup = self
+            .receipts(nitejar_core::app::HOST_RECEIPT_ID)
+            .await
+            .into_iter()
+            .rfind(|r| r["kind"] == "startup")
+            .expect("a startup receipt");
+        serde_json::from_str(startup["detailJson"].as_str().expect("its detail"))
+            .expect("the detail is JSON")
+    }
+
     /// The work item `id`.
     pub async fn work_item(&self, id: &str) -> Value {
         serde_json::to_value(

@@ -343,14 +343,7 @@ async fn a_run_interrupted_by_a_restart_is_retried_and_delivered_exactly_once() 
     )
     .await;
     // Boot re-queued nothing (the job is done, and workers only claim queued jobs).
-    let startup = host
-        .receipts(nitejar_core::app::HOST_RECEIPT_ID)
-        .await
-        .into_iter()
-        .rfind(|r| r["kind"] == "startup")
-        .unwrap();
-    let detail: Value = serde_json::from_str(startup["detailJson"].as_str().unwrap()).unwrap();
-    assert_eq!(detail["requeuedJobs"], 0);
+    assert_eq!(host.last_startup().await["requeuedJobs"], 0);
     let run = host.wait_for_run(&wi).await;
     assert_eq!(run["job"]["attempts"], 2);
     assert_eq!(sent_texts(&chat).len(), 1, "delivered exactly once");

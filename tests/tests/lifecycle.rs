@@ -511,7 +511,7 @@ async fn only_the_embedded_integrations_are_built_in_and_enabled_at_first_boot()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boot_puts_plugins_in_service_in_install_order_whatever_loads_first() {
     let host = TestHost::start().await;
-    let first_boot = last_startup(&host).await;
+    let first_boot = host.last_startup().await;
     let builtins = first_boot["loaded"].as_array().unwrap().clone();
     assert!(!builtins.is_empty());
     let installed = ["hostile", "lift", "skills"];
@@ -529,7 +529,7 @@ async fn a_boot_puts_plugins_in_service_in_install_order_whatever_loads_first() 
         ..Default::default()
     };
     let host = TestHost::start_in(data, opts).await;
-    let boot = last_startup(&host).await;
+    let boot = host.last_startup().await;
     assert_eq!(boot["failed"], json!([]));
     let mut expected = builtins;
     expected.extend(installed.iter().map(|n| json!(format!("test.{n}"))));
@@ -548,15 +548,4 @@ async fn a_boot_puts_plugins_in_service_in_install_order_whatever_loads_first() 
     sorted.sort();
     assert_eq!(loads, sorted);
     host.stop().await;
-}
-
-/// The detail of the host's last `startup` receipt.
-async fn last_startup(host: &TestHost) -> Value {
-    let startup = host
-        .receipts(nitejar_core::app::HOST_RECEIPT_ID)
-        .await
-        .into_iter()
-        .rfind(|r| r["kind"] == "startup")
-        .unwrap();
-    serde_json::from_str(startup["detailJson"].as_str().unwrap()).unwrap()
 }
