@@ -296,6 +296,11 @@ impl SqliteSource {
             .execute(&mut conn)
             .await
             .unwrap();
+        // Closed before anything reads the file: dropped, it would close on its own thread
+        // later, and being the last connection, remove the write-ahead log then, between the
+        // two fingerprints (a read-only connection leaves an empty one behind).
+        use sqlx::Connection;
+        conn.close().await.unwrap();
         SqliteSource(db)
     }
 }
