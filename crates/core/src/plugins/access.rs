@@ -225,11 +225,15 @@ pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) 
         at: nitejar_store::now_ms(),
     };
     let alert = serde_json::to_value(&alert).expect("an alert serializes");
-    if let Err(e) = ctx
-        .store
-        .set_plugin_alert(id, Some(&alert.to_string()))
-        .await
-    {
+    let stored = alert.to_string();
+    // The receipt is queued before the row shows the plugin disabled, so anyone who sees it
+    // disabled and then flushes the receipts finds the `auto_disable` receipt.
+    let mut r = Receipt::new(id, "auto_disable", "error").detail(alert);
+    if let Some(v) = version {
+        r = r.version(&v);
+    }
+    ctx.receipts.emit(r);
+    if let Err(e) = ctx.store.set_plugin_alert(id, Some(&stored)).await {
         tracing::error!(plugin.id = id, "recording the auto-disable failed: {e}");
     }
     tracing::warn!(
@@ -237,11 +241,6 @@ pub async fn disable_after_crash_loop(ctx: &Plugins, id: &str, failures: usize) 
         failures,
         "crash-loop protection disabled the plugin"
     );
-    let mut r = Receipt::new(id, "auto_disable", "error").detail(alert);
-    if let Some(v) = version {
-        r = r.version(&v);
-    }
-    ctx.receipts.emit(r);
 }
 
 /// The alert of a crash-loop disable; says what its held fail-closed handlers do meanwhile.
