@@ -68,7 +68,7 @@ pub struct EventFilter {
 /// Stored receipts: written in batches by the receipt writer, read newest first.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Writes a batch of receipts with one multi-row insert.
+    /// Writes a batch of receipts in one transaction (all of them, or none and the error).
     async fn insert_events(&self, events: &[EventRow]) -> DbResult<()>;
 
     /// A page of a plugin's receipts, newest first; pass the last id as `before` for the next.

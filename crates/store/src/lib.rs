@@ -42,6 +42,9 @@ pub enum DbError {
     /// The query failed.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// A write on the write thread's connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -67,6 +70,13 @@ impl DbError {
                 matches!(primary, Some(5 | 6 | 13))
                     || db.message().contains("database is locked")
                     || db.message().contains("disk is full")
+            }
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, message)) => {
+                // As above; rusqlite reports extended codes.
+                matches!(e.extended_code & 0xff, 5 | 6 | 13)
+                    || message.as_deref().is_some_and(|m| {
+                        m.contains("database is locked") || m.contains("disk is full")
+                    })
             }
             DbError::Sqlx(sqlx::Error::Io(e)) | DbError::Io(e) => {
                 e.raw_os_error() == Some(28) // ENOSPC

@@ -193,16 +193,16 @@ pub trait JobStore: Send + Sync {
     /// becomes `running` in the same statement.
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>>;
 
-    /// Ends a job as `end` says, in one round trip: its steps not written yet, the reply's
-    /// settled state and the removal of the delivery guard (when the run left them to be
-    /// written with its end), the job's status (its work item gets the same status in the same
-    /// statement), and the claim of the next queued job for `end.claim_next`. The statements
-    /// run in that order and each commits on its own; one that fails stops the rest. An `Err`
-    /// means the job may not be ended; once it is, a failed claim is logged and reads as no
-    /// job claimed. Returns the job claimed next, if any.
+    /// Ends a job as `end` says, in one hand-off to the writer: one transaction with its steps
+    /// not written yet, the reply's settled state and the removal of the delivery guard (when
+    /// the run left them to be written with its end) and the job's status (its work item gets
+    /// the same status in the same statement); then the claim of the next queued job for
+    /// `end.claim_next`. An `Err` means the job is not ended (nothing of the transaction is
+    /// written); once it is, a failed claim is logged and reads as no job claimed. Returns the
+    /// job claimed next, if any.
     async fn finish_job(&self, job: &JobRow, end: &JobEnd<'_>) -> DbResult<Option<JobRow>>;
 
-    /// Records steps of a run, each with the time it happened (one statement).
+    /// Records steps of a run, each with the time it happened (one transaction).
     async fn insert_steps(&self, job_id: &str, attempt: i64, steps: &[NewStep]) -> DbResult<()>;
 
     /// What a run reads before it starts, in one round trip: the work item, the instance it
@@ -226,8 +226,7 @@ pub trait JobStore: Send + Sync {
 
     /// Writes a job's delivery state after `steps` (of the job's attempt `attempt`), and then
     /// removes `forget` (plugin id, kv key: the integration's delivery guard entry) from the
-    /// plugin's kv: one round trip. The statements run in that order and each commits on its
-    /// own; the first that fails stops the rest and is the error.
+    /// plugin's kv: one transaction (all of it is written, or none of it and the error).
     async fn record_delivery(
         &self,
         d: &DeliveryRow,
@@ -253,7 +252,7 @@ pub struct JobEnd<'a> {
     pub delivery: Option<&'a DeliveryRow>,
     /// Plugin id and kv key of the integration's delivery guard entry to remove.
     pub forget: Option<(&'a str, &'a str)>,
-    /// Claims the next queued job for this worker in the same round trip.
+    /// Claims the next queued job for this worker in the same hand-off to the writer.
     pub claim_next: Option<&'a str>,
 }
 

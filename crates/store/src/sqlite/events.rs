@@ -7,9 +7,11 @@ use async_trait::async_trait;
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn insert_events(&self, events: &[EventRow]) -> DbResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let events = events.to_vec();
-        self.on_write_thread(move |store| async move { store.insert_events_now(&events).await })
-            .await
+        self.write(move |c| insert_events_now(c, &events)).await
     }
 
     async fn search_events(
@@ -75,31 +77,33 @@ impl EventStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// [`EventStore::insert_events`], run on the write thread.
-    async fn insert_events_now(&self, events: &[EventRow]) -> DbResult<()> {
-        // 12 columns per row keeps each statement far below SQLite's bound-variable limit.
-        for chunk in events.chunks(256) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
-                   job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) ",
-            );
-            q.push_values(chunk, |mut row, e| {
-                row.push_bind(&e.id)
-                    .push_bind(&e.plugin_id)
-                    .push_bind(&e.plugin_version)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.status)
-                    .push_bind(&e.work_item_id)
-                    .push_bind(&e.job_id)
-                    .push_bind(&e.hook_name)
-                    .push_bind(e.duration_ms)
-                    .push_bind(&e.execution_mode)
-                    .push_bind(&e.detail_json)
-                    .push_bind(e.created_at);
-            });
-            q.build().execute(&mut *self.writer.get().await?).await?;
+/// [`EventStore::insert_events`], on the write thread's connection: one transaction, one
+/// prepared insert per row.
+fn insert_events_now(c: &mut rusqlite::Connection, events: &[EventRow]) -> DbResult<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
+               job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for e in events {
+            insert.execute(rusqlite::params![
+                e.id,
+                e.plugin_id,
+                e.plugin_version,
+                e.kind,
+                e.status,
+                e.work_item_id,
+                e.job_id,
+                e.hook_name,
+                e.duration_ms,
+                e.execution_mode,
+                e.detail_json,
+                e.created_at
+            ])?;
         }
-        Ok(())
     }
+    tx.commit()?;
+    Ok(())
 }

@@ -115,159 +115,110 @@ pub(crate) const AGENT_FOR_INSTANCE_ID_SQL: &str = "SELECT a.id FROM agents a
      WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
      ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1";
 
-impl SqliteStore {
-    /// [`WorkItemStore::create_work_items`], run on the write thread.
-    async fn create_work_items_now(&self, batch: &[WorkItemCreate]) -> DbResult<Vec<Created>> {
-        let now = now_ms();
-        let mut conn = self.writer.get().await?;
-        let mut tx = conn.begin().await?;
-        // Which keys are new: SQLite inserts the rows in order, so of two items of this batch
-        // with one key the first wins, as between batches.
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at) ",
-        );
-        q.push_values(batch, |mut b, c| {
-            b.push_bind(&c.item.plugin_instance_id)
-                .push_bind(&c.idempotency_key)
-                .push_bind(&c.id)
-                .push_bind(now);
-        });
-        q.push(" ON CONFLICT DO NOTHING RETURNING work_item_id");
-        let inserted: std::collections::HashSet<String> = q
-            .build_query_scalar::<String>()
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-        let new: Vec<&WorkItemCreate> = batch.iter().filter(|c| inserted.contains(&c.id)).collect();
-        if !new.is_empty() {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
-                   session_key, source_ref, sender_json, command, payload_json,
-                   response_context_json, status, created_at, updated_at) ",
-            );
-            q.push_values(&new, |mut b, c| {
-                let i = &c.item;
-                b.push_bind(&c.id)
-                    .push_bind(&i.plugin_instance_id)
-                    .push_bind(&i.integration_type)
-                    .push_bind(&i.title)
-                    .push_bind(&i.text)
-                    .push_bind(&i.session_key)
-                    .push_bind(&i.source_ref)
-                    .push_bind(&i.sender_json)
-                    .push_bind(&i.command)
-                    .push_bind(&i.payload_json)
-                    .push_bind(&i.response_context_json)
-                    .push_bind("pending")
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
+/// [`WorkItemStore::create_work_items`], on the write thread's connection: one transaction,
+/// one prepared statement per row.
+fn create_work_items_now(
+    c: &mut rusqlite::Connection,
+    batch: &[WorkItemCreate],
+) -> DbResult<Vec<Created>> {
+    use rusqlite::{OptionalExtension, params};
+    let now = now_ms();
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut key = tx.prepare_cached(
+            "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?;
+        let mut first = tx.prepare_cached(
+            "SELECT work_item_id FROM idempotency_keys WHERE plugin_instance_id = ?1 AND key = ?2",
+        )?;
+        let mut item = tx.prepare_cached(
+            "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
+               session_key, source_ref, sender_json, command, payload_json,
+               response_context_json, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12)",
+        )?;
+        let mut agent_of = tx.prepare_cached(AGENT_FOR_INSTANCE_ID_SQL)?;
+        let mut job = tx.prepare_cached(
+            "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )?;
         // The instances' agents, once per instance of the batch, when a plan asks for them.
         let mut agents = std::collections::HashMap::<&str, Option<String>>::new();
-        for c in &new {
-            if let JobPlan::InstanceAgent { .. } = c.job
-                && !agents.contains_key(c.item.plugin_instance_id.as_str())
+        // In batch order: of two items with one key, the first wins, as between batches.
+        for create in batch {
+            let i = &create.item;
+            if key.execute(params![
+                i.plugin_instance_id,
+                create.idempotency_key,
+                create.id,
+                now
+            ])? == 0
             {
-                let agent: Option<String> = sqlx::query_scalar(AGENT_FOR_INSTANCE_ID_SQL)
-                    .bind(&c.item.plugin_instance_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                agents.insert(&c.item.plugin_instance_id, agent);
-            }
-        }
-        let jobs: Vec<(&str, &str, &str, &str)> = new
-            .iter()
-            .filter_map(|c| {
-                let (job_id, agent, held) = match &c.job {
-                    JobPlan::None => return None,
-                    JobPlan::Agent {
-                        job_id,
-                        agent_id,
-                        held,
-                    } => (job_id.as_str(), agent_id.as_str(), *held),
-                    JobPlan::InstanceAgent { job_id, held } => (
-                        job_id.as_str(),
-                        agents.get(c.item.plugin_instance_id.as_str())?.as_deref()?,
-                        *held,
-                    ),
-                };
-                Some((
-                    job_id,
-                    c.id.as_str(),
-                    agent,
-                    if held { "held" } else { "queued" },
-                ))
-            })
-            .collect();
-        if !jobs.is_empty() {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at) ",
-            );
-            q.push_values(&jobs, |mut b, (job_id, item, agent, status)| {
-                b.push_bind(*job_id)
-                    .push_bind(*item)
-                    .push_bind(*agent)
-                    .push_bind(*status)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        // Keys used before: the work item they created.
-        let mut existing = std::collections::HashMap::<(String, String), String>::new();
-        let dups: Vec<&WorkItemCreate> =
-            batch.iter().filter(|c| !inserted.contains(&c.id)).collect();
-        if !dups.is_empty() {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT plugin_instance_id, key, work_item_id FROM idempotency_keys
-                 WHERE (plugin_instance_id, key) IN (VALUES ",
-            );
-            let mut sep = q.separated(", ");
-            for c in &dups {
-                sep.push("(")
-                    .push_bind_unseparated(&c.item.plugin_instance_id)
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(&c.idempotency_key)
-                    .push_unseparated(")");
-            }
-            q.push(")");
-            for (instance, key, id) in q
-                .build_query_as::<(String, String, String)>()
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                existing.insert((instance, key), id);
-            }
-        }
-        let job_of: std::collections::HashMap<&str, &str> =
-            jobs.iter().map(|(job, item, _, _)| (*item, *job)).collect();
-        let outcomes = batch
-            .iter()
-            .map(|c| {
-                if inserted.contains(&c.id) {
-                    return Ok(Created {
-                        outcome: CreateOutcome::Created(c.id.clone()),
-                        job_id: job_of.get(c.id.as_str()).map(|j| j.to_string()),
-                    });
-                }
-                // A key that was not inserted exists (in this transaction's view).
-                let key = (c.item.plugin_instance_id.clone(), c.idempotency_key.clone());
-                let first = existing
-                    .get(&key)
-                    .cloned()
-                    .ok_or(sqlx::Error::RowNotFound)?;
-                Ok(Created {
-                    outcome: CreateOutcome::Duplicate(first),
+                // A key used before: the work item it created (in this transaction's view).
+                let id: String = first
+                    .query_row(params![i.plugin_instance_id, create.idempotency_key], |r| {
+                        r.get(0)
+                    })?;
+                outcomes.push(Created {
+                    outcome: CreateOutcome::Duplicate(id),
                     job_id: None,
-                })
-            })
-            .collect::<DbResult<Vec<Created>>>()?;
-        tx.commit().await?;
-        Ok(outcomes)
+                });
+                continue;
+            }
+            item.execute(params![
+                create.id,
+                i.plugin_instance_id,
+                i.integration_type,
+                i.title,
+                i.text,
+                i.session_key,
+                i.source_ref,
+                i.sender_json,
+                i.command,
+                i.payload_json,
+                i.response_context_json,
+                now
+            ])?;
+            let plan = match &create.job {
+                JobPlan::None => None,
+                JobPlan::Agent {
+                    job_id,
+                    agent_id,
+                    held,
+                } => Some((job_id, Some(agent_id.clone()), *held)),
+                JobPlan::InstanceAgent { job_id, held } => {
+                    let agent = match agents.get(i.plugin_instance_id.as_str()) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let a: Option<String> = agent_of
+                                .query_row([&i.plugin_instance_id], |r| r.get(0))
+                                .optional()?;
+                            agents.insert(&i.plugin_instance_id, a.clone());
+                            a
+                        }
+                    };
+                    Some((job_id, agent, *held))
+                }
+            };
+            let job_id = match plan {
+                Some((job_id, Some(agent), held)) => {
+                    let status = if held { "held" } else { "queued" };
+                    job.execute(params![job_id, create.id, agent, status, now])?;
+                    Some(job_id.clone())
+                }
+                // No job, or no agent answers the instance.
+                _ => None,
+            };
+            outcomes.push(Created {
+                outcome: CreateOutcome::Created(create.id.clone()),
+                job_id,
+            });
+        }
     }
+    tx.commit()?;
+    Ok(outcomes)
 }
 
 #[async_trait]
@@ -277,8 +228,7 @@ impl WorkItemStore for SqliteStore {
             return Ok(Vec::new());
         }
         let batch = batch.to_vec();
-        self.on_write_thread(move |store| async move { store.create_work_items_now(&batch).await })
-            .await
+        self.write(move |c| create_work_items_now(c, &batch)).await
     }
 
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {

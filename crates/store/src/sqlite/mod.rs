@@ -1,6 +1,7 @@
-//! The embedded SQLite backend (WAL) via sqlx: every aggregate trait of this crate, implemented
-//! in one module per aggregate. The migrations in the repository's `migrations/` are compiled in
-//! and run at open.
+//! The embedded SQLite backend (WAL): every aggregate trait of this crate, implemented in one
+//! module per aggregate. Reads and the rarer writes go through sqlx; the frequent writes run on
+//! the write thread's own connection ([`write_thread`], rusqlite on the same SQLite library).
+//! The migrations in the repository's `migrations/` are compiled in and run at open.
 
 use crate::*;
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use write_thread::WriteThread;
 
 mod connections;
 mod events;
@@ -19,6 +21,7 @@ mod instances;
 mod plugins;
 mod runs;
 mod skills;
+mod write_thread;
 
 /// Connections for reads; writes have their own one (see [`SqliteStore`]). Four: the run
 /// workers, webhook lookups and the admin API read at once; more only add thread hand-offs on
@@ -30,72 +33,19 @@ const READ_CONNECTIONS: usize = 4;
 pub struct SqliteStore {
     /// Connections for reads (WAL: readers never wait for the writer).
     pool: Arc<Connections>,
-    /// The one connection every write goes through. SQLite admits one writer at a time, and a
-    /// connection that finds the write lock taken sleeps in SQLite's busy handler (1, 2, 5 ms
+    /// The writer: the connection the rarer writes go through, and the turn every write of
+    /// this process waits for (the write thread's too). SQLite admits one writer at a time, and
+    /// a connection that finds the write lock taken sleeps in SQLite's busy handler (1, 2, 5 ms
     /// and more) even when the holder is done a microsecond later: under load the connection
     /// threads spent a quarter of their time asleep that way. Queued here instead, writes wait
-    /// for the connection in order and never sleep on the lock (another process can still
-    /// hold it: that is what the busy timeout is for).
+    /// their turn in order and never sleep on the lock (another process can still hold it:
+    /// that is what the busy timeout is for).
     writer: Arc<Connections>,
-    /// Where the frequent writes run (see [`WriteThread`]).
+    /// Where the frequent writes run, on a connection of their own (see [`write_thread`]).
     writes: Arc<WriteThread>,
 }
 
-/// A single-threaded runtime on a thread of its own, where the frequent writes (webhook
-/// batches, a run's delivery and end, receipts, claims, kv) hold the writer. A statement is a
-/// round trip to the connection's thread; run on the shared runtime, each return also waited
-/// in its queue behind request handlers while the writer stayed taken (under a steady 1,500
-/// webhooks/s on two busy cores the writer was held 0.7 ms per use for about 0.1 ms of
-/// SQLite's work, and a run waited about 5 ms for it per write). Here the holder is woken
-/// without that queue, and the next write in line takes the connection on the same thread.
-/// The caller waits for the result on its own runtime; a caller that gives up (a dropped
-/// request) no longer cancels a write halfway.
-#[derive(Debug)]
-struct WriteThread {
-    handle: tokio::runtime::Handle,
-    /// Dropped with the store: the thread ends (writes still running are dropped, as their
-    /// callers are gone).
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl WriteThread {
-    fn start() -> std::io::Result<WriteThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("nitejar-db-writes".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(WriteThread {
-            handle,
-            _stop: stop,
-        })
-    }
-}
-
 impl SqliteStore {
-    /// Runs `write` (given a handle on this store) on the write thread ([`WriteThread`]) and
-    /// returns its result.
-    async fn on_write_thread<T, F, Fut>(&self, write: F) -> DbResult<T>
-    where
-        F: FnOnce(SqliteStore) -> Fut,
-        Fut: std::future::Future<Output = DbResult<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        match self.writes.handle.spawn(write(self.clone())).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The thread stopped: the store is being dropped.
-            Err(_) => Err(sqlx::Error::PoolClosed.into()),
-        }
-    }
-
     /// Opens (creating if needed) the SQLite database at `path` and runs migrations.
     pub async fn open(path: &Path) -> DbResult<SqliteStore> {
         Self::open_with(path, crate::Durability::default()).await
@@ -125,7 +75,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool: Arc::new(pool),
             writer: Arc::new(writer),
-            writes: Arc::new(WriteThread::start()?),
+            writes: Arc::new(WriteThread::start(path, durability)?),
         })
     }
 
@@ -133,6 +83,7 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        self.writes.close();
     }
 
     /// A plugin's kv value.
@@ -161,8 +112,8 @@ impl SqliteStore {
         let size = (key.len() + value.len()) as i64;
         let (plugin, k, v) = (plugin_id.to_string(), key.to_string(), value.to_vec());
         let written = self
-            .on_write_thread(move |store| async move {
-                Ok(sqlx::query(
+            .write(move |c| {
+                Ok(c.prepare_cached(
                     "INSERT INTO plugin_kv (plugin_id, key, value, updated_at)
                      SELECT ?1, ?2, ?3, ?4
                      WHERE (SELECT COUNT(*) FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) < ?5
@@ -170,17 +121,16 @@ impl SqliteStore {
                             FROM plugin_kv WHERE plugin_id = ?1 AND key <> ?2) + ?6 <= ?7
                      ON CONFLICT(plugin_id, key) DO UPDATE
                        SET value = excluded.value, updated_at = excluded.updated_at",
-                )
-                .bind(plugin)
-                .bind(k)
-                .bind(v)
-                .bind(now_ms())
-                .bind(max_keys as i64)
-                .bind(size)
-                .bind(max_bytes as i64)
-                .execute(&mut *store.writer.get().await?)
-                .await?
-                .rows_affected())
+                )?
+                .execute(rusqlite::params![
+                    plugin,
+                    k,
+                    v,
+                    now_ms(),
+                    max_keys as i64,
+                    size,
+                    max_bytes as i64
+                ])?)
             })
             .await?;
         if written > 0 {
@@ -202,13 +152,11 @@ impl SqliteStore {
     /// Deletes a plugin's kv key; returns whether it existed.
     pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> DbResult<bool> {
         let (plugin, key) = (plugin_id.to_string(), key.to_string());
-        self.on_write_thread(move |store| async move {
-            let r = sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = ? AND key = ?")
-                .bind(plugin)
-                .bind(key)
-                .execute(&mut *store.writer.get().await?)
-                .await?;
-            Ok(r.rows_affected() > 0)
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("DELETE FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2")?
+                .execute([plugin, key])?;
+            Ok(n > 0)
         })
         .await
     }
@@ -747,6 +695,11 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(got, mode, "{durability:?}");
+            assert_eq!(
+                db.writes.synchronous(),
+                mode,
+                "the write thread's connection"
+            );
             db.close().await;
         }
     }
@@ -859,8 +812,10 @@ mod tests {
     async fn the_run_path_queries_use_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        let claim = runs::CLAIM_JOB_SQL.join("?");
-        for (sql, binds) in [(instances::SESSION_HISTORY_SQL, 5), (claim.as_str(), 3)] {
+        for (sql, binds) in [
+            (instances::SESSION_HISTORY_SQL, 5),
+            (runs::CLAIM_JOB_SQL, 2),
+        ] {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
             for _ in 0..binds {

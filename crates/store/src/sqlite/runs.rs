@@ -87,27 +87,40 @@ impl AgentStore for SqliteStore {
     }
 }
 
-/// The claim of the oldest queued job, around its three binds (worker, now, now): one claimer
-/// per job. The oldest is read from `idx_jobs_status` in order (see the store tests).
-pub(crate) const CLAIM_JOB_SQL: [&str; 4] = [
-    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ",
-    ", started_at = ",
-    ", updated_at = ",
-    " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
+/// The claim of the oldest queued job (binds: worker, now): one claimer per job. The oldest
+/// is read from `idx_jobs_status` in order (see the store tests); its work item becomes
+/// `running` with it (trigger `jobs_status_to_work_item`).
+pub(crate) const CLAIM_JOB_SQL: &str =
+    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?1,
+       started_at = ?2, updated_at = ?2
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1)
        AND status = 'queued'
-     RETURNING *;",
-];
+     RETURNING *";
 
-/// Appends the claim of the oldest queued job for `worker` (see [`CLAIM_JOB_SQL`]); its work
-/// item becomes `running` with it (trigger `jobs_status_to_work_item`).
-fn push_claim(q: &mut Writes, worker: &str, now: i64) {
-    q.push(CLAIM_JOB_SQL[0])
-        .push_bind(worker.to_string())
-        .push(CLAIM_JOB_SQL[1])
-        .push_bind(now)
-        .push(CLAIM_JOB_SQL[2])
-        .push_bind(now)
-        .push(CLAIM_JOB_SQL[3]);
+/// Claims the oldest queued job for `worker` (see [`CLAIM_JOB_SQL`]).
+fn claim(c: &rusqlite::Connection, worker: &str, now: i64) -> rusqlite::Result<Option<JobRow>> {
+    use rusqlite::OptionalExtension;
+    c.prepare_cached(CLAIM_JOB_SQL)?
+        .query_row(rusqlite::params![worker, now], job_row)
+        .optional()
+}
+
+/// A `jobs` row read by the write thread's connection.
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: r.get("id")?,
+        work_item_id: r.get("work_item_id")?,
+        agent_id: r.get("agent_id")?,
+        status: r.get("status")?,
+        attempts: r.get("attempts")?,
+        claimed_by: r.get("claimed_by")?,
+        last_error: r.get("last_error")?,
+        result_json: r.get("result_json")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        started_at: r.get("started_at")?,
+        finished_at: r.get("finished_at")?,
+    })
 }
 
 #[async_trait]
@@ -183,73 +196,46 @@ impl JobStore for SqliteStore {
     }
 
     async fn claim_job(&self, worker: &str) -> DbResult<Option<JobRow>> {
-        let now = now_ms();
-        let mut q = Writes::new("");
-        push_claim(&mut q, worker, now);
-        self.on_write_thread(move |store| async move {
-            Ok(q.build_query_as()
-                .fetch_optional(&mut *store.writer.get().await?)
-                .await?)
-        })
-        .await
+        let worker = worker.to_string();
+        self.write(move |c| Ok(claim(c, &worker, now_ms())?)).await
     }
 
     async fn finish_job(&self, job: &JobRow, end: &JobEnd<'_>) -> DbResult<Option<JobRow>> {
-        use futures::TryStreamExt;
-        use sqlx::{Either, FromRow};
-        let now = now_ms();
-        let mut q = Writes::new("");
-        push_steps(&mut q, &job.id, job.attempts, end.steps);
-        if let Some(d) = end.delivery {
-            push_delivery(&mut q, d);
-        }
-        if let Some((plugin_id, key)) = end.forget {
-            push_forget(&mut q, plugin_id, key);
-        }
-        // The work item follows (trigger `jobs_status_to_work_item`).
-        q.push("UPDATE jobs SET status = ")
-            .push_bind(end.status.to_string())
-            .push(", result_json = ")
-            .push_bind(end.result_json.map(str::to_string))
-            .push(", last_error = ")
-            .push_bind(end.error.map(str::to_string))
-            .push(", finished_at = ")
-            .push_bind(now)
-            .push(", updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id = ")
-            .push_bind(job.id.clone())
-            .push(";");
-        // Statements before the claim: once they have all reported their end, the job is ended.
-        let ending = usize::from(!end.steps.is_empty())
-            + usize::from(end.delivery.is_some())
-            + usize::from(end.forget.is_some())
-            + 1;
-        if let Some(worker) = end.claim_next {
-            push_claim(&mut q, worker, now);
-        }
+        let end = OwnedEnd::of(job, end);
         let job_id = job.id.clone();
-        self.on_write_thread(move |store| async move {
-            // Several statements, one round trip (see `run_inputs` on sqlx's deprecation).
-            let mut conn = store.writer.get().await?;
-            #[allow(deprecated)]
-            let mut results = q.build().fetch_many(&mut *conn);
-            let mut ended = 0;
-            let mut next = None;
-            loop {
-                match results.try_next().await {
-                    Ok(Some(Either::Left(_))) => ended += 1,
-                    Ok(Some(Either::Right(row))) if ended >= ending => {
-                        next = Some(JobRow::from_row(&row)?)
-                    }
-                    Ok(Some(Either::Right(_))) => {}
-                    Ok(None) => return Ok(next),
-                    Err(e) if ended >= ending => {
-                        // The job is ended; the next one stays queued for any worker.
-                        tracing::warn!(job.id = %job_id, "claiming the next job failed: {e}");
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
+        self.write(move |c| {
+            let now = now_ms();
+            // The end is one transaction: steps, the settled reply, the guard's removal, and
+            // the job's status (the work item follows: trigger `jobs_status_to_work_item`).
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_steps_now(&tx, &end.job_id, end.attempt, &end.steps)?;
+            if let Some(d) = &end.delivery {
+                upsert_delivery_now(&tx, d)?;
+            }
+            if let Some((plugin_id, key)) = &end.forget {
+                forget_now(&tx, plugin_id, key)?;
+            }
+            tx.prepare_cached(
+                "UPDATE jobs SET status = ?1, result_json = ?2, last_error = ?3,
+                   finished_at = ?4, updated_at = ?4 WHERE id = ?5",
+            )?
+            .execute(rusqlite::params![
+                end.status,
+                end.result_json,
+                end.error,
+                now,
+                end.job_id
+            ])?;
+            tx.commit()?;
+            let Some(worker) = end.claim_next else {
+                return Ok(None);
+            };
+            match claim(c, &worker, now) {
+                Ok(next) => Ok(next),
+                Err(e) => {
+                    // The job is ended; the next one stays queued for any worker.
+                    tracing::warn!(job.id = %job_id, "claiming the next job failed: {e}");
+                    Ok(None)
                 }
             }
         })
@@ -260,10 +246,11 @@ impl JobStore for SqliteStore {
         if steps.is_empty() {
             return Ok(());
         }
-        let mut q = Writes::new("");
-        push_steps(&mut q, job_id, attempt, steps);
-        self.on_write_thread(move |store| async move {
-            q.build().execute(&mut *store.writer.get().await?).await?;
+        let (job_id, steps) = (job_id.to_string(), owned_steps(steps));
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_steps_now(&tx, &job_id, attempt, &steps)?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -343,69 +330,125 @@ impl JobStore for SqliteStore {
         steps: &[NewStep],
         forget: Option<(&str, &str)>,
     ) -> DbResult<()> {
-        let mut q = Writes::new("");
-        push_steps(&mut q, &d.job_id, attempt, steps);
-        push_delivery(&mut q, d);
-        if let Some((plugin_id, key)) = forget {
-            push_forget(&mut q, plugin_id, key);
-        }
-        self.on_write_thread(move |store| async move {
-            q.build().execute(&mut *store.writer.get().await?).await?;
+        let (d, steps) = (d.clone(), owned_steps(steps));
+        let forget = forget.map(|(p, k)| (p.to_string(), k.to_string()));
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_steps_now(&tx, &d.job_id, attempt, &steps)?;
+            upsert_delivery_now(&tx, &d)?;
+            if let Some((plugin_id, key)) = &forget {
+                forget_now(&tx, plugin_id, key)?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
     }
 }
 
-/// Statements built with owned values, to run on the write thread.
-type Writes = sqlx::QueryBuilder<'static, sqlx::Sqlite>;
+/// A step as the write thread inserts it (its detail serialised).
+struct OwnedStep {
+    turn: u32,
+    kind: String,
+    detail: String,
+    created_at: i64,
+}
 
-/// Appends the statement inserting `steps` (none when empty), ended with `;`.
-fn push_steps(q: &mut Writes, job_id: &str, attempt: i64, steps: &[NewStep]) {
-    if steps.is_empty() {
-        return;
+/// `steps`, owned, to be inserted on the write thread.
+fn owned_steps(steps: &[NewStep]) -> Vec<OwnedStep> {
+    steps
+        .iter()
+        .map(|s| OwnedStep {
+            turn: s.turn,
+            kind: s.kind.clone(),
+            detail: s.detail.to_string(),
+            created_at: s.created_at,
+        })
+        .collect()
+}
+
+/// A [`JobEnd`] of a job, owned, to be written on the write thread.
+struct OwnedEnd {
+    job_id: String,
+    attempt: i64,
+    status: String,
+    steps: Vec<OwnedStep>,
+    result_json: Option<String>,
+    error: Option<String>,
+    delivery: Option<DeliveryRow>,
+    forget: Option<(String, String)>,
+    claim_next: Option<String>,
+}
+
+impl OwnedEnd {
+    fn of(job: &JobRow, end: &JobEnd<'_>) -> OwnedEnd {
+        OwnedEnd {
+            job_id: job.id.clone(),
+            attempt: job.attempts,
+            status: end.status.to_string(),
+            steps: owned_steps(end.steps),
+            result_json: end.result_json.map(str::to_string),
+            error: end.error.map(str::to_string),
+            delivery: end.delivery.cloned(),
+            forget: end.forget.map(|(p, k)| (p.to_string(), k.to_string())),
+            claim_next: end.claim_next.map(str::to_string),
+        }
     }
-    q.push("INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at) ");
-    q.push_values(steps, |mut b, step| {
-        b.push_bind(job_id.to_string())
-            .push_bind(attempt)
-            .push_bind(step.turn)
-            .push_bind(step.kind.clone())
-            .push_bind(step.detail.to_string())
-            .push_bind(step.created_at);
-    });
-    q.push(";");
 }
 
-/// Appends the upsert of a job's delivery state, ended with `;`.
-fn push_delivery(q: &mut Writes, d: &DeliveryRow) {
-    q.push(
-        "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id, error,
-           created_at, updated_at) VALUES (",
-    );
-    let mut values = q.separated(", ");
-    values
-        .push_bind(d.job_id.clone())
-        .push_bind(d.work_item_id.clone())
-        .push_bind(d.status.clone())
-        .push_bind(d.content.clone())
-        .push_bind(d.attempts)
-        .push_bind(d.external_id.clone())
-        .push_bind(d.error.clone())
-        .push_bind(d.created_at)
-        .push_bind(now_ms());
-    q.push(
-        ") ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
+/// Inserts `steps` of attempt `attempt` of job `job_id`.
+fn insert_steps_now(
+    c: &rusqlite::Connection,
+    job_id: &str,
+    attempt: i64,
+    steps: &[OwnedStep],
+) -> rusqlite::Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let mut insert = c.prepare_cached(
+        "INSERT INTO run_steps (job_id, attempt, turn, kind, detail_json, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for s in steps {
+        insert.execute(rusqlite::params![
+            job_id,
+            attempt,
+            s.turn,
+            s.kind,
+            s.detail,
+            s.created_at
+        ])?;
+    }
+    Ok(())
+}
+
+/// Writes a job's delivery state (one row per job).
+fn upsert_delivery_now(c: &rusqlite::Connection, d: &DeliveryRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO deliveries (job_id, work_item_id, status, content, attempts, external_id,
+           error, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, content = excluded.content,
            attempts = excluded.attempts, external_id = excluded.external_id,
-           error = excluded.error, updated_at = excluded.updated_at;",
-    );
+           error = excluded.error, updated_at = excluded.updated_at",
+    )?
+    .execute(rusqlite::params![
+        d.job_id,
+        d.work_item_id,
+        d.status,
+        d.content,
+        d.attempts,
+        d.external_id,
+        d.error,
+        d.created_at,
+        now_ms()
+    ])?;
+    Ok(())
 }
 
-/// Appends the removal of a plugin's kv entry, ended with `;`.
-fn push_forget(q: &mut Writes, plugin_id: &str, key: &str) {
-    q.push("DELETE FROM plugin_kv WHERE plugin_id = ")
-        .push_bind(plugin_id.to_string())
-        .push(" AND key = ")
-        .push_bind(key.to_string())
-        .push(";");
+/// Removes a plugin's kv entry.
+fn forget_now(c: &rusqlite::Connection, plugin_id: &str, key: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2")?
+        .execute([plugin_id, key])?;
+    Ok(())
 }
