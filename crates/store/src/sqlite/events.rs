@@ -77,12 +77,11 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// [`EventStore::insert_events`], on the write thread's connection: one transaction, one
-/// prepared insert per row.
-fn insert_events_now(c: &mut rusqlite::Connection, events: &[EventRow]) -> DbResult<()> {
-    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+/// [`EventStore::insert_events`], on the write thread's connection (all of it is written or
+/// none: see [`super::write_thread`]), one prepared insert per row.
+fn insert_events_now(c: &rusqlite::Connection, events: &[EventRow]) -> DbResult<()> {
     {
-        let mut insert = tx.prepare_cached(
+        let mut insert = c.prepare_cached(
             "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
                job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -104,6 +103,5 @@ fn insert_events_now(c: &mut rusqlite::Connection, events: &[EventRow]) -> DbRes
             ])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }

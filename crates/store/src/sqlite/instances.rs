@@ -115,32 +115,31 @@ pub(crate) const AGENT_FOR_INSTANCE_ID_SQL: &str = "SELECT a.id FROM agents a
      WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
      ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1";
 
-/// [`WorkItemStore::create_work_items`], on the write thread's connection: one transaction,
-/// one prepared statement per row.
+/// [`WorkItemStore::create_work_items`], on the write thread's connection (all of it is
+/// written or none: see [`super::write_thread`]), one prepared statement per row.
 fn create_work_items_now(
-    c: &mut rusqlite::Connection,
+    c: &rusqlite::Connection,
     batch: &[WorkItemCreate],
 ) -> DbResult<Vec<Created>> {
     use rusqlite::{OptionalExtension, params};
     let now = now_ms();
-    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
-        let mut key = tx.prepare_cached(
+        let mut key = c.prepare_cached(
             "INSERT INTO idempotency_keys (plugin_instance_id, key, work_item_id, created_at)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         )?;
-        let mut first = tx.prepare_cached(
+        let mut first = c.prepare_cached(
             "SELECT work_item_id FROM idempotency_keys WHERE plugin_instance_id = ?1 AND key = ?2",
         )?;
-        let mut item = tx.prepare_cached(
+        let mut item = c.prepare_cached(
             "INSERT INTO work_items (id, plugin_instance_id, integration_type, title, text,
                session_key, source_ref, sender_json, command, payload_json,
                response_context_json, status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12)",
         )?;
-        let mut agent_of = tx.prepare_cached(AGENT_FOR_INSTANCE_ID_SQL)?;
-        let mut job = tx.prepare_cached(
+        let mut agent_of = c.prepare_cached(AGENT_FOR_INSTANCE_ID_SQL)?;
+        let mut job = c.prepare_cached(
             "INSERT INTO jobs (id, work_item_id, agent_id, status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         )?;
@@ -217,7 +216,6 @@ fn create_work_items_now(
             });
         }
     }
-    tx.commit()?;
     Ok(outcomes)
 }
 

@@ -72,10 +72,11 @@ impl SqliteStore {
             .run(&mut *writer.get().await?)
             .await?;
         let pool = Connections::open(&opts, READ_CONNECTIONS).await?;
+        let writer = Arc::new(writer);
         Ok(SqliteStore {
             pool: Arc::new(pool),
-            writer: Arc::new(writer),
-            writes: Arc::new(WriteThread::start(path, durability)?),
+            writes: Arc::new(WriteThread::start(path, durability, writer.clone())?),
+            writer,
         })
     }
 

@@ -205,17 +205,17 @@ impl JobStore for SqliteStore {
         let job_id = job.id.clone();
         self.write(move |c| {
             let now = now_ms();
-            // The end is one transaction: steps, the settled reply, the guard's removal, and
-            // the job's status (the work item follows: trigger `jobs_status_to_work_item`).
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_steps_now(&tx, &end.job_id, end.attempt, &end.steps)?;
+            // The end is written whole or not at all (see `write_thread`): steps, the settled
+            // reply, the guard's removal, and the job's status (the work item follows:
+            // trigger `jobs_status_to_work_item`).
+            insert_steps_now(c, &end.job_id, end.attempt, &end.steps)?;
             if let Some(d) = &end.delivery {
-                upsert_delivery_now(&tx, d)?;
+                upsert_delivery_now(c, d)?;
             }
             if let Some((plugin_id, key)) = &end.forget {
-                forget_now(&tx, plugin_id, key)?;
+                forget_now(c, plugin_id, key)?;
             }
-            tx.prepare_cached(
+            c.prepare_cached(
                 "UPDATE jobs SET status = ?1, result_json = ?2, last_error = ?3,
                    finished_at = ?4, updated_at = ?4 WHERE id = ?5",
             )?
@@ -226,14 +226,14 @@ impl JobStore for SqliteStore {
                 now,
                 end.job_id
             ])?;
-            tx.commit()?;
             let Some(worker) = end.claim_next else {
                 return Ok(None);
             };
             match claim(c, &worker, now) {
                 Ok(next) => Ok(next),
+                // An error that ended the transaction (a full disk) took the end with it.
+                Err(e) if c.is_autocommit() => Err(e.into()),
                 Err(e) => {
-                    // The job is ended; the next one stays queued for any worker.
                     tracing::warn!(job.id = %job_id, "claiming the next job failed: {e}");
                     Ok(None)
                 }
@@ -247,13 +247,8 @@ impl JobStore for SqliteStore {
             return Ok(());
         }
         let (job_id, steps) = (job_id.to_string(), owned_steps(steps));
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_steps_now(&tx, &job_id, attempt, &steps)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| Ok(insert_steps_now(c, &job_id, attempt, &steps)?))
+            .await
     }
 
     async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs> {
@@ -333,13 +328,11 @@ impl JobStore for SqliteStore {
         let (d, steps) = (d.clone(), owned_steps(steps));
         let forget = forget.map(|(p, k)| (p.to_string(), k.to_string()));
         self.write(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_steps_now(&tx, &d.job_id, attempt, &steps)?;
-            upsert_delivery_now(&tx, &d)?;
+            insert_steps_now(c, &d.job_id, attempt, &steps)?;
+            upsert_delivery_now(c, &d)?;
             if let Some((plugin_id, key)) = &forget {
-                forget_now(&tx, plugin_id, key)?;
+                forget_now(c, plugin_id, key)?;
             }
-            tx.commit()?;
             Ok(())
         })
         .await
