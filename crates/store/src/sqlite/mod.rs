@@ -153,13 +153,8 @@ impl SqliteStore {
     /// Deletes a plugin's kv key; returns whether it existed.
     pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> DbResult<bool> {
         let (plugin, key) = (plugin_id.to_string(), key.to_string());
-        self.write(move |c| {
-            let n = c
-                .prepare_cached("DELETE FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2")?
-                .execute([plugin, key])?;
-            Ok(n > 0)
-        })
-        .await
+        self.write(move |c| Ok(runs::forget_now(c, &plugin, &key)?))
+            .await
     }
 
     /// A plugin's kv keys with `prefix`, in byte order.

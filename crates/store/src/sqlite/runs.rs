@@ -439,9 +439,15 @@ fn upsert_delivery_now(c: &rusqlite::Connection, d: &DeliveryRow) -> rusqlite::R
     Ok(())
 }
 
-/// Removes a plugin's kv entry.
-fn forget_now(c: &rusqlite::Connection, plugin_id: &str, key: &str) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2")?
-        .execute([plugin_id, key])?;
-    Ok(())
+/// Removes a plugin's kv entry; returns whether it existed (also [`SqliteStore::kv_delete`]).
+pub(super) fn forget_now(
+    c: &rusqlite::Connection,
+    plugin_id: &str,
+    key: &str,
+) -> rusqlite::Result<bool> {
+    Ok(
+        c.prepare_cached("DELETE FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2")?
+            .execute([plugin_id, key])?
+            > 0,
+    )
 }

@@ -41,7 +41,7 @@ const PREPARED_STATEMENTS: usize = 64;
 
 /// At most this many writes share a commit (a group holds the writer; the rarer writes wait
 /// for it).
-pub(super) const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 256;
 
 /// The write thread (see the module docs): a single-threaded tokio runtime on a thread of its
 /// own, the queue of writes it serves, and the connection they use.
