@@ -92,7 +92,10 @@ impl WriteConnection {
 
 /// Opens the write connection to the (migrated) database at `path`, set as sqlx's
 /// connections are: write-ahead log (a property of the file), foreign keys, the busy timeout
-/// for another process's lock, and `synchronous` from `durability`.
+/// for another process's lock, and `synchronous` from `durability`. Its temporary storage is
+/// memory: each write of a group runs in a savepoint, whose undo pages (the statement journal)
+/// would otherwise spill to a temporary file past 64 KiB, written, truncated and unlinked on
+/// every commit.
 fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(
         path,
@@ -100,6 +103,7 @@ fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     )?;
     c.busy_timeout(Duration::from_secs(10))?;
     c.pragma_update(None, "foreign_keys", true)?;
+    c.pragma_update(None, "temp_store", "MEMORY")?;
     c.pragma_update(
         None,
         "synchronous",
