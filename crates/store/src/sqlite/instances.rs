@@ -34,12 +34,14 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn get_instance(&self, id: &str) -> DbResult<Option<InstanceRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM plugin_instances WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *self.pool.get().await?)
-                .await?,
-        )
+        use rusqlite::OptionalExtension;
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT * FROM plugin_instances WHERE id = ?")?
+                .query_row([&id], instance_row)
+                .optional()
+        })
+        .await
     }
 
     async fn update_instance(
@@ -114,6 +116,38 @@ pub(crate) const AGENT_FOR_INSTANCE_ID_SQL: &str = "SELECT a.id FROM agents a
      LEFT JOIN agent_assignments s ON s.agent_id = a.id AND s.plugin_instance_id = ?
      WHERE s.plugin_instance_id IS NOT NULL OR a.is_default = 1
      ORDER BY s.plugin_instance_id IS NULL, a.created_at LIMIT 1";
+
+/// A `plugin_instances` row read by a rusqlite connection.
+pub(super) fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRow> {
+    Ok(InstanceRow {
+        id: r.get("id")?,
+        plugin_id: r.get("plugin_id")?,
+        integration_type: r.get("type")?,
+        name: r.get("name")?,
+        config_json: r.get("config_json")?,
+        enabled: r.get("enabled")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+/// A `work_items` row read by a rusqlite connection.
+pub(super) fn work_item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkItemRow> {
+    Ok(WorkItemRow {
+        id: r.get("id")?,
+        plugin_instance_id: r.get("plugin_instance_id")?,
+        integration_type: r.get("integration_type")?,
+        title: r.get("title")?,
+        text: r.get("text")?,
+        session_key: r.get("session_key")?,
+        source_ref: r.get("source_ref")?,
+        command: r.get("command")?,
+        payload_json: r.get("payload_json")?,
+        response_context_json: r.get("response_context_json")?,
+        status: r.get("status")?,
+        created_at: r.get("created_at")?,
+    })
+}
 
 /// [`WorkItemStore::create_work_items`], on the write thread's connection (all of it is
 /// written or none: see [`super::write_thread`]), one prepared statement per row.
@@ -286,13 +320,27 @@ impl WorkItemStore for SqliteStore {
     }
 
     async fn session_history(&self, item: &WorkItemRow, limit: u32) -> DbResult<Vec<SessionTurn>> {
-        Ok(sqlx::query_as(SESSION_HISTORY_SQL)
-            .bind(&item.plugin_instance_id)
-            .bind(&item.session_key)
-            .bind(item.created_at)
-            .bind(&item.id)
-            .bind(limit)
-            .fetch_all(&mut *self.pool.get().await?)
-            .await?)
+        let (instance, session, created_at, id) = (
+            item.plugin_instance_id.clone(),
+            item.session_key.clone(),
+            item.created_at,
+            item.id.clone(),
+        );
+        self.read(move |c| {
+            c.prepare_cached(SESSION_HISTORY_SQL)?
+                .query_map(
+                    rusqlite::params![instance, session, created_at, id, limit],
+                    |r| {
+                        Ok(SessionTurn {
+                            work_item_id: r.get("work_item_id")?,
+                            text: r.get("text")?,
+                            command: r.get("command")?,
+                            reply: r.get("reply")?,
+                        })
+                    },
+                )?
+                .collect()
+        })
+        .await
     }
 }

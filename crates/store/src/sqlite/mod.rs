@@ -1,6 +1,7 @@
 //! The embedded SQLite backend (WAL): every aggregate trait of this crate, implemented in one
-//! module per aggregate. Reads and the rarer writes go through sqlx; the frequent writes run on
-//! the write thread's own connection ([`write_thread`], rusqlite on the same SQLite library).
+//! module per aggregate. The rarer reads and writes go through sqlx; the frequent writes run on
+//! the write thread's own connection ([`write_thread`], rusqlite on the same SQLite library),
+//! and the hot paths' point reads on the caller's thread ([`quick_reads`]).
 //! The migrations in the repository's `migrations/` are compiled in and run at open.
 
 use crate::*;
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use connections::Connections;
 use futures::future::BoxFuture;
 use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
+use quick_reads::QuickReads;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ mod events;
 mod import;
 mod instances;
 mod plugins;
+mod quick_reads;
 mod runs;
 mod skills;
 mod write_thread;
@@ -43,6 +46,9 @@ pub struct SqliteStore {
     writer: Arc<Connections>,
     /// Where the frequent writes run, on a connection of their own (see [`write_thread`]).
     writes: Arc<WriteThread>,
+    /// Connections for the hot paths' point reads, made on the caller's thread (see
+    /// [`quick_reads`]).
+    reads: Arc<QuickReads>,
 }
 
 impl SqliteStore {
@@ -76,12 +82,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool: Arc::new(pool),
             writes: Arc::new(WriteThread::start(path, durability, writer.clone())?),
+            reads: Arc::new(QuickReads::new(path)),
             writer,
         })
     }
 
     /// Closes the connections (waits for those in use to be given back).
     pub async fn close(&self) {
+        self.reads.close();
         self.pool.close().await;
         self.writer.close().await;
         self.writes.close();

@@ -105,6 +105,20 @@ fn claim(c: &rusqlite::Connection, worker: &str, now: i64) -> rusqlite::Result<O
         .optional()
 }
 
+/// An `agents` row read by a rusqlite connection.
+fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    Ok(AgentRow {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        system_prompt: r.get("system_prompt")?,
+        model_json: r.get("model_json")?,
+        is_default: r.get("is_default")?,
+        team: r.get("team")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
 /// A `jobs` row read by the write thread's connection.
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -252,36 +266,33 @@ impl JobStore for SqliteStore {
     }
 
     async fn run_inputs(&self, work_item_id: &str, agent_id: &str) -> DbResult<RunInputs> {
-        use futures::TryStreamExt;
-        use sqlx::{Either, FromRow};
-        // Three statements, one round trip; each statement's end is reported in the stream,
-        // so an empty result is told apart from the next statement's row. sqlx 0.8 marks
-        // several statements in one query as deprecated (only its SQLite driver has them);
-        // moving to a later sqlx means a join decoded by position here instead.
-        let mut conn = self.pool.get().await?;
-        #[allow(deprecated)]
-        let mut rows = sqlx::query(
-            "SELECT * FROM work_items WHERE id = ?1;
-             SELECT * FROM plugin_instances
-               WHERE id = (SELECT plugin_instance_id FROM work_items WHERE id = ?1);
-             SELECT * FROM agents WHERE id = ?2;",
-        )
-        .bind(work_item_id)
-        .bind(agent_id)
-        .fetch_many(&mut *conn);
-        let mut out = RunInputs::default();
-        let mut statement = 0;
-        while let Some(next) = rows.try_next().await? {
-            match next {
-                Either::Left(_) => statement += 1,
-                Either::Right(row) => match statement {
-                    0 => out.item = Some(WorkItemRow::from_row(&row)?),
-                    1 => out.instance = Some(InstanceRow::from_row(&row)?),
-                    _ => out.agent = Some(AgentRow::from_row(&row)?),
-                },
-            }
-        }
-        Ok(out)
+        use super::instances::{instance_row, work_item_row};
+        use rusqlite::OptionalExtension;
+        let (item_id, agent_id) = (work_item_id.to_owned(), agent_id.to_owned());
+        self.read(move |c| {
+            // One read transaction, so the three rows are of one moment.
+            let tx = c.unchecked_transaction()?;
+            let inputs = RunInputs {
+                item: tx
+                    .prepare_cached("SELECT * FROM work_items WHERE id = ?")?
+                    .query_row([&item_id], work_item_row)
+                    .optional()?,
+                instance: tx
+                    .prepare_cached(
+                        "SELECT * FROM plugin_instances
+                         WHERE id = (SELECT plugin_instance_id FROM work_items WHERE id = ?)",
+                    )?
+                    .query_row([&item_id], instance_row)
+                    .optional()?,
+                agent: tx
+                    .prepare_cached("SELECT * FROM agents WHERE id = ?")?
+                    .query_row([&agent_id], agent_row)
+                    .optional()?,
+            };
+            tx.commit()?;
+            Ok(inputs)
+        })
+        .await
     }
 
     async fn get_job(&self, id: &str) -> DbResult<Option<JobRow>> {

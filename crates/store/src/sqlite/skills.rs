@@ -157,26 +157,28 @@ impl SkillStore for SqliteStore {
         if scopes.is_empty() {
             return Ok(Vec::new());
         }
-        // Every scope in one statement (one round trip); a skill assigned in several scopes
-        // is listed once.
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        // Every scope in one statement (a quick read: see [`super::quick_reads`]); a skill
+        // assigned in several scopes is listed once.
+        let mut sql = String::from(
             "SELECT s.* FROM skills s JOIN skill_assignments a ON a.skill_id = s.skill_id
              WHERE s.enabled = 1 AND (",
         );
+        let mut binds = Vec::with_capacity(scopes.len() * 2);
         for (i, (scope, scope_ref)) in scopes.iter().enumerate() {
             if i > 0 {
-                q.push(" OR ");
+                sql.push_str(" OR ");
             }
-            q.push("(a.scope = ")
-                .push_bind(*scope)
-                .push(" AND a.scope_ref = ")
-                .push_bind(*scope_ref)
-                .push(")");
+            sql.push_str("(a.scope = ? AND a.scope_ref = ?)");
+            binds.push((*scope).to_owned());
+            binds.push((*scope_ref).to_owned());
         }
-        q.push(")");
-        let rows: Vec<SkillRow> = q
-            .build_query_as()
-            .fetch_all(&mut *self.pool.get().await?)
+        sql.push(')');
+        let rows = self
+            .read(move |c| {
+                c.prepare_cached(&sql)?
+                    .query_map(rusqlite::params_from_iter(&binds), skill_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
             .await?;
         let mut out: Vec<SkillRow> = Vec::new();
         for r in rows {
@@ -187,4 +189,22 @@ impl SkillStore for SqliteStore {
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.skill_id.cmp(&b.skill_id)));
         Ok(out)
     }
+}
+
+/// A `skills` row read by a rusqlite connection.
+fn skill_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SkillRow> {
+    Ok(SkillRow {
+        skill_id: r.get("skill_id")?,
+        name: r.get("name")?,
+        description: r.get("description")?,
+        tags_json: r.get("tags_json")?,
+        source: r.get("source")?,
+        plugin_id: r.get("plugin_id")?,
+        plugin_version: r.get("plugin_version")?,
+        content: r.get("content")?,
+        checksum: r.get("checksum")?,
+        enabled: r.get("enabled")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
 }
