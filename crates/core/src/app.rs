@@ -55,6 +55,8 @@ pub struct App {
     pub skills: Arc<SkillCatalog>,
     /// Agent-run workers.
     pub workers: Workers,
+    /// The runtime the run workers run on, scheduled after the ingress's threads.
+    pub runs: crate::agent::runs_runtime::RunsRuntime,
     /// Receipts.
     pub receipts: ReceiptSink,
     /// Admin API bearer token.
@@ -214,6 +216,7 @@ impl App {
             plugins,
             skills,
             workers,
+            runs: crate::agent::runs_runtime::RunsRuntime::start()?,
             receipts,
             admin_token,
         });
@@ -308,7 +311,9 @@ impl App {
         }
         let requeued = app.store.requeue_orphaned_jobs().await?;
         ensure_default_agent(&*app.store, &app.config).await?;
-        let workers = app.workers.start(&app.runner, app.config.run_workers);
+        let workers = app
+            .workers
+            .start(&app.runner, app.config.run_workers, app.runs.handle());
         app.receipts.emit(
             Receipt::new(
                 HOST_RECEIPT_ID,

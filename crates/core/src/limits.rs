@@ -67,12 +67,14 @@ pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 10_000;
 /// Longest text the host accepts from the model per turn.
 pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 
-/// Agent-run workers per process. A run spends most of its time waiting on the database and
-/// on plugin calls, so more workers than cores keep the cores busy: on two cores 8 finished
-/// about 1,450 runs/s with nothing arriving (4: about 1,250 once writes stopped sleeping on
-/// SQLite's lock) and kept webhook ingest above 6,800/s; 16 finished no more and halved the
-/// ingest a burst gets.
-pub const RUN_WORKERS: usize = 8;
+/// Agent-run workers per process. A run spends most of its time waiting: for the group commit
+/// that holds its writes (the reply's `posting` record, its end) and for plugin calls, so many
+/// more workers than cores keep the cores busy and make the groups larger. On two cores, under
+/// a steady 1,500 webhooks/s, 8 finished about 1,050 runs/s (the backlog grew), 16 about
+/// 1,430 and 32 kept pace (about 1,500, backlog bounded). They run on the runs' own runtime,
+/// scheduled after the ingress (see `agent::runs_runtime`), so more of them do not slow a
+/// burst of webhooks.
+pub const RUN_WORKERS: usize = 32;
 
 /// Earlier messages of its conversation (same instance and session key) a run reads: each
 /// with the reply delivered for it, newest kept when there are more.

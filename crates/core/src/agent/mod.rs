@@ -23,6 +23,7 @@
 
 pub mod model;
 mod run;
+pub mod runs_runtime;
 pub mod tools;
 
 use crate::crypto::SecretBox;
@@ -101,13 +102,19 @@ impl Workers {
         self.wake.notify_waiters();
     }
 
-    /// Starts `count` workers running jobs with `runner`.
-    pub fn start(&self, runner: &Arc<Runner>, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts `count` workers running jobs with `runner`, on the runtime of `on` (the
+    /// [`runs_runtime::RunsRuntime`] in a server).
+    pub fn start(
+        &self,
+        runner: &Arc<Runner>,
+        count: usize,
+        on: &tokio::runtime::Handle,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         (0..count.max(1))
             .map(|_| {
                 let runner = runner.clone();
                 let workers = self.clone();
-                tokio::spawn(async move { worker_loop(runner, workers).await })
+                on.spawn(async move { worker_loop(runner, workers).await })
             })
             .collect()
     }
