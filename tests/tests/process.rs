@@ -651,3 +651,66 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
         assert_eq!(run["job"]["status"], "done", "{run}");
     }
 }
+
+/// The run workers' threads (`nitejar-runs`) are scheduled `NITEJAR_RUN_NICE` steps after the
+/// ingress's, which keep the process's priority; a value outside 0-19 stops the server at
+/// start with the variable named (`SLOPBOT_` works as well).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused() {
+    /// (thread name, nice value) of every thread of `pid`, from `/proc`.
+    fn threads(pid: u32) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let dir = t.unwrap().path();
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            // After the name's closing parenthesis: state is field 3, nice field 19.
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let nice = rest.split(' ').nth(16).and_then(|n| n.parse().ok());
+            if let Some(nice) = nice {
+                out.push((name.trim().to_string(), nice));
+            }
+        }
+        out
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_env(data.path(), Stdio::null(), &[("NITEJAR_RUN_NICE", "7")]).await;
+    let all = threads(server.child.id());
+    let runs: Vec<i64> = all
+        .iter()
+        .filter(|(n, _)| n == "nitejar-runs")
+        .map(|(_, nice)| *nice)
+        .collect();
+    let ingress: Vec<i64> = all
+        .iter()
+        .filter(|(n, _)| n == "tokio-rt-worker")
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert!(!runs.is_empty() && !ingress.is_empty(), "{all:?}");
+    let base = ingress[0];
+    assert!(ingress.iter().all(|n| *n == base), "{all:?}");
+    assert!(runs.iter().all(|n| *n == (base + 7).min(19)), "{all:?}");
+    drop(server);
+
+    for (var, value) in [("NITEJAR_RUN_NICE", "20"), ("SLOPBOT_RUN_NICE", "-1")] {
+        let out = Command::new(server_binary())
+            .arg("serve")
+            .env_remove("DATABASE_URL")
+            .env_remove("NITEJAR_RUN_NICE")
+            .env(var, value)
+            .env("NITEJAR_DATA_DIR", data.path())
+            .env("NITEJAR_BIND", "127.0.0.1:0")
+            .env("NITEJAR_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} started");
+        assert!(
+            stderr.contains(var) && stderr.contains("0 to 19"),
+            "{var}={value}: {stderr}"
+        );
+    }
+}

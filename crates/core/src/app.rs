@@ -173,6 +173,7 @@ impl App {
             config: settings,
         });
         let workers = Workers::default();
+        let runs = crate::agent::runs_runtime::RunsRuntime::start(config.run_nice)?;
         let app = Arc::new(App {
             instances: Instances {
                 store: store.clone(),
@@ -216,7 +217,7 @@ impl App {
             plugins,
             skills,
             workers,
-            runs: crate::agent::runs_runtime::RunsRuntime::start()?,
+            runs,
             receipts,
             admin_token,
         });

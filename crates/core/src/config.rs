@@ -66,6 +66,9 @@ pub struct Config {
     pub default_model: String,
     /// Agent-run workers (`NITEJAR_RUN_WORKERS`).
     pub run_workers: usize,
+    /// How much lower the run workers' threads are scheduled than the ingress's
+    /// (`NITEJAR_RUN_NICE`: nice steps, 0 to 19; see `agent::runs_runtime`).
+    pub run_nice: u8,
     /// What a committed write survives (`NITEJAR_DB_SYNC`: `normal`, the default, a process
     /// crash; `full`, power loss too; see [`nitejar_store::Durability`]).
     pub durability: nitejar_store::Durability,
@@ -299,6 +302,18 @@ impl Config {
                 .map(|(_, v)| v)
                 .unwrap_or_else(|| "nitejar-offline".into()),
             run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
+            run_nice: match var("RUN_NICE") {
+                None => crate::limits::RUN_NICE,
+                Some((key, v)) => match v.trim().parse::<u8>() {
+                    Ok(n) if n <= 19 => n,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            var: key,
+                            problem: format!("expected a whole number from 0 to 19, got {v:?}"),
+                        });
+                    }
+                },
+            },
             durability: match var("DB_SYNC") {
                 None => nitejar_store::Durability::Process,
                 Some((_, v)) if v.trim().eq_ignore_ascii_case("normal") => {
@@ -389,6 +404,7 @@ impl Config {
             default_provider: "offline".into(),
             default_model: "nitejar-offline".into(),
             run_workers: crate::limits::RUN_WORKERS,
+            run_nice: crate::limits::RUN_NICE,
             durability: nitejar_store::Durability::Process,
             crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
             crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,

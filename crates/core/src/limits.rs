@@ -76,6 +76,11 @@ pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// burst of webhooks.
 pub const RUN_WORKERS: usize = 32;
 
+/// How much lower the run workers' threads are scheduled than the ingress's, in Linux nice
+/// steps (see `agent::runs_runtime`): at 10 a busy run thread gets about a tenth of what a busy
+/// ingress thread gets of a contended core, and all of an idle one.
+pub const RUN_NICE: u8 = 10;
+
 /// Earlier messages of its conversation (same instance and session key) a run reads: each
 /// with the reply delivered for it, newest kept when there are more.
 pub const SESSION_HISTORY_TURNS: u32 = 20;

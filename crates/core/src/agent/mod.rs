@@ -10,6 +10,9 @@
 //! `response.pre_deliver`, the integration's `post-response` (retried, with the job id as the
 //! idempotency key) and `response.post_deliver`.
 //!
+//! The workers run on a runtime of their own whose threads are scheduled after the ingress's
+//! ([`runs_runtime`]): a burst of webhooks is answered first, the runs take what it leaves.
+//!
 //! Durability: a job left `running` by a stopped process is re-queued at boot and run again; a
 //! run that stops because the database refused a write (disk full, locked) is handed back to
 //! the queue by its worker at once, without counting the attempt, and runs again once writes

@@ -7,15 +7,11 @@
 //! seconds later loses nothing. On one runtime the two share the cores evenly, so enough run
 //! workers to keep pace with a steady 1,500 webhooks/s (32) cut a burst's ingest by about a
 //! quarter. Here the runs' threads (workers and their blocking calls: the plugins' wasm) have a
-//! lower priority ([`RUN_THREAD_NICE`]): they get whatever the ingress leaves, which is most of
+//! lower priority (`NITEJAR_RUN_NICE`, [`crate::limits::RUN_NICE`] by default): they get whatever the ingress leaves, which is most of
 //! the machine outside bursts. On systems without per-thread priorities the runtime is the
 //! same, only not lowered.
 
 use std::sync::Mutex;
-
-/// How much lower the runs' threads are scheduled (Linux nice value, 0 to 19): at 10 a busy
-/// run thread gets about a tenth of a core a busy ingress thread leaves it.
-pub const RUN_THREAD_NICE: i32 = 10;
 
 /// The run workers' runtime (see the module docs); shut down, without waiting for the runs
 /// (they are re-queued at the next boot), when dropped.
@@ -25,12 +21,13 @@ pub struct RunsRuntime {
 }
 
 impl RunsRuntime {
-    /// A runtime with one worker thread per core, named `nitejar-runs`.
-    pub fn start() -> std::io::Result<RunsRuntime> {
+    /// A runtime with one worker thread per core, named `nitejar-runs`, scheduled `lower` nice
+    /// steps after the caller's thread.
+    pub fn start(lower: u8) -> std::io::Result<RunsRuntime> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Relative to the caller's (the process's) priority, set the same on every thread: a
         // thread inherits its creator's, so adding to the inherited one would add twice.
-        let nice = (this_threads_nice() + RUN_THREAD_NICE).min(19);
+        let nice = (this_threads_nice() + i32::from(lower)).min(19);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("nitejar-runs")
@@ -95,7 +92,7 @@ mod tests {
     #[tokio::test]
     async fn run_threads_are_scheduled_after_the_ingress() {
         let before = this_threads_nice();
-        let runs = RunsRuntime::start().unwrap();
+        let runs = RunsRuntime::start(7).unwrap();
         let theirs = runs
             .handle()
             .spawn(async { this_threads_nice() })
@@ -106,7 +103,7 @@ mod tests {
             .spawn_blocking(this_threads_nice)
             .await
             .unwrap();
-        assert_eq!(theirs, (before + RUN_THREAD_NICE).min(19));
+        assert_eq!(theirs, (before + 7).min(19));
         assert_eq!(blocking, theirs, "the runs' blocking calls too");
         assert_eq!(this_threads_nice(), before);
         drop(runs);
