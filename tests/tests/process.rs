@@ -696,7 +696,7 @@ async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused()
     drop(server);
 
     for (var, value) in [("NITEJAR_RUN_NICE", "20"), ("SLOPBOT_RUN_NICE", "-1")] {
-        let out = Command::new(server_binary())
+        let mut child = Command::new(server_binary())
             .arg("serve")
             .env_remove("DATABASE_URL")
             .env_remove("NITEJAR_RUN_NICE")
@@ -704,8 +704,20 @@ async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused()
             .env("NITEJAR_DATA_DIR", data.path())
             .env("NITEJAR_BIND", "127.0.0.1:0")
             .env("NITEJAR_ADMIN_TOKEN", TOKEN)
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // A server that took the value would serve on: stop it and fail, rather than hang.
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("{var}={value}: the server started");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{var}={value} started");
         assert!(

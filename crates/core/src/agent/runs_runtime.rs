@@ -7,17 +7,15 @@
 //! seconds later loses nothing. On one runtime the two share the cores evenly, so enough run
 //! workers to keep pace with a steady 1,500 webhooks/s (32) cut a burst's ingest by about a
 //! quarter. Here the runs' threads (workers and their blocking calls: the plugins' wasm) have a
-//! lower priority (`NITEJAR_RUN_NICE`, [`crate::limits::RUN_NICE`] by default): they get whatever the ingress leaves, which is most of
-//! the machine outside bursts. On systems without per-thread priorities the runtime is the
-//! same, only not lowered.
-
-use std::sync::Mutex;
+//! lower priority (`NITEJAR_RUN_NICE`, [`crate::limits::RUN_NICE`] by default): they get
+//! whatever the ingress leaves, which is most of the machine outside bursts. On systems
+//! without per-thread priorities the runtime is the same, only not lowered.
 
 /// The run workers' runtime (see the module docs); shut down, without waiting for the runs
 /// (they are re-queued at the next boot), when dropped.
 pub struct RunsRuntime {
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
-    handle: tokio::runtime::Handle,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl RunsRuntime {
@@ -35,26 +33,23 @@ impl RunsRuntime {
             .enable_all()
             .build()?;
         Ok(RunsRuntime {
-            handle: runtime.handle().clone(),
-            runtime: Mutex::new(Some(runtime)),
+            runtime: Some(runtime),
         })
     }
 
     /// Spawns onto the runs' runtime.
     pub fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .handle()
     }
 }
 
 impl Drop for RunsRuntime {
     fn drop(&mut self) {
-        let runtime = self
-            .runtime
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
         // Not `drop`: that blocks, and panics inside another runtime's task.
-        if let Some(r) = runtime {
+        if let Some(r) = self.runtime.take() {
             r.shutdown_background();
         }
     }

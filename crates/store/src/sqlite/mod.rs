@@ -26,15 +26,16 @@ mod runs;
 mod skills;
 mod write_thread;
 
-/// Connections for reads; writes have their own one (see [`SqliteStore`]). Four: the run
-/// workers, webhook lookups and the admin API read at once; more only add thread hand-offs on
-/// two cores (measured: 8 finished fewer runs per second than 4).
+/// Connections for the rarer reads (the admin API, lifecycle, a run's rarer lookups); the hot
+/// paths' reads have connections of their own ([`quick_reads`]), writes too (see
+/// [`SqliteStore`]). Four, sized when the run workers read here too: more only added thread
+/// hand-offs on two cores (measured then: 8 finished fewer runs per second than 4).
 const READ_CONNECTIONS: usize = 4;
 
 /// The SQLite store (cheap to clone: shared connections).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// Connections for reads (WAL: readers never wait for the writer).
+    /// Connections for the rarer reads (WAL: readers never wait for the writer).
     pool: Arc<Connections>,
     /// The writer: the connection the rarer writes go through, and the turn every write of
     /// this process waits for (the write thread's too). SQLite admits one writer at a time, and
