@@ -6,6 +6,7 @@
 
 use crate::*;
 use async_trait::async_trait;
+use checkpoints::Checkpointer;
 use connections::Connections;
 use futures::future::BoxFuture;
 use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use write_thread::WriteThread;
 
+mod checkpoints;
 mod connections;
 mod events;
 mod import;
@@ -50,6 +52,9 @@ pub struct SqliteStore {
     /// Connections for the hot paths' point reads, made on the caller's thread (see
     /// [`quick_reads`]).
     reads: Arc<QuickReads>,
+    /// Copies the write-ahead log into the database off the writer's path (see
+    /// [`checkpoints`]).
+    checkpoints: Arc<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -73,23 +78,35 @@ impl SqliteStore {
                 crate::Durability::Power => SqliteSynchronous::Full,
             })
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoints::WAL_AUTOCHECKPOINT_PAGES.to_string(),
+            );
         let writer = Connections::open(&opts, 1).await?;
         sqlx::migrate!("../../migrations")
             .run(&mut *writer.get().await?)
             .await?;
         let pool = Connections::open(&opts, READ_CONNECTIONS).await?;
         let writer = Arc::new(writer);
+        let checkpoints = Arc::new(Checkpointer::start(path)?);
         Ok(SqliteStore {
             pool: Arc::new(pool),
-            writes: Arc::new(WriteThread::start(path, durability, writer.clone())?),
+            writes: Arc::new(WriteThread::start(
+                path,
+                durability,
+                writer.clone(),
+                checkpoints.clone(),
+            )?),
             reads: Arc::new(QuickReads::new(path)),
             writer,
+            checkpoints,
         })
     }
 
     /// Closes the connections (waits for those in use to be given back).
     pub async fn close(&self) {
+        self.checkpoints.close();
         self.reads.close();
         self.pool.close().await;
         self.writer.close().await;

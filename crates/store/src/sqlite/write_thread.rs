@@ -26,6 +26,7 @@
 //! one writer of this process at a time either way, and never waits on its own lock.
 
 use super::SqliteStore;
+use super::checkpoints::{Checkpointer, WAL_AUTOCHECKPOINT_PAGES};
 use super::connections::Connections;
 use crate::{DbError, DbResult, Durability};
 use rusqlite::{Connection, OpenFlags};
@@ -95,7 +96,8 @@ impl WriteConnection {
 /// for another process's lock, and `synchronous` from `durability`. Its temporary storage is
 /// memory: each write of a group runs in a savepoint, whose undo pages (the statement journal)
 /// would otherwise spill to a temporary file past 64 KiB, written, truncated and unlinked on
-/// every commit.
+/// every commit. Its checkpoints are the bound on the log only: they are the checkpoint
+/// thread's work ([`super::checkpoints`]).
 fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(
         path,
@@ -104,6 +106,7 @@ fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     c.busy_timeout(Duration::from_secs(10))?;
     c.pragma_update(None, "foreign_keys", true)?;
     c.pragma_update(None, "temp_store", "MEMORY")?;
+    c.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     c.pragma_update(
         None,
         "synchronous",
@@ -189,6 +192,7 @@ impl WriteThread {
         path: &Path,
         durability: Durability,
         writer: Arc<Connections>,
+        checkpoints: Arc<Checkpointer>,
     ) -> DbResult<WriteThread> {
         let connection = Arc::new(Mutex::new(WriteConnection {
             path: path.to_path_buf(),
@@ -205,6 +209,7 @@ impl WriteThread {
             writer,
             connection: connection.clone(),
             commits: commits.clone(),
+            checkpoints,
         };
         std::thread::Builder::new()
             .name("nitejar-db-writes".into())
@@ -248,6 +253,7 @@ struct Serve {
     writer: Arc<Connections>,
     connection: Arc<Mutex<WriteConnection>>,
     commits: Arc<AtomicU64>,
+    checkpoints: Arc<Checkpointer>,
 }
 
 impl Serve {
@@ -317,6 +323,7 @@ impl Serve {
         }
         let committed = exec(c, "COMMIT").map_err(DbError::from);
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.checkpoints.committed();
         match committed {
             Ok(()) => ran.into_iter().for_each(|j| j.finish(Ok(()))),
             Err(e) => ran.into_iter().for_each(|j| j.finish(Err(copy(&e)))),
