@@ -1006,6 +1006,25 @@ async fn an_instance_with_nitejar_encrypted_secrets_works_as_stored() {
         &[&stored, &id],
     )
     .await;
+    // Written behind the host's back: instances are answered from memory, so the host reads
+    // the row again within a second (`store::sqlite::instance_cache`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while host
+        .app
+        .store
+        .get_instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .config_json
+        != stored
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the row was never read again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (status, v) = tg_update(&host, &id, "private-command.json").await;
     assert_eq!(status, 202, "the enc: webhook secret verified: {v}");
     let run = host.wait_for_run(v["workItemId"].as_str().unwrap()).await;

@@ -149,23 +149,19 @@ impl StoreFactory {
         // means budgets are off).
         let _ = store.set_fuel(plugin.fuel_budget("load"));
         match plugin.pre.instantiate(&mut store) {
-            Ok(instance) => {
-                let hooks = plugin
-                    .exports
-                    .hooks
-                    .as_ref()
-                    .and_then(|idx| idx.load(&mut store, &instance).ok());
-                Ok(Warm {
-                    store: std::sync::Mutex::new(store),
-                    instance,
-                    stderr,
-                    ctx,
-                    poisoned: false,
-                    hooks,
-                    fuel_per_call: plugin.fuel_per_call,
-                    code_used: plugin.code_used.clone(),
-                })
-            }
+            // The hooks export's typed functions are looked up when first called (by the
+            // prewarm thread for a run's instance): an integration call's instance never needs
+            // them, and looking them up was a tenth of a webhook's parse call.
+            Ok(instance) => Ok(Warm {
+                store: std::sync::Mutex::new(store),
+                instance,
+                stderr,
+                ctx,
+                poisoned: false,
+                hooks: None,
+                fuel_per_call: plugin.fuel_per_call,
+                code_used: plugin.code_used.clone(),
+            }),
             Err(e) => {
                 let text = String::from_utf8_lossy(&stderr.contents()).into_owned();
                 Err(PluginFailure::classify(
@@ -444,7 +440,13 @@ fn refill(factory: &StoreFactory, list: &std::sync::Mutex<Vec<Known>>, weak: Wea
     if plugin.serves_runs() {
         while plugin.pool_len() < plugin.prewarm_target() {
             match factory.instantiate(&plugin) {
-                Ok(warm) => plugin.pool_put(warm),
+                Ok(mut warm) => {
+                    // Looked up here, off the run's path; a failure shows at the first call.
+                    if let Some(idx) = plugin.exports.hooks.as_ref() {
+                        let _ = warm.hooks_guest(idx);
+                    }
+                    plugin.pool_put(warm)
+                }
                 // The pool is full: runs come first; this is retried on the next request.
                 Err(PluginFailure::Busy) => break,
                 Err(e) => {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 #[async_trait]
 impl ImportStore for SqliteStore {
     async fn import_instance(&self, i: &ImportedInstance) -> DbResult<bool> {
+        let _forget = self.instances.writing(&i.id);
         let written = sqlx::query(
             "INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, enabled,
                created_at, updated_at)

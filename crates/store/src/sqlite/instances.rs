@@ -16,6 +16,7 @@ impl InstanceStore for SqliteStore {
         enabled: bool,
     ) -> DbResult<()> {
         let now = now_ms();
+        let _forget = self.instances.writing(id);
         sqlx::query(
             "INSERT INTO plugin_instances (id, plugin_id, type, name, config_json, enabled, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -35,13 +36,22 @@ impl InstanceStore for SqliteStore {
 
     async fn get_instance(&self, id: &str) -> DbResult<Option<InstanceRow>> {
         use rusqlite::OptionalExtension;
+        if let Some(row) = self.instances.get(id) {
+            return Ok(Some(row));
+        }
+        let (generation, read_at) = (self.instances.generation(), std::time::Instant::now());
         let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached("SELECT * FROM plugin_instances WHERE id = ?")?
-                .query_row([&id], instance_row)
-                .optional()
-        })
-        .await
+        let row = self
+            .read(move |c| {
+                c.prepare_cached("SELECT * FROM plugin_instances WHERE id = ?")?
+                    .query_row([&id], instance_row)
+                    .optional()
+            })
+            .await?;
+        if let Some(row) = &row {
+            self.instances.put(row, generation, read_at);
+        }
+        Ok(row)
     }
 
     async fn update_instance(
@@ -50,6 +60,7 @@ impl InstanceStore for SqliteStore {
         name: Option<&str>,
         config_json: Option<&str>,
     ) -> DbResult<()> {
+        let _forget = self.instances.writing(id);
         sqlx::query(
             "UPDATE plugin_instances SET name = COALESCE(?, name),
              config_json = COALESCE(?, config_json), updated_at = ? WHERE id = ?",
@@ -64,6 +75,7 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn set_instance_enabled(&self, id: &str, enabled: bool) -> DbResult<()> {
+        let _forget = self.instances.writing(id);
         sqlx::query("UPDATE plugin_instances SET enabled = ?, updated_at = ? WHERE id = ?")
             .bind(enabled)
             .bind(now_ms())
@@ -74,6 +86,7 @@ impl InstanceStore for SqliteStore {
     }
 
     async fn delete_instance(&self, id: &str) -> DbResult<bool> {
+        let _forget = self.instances.writing(id);
         let mut conn = self.writer.get().await?;
         let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM agent_assignments WHERE plugin_instance_id = ?")

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use checkpoints::Checkpointer;
 use connections::Connections;
 use futures::future::BoxFuture;
+use instance_cache::InstanceCache;
 use nitejar_sandbox::capabilities::kv::{KvQuota, KvStoreError};
 use quick_reads::QuickReads;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -21,6 +22,7 @@ mod checkpoints;
 mod connections;
 mod events;
 mod import;
+mod instance_cache;
 mod instances;
 mod plugins;
 mod quick_reads;
@@ -55,6 +57,8 @@ pub struct SqliteStore {
     /// Copies the write-ahead log into the database off the writer's path (see
     /// [`checkpoints`]).
     checkpoints: Arc<Checkpointer>,
+    /// Integration instances read lately (see [`instance_cache`]).
+    instances: Arc<InstanceCache>,
 }
 
 impl SqliteStore {
@@ -101,6 +105,7 @@ impl SqliteStore {
             reads: Arc::new(QuickReads::new(path)),
             writer,
             checkpoints,
+            instances: Arc::default(),
         })
     }
 
