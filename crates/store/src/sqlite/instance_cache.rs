@@ -80,6 +80,14 @@ impl InstanceCache {
         inner.rows.remove(id);
     }
 
+    /// Forgets every row and every read begun before (the store is closing: later reads must
+    /// find it closed, not a row from memory).
+    pub(crate) fn forget_all(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.rows.clear();
+    }
+
     /// Calls [`InstanceCache::changed`] for `id` when dropped: held by a write of the instance
     /// from before its statement to the end, so the row is forgotten after the statement
     /// whether it committed, failed, or its caller gave up.

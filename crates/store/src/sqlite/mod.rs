@@ -116,6 +116,8 @@ impl SqliteStore {
         self.pool.close().await;
         self.writer.close().await;
         self.writes.close();
+        // Last: a read that began before the connections closed can no longer keep its row.
+        self.instances.forget_all();
     }
 
     /// A plugin's kv value.
