@@ -196,13 +196,14 @@ mod store_tests {
             Some(("second".into(), true))
         );
         db.set_instance_enabled("i", false).await.unwrap();
+        // Before the read that keeps the row: the row is at most this old below.
+        let started = Instant::now();
         assert_eq!(
             name(db.get_instance("i").await.unwrap()),
             Some(("second".into(), false))
         );
 
         // Written behind the store's back: answered from memory for a while, then read again.
-        let started = Instant::now();
         sqlx::query("UPDATE plugin_instances SET name = 'elsewhere' WHERE id = 'i'")
             .execute(&mut *db.pool.get().await.unwrap())
             .await
