@@ -2,15 +2,17 @@
 //!
 //! Every webhook reads its instance, and SQLite answers that read on a cold page cache: a
 //! reader's cache is emptied whenever the write-ahead log changed, which under load is
-//! thousands of times a second. `perf` put that read at about a sixth of the request threads'
-//! time at concurrency 64. The rows are small, few (an operator creates them) and seldom
+//! thousands of times a second. `perf` put that read at about a sixth of the async request
+//! workers' time (8.6% of all request threads') at concurrency 64. The rows are small, few (an operator creates them) and seldom
 //! change, so [`SqliteStore::get_instance`](crate::InstanceStore::get_instance) keeps the ones
 //! it read here.
 //!
 //! - **This process's writes are seen at once:** every store method that writes an instance
 //!   forgets it after the statement (committed or failed), and a read that began before such a
 //!   write is not kept (a generation counter, compared under the same lock), so a stale row can
-//!   never be put back after the write that replaced it.
+//!   never be put back after the write that replaced it. (One exception: a write whose caller
+//!   gave up while the statement still ran on sqlx's thread forgets the row when the caller
+//!   stops waiting, which can be before the commit; the [`FRESH_FOR`] bound covers that.)
 //! - **Another process's writes are seen within [`FRESH_FOR`]:** a row is read again once it is
 //!   that old. Nothing else writes a host's database today; this bounds what a tool run beside
 //!   it (or a later host sharing a database) could leave stale.
@@ -90,7 +92,7 @@ impl InstanceCache {
 
     /// Calls [`InstanceCache::changed`] for `id` when dropped: held by a write of the instance
     /// from before its statement to the end, so the row is forgotten after the statement
-    /// whether it committed, failed, or its caller gave up.
+    /// whether it committed or failed (for a caller that gave up, see the module docs).
     pub(crate) fn writing<'a>(&'a self, id: &'a str) -> Writing<'a> {
         Writing { cache: self, id }
     }
