@@ -11,10 +11,20 @@
 //! Here, after commits, the `nitejar-db-checkpoint` thread runs a passive checkpoint on a
 //! connection of its own ([`CHECKPOINT_AFTER`] later, so one checkpoint covers many
 //! commits): a passive checkpoint never takes the write lock, so writes go on while it
-//! copies and syncs. Under steady writes the log seldom starts again from the beginning of its
-//! file (that needs a commit to find every page of it copied), so the writers' own checkpoints
-//! stay on as its bound, at [`WAL_AUTOCHECKPOINT_PAGES`]: by then the thread has copied and
-//! synced most of the log, and the writer's checkpoint is short.
+//! copies and syncs. Then the thread syncs the database file itself: SQLite syncs it only at
+//! a checkpoint that copied the whole log, which under steady writes the thread never does.
+//!
+//! **Starting the log again.** The log starts again from the beginning of its file only at a
+//! write that finds all of it copied, and with writes going on only a checkpoint on the
+//! write thread, between two groups, copies all of it. That checkpoint syncs the log, copies
+//! what the thread has not, and syncs the database, with every write waiting. Left to
+//! SQLite's bound ([`WAL_AUTOCHECKPOINT_PAGES`]), it came every 1.5 s at concurrency 64 and
+//! took 35-45 ms: copying about 150 ms of writes and syncing 1.5 s of them into the database
+//! (`strace -T`). That was the p99 of the webhooks' answers. So once the log is past
+//! [`RESTART_AT`] pages and the thread has just copied and synced it, the thread asks the
+//! write thread ([`Checkpointer::take_restart`]) to finish it after its next commit, when
+//! what is left is only what was written during the thread's own checkpoint. The writers'
+//! bound stays, for when the thread cannot keep up or is not running.
 //!
 //! What a crash can lose does not grow: SQLite syncs the log before it copies any of it into
 //! the database, and the database before the log is reused, whichever connection checkpoints.
@@ -22,7 +32,9 @@
 //! so an operating system crash loses fewer commits than with a sync every 1,000 pages.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,6 +47,10 @@ pub(super) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// How long after a commit the thread checkpoints: commits in between share the checkpoint.
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
+/// The log size (pages) past which the thread asks the write thread to finish a checkpoint
+/// and so start the log again (see the module docs): about 16 MiB of log.
+pub(super) const RESTART_AT: i64 = 4_096;
+
 /// The checkpoint thread (see the module docs). [`Checkpointer::close`] stops the thread and
 /// waits for it; dropping it stops the thread without waiting.
 #[derive(Debug)]
@@ -42,6 +58,9 @@ pub(super) struct Checkpointer {
     /// Wakes the thread after a commit; dropped to stop it.
     wake: Mutex<Option<SyncSender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set by the thread when the write thread should finish a checkpoint (see the module
+    /// docs); taken by [`Checkpointer::take_restart`].
+    restart: Arc<AtomicBool>,
     /// Checkpoints after which some of the log was in the database (for tests).
     #[cfg(test)]
     copied: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -53,6 +72,8 @@ impl Checkpointer {
     pub(super) fn start(path: &Path) -> std::io::Result<Checkpointer> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let path = path.to_path_buf();
+        let restart = Arc::new(AtomicBool::new(false));
+        let asks = restart.clone();
         #[cfg(test)]
         let copied = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         #[cfg(test)]
@@ -68,10 +89,11 @@ impl Checkpointer {
         let done = |_: u64| {};
         let thread = std::thread::Builder::new()
             .name("nitejar-db-checkpoint".into())
-            .spawn(move || serve(&path, woken, done))?;
+            .spawn(move || serve(&path, woken, &asks, done))?;
         Ok(Checkpointer {
             wake: Mutex::new(Some(wake)),
             thread: Mutex::new(Some(thread)),
+            restart,
             #[cfg(test)]
             copied,
         })
@@ -83,6 +105,12 @@ impl Checkpointer {
             // Full: a wake-up is pending already; disconnected: the thread stopped.
             let _ = wake.try_send(());
         }
+    }
+
+    /// Whether the write thread should finish a checkpoint now, after its commit (see the
+    /// module docs); true once per request of the thread.
+    pub(super) fn take_restart(&self) -> bool {
+        self.restart.load(Ordering::Relaxed) && self.restart.swap(false, Ordering::Relaxed)
     }
 
     /// Stops the thread and waits for it (a checkpoint in progress finishes first), so its
@@ -110,12 +138,15 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The thread's loop: after each wake-up, wait [`CHECKPOINT_AFTER`], then checkpoint; ends
-/// when the sender is dropped. `done` hears how many of the log's pages are in the database
-/// after each checkpoint.
-fn serve(path: &Path, woken: Receiver<()>, mut done: impl FnMut(u64)) {
-    let mut connection: Option<rusqlite::Connection> = None;
+/// The thread's loop: after each wake-up, wait [`CHECKPOINT_AFTER`], then checkpoint and sync
+/// the database file; asks for a restart through `restart` when the log is long; ends when the
+/// sender is dropped. `done` hears how many of the log's pages are in the database after each
+/// checkpoint.
+fn serve(path: &Path, woken: Receiver<()>, restart: &AtomicBool, mut done: impl FnMut(u64)) {
+    let mut connection: Option<(rusqlite::Connection, std::fs::File)> = None;
     let mut warned = false;
+    // Pages of the log in the database when it was last synced (the log's numbering).
+    let mut synced = 0;
     while woken.recv().is_ok() {
         std::thread::sleep(CHECKPOINT_AFTER);
         // Commits during the pause are covered by this checkpoint.
@@ -130,37 +161,48 @@ fn serve(path: &Path, woken: Receiver<()>, mut done: impl FnMut(u64)) {
                 })
                 .ok();
         }
-        let Some(c) = connection.as_ref() else {
+        let Some((c, file)) = connection.as_ref() else {
             continue;
         };
         // (busy, pages in the log, of those in the database now): busy when another
         // connection was checkpointing; a failure (a full disk) leaves the log as it was,
         // and the next commit tries again.
-        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+        let (log, copied) = match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         }) {
-            Ok((_, _, copied)) => done(copied.max(0) as u64),
+            Ok(counts) => counts,
             Err(e) => {
                 tracing::debug!(error = %e, "checkpoint failed; retried after the next commit");
                 connection = None;
+                continue;
             }
+        };
+        done(copied.max(0) as u64);
+        if copied != synced {
+            // Fewer than last time: the log started again since.
+            if let Err(e) = file.sync_data() {
+                tracing::debug!(error = %e, "syncing the database failed; retried later");
+                continue;
+            }
+            synced = copied;
+        }
+        // Only when little is left to copy: what the write thread copies, writes wait for.
+        if log >= RESTART_AT && log - copied <= RESTART_AT / 4 {
+            restart.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// The checkpoint connection: it waits for nothing (a passive checkpoint skips what it cannot
-/// lock at once).
-fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+/// The checkpoint connection (it waits for nothing: a passive checkpoint skips what it cannot
+/// lock at once), and the database file, to sync.
+fn open(path: &Path) -> Result<(rusqlite::Connection, std::fs::File), crate::DbError> {
     let c = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     c.busy_timeout(Duration::ZERO)?;
-    Ok(c)
+    let file = std::fs::File::open(path)?;
+    Ok((c, file))
 }
 
 #[cfg(test)]
@@ -255,6 +297,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, 1000);
+        db.close().await;
+    }
+
+    /// The log's last page (`mxFrame` of the write-ahead log index's header, at byte 16 of the
+    /// `-shm` file, native-endian): what SQLite considers the log, whatever the file's size.
+    fn log_end(db: &Path) -> u32 {
+        let shm = std::fs::read(db.with_extension("db-shm")).unwrap();
+        u32::from_ne_bytes(shm[16..20].try_into().unwrap())
+    }
+
+    /// Past [`RESTART_AT`] pages the thread has the write thread finish its checkpoint, and the
+    /// log starts again long before the writers' own bound would have started it.
+    #[tokio::test]
+    async fn a_long_log_starts_again_before_the_writers_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = SqliteStore::open(&path).await.unwrap();
+        // 64 KiB values: about 17 pages each.
+        let mut i = 0;
+        while i64::from(log_end(&path)) < RESTART_AT + 500 {
+            db.write(move |c| put(c, &format!("k{i}"), 64 * 1024))
+                .await
+                .unwrap();
+            i += 1;
+        }
+        // Small writes without a pause, so the thread's own checkpoints never find the whole
+        // log copied (a quiet moment would let them start it again without the request).
+        let (mut restarted, mut small, mut longest) = (false, 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            db.write(move |c| put(c, &format!("s{small}"), 10))
+                .await
+                .unwrap();
+            small += 1;
+            let end = log_end(&path);
+            if i64::from(end) < RESTART_AT / 2 {
+                restarted = true;
+                break;
+            }
+            longest = longest.max(end);
+        }
+        assert!(restarted, "the log is still {} pages", log_end(&path));
+        assert!(
+            longest < WAL_AUTOCHECKPOINT_PAGES,
+            "started again by the writers' own bound ({longest} pages), not on request"
+        );
+        let stored: i64 = db
+            .write(|c| Ok(c.query_row("SELECT count(*) FROM plugin_kv", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(stored, i + small, "every value is still there");
         db.close().await;
     }
 

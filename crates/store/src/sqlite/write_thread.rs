@@ -324,10 +324,31 @@ impl Serve {
         let committed = exec(c, "COMMIT").map_err(DbError::from);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.checkpoints.committed();
+        let ok = committed.is_ok();
         match committed {
             Ok(()) => ran.into_iter().for_each(|j| j.finish(Ok(()))),
             Err(e) => ran.into_iter().for_each(|j| j.finish(Err(copy(&e)))),
         }
+        // After the callers are answered; the next group waits for it.
+        if ok && self.checkpoints.take_restart() {
+            finish_checkpoint(c);
+        }
+    }
+}
+
+/// Finishes the checkpoint thread's work on the write connection, between two groups, so that
+/// the next write starts the log again (see [`super::checkpoints`]). A failure leaves the log
+/// as it was, bounded by the writers' own checkpoints.
+fn finish_checkpoint(c: &Connection) {
+    let finished = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match finished {
+        Ok((log, copied)) if log != copied => {
+            tracing::debug!(log, copied, "a checkpoint could not copy the whole log")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "finishing a checkpoint failed"),
     }
 }
 
