@@ -178,8 +178,8 @@ fn serve(path: &Path, woken: Receiver<()>, restart: &AtomicBool, mut done: impl 
             }
         };
         done(copied.max(0) as u64);
+        // More copied since the last sync, or fewer: the log started again since.
         if copied != synced {
-            // Fewer than last time: the log started again since.
             if let Err(e) = file.sync_data() {
                 tracing::debug!(error = %e, "syncing the database failed; retried later");
                 continue;
