@@ -167,9 +167,7 @@ fn serve(path: &Path, woken: Receiver<()>, restart: &AtomicBool, mut done: impl 
         // (busy, pages in the log, of those in the database now): busy when another
         // connection was checkpointing; a failure (a full disk) leaves the log as it was,
         // and the next commit tries again.
-        let (log, copied) = match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        }) {
+        let (log, copied) = match passive_checkpoint(c) {
             Ok(counts) => counts,
             Err(e) => {
                 tracing::debug!(error = %e, "checkpoint failed; retried after the next commit");
@@ -191,6 +189,13 @@ fn serve(path: &Path, woken: Receiver<()>, restart: &AtomicBool, mut done: impl 
             restart.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// A passive checkpoint on `c`: (pages in the log, of those in the database now).
+pub(super) fn passive_checkpoint(c: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })
 }
 
 /// The checkpoint connection (it waits for nothing: a passive checkpoint skips what it cannot
@@ -316,7 +321,12 @@ mod tests {
         let db = SqliteStore::open(&path).await.unwrap();
         // 64 KiB values: about 17 pages each.
         let mut i = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
         while i64::from(log_end(&path)) < RESTART_AT + 500 {
+            assert!(
+                Instant::now() < deadline,
+                "the log never grew past the request size"
+            );
             db.write(move |c| put(c, &format!("k{i}"), 64 * 1024))
                 .await
                 .unwrap();

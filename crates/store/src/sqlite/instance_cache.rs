@@ -3,9 +3,10 @@
 //! Every webhook reads its instance, and SQLite answers that read on a cold page cache: a
 //! reader's cache is emptied whenever the write-ahead log changed, which under load is
 //! thousands of times a second. `perf` put that read at about a sixth of the async request
-//! workers' time (8.6% of all request threads') at concurrency 64. The rows are small, few (an operator creates them) and seldom
-//! change, so [`SqliteStore::get_instance`](crate::InstanceStore::get_instance) keeps the ones
-//! it read here.
+//! workers' time (8.6% of all request threads') at concurrency 64. The rows are small, few
+//! (an operator creates them) and seldom change, so
+//! [`SqliteStore::get_instance`](crate::InstanceStore::get_instance) keeps the ones it read
+//! here.
 //!
 //! - **This process's writes are seen at once:** every store method that writes an instance
 //!   forgets it after the statement (committed or failed), and a read that began before such a

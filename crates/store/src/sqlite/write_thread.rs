@@ -340,10 +340,7 @@ impl Serve {
 /// the next write starts the log again (see [`super::checkpoints`]). A failure leaves the log
 /// as it was, bounded by the writers' own checkpoints.
 fn finish_checkpoint(c: &Connection) {
-    let finished = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    });
-    match finished {
+    match super::checkpoints::passive_checkpoint(c) {
         Ok((log, copied)) if log != copied => {
             tracing::debug!(log, copied, "a checkpoint could not copy the whole log")
         }
