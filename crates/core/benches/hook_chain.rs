@@ -11,7 +11,12 @@
 //!   as the product does. Runs are back to back, so the background thread cannot always refill
 //!   the pool in time; how many runs had to make their instance on demand is printed;
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
-//!   design, for contrast).
+//!   design, for contrast);
+//! - the baseline of the target: the spec's in-process, unsandboxed JavaScript
+//!   dispatcher with the same nine handlers (`hook_chain_js.mjs`, run with `node` in the same
+//!   process run, right after the sandboxed chains). Its final data is checked against the
+//!   native chain's, and the sandboxed chain's median is printed as a ratio of it (target: at
+//!   most 2x). Skipped, with a line saying so, where `node` is not installed.
 //!
 //! Run: `cargo bench -p nitejar-core --bench hook_chain` (or `just bench`). Prints medians and p90
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
@@ -313,6 +318,84 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Warm-up chains for the JavaScript baseline: V8 compiles the dispatcher with its optimising
+/// tier only after some thousands of calls, so it gets more warm-up than the Rust chains (with
+/// 200 it measured about 15% slower, which would flatter the sandbox).
+const JS_WARMUP: usize = 5_000;
+
+/// What the JavaScript dispatcher printed: per-chain median and p90, and one chain's results.
+struct JsBaseline {
+    median: Duration,
+    p90: Duration,
+}
+
+/// Runs the spec's JavaScript dispatcher (`hook_chain_js.mjs`) under `node` and checks that its
+/// chain made the same changes as the native one (`native`: the same events after the native
+/// handlers). `Err` says why there is no baseline (no `node`, or it failed).
+fn js_baseline(native: &Events) -> Result<JsBaseline, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hook_chain_js.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(ITERATIONS.to_string())
+        .arg(JS_WARMUP.to_string())
+        .output()
+        .map_err(|e| {
+            format!("`node` could not be run ({e}); install Node.js 20 for the baseline")
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "`node {}` failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("the JavaScript baseline printed something unexpected: {e}"))?;
+    let f = &v["final"];
+    let expected = serde_json::json!({
+        "title": native.work_item_pre_create.work_item.title,
+        "system_prompt": native.run_pre_prompt.system_prompt,
+        "temperature": native.model_pre_call.temperature,
+        "tool_input": native.tool_pre_exec.tool_input,
+        "output": native.tool_post_exec.tool_result.output,
+        "content": native.response_pre_deliver.content,
+    });
+    // The same changes, compared as parsed values (key order in the tool input may differ).
+    let same = f["tool_input"]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        == serde_json::from_str(native.tool_pre_exec.tool_input.as_str()).ok()
+        && ["title", "system_prompt", "temperature", "output", "content"]
+            .iter()
+            .all(|k| f[k] == expected[k]);
+    if !same {
+        return Err(format!(
+            "the JavaScript chain's results differ from the native chain's: {f} against {expected}"
+        ));
+    }
+    let ns = |k: &str| v[k].as_u64().map(Duration::from_nanos);
+    Ok(JsBaseline {
+        median: ns("median_ns").ok_or("no median_ns in the baseline's output")?,
+        p90: ns("p90_ns").ok_or("no p90_ns in the baseline's output")?,
+    })
+}
+
+/// The events of `template` after the native handlers, for checking the baseline's results.
+fn natively_applied(template: &Events) -> Events {
+    fn apply<E: ApplyHook>(e: &mut E, native: fn(&E) -> E::Output) {
+        let out = native(e);
+        e.apply(out).unwrap();
+    }
+    let mut e = template.clone();
+    apply(&mut e.work_item_pre_create, native_pre_create);
+    apply(&mut e.run_pre_prompt, native_pre_prompt);
+    apply(&mut e.model_pre_call, native_model_pre_call);
+    apply(&mut e.tool_pre_exec, native_tool_pre_exec);
+    apply(&mut e.tool_post_exec, native_tool_post_exec);
+    apply(&mut e.response_pre_deliver, native_pre_deliver);
+    e
+}
+
 fn main() {
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -450,6 +533,7 @@ fn main() {
             ctx: ctx(),
         })
     });
+    let js = js_baseline(&natively_applied(&template));
     println!(
         "chain of nine hook events, one handler each ({ITERATIONS} runs, after {WARMUP} warm-up)"
     );
@@ -462,6 +546,15 @@ fn main() {
         ("sandboxed, instance per call", call_med, call_p90),
     ] {
         println!("{name:<44} {:>12.1} {:>12.1}", us(med), us(p90));
+    }
+    match &js {
+        Ok(b) => println!(
+            "{:<44} {:>12.1} {:>12.1}",
+            "JavaScript dispatcher (spec, unsandboxed)",
+            us(b.median),
+            us(b.p90)
+        ),
+        Err(why) => println!("JavaScript dispatcher baseline skipped: {why}"),
     }
     println!(
         "per-run instances made on demand because the prepared pool was empty: {} of {} runs",
@@ -483,6 +576,13 @@ fn main() {
         us(run_med) / us(native_med).max(0.001),
         us(call_med.saturating_sub(none_med)),
     );
+    if let Ok(b) = &js {
+        println!(
+            "sandboxed chain per run against the JavaScript dispatcher: {:.2}x median (target at most 2x), p90 {:.2}x its median (target at most 2x)",
+            us(run_med) / us(b.median).max(0.001),
+            us(run_p90) / us(run_med).max(0.001),
+        );
+    }
     let (calls, used) = plugin.instructions_used();
     println!(
         "instruction budgets (fuel) on / off per run: {:.2}x ({} instructions per hook call)",
