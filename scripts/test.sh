@@ -14,6 +14,14 @@ if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v
     || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } \
     || echo "warning: chromium could not be installed; the browser tests cannot run" >&2
 fi
+# The hook chain bench's baseline (the spec's JavaScript dispatcher) has a test that runs it
+# with Node.js: installed the same way when missing.
+if ! command -v node >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q nodejs >/dev/null \
+    || { apt-get update -q >/dev/null && apt-get install -y -q nodejs >/dev/null; } \
+    || echo "warning: Node.js could not be installed; the bench baseline's test cannot run" >&2
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee -a "$log"
