@@ -323,7 +323,7 @@ fn us(d: Duration) -> f64 {
 /// 200 it measured about 15% slower, which would flatter the sandbox).
 const JS_WARMUP: usize = 5_000;
 
-/// What the JavaScript dispatcher printed: per-chain median and p90, and one chain's results.
+/// What the JavaScript dispatcher measured: its median and p90 per chain.
 struct JsBaseline {
     median: Duration,
     p90: Duration,

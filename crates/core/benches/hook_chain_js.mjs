@@ -3,7 +3,7 @@
 // JavaScript its TypeScript compiles to, so Node runs it without a build step.
 //
 // It registers one handler on each of the nine events, with the same small mutations as the
-// chain test plugin (`plugins-examples/chain`), and times whole chains: nine dispatches, each
+// chain test plugin (`tests/plugins/chain`), and times whole chains: nine dispatches, each
 // with the design's per-handler timeout (a timer raced against the handler), the chain budget,
 // the fail policy, the patch filtered to the event's mutable fields and merged on top of the
 // data, and one receipt object per handler (id, plugin, hook, status, duration). The design
