@@ -330,9 +330,9 @@ async fn finished_run(server: &Server, id: &str) -> serde_json::Value {
 /// SIGKILL while replies are on the wire (the platform stand-ins have taken a reply in and not
 /// answered yet), then a restart on the same data directory: every accepted delivery
 /// is answered, each GitHub reply is one comment (the re-run finds the comment carrying the
-/// reply's marker instead of posting again), and each Telegram message gets exactly one
-/// reply message: one whose send was interrupted is not sent again (at most once; Telegram
-/// cannot be asked) and its delivery says so.
+/// reply's marker instead of posting again), and each Telegram message gets at most one reply
+/// message, exactly one when its delivery says delivered: one whose send was interrupted is
+/// not sent again (at most once; Telegram cannot be asked) and its delivery says so.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_replies_are_on_the_wire_posts_each_reply_once() {
     use nitejar_tests::platforms::PlatformApi;
@@ -468,19 +468,26 @@ async fn kill_9_while_replies_are_on_the_wire_posts_each_reply_once() {
                     .iter()
                     .filter(|c| c.body["reply_parameters"]["message_id"] == json!(n))
                     .count();
-                assert_eq!(sent, 1, "message {n}: {run}");
                 if delivery["status"] == "failed" {
+                    // Its send was begun before the kill: it reached the stand-in at most once
+                    // (with four run workers, a send can be cut off after its record was written
+                    // and before its request left; then it never arrives, and is not sent again).
                     let error = delivery["error"].as_str().unwrap_or("");
                     assert!(error.contains("at most once"), "{run}");
-                    uncertain += 1;
+                    assert!(sent <= 1, "message {n} sent {sent} times: {run}");
+                    if sent == 1 {
+                        uncertain += 1;
+                    }
                 } else {
                     assert_eq!(delivery["status"], "delivered", "{run}");
+                    assert_eq!(sent, 1, "message {n}: {run}");
                 }
             }
         }
     }
     // The kill did hit replies on the wire: GitHub was asked for an interrupted reply's
-    // comment, and a Telegram reply's delivery says it was not sent again.
+    // comment, and a Telegram reply the stand-in took in has a delivery saying it was not
+    // sent again.
     assert!(
         gh.calls()
             .iter()
