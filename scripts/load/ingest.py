@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -139,6 +140,11 @@ def main():
     ap.add_argument("--steady-seconds", type=int, default=60)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run scripts/bench-ingest.sh (installs it as root), "
+                 "or sudo apt-get install wrk")
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"{args.binary}: not an executable (build it: cargo build --release -p nitejar)")
 
     # Interrupted (Ctrl-C, `timeout`): still stop the server and remove the data directory.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("interrupted"))
