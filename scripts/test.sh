@@ -6,22 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The admin UI's browser tests drive Debian's chromium over WebDriver (chromedriver): installed
-# when missing and this runs as root with apt-get; elsewhere those tests skip (CI: they fail).
-if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q chromium chromium-driver >/dev/null \
-    || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } \
-    || echo "warning: chromium could not be installed; the browser tests cannot run" >&2
-fi
+# Installs Debian packages ($2...) when command $1 is missing and this runs as root with apt-get
+# (elsewhere the tests that need them skip; CI: they fail).
+install_when_missing() {
+  local cmd=$1
+  shift
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "$@" >/dev/null \
+      || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; } \
+      || echo "warning: $* could not be installed; the tests that need $cmd cannot run" >&2
+  fi
+}
+# The admin UI's browser tests drive Debian's chromium over WebDriver (chromedriver).
+install_when_missing chromedriver chromium chromium-driver
 # The hook chain bench's baseline (the spec's JavaScript dispatcher) has a test that runs it
-# with Node.js: installed the same way when missing.
-if ! command -v node >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q nodejs >/dev/null \
-    || { apt-get update -q >/dev/null && apt-get install -y -q nodejs >/dev/null; } \
-    || echo "warning: Node.js could not be installed; the bench baseline's test cannot run" >&2
-fi
+# with Node.js.
+install_when_missing node nodejs
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee -a "$log"
