@@ -13,8 +13,9 @@
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
 //!   design, for contrast);
 //! - the baseline of the target: the spec's in-process, unsandboxed JavaScript
-//!   dispatcher with the same nine handlers (`hook_chain_js.mjs`, run with `node` in the same
-//!   process run, right after the sandboxed chains). Its final data is checked against the
+//!   dispatcher with the same nine handlers (`hook_chain_js.mjs`, run by `node` beside the
+//!   bench, warmed up, its chains timed in blocks that alternate with blocks of the product's
+//!   runs so both are measured in the same window). Its final data is checked against the
 //!   native chain's, and the sandboxed chain's median is printed as a ratio of it (target: at
 //!   most 2x). Skipped, with a line saying so, where `node` is not installed.
 //!
@@ -37,6 +38,8 @@ use std::time::{Duration, Instant};
 
 const WARMUP: usize = 200;
 const ITERATIONS: usize = 2_000;
+/// Blocks of product runs alternating with blocks of the JavaScript baseline's chains.
+const ROUNDS: usize = 10;
 
 fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
     for _ in 0..WARMUP {
@@ -329,55 +332,109 @@ struct JsBaseline {
     p90: Duration,
 }
 
-/// Runs the spec's JavaScript dispatcher (`hook_chain_js.mjs`) under `node` and checks that its
-/// chain made the same changes as the native one (`native`: the same events after the native
-/// handlers). `Err` says why there is no baseline (no `node`, or it failed).
-fn js_baseline(native: &Events) -> Result<JsBaseline, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hook_chain_js.mjs");
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .arg(ITERATIONS.to_string())
-        .arg(JS_WARMUP.to_string())
-        .output()
-        .map_err(|e| {
-            format!("`node` could not be run ({e}); install Node.js 20 for the baseline")
+/// The spec's JavaScript dispatcher (`hook_chain_js.mjs`) running under `node` in its
+/// interleaved mode, warmed up: the bench asks it for blocks of chains between its own blocks.
+struct JsDispatcher {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// What the six changed values must be (from the native chain).
+    expected: serde_json::Value,
+}
+
+impl JsDispatcher {
+    /// Starts `node` and waits for its warm-up; `native`: the events after the native handlers,
+    /// to check the JavaScript chain's changes against. `Err` says why there is no baseline (no
+    /// `node`, or it failed).
+    fn start(native: &Events) -> Result<JsDispatcher, String> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hook_chain_js.mjs");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg("--serve")
+            .arg(JS_WARMUP.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!("`node` could not be run ({e}); install Node.js 20 for the baseline")
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("`node`'s pipes could not be opened".into());
+        };
+        let mut js = JsDispatcher {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+            expected: serde_json::json!({
+                "title": native.work_item_pre_create.work_item.title,
+                "system_prompt": native.run_pre_prompt.system_prompt,
+                "temperature": native.model_pre_call.temperature,
+                "tool_input": native.tool_pre_exec.tool_input,
+                "output": native.tool_post_exec.tool_result.output,
+                "content": native.response_pre_deliver.content,
+            }),
+        };
+        let mut line = String::new();
+        js.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("reading from `node` failed: {e}"))?;
+        if line.trim() != "ready" {
+            return Err(format!(
+                "`node {}` did not start: {:?}",
+                script.display(),
+                line.trim()
+            ));
+        }
+        Ok(js)
+    }
+
+    /// Times `n` chains in `node`: each one's duration. Checks that the chain made the same
+    /// changes as the native one.
+    fn time(&mut self, n: usize) -> Result<Vec<Duration>, String> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{n}").map_err(|e| format!("writing to `node` failed: {e}"))?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("reading from `node` failed: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+            format!("the JavaScript baseline printed something unexpected ({e}): {line:?}")
         })?;
-    if !out.status.success() {
-        return Err(format!(
-            "`node {}` failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        let (f, expected) = (&v["final"], &self.expected);
+        // The same changes, compared as parsed values (key order in the tool input may differ).
+        let parsed = |x: &serde_json::Value| {
+            x.as_str()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        };
+        let same = parsed(&f["tool_input"]) == parsed(&expected["tool_input"])
+            && ["title", "system_prompt", "temperature", "output", "content"]
+                .iter()
+                .all(|k| f[k] == expected[k]);
+        if !same {
+            return Err(format!(
+                "the JavaScript chain's results differ from the native chain's: {f} against {expected}"
+            ));
+        }
+        v["samples_ns"]
+            .as_array()
+            .filter(|a| a.len() == n)
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().map(Duration::from_nanos))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| format!("no {n} samples in the baseline's answer: {line:?}"))
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("the JavaScript baseline printed something unexpected: {e}"))?;
-    let f = &v["final"];
-    let expected = serde_json::json!({
-        "title": native.work_item_pre_create.work_item.title,
-        "system_prompt": native.run_pre_prompt.system_prompt,
-        "temperature": native.model_pre_call.temperature,
-        "tool_input": native.tool_pre_exec.tool_input,
-        "output": native.tool_post_exec.tool_result.output,
-        "content": native.response_pre_deliver.content,
-    });
-    // The same changes, compared as parsed values (key order in the tool input may differ).
-    let same = f["tool_input"]
-        .as_str()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        == serde_json::from_str(native.tool_pre_exec.tool_input.as_str()).ok()
-        && ["title", "system_prompt", "temperature", "output", "content"]
-            .iter()
-            .all(|k| f[k] == expected[k]);
-    if !same {
-        return Err(format!(
-            "the JavaScript chain's results differ from the native chain's: {f} against {expected}"
-        ));
+}
+
+impl Drop for JsDispatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    let ns = |k: &str| v[k].as_u64().map(Duration::from_nanos);
-    Ok(JsBaseline {
-        median: ns("median_ns").ok_or("no median_ns in the baseline's output")?,
-        p90: ns("p90_ns").ok_or("no p90_ns in the baseline's output")?,
-    })
 }
 
 /// The events of `template` after the native handlers, for checking the baseline's results.
@@ -490,13 +547,12 @@ fn main() {
         });
     });
     let (native_med, native_p90) = measure(|| template.each(&mut Native));
-    let before = runtime.pool_stats();
-    // Runs timed one by one, each marked by whether its instance came from the prepared pool.
-    let mut warm_runs = Vec::new();
-    let mut cold_runs = Vec::new();
-    let (run_med, run_p90) = measure(|| {
-        let misses = runtime.pool_stats().1;
-        let t = Instant::now();
+    // The product's runs, timed one by one and each marked by whether its instance came from
+    // the prepared pool, in ROUNDS blocks alternating with blocks of the JavaScript
+    // dispatcher's chains: both are measured in the same window, so a neighbour's load on this
+    // shared machine weighs on both alike.
+    let mut js = JsDispatcher::start(&natively_applied(&template));
+    let product_run = || {
         let mut scope = RunScope::new(ctx());
         template.each(&mut Dispatch {
             dispatcher: &dispatcher,
@@ -504,18 +560,50 @@ fn main() {
             scope: &mut scope,
         });
         scope.finish(&runtime);
-        let took = t.elapsed();
-        if runtime.pool_stats().1 == misses {
-            warm_runs.push(took);
-        } else {
-            cold_runs.push(took);
+    };
+    for _ in 0..WARMUP {
+        product_run();
+    }
+    let before = runtime.pool_stats();
+    let mut warm_runs = Vec::new();
+    let mut cold_runs = Vec::new();
+    let mut js_samples = Vec::new();
+    for _ in 0..ROUNDS {
+        for _ in 0..ITERATIONS / ROUNDS {
+            let misses = runtime.pool_stats().1;
+            let t = Instant::now();
+            product_run();
+            let took = t.elapsed();
+            if runtime.pool_stats().1 == misses {
+                warm_runs.push(took);
+            } else {
+                cold_runs.push(took);
+            }
         }
-    });
+        if let Ok(node) = &mut js {
+            match node.time(ITERATIONS / ROUNDS) {
+                Ok(samples) => js_samples.extend(samples),
+                Err(why) => js = Err(why),
+            }
+        }
+    }
     let after = runtime.pool_stats();
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
+    let (run_med, run_p90) = {
+        let mut all: Vec<Duration> = warm_runs.iter().chain(&cold_runs).copied().collect();
+        all.sort();
+        (all[all.len() / 2], all[all.len() * 9 / 10])
+    };
+    let js = js.map(|_| {
+        js_samples.sort();
+        JsBaseline {
+            median: js_samples[js_samples.len() / 2],
+            p90: js_samples[js_samples.len() * 9 / 10],
+        }
+    });
     let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
     let (fuel_off_med, fuel_off_p90) = measure(|| {
         let mut scope = RunScope::new(ctx());
@@ -533,7 +621,6 @@ fn main() {
             ctx: ctx(),
         })
     });
-    let js = js_baseline(&natively_applied(&template));
     println!(
         "chain of nine hook events, one handler each ({ITERATIONS} runs, after {WARMUP} warm-up)"
     );

@@ -10,9 +10,12 @@
 // writes its receipts to the database after each dispatch, fire-and-forget; this baseline builds
 // them and does not write them, so it is the dispatcher's cost alone.
 //
-// Run by the `hook_chain` bench (`node hook_chain_js.mjs [iterations] [warmup]`). Prints one
-// JSON line: median and p90 per chain in nanoseconds, and the final data of one chain so the
-// bench can check it made the same changes as the native and sandboxed chains.
+// `node hook_chain_js.mjs [iterations] [warmup]` prints one JSON line: median and p90 per chain
+// in nanoseconds, and the final data of one chain so a caller can check it made the same
+// changes as the native and sandboxed chains. The `hook_chain` bench runs it as
+// `node hook_chain_js.mjs --serve [warmup]`, so it can alternate blocks of JavaScript chains with
+// blocks of sandboxed ones in the same window: after `ready`, each line `N` on stdin times N
+// chains and is answered by one JSON line (`samples_ns`, `final`).
 
 import { randomUUID } from 'node:crypto'
 
@@ -301,28 +304,54 @@ async function run() {
   return out
 }
 
-const iterations = Number(process.argv[2] ?? 2000)
-const warmup = Number(process.argv[3] ?? 200)
-for (let i = 0; i < warmup; i++) await run()
-const samples = []
-let last
-for (let i = 0; i < iterations; i++) {
-  const t = process.hrtime.bigint()
-  last = await run()
-  samples.push(Number(process.hrtime.bigint() - t))
+/** Times `n` chains: their durations in nanoseconds, and the last chain's final data. */
+async function timed(n) {
+  const samples = []
+  let last
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint()
+    last = await run()
+    samples.push(Number(process.hrtime.bigint() - t))
+  }
+  return { samples, last }
 }
-samples.sort((a, b) => a - b)
-console.log(
-  JSON.stringify({
-    median_ns: samples[Math.floor(samples.length / 2)],
-    p90_ns: samples[Math.floor((samples.length * 9) / 10)],
-    final: {
-      title: last['work_item.pre_create'].title,
-      system_prompt: last['run.pre_prompt'].systemPrompt,
-      temperature: last['model.pre_call'].temperature,
-      tool_input: last['tool.pre_exec'].toolInput,
-      output: last['tool.post_exec'].output,
-      content: last['response.pre_deliver'].content,
-    },
-  }),
-)
+
+/** The six values the chain plugin changes, from one chain's final data. */
+function finalOf(last) {
+  return {
+    title: last['work_item.pre_create'].title,
+    system_prompt: last['run.pre_prompt'].systemPrompt,
+    temperature: last['model.pre_call'].temperature,
+    tool_input: last['tool.pre_exec'].toolInput,
+    output: last['tool.post_exec'].output,
+    content: last['response.pre_deliver'].content,
+  }
+}
+
+if (process.argv[2] === '--serve') {
+  // Interleaved mode: warm up, say `ready`, then for each line `N` read from stdin time N
+  // chains and answer one JSON line with their durations (ns) and the last final data.
+  const warmup = Number(process.argv[3] ?? 200)
+  for (let i = 0; i < warmup; i++) await run()
+  process.stdout.write('ready\n')
+  const { createInterface } = await import('node:readline')
+  for await (const line of createInterface({ input: process.stdin })) {
+    const n = Number(line.trim())
+    if (!Number.isInteger(n) || n <= 0) break
+    const { samples, last } = await timed(n)
+    process.stdout.write(JSON.stringify({ samples_ns: samples, final: finalOf(last) }) + '\n')
+  }
+} else {
+  const iterations = Number(process.argv[2] ?? 2000)
+  const warmup = Number(process.argv[3] ?? 200)
+  for (let i = 0; i < warmup; i++) await run()
+  const { samples, last } = await timed(iterations)
+  samples.sort((a, b) => a - b)
+  console.log(
+    JSON.stringify({
+      median_ns: samples[Math.floor(samples.length / 2)],
+      p90_ns: samples[Math.floor((samples.length * 9) / 10)],
+      final: finalOf(last),
+    }),
+  )
+}

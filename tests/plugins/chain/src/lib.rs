@@ -59,6 +59,11 @@ enum Directive {
 }
 
 fn directive(text: &str) -> Directive {
+    // Every directive starts with `!`: text without one (all real data) is passed over with
+    // one byte search instead of six substring searches.
+    if !text.as_bytes().contains(&b'!') {
+        return Directive::None;
+    }
     if let Some(i) = text.find("!spin:") {
         let ms: u64 = text[i + 6..]
             .chars()
