@@ -21,6 +21,8 @@
 //!
 //! Run: `cargo bench -p nitejar-core --bench hook_chain` (or `just bench`). Prints medians and p90
 //! per run and the added latency; asserts nothing (timings belong in benchmarks, not tests).
+//! With `HOOK_CHAIN_PROFILE_SECS=N` it runs only the product's runs, back to back, for N seconds
+//! (for a profiler: `perf record -g target/release/deps/hook_chain-* --bench`).
 
 /// The allocator the `nitejar` binary uses, so the figures are the product's.
 #[global_allocator]
@@ -551,7 +553,6 @@ fn main() {
     // the prepared pool, in ROUNDS blocks alternating with blocks of the JavaScript
     // dispatcher's chains: both are measured in the same window, so a neighbour's load on this
     // shared machine weighs on both alike.
-    let mut js = JsDispatcher::start(&natively_applied(&template));
     let product_run = || {
         let mut scope = RunScope::new(ctx());
         template.each(&mut Dispatch {
@@ -561,6 +562,23 @@ fn main() {
         });
         scope.finish(&runtime);
     };
+    // Profiling aid: `HOOK_CHAIN_PROFILE_SECS=N` runs only the product's runs, back to back, for
+    // N seconds (for `perf record`), and prints how many ran.
+    if let Some(secs) = std::env::var("HOOK_CHAIN_PROFILE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+    {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let mut runs = 0u64;
+        while Instant::now() < end {
+            product_run();
+            runs += 1;
+        }
+        println!("profile mode: {runs} product runs in {secs} s");
+        return;
+    }
+    let mut js = JsDispatcher::start(&natively_applied(&template));
     for _ in 0..WARMUP {
         product_run();
     }
