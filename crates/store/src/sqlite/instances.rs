@@ -1,6 +1,7 @@
 //! SQL of the instance and work item aggregates.
 
 use super::SqliteStore;
+use super::write_thread::Priority;
 use crate::*;
 use async_trait::async_trait;
 
@@ -273,7 +274,8 @@ impl WorkItemStore for SqliteStore {
             return Ok(Vec::new());
         }
         let batch = batch.to_vec();
-        self.write(move |c| create_work_items_now(c, &batch)).await
+        self.write_as(Priority::Urgent, move |c| create_work_items_now(c, &batch))
+            .await
     }
 
     async fn find_idempotent(&self, instance_id: &str, key: &str) -> DbResult<Option<String>> {
