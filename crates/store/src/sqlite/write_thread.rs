@@ -79,6 +79,9 @@ pub(super) struct WriteThread {
     /// Commits made (groups of writes), read by tests.
     #[cfg(test)]
     commits: Arc<AtomicU64>,
+    /// Writes taken from a queue to start a group, read by tests.
+    #[cfg(test)]
+    started: Arc<AtomicU64>,
 }
 
 /// The write thread's connection, opened again when it was closed or found broken.
@@ -231,6 +234,7 @@ impl WriteThread {
         let (queue, jobs) = mpsc::unbounded_channel();
         let (urgent, urgent_jobs) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(AtomicU64::new(0));
         let serving = Serve {
             jobs,
             urgent: urgent_jobs,
@@ -238,6 +242,7 @@ impl WriteThread {
             writer,
             connection: connection.clone(),
             commits: commits.clone(),
+            started: started.clone(),
             checkpoints,
         };
         std::thread::Builder::new()
@@ -249,6 +254,8 @@ impl WriteThread {
             connection,
             #[cfg(test)]
             commits,
+            #[cfg(test)]
+            started,
         })
     }
 
@@ -264,6 +271,12 @@ impl WriteThread {
     #[cfg(test)]
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes taken from a queue to start a group so far (for tests).
+    #[cfg(test)]
+    pub(super) fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// The write connection's `synchronous` mode (for tests).
@@ -290,6 +303,8 @@ struct Serve {
     writer: Arc<Connections>,
     connection: Arc<Mutex<WriteConnection>>,
     commits: Arc<AtomicU64>,
+    /// Writes taken from a queue to start a group (one held back is not counted again).
+    started: Arc<AtomicU64>,
     checkpoints: Arc<Checkpointer>,
 }
 
@@ -299,12 +314,16 @@ impl Serve {
         loop {
             let first = match self.held.take() {
                 Some(job) => (job, Priority::Background),
-                None => tokio::select! {
-                    biased;
-                    Some(job) = self.urgent.recv() => (job, Priority::Urgent),
-                    Some(job) = self.jobs.recv() => (job, Priority::Background),
-                    else => break,
-                },
+                None => {
+                    let first = tokio::select! {
+                        biased;
+                        Some(job) = self.urgent.recv() => (job, Priority::Urgent),
+                        Some(job) = self.jobs.recv() => (job, Priority::Background),
+                        else => break,
+                    };
+                    self.started.fetch_add(1, Ordering::Relaxed);
+                    first
+                }
             };
             // The writer's turn, shared with the writes on sqlx's connection.
             let turn = match writer.get().await {
@@ -392,9 +411,7 @@ impl Serve {
             finish_checkpoint(c);
         }
     }
-}
 
-impl Serve {
     /// The next write of a group: an urgent one if any waits, else a background one, unless
     /// the group already holds an urgent write and [`BEHIND_URGENT`] background ones after it.
     fn next_job(&mut self, urgent: &mut bool, behind_urgent: &mut usize) -> Option<Box<dyn Job>> {
@@ -570,10 +587,18 @@ mod tests {
         let before = db.writes.commits();
         let turn = db.writer.get().await.unwrap();
         // A write is queued at its first poll. The thread takes the first and waits for the
-        // turn with it (given the time to; the outcome is the same if it did not).
+        // turn with it before the others are queued.
+        let started = db.writes.started();
         let mut first = Box::pin(write(Priority::Background, "b0".into()));
         assert!(futures::poll!(&mut first).is_pending());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waited = std::time::Instant::now();
+        while db.writes.started() == started {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the thread took b0"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let background = 10;
         let mut rest = Box::pin(futures::future::join_all(
             (1..background)
