@@ -461,6 +461,7 @@ fn lift_rig() -> &'static LiftRig {
             fuel: true,
             pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
             idle_code_release: None,
+            inline_budget_ms: nitejar_sandbox::limits::INLINE_BUDGET_MS,
         })
         .expect("the plugin runtime starts");
         let package = Path::new(nitejar_core::plugins::bundled::GUEST_PACKAGES_DIR).join("lift");

@@ -21,6 +21,11 @@ struct Rig {
 }
 
 async fn rig_in(dir: tempfile::TempDir) -> Rig {
+    rig_with(dir, nitejar_sandbox::limits::INLINE_BUDGET_MS).await
+}
+
+/// A rig whose webhook parse calls may run `inline_budget_ms` on the caller's thread.
+async fn rig_with(dir: tempfile::TempDir, inline_budget_ms: u64) -> Rig {
     let store = nitejar_store::open(&dir.path().join("t.db")).await.unwrap();
     let (sink, _writer) = ReceiptWriter::start(store.clone());
     let runtime = PluginRuntime::new(RuntimeOptions {
@@ -35,6 +40,7 @@ async fn rig_in(dir: tempfile::TempDir) -> Rig {
         fuel: true,
         pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
         idle_code_release: None,
+        inline_budget_ms,
     })
     .unwrap();
     Rig {
@@ -327,4 +333,139 @@ async fn runs_reserve_room_in_the_instance_pool_and_wait_in_turn() {
     // More plugins than the pool holds: all the room (the pool itself bounds the rest).
     assert_eq!(rt.reserve_instances(100_000).await.instances(), room);
     assert_eq!(rt.reserve_instances(0).await.instances(), 0);
+}
+
+/// A webhook's parse call runs on the async worker that took the request only when it cannot
+/// block it (`nitejar_sandbox::inline`). Computing, the clocks, random numbers and log lines
+/// are answered there, with the call's receipt. Every attack that reaches for anything else
+/// (a sleep, keys, secrets, files, HTTP) or runs too long is stopped before it acts, leaves no
+/// receipt, and is handed to a blocking thread, where the same call runs in full; that version
+/// of the plugin stays on the blocking path. This test's task runs on a runtime worker, where a
+/// host call that blocked would panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_block_it() {
+    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
+        Instance, ParseOutcome, WebhookRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files").join("test.hostile");
+    // A budget no honest call here comes near even on a loaded machine (a budget stop would
+    // hand the call over, and the assertions below are about what the plugin reaches for);
+    // the looping attack shows it is a bound.
+    let rig = rig_with(dir, 1_000).await;
+    let pkg = package("hostile");
+    let grants = Grants::all_declared(&pkg.manifest);
+    let rt = &rig.runtime;
+    let load = || tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants));
+    let instance = Instance {
+        id: "i1".into(),
+        integration_type: "hostile".into(),
+        config: "{}".into(),
+    };
+    let request = |attack: &str, target: &str| WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        body: serde_json::json!({ "attack": attack, "target": target, "id": attack })
+            .to_string()
+            .into_bytes(),
+    };
+    let text = |r: Option<Result<ParseOutcome, PluginFailure>>| match r {
+        Some(Ok(ParseOutcome::WorkItem(m))) => m.text,
+        other => panic!("not answered with a work item: {other:?}"),
+    };
+
+    let p = load().unwrap();
+    assert_eq!(
+        text(rt.parse_webhook_inline(&p, &instance, &request("ok", ""), 5_000)),
+        "ok: served"
+    );
+    let pure = text(rt.parse_webhook_inline(&p, &instance, &request("pure", "k"), 5_000));
+    assert!(
+        pure.starts_with("ok: 1 keys, clock after 2020: true, "),
+        "{pure}"
+    );
+    assert_eq!(
+        text(rt.parse_webhook_inline(&p, &instance, &request("spin", "1000"), 5_000)),
+        "ok: spun 1000: 499500"
+    );
+    assert_eq!(
+        text(rt.parse_webhook_inline(&p, &instance, &request("log-flood", ""), 5_000)),
+        "ok: flooded"
+    );
+    assert_eq!(rt.inline_stats(), (4, 0));
+
+    let attacks = [
+        ("sleep", "1"),
+        ("kv", "k"),
+        ("secret", "declared.token"),
+        ("http", "http://allowed.test/"),
+        ("fs-read", "/shared/x.txt"),
+        ("fs-write", "/scratch/inline.txt"),
+        ("fs-mkdir", "/scratch/inline-dir"),
+        ("memory", ""),
+        ("trap", ""),
+        ("oversized", ""),
+    ];
+    for (n, (attack, target)) in (1..).zip(attacks) {
+        let p = load().unwrap();
+        let r = rt.parse_webhook_inline(&p, &instance, &request(attack, target), 5_000);
+        assert!(r.is_none(), "{attack}: answered on the worker: {r:?}");
+        assert_eq!(rt.inline_stats(), (4, n), "{attack}");
+        let r = rt.parse_webhook_inline(&p, &instance, &request("ok", ""), 5_000);
+        assert!(r.is_none(), "{attack}: the version left the blocking path");
+    }
+    // Stopped before they acted: nothing was written or made.
+    assert!(!files.join("scratch/inline.txt").exists());
+    assert!(!files.join("scratch/inline-dir").exists());
+    // The same call on a blocking thread runs in full.
+    let p = load().unwrap();
+    let write = request("fs-write", "/scratch/inline.txt");
+    let full = tokio::task::block_in_place(|| rt.parse_webhook(&p, &instance, &write, 5_000));
+    assert_eq!(text(Some(full)), "ok: written");
+    assert!(files.join("scratch/inline.txt").exists());
+
+    // Running out of the budget may be the machine's load: a strike, the version stays until
+    // its third. A budget much shorter than the call's deadline stops the loop (the largest
+    // instruction budget, so the time, not the fuel, stops it).
+    let short = rig_with(tempfile::tempdir().unwrap(), 20).await;
+    let unmetered = Grants {
+        fuel_per_call: Some(nitejar_sandbox::limits::MAX_FUEL_PER_CALL),
+        ..grants.clone()
+    };
+    let p =
+        tokio::task::block_in_place(|| short.runtime.load(&pkg.manifest, &pkg.wasm, &unmetered))
+            .unwrap();
+    let rt = &short.runtime;
+    for strike in 1..=nitejar_sandbox::limits::INLINE_STRIKES {
+        let r = rt.parse_webhook_inline(&p, &instance, &request("loop", ""), 60_000);
+        assert!(r.is_none(), "the loop was answered: {r:?}");
+        let ok = rt.parse_webhook_inline(&p, &instance, &request("ok", ""), 60_000);
+        if strike < nitejar_sandbox::limits::INLINE_STRIKES {
+            assert_eq!(text(ok), "ok: served", "strike {strike}");
+        } else {
+            assert!(ok.is_none(), "the third strike moves the version");
+        }
+    }
+
+    // One receipt per call answered: four on the worker, the full call; none for the attempts.
+    rig.sink.flush().await;
+    let receipts = rig
+        .store
+        .list_events("test.hostile", 100, None)
+        .await
+        .unwrap();
+    let parse = receipts
+        .iter()
+        .filter(|r| r.kind == "integration")
+        .collect::<Vec<_>>();
+    assert_eq!(parse.len(), 5, "{parse:?}");
+    assert!(parse.iter().all(|r| r.status == "ok"));
+    let flood = parse
+        .iter()
+        .filter_map(|r| r.detail_json.as_deref())
+        .find(|d| d.contains("forged"))
+        .expect("the log lines of the call answered on the worker are in its receipt");
+    assert!(!flood.contains('\u{1b}'), "logged lines are escaped");
 }

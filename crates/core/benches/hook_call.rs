@@ -110,6 +110,7 @@ fn runtime_in(
         fuel,
         pool_instances: nitejar_sandbox::limits::POOL_TOTAL_COMPONENT_INSTANCES,
         idle_code_release: None,
+        inline_budget_ms: nitejar_sandbox::limits::INLINE_BUDGET_MS,
     })
     .unwrap()
 }

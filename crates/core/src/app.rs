@@ -140,6 +140,7 @@ impl App {
             idle_code_release: Some(std::time::Duration::from_millis(
                 nitejar_sandbox::limits::IDLE_CODE_RELEASE_MS,
             )),
+            inline_budget_ms: nitejar_sandbox::limits::INLINE_BUDGET_MS,
         })?);
         let dispatcher = Arc::new(HookDispatcher::new(
             runtime.clone(),

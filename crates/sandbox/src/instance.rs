@@ -39,7 +39,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::Store;
-use wasmtime::component::{Instance, ResourceTable};
+use wasmtime::component::{Instance, InstancePre, ResourceTable};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -95,6 +95,16 @@ impl StoreFactory {
     /// Builds a bounded store for `plugin` and instantiates it (start functions run under the
     /// inspection deadline).
     pub(crate) fn instantiate(&self, plugin: &LoadedPlugin) -> Result<Warm, PluginFailure> {
+        self.instantiate_from(plugin, &plugin.pre)
+    }
+
+    /// [`Self::instantiate`] from `pre`: the plugin's, or its restricted form
+    /// ([`crate::inline`]).
+    pub(crate) fn instantiate_from(
+        &self,
+        plugin: &LoadedPlugin,
+        pre: &InstancePre<HostState>,
+    ) -> Result<Warm, PluginFailure> {
         mark_used(&plugin.code_used);
         let ctx = Arc::new(CallContext::new(
             plugin.id.clone(),
@@ -139,7 +149,7 @@ impl StoreFactory {
             // Instantiation runs under the inspection deadline; every call sets its own.
             deadline: Instant::now() + Duration::from_millis(DEFAULT_INSPECT_TIMEOUT_MS),
         };
-        let mut store = Store::new(plugin.pre.engine(), state);
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Bounds what one lift may copy into host memory, before the output cap is checked.
         store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
@@ -148,7 +158,7 @@ impl StoreFactory {
         // Instantiation runs start functions: budgeted like a load call (an error here only
         // means budgets are off).
         let _ = store.set_fuel(plugin.fuel_budget("load"));
-        match plugin.pre.instantiate(&mut store) {
+        match pre.instantiate(&mut store) {
             // The hooks export's typed functions are looked up when first called (by the
             // prewarm thread for a run's instance): an integration call's instance never needs
             // them, and looking them up was a tenth of a webhook's parse call.

@@ -3,7 +3,7 @@
 //!
 //! This is the lowest layer of the host. It owns the engine and compile cache ([`engine`],
 //! [`cache`]), the bounded stores and instances ([`store`], [`instance`]), the call path and
-//! loader ([`runtime`]), failure classes ([`failure`]), output caps ([`output`]), one module per
+//! loader ([`runtime`]), webhook parse calls on the caller's thread ([`inline`]), failure classes ([`failure`]), output caps ([`output`]), one module per
 //! capability ([`capabilities`]), the manifest a plugin declares ([`manifest`]), the hook
 //! vocabulary ([`hooks`]), crash-loop counting ([`crash_guard`]), receipts as records
 //! ([`receipts`]) and every bound on a guest ([`limits`]).
@@ -21,6 +21,7 @@ pub mod crash_guard;
 pub mod engine;
 pub mod failure;
 pub mod hooks;
+pub mod inline;
 pub mod instance;
 pub mod limits;
 pub mod manifest;

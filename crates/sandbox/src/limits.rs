@@ -10,6 +10,17 @@ pub const DEFAULT_INSPECT_TIMEOUT_MS: u64 = 2_000;
 /// How often the epoch ticker advances the engine epoch; deadlines are counted in ticks.
 pub const EPOCH_TICK_MS: u64 = 1;
 
+/// How long a webhook's parse call may run on the async worker that took the request before it
+/// is stopped and run again on a blocking thread (see [`crate::inline`]). A parse call takes tens
+/// of microseconds; this is the most a slow plugin holds a worker, at most
+/// [`INLINE_STRIKES`] times per loaded version.
+pub const INLINE_BUDGET_MS: u64 = 10;
+
+/// Parse calls of one plugin version that may run out of [`INLINE_BUDGET_MS`] on the caller's
+/// thread before its calls stay on blocking threads (one could be the machine's load, not the
+/// plugin). Any other stop there moves it at once.
+pub const INLINE_STRIKES: u32 = 3;
+
 /// Linear memory one plugin instance may grow to.
 pub const DEFAULT_GUEST_MEMORY_BYTES: usize = 64 << 20;
 

@@ -120,6 +120,13 @@ pub struct LoadedPlugin {
     pub(crate) id: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) pre: InstancePre<HostState>,
+    /// The restricted instance for parse calls on the caller's thread ([`crate::inline`]):
+    /// integration plugins only, `None` where it could not be prepared.
+    inline_pre: Option<InstancePre<HostState>>,
+    /// Attempts on the caller's thread that ran out of time; at
+    /// [`crate::limits::INLINE_STRIKES`] (or at once for any other stop) this version's parse
+    /// calls go to a blocking thread from then on.
+    inline_strikes: std::sync::atomic::AtomicU32,
     pub(crate) exports: ExportIndices,
     pub(crate) network: Arc<NetworkPolicy>,
     pub(crate) secrets: Arc<SecretsPolicy>,
@@ -284,7 +291,14 @@ pub struct Correlation {
     pub job_id: Option<String>,
 }
 
+/// No correlation (calls outside a work item's run).
+static NO_CORRELATION: Correlation = Correlation {
+    work_item_id: None,
+    job_id: None,
+};
+
 /// How to run one call.
+#[derive(Clone)]
 pub(crate) struct CallSpec<'a> {
     pub(crate) kind: &'static str,
     pub(crate) operation: &'static str,
@@ -345,6 +359,10 @@ pub struct RuntimeOptions {
     /// ([`crate::limits::IDLE_CODE_RELEASE_MS`] in the product); `None`: only when asked
     /// ([`PluginRuntime::release_idle_code`]) and once after each plugin's first instances.
     pub idle_code_release: Option<std::time::Duration>,
+    /// How long a webhook's parse call may run on the async worker that took the request before
+    /// it is stopped and run on a blocking thread ([`crate::inline`]);
+    /// [`crate::limits::INLINE_BUDGET_MS`] in the product.
+    pub inline_budget_ms: u64,
 }
 
 /// The plugin runtime (one per process).
@@ -364,6 +382,12 @@ pub struct PluginRuntime {
     run_room: Arc<tokio::sync::Semaphore>,
     run_room_total: usize,
     pool_misses: std::sync::atomic::AtomicU64,
+    /// Parse calls on callers' threads in progress, up to [`crate::inline::inline_room`].
+    inline_room: tokio::sync::Semaphore,
+    /// How long one may run there ([`RuntimeOptions::inline_budget_ms`]).
+    inline_budget_ms: u64,
+    /// Parse calls answered on the caller's thread, and attempts handed to a blocking thread.
+    inline_counts: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     crash_guard: Option<Arc<crate::crash_guard::CrashGuard>>,
 }
 
@@ -418,6 +442,9 @@ impl PluginRuntime {
             prewarmer,
             pool_hits: Default::default(),
             pool_misses: Default::default(),
+            inline_room: tokio::sync::Semaphore::new(crate::inline::inline_room()),
+            inline_budget_ms: opts.inline_budget_ms,
+            inline_counts: Default::default(),
             crash_guard: opts.crash_guard,
         })
     }
@@ -475,6 +502,10 @@ impl PluginRuntime {
             tools: tools::GuestIndices::new(&pre).ok(),
             skills: skills::GuestIndices::new(&pre).ok(),
         };
+        let inline_pre = exports
+            .integration
+            .as_ref()
+            .and_then(|_| crate::inline::prepare(&self.engine, &component).ok());
         let files_dir = self.files_dir(&manifest.id);
         let p = &manifest.permissions;
         let filesystem = FilesystemPolicy::new(
@@ -508,6 +539,8 @@ impl PluginRuntime {
             id: manifest.id.as_str().into(),
             version: manifest.version.as_str().into(),
             pre,
+            inline_pre,
+            inline_strikes: Default::default(),
             exports,
             network: Arc::new(NetworkPolicy {
                 rules: granted,
@@ -718,33 +751,106 @@ impl PluginRuntime {
         request: &integration::WebhookRequest,
         timeout_ms: u64,
     ) -> Result<integration::ParseOutcome, PluginFailure> {
-        let outcome = |o: &integration::ParseOutcome| {
-            Some(serde_json::Value::from(match o {
-                integration::ParseOutcome::WorkItem(_) => "work_item",
-                integration::ParseOutcome::Ignored(_) => "ignored",
-                integration::ParseOutcome::Respond(_) => "respond",
-                integration::ParseOutcome::Unauthorized(_) => "unauthorized",
-            }))
-        };
         self.call::<IntegrationExport, _>(
             plugin,
             On::Fresh,
-            &CallSpec {
-                // A work item carries what the platform sent (text, payload): the cap grows
-                // with the request.
-                input_bytes: request.output_bytes(),
-                ..CallSpec::new(
-                    "integration",
-                    "parse-webhook",
-                    timeout_ms,
-                    &Correlation::default(),
-                )
-            },
-            Receipted::Always(&outcome),
+            &parse_spec(request, timeout_ms),
+            Receipted::Always(&parse_result),
             |x, store, inst| {
                 x.load(&mut *store, inst)?
                     .call_parse_webhook(&mut *store, instance, request)
             },
+        )
+    }
+
+    /// Runs `integration.parse-webhook` on the caller's thread, in the restricted instance
+    /// ([`crate::inline`]), when that cannot block it: `Some` with the call's result (and its
+    /// receipt written), or `None` when the call must run on a blocking thread with
+    /// [`PluginRuntime::parse_webhook`] (this plugin version needs more than the restricted
+    /// instance gives, it is tripped or busy, or the attempts allowed at once are running).
+    /// Safe to call from an async task: it holds the thread for at most
+    /// [`crate::limits::INLINE_BUDGET_MS`].
+    pub fn parse_webhook_inline(
+        &self,
+        plugin: &LoadedPlugin,
+        instance: &integration::Instance,
+        request: &integration::WebhookRequest,
+        timeout_ms: u64,
+    ) -> Option<Result<integration::ParseOutcome, PluginFailure>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let pre = plugin.inline_pre.as_ref()?;
+        let idx = plugin.exports.integration.as_ref()?;
+        if plugin.inline_strikes.load(Relaxed) >= crate::limits::INLINE_STRIKES
+            || self.is_tripped(&plugin.id)
+        {
+            return None;
+        }
+        let _room = self.inline_room.try_acquire().ok()?;
+        let _slot = plugin.admit()?;
+        let start = Instant::now();
+        let mut warm = self.factory.instantiate_from(plugin, pre).ok();
+        let spec = parse_spec(request, timeout_ms);
+        let budget = CallSpec {
+            timeout_ms: timeout_ms.min(self.inline_budget_ms),
+            ..spec.clone()
+        };
+        let done = warm.as_mut().map(|warm| {
+            invoke(warm, &budget, |store, inst| {
+                idx.load(&mut *store, inst)?
+                    .call_parse_webhook(&mut *store, instance, request)
+            })
+        });
+        match done {
+            // It returned: this is the call.
+            Some(mut done)
+                if matches!(done.result, Ok(_) | Err(PluginFailure::PluginError { .. })) =>
+            {
+                done.duration = start.elapsed();
+                self.inline_counts.0.fetch_add(1, Relaxed);
+                let extra = done.result.as_ref().ok().and_then(parse_result);
+                self.receipt(plugin, &spec, &done, "ok", extra);
+                Some(done.result)
+            }
+            // It stopped (or could not start): nothing of it is kept; it runs again elsewhere.
+            // Out of time may be the machine's load (a thread waiting for a core): a strike.
+            // Anything else is what the plugin needs, and stays so.
+            stopped => {
+                let why = match stopped {
+                    None => "it could not be instantiated".to_string(),
+                    Some(d) => d
+                        .result
+                        .err()
+                        .map(|f| f.kind().to_string())
+                        .unwrap_or_default(),
+                };
+                let strikes = if why == "timeout" {
+                    1
+                } else {
+                    crate::limits::INLINE_STRIKES
+                };
+                let before = plugin.inline_strikes.fetch_add(strikes, Relaxed);
+                self.inline_counts.1.fetch_add(1, Relaxed);
+                if before < crate::limits::INLINE_STRIKES
+                    && before + strikes >= crate::limits::INLINE_STRIKES
+                {
+                    tracing::debug!(
+                        plugin_id = %plugin.id,
+                        "parse-webhook needs more than the restricted instance ({why}): this \
+                         version's parse calls run on a blocking thread from now on"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Parse calls answered on the caller's thread, and attempts there that were handed to a
+    /// blocking thread ([`PluginRuntime::parse_webhook_inline`]).
+    pub fn inline_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inline_counts.0.load(Relaxed),
+            self.inline_counts.1.load(Relaxed),
         )
     }
 
@@ -1104,6 +1210,25 @@ fn tool_correlation(ctx: &tools::ToolContext) -> Correlation {
         work_item_id: Some(ctx.work_item_id.clone()),
         job_id: Some(ctx.job_id.clone()),
     }
+}
+
+/// The spec of a `parse-webhook` call: a work item carries what the platform sent (text,
+/// payload), so the output cap grows with the request.
+fn parse_spec(request: &integration::WebhookRequest, timeout_ms: u64) -> CallSpec<'static> {
+    CallSpec {
+        input_bytes: request.output_bytes(),
+        ..CallSpec::new("integration", "parse-webhook", timeout_ms, &NO_CORRELATION)
+    }
+}
+
+/// The outcome a `parse-webhook` receipt names.
+fn parse_result(o: &integration::ParseOutcome) -> Option<serde_json::Value> {
+    Some(serde_json::Value::from(match o {
+        integration::ParseOutcome::WorkItem(_) => "work_item",
+        integration::ParseOutcome::Ignored(_) => "ignored",
+        integration::ParseOutcome::Respond(_) => "respond",
+        integration::ParseOutcome::Unauthorized(_) => "unauthorized",
+    }))
 }
 
 /// Which instance a call runs in.

@@ -228,11 +228,19 @@ pub async fn handle_webhook(
     let Some(turn) = plugin.queue_for_call(wait).await else {
         return WebhookReply::busy();
     };
-    let outcome = tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, timeout_ms)
-    })
-    .await;
+    // On this thread when the plugin cannot block it (see `nitejar_sandbox::inline`): two
+    // cross-thread wake-ups fewer; else on a blocking thread, as it would run anyway.
+    let outcome =
+        match runtime.parse_webhook_inline(&plugin, &wit_instance, &wit_request, timeout_ms) {
+            Some(result) => Ok(result),
+            None => {
+                tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    runtime.parse_webhook(&call_plugin, &wit_instance, &wit_request, timeout_ms)
+                })
+                .await
+            }
+        };
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(PluginFailure::Busy)) => {

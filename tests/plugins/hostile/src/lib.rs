@@ -68,6 +68,23 @@ fn smash(depth: u64, buf: [u64; 16]) -> u64 {
 fn attack(name: &str, target: &str) -> Result<String, String> {
     match name {
         "ok" => Ok("served".into()),
+        // Only what a parse call on the caller's thread may use: both clocks, random numbers
+        // (a hash map's seed), a log line.
+        "pure" => {
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            let start = std::time::Instant::now();
+            let mut seen = std::collections::HashMap::new();
+            seen.insert(target.to_string(), since_epoch.as_secs());
+            log::info("pure attack");
+            Ok(format!(
+                "{} keys, clock after 2020: {}, {:?} elapsed",
+                seen.len(),
+                since_epoch.as_secs() > 1_577_836_800,
+                start.elapsed()
+            ))
+        }
         "loop" => {
             let mut x = 0u64;
             loop {
