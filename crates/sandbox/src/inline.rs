@@ -18,9 +18,11 @@
 //! receipt as any call. One that stops for any other reason (a trapped import, the short
 //! deadline, fuel, memory, a trap) leaves nothing behind, and the call runs again from the start
 //! on a blocking thread with the full deadline and every capability, as it would have without
-//! this path; the plugin's version then stays on that path (it has shown it needs it). The
-//! attempt could only compute, read the clocks and buffer log lines, none of which the second
-//! run can see, so the plugin observes one call.
+//! this path. The plugin's version then stays on that path (it has shown it needs it), except
+//! that running out of time moves it only at the [`crate::limits::INLINE_STRIKES`]th time (a
+//! thread waiting for a core on a loaded machine runs out of time too). A full instance pool is
+//! the host's, never a strike. The attempt could only compute, read the clocks and buffer log
+//! lines, none of which the second run can see, so the plugin observes one call.
 
 use crate::store::HostState;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};

@@ -788,7 +788,11 @@ impl PluginRuntime {
         let _room = self.inline_room.try_acquire().ok()?;
         let _slot = plugin.admit()?;
         let start = Instant::now();
-        let mut warm = self.factory.instantiate_from(plugin, pre).ok();
+        let mut warm = match self.factory.instantiate_from(plugin, pre) {
+            // The instance pool is full: the host's capacity, never held against the plugin.
+            Err(PluginFailure::Busy) => return None,
+            other => other.ok(),
+        };
         let spec = parse_spec(request, timeout_ms);
         let budget = CallSpec {
             timeout_ms: timeout_ms.min(self.inline_budget_ms),
