@@ -3,8 +3,9 @@
 //!
 //! This is the lowest layer of the host. It owns the engine and compile cache ([`engine`],
 //! [`cache`]), the bounded stores and instances ([`store`], [`instance`]), the call path and
-//! loader ([`runtime`]), webhook parse calls on the caller's thread ([`inline`]), failure classes ([`failure`]), output caps ([`output`]), one module per
-//! capability ([`capabilities`]), the manifest a plugin declares ([`manifest`]), the hook
+//! loader ([`runtime`]), webhook parse calls on the caller's thread ([`inline`]), failure
+//! classes ([`failure`]), output caps ([`output`]), one module per capability
+//! ([`capabilities`]), the manifest a plugin declares ([`manifest`]), the hook
 //! vocabulary ([`hooks`]), crash-loop counting ([`crash_guard`]), receipts as records
 //! ([`receipts`]) and every bound on a guest ([`limits`]).
 //!

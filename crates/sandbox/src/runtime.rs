@@ -120,9 +120,10 @@ pub struct LoadedPlugin {
     pub(crate) id: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) pre: InstancePre<HostState>,
-    /// The restricted instance for parse calls on the caller's thread ([`crate::inline`]):
-    /// integration plugins only, `None` where it could not be prepared.
-    inline_pre: Option<InstancePre<HostState>>,
+    /// The restricted instance for parse calls on the caller's thread ([`crate::inline`]),
+    /// prepared at the first webhook (boot and other plugins never pay for it); `None` where it
+    /// could not be prepared.
+    inline_pre: std::sync::OnceLock<Option<InstancePre<HostState>>>,
     /// Attempts on the caller's thread that ran out of time; at
     /// [`crate::limits::INLINE_STRIKES`] (or at once for any other stop) this version's parse
     /// calls go to a blocking thread from then on.
@@ -502,10 +503,6 @@ impl PluginRuntime {
             tools: tools::GuestIndices::new(&pre).ok(),
             skills: skills::GuestIndices::new(&pre).ok(),
         };
-        let inline_pre = exports
-            .integration
-            .as_ref()
-            .and_then(|_| crate::inline::prepare(&self.engine, &component).ok());
         let files_dir = self.files_dir(&manifest.id);
         let p = &manifest.permissions;
         let filesystem = FilesystemPolicy::new(
@@ -539,7 +536,7 @@ impl PluginRuntime {
             id: manifest.id.as_str().into(),
             version: manifest.version.as_str().into(),
             pre,
-            inline_pre,
+            inline_pre: Default::default(),
             inline_strikes: Default::default(),
             exports,
             network: Arc::new(NetworkPolicy {
@@ -778,8 +775,13 @@ impl PluginRuntime {
         timeout_ms: u64,
     ) -> Option<Result<integration::ParseOutcome, PluginFailure>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let pre = plugin.inline_pre.as_ref()?;
         let idx = plugin.exports.integration.as_ref()?;
+        let pre = plugin
+            .inline_pre
+            .get_or_init(|| {
+                crate::inline::prepare(plugin.pre.engine(), plugin.pre.component()).ok()
+            })
+            .as_ref()?;
         if plugin.inline_strikes.load(Relaxed) >= crate::limits::INLINE_STRIKES
             || self.is_tripped(&plugin.id)
         {
@@ -819,19 +821,14 @@ impl PluginRuntime {
             // Out of time may be the machine's load (a thread waiting for a core): a strike.
             // Anything else is what the plugin needs, and stays so.
             stopped => {
-                let why = match stopped {
-                    None => "it could not be instantiated".to_string(),
-                    Some(d) => d
-                        .result
-                        .err()
-                        .map(|f| f.kind().to_string())
-                        .unwrap_or_default(),
+                let failure = stopped.and_then(|d| d.result.err());
+                let strikes = match failure {
+                    Some(PluginFailure::Timeout { .. }) => 1,
+                    _ => crate::limits::INLINE_STRIKES,
                 };
-                let strikes = if why == "timeout" {
-                    1
-                } else {
-                    crate::limits::INLINE_STRIKES
-                };
+                let why = failure
+                    .as_ref()
+                    .map_or("it could not be instantiated", PluginFailure::kind);
                 let before = plugin.inline_strikes.fetch_add(strikes, Relaxed);
                 self.inline_counts.1.fetch_add(1, Relaxed);
                 if before < crate::limits::INLINE_STRIKES
