@@ -51,6 +51,14 @@ async fn rig_with(dir: tempfile::TempDir, inline_budget_ms: u64) -> Rig {
     }
 }
 
+impl Rig {
+    /// `plugin_id`'s receipts, once every receipt emitted so far is written.
+    async fn receipts(&self, plugin_id: &str) -> Vec<nitejar_store::EventRow> {
+        self.sink.flush().await;
+        self.store.list_events(plugin_id, 100, None).await.unwrap()
+    }
+}
+
 fn package(name: &str) -> PluginPackage {
     PluginPackage::from_dir(&guest_package(name)).unwrap()
 }
@@ -163,12 +171,7 @@ async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
     );
     assert_eq!(patch.user_message, None);
 
-    rig.sink.flush().await;
-    let receipts = rig
-        .store
-        .list_events("nitejar.example.hooks", 100, None)
-        .await
-        .unwrap();
+    let receipts = rig.receipts("nitejar.example.hooks").await;
     let hooks: Vec<_> = receipts.iter().filter(|r| r.kind == "hook").collect();
     assert_eq!(hooks.len(), 3);
     let blocked = hooks
@@ -208,12 +211,7 @@ async fn a_looping_hook_is_stopped_by_the_store_deadline() {
             content: Some("served".into())
         })
     );
-    rig.sink.flush().await;
-    let receipts = rig
-        .store
-        .list_events("test.hostile", 100, None)
-        .await
-        .unwrap();
+    let receipts = rig.receipts("test.hostile").await;
     let timeout = receipts
         .iter()
         .find(|r| r.status == "timeout")
@@ -450,12 +448,7 @@ async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_blo
     }
 
     // One receipt per call answered: four on the worker, the full call; none for the attempts.
-    rig.sink.flush().await;
-    let receipts = rig
-        .store
-        .list_events("test.hostile", 100, None)
-        .await
-        .unwrap();
+    let receipts = rig.receipts("test.hostile").await;
     let parse = receipts
         .iter()
         .filter(|r| r.kind == "integration")
