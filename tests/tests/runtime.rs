@@ -462,3 +462,73 @@ async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_blo
         .expect("the log lines of the call answered on the worker are in its receipt");
     assert!(!flood.contains('\u{1b}'), "logged lines are escaped");
 }
+
+/// A parse call's log lines reach the host's log once, wherever the call ran: an attempt on the
+/// caller's thread that is handed over keeps its lines to itself (the run on the blocking thread
+/// logs them), and one that stands sends its lines when it is over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parse_call_handed_to_a_blocking_thread_logs_its_lines_once() {
+    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
+        Instance, WebhookRequest,
+    };
+    let rig = rig_in(tempfile::tempdir().unwrap()).await;
+    let pkg = package("hostile");
+    let grants = Grants::all_declared(&pkg.manifest);
+    let rt = &rig.runtime;
+    let p = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
+    let instance = Instance {
+        id: "i1".into(),
+        integration_type: "hostile".into(),
+        config: "{}".into(),
+    };
+    let request = |attack: &str| WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        body: serde_json::json!({ "attack": attack, "target": "k", "id": attack })
+            .to_string()
+            .into_bytes(),
+    };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(move || Writer(sink.clone()))
+        .finish();
+    {
+        // This thread's subscriber while the guard lives: every call below runs on it.
+        let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+        // Stands: its lines are sent when it is over.
+        let pure = rt.parse_webhook_inline(&p, &instance, &request("pure"), 5_000);
+        assert!(matches!(pure, Some(Ok(_))), "{pure:?}");
+        // Handed over after logging: the run on the blocking thread logs the line.
+        let attempt = rt.parse_webhook_inline(&p, &instance, &request("log-kv"), 5_000);
+        assert!(attempt.is_none(), "{attempt:?}");
+        let full = tokio::task::block_in_place(|| {
+            rt.parse_webhook(&p, &instance, &request("log-kv"), 5_000)
+        });
+        assert!(full.is_ok(), "{full:?}");
+    }
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("pure attack").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("logged before the kv call").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// A `tracing` writer into a shared buffer.
+struct Writer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

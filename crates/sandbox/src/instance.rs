@@ -80,6 +80,13 @@ impl Warm {
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
     }
+
+    /// Keeps the plugin's log lines off tracing until [`LogState::replay`] (see
+    /// [`LogState::deferred`]).
+    pub(crate) fn defer_logs(&mut self) {
+        let store = self.store.get_mut().unwrap_or_else(|e| e.into_inner());
+        store.data_mut().caps.log.deferred = true;
+    }
 }
 
 /// What building a store needs; shared with the prewarm thread.

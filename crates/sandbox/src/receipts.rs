@@ -287,6 +287,7 @@ mod tests {
         let logs = LogState {
             lines: vec!["[info] <b>hi</b>".into()],
             dropped: 2,
+            ..LogState::default()
         };
         let failed: Result<(), PluginFailure> = Err(PluginFailure::Timeout { timeout_ms: 50 });
         let mut d = CallDetail::of("run.pre_prompt", &failed, &logs, Some(1234));

@@ -801,6 +801,9 @@ impl PluginRuntime {
             ..spec.clone()
         };
         let done = warm.as_mut().map(|warm| {
+            // Its log lines reach tracing only if the attempt stands (else the run on the
+            // blocking thread logs them).
+            warm.defer_logs();
             invoke(warm, &budget, |store, inst| {
                 idx.load(&mut *store, inst)?
                     .call_parse_webhook(&mut *store, instance, request)
@@ -812,6 +815,7 @@ impl PluginRuntime {
                 if matches!(done.result, Ok(_) | Err(PluginFailure::PluginError { .. })) =>
             {
                 done.duration = start.elapsed();
+                done.logs.replay(&plugin.id);
                 self.inline_counts.0.fetch_add(1, Relaxed);
                 let extra = done.result.as_ref().ok().and_then(parse_result);
                 self.receipt(plugin, &spec, &done, "ok", extra);

@@ -16,6 +16,9 @@ pub struct LogState {
     pub lines: Vec<String>,
     /// Lines dropped by the per-call cap.
     pub dropped: u32,
+    /// Lines are not sent to tracing as they come, only kept (a webhook's attempt on the
+    /// caller's thread, which may be run again: [`LogState::replay`] sends them if it stands).
+    pub deferred: bool,
 }
 
 /// Whether `c` changes how text around it is shown without being visible itself: control
@@ -57,6 +60,24 @@ impl LogState {
         self.lines.push(format!("{level}: {line}"));
         Some(line)
     }
+
+    /// Sends the kept lines of a deferred call to tracing, as they would have gone one by one.
+    pub fn replay(&self, plugin_id: &str) {
+        for kept in &self.lines {
+            let (level, line) = kept.split_once(": ").unwrap_or(("info", kept));
+            trace(level, plugin_id, line);
+        }
+    }
+}
+
+/// Sends one kept line to tracing (target `plugin`) at its level.
+fn trace(level: &str, pid: &str, line: &str) {
+    match level {
+        "trace" | "debug" => tracing::debug!(target: "plugin", plugin_id = pid, "{line}"),
+        "warn" => tracing::warn!(target: "plugin", plugin_id = pid, "{line}"),
+        "error" => tracing::error!(target: "plugin", plugin_id = pid, "{line}"),
+        _ => tracing::info!(target: "plugin", plugin_id = pid, "{line}"),
+    }
 }
 
 impl log::Host for HostState {
@@ -71,14 +92,8 @@ impl log::Host for HostState {
         let Some(line) = self.caps.log.record(name, &message) else {
             return;
         };
-        let pid: &str = &self.caps.ctx.plugin_id;
-        match level {
-            Level::Trace | Level::Debug => {
-                tracing::debug!(target: "plugin", plugin_id = pid, "{line}")
-            }
-            Level::Info => tracing::info!(target: "plugin", plugin_id = pid, "{line}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin_id = pid, "{line}"),
-            Level::Error => tracing::error!(target: "plugin", plugin_id = pid, "{line}"),
+        if !self.caps.log.deferred {
+            trace(name, &self.caps.ctx.plugin_id, &line);
         }
     }
 }

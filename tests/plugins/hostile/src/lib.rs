@@ -162,6 +162,11 @@ fn attack(name: &str, target: &str) -> Result<String, String> {
             }
             Ok("flooded".into())
         }
+        "log-kv" => {
+            log::info("logged before the kv call");
+            kv::set(target, b"value").map_err(|e| format!("{e:?}"))?;
+            Ok("logged and set".into())
+        }
         "kv" => {
             kv::set(target, b"value").map_err(|e| format!("{e:?}"))?;
             let v = kv::get(target).map_err(|e| format!("{e:?}"))?;
