@@ -6,10 +6,12 @@
 //! request only if it can never block that worker, so it first runs in a *restricted* instance:
 //!
 //! - the instance is linked against a linker that provides only what cannot wait or act outside
-//!   the store: `nitejar:plugin/log` (buffered into the call's receipt), `wasi:random` and the
-//!   clocks' `now` and `resolution`. Every other import (keys and values, secrets, files,
-//!   streams, polls, sleeps, HTTP, sockets, the environment) is defined as a trap, so the
-//!   attempt stops *before* the plugin reaches anything that could block or leave an effect;
+//!   the store: `nitejar:plugin/log` (held for the call's receipt, and sent to the host's log
+//!   only when the attempt stands: [`crate::capabilities::log::LogState::deferred`]),
+//!   `wasi:random` and the clocks' `now` and `resolution`. Every other import (keys and values,
+//!   secrets, files, streams, polls, sleeps, HTTP, sockets, the environment) is defined as a
+//!   trap, so the attempt stops *before* the plugin reaches anything that could block or leave
+//!   an effect;
 //! - it runs under a short deadline ([`crate::limits::INLINE_BUDGET_MS`]), so a slow plugin
 //!   holds the worker for at most that long;
 //! - at most [`inline_room`] attempts run at once, so one async worker always stays free.
