@@ -4,6 +4,7 @@
 use nitejar_core::plugins::package::PluginPackage;
 use nitejar_core::receipts::{ReceiptSink, ReceiptWriter};
 use nitejar_sandbox::bindings::exports::nitejar::plugin::hooks::*;
+use nitejar_sandbox::bindings::exports::nitejar::plugin::integration;
 use nitejar_sandbox::cache::CacheOutcome;
 use nitejar_sandbox::hooks::HookEvent;
 use nitejar_sandbox::runtime::{
@@ -342,9 +343,7 @@ async fn runs_reserve_room_in_the_instance_pool_and_wait_in_turn() {
 /// host call that blocked would panic.
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_block_it() {
-    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
-        Instance, ParseOutcome, WebhookRequest,
-    };
+    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::ParseOutcome;
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files").join("test.hostile");
     // A budget no honest call here comes near even on a loaded machine (a budget stop would
@@ -355,20 +354,8 @@ async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_blo
     let grants = Grants::all_declared(&pkg.manifest);
     let rt = &rig.runtime;
     let load = || tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants));
-    let instance = Instance {
-        id: "i1".into(),
-        integration_type: "hostile".into(),
-        config: "{}".into(),
-    };
-    let request = |attack: &str, target: &str| WebhookRequest {
-        method: "POST".into(),
-        path: "/".into(),
-        query: String::new(),
-        headers: Vec::new(),
-        body: serde_json::json!({ "attack": attack, "target": target, "id": attack })
-            .to_string()
-            .into_bytes(),
-    };
+    let instance = hostile_instance();
+    let request = attack_request;
     let text = |r: Option<Result<ParseOutcome, PluginFailure>>| match r {
         Some(Ok(ParseOutcome::WorkItem(m))) => m.text,
         other => panic!("not answered with a work item: {other:?}"),
@@ -468,28 +455,13 @@ async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_blo
 /// logs them), and one that stands sends its lines when it is over.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parse_call_handed_to_a_blocking_thread_logs_its_lines_once() {
-    use nitejar_sandbox::bindings::exports::nitejar::plugin::integration::{
-        Instance, WebhookRequest,
-    };
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
     let pkg = package("hostile");
     let grants = Grants::all_declared(&pkg.manifest);
     let rt = &rig.runtime;
     let p = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
-    let instance = Instance {
-        id: "i1".into(),
-        integration_type: "hostile".into(),
-        config: "{}".into(),
-    };
-    let request = |attack: &str| WebhookRequest {
-        method: "POST".into(),
-        path: "/".into(),
-        query: String::new(),
-        headers: Vec::new(),
-        body: serde_json::json!({ "attack": attack, "target": "k", "id": attack })
-            .to_string()
-            .into_bytes(),
-    };
+    let instance = hostile_instance();
+    let request = |attack: &str| attack_request(attack, "k");
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let sink = log.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -518,6 +490,28 @@ async fn a_parse_call_handed_to_a_blocking_thread_logs_its_lines_once() {
         1,
         "{text}"
     );
+}
+
+/// A webhook instance of the hostile plugin's integration.
+fn hostile_instance() -> integration::Instance {
+    integration::Instance {
+        id: "i1".into(),
+        integration_type: "hostile".into(),
+        config: "{}".into(),
+    }
+}
+
+/// A delivery that asks the hostile plugin's parse call for `attack` on `target`.
+fn attack_request(attack: &str, target: &str) -> integration::WebhookRequest {
+    integration::WebhookRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        body: serde_json::json!({ "attack": attack, "target": target, "id": attack })
+            .to_string()
+            .into_bytes(),
+    }
 }
 
 /// A `tracing` writer into a shared buffer.
