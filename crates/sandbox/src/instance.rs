@@ -102,15 +102,17 @@ impl StoreFactory {
     /// Builds a bounded store for `plugin` and instantiates it (start functions run under the
     /// inspection deadline).
     pub(crate) fn instantiate(&self, plugin: &LoadedPlugin) -> Result<Warm, PluginFailure> {
-        self.instantiate_from(plugin, &plugin.pre)
+        self.instantiate_from(plugin, &plugin.pre, true)
     }
 
     /// [`Self::instantiate`] from `pre`: the plugin's, or its restricted form
-    /// ([`crate::inline`]).
+    /// ([`crate::inline`]), which gets no preopened directories (`preopen` false): its file
+    /// imports are traps, and opening them is file-system work an async worker must not do.
     pub(crate) fn instantiate_from(
         &self,
         plugin: &LoadedPlugin,
         pre: &InstancePre<HostState>,
+        preopen: bool,
     ) -> Result<Warm, PluginFailure> {
         mark_used(&plugin.code_used);
         let ctx = Arc::new(CallContext::new(
@@ -125,12 +127,14 @@ impl StoreFactory {
             .allow_udp(true)
             .socket_addr_check(refuse_raw_sockets(ctx.clone()))
             .allow_ip_name_lookup(false);
-        plugin
-            .filesystem
-            .apply(&mut wasi)
-            .map_err(|e| PluginFailure::Instantiate {
-                detail: format!("preopening the plugin's directories failed: {e:#}"),
-            })?;
+        if preopen {
+            plugin
+                .filesystem
+                .apply(&mut wasi)
+                .map_err(|e| PluginFailure::Instantiate {
+                    detail: format!("preopening the plugin's directories failed: {e:#}"),
+                })?;
+        }
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

@@ -790,7 +790,7 @@ impl PluginRuntime {
         let _room = self.inline_room.try_acquire().ok()?;
         let _slot = plugin.admit()?;
         let start = Instant::now();
-        let mut warm = match self.factory.instantiate_from(plugin, pre) {
+        let mut warm = match self.factory.instantiate_from(plugin, pre, false) {
             // The instance pool is full: the host's capacity, never held against the plugin.
             Err(PluginFailure::Busy) => return None,
             other => other.ok(),
