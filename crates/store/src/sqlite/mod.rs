@@ -394,6 +394,52 @@ mod tests {
         }
     }
 
+    /// Many one-item writes at once, as webhook deliveries make them (the write thread groups
+    /// them into shared commits): each is answered with its own outcome (new, or the work item
+    /// its key made first), and exactly one work item per key is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_one_item_writes_each_get_their_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        // 300 deliveries of 200 keys: keys 0..100 are sent twice.
+        let sends = (0..300).map(|n| {
+            let db = db.clone();
+            let item = create(
+                &format!("w{n}"),
+                "i",
+                &format!("k{}", n % 200),
+                JobPlan::None,
+            );
+            tokio::spawn(async move { (n, db.create_work_items(&[item]).await.unwrap()) })
+        });
+        let mut first_of_key = std::collections::HashMap::new();
+        let mut duplicates = Vec::new();
+        for s in sends {
+            let (n, mut outcomes) = s.await.unwrap();
+            assert_eq!(outcomes.len(), 1);
+            match outcomes.remove(0).outcome {
+                CreateOutcome::Created(id) => {
+                    assert_eq!(id, format!("w{n}"));
+                    assert!(first_of_key.insert(n % 200, id).is_none(), "one per key");
+                }
+                CreateOutcome::Duplicate(id) => duplicates.push((n % 200, id)),
+            }
+        }
+        assert_eq!(first_of_key.len(), 200);
+        assert_eq!(duplicates.len(), 100);
+        for (key, id) in duplicates {
+            assert_eq!(
+                first_of_key[&key], id,
+                "a duplicate names its key's work item"
+            );
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM work_items")
+            .fetch_one(&mut *db.pool.get().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored, 200);
+    }
+
     /// Work item `w` of instance `i` with job `j` for agent `a` (`held`: not claimable yet).
     async fn work_item_w_with_job_j(db: &SqliteStore, held: bool) -> crate::Created {
         let job = JobPlan::Agent {
