@@ -9,7 +9,9 @@
 //!   deadlines, limits, validation and one receipt per handler (written by the batch writer);
 //!   at the end of the run its instance is handed to the background thread to be torn down,
 //!   as the product does. Runs are back to back, so the background thread cannot always refill
-//!   the pool in time; how many runs had to make their instance on demand is printed;
+//!   the pool in time; how many runs had to make their instance on demand is printed, and
+//!   how many the OS interrupted (involuntary context switches of the bench's thread during
+//!   the run: another thread took its core), with the runs it did not interrupt on their own;
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
 //!   design, for contrast);
 //! - the baseline of the target: the spec's in-process, unsandboxed JavaScript
@@ -245,6 +247,20 @@ fn native_pre_deliver(e: &h::ResponsePreDeliverEvent) -> h::ResponsePreDeliverDe
     h::ResponsePreDeliverDecision::Proceed(h::ResponsePreDeliverPatch {
         content: Some(format!("{} +pre_deliver", e.content)),
     })
+}
+
+/// The calling thread's involuntary context switches so far (Linux; `None` elsewhere): a
+/// run during which it grew was interrupted by the OS for another thread.
+fn involuntary_switches() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `getrusage` writes one `rusage`, which `usage` is, and reads nothing else.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
+        ok.then_some(usage.ru_nivcsw)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// Dispatches each event through `table`.
@@ -586,13 +602,18 @@ fn main() {
     let before = runtime.pool_stats();
     let mut warm_runs = Vec::new();
     let mut cold_runs = Vec::new();
+    let mut uninterrupted = Vec::new();
     let mut js_samples = Vec::new();
     for _ in 0..ROUNDS {
         for _ in 0..ITERATIONS / ROUNDS {
             let misses = runtime.pool_stats().1;
+            let switches = involuntary_switches();
             let t = Instant::now();
             product_run();
             let took = t.elapsed();
+            if switches.is_some() && involuntary_switches() == switches {
+                uninterrupted.push(took);
+            }
             if runtime.pool_stats().1 == misses {
                 warm_runs.push(took);
             } else {
@@ -674,6 +695,20 @@ fn main() {
         us(cold_med),
         cold_runs.len()
     );
+    if involuntary_switches().is_some() {
+        let all = warm_runs.len() + cold_runs.len();
+        uninterrupted.sort();
+        let (med, p90) = match uninterrupted.len() {
+            0 => (Duration::ZERO, Duration::ZERO),
+            n => (uninterrupted[n / 2], uninterrupted[n * 9 / 10]),
+        };
+        println!(
+            "runs the OS interrupted (another thread took the bench's core): {} of {all}; the others: median {:.1} µs, p90 {:.2}x their median",
+            all - uninterrupted.len(),
+            us(med),
+            us(p90) / us(med).max(0.001),
+        );
+    }
     let added = run_med.saturating_sub(none_med);
     println!(
         "added per run by the sandboxed chain: {:.1} µs median ({:.1} µs per event); {:.1}x native; instance per call would add {:.1} µs",
