@@ -394,9 +394,10 @@ mod tests {
         }
     }
 
-    /// Many one-item writes at once, as webhook deliveries make them (the write thread groups
-    /// them into shared commits): each is answered with its own outcome (new, or the work item
-    /// its key made first), and exactly one work item per key is stored.
+    /// Many one-item writes at once, as webhook deliveries could make them (the write thread
+    /// puts those waiting together into one commit, each in a savepoint): each is answered with
+    /// its own outcome (new, or the work item its key made first), and exactly one work item
+    /// per key is stored.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_one_item_writes_each_get_their_own_outcome() {
         let dir = tempfile::tempdir().unwrap();
