@@ -53,6 +53,15 @@ async fn rig_with(dir: tempfile::TempDir, inline_budget_ms: u64) -> Rig {
 }
 
 impl Rig {
+    /// Loads the test package `name` with every permission it declares granted (off the async
+    /// worker, as the host does).
+    fn load(&self, name: &str) -> LoadedPlugin {
+        let pkg = package(name);
+        let grants = Grants::all_declared(&pkg.manifest);
+        tokio::task::block_in_place(|| self.runtime.load(&pkg.manifest, &pkg.wasm, &grants))
+            .unwrap()
+    }
+
     /// `plugin_id`'s receipts, once every receipt emitted so far is written.
     async fn receipts(&self, plugin_id: &str) -> Vec<nitejar_store::EventRow> {
         self.sink.flush().await;
@@ -117,15 +126,7 @@ async fn components_compile_once_and_stale_cache_files_are_replaced() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hooks_return_only_what_their_event_allows_and_leave_receipts() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
-    let pkg = package("hooks");
-    let p = rig
-        .runtime
-        .load(
-            &pkg.manifest,
-            &pkg.wasm,
-            &Grants::all_declared(&pkg.manifest),
-        )
-        .unwrap();
+    let p = rig.load("hooks");
     let rt = &rig.runtime;
     fn call<E: HookEvent>(rt: &PluginRuntime, p: &LoadedPlugin, event: E) -> E::Output {
         tokio::task::block_in_place(|| rt.call_hook(p, &ctx(), &event, 1_000)).unwrap()
@@ -252,12 +253,8 @@ fn resident_kib(range: &std::ops::Range<usize>) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_plugins_code_is_handed_back_and_read_again_when_called() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
-    let pkg = package("hooks");
     let rt = &rig.runtime;
-    let grants = Grants::all_declared(&pkg.manifest);
-    let p = Arc::new(
-        tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap(),
-    );
+    let p = Arc::new(rig.load("hooks"));
     let image = p.image_range();
     let call = |text: &str| {
         tokio::task::block_in_place(|| rt.call_hook(&p, &ctx(), &pre_deliver(text), 1_000)).unwrap()
@@ -456,10 +453,8 @@ async fn webhook_parse_calls_run_on_the_callers_thread_only_when_they_cannot_blo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parse_call_handed_to_a_blocking_thread_logs_its_lines_once() {
     let rig = rig_in(tempfile::tempdir().unwrap()).await;
-    let pkg = package("hostile");
-    let grants = Grants::all_declared(&pkg.manifest);
     let rt = &rig.runtime;
-    let p = tokio::task::block_in_place(|| rt.load(&pkg.manifest, &pkg.wasm, &grants)).unwrap();
+    let p = rig.load("hostile");
     let instance = hostile_instance();
     let request = |attack: &str| attack_request(attack, "k");
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
