@@ -12,6 +12,9 @@
 //!   the pool in time; how many runs had to make their instance on demand is printed, and
 //!   how many the OS interrupted (involuntary context switches of the bench's thread during
 //!   the run: another thread took its core), with the runs it did not interrupt on their own;
+//!   then the same runs paced, 1 ms apart (untimed: a real run waits on its model between
+//!   events, so the background thread has time), alternating with JavaScript chains paced
+//!   alike;
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
 //!   design, for contrast);
 //! - the baseline of the target: the spec's in-process, unsandboxed JavaScript
@@ -44,18 +47,24 @@ const WARMUP: usize = 200;
 const ITERATIONS: usize = 2_000;
 /// Blocks of product runs alternating with blocks of the JavaScript baseline's chains.
 const ROUNDS: usize = 10;
+/// The pause between the paced product runs (a real run waits on its model between events).
+const PACE: Duration = Duration::from_millis(1);
 
 fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
+    measure_timed(|| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    })
+}
+
+/// Median and p90 of what `f` says each of its calls took (for a call whose untimed part is
+/// its own business), after the warm-up.
+fn measure_timed(mut f: impl FnMut() -> Duration) -> (Duration, Duration) {
     for _ in 0..WARMUP {
         f();
     }
-    let mut samples: Vec<Duration> = (0..ITERATIONS)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
+    let mut samples: Vec<Duration> = (0..ITERATIONS).map(|_| f()).collect();
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
 }
@@ -350,6 +359,17 @@ struct JsBaseline {
     p90: Duration,
 }
 
+impl JsBaseline {
+    /// The median and p90 of `samples` (not empty: every block answered with its chains).
+    fn of(mut samples: Vec<Duration>) -> JsBaseline {
+        samples.sort();
+        JsBaseline {
+            median: samples[samples.len() / 2],
+            p90: samples[samples.len() * 9 / 10],
+        }
+    }
+}
+
 /// The spec's JavaScript dispatcher (`hook_chain_js.mjs`) running under `node` in its
 /// interleaved mode, warmed up: the bench asks it for blocks of chains between its own blocks.
 struct JsDispatcher {
@@ -411,9 +431,10 @@ impl JsDispatcher {
 
     /// Times `n` chains in `node`: each one's duration. Checks that the chain made the same
     /// changes as the native one.
-    fn time(&mut self, n: usize) -> Result<Vec<Duration>, String> {
+    fn time(&mut self, n: usize, pause: Duration) -> Result<Vec<Duration>, String> {
         use std::io::{BufRead, Write};
-        writeln!(self.stdin, "{n}").map_err(|e| format!("writing to `node` failed: {e}"))?;
+        writeln!(self.stdin, "{n} {}", pause.as_millis())
+            .map_err(|e| format!("writing to `node` failed: {e}"))?;
         let mut line = String::new();
         self.stdout
             .read_line(&mut line)
@@ -621,13 +642,36 @@ fn main() {
             }
         }
         if let Ok(node) = &mut js {
-            match node.time(ITERATIONS / ROUNDS) {
+            match node.time(ITERATIONS / ROUNDS, Duration::ZERO) {
                 Ok(samples) => js_samples.extend(samples),
                 Err(why) => js = Err(why),
             }
         }
     }
     let after = runtime.pool_stats();
+    // The same runs with a pause before each (untimed; the bench's thread sleeps), as a run's
+    // model calls leave the background thread time to prepare the next run's instance and
+    // tear down the last one, alternating with JavaScript chains paused alike.
+    let paced_before = runtime.pool_stats();
+    let mut paced = Vec::new();
+    let mut js_paced = Vec::new();
+    for _ in 0..ROUNDS {
+        for _ in 0..ITERATIONS / ROUNDS {
+            std::thread::sleep(PACE);
+            let t = Instant::now();
+            product_run();
+            paced.push(t.elapsed());
+        }
+        if let Ok(node) = &mut js {
+            match node.time(ITERATIONS / ROUNDS, PACE) {
+                Ok(samples) => js_paced.extend(samples),
+                Err(why) => js = Err(why),
+            }
+        }
+    }
+    let paced_after = runtime.pool_stats();
+    paced.sort();
+    let (paced_med, paced_p90) = (paced[paced.len() / 2], paced[paced.len() * 9 / 10]);
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v.get(v.len() / 2).copied().unwrap_or_default()
@@ -637,13 +681,7 @@ fn main() {
         all.sort();
         (all[all.len() / 2], all[all.len() * 9 / 10])
     };
-    let js = js.map(|_| {
-        js_samples.sort();
-        JsBaseline {
-            median: js_samples[js_samples.len() / 2],
-            p90: js_samples[js_samples.len() * 9 / 10],
-        }
-    });
+    let js = js.map(|_| (JsBaseline::of(js_samples), JsBaseline::of(js_paced)));
     let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
     let (fuel_off_med, fuel_off_p90) = measure(|| {
         let mut scope = RunScope::new(ctx());
@@ -669,18 +707,27 @@ fn main() {
         ("no hooks (empty table)", none_med, none_p90),
         ("native Rust handlers", native_med, native_p90),
         ("sandboxed, instance per run (product)", run_med, run_p90),
+        ("  the same, runs 1 ms apart", paced_med, paced_p90),
         ("  the same with fuel off", fuel_off_med, fuel_off_p90),
         ("sandboxed, instance per call", call_med, call_p90),
     ] {
         println!("{name:<44} {:>12.1} {:>12.1}", us(med), us(p90));
     }
     match &js {
-        Ok(b) => println!(
-            "{:<44} {:>12.1} {:>12.1}",
-            "JavaScript dispatcher (spec, unsandboxed)",
-            us(b.median),
-            us(b.p90)
-        ),
+        Ok((b, paced)) => {
+            println!(
+                "{:<44} {:>12.1} {:>12.1}",
+                "JavaScript dispatcher (spec, unsandboxed)",
+                us(b.median),
+                us(b.p90)
+            );
+            println!(
+                "{:<44} {:>12.1} {:>12.1}",
+                "  the same, chains 1 ms apart",
+                us(paced.median),
+                us(paced.p90)
+            );
+        }
         Err(why) => println!("JavaScript dispatcher baseline skipped: {why}"),
     }
     println!(
@@ -717,13 +764,27 @@ fn main() {
         us(run_med) / us(native_med).max(0.001),
         us(call_med.saturating_sub(none_med)),
     );
-    if let Ok(b) = &js {
+    if let Ok((b, _)) = &js {
         println!(
             "sandboxed chain per run against the JavaScript dispatcher: {:.2}x median (target at most 2x), p90 {:.2}x its median (target at most 2x)",
             us(run_med) / us(b.median).max(0.001),
             us(run_p90) / us(run_med).max(0.001),
         );
     }
+    println!(
+        "runs {} ms apart: {} of {} made their instance on demand; p90 {:.2}x their median (target at most 2x){}",
+        PACE.as_millis(),
+        paced_after.1 - paced_before.1,
+        (paced_after.0 + paced_after.1) - (paced_before.0 + paced_before.1),
+        us(paced_p90) / us(paced_med).max(0.001),
+        match &js {
+            Ok((_, paced)) => format!(
+                ", median {:.2}x the JavaScript dispatcher's paced alike",
+                us(paced_med) / us(paced.median).max(0.001)
+            ),
+            Err(_) => String::new(),
+        }
+    );
     let (calls, used) = plugin.instructions_used();
     println!(
         "instruction budgets (fuel) on / off per run: {:.2}x ({} instructions per hook call)",

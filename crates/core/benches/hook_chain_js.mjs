@@ -15,7 +15,8 @@
 // changes as the native and sandboxed chains. The `hook_chain` bench runs it as
 // `node hook_chain_js.mjs --serve [warmup]`, so it can alternate blocks of JavaScript chains with
 // blocks of sandboxed ones in the same window: after `ready`, each line `N` on stdin times N
-// chains and is answered by one JSON line (`samples_ns`, `final`).
+// chains and is answered by one JSON line (`samples_ns`, `final`); a line `N P` pauses P ms
+// (untimed) before each chain, as a real run waits on its model between hook events.
 
 import { randomUUID } from 'node:crypto'
 
@@ -304,11 +305,15 @@ async function run() {
   return out
 }
 
-/** Times `n` chains: their durations in nanoseconds, and the last chain's final data. */
-async function timed(n) {
+/**
+ * Times `n` chains, each after an untimed pause of `pauseMs` (none when 0): their durations in
+ * nanoseconds, and the last chain's final data.
+ */
+async function timed(n, pauseMs = 0) {
   const samples = []
   let last
   for (let i = 0; i < n; i++) {
+    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs))
     const t = process.hrtime.bigint()
     last = await run()
     samples.push(Number(process.hrtime.bigint() - t))
@@ -336,9 +341,9 @@ if (process.argv[2] === '--serve') {
   process.stdout.write('ready\n')
   const { createInterface } = await import('node:readline')
   for await (const line of createInterface({ input: process.stdin })) {
-    const n = Number(line.trim())
+    const [n, pauseMs] = line.trim().split(/\s+/).map(Number)
     if (!Number.isInteger(n) || n <= 0) break
-    const { samples, last } = await timed(n)
+    const { samples, last } = await timed(n, Number.isInteger(pauseMs) ? pauseMs : 0)
     process.stdout.write(JSON.stringify({ samples_ns: samples, final: finalOf(last) }) + '\n')
   }
 } else {
