@@ -42,7 +42,8 @@ fn the_javascript_baseline_runs_the_chain_and_makes_the_plugins_changes() {
 }
 
 /// The interleaved mode the bench uses: `ready` after the warm-up, then one answer per block
-/// asked for, with one duration per chain, until stdin closes.
+/// asked for (`N`, or `N P` to pause P ms before each chain), with one duration per chain,
+/// until stdin closes.
 #[test]
 fn the_javascript_baseline_answers_blocks_of_chains_in_serve_mode() {
     use std::io::{BufRead, BufReader, Write};
@@ -59,10 +60,13 @@ fn the_javascript_baseline_answers_blocks_of_chains_in_serve_mode() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    for n in [3, 1] {
-        writeln!(stdin, "{n}").unwrap();
+    for (ask, n, pause_ms) in [("3", 3, 0), ("1", 1, 0), ("2 20", 2, 20)] {
+        let asked = std::time::Instant::now();
+        writeln!(stdin, "{ask}").unwrap();
         line.clear();
         stdout.read_line(&mut line).unwrap();
+        // The pauses are taken (a lower bound: a slow machine only adds to it).
+        assert!(asked.elapsed() >= std::time::Duration::from_millis(n as u64 * pause_ms));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let samples = v["samples_ns"].as_array().unwrap();
         assert_eq!(samples.len(), n, "{v}");
