@@ -51,20 +51,16 @@ const ROUNDS: usize = 10;
 const PACE: Duration = Duration::from_millis(1);
 
 fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
-    measure_timed(|| {
-        let t = Instant::now();
-        f();
-        t.elapsed()
-    })
-}
-
-/// Median and p90 of what `f` says each of its calls took (for a call whose untimed part is
-/// its own business), after the warm-up.
-fn measure_timed(mut f: impl FnMut() -> Duration) -> (Duration, Duration) {
     for _ in 0..WARMUP {
         f();
     }
-    let mut samples: Vec<Duration> = (0..ITERATIONS).map(|_| f()).collect();
+    let mut samples: Vec<Duration> = (0..ITERATIONS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
 }
@@ -652,7 +648,6 @@ fn main() {
     // The same runs with a pause before each (untimed; the bench's thread sleeps), as a run's
     // model calls leave the background thread time to prepare the next run's instance and
     // tear down the last one, alternating with JavaScript chains paused alike.
-    let paced_before = runtime.pool_stats();
     let mut paced = Vec::new();
     let mut js_paced = Vec::new();
     for _ in 0..ROUNDS {
@@ -774,8 +769,8 @@ fn main() {
     println!(
         "runs {} ms apart: {} of {} made their instance on demand; p90 {:.2}x their median (target at most 2x){}",
         PACE.as_millis(),
-        paced_after.1 - paced_before.1,
-        (paced_after.0 + paced_after.1) - (paced_before.0 + paced_before.1),
+        paced_after.1 - after.1,
+        (paced_after.0 + paced_after.1) - (after.0 + after.1),
         us(paced_p90) / us(paced_med).max(0.001),
         match &js {
             Ok((_, paced)) => format!(
