@@ -54,13 +54,18 @@ fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
     for _ in 0..WARMUP {
         f();
     }
-    let mut samples: Vec<Duration> = (0..ITERATIONS)
+    let samples: Vec<Duration> = (0..ITERATIONS)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed()
         })
         .collect();
+    median_p90(samples)
+}
+
+/// The median and p90 of `samples` (not empty).
+fn median_p90(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
 }
@@ -357,12 +362,9 @@ struct JsBaseline {
 
 impl JsBaseline {
     /// The median and p90 of `samples` (not empty: every block answered with its chains).
-    fn of(mut samples: Vec<Duration>) -> JsBaseline {
-        samples.sort();
-        JsBaseline {
-            median: samples[samples.len() / 2],
-            p90: samples[samples.len() * 9 / 10],
-        }
+    fn of(samples: Vec<Duration>) -> JsBaseline {
+        let (median, p90) = median_p90(samples);
+        JsBaseline { median, p90 }
     }
 }
 
@@ -665,17 +667,12 @@ fn main() {
         }
     }
     let paced_after = runtime.pool_stats();
-    paced.sort();
-    let (paced_med, paced_p90) = (paced[paced.len() / 2], paced[paced.len() * 9 / 10]);
+    let (paced_med, paced_p90) = median_p90(paced);
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
-    let (run_med, run_p90) = {
-        let mut all: Vec<Duration> = warm_runs.iter().chain(&cold_runs).copied().collect();
-        all.sort();
-        (all[all.len() / 2], all[all.len() * 9 / 10])
-    };
+    let (run_med, run_p90) = median_p90(warm_runs.iter().chain(&cold_runs).copied().collect());
     let js = js.map(|_| (JsBaseline::of(js_samples), JsBaseline::of(js_paced)));
     let (warm_med, cold_med) = (median(&mut warm_runs), median(&mut cold_runs));
     let (fuel_off_med, fuel_off_p90) = measure(|| {
