@@ -270,8 +270,13 @@ impl App {
             to_activate.push((row.id, false));
         }
         // Loaded concurrently (reading, verifying and mapping a component and its describe
-        // calls are most of a boot), put in service one by one in the order above.
-        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        // calls are most of a boot), put in service one by one in the order above. Four per
+        // core: a load also waits (on its blocking task, the disk), which the others overlap.
+        let concurrency = std::thread::available_parallelism()
+            .map_or(8, |n| n.get().saturating_mul(4).clamp(4, 16));
+        // Instances ahead of demand, and handing loaded code back, wait until every plugin is
+        // in service (they would take the cores from the loads; see `hold_prewarm`).
+        let prewarm_hold = app.runtime.hold_prewarm();
         let registry = app.registry.clone();
         let mut loads = futures::stream::iter(to_activate)
             .map(move |(id, hold)| {
@@ -290,9 +295,11 @@ impl App {
                 }
             })
             .buffered(concurrency);
+        let mut outcomes = Vec::new();
         while let Some((id, prepared, hold)) = loads.next().await {
             // A failure (a panicked load too) is recorded on the row and as a `load` receipt.
-            let result = app.registry.commit(prepared).await;
+            let (result, outcome) = app.registry.commit_unrecorded(prepared).await;
+            outcomes.push(outcome);
             if hold {
                 // Held across restarts: a plugin crash-loop protection disabled keeps its
                 // fail-closed handlers of blocking hooks in place, blocking, until an operator
@@ -311,6 +318,8 @@ impl App {
                 }
             }
         }
+        app.registry.record_loads(outcomes).await;
+        drop(prewarm_hold);
         let requeued = app.store.requeue_orphaned_jobs().await?;
         ensure_default_agent(&*app.store, &app.config).await?;
         let workers = app

@@ -315,6 +315,25 @@ enum Chore {
     Refill(Weak<LoadedPlugin>),
     /// Tear down instances a finished run used.
     Retire(Vec<Warm>),
+    /// Keep top-ups waiting until the matching [`Chore::Resume`] (see [`PrewarmHold`]).
+    Hold,
+    /// Do the top-ups that waited since the matching [`Chore::Hold`], in the order asked.
+    Resume,
+}
+
+/// While it lives, the prewarm thread prepares no instances and hands back no code: top-ups
+/// asked for meanwhile wait, in order, and are done when it is dropped. A boot holds it while
+/// it loads its plugins, so the two cores go to putting plugins in service first (see
+/// [`crate::PluginRuntime::hold_prewarm`]). Retiring finished instances goes on.
+#[must_use = "dropping the hold resumes the prewarm thread at once"]
+pub struct PrewarmHold {
+    tx: mpsc::Sender<Chore>,
+}
+
+impl Drop for PrewarmHold {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Chore::Resume);
+    }
 }
 
 /// Keeps instances of each run-serving plugin ready (one at first, more as runs ask: up to
@@ -356,6 +375,9 @@ impl Prewarmer {
             .name("nitejar-prewarm".into())
             .spawn(move || {
                 let mut next_look = idle.map(|idle| Instant::now() + idle);
+                // Holds in force, and the top-ups asked for meanwhile.
+                let mut holds = 0usize;
+                let mut waiting: Vec<Weak<LoadedPlugin>> = Vec::new();
                 loop {
                     let chore = match next_look {
                         Some(at) => {
@@ -385,7 +407,17 @@ impl Prewarmer {
                             drop(instances);
                             counter.fetch_sub(n, Ordering::Relaxed);
                         }
+                        Some(Chore::Refill(weak)) if holds > 0 => waiting.push(weak),
                         Some(Chore::Refill(weak)) => refill(&factory, &list, weak),
+                        Some(Chore::Hold) => holds += 1,
+                        Some(Chore::Resume) => {
+                            holds = holds.saturating_sub(1);
+                            if holds == 0 {
+                                for weak in std::mem::take(&mut waiting) {
+                                    refill(&factory, &list, weak);
+                                }
+                            }
+                        }
                     }
                 }
             })
@@ -424,6 +456,14 @@ impl Prewarmer {
     /// released once that is done).
     pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
         let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
+    }
+
+    /// Holds top-ups (and the first hand-back of code) until the returned hold is dropped.
+    pub(crate) fn hold(&self) -> PrewarmHold {
+        let _ = self.tx.send(Chore::Hold);
+        PrewarmHold {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Hands finished instances to the background thread to be torn down.

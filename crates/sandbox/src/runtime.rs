@@ -1005,6 +1005,15 @@ impl PluginRuntime {
         self.prewarmer.request(plugin);
     }
 
+    /// Holds [`PluginRuntime::prewarm`]'s work until the hold is dropped; what was asked for
+    /// meanwhile is then done in order. A boot loads its plugins under a hold: preparing
+    /// instances and handing code back compete with the loads for the cores, and a plugin
+    /// serves without prepared instances (a run makes one on demand), so they wait until every
+    /// plugin is in service.
+    pub fn hold_prewarm(&self) -> crate::instance::PrewarmHold {
+        self.prewarmer.hold()
+    }
+
     /// Calls one hook handler in `warm` without writing a receipt (the dispatcher validates the
     /// output first, then calls [`PluginRuntime::hook_receipt`]). Blocking.
     pub fn invoke_hook<E: HookEvent>(

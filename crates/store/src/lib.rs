@@ -28,7 +28,8 @@ pub use instances::{
     WorkItemCreate, WorkItemFilter, WorkItemRow, WorkItemStore,
 };
 pub use plugins::{
-    DisclosureRow, GrantStore, InstallRecord, PluginRow, PluginStore, Purge, TrustLevel, VersionRow,
+    DisclosureRow, GrantStore, InstallRecord, LoadInputs, PluginRow, PluginStore, Purge,
+    TrustLevel, VersionRow,
 };
 pub use runs::{
     ActivityMinute, AgentFields, AgentRow, AgentStore, DeliveryRow, JobEnd, JobRow, JobStore,

@@ -146,6 +146,23 @@ pub struct DisclosureRow {
     pub acknowledged: bool,
 }
 
+/// What loading a plugin reads (see [`PluginStore::load_inputs`]).
+#[derive(Debug, Clone)]
+pub struct LoadInputs {
+    /// The plugin's row.
+    pub plugin: PluginRow,
+    /// The row of its active version (`None` without one, or when the row is missing).
+    pub version: Option<VersionRow>,
+    /// Its declared permissions and the operator's acknowledgements, by permission.
+    pub disclosures: Vec<DisclosureRow>,
+    /// Its secrets: key and encrypted value.
+    pub secrets: Vec<(String, String)>,
+    /// The operator's fuel override (see [`PluginStore::fuel_override`]).
+    pub fuel_per_call: Option<u64>,
+    /// The operator's hook overrides (see [`PluginStore::list_hook_overrides`]).
+    pub hook_overrides: Vec<(HookName, HookOverride)>,
+}
+
 /// A `plugin_versions` row.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -201,11 +218,16 @@ pub trait PluginStore: Send + Sync {
     /// All plugins, by id.
     async fn list_plugins(&self) -> DbResult<Vec<PluginRow>>;
 
+    /// What loading plugin `id` reads, from one snapshot of the database: its row, its active
+    /// version's row, its grants and its operator's settings. `None` when it is not installed.
+    async fn load_inputs(&self, id: &str) -> DbResult<Option<LoadInputs>>;
+
     /// Enables or disables a plugin.
     async fn set_plugin_enabled(&self, id: &str, enabled: bool) -> DbResult<bool>;
 
-    /// Records (or clears) a plugin's load error.
-    async fn set_plugin_load_error(&self, id: &str, error: Option<&str>) -> DbResult<()>;
+    /// Records (or clears) plugins' load errors, and when they were loaded, in one transaction:
+    /// `(plugin id, error)` each.
+    async fn set_plugin_load_errors(&self, outcomes: &[(String, Option<String>)]) -> DbResult<()>;
 
     /// The stored component bytes of a plugin version.
     async fn get_artifact(

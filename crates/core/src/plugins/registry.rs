@@ -14,7 +14,7 @@ use crate::receipts::{Receipt, ReceiptSink};
 use crate::skills::SkillCatalog;
 use nitejar_sandbox::manifest::Manifest;
 use nitejar_sandbox::runtime::{Grants, LoadedPlugin, PluginRuntime};
-use nitejar_store::Store;
+use nitejar_store::{LoadInputs, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,6 +32,12 @@ struct Entry {
 
 /// A plugin's hook overrides, as stored.
 type Overrides = Vec<(HookName, HookOverride)>;
+
+/// How a load ended, for its plugin's row (see [`PluginRegistry::commit_unrecorded`]).
+pub struct LoadOutcome {
+    id: String,
+    error: Option<String>,
+}
 
 /// A plugin version [`PluginRegistry::prepare`] loaded (or failed to), not yet in service: hand
 /// it to [`PluginRegistry::commit`].
@@ -242,6 +248,18 @@ impl PluginRegistry {
     /// loaded plugin took one of its integration types meanwhile), and records the outcome on
     /// the plugin row and as a `load` receipt.
     pub async fn commit(&self, prepared: Prepared) -> Result<Arc<LoadedPlugin>, String> {
+        let (result, outcome) = self.commit_unrecorded(prepared).await;
+        self.record_loads(vec![outcome]).await;
+        result
+    }
+
+    /// [`Self::commit`] but for the plugin row: the outcome is returned, to be recorded with
+    /// [`Self::record_loads`] (a boot records all of its loads in one write: one each, waited
+    /// for between loads that are put in service one after another, was a third of a boot).
+    pub async fn commit_unrecorded(
+        &self,
+        prepared: Prepared,
+    ) -> (Result<Arc<LoadedPlugin>, String>, LoadOutcome) {
         let Prepared {
             id,
             started,
@@ -265,11 +283,6 @@ impl PluginRegistry {
             ),
             Err(e) => ("error", serde_json::json!({ "error": e }), None),
         };
-        let _ = self
-            .deps
-            .store
-            .set_plugin_load_error(id, result.as_ref().err().map(String::as_str))
-            .await;
         let mut r = Receipt::new(id, "load", status)
             .duration(started.elapsed())
             .detail(detail);
@@ -277,17 +290,33 @@ impl PluginRegistry {
             r = r.version(&v);
         }
         self.deps.receipts.emit(r);
-        result
+        let outcome = LoadOutcome {
+            id: id.to_string(),
+            error: result.as_ref().err().cloned(),
+        };
+        (result, outcome)
+    }
+
+    /// Records loads' outcomes on their plugins' rows (the error, or none), in one write. A
+    /// failure to write is logged: the `load` receipts have the outcomes too.
+    pub async fn record_loads(&self, outcomes: Vec<LoadOutcome>) {
+        let outcomes: Vec<(String, Option<String>)> =
+            outcomes.into_iter().map(|o| (o.id, o.error)).collect();
+        if let Err(e) = self.deps.store.set_plugin_load_errors(&outcomes).await {
+            tracing::warn!("recording {} plugin loads failed: {e}", outcomes.len());
+        }
     }
 
     async fn prepare_inner(&self, id: &str) -> Result<(LoadedPlugin, Overrides), String> {
-        let row = self
+        // Everything read here comes from one snapshot, in one read (a boot makes one each).
+        let inputs = self
             .deps
             .store
-            .get_plugin(id)
+            .load_inputs(id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("plugin {id} is not installed"))?;
+        let row = &inputs.plugin;
         if self.deps.settings.safe_mode && !row.is_builtin() {
             return Err("safe mode: only built-in plugins are loaded".into());
         }
@@ -309,12 +338,7 @@ impl PluginRegistry {
         if !row.is_builtin() {
             // The policy in force decides, not the one at install time (a revoked key or a
             // stricter mode stops the plugin here).
-            let stored = self
-                .deps
-                .store
-                .get_version(id, &version)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stored = inputs.version.as_ref().filter(|v| v.version == version);
             let verdict = self
                 .deps
                 .settings
@@ -323,7 +347,7 @@ impl PluginRegistry {
                     id,
                     &version,
                     &checksum,
-                    stored.as_ref().and_then(PackageSignature::stored).as_ref(),
+                    stored.and_then(PackageSignature::stored).as_ref(),
                     &row.source_kind,
                 )
                 .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;
@@ -335,7 +359,7 @@ impl PluginRegistry {
                     .await;
             }
         }
-        let grants = grants_for(&self.deps, &manifest).await?;
+        let grants = grants_for(&self.deps, &inputs)?;
         // Checked again when it goes into service; here so a refusal costs no load.
         self.check_integration_types(id, &manifest)?;
         let runtime = self.deps.runtime.clone();
@@ -346,13 +370,7 @@ impl PluginRegistry {
         .await
         .map_err(|e| format!("load task failed: {e}"))?
         .map_err(|e| e.to_string())?;
-        let overrides = self
-            .deps
-            .store
-            .list_hook_overrides(id)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((loaded, overrides))
+        Ok((loaded, inputs.hook_overrides))
     }
 
     /// Refuses a manifest whose integration types another loaded plugin provides.
@@ -401,37 +419,24 @@ impl PluginRegistry {
 }
 
 /// The operator's grants for a plugin, with its secret values decrypted.
-async fn grants_for(deps: &RegistryDeps, manifest: &Manifest) -> Result<Grants, String> {
-    let acks = deps
-        .store
-        .list_disclosures(&manifest.id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let permissions = acks
-        .into_iter()
+fn grants_for(deps: &RegistryDeps, inputs: &LoadInputs) -> Result<Grants, String> {
+    let permissions = inputs
+        .disclosures
+        .iter()
         .filter(|a| a.acknowledged)
-        .map(|a| a.permission)
+        .map(|a| a.permission.clone())
         .collect();
     let mut secret_values = std::collections::BTreeMap::new();
-    for (key, enc) in deps
-        .store
-        .list_secrets(&manifest.id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for (key, enc) in &inputs.secrets {
         let value = deps
             .secrets
-            .decrypt(&enc)
+            .decrypt(enc)
             .map_err(|e| format!("secret {key}: {e}"))?;
-        secret_values.insert(key, value);
+        secret_values.insert(key.clone(), value);
     }
     Ok(Grants {
         permissions,
         secret_values,
-        fuel_per_call: deps
-            .store
-            .fuel_override(&manifest.id)
-            .await
-            .map_err(|e| e.to_string())?,
+        fuel_per_call: inputs.fuel_per_call,
     })
 }

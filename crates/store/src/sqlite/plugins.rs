@@ -83,6 +83,112 @@ impl PluginStore for SqliteStore {
             .await?)
     }
 
+    async fn load_inputs(&self, id: &str) -> DbResult<Option<LoadInputs>> {
+        let id = id.to_string();
+        // One read transaction: the six reads see one snapshot. A quick read (on the caller's
+        // thread, see `quick_reads`): a boot makes one per plugin.
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let plugin = tx
+                .prepare_cached("SELECT * FROM plugins WHERE id = ?")?
+                .query_row([&id], |r| {
+                    Ok(PluginRow {
+                        id: r.get("id")?,
+                        name: r.get("name")?,
+                        enabled: r.get("enabled")?,
+                        trust_level: r.get("trust_level")?,
+                        source_kind: r.get("source_kind")?,
+                        source_ref: r.get("source_ref")?,
+                        current_version: r.get("current_version")?,
+                        current_checksum: r.get("current_checksum")?,
+                        current_install_path: r.get("current_install_path")?,
+                        manifest_json: r.get("manifest_json")?,
+                        last_load_error: r.get("last_load_error")?,
+                        installed_at: r.get("installed_at")?,
+                        updated_at: r.get("updated_at")?,
+                        pending_version: r.get("pending_version")?,
+                        alert_json: r.get("alert_json")?,
+                    })
+                });
+            let plugin = match plugin {
+                Ok(p) => p,
+                Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let version = match &plugin.current_version {
+                None => None,
+                Some(v) => {
+                    let row = tx
+                        .prepare_cached(
+                            "SELECT plugin_id, version, checksum, install_path, manifest_json,
+                                    api_version, installed_at, signature_json, source_json
+                             FROM plugin_versions WHERE plugin_id = ? AND version = ?",
+                        )?
+                        .query_row([&id, v], |r| {
+                            Ok(VersionRow {
+                                plugin_id: r.get(0)?,
+                                version: r.get(1)?,
+                                checksum: r.get(2)?,
+                                install_path: r.get(3)?,
+                                manifest_json: r.get(4)?,
+                                api_version: r.get(5)?,
+                                installed_at: r.get(6)?,
+                                signature_json: r.get(7)?,
+                                source_json: r.get(8)?,
+                            })
+                        });
+                    match row {
+                        Ok(row) => Some(row),
+                        Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let disclosures = tx
+                .prepare_cached(
+                    "SELECT permission, acknowledged FROM plugin_disclosure_acks
+                     WHERE plugin_id = ? ORDER BY permission",
+                )?
+                .query_map([&id], |r| {
+                    Ok(DisclosureRow {
+                        permission: r.get(0)?,
+                        acknowledged: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let secrets = tx
+                .prepare_cached("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")?
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let fuel: Option<Option<i64>> = match tx
+                .prepare_cached("SELECT fuel_per_call FROM plugin_limits WHERE plugin_id = ?")?
+                .query_row([&id], |r| r.get(0))
+            {
+                Ok(f) => Some(f),
+                Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                Err(e) => return Err(e),
+            };
+            let hook_overrides = tx
+                .prepare_cached(
+                    "SELECT hook_name, override_json FROM plugin_hook_overrides WHERE plugin_id = ?",
+                )?
+                .query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .filter_map(|(h, j)| Some((HookName::parse(&h)?, serde_json::from_str(&j).ok()?)))
+                .collect();
+            Ok(Some(LoadInputs {
+                plugin,
+                version,
+                disclosures,
+                secrets,
+                fuel_per_call: fuel.flatten().map(|f| f.max(0) as u64),
+                hook_overrides,
+            }))
+        })
+        .await
+    }
+
     async fn list_plugins(&self) -> DbResult<Vec<PluginRow>> {
         Ok(sqlx::query_as("SELECT * FROM plugins ORDER BY id")
             .fetch_all(&mut *self.pool.get().await?)
@@ -99,14 +205,24 @@ impl PluginStore for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn set_plugin_load_error(&self, id: &str, error: Option<&str>) -> DbResult<()> {
-        sqlx::query("UPDATE plugins SET last_load_error = ?, last_loaded_at = ? WHERE id = ?")
-            .bind(error)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *self.writer.get().await?)
-            .await?;
-        Ok(())
+    async fn set_plugin_load_errors(&self, outcomes: &[(String, Option<String>)]) -> DbResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let outcomes = outcomes.to_vec();
+        // On the write thread: its statements run there, not one hand-off each (a boot records
+        // a hundred at once).
+        self.write(move |c| {
+            let now = now_ms();
+            let mut update = c.prepare_cached(
+                "UPDATE plugins SET last_load_error = ?, last_loaded_at = ? WHERE id = ?",
+            )?;
+            for (id, error) in &outcomes {
+                update.execute(rusqlite::params![error, now, id])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_artifact(

@@ -64,14 +64,32 @@ impl SkillStore for SqliteStore {
     }
 
     async fn skills_of(&self, source: &str, plugin_id: Option<&str>) -> DbResult<Vec<SkillRow>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM skills WHERE source = ? AND COALESCE(plugin_id, '') = COALESCE(?, '')
-             ORDER BY name",
-        )
-        .bind(source)
-        .bind(plugin_id)
-        .fetch_all(&mut *self.pool.get().await?)
-        .await?)
+        let (source, plugin_id) = (source.to_string(), plugin_id.map(str::to_string));
+        // A quick read (see `quick_reads`): every plugin put in service makes one.
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT * FROM skills WHERE source = ? AND COALESCE(plugin_id, '') = COALESCE(?, '')
+                 ORDER BY name",
+            )?
+            .query_map(rusqlite::params![source, plugin_id], |r| {
+                Ok(SkillRow {
+                    skill_id: r.get("skill_id")?,
+                    name: r.get("name")?,
+                    description: r.get("description")?,
+                    tags_json: r.get("tags_json")?,
+                    source: r.get("source")?,
+                    plugin_id: r.get("plugin_id")?,
+                    plugin_version: r.get("plugin_version")?,
+                    content: r.get("content")?,
+                    checksum: r.get("checksum")?,
+                    enabled: r.get("enabled")?,
+                    created_at: r.get("created_at")?,
+                    updated_at: r.get("updated_at")?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     async fn skill_file_paths(&self, skill_id: &str) -> DbResult<Vec<String>> {
