@@ -310,6 +310,30 @@ async fn an_idle_plugins_code_is_handed_back_and_read_again_when_called() {
     ));
 }
 
+/// Under a hold (a boot holds one while it loads its plugins), instances asked for ahead of
+/// demand wait; once the hold is dropped they are prepared, and a run finds one ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_ahead_of_demand_wait_for_a_hold_and_are_prepared_after() {
+    let rig = rig_in(tempfile::tempdir().unwrap()).await;
+    let rt = &rig.runtime;
+    let p = Arc::new(rig.load("hooks"));
+    let hold = rt.hold_prewarm();
+    rt.prewarm(&p);
+    tokio::task::block_in_place(|| rt.wait_prewarm());
+    assert_eq!(p.pool_len(), 0, "held: nothing prepared");
+    drop(hold);
+    tokio::task::block_in_place(|| rt.wait_prewarm());
+    assert!(p.pool_len() >= 1, "prepared once the hold is dropped");
+    let (hits, misses) = rt.pool_stats();
+    let warm = tokio::task::block_in_place(|| rt.checkout(&p)).unwrap();
+    assert_eq!(
+        rt.pool_stats(),
+        (hits + 1, misses),
+        "a run took the prepared instance"
+    );
+    rt.retire(vec![warm]);
+}
+
 /// Runs reserve room for their instances in the pool up front and wait in turn for it, so
 /// runs holding part of what they need can never fill the pool between them.
 #[tokio::test(flavor = "multi_thread")]

@@ -319,6 +319,8 @@ enum Chore {
     Hold,
     /// Do the top-ups that waited since the matching [`Chore::Hold`], in the order asked.
     Resume,
+    /// Answer once every chore sent before this one is done (or waits under a hold).
+    Flush(mpsc::Sender<()>),
 }
 
 /// While it lives, the prewarm thread prepares no instances and hands back no code: top-ups
@@ -410,6 +412,9 @@ impl Prewarmer {
                         Some(Chore::Refill(weak)) if holds > 0 => waiting.push(weak),
                         Some(Chore::Refill(weak)) => refill(&factory, &list, weak),
                         Some(Chore::Hold) => holds += 1,
+                        Some(Chore::Flush(done)) => {
+                            let _ = done.send(());
+                        }
                         Some(Chore::Resume) => {
                             holds = holds.saturating_sub(1);
                             if holds == 0 {
@@ -456,6 +461,15 @@ impl Prewarmer {
     /// released once that is done).
     pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
         let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
+    }
+
+    /// Blocks until every chore asked for before this call is done (top-ups under a hold
+    /// still wait for it).
+    pub(crate) fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Chore::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
     }
 
     /// Holds top-ups (and the first hand-back of code) until the returned hold is dropped.

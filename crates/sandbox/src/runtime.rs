@@ -252,7 +252,8 @@ impl LoadedPlugin {
                 (n < crate::limits::PREWARMED_INSTANCES).then_some(n + 1)
             });
     }
-    pub(crate) fn pool_len(&self) -> usize {
+    /// Instances of this plugin prepared and waiting for a run.
+    pub fn pool_len(&self) -> usize {
         self.pool.lock().map(|p| p.len()).unwrap_or(0)
     }
     pub(crate) fn pool_put(&self, warm: Warm) {
@@ -1012,6 +1013,12 @@ impl PluginRuntime {
     /// plugin is in service.
     pub fn hold_prewarm(&self) -> crate::instance::PrewarmHold {
         self.prewarmer.hold()
+    }
+
+    /// Blocks until the prewarm thread has done what was asked of it before this call (what a
+    /// [`PluginRuntime::hold_prewarm`] keeps waiting still waits). For tests and benchmarks.
+    pub fn wait_prewarm(&self) {
+        self.prewarmer.flush();
     }
 
     /// Calls one hook handler in `warm` without writing a receipt (the dispatcher validates the

@@ -373,6 +373,89 @@ mod tests {
         assert_eq!(db.kv_set_within("q", "d", b"1", 3, 30).await.unwrap(), None);
     }
 
+    /// What a load reads in one snapshot is what the separate reads return; an unknown plugin
+    /// has none; load outcomes are recorded on the rows in one write.
+    #[tokio::test]
+    async fn load_inputs_match_the_separate_reads_and_load_outcomes_are_recorded() {
+        use nitejar_sandbox::hooks::{HookName, HookOverride};
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        for id in ["a", "b"] {
+            db.record_install(&InstallRecord {
+                plugin_id: id,
+                name: id,
+                trust_level: "untrusted",
+                source_kind: "local",
+                source_ref: Some("/pkg"),
+                version: "1.0.0",
+                checksum: "c0ffee",
+                install_path: "/plugins/a/versions/1.0.0",
+                manifest_json: "{}",
+                api_version: "0.1.0",
+                wasm: b"\0asm",
+                signature_json: Some("{\"sig\":1}"),
+                source_json: None,
+            })
+            .await
+            .unwrap();
+        }
+        let perms = ["network:api.example.com".to_string(), "secret:token".into()];
+        db.ensure_disclosures("a", &perms).await.unwrap();
+        db.acknowledge("a", &perms[..1]).await.unwrap();
+        db.set_secret("a", "token", "sealed").await.unwrap();
+        db.set_fuel_override("a", Some(5_000)).await.unwrap();
+        let over = HookOverride {
+            priority: Some(7),
+            fail_policy: None,
+            timeout_ms: Some(90),
+            enabled: None,
+        };
+        db.set_hook_override("a", HookName::ResponsePreDeliver, Some(&over))
+            .await
+            .unwrap();
+
+        let got = db.load_inputs("a").await.unwrap().unwrap();
+        let row = db.get_plugin("a").await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&got.plugin).unwrap(),
+            serde_json::to_value(&row).unwrap()
+        );
+        let version = got.version.unwrap();
+        let stored = db.get_version("a", "1.0.0").await.unwrap().unwrap();
+        assert_eq!(
+            (version.checksum.as_str(), version.signature_json.as_deref()),
+            (stored.checksum.as_str(), stored.signature_json.as_deref())
+        );
+        assert_eq!(got.disclosures, db.list_disclosures("a").await.unwrap());
+        assert!(got.disclosures.iter().any(|d| d.acknowledged));
+        assert_eq!(got.secrets, db.list_secrets("a").await.unwrap());
+        assert_eq!(got.fuel_per_call, Some(5_000));
+        assert_eq!(
+            got.hook_overrides,
+            db.list_hook_overrides("a").await.unwrap()
+        );
+        assert_eq!(got.hook_overrides.len(), 1);
+        // Another plugin's settings are not mixed in; an unknown plugin has no inputs.
+        let b = db.load_inputs("b").await.unwrap().unwrap();
+        assert!(b.disclosures.is_empty() && b.secrets.is_empty() && b.hook_overrides.is_empty());
+        assert_eq!(b.fuel_per_call, None);
+        assert!(db.load_inputs("nope").await.unwrap().is_none());
+
+        db.set_plugin_load_errors(&[("a".into(), Some("it broke".into())), ("b".into(), None)])
+            .await
+            .unwrap();
+        let error = |id: &'static str| {
+            let db = db.clone();
+            async move { db.get_plugin(id).await.unwrap().unwrap().last_load_error }
+        };
+        assert_eq!(error("a").await.as_deref(), Some("it broke"));
+        assert_eq!(error("b").await, None);
+        db.set_plugin_load_errors(&[("a".into(), None)])
+            .await
+            .unwrap();
+        assert_eq!(error("a").await, None, "cleared by the next good load");
+    }
+
     /// Work item `id` of `instance` with idempotency key `key` and job plan `job`.
     fn create(id: &str, instance: &str, key: &str, job: JobPlan) -> WorkItemCreate {
         WorkItemCreate {
