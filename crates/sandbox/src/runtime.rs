@@ -23,7 +23,7 @@ pub use crate::failure::PluginFailure;
 use crate::hooks::{HookEvent, HookName};
 use crate::instance::{Prewarmer, StoreFactory, Warm, invoke};
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_CONCURRENT_CALLS_PER_PLUGIN};
-use crate::manifest::Manifest;
+use crate::manifest::{HookRegistration, Manifest};
 use crate::output::OutputSize;
 use crate::receipts::{CallDetail, HandlerDetail, Receipt, ReceiptSink};
 use crate::store::HostState;
@@ -109,6 +109,9 @@ pub struct LoadedPlugin {
     pub api_version: String,
     /// What the component implements.
     pub contributions: Contributions,
+    /// Its hook registrations, as its manifest declares them (checked against `contributions`
+    /// at load; the hook table is built from these).
+    pub hook_registrations: Vec<HookRegistration>,
     /// Integration descriptors (from `integration.describe`).
     pub integrations: Vec<integration::Descriptor>,
     /// Tools the component offers (from `tools.list-tools`).
@@ -530,6 +533,7 @@ impl PluginRuntime {
             digest,
             api_version,
             contributions: Contributions::default(),
+            hook_registrations: Vec::new(),
             integrations: Vec::new(),
             tools: Vec::new(),
             skills: Vec::new(),
@@ -613,7 +617,7 @@ impl PluginRuntime {
             .into_iter()
             .filter(|k| plugin.manifest.contributes.skills.contains(&k.id))
             .collect();
-        check_contributions(plugin)?;
+        plugin.hook_registrations = check_contributions(plugin)?;
         Ok(())
     }
 
@@ -1432,8 +1436,9 @@ fn check_component_shape(
     Ok(version)
 }
 
-/// Every contribution the manifest declares must be implemented by the component.
-fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
+/// Every contribution the manifest declares must be implemented by the component; its hook
+/// registrations.
+fn check_contributions(plugin: &LoadedPlugin) -> Result<Vec<HookRegistration>, LoadError> {
     let m = &plugin.manifest.contributes;
     let c = &plugin.contributions;
     // A plugin provides exactly the integration types its manifest declares: a descriptor for
@@ -1473,7 +1478,7 @@ fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
         .manifest
         .hook_registrations()
         .map_err(|e| LoadError::Mismatch(e.to_string()))?;
-    for h in hooks {
+    for h in &hooks {
         if !c.hooks.contains(&h.event) {
             return Err(LoadError::Mismatch(format!(
                 "contributes.hooks lists {} but the component does not handle it",
@@ -1491,5 +1496,5 @@ fn check_contributions(plugin: &LoadedPlugin) -> Result<(), LoadError> {
             )));
         }
     }
-    Ok(())
+    Ok(hooks)
 }

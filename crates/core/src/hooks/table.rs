@@ -101,14 +101,9 @@ impl HookTable {
     ) -> HookTable {
         let mut table = HookTable::default();
         for entry in entries {
-            // The manifest was validated at install and load; an error here cannot happen for a
-            // loaded plugin, and if it did the plugin simply registers no hooks.
-            let regs = entry
-                .plugin
-                .manifest
-                .hook_registrations()
-                .unwrap_or_default();
-            for reg in regs {
+            // Parsed from the manifest and checked once, at load (not for every rebuild: a boot
+            // rebuilds the table once per plugin it puts in service).
+            for reg in &entry.plugin.hook_registrations {
                 let ov = entry
                     .overrides
                     .iter()
