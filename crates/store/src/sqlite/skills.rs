@@ -71,22 +71,7 @@ impl SkillStore for SqliteStore {
                 "SELECT * FROM skills WHERE source = ? AND COALESCE(plugin_id, '') = COALESCE(?, '')
                  ORDER BY name",
             )?
-            .query_map(rusqlite::params![source, plugin_id], |r| {
-                Ok(SkillRow {
-                    skill_id: r.get("skill_id")?,
-                    name: r.get("name")?,
-                    description: r.get("description")?,
-                    tags_json: r.get("tags_json")?,
-                    source: r.get("source")?,
-                    plugin_id: r.get("plugin_id")?,
-                    plugin_version: r.get("plugin_version")?,
-                    content: r.get("content")?,
-                    checksum: r.get("checksum")?,
-                    enabled: r.get("enabled")?,
-                    created_at: r.get("created_at")?,
-                    updated_at: r.get("updated_at")?,
-                })
-            })?
+            .query_map(rusqlite::params![source, plugin_id], skill_row)?
             .collect()
         })
         .await
