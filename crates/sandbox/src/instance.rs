@@ -326,7 +326,7 @@ enum Chore {
 /// While it lives, the prewarm thread prepares no instances and hands back no code: top-ups
 /// asked for meanwhile wait, in order, and are done when it is dropped. A boot holds it while
 /// it loads its plugins, so the two cores go to putting plugins in service first (see
-/// [`crate::PluginRuntime::hold_prewarm`]). Retiring finished instances goes on.
+/// [`crate::runtime::PluginRuntime::hold_prewarm`]). Retiring finished instances goes on.
 #[must_use = "dropping the hold resumes the prewarm thread at once"]
 pub struct PrewarmHold {
     tx: mpsc::Sender<Chore>,
