@@ -338,7 +338,6 @@ impl PluginRegistry {
         if !row.is_builtin() {
             // The policy in force decides, not the one at install time (a revoked key or a
             // stricter mode stops the plugin here).
-            let stored = inputs.version.as_ref().filter(|v| v.version == version);
             let verdict = self
                 .deps
                 .settings
@@ -347,7 +346,11 @@ impl PluginRegistry {
                     id,
                     &version,
                     &checksum,
-                    stored.and_then(PackageSignature::stored).as_ref(),
+                    inputs
+                        .version
+                        .as_ref()
+                        .and_then(PackageSignature::stored)
+                        .as_ref(),
                     &row.source_kind,
                 )
                 .map_err(|e| format!("{TRUST_REFUSAL}{e}"))?;

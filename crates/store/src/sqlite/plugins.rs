@@ -5,6 +5,23 @@ use crate::*;
 use async_trait::async_trait;
 use nitejar_sandbox::hooks::{HookName, HookOverride};
 
+/// One version row by plugin id and version.
+const VERSION_SQL: &str = "SELECT plugin_id, version, checksum, install_path, manifest_json,
+        api_version, installed_at, signature_json, source_json
+     FROM plugin_versions WHERE plugin_id = ? AND version = ?";
+
+/// A plugin's hook overrides.
+const HOOK_OVERRIDES_SQL: &str =
+    "SELECT hook_name, override_json FROM plugin_hook_overrides WHERE plugin_id = ?";
+
+/// Stored hook overrides as `(hook name, override JSON)`, parsed; one this version cannot read
+/// (an unknown hook, a changed shape) is left out.
+fn parse_overrides(rows: Vec<(String, String)>) -> Vec<(HookName, HookOverride)> {
+    rows.into_iter()
+        .filter_map(|(h, j)| Some((HookName::parse(&h)?, serde_json::from_str(&j).ok()?)))
+        .collect()
+}
+
 /// Writes a version row and its artifact (install and staged upgrade share it).
 pub(super) async fn insert_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -88,8 +105,9 @@ impl PluginStore for SqliteStore {
         // One read transaction: the six reads see one snapshot. A quick read (on the caller's
         // thread, see `quick_reads`): a boot makes one per plugin.
         self.read(move |c| {
+            use rusqlite::OptionalExtension;
             let tx = c.unchecked_transaction()?;
-            let plugin = tx
+            let Some(plugin) = tx
                 .prepare_cached("SELECT * FROM plugins WHERE id = ?")?
                 .query_row([&id], |r| {
                     Ok(PluginRow {
@@ -109,40 +127,29 @@ impl PluginStore for SqliteStore {
                         pending_version: r.get("pending_version")?,
                         alert_json: r.get("alert_json")?,
                     })
-                });
-            let plugin = match plugin {
-                Ok(p) => p,
-                Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-                Err(e) => return Err(e),
+                })
+                .optional()?
+            else {
+                return Ok(None);
             };
             let version = match &plugin.current_version {
                 None => None,
-                Some(v) => {
-                    let row = tx
-                        .prepare_cached(
-                            "SELECT plugin_id, version, checksum, install_path, manifest_json,
-                                    api_version, installed_at, signature_json, source_json
-                             FROM plugin_versions WHERE plugin_id = ? AND version = ?",
-                        )?
-                        .query_row([&id, v], |r| {
-                            Ok(VersionRow {
-                                plugin_id: r.get(0)?,
-                                version: r.get(1)?,
-                                checksum: r.get(2)?,
-                                install_path: r.get(3)?,
-                                manifest_json: r.get(4)?,
-                                api_version: r.get(5)?,
-                                installed_at: r.get(6)?,
-                                signature_json: r.get(7)?,
-                                source_json: r.get(8)?,
-                            })
-                        });
-                    match row {
-                        Ok(row) => Some(row),
-                        Err(rusqlite::Error::QueryReturnedNoRows) => None,
-                        Err(e) => return Err(e),
-                    }
-                }
+                Some(v) => tx
+                    .prepare_cached(VERSION_SQL)?
+                    .query_row([&id, v], |r| {
+                        Ok(VersionRow {
+                            plugin_id: r.get(0)?,
+                            version: r.get(1)?,
+                            checksum: r.get(2)?,
+                            install_path: r.get(3)?,
+                            manifest_json: r.get(4)?,
+                            api_version: r.get(5)?,
+                            installed_at: r.get(6)?,
+                            signature_json: r.get(7)?,
+                            source_json: r.get(8)?,
+                        })
+                    })
+                    .optional()?,
             };
             let disclosures = tx
                 .prepare_cached(
@@ -157,26 +164,20 @@ impl PluginStore for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let secrets = tx
-                .prepare_cached("SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?")?
+                .prepare_cached(
+                    "SELECT key, value_encrypted FROM plugin_secrets WHERE plugin_id = ?",
+                )?
                 .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let fuel: Option<Option<i64>> = match tx
+            let fuel: Option<Option<i64>> = tx
                 .prepare_cached("SELECT fuel_per_call FROM plugin_limits WHERE plugin_id = ?")?
                 .query_row([&id], |r| r.get(0))
-            {
-                Ok(f) => Some(f),
-                Err(rusqlite::Error::QueryReturnedNoRows) => None,
-                Err(e) => return Err(e),
-            };
-            let hook_overrides = tx
-                .prepare_cached(
-                    "SELECT hook_name, override_json FROM plugin_hook_overrides WHERE plugin_id = ?",
-                )?
-                .query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-                .into_iter()
-                .filter_map(|(h, j)| Some((HookName::parse(&h)?, serde_json::from_str(&j).ok()?)))
-                .collect();
+                .optional()?;
+            let hook_overrides = parse_overrides(
+                tx.prepare_cached(HOOK_OVERRIDES_SQL)?
+                    .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?,
+            );
             Ok(Some(LoadInputs {
                 plugin,
                 version,
@@ -259,15 +260,11 @@ impl PluginStore for SqliteStore {
     }
 
     async fn get_version(&self, plugin_id: &str, version: &str) -> DbResult<Option<VersionRow>> {
-        Ok(sqlx::query_as(
-            "SELECT plugin_id, version, checksum, install_path, manifest_json, api_version, installed_at,
-                    signature_json, source_json
-             FROM plugin_versions WHERE plugin_id = ? AND version = ?",
-        )
-        .bind(plugin_id)
-        .bind(version)
-        .fetch_optional(&mut *self.pool.get().await?)
-        .await?)
+        Ok(sqlx::query_as(VERSION_SQL)
+            .bind(plugin_id)
+            .bind(version)
+            .fetch_optional(&mut *self.pool.get().await?)
+            .await?)
     }
 
     async fn set_active_version(&self, v: &VersionRow) -> DbResult<()> {
@@ -408,16 +405,11 @@ impl PluginStore for SqliteStore {
         &self,
         plugin_id: &str,
     ) -> DbResult<Vec<(HookName, HookOverride)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT hook_name, override_json FROM plugin_hook_overrides WHERE plugin_id = ?",
-        )
-        .bind(plugin_id)
-        .fetch_all(&mut *self.pool.get().await?)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(h, j)| Some((HookName::parse(&h)?, serde_json::from_str(&j).ok()?)))
-            .collect())
+        let rows: Vec<(String, String)> = sqlx::query_as(HOOK_OVERRIDES_SQL)
+            .bind(plugin_id)
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?;
+        Ok(parse_overrides(rows))
     }
 
     async fn set_hook_override(
