@@ -300,6 +300,54 @@ async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
     }
 }
 
+/// A delivery waiting for its work item's write holds none of its plugin's call slots: while
+/// another process holds the database's write lock, more deliveries than the plugin has slots
+/// all wait for their writes (none is refused as busy) and are all accepted when the lock is
+/// gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_waiting_on_a_locked_database_hold_no_call_slot() {
+    use nitejar_sandbox::limits::{CALL_SLOT_WAIT_MS, MAX_CONCURRENT_CALLS_PER_PLUGIN};
+    use sqlx::Connection;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), Stdio::null()).await;
+    let secret = "slot-test-signing-secret";
+    let instance = server
+        .create_instance(serde_json::json!({"type": "webhook", "name": "slot test", "config": {"secret": secret}}))
+        .await;
+    let mut locker = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        data.path().join("nitejar.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // One after another, so each parse call runs on its request's thread (a burst would send
+    // most to blocking threads, whose slots were always given back after the call). Each
+    // delivery then waits on the database.
+    let mut deliveries = Vec::new();
+    for i in 0..MAX_CONCURRENT_CALLS_PER_PLUGIN + 8 {
+        let body = serde_json::json!({"id": format!("slot-{i}"), "text": "hello"}).to_string();
+        deliveries.push(tokio::spawn(
+            server.generic_webhook(&instance, secret, body).send(),
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The lock is held past how long a delivery waits for a slot (with slots held by
+    // deliveries waiting on the database, the last eight are answered 503 busy by then) and
+    // well under the host's 10 s busy timeout.
+    tokio::time::sleep(Duration::from_millis(2 * CALL_SLOT_WAIT_MS)).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let r = d.await.unwrap().unwrap();
+        let status = r.status().as_u16();
+        assert_eq!(status, 202, "delivery {i}: {}", r.text().await.unwrap());
+    }
+}
+
 const TG_TOKEN: &str = "987654321:AAFkill9-process-test-token";
 const TG_SECRET: &str = "tg-kill9-secret";
 const GH_SECRET: &str = "gh-kill9-signing-secret";

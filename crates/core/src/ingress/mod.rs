@@ -229,10 +229,15 @@ pub async fn handle_webhook(
         return WebhookReply::busy();
     };
     // On this thread when the plugin cannot block it (see `nitejar_sandbox::inline`): two
-    // cross-thread wake-ups fewer; else on a blocking thread, as it would run anyway.
+    // cross-thread wake-ups fewer; else on a blocking thread, as it would run anyway. Either
+    // way the call slot is given back as soon as the call returns: a delivery waiting on its
+    // work item's write holds none of its plugin's slots.
     let outcome =
         match runtime.parse_webhook_inline(&plugin, &wit_instance, &wit_request, timeout_ms) {
-            Some(result) => Ok(result),
+            Some(result) => {
+                drop(turn);
+                Ok(result)
+            }
             None => {
                 tokio::task::spawn_blocking(move || {
                     let _turn = turn;
