@@ -216,6 +216,21 @@ async fn a_data_dir_that_cannot_be_written_is_named_with_what_to_do() {
     );
 }
 
+/// Another process's connection to the host's database, holding its write lock
+/// (`BEGIN EXCLUSIVE`) until it commits.
+async fn lock_database(data: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut locker =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", data.join("nitejar.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
 /// Another process holds the database's write lock for longer than the host waits for it: a
 /// webhook and an admin write are answered 503 with `Retry-After` (not 500), nothing half
 /// accepted stays behind, the receipts of that time are written once the lock is gone, and the
@@ -252,16 +267,7 @@ async fn a_locked_database_answers_503_with_retry_after_and_loses_no_receipt() {
     let before = integration_receipts().await;
 
     // Another process takes the write lock and keeps it past the host's 10 s busy timeout.
-    let mut locker = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        data.path().join("nitejar.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = lock_database(data.path()).await;
     let (hook, admin) = tokio::join!(
         webhook(),
         server
@@ -314,16 +320,7 @@ async fn deliveries_waiting_on_a_locked_database_hold_no_call_slot() {
     let instance = server
         .create_instance(serde_json::json!({"type": "webhook", "name": "slot test", "config": {"secret": secret}}))
         .await;
-    let mut locker = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        data.path().join("nitejar.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = lock_database(data.path()).await;
     // One after another, so each parse call runs on its request's thread (a burst would send
     // most to blocking threads, whose slots were always given back after the call). Each
     // delivery then waits on the database.
