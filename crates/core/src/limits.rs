@@ -70,11 +70,14 @@ pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// Agent-run workers per process. A run spends most of its time waiting: for the group commit
 /// that holds its writes (the reply's `posting` record, its end) and for plugin calls, so many
 /// more workers than cores keep the cores busy and make the groups larger. On two cores, under
-/// a steady 1,500 webhooks/s, 8 finished about 1,050 runs/s (the backlog grew), 16 about
-/// 1,430 and 32 kept pace (about 1,500, backlog bounded). They run on the runs' own runtime,
+/// a steady 1,500 webhooks/s from an empty database, 8 finished about 1,050 runs/s (the backlog
+/// grew), 16 about 1,430 and 32 kept pace. After a burst (110,000-320,000 work items stored,
+/// larger indexes, so longer write waits) 32 fell behind with 13-14% of the CPU idle (about
+/// 1,230-1,270 runs/s); 64 kept pace after one burst level and finished about 1,440 a second
+/// after three (see docs/performance-log.md, 2026-12-04). They run on the runs' own runtime,
 /// scheduled after the ingress (see `agent::runs_runtime`), so more of them do not slow a
 /// burst of webhooks.
-pub const RUN_WORKERS: usize = 32;
+pub const RUN_WORKERS: usize = 64;
 
 /// How much lower the run workers' threads are scheduled than the ingress's, in Linux nice
 /// steps (see `agent::runs_runtime`): at 10 a busy run thread gets about a tenth of what a busy
