@@ -72,9 +72,10 @@ pub const MAX_MODEL_RESPONSE_BYTES: usize = 4 << 20;
 /// more workers than cores keep the cores busy and make the groups larger. On two cores, under
 /// a steady 1,500 webhooks/s from an empty database, 8 finished about 1,050 runs/s (the backlog
 /// grew), 16 about 1,430 and 32 kept pace. After a burst (110,000-320,000 work items stored,
-/// larger indexes, so longer write waits) 32 fell behind with 13-14% of the CPU idle (about
-/// 1,230-1,270 runs/s); 64 kept pace after one burst level and finished about 1,440 a second
-/// after three (see docs/performance-log.md, 2026-12-04). They run on the runs' own runtime,
+/// larger indexes, so longer write waits) 32 fell behind with 13-16% of the CPU idle (about
+/// 1,230-1,290 runs/s, peak backlog 11-14 s of arrivals); 64 did better in every comparison
+/// (peak 0.1-6.8 s, about 1,320-1,510 runs/s) without slowing the burst, but does not always
+/// keep pace either (see docs/performance-log.md, 2026-12-04). They run on the runs' own runtime,
 /// scheduled after the ingress (see `agent::runs_runtime`), so more of them do not slow a
 /// burst of webhooks.
 pub const RUN_WORKERS: usize = 64;
