@@ -107,6 +107,9 @@ pub struct HostOptions {
     pub encryption_key: Option<String>,
     /// Compile cache directory (default: [`shared_compile_cache`], warm after the first test).
     pub cache_dir: Option<PathBuf>,
+    /// `NITEJAR_RUN_YIELD_PERCENT` (default: the product's; `Some(0)` watches nothing, so a
+    /// test sets the ingress's load itself through `app.ingress_load`).
+    pub run_yield_percent: Option<u8>,
 }
 
 impl TestHost {
@@ -150,6 +153,9 @@ impl TestHost {
             .unwrap_or_else(|| shared_compile_cache().to_path_buf());
         if let Some(t) = opts.crash_threshold {
             config.crash_threshold = t;
+        }
+        if let Some(p) = opts.run_yield_percent {
+            config.run_yield_percent = p;
         }
         if let Some(b) = opts.hook_chain_budget_ms {
             config.hook_chain_budget_ms = b;

@@ -350,6 +350,54 @@ async fn a_run_interrupted_by_a_restart_is_retried_and_delivered_exactly_once() 
     host.stop().await;
 }
 
+/// While the ingress is saturated one run worker starts runs and the others wait to start
+/// theirs: the deliveries are stored and answered meanwhile, and their runs start once it
+/// clears.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_wait_to_start_while_the_ingress_is_saturated() {
+    let chat = StandIn::start().await;
+    // The model never answers: every run started stays in flight, so the model counts starts.
+    let stuck = ScriptedModel::start(|_, _| None).await;
+    let host = TestHost::start_with(HostOptions {
+        overrides: overrides(&chat),
+        model_base_url: Some(stuck.base_url.clone()),
+        // Nothing watched: the test says when the ingress is saturated.
+        run_yield_percent: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let instance = setup(&host, Some(json!([]))).await;
+    let stuck = &stuck;
+    let started_runs = |want: usize| async move {
+        for _ in 0..200 {
+            if stuck.count() >= want {
+                return stuck.count();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stuck.count()
+    };
+    host.app.ingress_load.set(true);
+    for i in 0..4 {
+        send(&host, &instance, &format!("busy-{i}"), "hello").await;
+    }
+    assert_eq!(started_runs(1).await, 1, "the first worker goes on");
+    // Time for the 63 other (idle) workers to take the three queued jobs, were they not waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(
+        stuck.count(),
+        1,
+        "the other workers wait while the ingress is saturated"
+    );
+    host.app.ingress_load.set(false);
+    assert_eq!(
+        started_runs(4).await,
+        4,
+        "the waiting runs start once it clears"
+    );
+    host.stop().await;
+}
+
 /// A job given up after its attempts (a run killed mid-delivery every time) leaves nothing of
 /// its delivery guard in the integration plugin's storage.
 #[tokio::test(flavor = "multi_thread")]

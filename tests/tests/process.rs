@@ -706,7 +706,8 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
 
 /// The run workers' threads (`nitejar-runs`) are scheduled `NITEJAR_RUN_NICE` steps after the
 /// ingress's, which keep the process's priority; a value outside 0-19 stops the server at
-/// start with the variable named (`SLOPBOT_` works as well).
+/// start with the variable named (`SLOPBOT_` works as well), as does a run-yield share over
+/// 100%.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread")]
 async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused() {
@@ -747,7 +748,11 @@ async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused()
     assert!(runs.iter().all(|n| *n == (base + 7).min(19)), "{all:?}");
     drop(server);
 
-    for (var, value) in [("NITEJAR_RUN_NICE", "20"), ("SLOPBOT_RUN_NICE", "-1")] {
+    for (var, value, range) in [
+        ("NITEJAR_RUN_NICE", "20", "0 to 19"),
+        ("SLOPBOT_RUN_NICE", "-1", "0 to 19"),
+        ("NITEJAR_RUN_YIELD_PERCENT", "101", "0 to 100"),
+    ] {
         let mut child = Command::new(server_binary())
             .arg("serve")
             .env_remove("DATABASE_URL")
@@ -773,7 +778,7 @@ async fn run_threads_are_scheduled_after_the_ingress_and_a_bad_nice_is_refused()
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{var}={value} started");
         assert!(
-            stderr.contains(var) && stderr.contains("0 to 19"),
+            stderr.contains(var) && stderr.contains(range),
             "{var}={value}: {stderr}"
         );
     }

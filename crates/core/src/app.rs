@@ -57,6 +57,8 @@ pub struct App {
     pub workers: Workers,
     /// The runtime the run workers run on, scheduled after the ingress's threads.
     pub runs: crate::agent::runs_runtime::RunsRuntime,
+    /// Whether the webhook ingress is saturated (run workers yield to it).
+    pub ingress_load: Arc<crate::agent::ingress_load::IngressLoad>,
     /// Receipts.
     pub receipts: ReceiptSink,
     /// Admin API bearer token.
@@ -175,6 +177,12 @@ impl App {
         });
         let workers = Workers::default();
         let runs = crate::agent::runs_runtime::RunsRuntime::start(config.run_nice)?;
+        // The runtime this is called on serves the requests (the server's main runtime).
+        let ingress_load = crate::agent::ingress_load::IngressLoad::watch(
+            tokio::runtime::Handle::current(),
+            runs.handle(),
+            config.run_yield_percent,
+        );
         let app = Arc::new(App {
             instances: Instances {
                 store: store.clone(),
@@ -219,6 +227,7 @@ impl App {
             skills,
             workers,
             runs,
+            ingress_load,
             receipts,
             admin_token,
         });
@@ -322,9 +331,12 @@ impl App {
         drop(prewarm_hold);
         let requeued = app.store.requeue_orphaned_jobs().await?;
         ensure_default_agent(&*app.store, &app.config).await?;
-        let workers = app
-            .workers
-            .start(&app.runner, app.config.run_workers, app.runs.handle());
+        let workers = app.workers.start(
+            &app.runner,
+            app.config.run_workers,
+            app.runs.handle(),
+            &app.ingress_load,
+        );
         app.receipts.emit(
             Receipt::new(
                 HOST_RECEIPT_ID,

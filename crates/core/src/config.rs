@@ -69,6 +69,9 @@ pub struct Config {
     /// How much lower the run workers' threads are scheduled than the ingress's
     /// (`NITEJAR_RUN_NICE`: nice steps, 0 to 19; see `agent::runs_runtime`).
     pub run_nice: u8,
+    /// The request workers' busy share (percent) at which most run workers wait to start runs
+    /// (`NITEJAR_RUN_YIELD_PERCENT`, 0 to 100; 0 never; see `agent::ingress_load`).
+    pub run_yield_percent: u8,
     /// What a committed write survives (`NITEJAR_DB_SYNC`: `normal`, the default, a process
     /// crash; `full`, power loss too; see [`nitejar_store::Durability`]).
     pub durability: nitejar_store::Durability,
@@ -314,6 +317,18 @@ impl Config {
                     }
                 },
             },
+            run_yield_percent: match var("RUN_YIELD_PERCENT") {
+                None => crate::limits::RUN_YIELD_PERCENT,
+                Some((key, v)) => match v.trim().parse::<u8>() {
+                    Ok(n) if n <= 100 => n,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            var: key,
+                            problem: format!("expected a whole number from 0 to 100, got {v:?}"),
+                        });
+                    }
+                },
+            },
             durability: match var("DB_SYNC") {
                 None => nitejar_store::Durability::Process,
                 Some((_, v)) if v.trim().eq_ignore_ascii_case("normal") => {
@@ -405,6 +420,7 @@ impl Config {
             default_model: "nitejar-offline".into(),
             run_workers: crate::limits::RUN_WORKERS,
             run_nice: crate::limits::RUN_NICE,
+            run_yield_percent: crate::limits::RUN_YIELD_PERCENT,
             durability: nitejar_store::Durability::Process,
             crash_threshold: crate::limits::DEFAULT_CRASH_THRESHOLD,
             crash_window_ms: crate::limits::DEFAULT_CRASH_WINDOW_MS,

@@ -85,6 +85,17 @@ pub const RUN_WORKERS: usize = 64;
 /// ingress thread gets of a contended core, and all of an idle one.
 pub const RUN_NICE: u8 = 10;
 
+/// The request workers' busy share (percent of a window, see `agent::ingress_load`) at which
+/// the webhook ingress counts as saturated and most run workers start no new run until it
+/// clears (`NITEJAR_RUN_YIELD_PERCENT`; 0 never yields). Under the steady 1,500 webhooks/s of
+/// the load benchmark the request workers were busy 10-50% of each window; at concurrency 16,
+/// about one window in six reached 80%; at 64, three in four.
+pub const RUN_YIELD_PERCENT: u8 = 80;
+
+/// Run workers that start runs whatever the ingress's load: under a burst that never ends the
+/// runs still go on, one at a time.
+pub const RUN_WORKERS_WHILE_INGRESS_BUSY: usize = 1;
+
 /// Earlier messages of its conversation (same instance and session key) a run reads: each
 /// with the reply delivered for it, newest kept when there are more.
 pub const SESSION_HISTORY_TURNS: u32 = 20;

@@ -24,6 +24,7 @@
 //! platform accepted the post, the process died before recording it) is covered by the
 //! idempotency key the integration passes on.
 
+pub mod ingress_load;
 pub mod model;
 mod run;
 pub mod runs_runtime;
@@ -31,8 +32,10 @@ pub mod tools;
 
 use crate::crypto::SecretBox;
 use crate::hooks::HookDispatcher;
+use crate::limits::RUN_WORKERS_WHILE_INGRESS_BUSY;
 use crate::plugins::registry::PluginRegistry;
 use crate::skills::SkillCatalog;
+use ingress_load::IngressLoad;
 use model::ModelClient;
 use nitejar_sandbox::runtime::PluginRuntime;
 use nitejar_store::Store;
@@ -106,20 +109,45 @@ impl Workers {
     }
 
     /// Starts `count` workers running jobs with `runner`, on the runtime of `on` (the
-    /// [`runs_runtime::RunsRuntime`] in a server).
+    /// [`runs_runtime::RunsRuntime`] in a server). While `load` reads saturated, only the first
+    /// [`RUN_WORKERS_WHILE_INGRESS_BUSY`] start runs (see [`ingress_load`]).
     pub fn start(
         &self,
         runner: &Arc<Runner>,
         count: usize,
         on: &tokio::runtime::Handle,
+        load: &Arc<IngressLoad>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         (0..count.max(1))
-            .map(|_| {
+            .map(|index| {
                 let runner = runner.clone();
                 let workers = self.clone();
-                on.spawn(async move { worker_loop(runner, workers).await })
+                // The first workers never yield: runs go on, more slowly, under any burst.
+                let yields_to = (index >= RUN_WORKERS_WHILE_INGRESS_BUSY).then(|| load.clone());
+                on.spawn(async move { worker_loop(runner, workers, yields_to).await })
             })
             .collect()
+    }
+}
+
+/// Whether a run's end claims its worker's next job (the claim shares the end's round trip):
+/// decided when the run ends, so a worker that yields to a saturated ingress
+/// ([`ingress_load`]) claims nothing then, and holds no job while it waits.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimNext<'a> {
+    /// The worker (`jobs.claimed_by`).
+    pub worker_id: &'a str,
+    /// Claim only while this load is not saturated (`None`: always claim).
+    pub unless_saturated: Option<&'a IngressLoad>,
+}
+
+impl<'a> ClaimNext<'a> {
+    /// The worker id to claim for now, if a claim is due.
+    pub fn now(self) -> Option<&'a str> {
+        match self.unless_saturated {
+            Some(load) if load.saturated() => None,
+            _ => Some(self.worker_id),
+        }
     }
 }
 
@@ -147,7 +175,7 @@ async fn return_job(runner: &Runner, workers: &Workers, job_id: &str, host_fault
     }
 }
 
-async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
+async fn worker_loop(runner: Arc<Runner>, workers: Workers, yields_to: Option<Arc<IngressLoad>>) {
     let workers = &workers;
     // The job the last run claimed with its end (see [`run_job`]).
     let mut next: Option<nitejar_store::JobRow> = None;
@@ -158,6 +186,15 @@ async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
                 return_job(&runner, workers, &job.id, true).await;
             }
             return;
+        }
+        // A saturated ingress: start no run until it clears (a job claimed with the last end
+        // is never held; none was, see `ClaimNext`). Checked again for a stop meanwhile.
+        if next.is_none()
+            && let Some(load) = &yields_to
+            && load.saturated()
+        {
+            let _ = tokio::time::timeout(POLL_INTERVAL, load.until_clear()).await;
+            continue;
         }
         let claimed = match next.take() {
             Some(job) => Ok(Some(job)),
@@ -172,7 +209,10 @@ async fn worker_loop(runner: Arc<Runner>, workers: Workers) {
                     work_item.id = %job.work_item_id,
                     attempt = job.attempts,
                 );
-                let claim_next = Some(workers.worker_id());
+                let claim_next = ClaimNext {
+                    worker_id: workers.worker_id(),
+                    unless_saturated: yields_to.as_deref(),
+                };
                 match tracing::Instrument::instrument(run_job(&runner, job, claim_next), span).await
                 {
                     Ok(claimed) => next = claimed,

@@ -27,12 +27,12 @@ pub fn database_refused(e: &anyhow::Error) -> bool {
 /// Runs `job` (already claimed) to the end and records the outcome. An `Err` means the outcome
 /// may not be recorded: the caller hands the job back ([`nitejar_store::Store::return_job`]).
 /// The database refusing a write ([`database_refused`]) is never recorded as the job failing.
-/// With `claim_next` (the worker's id) a run that ends well claims the next queued job in the
+/// With `claim_next` due ([`super::ClaimNext::now`]) a run that ends well claims the next queued job in the
 /// same round trip as its end, and returns it: the caller runs it next.
 pub async fn run_job(
     runner: &Arc<Runner>,
     job: JobRow,
-    claim_next: Option<&str>,
+    claim_next: super::ClaimNext<'_>,
 ) -> anyhow::Result<Option<JobRow>> {
     if job.attempts > i64::from(JOB_ATTEMPTS) {
         let msg = format!("gave up after {JOB_ATTEMPTS} attempts");
@@ -50,7 +50,7 @@ pub async fn run_job(
         let end = JobEnd {
             error: Some(&msg),
             forget: plugin_id.as_deref().map(|p| (p, guard_key.as_str())),
-            claim_next,
+            claim_next: claim_next.now(),
             ..JobEnd::new("failed")
         };
         return Ok(runner.store.finish_job(&job, &end).await?);
@@ -64,7 +64,7 @@ pub async fn run_job(
         let result = json!({ "delivery": d.status, "resumed": true }).to_string();
         let end = JobEnd {
             result_json: Some(&result),
-            claim_next,
+            claim_next: claim_next.now(),
             ..JobEnd::new("done")
         };
         return Ok(runner.store.finish_job(&job, &end).await?);
@@ -115,7 +115,7 @@ pub async fn run_job(
                 steps: &steps,
                 result_json: Some(&result),
                 error: error.as_deref(),
-                claim_next,
+                claim_next: claim_next.now(),
                 ..settle
             };
             Ok(runner.store.finish_job(&job, &end).await?)
