@@ -1,8 +1,9 @@
 //! Group commit of webhook work items: one task writes every new work item (with its key and
-//! job) through [`Store::create_work_items`], taking whatever deliveries queued up while the
-//! previous batch committed. Under load many deliveries share one transaction; alone, a
-//! delivery is a batch of one and waits for nothing. Each delivery is answered only after its
-//! batch is committed, so a 202 still means stored.
+//! job) through [`Store::create_work_items`], taking whatever deliveries queued up meanwhile as
+//! one batch, with at most [`BATCHES_IN_FLIGHT`] batches handed to the store at once. Under load
+//! many deliveries share one transaction; alone, a delivery is a batch of one and waits for
+//! nothing. Each delivery is answered only after its batch is committed, so a 202 still means
+//! stored.
 
 use nitejar_store::{Created, Store, WorkItemCreate};
 use std::sync::Arc;
@@ -10,6 +11,13 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most work items written in one transaction.
 pub const MAX_BATCH: usize = 128;
+
+/// Batches handed to the store at once. With one, the database's write thread waited between
+/// two batches while this task was woken with the first's commit and handed over the next; with
+/// two, the next batch waits in the write thread's queue and starts as the commit returns
+/// (batches queued together share a commit there). Batches are written in the order they
+/// were taken, so a key's first delivery is still the one that makes its work item.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Deliveries waiting for the writer before senders wait for room (back-pressure).
 const QUEUE: usize = 4096;
@@ -54,37 +62,66 @@ impl WorkItemWriter {
 }
 
 async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(WorkItemCreate, Reply)>) {
-    let mut items = Vec::with_capacity(MAX_BATCH);
-    let mut replies = Vec::with_capacity(MAX_BATCH);
-    while let Some((item, reply)) = rx.recv().await {
-        items.push(item);
-        replies.push(reply);
-        while items.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((item, reply)) => {
-                    items.push(item);
-                    replies.push(reply);
-                }
-                Err(_) => break,
+    use futures::StreamExt;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            // Answer a batch as soon as its commit returns.
+            Some((outcome, replies)) = in_flight.next(), if !in_flight.is_empty() => {
+                answer(outcome, replies);
             }
-        }
-        match store.create_work_items(&items).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                let failed = WriteFailed {
-                    transient: e.is_transient(),
-                    message: e.to_string(),
+            got = rx.recv(), if open && in_flight.len() < BATCHES_IN_FLIGHT => {
+                let Some((item, reply)) = got else {
+                    open = false;
+                    continue;
                 };
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(failed.clone()));
+                let mut items = Vec::with_capacity(MAX_BATCH);
+                let mut replies = Vec::with_capacity(MAX_BATCH);
+                items.push(item);
+                replies.push(reply);
+                while items.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok((item, reply)) => {
+                            items.push(item);
+                            replies.push(reply);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let store = store.clone();
+                let mut batch =
+                    Box::pin(async move { (store.create_work_items(&items).await, replies) });
+                // Polled once now: that hands the batch to the store, so batches reach it in
+                // the order they were taken.
+                match futures::poll!(batch.as_mut()) {
+                    std::task::Poll::Ready((outcome, replies)) => answer(outcome, replies),
+                    std::task::Poll::Pending => in_flight.push(batch),
                 }
             }
         }
-        items.clear();
+    }
+}
+
+/// Answers every delivery of a batch with its own outcome, or all of them with the batch's
+/// failure.
+fn answer(outcome: nitejar_store::DbResult<Vec<Created>>, replies: Vec<Reply>) {
+    match outcome {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let failed = WriteFailed {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(failed.clone()));
+            }
+        }
     }
 }
 
