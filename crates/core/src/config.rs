@@ -177,6 +177,20 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ConfigError
     }
 }
 
+/// A whole number from 0 to `max` (a variable out of range stops the start, named).
+fn number_up_to(name: &str, default: u8, max: u8) -> Result<u8, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some((key, v)) => match v.trim().parse::<u8>() {
+            Ok(n) if n <= max => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                var: key,
+                problem: format!("expected a whole number from 0 to {max}, got {v:?}"),
+            }),
+        },
+    }
+}
+
 /// Parses `host=ip:port,host2=ip:port`.
 pub fn parse_overrides(text: &str) -> Result<OutboundOverrides, String> {
     let mut map = OutboundOverrides::new();
@@ -305,30 +319,12 @@ impl Config {
                 .map(|(_, v)| v)
                 .unwrap_or_else(|| "nitejar-offline".into()),
             run_workers: number("RUN_WORKERS", crate::limits::RUN_WORKERS)?,
-            run_nice: match var("RUN_NICE") {
-                None => crate::limits::RUN_NICE,
-                Some((key, v)) => match v.trim().parse::<u8>() {
-                    Ok(n) if n <= 19 => n,
-                    _ => {
-                        return Err(ConfigError::Invalid {
-                            var: key,
-                            problem: format!("expected a whole number from 0 to 19, got {v:?}"),
-                        });
-                    }
-                },
-            },
-            run_yield_percent: match var("RUN_YIELD_PERCENT") {
-                None => crate::limits::RUN_YIELD_PERCENT,
-                Some((key, v)) => match v.trim().parse::<u8>() {
-                    Ok(n) if n <= 100 => n,
-                    _ => {
-                        return Err(ConfigError::Invalid {
-                            var: key,
-                            problem: format!("expected a whole number from 0 to 100, got {v:?}"),
-                        });
-                    }
-                },
-            },
+            run_nice: number_up_to("RUN_NICE", crate::limits::RUN_NICE, 19)?,
+            run_yield_percent: number_up_to(
+                "RUN_YIELD_PERCENT",
+                crate::limits::RUN_YIELD_PERCENT,
+                100,
+            )?,
             durability: match var("DB_SYNC") {
                 None => nitejar_store::Durability::Process,
                 Some((_, v)) if v.trim().eq_ignore_ascii_case("normal") => {
