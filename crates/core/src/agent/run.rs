@@ -27,8 +27,9 @@ pub fn database_refused(e: &anyhow::Error) -> bool {
 /// Runs `job` (already claimed) to the end and records the outcome. An `Err` means the outcome
 /// may not be recorded: the caller hands the job back ([`nitejar_store::Store::return_job`]).
 /// The database refusing a write ([`database_refused`]) is never recorded as the job failing.
-/// With `claim_next` due ([`super::ClaimNext::now`]) a run that ends well claims the next queued job in the
-/// same round trip as its end, and returns it: the caller runs it next.
+/// When `claim_next` is due at the end ([`super::ClaimNext::now`]) a run that ends well claims
+/// the next queued job in the same round trip as its end, and returns it: the caller runs it
+/// next.
 pub async fn run_job(
     runner: &Arc<Runner>,
     job: JobRow,
