@@ -24,6 +24,7 @@ mod events;
 mod import;
 mod instance_cache;
 mod instances;
+mod library;
 mod plugins;
 mod quick_reads;
 mod runs;
@@ -69,6 +70,7 @@ impl SqliteStore {
 
     /// [`SqliteStore::open`] with a chosen [`crate::Durability`].
     pub async fn open_with(path: &Path, durability: crate::Durability) -> DbResult<SqliteStore> {
+        library::configure();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
