@@ -552,6 +552,7 @@ async fn open_sqlite(from: &str) -> Result<(Pool, Vec<String>), SourceError> {
             path.display()
         )));
     }
+    crate::sqlite::library::configure();
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)

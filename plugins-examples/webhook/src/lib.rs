@@ -98,12 +98,14 @@ impl Integration for Webhook {
         };
         // Without a delivery id or `id`, the body's digest identifies the delivery: a
         // redelivery (same bytes) is recognised, distinct messages never collapse into one.
-        let digest = hex::encode(Sha256::digest(&req.body));
         let id = body
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| !id.trim().is_empty())
-            .map_or_else(|| format!("sha256:{digest}"), str::to_string);
+            .map_or_else(
+                || format!("sha256:{}", hex::encode(Sha256::digest(&req.body))),
+                str::to_string,
+            );
         let session = body
             .get("session")
             .and_then(Value::as_str)
@@ -181,6 +183,32 @@ mod tests {
         }
         let bad = Webhook::parse_webhook(instance, request(body, "sha256=00")).unwrap();
         assert!(matches!(bad, ParseOutcome::Unauthorized(_)));
+    }
+
+    /// Without a delivery id or an `id`, the body's SHA-256 is the key: the same bytes again
+    /// are the same delivery, other bytes another.
+    #[test]
+    fn a_body_without_an_id_is_keyed_by_its_digest() {
+        let secret = "0123456789abcdef";
+        let instance = Instance {
+            id: "i1".into(),
+            integration_type: TYPE.into(),
+            config: serde_json::json!({ "secret": secret }).to_string(),
+        };
+        let key = |body: &[u8]| match Webhook::parse_webhook(
+            instance.clone(),
+            request(body, &sign(secret, body)),
+        ) {
+            Ok(ParseOutcome::WorkItem(m)) => m.idempotency_key.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let body = br#"{"text":"hello"}"#;
+        assert_eq!(
+            key(body),
+            format!("sha256:{}", hex::encode(Sha256::digest(body)))
+        );
+        assert_eq!(key(body), key(body));
+        assert_ne!(key(body), key(br#"{"text":"hello!"}"#));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Process-wide settings of the SQLite library, made once before the first connection opens:
 //! SQLite allocates through mimalloc (the host's allocator) and keeps no memory statistics.
 //!
-//! Why: profiled under load (2026-12-05), the database write thread spent about a tenth of its
+//! Why: profiled under load (2026-12-04), the database write thread spent about a tenth of its
 //! time in glibc's `malloc` and `free` and in the mutex SQLite takes around every allocation to
 //! count it (`SQLITE_DEFAULT_MEMSTATUS`, on in the bundled build). Nothing here reads SQLite's
 //! memory statistics or sets a heap limit, so the count is pure cost.
@@ -25,8 +25,9 @@ unsafe extern "C" {
 /// Whether the settings were taken (false when SQLite was initialised before [`configure`]).
 static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Applies the settings once per process (see the module docs); later calls do nothing.
-pub(super) fn configure() {
+/// Applies the settings once per process (see the module docs); later calls do nothing. Called
+/// wherever this crate opens SQLite (a store, a Nitejar database to import from).
+pub(crate) fn configure() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Keeps `libmimalloc-sys` linked into binaries that do not use mimalloc themselves.
@@ -145,8 +146,8 @@ mod tests {
             .await
             .unwrap();
         drop(store);
-        // Tests of this crate share a process: another may have opened SQLite first only
-        // through a store, which configures it first too.
+        // Tests of this crate share a process: every way they open SQLite configures it
+        // first.
         assert!(configured());
         // With statistics off SQLite counts nothing.
         assert_eq!(unsafe { ffi::sqlite3_memory_used() }, 0);

@@ -24,7 +24,7 @@ mod events;
 mod import;
 mod instance_cache;
 mod instances;
-mod library;
+pub(crate) mod library;
 mod plugins;
 mod quick_reads;
 mod runs;
@@ -1001,6 +1001,9 @@ mod tests {
     /// keep one session.
     #[tokio::test]
     async fn keys_stored_in_the_earlier_formats_are_rewritten_to_nitejars() {
+        // This test opens SQLite before any store: the library is configured first, as every
+        // way into SQLite in this crate does (`library::a_store_opened_first_...` relies on it).
+        library::configure();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
