@@ -31,6 +31,10 @@ use tokio::sync::Notify;
 /// holds a run back after the ingress has calmed down).
 pub const SAMPLE_MS: u64 = 50;
 
+/// How often the sampler logs how many windows held the runs back (only when any did), so an
+/// operator sees why runs started late under a burst.
+pub const REPORT_SECS: u64 = 60;
+
 /// The request runtime's load as the run workers see it (see the module docs).
 #[derive(Debug, Default)]
 pub struct IngressLoad {
@@ -98,6 +102,7 @@ async fn sample(metrics: tokio::runtime::RuntimeMetrics, load: Weak<IngressLoad>
     let mut tick = tokio::time::interval(Duration::from_millis(SAMPLE_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut then, mut busy_then) = (Instant::now(), busy(&metrics));
+    let (mut reported, mut windows, mut held) = (then, 0u64, 0u64);
     loop {
         tick.tick().await;
         let Some(load) = load.upgrade() else { return };
@@ -107,9 +112,32 @@ async fn sample(metrics: tokio::runtime::RuntimeMetrics, load: Weak<IngressLoad>
             now - then,
             metrics.num_workers(),
         );
-        load.set(share >= at);
+        let saturated = share >= at;
+        load.set(saturated);
         (then, busy_then) = (now, busy_now);
+        windows += 1;
+        held += u64::from(saturated);
+        if now.duration_since(reported) >= Duration::from_secs(REPORT_SECS) {
+            if let Some(line) = report(held, windows, now.duration_since(reported)) {
+                tracing::info!(windows, held, "{line}");
+            }
+            (reported, windows, held) = (now, 0, 0);
+        }
     }
+}
+
+/// The sampler's periodic line: `held` of `windows` windows over `span` found the ingress
+/// saturated (none: no line).
+fn report(held: u64, windows: u64, span: Duration) -> Option<String> {
+    (held > 0).then(|| {
+        format!(
+            "runs were held back in {held} of {windows} windows of the last {} s (only {} \
+             run worker started runs): the webhook ingress was saturated \
+             (NITEJAR_RUN_YIELD_PERCENT); its work items are stored and wait for a run",
+            span.as_secs(),
+            crate::limits::RUN_WORKERS_WHILE_INGRESS_BUSY
+        )
+    })
 }
 
 /// The share (0 to 1) of `workers` workers' time over `window` that `busy` (their busy time
@@ -125,6 +153,17 @@ pub fn busy_share(busy: Duration, window: Duration, workers: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_names_the_held_windows_and_only_when_there_were_any() {
+        assert_eq!(report(0, 1200, Duration::from_secs(60)), None);
+        let line = report(3, 1200, Duration::from_secs(60)).unwrap();
+        assert!(
+            line.contains("3 of 1200 windows of the last 60 s"),
+            "{line}"
+        );
+        assert!(line.contains("NITEJAR_RUN_YIELD_PERCENT"), "{line}");
+    }
 
     #[test]
     fn the_share_is_of_every_worker_s_time() {
