@@ -162,15 +162,21 @@ mod tests {
         }
     }
 
+    const SECRET: &str = "0123456789abcdef";
+
+    /// An instance `i1` configured with [`SECRET`].
+    fn instance() -> Instance {
+        Instance {
+            id: "i1".into(),
+            integration_type: TYPE.into(),
+            config: serde_json::json!({ "secret": SECRET }).to_string(),
+        }
+    }
+
     /// The whole export, natively, as the SDK's testing story promises: no server, no wasm.
     #[test]
     fn parses_a_signed_delivery_natively() {
-        let secret = "0123456789abcdef";
-        let instance = Instance {
-            id: "i1".into(),
-            integration_type: TYPE.into(),
-            config: serde_json::json!({ "secret": secret }).to_string(),
-        };
+        let (secret, instance) = (SECRET, instance());
         let body = br#"{"id":"e1","text":"hello","session":"s"}"#;
         match Webhook::parse_webhook(instance.clone(), request(body, &sign(secret, body))).unwrap()
         {
@@ -189,12 +195,7 @@ mod tests {
     /// are the same delivery, other bytes another.
     #[test]
     fn a_body_without_an_id_is_keyed_by_its_digest() {
-        let secret = "0123456789abcdef";
-        let instance = Instance {
-            id: "i1".into(),
-            integration_type: TYPE.into(),
-            config: serde_json::json!({ "secret": secret }).to_string(),
-        };
+        let (secret, instance) = (SECRET, instance());
         let key = |body: &[u8]| match Webhook::parse_webhook(
             instance.clone(),
             request(body, &sign(secret, body)),
