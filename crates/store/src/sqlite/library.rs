@@ -10,28 +10,23 @@
 //! sqlx or rusqlite); a call after that is refused and changes nothing, so whatever opened a
 //! connection first (a test, a tool) leaves the library on its defaults, which work the same.
 
+use libmimalloc_sys::{mi_free, mi_malloc, mi_realloc};
 use rusqlite::ffi;
 use std::os::raw::{c_int, c_void};
-use std::sync::Once;
+use std::sync::OnceLock;
 
-// mimalloc's C API, linked by `libmimalloc-sys` (the crate behind the host's global allocator).
+// The one call of mimalloc's C API `libmimalloc-sys` declares only with its `extended` feature
+// (whose extra dependency is not worth one declaration).
 unsafe extern "C" {
-    fn mi_malloc(size: usize) -> *mut c_void;
-    fn mi_realloc(p: *mut c_void, size: usize) -> *mut c_void;
-    fn mi_free(p: *mut c_void);
     fn mi_usable_size(p: *const c_void) -> usize;
 }
 
-/// Whether the settings were taken (false when SQLite was initialised before [`configure`]).
-static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Applies the settings once per process (see the module docs); later calls do nothing. Called
-/// wherever this crate opens SQLite (a store, a Nitejar database to import from).
-pub(crate) fn configure() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Keeps `libmimalloc-sys` linked into binaries that do not use mimalloc themselves.
-        let _ = libmimalloc_sys::mi_malloc as unsafe extern "C" fn(usize) -> *mut c_void;
+/// wherever this crate opens SQLite (a store, a Nitejar database to import from). Whether SQLite
+/// took them: false when it was initialised before the first call.
+pub(crate) fn configure() -> bool {
+    static TAKEN: OnceLock<bool> = OnceLock::new();
+    *TAKEN.get_or_init(|| {
         let methods = ffi::sqlite3_mem_methods {
             xMalloc: Some(sqlite_malloc),
             xFree: Some(sqlite_free),
@@ -56,17 +51,11 @@ pub(crate) fn configure() {
             );
             memstatus == ffi::SQLITE_OK && malloc == ffi::SQLITE_OK
         };
-        TAKEN.store(taken, std::sync::atomic::Ordering::Relaxed);
         if !taken {
             tracing::debug!("SQLite was initialised first: it keeps its default allocator");
         }
-    });
-}
-
-/// Whether SQLite allocates through mimalloc in this process (see [`configure`]).
-#[cfg(test)]
-fn configured() -> bool {
-    TAKEN.load(std::sync::atomic::Ordering::Relaxed)
+        taken
+    })
 }
 
 unsafe extern "C" fn sqlite_malloc(n: c_int) -> *mut c_void {
@@ -147,8 +136,8 @@ mod tests {
             .unwrap();
         drop(store);
         // Tests of this crate share a process: every way they open SQLite configures it
-        // first.
-        assert!(configured());
+        // first, so the first call's answer is the one returned here.
+        assert!(configure());
         // With statistics off SQLite counts nothing.
         assert_eq!(unsafe { ffi::sqlite3_memory_used() }, 0);
     }
