@@ -332,8 +332,12 @@ mod tests {
                 .unwrap();
             i += 1;
         }
-        // Small writes without a pause, so the thread's own checkpoints never find the whole
-        // log copied (a quiet moment would let them start it again without the request).
+        // Small writes about a millisecond apart: the gaps are shorter than any of the
+        // thread's own checkpoints here, so those never find the whole log copied (a quiet
+        // moment would let them start it again without the request); and the writes cannot
+        // outrun the thread (unpaced, on a fast machine, they added 6,700 pages while the
+        // thread copied and synced the first 4,600, and the writers' bound came first: CI,
+        // 2026-12-04).
         let (mut restarted, mut small, mut longest) = (false, 0, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -341,6 +345,7 @@ mod tests {
                 .await
                 .unwrap();
             small += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
             let end = log_end(&path);
             if i64::from(end) < RESTART_AT / 2 {
                 restarted = true;
