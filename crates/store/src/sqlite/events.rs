@@ -22,7 +22,8 @@ impl EventStore for SqliteStore {
         before: Option<&str>,
     ) -> DbResult<Vec<EventRow>> {
         // Only the conditions that apply, so the planner picks the index that serves them
-        // (`(plugin_id, kind, id)`, `(plugin_id, status, id)` or `(plugin_id, id)`).
+        // (`(plugin_id, kind, id)`, `(plugin_id, status, id)` or `(plugin_id, id)`); a rare
+        // value also states its partial index's condition ([`rare_terms`]).
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT * FROM plugin_events WHERE plugin_id = ",
         );
@@ -36,6 +37,7 @@ impl EventStore for SqliteStore {
         if let Some(status) = &filter.status {
             q.push(" AND status = ").push_bind(status);
         }
+        q.push(rare_terms(filter));
         q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
         Ok(q.build_query_as()
             .fetch_all(&mut *self.pool.get().await?)
@@ -43,14 +45,15 @@ impl EventStore for SqliteStore {
     }
 
     async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>> {
-        // One index range per outcome (idx_plugin_events_status), merged newest first.
+        // One index range per outcome (idx_plugin_events_status, which holds the outcomes
+        // other than `ok`: each part states that), merged newest first.
         Ok(sqlx::query_as(
             "SELECT * FROM (
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'error' ORDER BY id DESC LIMIT ?1)
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'error' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
                UNION ALL
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'timeout' ORDER BY id DESC LIMIT ?1)
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'timeout' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
                UNION ALL
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'blocked' ORDER BY id DESC LIMIT ?1)
+               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'blocked' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
              ) ORDER BY id DESC LIMIT ?1",
         )
         .bind(limit)
@@ -75,6 +78,31 @@ impl EventStore for SqliteStore {
                 .await?,
         )
     }
+}
+
+/// Kinds most of a plugin's receipts have: read through `(plugin_id, id)`, and left out of
+/// `idx_plugin_events_plugin_kind`, which holds the rare kinds only (migration 0012 compares
+/// with each, in this order: a query states the index's condition as the migration wrote it).
+const COMMON_KINDS: [&str; 3] = ["hook", "integration", "tool"];
+
+/// The terms a receipt search adds so SQLite may use the partial indexes of migration 0012: an
+/// index with a `WHERE` is used only by a query that states that condition, and a bound value
+/// proves nothing. A filter on an outcome other than `ok` states `status <> 'ok'`, one on a kind
+/// other than the common ones states that it is not one of them; a filter on `ok` or a common
+/// kind states nothing and reads the plugin's receipts newest first, of which those are most.
+pub(crate) fn rare_terms(filter: &EventFilter) -> String {
+    let mut terms = String::new();
+    if filter.status.as_deref().is_some_and(|s| s != "ok") {
+        terms.push_str(" AND status <> 'ok'");
+    }
+    if let Some(kind) = filter.kind.as_deref()
+        && !COMMON_KINDS.contains(&kind)
+    {
+        for common in COMMON_KINDS {
+            terms.push_str(&format!(" AND kind <> '{common}'"));
+        }
+    }
+    terms
 }
 
 /// [`EventStore::insert_events`], on the write thread's connection (all of it is written or

@@ -814,29 +814,92 @@ mod tests {
             failures[0].id, "00000298",
             "the newest failure of any plugin"
         );
-        // Each filter is served by an index, not by reading the plugin's other receipts.
-        for (sql, index) in [
-            (
-                "plugin_id = 'a' AND kind = 'upgrade'",
-                "idx_plugin_events_plugin_kind",
-            ),
-            (
-                "plugin_id = 'a' AND status = 'timeout'",
-                "idx_plugin_events_plugin_status",
-            ),
-        ] {
-            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
-                "EXPLAIN QUERY PLAN SELECT * FROM plugin_events WHERE {sql} ORDER BY id DESC LIMIT 50"
-            ))
-            .fetch_all(&mut *db.pool.get().await.unwrap())
+        // The common values are found too (through the plugin's receipts, newest first).
+        let hooks_ok = db
+            .search_events("a", &filter(Some("hook"), Some("ok")), 500, None)
             .await
             .unwrap();
+        assert_eq!(hooks_ok.len(), 50, "every 6th receipt is a's hook ok");
+        assert!(hooks_ok.windows(2).all(|w| w[0].id > w[1].id));
+        // Each filter is served by an index, not by reading the plugin's other receipts: a
+        // rare value by its partial index (the search states the index's condition), a common
+        // one by the plugin's receipts newest first; never a sort.
+        let plan = |sql: String| {
+            let db = &db;
+            async move {
+                let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+                    "EXPLAIN QUERY PLAN SELECT * FROM plugin_events WHERE {sql} ORDER BY id DESC LIMIT 50"
+                ))
+                .fetch_all(&mut *db.pool.get().await.unwrap())
+                .await
+                .unwrap();
+                plan.into_iter()
+                    .map(|p| p.3)
+                    .collect::<Vec<String>>()
+                    .join("; ")
+            }
+        };
+        for (kind, status, index) in [
+            (Some("upgrade"), None, "idx_plugin_events_plugin_kind"),
+            (None, Some("timeout"), "idx_plugin_events_plugin_status"),
+            (
+                Some("hook"),
+                Some("timeout"),
+                "idx_plugin_events_plugin_status",
+            ),
+            (Some("hook"), None, "idx_plugin_events_plugin "),
+            (None, Some("ok"), "idx_plugin_events_plugin "),
+        ] {
+            let f = filter(kind, status);
+            let mut sql = "plugin_id = 'a'".to_string();
+            if let Some(k) = kind {
+                sql.push_str(&format!(" AND kind = '{k}'"));
+            }
+            if let Some(s) = status {
+                sql.push_str(&format!(" AND status = '{s}'"));
+            }
+            sql.push_str(&events::rare_terms(&f));
+            let plan = plan(sql.clone()).await;
             assert!(
-                plan.iter().any(|p| p.3.contains(index))
-                    && !plan.iter().any(|p| p.3.contains("TEMP B-TREE")),
-                "{sql}: {plan:?}"
+                plan.contains(index) && !plan.contains("TEMP B-TREE"),
+                "{sql}: {plan}"
             );
         }
+        // The recent failures: one range of the outcomes' index per outcome.
+        let failures_plan = plan("status = 'timeout' AND status <> 'ok'".into()).await;
+        assert!(
+            failures_plan.contains("idx_plugin_events_status")
+                && !failures_plan.contains("TEMP B-TREE"),
+            "{failures_plan}"
+        );
+        // The filters' indexes hold only the rare rows (partial indexes): an `ok` hook call is
+        // in none of them.
+        let partial: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%'
+               AND name IN ('idx_plugin_events_status', 'idx_plugin_events_plugin_status',
+                            'idx_plugin_events_plugin_kind')",
+        )
+        .fetch_one(&mut *db.pool.get().await.unwrap())
+        .await
+        .unwrap();
+        assert_eq!(partial, 3);
+        // Their conditions are plain comparisons: an insert builds no temporary table for them
+        // (`kind NOT IN (...)` did, on every receipt).
+        let program: Vec<String> = sqlx::query_as::<_, (i64, String)>(
+            "EXPLAIN INSERT INTO plugin_events (id, plugin_id, kind, status, created_at)
+             VALUES ('x', 'a', 'hook', 'ok', 0)",
+        )
+        .fetch_all(&mut *db.pool.get().await.unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, op)| op)
+        .collect();
+        assert!(!program.is_empty(), "the insert's program was read");
+        assert!(
+            !program.iter().any(|op| op == "OpenEphemeral"),
+            "{program:?}"
+        );
     }
 
     /// The durability setting is the connection's `synchronous` mode: NORMAL (1) by default,
