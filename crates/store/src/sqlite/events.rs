@@ -45,20 +45,10 @@ impl EventStore for SqliteStore {
     }
 
     async fn recent_failures(&self, limit: u32) -> DbResult<Vec<EventRow>> {
-        // One index range per outcome (idx_plugin_events_status, which holds the outcomes
-        // other than `ok`: each part states that), merged newest first.
-        Ok(sqlx::query_as(
-            "SELECT * FROM (
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'error' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
-               UNION ALL
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'timeout' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
-               UNION ALL
-               SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'blocked' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
-             ) ORDER BY id DESC LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *self.pool.get().await?)
-        .await?)
+        Ok(sqlx::query_as(RECENT_FAILURES_SQL)
+            .bind(limit)
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?)
     }
 
     async fn events_for_job(&self, job_id: &str) -> DbResult<Vec<super::EventRow>> {
@@ -79,6 +69,17 @@ impl EventStore for SqliteStore {
         )
     }
 }
+
+/// Every plugin's latest failures: one index range per outcome (idx_plugin_events_status, which
+/// holds the outcomes other than `ok`: each part states that), merged newest first; `?1` is
+/// the limit.
+pub(crate) const RECENT_FAILURES_SQL: &str = "SELECT * FROM (
+   SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'error' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
+   UNION ALL
+   SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'timeout' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
+   UNION ALL
+   SELECT * FROM (SELECT * FROM plugin_events WHERE status = 'blocked' AND status <> 'ok' ORDER BY id DESC LIMIT ?1)
+ ) ORDER BY id DESC LIMIT ?1";
 
 /// Kinds most of a plugin's receipts have: read through `(plugin_id, id)`, and left out of
 /// `idx_plugin_events_plugin_kind`, which holds the rare kinds only (migration 0012 compares
