@@ -5,8 +5,10 @@
 //! run (every hook, tool and delivery call of that run, see [`crate::hooks::RunScope`]); it is
 //! dropped afterwards and never handed to another run, so no guest state crosses runs.
 //! Instantiation is the expensive part of a call, so the [`Prewarmer`] keeps a few instances of
-//! each plugin that serves runs ready on a background thread: a run takes one and a replacement
-//! is made off the hot path.
+//! each plugin that serves runs ready on a background thread: a run takes one, and when it ends
+//! its instances are queued for teardown and the pools it drew below half are topped up, off
+//! the hot path and between runs rather than beside them (see [`Retired`] for how back-to-back
+//! runs avoid waking the thread once or twice each).
 //!
 //! The same thread hands the code of idle plugins back to the kernel: a plugin's compiled
 //! code is mapped from the compile cache (see [`crate::cache`]) and the pages a call touches
@@ -313,8 +315,8 @@ fn transfer_limit(cap: usize) -> usize {
 enum Chore {
     /// Top up this plugin's pool.
     Refill(Weak<LoadedPlugin>),
-    /// Tear down instances a finished run used.
-    Retire(Vec<Warm>),
+    /// Tear down the instances waiting in the retired queue (sent only to a parked thread).
+    Retire,
     /// Keep top-ups waiting until the matching [`Chore::Resume`] (see [`PrewarmHold`]).
     Hold,
     /// Do the top-ups that waited since the matching [`Chore::Hold`], in the order asked.
@@ -346,8 +348,8 @@ impl Drop for PrewarmHold {
 /// with it.
 pub(crate) struct Prewarmer {
     tx: mpsc::Sender<Chore>,
-    /// Instances handed over for teardown and not yet torn down.
-    retiring: Arc<AtomicUsize>,
+    /// Instances of finished runs waiting for the prewarm thread to tear them down.
+    retired: Arc<Retired>,
     /// Every plugin loaded (to give prepared instances back when the pool is full, and to
     /// release idle code).
     known: Arc<std::sync::Mutex<Vec<Known>>>,
@@ -364,13 +366,48 @@ struct Known {
 /// backlog can never exhaust the instance pool).
 const MAX_RETIRING: usize = 32;
 
+/// How long the prewarm thread, after a chore, keeps looking at the retired queue on its own
+/// (every this often) before it parks: while runs keep coming, their instances are torn down
+/// in batches at these looks and at top-ups, without waking the thread once per run.
+const RETIRE_LINGER: Duration = Duration::from_millis(5);
+
+/// The instances of finished runs, waiting to be torn down on the prewarm thread.
+///
+/// A finished run only queues its instances: the thread tears them down whenever it wakes
+/// (a top-up, a look every [`RETIRE_LINGER`] while busy). Only a parked thread (nothing done
+/// for a whole linger) is woken for them, so back-to-back runs cost no wake-up each. No
+/// instance waits unseen: the thread sets `parked` before its last look at the queue, and a
+/// run that queues after that look finds `parked` set and wakes it (both `SeqCst`).
+#[derive(Default)]
+struct Retired {
+    queue: std::sync::Mutex<Vec<Warm>>,
+    /// Instances queued and not torn down yet (bounded by [`MAX_RETIRING`]).
+    count: AtomicUsize,
+    /// The thread is (about to be) blocked with no look at the queue planned.
+    parked: AtomicBool,
+}
+
+impl Retired {
+    /// Tears down everything queued; how many.
+    fn tear_down(&self) -> usize {
+        let instances = match self.queue.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            Err(_) => return 0,
+        };
+        let n = instances.len();
+        drop(instances);
+        self.count.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+}
+
 impl Prewarmer {
     /// Starts the prewarm thread; it ends when the runtime (the sender) is dropped. It looks
     /// for idle code every `idle` (never on its own when `None`).
     pub(crate) fn start(factory: Arc<StoreFactory>, idle: Option<Duration>) -> Prewarmer {
         let (tx, rx) = mpsc::channel::<Chore>();
-        let retiring = Arc::new(AtomicUsize::new(0));
-        let counter = retiring.clone();
+        let retired = Arc::new(Retired::default());
+        let queue = retired.clone();
         let known = Arc::new(std::sync::Mutex::new(Vec::<Known>::new()));
         let list = known.clone();
         std::thread::Builder::new()
@@ -380,8 +417,23 @@ impl Prewarmer {
                 // Holds in force, and the top-ups asked for meanwhile.
                 let mut holds = 0usize;
                 let mut waiting: Vec<Weak<LoadedPlugin>> = Vec::new();
+                // The next look at the retired queue, while lingering after a chore.
+                let mut linger: Option<Instant> = None;
                 loop {
-                    let chore = match next_look {
+                    if linger.is_none() {
+                        // Parking: the last look at the queue comes after the flag is set. A
+                        // run counted but perhaps not queued yet keeps the thread lingering.
+                        queue.parked.store(true, Ordering::SeqCst);
+                        if queue.count.load(Ordering::SeqCst) > 0 {
+                            queue.parked.store(false, Ordering::SeqCst);
+                            linger = Some(Instant::now() + RETIRE_LINGER);
+                        }
+                    }
+                    let wake = match (linger, next_look) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let chore = match wake {
                         Some(at) => {
                             match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                                 Ok(chore) => Some(chore),
@@ -394,6 +446,17 @@ impl Prewarmer {
                             Err(mpsc::RecvError) => break,
                         },
                     };
+                    queue.parked.store(false, Ordering::SeqCst);
+                    // Whatever woke it, finished runs' instances go first (they free pool
+                    // slots the top-ups may need).
+                    let tore_down = queue.tear_down();
+                    linger = if chore.is_some() || tore_down > 0 {
+                        Some(Instant::now() + RETIRE_LINGER)
+                    } else if linger.is_some_and(|at| Instant::now() < at) {
+                        linger
+                    } else {
+                        None
+                    };
                     // Looked at on time even while chores keep coming (one busy plugin must
                     // not keep the others' idle code resident).
                     if let (Some(at), Some(idle)) = (next_look, idle)
@@ -403,12 +466,7 @@ impl Prewarmer {
                         next_look = Some(Instant::now() + idle);
                     }
                     match chore {
-                        None => {}
-                        Some(Chore::Retire(instances)) => {
-                            let n = instances.len();
-                            drop(instances);
-                            counter.fetch_sub(n, Ordering::Relaxed);
-                        }
+                        None | Some(Chore::Retire) => {}
                         Some(Chore::Refill(weak)) if holds > 0 => waiting.push(weak),
                         Some(Chore::Refill(weak)) => refill(&factory, &list, weak),
                         Some(Chore::Hold) => holds += 1,
@@ -427,21 +485,18 @@ impl Prewarmer {
                 }
             })
             .expect("spawning the prewarm thread");
-        Prewarmer {
-            tx,
-            retiring,
-            known,
-        }
+        Prewarmer { tx, retired, known }
     }
 
-    /// Tears down every prepared instance (the instance pool is full and a run needs room);
-    /// how many there were.
+    /// Tears down every prepared instance, and the finished runs' instances still waiting for
+    /// the prewarm thread (the instance pool is full and a run needs room); how many there
+    /// were.
     pub(crate) fn release_prepared(&self) -> usize {
+        let mut released = self.retired.tear_down();
         let plugins: Vec<Arc<LoadedPlugin>> = match self.known.lock() {
             Ok(known) => known.iter().filter_map(|k| k.plugin.upgrade()).collect(),
-            Err(_) => return 0,
+            Err(_) => return released,
         };
-        let mut released = 0;
         for plugin in plugins {
             while let Some(warm) = plugin.pool_take() {
                 drop(warm);
@@ -463,6 +518,11 @@ impl Prewarmer {
         let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
     }
 
+    /// Instances handed over for teardown and not torn down yet.
+    pub(crate) fn retiring(&self) -> usize {
+        self.retired.count.load(Ordering::SeqCst)
+    }
+
     /// Blocks until every chore asked for before this call is done (top-ups under a hold
     /// still wait for it).
     pub(crate) fn flush(&self) {
@@ -480,17 +540,35 @@ impl Prewarmer {
         }
     }
 
-    /// Hands finished instances to the background thread to be torn down.
-    pub(crate) fn retire(&self, instances: Vec<Warm>) {
+    /// Hands finished instances to the background thread to be torn down (see [`Retired`]:
+    /// queued, and the thread woken for them only when it is parked), and asks for the pools
+    /// of `refill` to be topped up (that wakes it).
+    pub(crate) fn retire(&self, instances: Vec<Warm>, refill: Vec<Arc<LoadedPlugin>>) {
         let n = instances.len();
-        if self.retiring.fetch_add(n, Ordering::Relaxed) + n > MAX_RETIRING {
-            self.retiring.fetch_sub(n, Ordering::Relaxed);
+        if self.retired.count.fetch_add(n, Ordering::SeqCst) + n > MAX_RETIRING {
+            self.retired.count.fetch_sub(n, Ordering::Relaxed);
             drop(instances);
-            return;
+        } else {
+            match self.retired.queue.lock() {
+                Ok(mut q) => q.extend(instances),
+                Err(_) => {
+                    self.retired.count.fetch_sub(n, Ordering::Relaxed);
+                    drop(instances);
+                }
+            }
         }
-        if let Err(mpsc::SendError(Chore::Retire(v))) = self.tx.send(Chore::Retire(instances)) {
-            self.retiring.fetch_sub(v.len(), Ordering::Relaxed);
-            drop(v);
+        let woken = !refill.is_empty();
+        for plugin in &refill {
+            self.request(plugin);
+        }
+        // Sent after the top-ups: a thread they woke has not cleared the flag yet, so this
+        // send finds no blocked receiver to wake again.
+        if self.retired.parked.swap(false, Ordering::SeqCst)
+            && !woken
+            && self.tx.send(Chore::Retire).is_err()
+        {
+            // The thread is gone (the runtime is being dropped): tear down here.
+            self.retired.tear_down();
         }
     }
 }

@@ -942,8 +942,9 @@ impl PluginRuntime {
         InstanceReservation(self.run_room.clone().acquire_many_owned(n).await.ok())
     }
 
-    /// Takes an instance of `plugin` for one run: a prepared one when available (a replacement
-    /// is then made in the background), else a new one. Blocking.
+    /// Takes an instance of `plugin` for one run: a prepared one when available (replacements
+    /// are made in the background when runs finish, see [`PluginRuntime::retire_run`]), else
+    /// a new one (and the pool is then topped up at once). Blocking.
     ///
     /// When the instance pool is full, other plugins' prepared instances are given back first
     /// (they are made again when there is room), then the call waits up to
@@ -952,10 +953,12 @@ impl PluginRuntime {
     /// handler, and a busy refusal is never counted against the plugin.
     pub fn checkout(&self, plugin: &Arc<LoadedPlugin>) -> Result<Warm, PluginFailure> {
         let warm = plugin.pool_take();
-        if warm.is_none() && plugin.serves_runs() {
-            plugin.prewarm_more();
+        if warm.is_none() {
+            if plugin.serves_runs() {
+                plugin.prewarm_more();
+            }
+            self.prewarmer.request(plugin);
         }
-        self.prewarmer.request(plugin);
         let counter = if warm.is_some() {
             &self.pool_hits
         } else {
@@ -996,10 +999,30 @@ impl PluginRuntime {
         self.prewarmer.release_idle();
     }
 
-    /// Tears down a finished run's instances on the background thread.
+    /// Tears down instances on the background thread (see [`PluginRuntime::retire_run`] for a
+    /// run's).
     pub fn retire(&self, instances: Vec<Warm>) {
         if !instances.is_empty() {
-            self.prewarmer.retire(instances);
+            self.prewarmer.retire(instances, Vec::new());
+        }
+    }
+
+    /// Ends a run: its instances are torn down on the background thread, which also tops up
+    /// the pool of each plugin it used once half of that pool's prepared instances are taken.
+    /// Top-ups wait for the end of runs (not their first call), so the background thread
+    /// works between runs rather than beside them, and back-to-back runs wake it once per few
+    /// runs, not once or twice each.
+    pub fn retire_run(&self, used: Vec<(Arc<LoadedPlugin>, Warm)>) {
+        let mut refill = Vec::new();
+        let mut instances = Vec::with_capacity(used.len());
+        for (plugin, warm) in used {
+            if plugin.pool_len() * 2 <= plugin.prewarm_target() {
+                refill.push(plugin);
+            }
+            instances.push(warm);
+        }
+        if !instances.is_empty() || !refill.is_empty() {
+            self.prewarmer.retire(instances, refill);
         }
     }
 
@@ -1017,6 +1040,11 @@ impl PluginRuntime {
     /// plugin is in service.
     pub fn hold_prewarm(&self) -> crate::instance::PrewarmHold {
         self.prewarmer.hold()
+    }
+
+    /// Instances of finished runs handed to the prewarm thread and not torn down yet.
+    pub fn instances_retiring(&self) -> usize {
+        self.prewarmer.retiring()
     }
 
     /// Blocks until the prewarm thread has done what was asked of it before this call (what a

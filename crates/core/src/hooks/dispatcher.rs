@@ -72,10 +72,11 @@ impl RunScope {
         }
     }
 
-    /// Ends the run: its instances are torn down off this thread (never reused), then its
-    /// room in the pool is given back.
+    /// Ends the run: its instances are torn down off this thread (never reused) and the pools
+    /// it drew on topped up there (see [`PluginRuntime::retire_run`]), then its room in the
+    /// pool is given back.
     pub fn finish(self, runtime: &PluginRuntime) {
-        runtime.retire(self.instances.0.into_iter().map(|(_, w)| w).collect());
+        runtime.retire_run(self.instances.0);
         drop(self.room);
     }
 }
