@@ -3,14 +3,16 @@
 //! Receipts are built and queued by `nitejar_sandbox::receipts` (re-exported here); emitting one
 //! never blocks and never touches the database on the caller's path: they go through a channel
 //! to one writer task that collects them for up to
-//! [`RECEIPT_FLUSH_INTERVAL_MS`] (or [`RECEIPT_BATCH_SIZE`] receipts) and writes each batch with
-//! one multi-row insert. [`ReceiptSink::flush`] waits
+//! [`RECEIPT_FLUSH_INTERVAL_MS`] and hands them, in batches of up to [`RECEIPT_BATCH_SIZE`], to
+//! the database's write thread as they were emitted (it makes their rows:
+//! [`EventStore::insert_receipts`]). [`ReceiptSink::flush`] waits
 //! until everything emitted before it is written; [`ReceiptWriter::shutdown`] drains the rest,
 //! so none is lost on a clean stop.
 
 use crate::limits::{RECEIPT_BATCH_SIZE, RECEIPT_FLUSH_INTERVAL_MS};
 pub use nitejar_sandbox::receipts::{EXECUTION_MODE, Receipt, ReceiptQueue, ReceiptSink};
-use nitejar_store::{EventRow, EventStore};
+use nitejar_store::EventStore;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -44,18 +46,23 @@ async fn write_loop(
     mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {
     let interval = Duration::from_millis(RECEIPT_FLUSH_INTERVAL_MS);
-    // Receipts not written yet, oldest first: a batch the database refused (locked, full) is
-    // kept and written again, never dropped, up to MAX_PENDING_RECEIPTS.
-    let mut batch: Vec<EventRow> = Vec::new();
+    // Receipts not written yet, oldest first, in batches of at most RECEIPT_BATCH_SIZE: a
+    // batch the database refused (locked, full) is kept and written again, never dropped, up
+    // to MAX_PENDING_RECEIPTS. Receipts go to the write thread as they were emitted (it makes
+    // their rows), so nothing is converted or copied here.
+    let mut pending: VecDeque<Arc<Vec<Receipt>>> = VecDeque::new();
+    let mut pending_len = 0usize;
+    // What arrived since the last write (its buffer is kept from one round to the next).
+    let mut arrived: Vec<Receipt> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut shutdown_tries = 0;
     loop {
         // Wake for the first receipt of a batch, or a flush request; with receipts waiting
         // for the database, also to try them again.
-        let retry = !batch.is_empty();
+        let retry = !pending.is_empty();
         let closed = tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => { batch.push(EventRow::from(r)); false }
+                Some(r) => { arrived.push(r); false }
                 None => true,
             },
             Some(w) = flush_rx.recv() => { waiters.push(w); false }
@@ -72,28 +79,51 @@ async fn write_loop(
         // Everything queued before now joins the batch (a flush requested after an emit
         // therefore always sees that receipt).
         while let Ok(r) = rx.try_recv() {
-            batch.push(EventRow::from(r));
+            arrived.push(r);
         }
         while let Ok(w) = flush_rx.try_recv() {
             waiters.push(w);
         }
-        let mut written = 0;
-        for chunk in batch.chunks(RECEIPT_BATCH_SIZE) {
-            match db.insert_events(chunk).await {
-                Ok(_) => written += chunk.len(),
+        pending_len += arrived.len();
+        let mut drained = arrived.drain(..);
+        loop {
+            let batch: Vec<Receipt> = drained.by_ref().take(RECEIPT_BATCH_SIZE).collect();
+            if batch.is_empty() {
+                break;
+            }
+            pending.push_back(Arc::new(batch));
+        }
+        drop(drained);
+        while let Some(batch) = pending.front() {
+            match db.insert_receipts(batch.clone()).await {
+                Ok(()) => {
+                    pending_len -= batch.len();
+                    pending.pop_front();
+                }
                 Err(e) => {
                     tracing::warn!(
-                        "writing {} receipts failed ({e}); they are kept and written again",
-                        batch.len() - written
+                        "writing {pending_len} receipts failed ({e}); they are kept and written again"
                     );
                     break;
                 }
             }
         }
-        batch.drain(..written);
-        if batch.len() > MAX_PENDING_RECEIPTS {
-            let over = batch.len() - MAX_PENDING_RECEIPTS;
-            batch.drain(..over);
+        if pending_len > MAX_PENDING_RECEIPTS {
+            let over = pending_len - MAX_PENDING_RECEIPTS;
+            let mut left = over;
+            while left > 0 {
+                let Some(front) = pending.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    pending.pop_front();
+                } else {
+                    Arc::make_mut(front).drain(..left);
+                    left = 0;
+                }
+            }
+            pending_len -= over - left;
             tracing::error!(
                 "the database has refused receipts for too long: the oldest {over} were dropped (at most {MAX_PENDING_RECEIPTS} are kept waiting)"
             );
@@ -104,11 +134,10 @@ async fn write_loop(
         }
         if closed {
             shutdown_tries += 1;
-            if batch.is_empty() || shutdown_tries > SHUTDOWN_RETRIES {
-                if !batch.is_empty() {
+            if pending.is_empty() || shutdown_tries > SHUTDOWN_RETRIES {
+                if !pending.is_empty() {
                     tracing::error!(
-                        "stopping with {} receipts the database would not take",
-                        batch.len()
+                        "stopping with {pending_len} receipts the database would not take"
                     );
                 }
                 return;

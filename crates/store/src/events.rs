@@ -71,6 +71,16 @@ pub trait EventStore: Send + Sync {
     /// Writes a batch of receipts in one transaction (all of them, or none and the error).
     async fn insert_events(&self, events: &[EventRow]) -> DbResult<()>;
 
+    /// Writes a batch of receipts as they were emitted, in one transaction (all of them, or
+    /// none and the error): each one's row is made on the write thread (its id there, in
+    /// batch order, and its detail serialised there), so a receipt is neither converted nor
+    /// copied on the way. The batch is shared, so a refused one is kept by the caller and
+    /// given again.
+    async fn insert_receipts(
+        &self,
+        receipts: std::sync::Arc<Vec<nitejar_sandbox::receipts::Receipt>>,
+    ) -> DbResult<()>;
+
     /// A page of a plugin's receipts, newest first; pass the last id as `before` for the next.
     async fn list_events(
         &self,

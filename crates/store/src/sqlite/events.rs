@@ -14,6 +14,16 @@ impl EventStore for SqliteStore {
         self.write(move |c| insert_events_now(c, &events)).await
     }
 
+    async fn insert_receipts(
+        &self,
+        receipts: std::sync::Arc<Vec<nitejar_sandbox::receipts::Receipt>>,
+    ) -> DbResult<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| insert_receipts_now(c, &receipts)).await
+    }
+
     async fn search_events(
         &self,
         plugin_id: &str,
@@ -106,15 +116,45 @@ pub(crate) fn rare_terms(filter: &EventFilter) -> String {
     terms
 }
 
+/// The insert of one receipt's row.
+const INSERT_EVENT_SQL: &str = "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind,
+   status, work_item_id, job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// [`EventStore::insert_receipts`], on the write thread's connection (all of it is written or
+/// none: see [`super::write_thread`]): each receipt's row is bound straight from it, its id
+/// (a v7 uuid, made in batch order) formatted on the stack.
+fn insert_receipts_now(
+    c: &rusqlite::Connection,
+    receipts: &[nitejar_sandbox::receipts::Receipt],
+) -> DbResult<()> {
+    let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
+    let mut id = uuid::Uuid::encode_buffer();
+    for r in receipts {
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+        insert.execute(rusqlite::params![
+            &*id,
+            r.plugin_id,
+            r.plugin_version,
+            r.kind,
+            r.status,
+            r.work_item_id,
+            r.job_id,
+            r.hook_name,
+            r.duration_ms,
+            r.execution_mode,
+            r.detail.to_json(),
+            r.created_at
+        ])?;
+    }
+    Ok(())
+}
+
 /// [`EventStore::insert_events`], on the write thread's connection (all of it is written or
 /// none: see [`super::write_thread`]), one prepared insert per row.
 fn insert_events_now(c: &rusqlite::Connection, events: &[EventRow]) -> DbResult<()> {
     {
-        let mut insert = c.prepare_cached(
-            "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
-               job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
+        let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
         for e in events {
             insert.execute(rusqlite::params![
                 e.id,

@@ -761,6 +761,76 @@ mod tests {
         }
     }
 
+    /// Receipts handed over as they were emitted are stored with the row their conversion
+    /// gives, ids (v7 uuids, as text) in batch order across batches; a batch is all or nothing.
+    #[tokio::test]
+    async fn receipts_are_stored_as_emitted_in_order() {
+        use nitejar_sandbox::receipts::{CallDetail, Receipt};
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let made = |n: usize| {
+            let r = Receipt::new(
+                "p",
+                "hook",
+                if n.is_multiple_of(2) { "ok" } else { "error" },
+            )
+            .version("1.2.3")
+            .correlate(Some("wi-1"), n.is_multiple_of(3).then_some("job-1"))
+            .hook(Some("run.pre_prompt"))
+            .duration(std::time::Duration::from_millis(n as u64));
+            if n.is_multiple_of(2) {
+                r.call_detail(CallDetail::of(
+                    "run.pre_prompt",
+                    &Ok::<(), nitejar_sandbox::failure::PluginFailure>(()),
+                    &Default::default(),
+                    Some(n as u64),
+                ))
+            } else {
+                r.detail(serde_json::json!({ "n": n }))
+            }
+        };
+        let first: Vec<Receipt> = (0..5).map(made).collect();
+        let second: Vec<Receipt> = (5..9).map(made).collect();
+        db.insert_receipts(std::sync::Arc::new(first.clone()))
+            .await
+            .unwrap();
+        db.insert_receipts(std::sync::Arc::new(second.clone()))
+            .await
+            .unwrap();
+        db.insert_receipts(std::sync::Arc::new(Vec::new()))
+            .await
+            .unwrap();
+        let mut stored = db.list_events("p", 100, None).await.unwrap();
+        stored.reverse();
+        assert_eq!(stored.len(), 9);
+        for (row, r) in stored.iter().zip(first.into_iter().chain(second)) {
+            assert!(uuid::Uuid::parse_str(&row.id).is_ok_and(|u| u.get_version_num() == 7));
+            let expected = EventRow {
+                id: row.id.clone(),
+                ..EventRow::from(r)
+            };
+            assert_eq!(row, &expected);
+        }
+        assert!(
+            stored.windows(2).all(|w| w[0].id < w[1].id),
+            "ids follow the emit order"
+        );
+        // A batch with a row the table refuses stores none of its rows.
+        let mut bad = (0..3).map(made).collect::<Vec<_>>();
+        bad[2].kind = String::new();
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER no_empty_kind BEFORE INSERT ON plugin_events
+                 WHEN NEW.kind = '' BEGIN SELECT RAISE(ABORT, 'empty kind'); END",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(db.insert_receipts(std::sync::Arc::new(bad)).await.is_err());
+        assert_eq!(db.list_events("p", 100, None).await.unwrap().len(), 9);
+    }
+
     /// Receipts filtered by kind and outcome page newest first, each filter using its index;
     /// the recent failures merge every plugin's.
     #[tokio::test]
