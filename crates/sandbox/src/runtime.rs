@@ -25,7 +25,7 @@ use crate::instance::{Prewarmer, StoreFactory, Warm, invoke};
 use crate::limits::{DEFAULT_INSPECT_TIMEOUT_MS, MAX_CONCURRENT_CALLS_PER_PLUGIN};
 use crate::manifest::{HookRegistration, Manifest};
 use crate::output::OutputSize;
-use crate::receipts::{CallDetail, HandlerDetail, Receipt, ReceiptSink};
+use crate::receipts::{CallDetail, Detail, HandlerDetail, Receipt, ReceiptSink};
 use crate::store::HostState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -1113,14 +1113,21 @@ impl PluginRuntime {
         let mut detail = CallDetail::of(hook.as_str(), &call.result, &call.logs, call.fuel_used);
         detail.handler = handler;
         plugin.meter(call.fuel_used);
-        self.receipts.emit(
-            Receipt::new(&plugin.id, "hook", status)
-                .version(&plugin.version)
-                .correlate(ctx.work_item_id.as_deref(), ctx.job_id.as_deref())
-                .hook(Some(hook.as_str()))
-                .duration(call.duration)
-                .call_detail(detail),
-        );
+        // Built in place (the builder methods would move the record once per field): this runs
+        // for every handler of every run.
+        self.receipts.emit(Receipt {
+            plugin_id: plugin.id.to_string(),
+            plugin_version: Some(plugin.version.to_string()),
+            kind: "hook".to_string(),
+            status: status.to_string(),
+            work_item_id: ctx.work_item_id.clone(),
+            job_id: ctx.job_id.clone(),
+            hook_name: Some(hook.as_str().to_string()),
+            duration_ms: Some(call.duration.as_millis() as i64),
+            execution_mode: crate::receipts::EXECUTION_MODE,
+            detail: Detail::Call(Box::new(detail)),
+            created_at: crate::receipts::now_ms(),
+        });
     }
 
     /// Calls one hook handler on a fresh instance and writes its receipt (no dispatcher
