@@ -121,31 +121,70 @@ const INSERT_EVENT_SQL: &str = "INSERT INTO plugin_events (id, plugin_id, plugin
    status, work_item_id, job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
+/// Rows a multi-row insert of [`insert_receipts_now`] writes at once.
+const RECEIPTS_PER_INSERT: usize = 16;
+
+/// The insert of [`RECEIPTS_PER_INSERT`] receipts' rows.
+fn insert_many_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        format!(
+            "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
+               job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) VALUES {}",
+            vec![row; RECEIPTS_PER_INSERT].join(", ")
+        )
+    })
+}
+
 /// [`EventStore::insert_receipts`], on the write thread's connection (all of it is written or
 /// none: see [`super::write_thread`]): each receipt's row is bound straight from it, its id
-/// (a v7 uuid, made in batch order) formatted on the stack.
+/// (a v7 uuid, made in batch order) formatted on the stack; rows go [`RECEIPTS_PER_INSERT`] to
+/// an insert (one statement step opens the table's and its indexes' cursors once for all of
+/// them), the rest one by one.
 fn insert_receipts_now(
     c: &rusqlite::Connection,
     receipts: &[nitejar_sandbox::receipts::Receipt],
 ) -> DbResult<()> {
-    let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
-    let mut id = uuid::Uuid::encode_buffer();
-    for r in receipts {
-        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
-        insert.execute(rusqlite::params![
-            &*id,
-            r.plugin_id,
-            r.plugin_version,
-            r.kind,
-            r.status,
-            r.work_item_id,
-            r.job_id,
-            r.hook_name,
-            r.duration_ms,
-            r.execution_mode,
-            r.detail.to_json(),
-            r.created_at
-        ])?;
+    /// Binds `r`'s row at parameters `first..first + 12` (text is copied by SQLite, so the
+    /// id's buffer is reused at once).
+    fn bind(
+        insert: &mut rusqlite::CachedStatement<'_>,
+        first: usize,
+        r: &nitejar_sandbox::receipts::Receipt,
+    ) -> rusqlite::Result<()> {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        insert.raw_bind_parameter(first, &*id)?;
+        insert.raw_bind_parameter(first + 1, &r.plugin_id)?;
+        insert.raw_bind_parameter(first + 2, &r.plugin_version)?;
+        insert.raw_bind_parameter(first + 3, &r.kind)?;
+        insert.raw_bind_parameter(first + 4, &r.status)?;
+        insert.raw_bind_parameter(first + 5, &r.work_item_id)?;
+        insert.raw_bind_parameter(first + 6, &r.job_id)?;
+        insert.raw_bind_parameter(first + 7, &r.hook_name)?;
+        insert.raw_bind_parameter(first + 8, r.duration_ms)?;
+        insert.raw_bind_parameter(first + 9, r.execution_mode)?;
+        insert.raw_bind_parameter(first + 10, r.detail.to_json())?;
+        insert.raw_bind_parameter(first + 11, r.created_at)
+    }
+    let mut whole = receipts.chunks_exact(RECEIPTS_PER_INSERT);
+    if receipts.len() >= RECEIPTS_PER_INSERT {
+        let mut insert = c.prepare_cached(insert_many_sql())?;
+        for rows in &mut whole {
+            for (i, r) in rows.iter().enumerate() {
+                bind(&mut insert, 1 + i * 12, r)?;
+            }
+            insert.raw_execute()?;
+        }
+    }
+    let rest = whole.remainder();
+    if !rest.is_empty() {
+        let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
+        for r in rest {
+            bind(&mut insert, 1, r)?;
+            insert.raw_execute()?;
+        }
     }
     Ok(())
 }

@@ -789,8 +789,9 @@ mod tests {
                 r.detail(serde_json::json!({ "n": n }))
             }
         };
-        let first: Vec<Receipt> = (0..5).map(made).collect();
-        let second: Vec<Receipt> = (5..9).map(made).collect();
+        // Past one multi-row insert, with a rest; then fewer than one.
+        let first: Vec<Receipt> = (0..37).map(made).collect();
+        let second: Vec<Receipt> = (37..41).map(made).collect();
         db.insert_receipts(std::sync::Arc::new(first.clone()))
             .await
             .unwrap();
@@ -802,7 +803,7 @@ mod tests {
             .unwrap();
         let mut stored = db.list_events("p", 100, None).await.unwrap();
         stored.reverse();
-        assert_eq!(stored.len(), 9);
+        assert_eq!(stored.len(), 41);
         for (row, r) in stored.iter().zip(first.into_iter().chain(second)) {
             assert!(uuid::Uuid::parse_str(&row.id).is_ok_and(|u| u.get_version_num() == 7));
             let expected = EventRow {
@@ -816,8 +817,8 @@ mod tests {
             "ids follow the emit order"
         );
         // A batch with a row the table refuses stores none of its rows.
-        let mut bad = (0..3).map(made).collect::<Vec<_>>();
-        bad[2].kind = String::new();
+        let mut bad = (0..20).map(made).collect::<Vec<_>>();
+        bad[18].kind = String::new();
         db.write(|c| {
             c.execute_batch(
                 "CREATE TRIGGER no_empty_kind BEFORE INSERT ON plugin_events
@@ -828,7 +829,7 @@ mod tests {
         .await
         .unwrap();
         assert!(db.insert_receipts(std::sync::Arc::new(bad)).await.is_err());
-        assert_eq!(db.list_events("p", 100, None).await.unwrap().len(), 9);
+        assert_eq!(db.list_events("p", 100, None).await.unwrap().len(), 41);
     }
 
     /// Receipts filtered by kind and outcome page newest first, each filter using its index;
