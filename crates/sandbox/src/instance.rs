@@ -561,8 +561,8 @@ impl Prewarmer {
         for plugin in &refill {
             self.request(plugin);
         }
-        // Sent after the top-ups: a thread they woke has not cleared the flag yet, so this
-        // send finds no blocked receiver to wake again.
+        // Top-ups wake the thread (it tears the queue down first); without them a parked
+        // thread is woken for the queue, one that is lingering finds it on its own.
         if self.retired.parked.swap(false, Ordering::SeqCst)
             && !woken
             && self.tx.send(Chore::Retire).is_err()

@@ -1016,7 +1016,7 @@ impl PluginRuntime {
         let mut refill = Vec::new();
         let mut instances = Vec::with_capacity(used.len());
         for (plugin, warm) in used {
-            if plugin.pool_len() * 2 <= plugin.prewarm_target() {
+            if plugin.serves_runs() && plugin.pool_len() * 2 <= plugin.prewarm_target() {
                 refill.push(plugin);
             }
             instances.push(warm);
