@@ -9,6 +9,8 @@ use crate::capabilities::log::LogState;
 use crate::failure::PluginFailure;
 use crate::hooks::FailPolicy;
 use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,20 +31,21 @@ pub fn now_ms() -> i64 {
 /// time-ordered id (in emit order) and serialises its [`Detail`] off the caller's thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
-    /// Plugin id (`nitejar.host` for refusals before a package is read).
-    pub plugin_id: String,
+    /// Plugin id (`nitejar.host` for refusals before a package is read); shared with the loaded
+    /// plugin on the hot path.
+    pub plugin_id: Arc<str>,
     /// Plugin version, when known.
-    pub plugin_version: Option<String>,
+    pub plugin_version: Option<Arc<str>>,
     /// Kind of action (`hook`, `integration`, `permission_denied`, `install`, ...).
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Outcome (`ok`, `error`, `timeout`, `blocked`, ...).
-    pub status: String,
+    pub status: Cow<'static, str>,
     /// Correlated work item.
     pub work_item_id: Option<String>,
     /// Correlated job.
     pub job_id: Option<String>,
     /// Hook event name, for hook receipts.
-    pub hook_name: Option<String>,
+    pub hook_name: Option<Cow<'static, str>>,
     /// Duration in milliseconds.
     pub duration_ms: Option<i64>,
     /// Always [`EXECUTION_MODE`] for plugin code.
@@ -161,10 +164,10 @@ impl Receipt {
     /// A receipt of `kind` with `status` for `plugin_id`.
     pub fn new(plugin_id: &str, kind: &str, status: &str) -> Receipt {
         Receipt {
-            plugin_id: plugin_id.to_string(),
+            plugin_id: Arc::from(plugin_id),
             plugin_version: None,
-            kind: kind.to_string(),
-            status: status.to_string(),
+            kind: Cow::Owned(kind.to_string()),
+            status: Cow::Owned(status.to_string()),
             work_item_id: None,
             job_id: None,
             hook_name: None,
@@ -176,7 +179,7 @@ impl Receipt {
     }
     /// Sets the plugin version.
     pub fn version(mut self, v: &str) -> Self {
-        self.plugin_version = Some(v.to_string());
+        self.plugin_version = Some(Arc::from(v));
         self
     }
     /// Correlates with a work item and job.
@@ -187,7 +190,7 @@ impl Receipt {
     }
     /// Sets the hook event name.
     pub fn hook(mut self, hook: Option<&str>) -> Self {
-        self.hook_name = hook.map(str::to_string);
+        self.hook_name = hook.map(|h| Cow::Owned(h.to_string()));
         self
     }
     /// Sets the duration.
@@ -272,10 +275,7 @@ mod tests {
         let waiter = queue.flushes.recv().await.unwrap();
         let first = queue.receipts.try_recv().unwrap();
         let second = queue.receipts.try_recv().unwrap();
-        assert_eq!(
-            (first.status.as_str(), second.status.as_str()),
-            ("ok", "error")
-        );
+        assert_eq!((&*first.status, &*second.status), ("ok", "error"));
         assert_eq!(first.hook_name.as_deref(), Some("run.pre_prompt"));
         assert_eq!(first.execution_mode, EXECUTION_MODE);
         waiter.send(()).unwrap();

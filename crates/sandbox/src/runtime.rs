@@ -27,6 +27,7 @@ use crate::manifest::{HookRegistration, Manifest};
 use crate::output::OutputSize;
 use crate::receipts::{CallDetail, Detail, HandlerDetail, Receipt, ReceiptSink};
 use crate::store::HostState;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -1107,7 +1108,7 @@ impl PluginRuntime {
         hook: HookName,
         ctx: &hooks::HookContext,
         call: &HookCall<O>,
-        status: &str,
+        status: &'static str,
         handler: Option<HandlerDetail>,
     ) {
         let mut detail = CallDetail::of(hook.as_str(), &call.result, &call.logs, call.fuel_used);
@@ -1116,13 +1117,13 @@ impl PluginRuntime {
         // Built in place (the builder methods would move the record once per field): this runs
         // for every handler of every run.
         self.receipts.emit(Receipt {
-            plugin_id: plugin.id.to_string(),
-            plugin_version: Some(plugin.version.to_string()),
-            kind: "hook".to_string(),
-            status: status.to_string(),
+            plugin_id: plugin.id.clone(),
+            plugin_version: Some(plugin.version.clone()),
+            kind: Cow::Borrowed("hook"),
+            status: Cow::Borrowed(status),
             work_item_id: ctx.work_item_id.clone(),
             job_id: ctx.job_id.clone(),
-            hook_name: Some(hook.as_str().to_string()),
+            hook_name: Some(Cow::Borrowed(hook.as_str())),
             duration_ms: Some(call.duration.as_millis() as i64),
             execution_mode: crate::receipts::EXECUTION_MODE,
             detail: Detail::Call(Box::new(detail)),

@@ -4,6 +4,7 @@ use crate::DbResult;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::FromRow;
+use std::borrow::Cow;
 
 /// A receipt as stored in `plugin_events`.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
@@ -41,13 +42,13 @@ impl From<nitejar_sandbox::receipts::Receipt> for EventRow {
     fn from(r: nitejar_sandbox::receipts::Receipt) -> Self {
         EventRow {
             id: uuid::Uuid::now_v7().to_string(),
-            plugin_id: r.plugin_id,
-            plugin_version: r.plugin_version,
-            kind: r.kind,
-            status: r.status,
+            plugin_id: r.plugin_id.to_string(),
+            plugin_version: r.plugin_version.as_deref().map(str::to_string),
+            kind: r.kind.into_owned(),
+            status: r.status.into_owned(),
             work_item_id: r.work_item_id,
             job_id: r.job_id,
-            hook_name: r.hook_name,
+            hook_name: r.hook_name.map(Cow::into_owned),
             duration_ms: r.duration_ms,
             execution_mode: r.execution_mode.to_string(),
             detail_json: r.detail.to_json(),

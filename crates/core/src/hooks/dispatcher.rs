@@ -158,7 +158,7 @@ pub trait HookCaller<P> {
         plugin: &P,
         hook: HookName,
         call: &HookCall<O>,
-        status: &str,
+        status: &'static str,
         handler: HandlerDetail,
     );
 }
@@ -404,7 +404,7 @@ impl HookCaller<Arc<LoadedPlugin>> for SandboxCaller<'_> {
         plugin: &Arc<LoadedPlugin>,
         hook: HookName,
         call: &HookCall<O>,
-        status: &str,
+        status: &'static str,
         handler: HandlerDetail,
     ) {
         self.runtime
@@ -519,7 +519,7 @@ mod tests {
             plugin: &Fake,
             _hook: HookName,
             call: &HookCall<O>,
-            status: &str,
+            status: &'static str,
             handler: HandlerDetail,
         ) {
             self.failures

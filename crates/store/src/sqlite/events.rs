@@ -156,13 +156,13 @@ fn insert_receipts_now(
         let mut buf = uuid::Uuid::encode_buffer();
         let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
         insert.raw_bind_parameter(first, &*id)?;
-        insert.raw_bind_parameter(first + 1, &r.plugin_id)?;
-        insert.raw_bind_parameter(first + 2, &r.plugin_version)?;
-        insert.raw_bind_parameter(first + 3, &r.kind)?;
-        insert.raw_bind_parameter(first + 4, &r.status)?;
+        insert.raw_bind_parameter(first + 1, &*r.plugin_id)?;
+        insert.raw_bind_parameter(first + 2, r.plugin_version.as_deref())?;
+        insert.raw_bind_parameter(first + 3, &*r.kind)?;
+        insert.raw_bind_parameter(first + 4, &*r.status)?;
         insert.raw_bind_parameter(first + 5, &r.work_item_id)?;
         insert.raw_bind_parameter(first + 6, &r.job_id)?;
-        insert.raw_bind_parameter(first + 7, &r.hook_name)?;
+        insert.raw_bind_parameter(first + 7, r.hook_name.as_deref())?;
         insert.raw_bind_parameter(first + 8, r.duration_ms)?;
         insert.raw_bind_parameter(first + 9, r.execution_mode)?;
         insert.raw_bind_parameter(first + 10, r.detail.to_json())?;

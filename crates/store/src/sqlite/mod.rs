@@ -818,7 +818,7 @@ mod tests {
         );
         // A batch with a row the table refuses stores none of its rows.
         let mut bad = (0..20).map(made).collect::<Vec<_>>();
-        bad[18].kind = String::new();
+        bad[18].kind = "".into();
         db.write(|c| {
             c.execute_batch(
                 "CREATE TRIGGER no_empty_kind BEFORE INSERT ON plugin_events
