@@ -116,25 +116,32 @@ pub(crate) fn rare_terms(filter: &EventFilter) -> String {
     terms
 }
 
-/// The insert of one receipt's row.
-const INSERT_EVENT_SQL: &str = "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind,
-   status, work_item_id, job_id, hook_name, duration_ms, execution_mode, detail_json, created_at)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+/// The columns of a receipt's row, in the order the inserts bind them.
+const EVENT_COLUMNS: &str = "id, plugin_id, plugin_version, kind, status, work_item_id, job_id, \
+    hook_name, duration_ms, execution_mode, detail_json, created_at";
 
 /// Rows a multi-row insert of [`insert_receipts_now`] writes at once.
 const RECEIPTS_PER_INSERT: usize = 16;
 
+/// The insert of `rows` receipts' rows.
+fn insert_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO plugin_events ({EVENT_COLUMNS}) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// The insert of one receipt's row.
+fn insert_one_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| insert_sql(1))
+}
+
 /// The insert of [`RECEIPTS_PER_INSERT`] receipts' rows.
 fn insert_many_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        format!(
-            "INSERT INTO plugin_events (id, plugin_id, plugin_version, kind, status, work_item_id,
-               job_id, hook_name, duration_ms, execution_mode, detail_json, created_at) VALUES {}",
-            vec![row; RECEIPTS_PER_INSERT].join(", ")
-        )
-    })
+    SQL.get_or_init(|| insert_sql(RECEIPTS_PER_INSERT))
 }
 
 /// [`EventStore::insert_receipts`], on the write thread's connection (all of it is written or
@@ -180,7 +187,7 @@ fn insert_receipts_now(
     }
     let rest = whole.remainder();
     if !rest.is_empty() {
-        let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
+        let mut insert = c.prepare_cached(insert_one_sql())?;
         for r in rest {
             bind(&mut insert, 1, r)?;
             insert.raw_execute()?;
@@ -193,7 +200,7 @@ fn insert_receipts_now(
 /// none: see [`super::write_thread`]), one prepared insert per row.
 fn insert_events_now(c: &rusqlite::Connection, events: &[EventRow]) -> DbResult<()> {
     {
-        let mut insert = c.prepare_cached(INSERT_EVENT_SQL)?;
+        let mut insert = c.prepare_cached(insert_one_sql())?;
         for e in events {
             insert.execute(rusqlite::params![
                 e.id,
