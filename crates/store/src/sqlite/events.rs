@@ -123,11 +123,15 @@ const EVENT_COLUMNS: &str = "id, plugin_id, plugin_version, kind, status, work_i
 /// Rows a multi-row insert of [`insert_receipts_now`] writes at once.
 const RECEIPTS_PER_INSERT: usize = 16;
 
-/// The insert of `rows` receipts' rows.
+/// The insert of `rows` receipts' rows. `OR FAIL`: a refused row ends the statement and leaves
+/// the rows before it, which the write thread's savepoint around the whole write then undoes
+/// (see [`super::write_thread`]); SQLite's default (`ABORT`) would undo them itself, so it keeps
+/// a statement journal for every multi-row insert, a copy of each page the insert touches (the
+/// last leaf of the table and of each index): 6% of a receipt batch's insert, measured.
 fn insert_sql(rows: usize) -> String {
     let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
-        "INSERT INTO plugin_events ({EVENT_COLUMNS}) VALUES {}",
+        "INSERT OR FAIL INTO plugin_events ({EVENT_COLUMNS}) VALUES {}",
         vec![row; rows].join(", ")
     )
 }

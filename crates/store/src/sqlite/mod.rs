@@ -816,9 +816,8 @@ mod tests {
             stored.windows(2).all(|w| w[0].id < w[1].id),
             "ids follow the emit order"
         );
-        // A batch with a row the table refuses stores none of its rows.
-        let mut bad = (0..20).map(made).collect::<Vec<_>>();
-        bad[18].kind = "".into();
+        // A batch with a row the table refuses stores none of its rows: the refused row
+        // inside a multi-row insert (after rows of the same statement), or among the rest.
         db.write(|c| {
             c.execute_batch(
                 "CREATE TRIGGER no_empty_kind BEFORE INSERT ON plugin_events
@@ -828,8 +827,12 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(db.insert_receipts(std::sync::Arc::new(bad)).await.is_err());
-        assert_eq!(db.list_events("p", 100, None).await.unwrap().len(), 41);
+        for refused in [5, 18] {
+            let mut bad = (0..20).map(made).collect::<Vec<_>>();
+            bad[refused].kind = "".into();
+            assert!(db.insert_receipts(std::sync::Arc::new(bad)).await.is_err());
+            assert_eq!(db.list_events("p", 100, None).await.unwrap().len(), 41);
+        }
     }
 
     /// Receipts filtered by kind and outcome page newest first, each filter using its index;
