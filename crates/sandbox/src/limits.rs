@@ -172,7 +172,10 @@ pub const MAX_HTTP_RESPONSE_BYTES: usize = 8 << 20;
 /// Most instances of a run-serving plugin (hooks, tools) kept instantiated ahead of demand.
 /// Each plugin starts with [`PREWARMED_AT_FIRST`] and gets one more each time a run found none
 /// ready, up to this: capacity follows the runs a plugin serves, and an idle plugin holds one.
-pub const PREWARMED_INSTANCES: usize = 4;
+/// Eight rather than four: a run that drew a pool to half asks for a top-up, so a busy plugin's
+/// pool is refilled four at a time, half as many wake-ups of the prewarm thread (`hook_chain`
+/// back to back: 1.79-1.93x the JavaScript dispatcher against 2.14-2.20x, alternated).
+pub const PREWARMED_INSTANCES: usize = 8;
 
 /// Instances of a run-serving plugin kept ready before any run has asked for more.
 pub const PREWARMED_AT_FIRST: usize = 1;
