@@ -41,8 +41,13 @@ pub const MAX_PACKAGE_PATH_BYTES: usize = 1024;
 /// Largest total size of the files a package keeps under `skills/`.
 pub const MAX_PACKAGE_FILES_BYTES: u64 = 8 << 20;
 
-/// Most receipts written in one transaction by the batch writer.
-pub const RECEIPT_BATCH_SIZE: usize = 256;
+/// Most receipts written in one transaction by the batch writer. Each commit rewrites the last,
+/// partly filled page of the table and of each index, and wakes the writer task and the
+/// checkpoint thread: at 270,000 receipts a second (`hook_chain` back to back), 2,048 rather
+/// than 256 took the write thread from 19.4 to 16.7 µs a run and all threads from 72 to 68 µs
+/// (three runs each). A batch that large holds the write thread about 3.5 ms (an urgent write
+/// waits for it); at ordinary rates a batch is what 20 ms brought, far fewer.
+pub const RECEIPT_BATCH_SIZE: usize = 2048;
 
 /// Longest a receipt waits in the writer's buffer before its batch is written.
 pub const RECEIPT_FLUSH_INTERVAL_MS: u64 = 20;
