@@ -353,6 +353,92 @@ pub(crate) struct Prewarmer {
     /// Every plugin loaded (to give prepared instances back when the pool is full, and to
     /// release idle code).
     known: Arc<std::sync::Mutex<Vec<Known>>>,
+    /// Keeps the thread off the core of the runs that wake it (see [`Steer`]).
+    steer: Arc<Steer>,
+}
+
+/// Keeps the prewarm thread off the core of the thread that wakes it while runs come back to
+/// back (Linux).
+///
+/// A woken thread tends to be placed on its waker's core, and there it preempts the waker: back
+/// to back, a run that asked for a top-up waited on its own core for the whole top-up (several
+/// instantiations) while the other core ran background work. So when wake-ups come within
+/// [`BUSY_WITHIN`] of each other, the waker first takes its own core out of the prewarm
+/// thread's allowed cores (when another is allowed); once they come further apart, every core
+/// is allowed again (an instance prepared on the core that will run it starts with warm
+/// caches, which is what paced runs want). A system call only when that changes; best effort:
+/// an affinity the system refuses changes nothing.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+struct Steer {
+    /// The prewarm thread's id (0 until it started).
+    tid: std::sync::atomic::AtomicI32,
+    /// The core it is kept off now (-1: none).
+    avoided: std::sync::atomic::AtomicI32,
+    /// When the last wake-up was asked for, in nanoseconds since `epoch`.
+    last: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+}
+
+/// Wake-ups this close together mean runs come back to back (see [`Steer`]).
+const BUSY_WITHIN: Duration = Duration::from_millis(2);
+
+impl Steer {
+    fn new() -> Steer {
+        Steer {
+            tid: std::sync::atomic::AtomicI32::new(0),
+            avoided: std::sync::atomic::AtomicI32::new(-1),
+            last: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Called on the thread to steer, once.
+    fn register_current_thread(&self) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: `gettid` takes no arguments.
+        self.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+    }
+
+    /// Called by a waker before it wakes the thread.
+    fn before_wake(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let tid = self.tid.load(Ordering::Relaxed);
+            if tid <= 0 {
+                return;
+            }
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            let last = self.last.swap(now, Ordering::Relaxed);
+            let busy = last > 0 && now.saturating_sub(last) < BUSY_WITHIN.as_nanos() as u64;
+            // SAFETY: `sched_getcpu` takes no arguments.
+            let cpu = if busy {
+                unsafe { libc::sched_getcpu() }
+            } else {
+                -1
+            };
+            if self.avoided.load(Ordering::Relaxed) == cpu {
+                return;
+            }
+            // SAFETY: `set` is a plain bitmask owned here, read and written only through the
+            // libc calls and macros made for it, with its own size.
+            unsafe {
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                if libc::sched_getaffinity(0, size, &mut set) != 0 {
+                    return;
+                }
+                if cpu >= 0 {
+                    libc::CPU_CLR(cpu as usize, &mut set);
+                    if libc::CPU_COUNT(&set) == 0 {
+                        return;
+                    }
+                }
+                if libc::sched_setaffinity(tid, size, &set) == 0 {
+                    self.avoided.store(cpu, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
 
 /// A plugin the prewarm thread looks after.
@@ -410,9 +496,12 @@ impl Prewarmer {
         let queue = retired.clone();
         let known = Arc::new(std::sync::Mutex::new(Vec::<Known>::new()));
         let list = known.clone();
+        let steer = Arc::new(Steer::new());
+        let steered = steer.clone();
         std::thread::Builder::new()
             .name("nitejar-prewarm".into())
             .spawn(move || {
+                steered.register_current_thread();
                 let mut next_look = idle.map(|idle| Instant::now() + idle);
                 // Holds in force, and the top-ups asked for meanwhile.
                 let mut holds = 0usize;
@@ -485,7 +574,12 @@ impl Prewarmer {
                 }
             })
             .expect("spawning the prewarm thread");
-        Prewarmer { tx, retired, known }
+        Prewarmer {
+            tx,
+            retired,
+            known,
+            steer,
+        }
     }
 
     /// Tears down every prepared instance, and the finished runs' instances still waiting for
@@ -515,6 +609,7 @@ impl Prewarmer {
     /// Asks for `plugin`'s pool to be topped up (the first time: also for its code to be
     /// released once that is done).
     pub(crate) fn request(&self, plugin: &Arc<LoadedPlugin>) {
+        self.steer.before_wake();
         let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
     }
 
@@ -644,5 +739,71 @@ fn release_idle(list: &std::sync::Mutex<Vec<Known>>) {
     };
     for plugin in idle {
         crate::cache::release_image(plugin.pre.component(), &plugin.image_file);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod steer_tests {
+    use super::*;
+
+    /// The cores `tid` may run on.
+    fn affinity(tid: i32) -> libc::cpu_set_t {
+        // SAFETY: a plain bitmask of its own size, written by the call.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            set
+        }
+    }
+
+    /// Wake-ups back to back keep the thread off the waker's core; once they slow down, every
+    /// core is allowed again.
+    #[test]
+    fn a_busy_wakers_core_is_avoided_and_allowed_again_when_wakes_slow_down() {
+        // SAFETY: reading a bitmask made by `affinity`.
+        let all = unsafe { libc::CPU_COUNT(&affinity(0)) };
+        if all < 2 {
+            return; // one core: nothing to steer to
+        }
+        let steer = Arc::new(Steer::new());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let on_thread = steer.clone();
+        let thread = std::thread::spawn(move || {
+            on_thread.register_current_thread();
+            let _ = stopped.recv();
+        });
+        while steer.tid.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        let tid = steer.tid.load(Ordering::Relaxed);
+        // Back to back (two wake-ups well within BUSY_WITHIN; tried again if this thread was
+        // descheduled between them).
+        let mut avoided = -1;
+        for _ in 0..100 {
+            steer.before_wake();
+            steer.before_wake();
+            avoided = steer.avoided.load(Ordering::Relaxed);
+            if avoided >= 0 {
+                break;
+            }
+        }
+        assert!(avoided >= 0, "the waker's core was never avoided");
+        let set = affinity(tid);
+        // SAFETY: reading a bitmask made by `affinity`.
+        unsafe {
+            assert!(!libc::CPU_ISSET(avoided as usize, &set));
+            assert_eq!(libc::CPU_COUNT(&set), all - 1);
+        }
+        // Slower than BUSY_WITHIN: every core again.
+        std::thread::sleep(BUSY_WITHIN * 2);
+        steer.before_wake();
+        assert_eq!(steer.avoided.load(Ordering::Relaxed), -1);
+        // SAFETY: reading a bitmask made by `affinity`.
+        assert_eq!(unsafe { libc::CPU_COUNT(&affinity(tid)) }, all);
+        drop(stop);
+        thread.join().unwrap();
     }
 }
