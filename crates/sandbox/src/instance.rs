@@ -653,8 +653,13 @@ impl Prewarmer {
             }
         }
         let woken = !refill.is_empty();
+        // One wake-up for the run's top-ups, however many plugins it drew down: steered once,
+        // so a paced run that used several plugins does not look back to back to [`Steer`].
+        if woken {
+            self.steer.before_wake();
+        }
         for plugin in &refill {
-            self.request(plugin);
+            let _ = self.tx.send(Chore::Refill(Arc::downgrade(plugin)));
         }
         // Top-ups wake the thread (it tears the queue down first); without them a parked
         // thread is woken for the queue, one that is lingering finds it on its own.
