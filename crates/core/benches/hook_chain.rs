@@ -14,7 +14,7 @@
 //!   the run: another thread took its core), with the runs it did not interrupt on their own;
 //!   then the same runs paced, 1 ms apart (untimed: a real run waits on its model between
 //!   events, so the background thread has time), alternating with JavaScript chains paced
-//!   alike;
+//!   alike, and again how many the OS interrupted;
 //! - sandboxed, per call: nine `call_hook`s, each on a fresh instance (the isolation-per-call
 //!   design, for contrast);
 //! - the baseline of the target: the spec's in-process, unsandboxed JavaScript
@@ -652,12 +652,18 @@ fn main() {
     // tear down the last one, alternating with JavaScript chains paused alike.
     let mut paced = Vec::new();
     let mut js_paced = Vec::new();
+    let mut paced_uninterrupted = Vec::new();
     for _ in 0..ROUNDS {
         for _ in 0..ITERATIONS / ROUNDS {
             std::thread::sleep(PACE);
+            let switches = involuntary_switches();
             let t = Instant::now();
             product_run();
-            paced.push(t.elapsed());
+            let took = t.elapsed();
+            paced.push(took);
+            if switches.is_some() && involuntary_switches() == switches {
+                paced_uninterrupted.push(took);
+            }
         }
         if let Ok(node) = &mut js {
             match node.time(ITERATIONS / ROUNDS, PACE) {
@@ -667,6 +673,7 @@ fn main() {
         }
     }
     let paced_after = runtime.pool_stats();
+    let paced_runs = paced.len();
     let (paced_med, paced_p90) = median_p90(paced);
     let median = |v: &mut Vec<Duration>| {
         v.sort();
@@ -748,6 +755,16 @@ fn main() {
             us(p90) / us(med).max(0.001),
         );
     }
+    if involuntary_switches().is_some() && !paced_uninterrupted.is_empty() {
+        let n = paced_uninterrupted.len();
+        let (med, p90) = median_p90(paced_uninterrupted);
+        println!(
+            "paced runs the OS interrupted: {} of {paced_runs}; the others: median {:.1} µs, p90 {:.2}x their median",
+            paced_runs - n,
+            us(med),
+            us(p90) / us(med).max(0.001),
+        );
+    }
     let added = run_med.saturating_sub(none_med);
     println!(
         "added per run by the sandboxed chain: {:.1} µs median ({:.1} µs per event); {:.1}x native; instance per call would add {:.1} µs",
@@ -771,8 +788,9 @@ fn main() {
         us(paced_p90) / us(paced_med).max(0.001),
         match &js {
             Ok((_, paced)) => format!(
-                ", median {:.2}x the JavaScript dispatcher's paced alike",
-                us(paced_med) / us(paced.median).max(0.001)
+                ", median {:.2}x the JavaScript dispatcher's paced alike (its own p90 {:.2}x its median)",
+                us(paced_med) / us(paced.median).max(0.001),
+                us(paced.p90) / us(paced.median).max(0.001)
             ),
             Err(_) => String::new(),
         }

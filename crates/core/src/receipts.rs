@@ -2,8 +2,9 @@
 //!
 //! Receipts are built and queued by `nitejar_sandbox::receipts` (re-exported here); emitting one
 //! never blocks and never touches the database on the caller's path: they go through a channel
-//! to one writer task that collects them for up to
-//! [`RECEIPT_FLUSH_INTERVAL_MS`] and hands them, in batches of up to [`RECEIPT_BATCH_SIZE`], to
+//! to one writer task that collects them for up to [`RECEIPT_FLUSH_INTERVAL_MS`] (woken by the
+//! first receipt after a quiet interval, by its own timer while they keep coming, so a busy
+//! host's emits wake no one) and hands them, in batches of up to [`RECEIPT_BATCH_SIZE`], to
 //! the database's write thread as they were emitted (it makes their rows:
 //! [`EventStore::insert_receipts`]). [`ReceiptSink::flush`] waits
 //! until everything emitted before it is written; [`ReceiptWriter::shutdown`] drains the rest,
@@ -56,17 +57,25 @@ async fn write_loop(
     let mut arrived: Vec<Receipt> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut shutdown_tries = 0;
+    // Receipts came in the last interval: collect the next batch on the timer alone.
+    let mut streaming = false;
     loop {
-        // Wake for the first receipt of a batch, or a flush request; with receipts waiting
-        // for the database, also to try them again.
+        // Idle, wake for the first receipt of a batch, or a flush request; with receipts
+        // waiting for the database, also to try them again. While receipts keep coming, the
+        // next interval starts at once instead: waiting on the channel would make the next
+        // `emit` (on a plugin call's path) wake this task, every batch.
         let retry = !pending.is_empty();
-        let closed = tokio::select! {
-            r = rx.recv() => match r {
-                Some(r) => { arrived.push(r); false }
-                None => true,
-            },
-            Some(w) = flush_rx.recv() => { waiters.push(w); false }
-            _ = tokio::time::sleep(RECEIPT_RETRY_INTERVAL), if retry => false,
+        let mut closed = if streaming {
+            false
+        } else {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => { arrived.push(r); false }
+                    None => true,
+                },
+                Some(w) = flush_rx.recv() => { waiters.push(w); false }
+                _ = tokio::time::sleep(RECEIPT_RETRY_INTERVAL), if retry => false,
+            }
         };
         // Collect for the interval without listening on the receipt channel, so the many
         // `emit`s of busy plugin calls cause no cross-thread wake-ups; a flush cuts it short.
@@ -78,9 +87,18 @@ async fn write_loop(
         }
         // Everything queued before now joins the batch (a flush requested after an emit
         // therefore always sees that receipt).
-        while let Ok(r) = rx.try_recv() {
-            arrived.push(r);
+        let before = arrived.len();
+        loop {
+            match rx.try_recv() {
+                Ok(r) => arrived.push(r),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
         }
+        streaming = !closed && arrived.len() > before;
         while let Ok(w) = flush_rx.try_recv() {
             waiters.push(w);
         }
@@ -156,3 +174,67 @@ pub const MAX_PENDING_RECEIPTS: usize = 200_000;
 
 /// Write attempts at shutdown before giving up on refused receipts.
 const SHUTDOWN_RETRIES: u32 = 6;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// How many receipts of `plugin` are stored, without flushing.
+    async fn stored(db: &Arc<dyn nitejar_store::Store>, plugin: &str) -> usize {
+        db.list_events(plugin, 1000, None).await.unwrap().len()
+    }
+
+    /// Waits (without flushing) until `n` receipts of `plugin` are stored; false after 5 s.
+    async fn written(db: &Arc<dyn nitejar_store::Store>, plugin: &str, n: usize) -> bool {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if stored(db, plugin).await == n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// Receipts that keep coming are written batch after batch by the writer's timer (no
+    /// emit wakes it), a flush in the middle still sees every receipt emitted before it, and
+    /// after a quiet spell the first receipt wakes the writer again.
+    #[tokio::test]
+    async fn receipts_are_written_while_they_keep_coming_and_after_a_quiet_spell() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = nitejar_store::open(&dir.path().join("t.db")).await.unwrap();
+        let (sink, writer) = ReceiptWriter::start(db.clone());
+        let interval = Duration::from_millis(RECEIPT_FLUSH_INTERVAL_MS);
+        // A stream over several intervals, with a flush halfway.
+        let mut emitted = 0;
+        let end = Instant::now() + interval * 6;
+        let mut flushed = false;
+        while Instant::now() < end {
+            sink.emit(Receipt::new("p", "hook", "ok"));
+            emitted += 1;
+            if !flushed && Instant::now() + interval * 3 > end {
+                sink.flush().await;
+                assert_eq!(
+                    stored(&db, "p").await,
+                    emitted,
+                    "a flush sees every emit before it"
+                );
+                flushed = true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            written(&db, "p", emitted).await,
+            "the stream's receipts were written"
+        );
+        // Quiet for several intervals: the writer waits on the channel again.
+        tokio::time::sleep(interval * 4).await;
+        sink.emit(Receipt::new("p", "hook", "ok"));
+        assert!(
+            written(&db, "p", emitted + 1).await,
+            "the first receipt after a quiet spell"
+        );
+        writer.shutdown(sink).await;
+    }
+}
