@@ -2,9 +2,8 @@
 //!
 //! Receipts are built and queued by `nitejar_sandbox::receipts` (re-exported here); emitting one
 //! never blocks and never touches the database on the caller's path: they go through a channel
-//! to one writer task that collects them for up to [`RECEIPT_FLUSH_INTERVAL_MS`] (woken by the
-//! first receipt after a quiet interval, by its own timer while they keep coming, so a busy
-//! host's emits wake no one) and hands them, in batches of up to [`RECEIPT_BATCH_SIZE`], to
+//! to one writer task that collects them for up to
+//! [`RECEIPT_FLUSH_INTERVAL_MS`] and hands them, in batches of up to [`RECEIPT_BATCH_SIZE`], to
 //! the database's write thread as they were emitted (it makes their rows:
 //! [`EventStore::insert_receipts`]). [`ReceiptSink::flush`] waits
 //! until everything emitted before it is written; [`ReceiptWriter::shutdown`] drains the rest,
@@ -57,25 +56,17 @@ async fn write_loop(
     let mut arrived: Vec<Receipt> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut shutdown_tries = 0;
-    // Receipts came in the last interval: collect the next batch on the timer alone.
-    let mut streaming = false;
     loop {
-        // Idle, wake for the first receipt of a batch, or a flush request; with receipts
-        // waiting for the database, also to try them again. While receipts keep coming, the
-        // next interval starts at once instead: waiting on the channel would make the next
-        // `emit` (on a plugin call's path) wake this task, every batch.
+        // Wake for the first receipt of a batch, or a flush request; with receipts waiting
+        // for the database, also to try them again.
         let retry = !pending.is_empty();
-        let mut closed = if streaming {
-            false
-        } else {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Some(r) => { arrived.push(r); false }
-                    None => true,
-                },
-                Some(w) = flush_rx.recv() => { waiters.push(w); false }
-                _ = tokio::time::sleep(RECEIPT_RETRY_INTERVAL), if retry => false,
-            }
+        let closed = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => { arrived.push(r); false }
+                None => true,
+            },
+            Some(w) = flush_rx.recv() => { waiters.push(w); false }
+            _ = tokio::time::sleep(RECEIPT_RETRY_INTERVAL), if retry => false,
         };
         // Collect for the interval without listening on the receipt channel, so the many
         // `emit`s of busy plugin calls cause no cross-thread wake-ups; a flush cuts it short.
@@ -87,18 +78,9 @@ async fn write_loop(
         }
         // Everything queued before now joins the batch (a flush requested after an emit
         // therefore always sees that receipt).
-        let before = arrived.len();
-        loop {
-            match rx.try_recv() {
-                Ok(r) => arrived.push(r),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
+        while let Ok(r) = rx.try_recv() {
+            arrived.push(r);
         }
-        streaming = !closed && arrived.len() > before;
         while let Ok(w) = flush_rx.try_recv() {
             waiters.push(w);
         }
@@ -197,9 +179,9 @@ mod tests {
         false
     }
 
-    /// Receipts that keep coming are written batch after batch by the writer's timer (no
-    /// emit wakes it), a flush in the middle still sees every receipt emitted before it, and
-    /// after a quiet spell the first receipt wakes the writer again.
+    /// Receipts that keep coming are written batch after batch without a flush, a flush in
+    /// the middle sees every receipt emitted before it, and after a quiet spell the first
+    /// receipt is written too (nothing waits for a flush or a shutdown to be stored).
     #[tokio::test]
     async fn receipts_are_written_while_they_keep_coming_and_after_a_quiet_spell() {
         let dir = tempfile::tempdir().unwrap();

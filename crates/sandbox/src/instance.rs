@@ -357,31 +357,23 @@ pub(crate) struct Prewarmer {
     steer: Arc<Steer>,
 }
 
-/// Keeps the prewarm thread from taking the core of the run that wakes it (Linux).
+/// Keeps the prewarm thread off the core of the thread that wakes it while runs come back to
+/// back (Linux).
 ///
-/// A woken thread tends to be placed on its waker's core, and there it preempts the waker: a
-/// run that asked for a top-up waited on its own core for the whole top-up (several
-/// instantiations) while the other core was idle or ran background work. Two ways round it,
-/// by how often top-ups are asked for:
-///
-/// - when wake-ups come within [`BUSY_WITHIN`] of each other (runs back to back), the waker
-///   first takes its own core out of the prewarm thread's allowed cores (when another is
-///   allowed), and the thread runs as an ordinary thread, so it gets the other core at once;
-/// - when they come further apart (runs with pauses between them, the usual case), every core
-///   is allowed and the thread runs as `SCHED_BATCH`: woken, it never preempts the run that
-///   woke it but runs once that run's core is free (the run's pause) or on another idle core,
-///   and an instance prepared on the core that will run it starts with warm caches.
-///
-/// A system call only when the mode changes; best effort: an affinity or policy the system
-/// refuses changes nothing (a refused policy is not asked for again until the mode changes).
+/// A woken thread tends to be placed on its waker's core, and there it preempts the waker: back
+/// to back, a run that asked for a top-up waited on its own core for the whole top-up (several
+/// instantiations) while the other core ran background work. So when wake-ups come within
+/// [`BUSY_WITHIN`] of each other, the waker first takes its own core out of the prewarm
+/// thread's allowed cores (when another is allowed); once they come further apart, every core
+/// is allowed again (an instance prepared on the core that will run it starts with warm
+/// caches, which is what paced runs want). A system call only when that changes; best effort:
+/// an affinity the system refuses changes nothing.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 struct Steer {
     /// The prewarm thread's id (0 until it started).
     tid: std::sync::atomic::AtomicI32,
     /// The core it is kept off now (-1: none).
     avoided: std::sync::atomic::AtomicI32,
-    /// It runs (or was last asked to run) as `SCHED_BATCH`.
-    batch: AtomicBool,
     /// When the last wake-up was asked for, in nanoseconds since `epoch`.
     last: std::sync::atomic::AtomicU64,
     epoch: Instant,
@@ -395,38 +387,16 @@ impl Steer {
         Steer {
             tid: std::sync::atomic::AtomicI32::new(0),
             avoided: std::sync::atomic::AtomicI32::new(-1),
-            batch: AtomicBool::new(false),
             last: std::sync::atomic::AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
 
-    /// Called on the thread to steer, once: it starts as wake-ups far apart want it.
+    /// Called on the thread to steer, once.
     fn register_current_thread(&self) {
         #[cfg(target_os = "linux")]
-        {
-            // SAFETY: `gettid` takes no arguments.
-            let tid = unsafe { libc::gettid() };
-            self.set_batch(tid, true);
-            self.tid.store(tid, Ordering::Relaxed);
-        }
-    }
-
-    /// Runs `tid` as `SCHED_BATCH` (`true`) or as an ordinary thread, unless it was already
-    /// asked to.
-    #[cfg(target_os = "linux")]
-    fn set_batch(&self, tid: i32, batch: bool) {
-        if self.batch.swap(batch, Ordering::Relaxed) == batch {
-            return;
-        }
-        let policy = if batch {
-            libc::SCHED_BATCH
-        } else {
-            libc::SCHED_OTHER
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` lives across the call, which only reads it.
-        unsafe { libc::sched_setscheduler(tid, policy, &param) };
+        // SAFETY: `gettid` takes no arguments.
+        self.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
     }
 
     /// Called by a waker before it wakes the thread.
@@ -440,7 +410,6 @@ impl Steer {
             let now = self.epoch.elapsed().as_nanos() as u64;
             let last = self.last.swap(now, Ordering::Relaxed);
             let busy = last > 0 && now.saturating_sub(last) < BUSY_WITHIN.as_nanos() as u64;
-            self.set_batch(tid, !busy);
             // SAFETY: `sched_getcpu` takes no arguments.
             let cpu = if busy {
                 unsafe { libc::sched_getcpu() }
@@ -795,15 +764,8 @@ mod steer_tests {
         }
     }
 
-    /// The scheduling policy of `tid`.
-    fn policy(tid: i32) -> i32 {
-        // SAFETY: no pointers; an unknown thread is an error return.
-        unsafe { libc::sched_getscheduler(tid) }
-    }
-
-    /// Wake-ups back to back keep the thread off the waker's core, as an ordinary thread; once
-    /// they slow down, every core is allowed again and the thread runs as `SCHED_BATCH` (as
-    /// it starts).
+    /// Wake-ups back to back keep the thread off the waker's core; once they slow down, every
+    /// core is allowed again.
     #[test]
     fn a_busy_wakers_core_is_avoided_and_allowed_again_when_wakes_slow_down() {
         // SAFETY: reading a bitmask made by `affinity`.
@@ -822,7 +784,6 @@ mod steer_tests {
             std::thread::yield_now();
         }
         let tid = steer.tid.load(Ordering::Relaxed);
-        assert_eq!(policy(tid), libc::SCHED_BATCH, "it starts as SCHED_BATCH");
         // Back to back (two wake-ups well within BUSY_WITHIN; tried again if this thread was
         // descheduled between them).
         let mut avoided = -1;
@@ -841,22 +802,12 @@ mod steer_tests {
             assert!(!libc::CPU_ISSET(avoided as usize, &set));
             assert_eq!(libc::CPU_COUNT(&set), all - 1);
         }
-        assert_eq!(
-            policy(tid),
-            libc::SCHED_OTHER,
-            "busy, it runs as an ordinary thread"
-        );
         // Slower than BUSY_WITHIN: every core again.
         std::thread::sleep(BUSY_WITHIN * 2);
         steer.before_wake();
         assert_eq!(steer.avoided.load(Ordering::Relaxed), -1);
         // SAFETY: reading a bitmask made by `affinity`.
         assert_eq!(unsafe { libc::CPU_COUNT(&affinity(tid)) }, all);
-        assert_eq!(
-            policy(tid),
-            libc::SCHED_BATCH,
-            "paced, it never preempts its waker"
-        );
         drop(stop);
         thread.join().unwrap();
     }
