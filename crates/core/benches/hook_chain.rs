@@ -65,6 +65,22 @@ fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
 }
 
 /// The median and p90 of `samples` (not empty).
+/// Prints how many of `all` runs the OS interrupted, and the median and p90 of the others.
+fn print_interrupted(what: &str, all: usize, uninterrupted: Vec<Duration>) {
+    let n = uninterrupted.len();
+    let (med, p90) = if n == 0 {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        median_p90(uninterrupted)
+    };
+    println!(
+        "{what}: {} of {all}; the others: median {:.1} µs, p90 {:.2}x their median",
+        all - n,
+        us(med),
+        us(p90) / us(med).max(0.001),
+    );
+}
+
 fn median_p90(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
@@ -742,27 +758,15 @@ fn main() {
         cold_runs.len()
     );
     if involuntary_switches().is_some() {
-        let all = warm_runs.len() + cold_runs.len();
-        uninterrupted.sort();
-        let (med, p90) = match uninterrupted.len() {
-            0 => (Duration::ZERO, Duration::ZERO),
-            n => (uninterrupted[n / 2], uninterrupted[n * 9 / 10]),
-        };
-        println!(
-            "runs the OS interrupted (another thread took the bench's core): {} of {all}; the others: median {:.1} µs, p90 {:.2}x their median",
-            all - uninterrupted.len(),
-            us(med),
-            us(p90) / us(med).max(0.001),
+        print_interrupted(
+            "runs the OS interrupted (another thread took the bench's core)",
+            warm_runs.len() + cold_runs.len(),
+            uninterrupted,
         );
-    }
-    if involuntary_switches().is_some() && !paced_uninterrupted.is_empty() {
-        let n = paced_uninterrupted.len();
-        let (med, p90) = median_p90(paced_uninterrupted);
-        println!(
-            "paced runs the OS interrupted: {} of {paced_runs}; the others: median {:.1} µs, p90 {:.2}x their median",
-            paced_runs - n,
-            us(med),
-            us(p90) / us(med).max(0.001),
+        print_interrupted(
+            "paced runs the OS interrupted",
+            paced_runs,
+            paced_uninterrupted,
         );
     }
     let added = run_med.saturating_sub(none_med);
