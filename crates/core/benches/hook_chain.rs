@@ -65,6 +65,11 @@ fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
 }
 
 /// The median and p90 of `samples` (not empty).
+fn median_p90(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+}
+
 /// Prints how many of `all` runs the OS interrupted, and the median and p90 of the others.
 fn print_interrupted(what: &str, all: usize, uninterrupted: Vec<Duration>) {
     let n = uninterrupted.len();
@@ -79,11 +84,6 @@ fn print_interrupted(what: &str, all: usize, uninterrupted: Vec<Duration>) {
         us(med),
         us(p90) / us(med).max(0.001),
     );
-}
-
-fn median_p90(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
 }
 
 fn work_item() -> h::WorkItem {
