@@ -7,7 +7,9 @@ Started by scripts/bench-ingest.sh, which builds the server and installs wrk. Th
 2. creates a generic `webhook` instance,
 3. for each concurrency level, drives signed deliveries with distinct ids through wrk for a
    bounded time and prints throughput, p50/p90/p99, answers by status, connection errors, and
-   the work items stored and runs finished, beside the targets; then the CPU time each
+   the work items stored and runs finished, beside the targets; then the server's own answer
+   times (its histogram, `GET /api/admin/metrics`: headers read to answer ready) beside wrk's,
+   and the CPU time each
    delivery cost the server (its request threads, the database writer, the runs, the
    checkpoints, the rest) and wrk, and the machine's idle and stolen shares meanwhile,
 4. then holds a steady rate (default 1,500 deliveries/s for 60 s) and samples the run backlog
@@ -137,6 +139,41 @@ class Db:
         return items, jobs
 
 
+class ServerLatency:
+    """The server's own answer times (`GET /api/admin/metrics`): a snapshot of its cumulative
+    webhook histogram; the difference of two is what came between them."""
+
+    NAME = "nitejar_webhook_request_duration_seconds_bucket{le=\""
+
+    def __init__(self, base):
+        req = urllib.request.Request(base + "/api/admin/metrics")
+        req.add_header("authorization", f"Bearer {TOKEN}")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            text = r.read().decode()
+        self.buckets = []  # (upper bound in ms, cumulative count)
+        for line in text.splitlines():
+            if line.startswith(self.NAME):
+                le, count = line[len(self.NAME):].split("\"} ")
+                self.buckets.append((float("inf") if le == "+Inf" else float(le) * 1000, int(count)))
+
+    def since(self, before):
+        """(answers, {quantile: ms}) between `before` and this snapshot; each quantile read
+        linearly within its bucket (so within a bucket of the true one)."""
+        counts = [(le, c - b) for (le, c), (_, b) in zip(self.buckets, before.buckets)]
+        total = counts[-1][1] if counts else 0
+        out = {}
+        for q in (0.5, 0.9, 0.99):
+            rank, lower, below = q * total, 0.0, 0
+            for le, cumulative in counts:
+                if cumulative >= rank and total:
+                    upper = le if le != float("inf") else lower
+                    share = (rank - below) / max(cumulative - below, 1)
+                    out[q] = lower + (upper - lower) * share
+                    break
+                lower, below = le, cumulative
+        return total, out
+
+
 def load_average():
     try:
         return open("/proc/loadavg").read().split()[0]
@@ -203,8 +240,10 @@ def main():
             distinct = MAX_RPS * args.seconds // WRK_THREADS * WRK_THREADS
             write_requests(prefix, f"c{level}", distinct // WRK_THREADS)
             cpu_before = common.CpuSnapshot(proc.pid)
+            latency_before = ServerLatency(base)
             r = wrk(url, script, prefix, level, args.seconds, nice=args.wrk_nice)
             cpu = common.cpu_report(cpu_before, common.CpuSnapshot(proc.pid), r["requests"])
+            answers, server = ServerLatency(base).since(latency_before)
             in_flight_at_stops += level
             rps = r["requests"] / (r["durationUs"] / 1e6)
             accepted_total += r["accepted"]
@@ -222,6 +261,13 @@ def main():
                 flush=True,
             )
             print(f"      {cpu}", flush=True)
+            if server:
+                print(
+                    f"      the server's own answer times (headers read to answer ready, "
+                    f"{answers} answers): p50 {server[0.5]:.2f}, p90 {server[0.9]:.2f}, "
+                    f"p99 {server[0.99]:.2f} ms; wrk's beyond them is time outside the handler",
+                    flush=True,
+                )
             if r["requests"] > distinct:
                 print(
                     f"      sent {r['requests']} deliveries, more than the {distinct} distinct ones"

@@ -304,3 +304,77 @@ async fn admin_api_requires_the_token_and_never_returns_secrets() {
         }
     }
 }
+
+/// The value of one line of the metrics text, found by everything before the value.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_time_every_webhook_answer_behind_the_admin_token() {
+    let (host, instance) = host_with_instance().await;
+    let body = delivery("evt-metrics", "hello");
+    let sig = sign(SECRET, &body);
+    let signed = [("x-signature-256", sig.as_str())];
+    let (status, _) = host
+        .webhook("webhook", &instance, &signed, body.clone())
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = host
+        .webhook("webhook", &instance, &signed, body.clone())
+        .await;
+    assert_eq!(status, 200, "the redelivery");
+    let (status, _) = host.webhook("webhook", &instance, &[], body.clone()).await;
+    assert_eq!(status, 401);
+    let (status, _) = host.webhook("webhook", "nope", &signed, body).await;
+    assert_eq!(status, 404);
+    // Refused by the body limit before the handler: timed all the same.
+    let (status, _) = host
+        .webhook("webhook", &instance, &signed, vec![b' '; 1024 * 1024 + 1])
+        .await;
+    assert_eq!(status, 413);
+
+    let url = format!("{}/api/admin/metrics", host.base);
+    let resp = host.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "no token");
+    let resp = host
+        .client
+        .get(&url)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "a wrong token");
+    let resp = host.admin(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.text().await.unwrap();
+    let name = "nitejar_webhook_request_duration_seconds";
+    assert_eq!(metric(&text, &format!("{name}_count")), 5.0, "{text}");
+    assert_eq!(metric(&text, &format!("{name}_bucket{{le=\"+Inf\"}}")), 5.0);
+    // Cumulative and never decreasing; every answer here took well under 10 s.
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(metric(&text, &format!("{name}_bucket{{le=\"10\"}}")), 5.0);
+    let sum = metric(&text, &format!("{name}_sum"));
+    assert!(sum > 0.0 && sum < 50.0, "{sum}");
+    let class = |c: &str| {
+        metric(
+            &text,
+            &format!("nitejar_webhook_requests_total{{class=\"{c}\"}}"),
+        )
+    };
+    assert_eq!((class("2xx"), class("4xx"), class("5xx")), (2.0, 3.0, 0.0));
+    host.stop().await;
+}

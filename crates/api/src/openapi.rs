@@ -346,6 +346,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/admin/metrics",
+        tag: "health",
+        summary: "Webhook answer times (a histogram) and answers by status class, in the Prometheus text format",
+        status: 200,
+        query: None,
+        request: Body::Empty,
+        response: Body::Text,
+    },
+    Operation {
+        method: "get",
         path: "/api/admin/doctor",
         tag: "lifecycle",
         summary: "Every plugin's health",

@@ -202,6 +202,7 @@ impl App {
                 receipts: receipts.clone(),
                 writer: crate::ingress::writer::WorkItemWriter::start(store.clone()),
                 integration_timeout_ms: config.integration_timeout_ms,
+                latency: Default::default(),
             }),
             runner: Arc::new(Runner {
                 store: store.clone(),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod instances;
 pub mod lifecycle;
+pub mod metrics;
 pub mod openapi;
 pub mod runs;
 pub mod skills;
@@ -53,6 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/plugins/{id}/versions", get(lifecycle::versions))
         .route("/plugins/{id}/doctor", get(lifecycle::doctor))
         .route("/doctor", get(lifecycle::doctor_all))
+        .route("/metrics", get(metrics::serve))
         .route(
             "/plugins/{id}/upgrade",
             post(lifecycle::upgrade).delete(lifecycle::discard),
@@ -113,7 +115,12 @@ pub fn router(app: Arc<App>) -> Router {
         .nest_service("/admin", ui::router(app.clone()))
         .route(
             "/api/webhooks/plugins/{integration_type}/{instance_id}",
-            post(webhooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES)),
+            post(webhooks::receive)
+                .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES))
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    webhooks::timed,
+                )),
         )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_route)

@@ -1,8 +1,10 @@
 //! The public webhook route. Bodies over the limit are refused with 413 before any plugin runs.
+//! Every answer's time is recorded ([`timed`]) for `GET /api/admin/metrics`.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::Response;
 use nitejar_core::app::App;
 use nitejar_core::ingress::{InboundRequest, handle_webhook};
@@ -45,4 +47,16 @@ pub async fn receive(
         }
     }
     resp
+}
+
+/// Times a webhook route's answer, from the route being called (the request's headers read)
+/// until its answer is ready, whatever it is (a 413 from the body limit included), into the
+/// ingress's histogram.
+pub async fn timed(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.ingress
+        .latency
+        .record(started.elapsed(), response.status().as_u16());
+    response
 }

@@ -18,6 +18,7 @@
 //! committed. Without `work_item` hooks a delivery is one read (the instance) and its share of
 //! one write transaction (key, work item, and its job queued for the instance's agent).
 
+pub mod latency;
 pub mod writer;
 
 use crate::agent::Workers;
@@ -60,6 +61,8 @@ pub struct Ingress {
     pub writer: WorkItemWriter,
     /// Deadline of a `parse-webhook` call.
     pub integration_timeout_ms: u64,
+    /// How long answers took (recorded by the HTTP route, read by `GET /api/admin/metrics`).
+    pub latency: latency::LatencyHistogram,
 }
 
 /// The HTTP answer to a webhook.
