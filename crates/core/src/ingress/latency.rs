@@ -2,8 +2,9 @@
 //!
 //! Every delivery is timed from the moment its request's headers have been read (the router
 //! calls the route) until its answer is ready to be written: the body read, the plugin's
-//! `parse-webhook` call, the work item's batch and commit. What is not in it: the time a request
-//! waited in the socket for a request thread, and the time the answer takes to reach the sender.
+//! `parse-webhook` call, the work item's batch and commit, and the wait for a request thread to
+//! take the answer after the commit. What is not in it: the time a request waited in the socket
+//! for a request thread, and the time the answer takes to reach the sender.
 //! A load generator's latency minus this is the time spent outside the host's handler (queued
 //! for a core, in the sockets, in the load generator itself).
 //!
