@@ -233,12 +233,14 @@ def main():
             f"{'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
             f"{'202':>7} {'503':>6} {'other':>6} {'errors':>6} {'items':>7} {'runs':>7}  target"
         )
-        for level in [int(x) for x in args.levels.split(",") if x]:
-            prefix = os.path.join(work, f"c{level}-")
+        for n, level in enumerate(int(x) for x in args.levels.split(",") if x):
+            # Distinct per level, so a level given twice (`--levels 64,64`) sends new deliveries.
+            tag = f"l{n}c{level}"
+            prefix = os.path.join(work, f"{tag}-")
             # Enough distinct deliveries for MAX_RPS: none repeats within the run (a level that
             # outruns them is flagged below: its repeats are answered as duplicates).
             distinct = MAX_RPS * args.seconds // WRK_THREADS * WRK_THREADS
-            write_requests(prefix, f"c{level}", distinct // WRK_THREADS)
+            write_requests(prefix, tag, distinct // WRK_THREADS)
             cpu_before = common.CpuSnapshot(proc.pid)
             latency_before = ServerLatency(base)
             r = wrk(url, script, prefix, level, args.seconds, nice=args.wrk_nice)
