@@ -14,15 +14,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-def admin(base, token, method, path, body=None):
-    """An admin API call with the bearer token; the JSON answer."""
+def admin_raw(base, token, method, path, body=None):
+    """An admin API call with the bearer token; the answer's bytes."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method)
     req.add_header("authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("content-type", "application/json")
     with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
+        return r.read()
+
+
+def admin(base, token, method, path, body=None):
+    """An admin API call with the bearer token; the JSON answer."""
+    return json.loads(admin_raw(base, token, method, path, body) or b"null")
 
 
 def spawn_server(binary, data, log, token):

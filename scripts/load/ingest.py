@@ -146,10 +146,7 @@ class ServerLatency:
     NAME = "nitejar_webhook_request_duration_seconds_bucket{le=\""
 
     def __init__(self, base):
-        req = urllib.request.Request(base + "/api/admin/metrics")
-        req.add_header("authorization", f"Bearer {TOKEN}")
-        with urllib.request.urlopen(req, timeout=60) as r:
-            text = r.read().decode()
+        text = common.admin_raw(base, TOKEN, "GET", "/api/admin/metrics").decode()
         self.buckets = []  # (upper bound in ms, cumulative count)
         for line in text.splitlines():
             if line.startswith(self.NAME):
