@@ -9,7 +9,7 @@ Started by scripts/bench-ingest.sh, which builds the server and installs wrk. Th
    bounded time and prints throughput, p50/p90/p99, answers by status, connection errors, and
    the work items stored and runs finished, beside the targets; then the server's own answer
    times (its histogram, `GET /api/admin/metrics`: headers read to answer ready) beside wrk's,
-   and the CPU time each
+   and the part of them the work item's write took, and the CPU time each
    delivery cost the server (its request threads, the database writer, the runs, the
    checkpoints, the rest) and wrk, and the machine's idle and stolen shares meanwhile,
 4. then holds a steady rate (default 1,500 deliveries/s for 60 s) and samples the run backlog
@@ -143,14 +143,15 @@ class ServerLatency:
     """The server's own answer times (`GET /api/admin/metrics`): a snapshot of its cumulative
     webhook histogram; the difference of two is what came between them."""
 
-    NAME = "nitejar_webhook_request_duration_seconds_bucket{le=\""
+    ANSWERS = "nitejar_webhook_request_duration_seconds_bucket{le=\""
+    WRITE = "nitejar_webhook_stage_duration_seconds_bucket{stage=\"write\",le=\""
 
-    def __init__(self, base):
+    def __init__(self, base, name=ANSWERS):
         text = common.admin_raw(base, TOKEN, "GET", "/api/admin/metrics").decode()
         self.buckets = []  # (upper bound in ms, cumulative count)
         for line in text.splitlines():
-            if line.startswith(self.NAME):
-                le, count = line[len(self.NAME):].split("\"} ")
+            if line.startswith(name):
+                le, count = line[len(name):].split("\"} ")
                 self.buckets.append((float("inf") if le == "+Inf" else float(le) * 1000, int(count)))
 
     def since(self, before):
@@ -240,9 +241,11 @@ def main():
             write_requests(prefix, tag, distinct // WRK_THREADS)
             cpu_before = common.CpuSnapshot(proc.pid)
             latency_before = ServerLatency(base)
+            write_before = ServerLatency(base, ServerLatency.WRITE)
             r = wrk(url, script, prefix, level, args.seconds, nice=args.wrk_nice)
             cpu = common.cpu_report(cpu_before, common.CpuSnapshot(proc.pid), r["requests"])
             answers, server = ServerLatency(base).since(latency_before)
+            _, write = ServerLatency(base, ServerLatency.WRITE).since(write_before)
             in_flight_at_stops += level
             rps = r["requests"] / (r["durationUs"] / 1e6)
             accepted_total += r["accepted"]
@@ -265,6 +268,12 @@ def main():
                     f"      the server's own answer times (headers read to answer ready, "
                     f"{answers} answers): p50 {server[0.5]:.2f}, p90 {server[0.9]:.2f}, "
                     f"p99 {server[0.99]:.2f} ms; wrk's beyond them is time outside the handler",
+                    flush=True,
+                )
+            if write:
+                print(
+                    f"      of which the work item's write (batch, commit, the way back): "
+                    f"p50 {write[0.5]:.2f}, p90 {write[0.9]:.2f}, p99 {write[0.99]:.2f} ms",
                     flush=True,
                 )
             if r["requests"] > distinct:

@@ -376,5 +376,14 @@ async fn metrics_time_every_webhook_answer_behind_the_admin_token() {
         )
     };
     assert_eq!((class("2xx"), class("4xx"), class("5xx")), (2.0, 3.0, 0.0));
+    // The stages: the plugin parsed three (the 202, the redelivery, the 401); two reached the
+    // write (the redelivery is recognised there).
+    let stage = |s: &str| {
+        metric(
+            &text,
+            &format!("nitejar_webhook_stage_duration_seconds_count{{stage=\"{s}\"}}"),
+        )
+    };
+    assert_eq!((stage("parse"), stage("write")), (3.0, 2.0), "{text}");
     host.stop().await;
 }

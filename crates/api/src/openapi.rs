@@ -348,7 +348,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/api/admin/metrics",
         tag: "health",
-        summary: "Webhook answer times (a histogram) and answers by status class, in the Prometheus text format",
+        summary: "Webhook answer times and two of their stages (histograms) and answers by status class, in the Prometheus text format",
         status: 200,
         query: None,
         request: Body::Empty,

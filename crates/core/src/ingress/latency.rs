@@ -8,6 +8,11 @@
 //! A load generator's latency minus this is the time spent outside the host's handler (queued
 //! for a core, in the sockets, in the load generator itself).
 //!
+//! Two stages of an answer are timed as well: the plugin's `parse-webhook` call (with its waits
+//! for a call slot and a thread) and the work item's write (its batch, the database's write
+//! thread, the commit, and the answer's way back), the second being where the tail has been
+//! (`docs/performance-log.md`, eighteenth session).
+//!
 //! Recording is a few relaxed atomic additions (no lock), so it stays on for every delivery.
 //! The buckets are fixed ([`BUCKET_BOUNDS_MICROS`]) and fine between 1 and 50 ms, where a
 //! webhook's tail lies, so a percentile read from them is within a bucket of the true one.
@@ -29,51 +34,41 @@ pub const BUCKET_BOUNDS_MICROS: [u64; 32] = [
 /// The status classes answers are counted by: `1xx` to `5xx` (any other code counts as `5xx`).
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Webhook answer times and counts since the host started. Shared by every request thread.
-pub struct LatencyHistogram {
-    /// Deliveries per bucket (not cumulative), the last one `+Inf`.
+/// Durations over [`BUCKET_BOUNDS_MICROS`]: a count per bucket and their sum.
+pub struct Durations {
+    /// Counts per bucket (not cumulative), the last one `+Inf`.
     buckets: [AtomicU64; BUCKET_BOUNDS_MICROS.len() + 1],
-    /// The sum of every delivery's time, in nanoseconds.
+    /// The sum of every duration, in nanoseconds.
     sum_nanos: AtomicU64,
-    /// Answers by status class ([`STATUS_CLASSES`]).
-    statuses: [AtomicU64; STATUS_CLASSES.len()],
 }
 
-impl Default for LatencyHistogram {
+impl Default for Durations {
     fn default() -> Self {
         Self {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
-            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
 
-impl LatencyHistogram {
-    /// Counts one answer with status `status` that took `took`.
-    pub fn record(&self, took: Duration, status: u16) {
+impl Durations {
+    /// Counts one duration.
+    pub fn record(&self, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let bucket = BUCKET_BOUNDS_MICROS.partition_point(|&bound| bound < micros);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-        let class = match status / 100 {
-            class @ 1..=5 => usize::from(class) - 1,
-            _ => STATUS_CLASSES.len() - 1,
-        };
-        self.statuses[class].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The histogram and the answers by status class in the Prometheus text format (0.0.4):
-    /// `nitejar_webhook_request_duration_seconds` (a histogram: cumulative buckets, `_sum`,
-    /// `_count`) and `nitejar_webhook_requests_total{class="2xx"}`.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP nitejar_webhook_request_duration_seconds Time from a webhook request's \
-             headers being read to its answer being ready.\n\
-             # TYPE nitejar_webhook_request_duration_seconds histogram\n",
-        );
+    /// Appends the histogram's samples (cumulative `_bucket`s, `_sum`, `_count`) of metric
+    /// `name` to `out`; `label` (`stage="parse"`, or empty) is put before `le` in each.
+    fn render_into(&self, out: &mut String, name: &str, label: &str) {
+        let (before_le, alone) = if label.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{label},"), format!("{{{label}}}"))
+        };
         let mut cumulative = 0u64;
         for (i, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Ordering::Relaxed);
@@ -81,17 +76,53 @@ impl LatencyHistogram {
                 Some(&micros) => format!("{}", micros as f64 / 1e6),
                 None => "+Inf".to_string(),
             };
-            let _ = writeln!(
-                out,
-                "nitejar_webhook_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"{le}\"}} {cumulative}");
         }
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "nitejar_webhook_request_duration_seconds_sum {sum}");
-        let _ = writeln!(
-            out,
-            "nitejar_webhook_request_duration_seconds_count {cumulative}"
+        let _ = writeln!(out, "{name}_sum{alone} {sum}");
+        let _ = writeln!(out, "{name}_count{alone} {cumulative}");
+    }
+}
+
+/// Webhook answer times and counts since the host started, and the times of two stages of an
+/// answer. Shared by every request thread.
+#[derive(Default)]
+pub struct LatencyHistogram {
+    /// Every answer's time.
+    answers: Durations,
+    /// Answers by status class ([`STATUS_CLASSES`]).
+    statuses: [AtomicU64; STATUS_CLASSES.len()],
+    /// The plugin's `parse-webhook` call, with its wait for a call slot and a thread.
+    pub parse: Durations,
+    /// The work item's write: its wait for a batch, the batch's turn on the database's write
+    /// thread, its commit, and the wake-up that brings the answer back.
+    pub write: Durations,
+}
+
+impl LatencyHistogram {
+    /// Counts one answer with status `status` that took `took`.
+    pub fn record(&self, took: Duration, status: u16) {
+        self.answers.record(took);
+        let class = match status / 100 {
+            class @ 1..=5 => usize::from(class) - 1,
+            _ => STATUS_CLASSES.len() - 1,
+        };
+        self.statuses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The histograms and the answers by status class in the Prometheus text format (0.0.4):
+    /// `nitejar_webhook_request_duration_seconds` (a histogram: cumulative buckets, `_sum`,
+    /// `_count`), `nitejar_webhook_requests_total{class="2xx"}`, and
+    /// `nitejar_webhook_stage_duration_seconds{stage="parse"|"write"}` (histograms).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str(
+            "# HELP nitejar_webhook_request_duration_seconds Time from a webhook request's \
+             headers being read to its answer being ready.\n\
+             # TYPE nitejar_webhook_request_duration_seconds histogram\n",
         );
+        self.answers
+            .render_into(&mut out, "nitejar_webhook_request_duration_seconds", "");
         out.push_str(
             "# HELP nitejar_webhook_requests_total Webhook answers by status class.\n\
              # TYPE nitejar_webhook_requests_total counter\n",
@@ -101,6 +132,20 @@ impl LatencyHistogram {
             let _ = writeln!(
                 out,
                 "nitejar_webhook_requests_total{{class=\"{class}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP nitejar_webhook_stage_duration_seconds Time a webhook delivery spent in a \
+             stage of its answer: parse (the plugin's parse-webhook call, with its waits for a \
+             call slot and a thread), write (its work item's batch and commit, with the waits \
+             for them).\n\
+             # TYPE nitejar_webhook_stage_duration_seconds histogram\n",
+        );
+        for (stage, durations) in [("parse", &self.parse), ("write", &self.write)] {
+            durations.render_into(
+                &mut out,
+                "nitejar_webhook_stage_duration_seconds",
+                &format!("stage=\"{stage}\""),
             );
         }
         out
@@ -160,6 +205,33 @@ mod tests {
         assert!(text.contains("nitejar_webhook_requests_total{class=\"4xx\"} 1\n"));
         assert!(text.contains("nitejar_webhook_requests_total{class=\"5xx\"} 2\n"));
         assert!(text.contains("nitejar_webhook_requests_total{class=\"1xx\"} 0\n"));
+    }
+
+    /// Each stage is its own labelled histogram of the one metric, counted apart from the
+    /// answers.
+    #[test]
+    fn stages_are_labelled_histograms_of_their_own() {
+        let h = LatencyHistogram::default();
+        h.parse.record(Duration::from_micros(100));
+        h.write.record(Duration::from_millis(4));
+        h.write.record(Duration::from_millis(9));
+        let text = h.render();
+        let name = "nitejar_webhook_stage_duration_seconds";
+        assert!(text.contains(&format!("# TYPE {name} histogram\n")));
+        assert!(text.contains(&format!(
+            "{name}_bucket{{stage=\"parse\",le=\"0.00025\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "{name}_bucket{{stage=\"write\",le=\"0.003\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "{name}_bucket{{stage=\"write\",le=\"0.004\"}} 1\n"
+        )));
+        assert!(text.contains(&format!("{name}_bucket{{stage=\"write\",le=\"+Inf\"}} 2\n")));
+        assert!(text.contains(&format!("{name}_count{{stage=\"parse\"}} 1\n")));
+        assert!(text.contains(&format!("{name}_count{{stage=\"write\"}} 2\n")));
+        assert!(text.contains(&format!("{name}_sum{{stage=\"write\"}} 0.013\n")));
+        assert!(text.contains("nitejar_webhook_request_duration_seconds_count 0\n"));
     }
 
     #[test]

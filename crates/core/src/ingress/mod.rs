@@ -228,6 +228,7 @@ pub async fn handle_webhook(
     let call_plugin = plugin.clone();
     let timeout_ms = ctx.integration_timeout_ms;
     let wait = std::time::Duration::from_millis(nitejar_sandbox::limits::CALL_SLOT_WAIT_MS);
+    let parse_started = std::time::Instant::now();
     let Some(turn) = plugin.queue_for_call(wait).await else {
         return WebhookReply::busy();
     };
@@ -249,6 +250,7 @@ pub async fn handle_webhook(
                 .await
             }
         };
+    ctx.latency.parse.record(parse_started.elapsed());
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(PluginFailure::Busy)) => {
@@ -425,7 +427,7 @@ async fn create_work_item(
                 held: false,
             },
         };
-        return match ctx.writer.create(create).await {
+        return match write(ctx, create).await {
             Ok(created) => created_reply(ctx, created),
             Err(e) => WebhookReply::write_failed(&e),
         };
@@ -492,7 +494,7 @@ async fn create_work_item(
             idempotency_key: key,
             job,
         };
-        let created = match ctx.writer.create(create).await {
+        let created = match write(&ctx, create).await {
             Ok(c) => c,
             Err(e) => return Ok(WebhookReply::write_failed(&e)),
         };
@@ -541,6 +543,17 @@ async fn create_work_item(
             WebhookReply::error(500, "internal", "internal error")
         }
     }
+}
+
+/// Writes a work item through the batching writer, timing it for the metrics.
+async fn write(
+    ctx: &Ingress,
+    create: WorkItemCreate,
+) -> Result<nitejar_store::Created, WriteFailed> {
+    let started = std::time::Instant::now();
+    let written = ctx.writer.create(create).await;
+    ctx.latency.write.record(started.elapsed());
+    written
 }
 
 /// The answer for a written work item (202, or 200 for a key seen before); wakes a worker for
