@@ -140,24 +140,28 @@ class Db:
 
 
 class ServerLatency:
-    """The server's own answer times (`GET /api/admin/metrics`): a snapshot of its cumulative
-    webhook histogram; the difference of two is what came between them."""
+    """The server's own answer times (`GET /api/admin/metrics`): one snapshot of its cumulative
+    histograms, the whole answer's and its work item's write; the difference of two is what
+    came between them."""
 
     ANSWERS = "nitejar_webhook_request_duration_seconds_bucket{le=\""
     WRITE = "nitejar_webhook_stage_duration_seconds_bucket{stage=\"write\",le=\""
 
-    def __init__(self, base, name=ANSWERS):
+    def __init__(self, base):
         text = common.admin_raw(base, TOKEN, "GET", "/api/admin/metrics").decode()
-        self.buckets = []  # (upper bound in ms, cumulative count)
+        # name: [(upper bound in ms, cumulative count)]
+        self.histograms = {self.ANSWERS: [], self.WRITE: []}
         for line in text.splitlines():
-            if line.startswith(name):
-                le, count = line[len(name):].split("\"} ")
-                self.buckets.append((float("inf") if le == "+Inf" else float(le) * 1000, int(count)))
+            for name, buckets in self.histograms.items():
+                if line.startswith(name):
+                    le, count = line[len(name):].split("\"} ")
+                    buckets.append((float("inf") if le == "+Inf" else float(le) * 1000, int(count)))
 
-    def since(self, before):
-        """(answers, {quantile: ms}) between `before` and this snapshot; each quantile read
-        linearly within its bucket (so within a bucket of the true one)."""
-        counts = [(le, c - b) for (le, c), (_, b) in zip(self.buckets, before.buckets)]
+    def since(self, before, name=ANSWERS):
+        """(count, {quantile: ms}) of histogram `name` between `before` and this snapshot; each
+        quantile read linearly within its bucket (so within a bucket of the true one)."""
+        counts = [(le, c - b) for (le, c), (_, b) in
+                  zip(self.histograms[name], before.histograms[name])]
         total = counts[-1][1] if counts else 0
         out = {}
         for q in (0.5, 0.9, 0.99):
@@ -241,11 +245,11 @@ def main():
             write_requests(prefix, tag, distinct // WRK_THREADS)
             cpu_before = common.CpuSnapshot(proc.pid)
             latency_before = ServerLatency(base)
-            write_before = ServerLatency(base, ServerLatency.WRITE)
             r = wrk(url, script, prefix, level, args.seconds, nice=args.wrk_nice)
             cpu = common.cpu_report(cpu_before, common.CpuSnapshot(proc.pid), r["requests"])
-            answers, server = ServerLatency(base).since(latency_before)
-            _, write = ServerLatency(base, ServerLatency.WRITE).since(write_before)
+            latency_after = ServerLatency(base)
+            answers, server = latency_after.since(latency_before)
+            _, write = latency_after.since(latency_before, ServerLatency.WRITE)
             in_flight_at_stops += level
             rps = r["requests"] / (r["durationUs"] / 1e6)
             accepted_total += r["accepted"]

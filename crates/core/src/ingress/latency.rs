@@ -1,4 +1,4 @@
-//! How long the host takes to answer webhooks, as a histogram an operator can scrape.
+//! How long the host takes to answer webhooks, as histograms an operator can scrape.
 //!
 //! Every delivery is timed from the moment its request's headers have been read (the router
 //! calls the route) until its answer is ready to be written: the body read, the plugin's
@@ -92,7 +92,8 @@ pub struct LatencyHistogram {
     answers: Durations,
     /// Answers by status class ([`STATUS_CLASSES`]).
     statuses: [AtomicU64; STATUS_CLASSES.len()],
-    /// The plugin's `parse-webhook` call, with its wait for a call slot and a thread.
+    /// The plugin's `parse-webhook` call, with its wait for a call slot and a thread (a
+    /// delivery refused because no slot came in time is not counted here).
     pub parse: Durations,
     /// The work item's write: its wait for a batch, the batch's turn on the database's write
     /// thread, its commit, and the wake-up that brings the answer back.

@@ -31,7 +31,7 @@
 //! came meanwhile (about 1,000 pages, 4 MiB) was the write thread's to copy and sync, 3.9-6.6
 //! ms (median) with every write waiting. So before asking, the thread copies and syncs again,
 //! each pass shorter than the one before since it has less to copy, until one takes under
-//! [`CAUGHT_UP`] (at most [`CATCH_UP_PASSES`] passes): the write thread is left about 130
+//! [`CAUGHT_UP`] (at most [`CATCH_UP_PASSES`] more): the write thread is left about 130
 //! pages and takes 1.8-2.0 ms (median; the server's own webhook p99 at 64 went from 7.8-9.8
 //! to 7.0-7.5 ms in three alternated pairs).
 //!
@@ -64,8 +64,9 @@ pub(super) const RESTART_AT: i64 = 4_096;
 /// finish (see "Catching up before asking" in the module docs).
 const CAUGHT_UP: Duration = Duration::from_millis(3);
 
-/// Most passes the thread makes to catch up before asking for a restart: the writes may come
-/// faster than it copies, and it asks anyway then (the write thread copies what is left).
+/// Most passes the thread makes after its first to catch up before asking for a restart: the
+/// writes may come faster than it copies, and it asks anyway then (the write thread copies
+/// what is left).
 const CATCH_UP_PASSES: usize = 5;
 
 /// The checkpoint thread (see the module docs). [`Checkpointer::close`] stops the thread and
@@ -181,44 +182,39 @@ fn serve(path: &Path, woken: Receiver<()>, restart: &AtomicBool, mut done: impl 
         let Some((c, file)) = connection.as_ref() else {
             continue;
         };
-        // (busy, pages in the log, of those in the database now): busy when another
-        // connection was checkpointing; a failure (a full disk) leaves the log as it was,
-        // and the next commit tries again.
-        let (log, copied) = match passive_checkpoint(c) {
-            Ok(counts) => counts,
-            Err(e) => {
-                tracing::debug!(error = %e, "checkpoint failed; retried after the next commit");
-                connection = None;
-                continue;
-            }
-        };
-        done(copied.max(0) as u64);
-        // More copied since the last sync, or fewer: the log started again since.
-        if copied != synced {
-            if let Err(e) = file.sync_data() {
-                tracing::debug!(error = %e, "syncing the database failed; retried later");
-                continue;
-            }
-            synced = copied;
-        }
-        let (mut log, mut copied) = (log, copied);
-        if log >= RESTART_AT {
-            // Copy and sync what came during the pass before, until a pass is short.
-            for _ in 0..CATCH_UP_PASSES {
-                let pass = std::time::Instant::now();
-                let Ok(counts) = passive_checkpoint(c) else {
-                    break;
-                };
-                (log, copied) = counts;
-                if file.sync_data().is_err() {
-                    break;
+        // Passes: copy the log into the database and sync it. Past `RESTART_AT` they repeat
+        // until one is short or `CATCH_UP_PASSES` more were made (see "Catching up before
+        // asking"). A failure (a full disk) leaves the log as it was, asks for no restart, and
+        // the next commit tries again.
+        let mut more = 0;
+        let counts = loop {
+            let pass = std::time::Instant::now();
+            // (pages in the log, of those in the database now).
+            let (log, copied) = match passive_checkpoint(c) {
+                Ok(counts) => counts,
+                Err(e) => {
+                    tracing::debug!(error = %e, "checkpoint failed; retried after the next commit");
+                    connection = None;
+                    break None;
+                }
+            };
+            done(copied.max(0) as u64);
+            // More copied since the last sync, or fewer: the log started again since.
+            if copied != synced {
+                if let Err(e) = file.sync_data() {
+                    tracing::debug!(error = %e, "syncing the database failed; retried later");
+                    break None;
                 }
                 synced = copied;
-                if pass.elapsed() < CAUGHT_UP {
-                    break;
-                }
             }
-        }
+            if log < RESTART_AT || more == CATCH_UP_PASSES || pass.elapsed() < CAUGHT_UP {
+                break Some((log, copied));
+            }
+            more += 1;
+        };
+        let Some((log, copied)) = counts else {
+            continue;
+        };
         // Only when little is left to copy: what the write thread copies, writes wait for.
         if log >= RESTART_AT && log - copied <= RESTART_AT / 4 {
             restart.store(true, Ordering::Relaxed);
