@@ -6,9 +6,10 @@ Started by scripts/bench-ingest.sh, which builds the server and installs wrk. Th
 1. starts the server on a temporary data directory (SQLite, bundled plugins, offline model),
 2. creates a generic `webhook` instance,
 3. for each concurrency level, drives signed deliveries with distinct ids through wrk for a
-   bounded time and prints throughput, p50/p90/p99, answers by status, connection errors, and
-   the work items stored and runs finished, beside the targets; then the server's own answer
-   times (its histogram, `GET /api/admin/metrics`: headers read to answer ready) beside wrk's,
+   bounded time and prints throughput, p50/p90/p99, answers under 400 and from 400 up,
+   connection errors, and the work items stored and runs finished, beside the targets; then
+   the server's own answer times and answers by status class (its metrics, `GET
+   /api/admin/metrics`: its histogram is from headers read to answer ready) beside wrk's,
    and the part of them the work item's write took, and the CPU time each
    delivery cost the server (its request threads, the database writer, the runs, the
    checkpoints, the rest) and wrk, and the machine's idle and stolen shares meanwhile,
@@ -27,7 +28,10 @@ measured) a saturated server also delays wrk itself, and the answers it has sent
 sockets until wrk runs again: that wait is in the latencies wrk reports, though a platform
 sending webhooks from its own machines would not see it. `--wrk-nice -10` (root) lets wrk run
 as soon as an answer arrives, which is closer to clients elsewhere; the header says which was
-used, and figures at different priorities are not comparable.
+used, and figures at different priorities are not comparable. Either way wrk's own work per
+request is kept small: this driver formats the requests (wrk's script only hands them over) and
+the script has no `response()` (with one, wrk copies every answer into Lua tables): 16 us of
+wrk's CPU per delivery instead of 35.
 """
 
 import argparse
