@@ -87,6 +87,7 @@ def write_requests(url, prefix, tag, per_thread):
     requests, each followed by a NUL byte (formatted here, so that wrk does not spend the
     cores it shares with the server on it)."""
     key = SECRET.encode()
+    per_thread = max(per_thread, 1)  # wrk's script needs one at least
     rest = url.split("://", 1)[1]
     host, path = rest.split("/", 1)
     for t in range(WRK_THREADS):
@@ -386,8 +387,8 @@ def main():
         # wrk stops with requests on the wire: the server may have stored (and answered) up to
         # one per connection at each stop that wrk did not count.
         if not accepted_total <= items <= accepted_total + in_flight_at_stops:
-            sys.exit(f"LOST OR EXTRA WORK ITEMS: {items} stored, {accepted_total} answered 202 (+ up to {in_flight_at_stops} on the wire at the stops)")
-        print(f"nothing lost: {items} work items for {accepted_total} deliveries answered 202 (+ up to {in_flight_at_stops} answered after wrk stopped counting)")
+            sys.exit(f"LOST OR EXTRA WORK ITEMS: {items} stored, {accepted_total} deliveries accepted (+ up to {in_flight_at_stops} on the wire at the stops)")
+        print(f"nothing lost: {items} work items for {accepted_total} deliveries accepted (+ up to {in_flight_at_stops} answered after wrk stopped counting)")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
