@@ -92,8 +92,10 @@ def cpu_report(before, after, requests):
     """One line: CPU µs per delivery of the server (by thread group) and of the load generator
     (this process's finished children), and the machine's idle and stolen shares. CPU per
     delivery moves less with the machine's load than throughput does."""
+    if requests <= 0:
+        return "cpu per delivery: no deliveries answered"
     hz = os.sysconf("SC_CLK_TCK")
-    per = 1e6 / hz / max(requests, 1)
+    per = 1e6 / hz / requests
     groups = {}
     for key, t in after.groups.items():
         groups[key[1]] = groups.get(key[1], 0) + t - before.groups.get(key, 0)
@@ -103,7 +105,7 @@ def cpu_report(before, after, requests):
         f"{g} {groups.get(g, 0) * per:.0f}"
         for g in ["requests", "writer", "runs", "checkpoint", "other"]
     )
-    load_gen = (after.children - before.children) * 1e6 / max(requests, 1)
+    load_gen = (after.children - before.children) * 1e6 / requests
     total = max(after.machine_total - before.machine_total, 1)
     idle = 100 * (after.machine_idle - before.machine_idle) / total
     steal = 100 * (after.machine_steal - before.machine_steal) / total
