@@ -71,14 +71,18 @@ impl EventStore for SqliteStore {
     }
 
     async fn events_for_work_item(&self, work_item_id: &str) -> DbResult<Vec<super::EventRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM plugin_events WHERE work_item_id = ? ORDER BY id")
-                .bind(work_item_id)
-                .fetch_all(&mut *self.pool.get().await?)
-                .await?,
-        )
+        Ok(sqlx::query_as(WORK_ITEM_EVENTS_SQL)
+            .bind(work_item_id)
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?)
     }
 }
+
+/// A work item's receipts, oldest first (bind: the work item's id): read through
+/// `idx_plugin_events_work_item`, which holds the receipts with a work item only (migration
+/// 0013; see the store tests).
+pub(crate) const WORK_ITEM_EVENTS_SQL: &str =
+    "SELECT * FROM plugin_events WHERE work_item_id = ? ORDER BY id";
 
 /// Every plugin's latest failures: one index range per outcome (idx_plugin_events_status, which
 /// holds the outcomes other than `ok`: each part states that), merged newest first; `?1` is

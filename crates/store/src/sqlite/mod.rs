@@ -1147,6 +1147,31 @@ mod tests {
         }
     }
 
+    /// The indexes that leave NULLs out (migration 0013: a parse receipt has no work item, a
+    /// job no finish time until it ends) still serve the queries that read them.
+    #[tokio::test]
+    async fn the_indexes_without_nulls_still_serve_their_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        for (sql, index) in [
+            (events::WORK_ITEM_EVENTS_SQL, "idx_plugin_events_work_item"),
+            (runs::FINISHED_PER_MINUTE_SQL, "idx_jobs_finished"),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .bind(1)
+                    .fetch_all(&mut *db.pool.get().await.unwrap())
+                    .await
+                    .unwrap();
+            let text: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+            assert!(
+                text.iter().any(|t| t.contains(&format!("INDEX {index} ")))
+                    && !text.iter().any(|t| t.starts_with("SCAN")),
+                "{sql}: {text:?}"
+            );
+        }
+    }
+
     /// An install of an earlier version upgrades to Nitejar's keys (migration 0008): a
     /// redelivery of an update stored as `update:<id>` is still recognised, and conversations
     /// keep one session.

@@ -87,6 +87,11 @@ impl AgentStore for SqliteStore {
     }
 }
 
+/// Jobs finished per minute and outcome since a time (bind: ms): a range of `idx_jobs_finished`,
+/// which holds finished jobs only (migration 0013; see the store tests).
+pub(crate) const FINISHED_PER_MINUTE_SQL: &str = "SELECT finished_at / 60000, status, COUNT(*)
+     FROM jobs WHERE finished_at >= ? GROUP BY 1, 2";
+
 /// The claim of the oldest queued job (binds: worker, now): one claimer per job. The oldest
 /// is read from `idx_jobs_status` in order (see the store tests); its work item becomes
 /// `running` with it (trigger `jobs_status_to_work_item`).
@@ -146,13 +151,10 @@ impl JobStore for SqliteStore {
         .bind(since_ms)
         .fetch_all(&mut *self.pool.get().await?)
         .await?;
-        let finished: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT finished_at / 60000, status, COUNT(*) FROM jobs
-             WHERE finished_at >= ? GROUP BY 1, 2",
-        )
-        .bind(since_ms)
-        .fetch_all(&mut *self.pool.get().await?)
-        .await?;
+        let finished: Vec<(i64, String, i64)> = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
+            .bind(since_ms)
+            .fetch_all(&mut *self.pool.get().await?)
+            .await?;
         let mut by_minute = std::collections::BTreeMap::<i64, ActivityMinute>::new();
         for (minute, n) in received {
             by_minute.entry(minute).or_default().received += n;
