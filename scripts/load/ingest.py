@@ -266,7 +266,7 @@ def main():
         print()
         print(
             f"{'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-            f"{'2xx':>7} {'>=400':>6} {'errors':>6} {'items':>7} {'runs':>7}  target"
+            f"{'<400':>7} {'>=400':>6} {'errors':>6} {'items':>7} {'runs':>7}  target"
         )
         for n, level in enumerate(int(x) for x in args.levels.split(",") if x):
             # Distinct per level, so a level given twice (`--levels 64,64`) sends new deliveries.
@@ -288,8 +288,7 @@ def main():
             _, write = latency_after.since(latency_before, ServerLatency.WRITE)
             in_flight_at_stops += level
             rps = r["requests"] / (r["durationUs"] / 1e6)
-            accepted = accepted_of(r, distinct)
-            accepted_total += accepted
+            accepted_total += accepted_of(r, distinct)
             items, jobs = db.counts()
             errors = r["connectErrors"] + r["readErrors"] + r["writeErrors"] + r["timeouts"]
             target = ""
